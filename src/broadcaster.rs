@@ -1,0 +1,298 @@
+//! The broadcaster: one thread that owns the room. Readers send it events
+//! over one channel; it alone decides who is in the room, what their names
+//! are, and in which order messages happen. It never touches a socket: it
+//! encodes each outgoing frame once and hands every recipient's writer a
+//! pointer to the same bytes with a non-blocking `try_push`. A client whose
+//! queue is full is dropped on the spot, so no client can slow it down.
+
+use crate::history_file::HistoryLog;
+use crate::metrics::{DropReason, Metrics};
+use crate::protocol::close::CloseCode;
+use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::room::{self, ClientId, History, Input, Mode};
+use crate::writer::{Outbox, Outgoing, PushError};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Events from the client threads.
+#[derive(Debug)]
+pub enum Event {
+    Join {
+        id: ClientId,
+        peer: SocketAddr,
+        mode: Mode,
+        outbox: Outbox,
+    },
+    Text {
+        id: ClientId,
+        text: String,
+    },
+    Binary {
+        id: ClientId,
+        data: Vec<u8>,
+    },
+    Leave {
+        id: ClientId,
+    },
+    /// Close every client with 1001 and stop.
+    Shutdown,
+}
+
+/// Events waiting for the broadcaster. Bounded: if it ever falls behind,
+/// readers wait (and so their clients do) instead of memory growing.
+pub const EVENT_QUEUE: usize = 16 * 1024;
+
+struct Member {
+    nick: String,
+    mode: Mode,
+    outbox: Outbox,
+}
+
+pub struct Broadcaster {
+    members: BTreeMap<ClientId, Member>,
+    history: History,
+    next_seq: u64,
+    log: Option<HistoryLog>,
+    metrics: Arc<Metrics>,
+    /// Clients found too slow during a fan-out, removed right after it.
+    too_slow: Vec<ClientId>,
+}
+
+/// A frame encoded once, to be shared by every recipient.
+fn shared(opcode: OpCode, payload: &[u8]) -> Arc<[u8]> {
+    Arc::from(encode_frame(opcode, payload, None))
+}
+
+impl Broadcaster {
+    pub fn new(
+        history: History,
+        next_seq: u64,
+        log: Option<HistoryLog>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Broadcaster {
+            members: BTreeMap::new(),
+            history,
+            next_seq,
+            log,
+            metrics,
+            too_slow: Vec::new(),
+        }
+    }
+
+    /// Starts the broadcaster thread; returns the sender the readers use.
+    pub fn spawn(self) -> std::io::Result<Sender<Event>> {
+        let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+        std::thread::Builder::new()
+            .name("wschat-broadcaster".into())
+            .spawn(move || self.run(rx))?;
+        Ok(tx)
+    }
+
+    fn run(mut self, rx: Receiver<Event>) {
+        while let Ok(event) = rx.recv() {
+            match event {
+                Event::Join {
+                    id,
+                    peer,
+                    mode,
+                    outbox,
+                } => self.join(id, peer, mode, outbox),
+                Event::Text { id, text } => self.text(id, &text),
+                Event::Binary { id, data } => self.binary(id, &data),
+                Event::Leave { id } => self.leave(id),
+                Event::Shutdown => {
+                    let close = encode_close(CloseCode::Away, "server shutting down", None);
+                    for member in self.members.values() {
+                        let _ = member.outbox.try_push(Outgoing::Close(close.clone()));
+                    }
+                    return;
+                }
+            }
+            self.drop_slow_clients();
+        }
+    }
+
+    fn users(&self) -> impl Iterator<Item = (ClientId, &str)> {
+        self.members.iter().map(|(id, m)| (*id, m.nick.as_str()))
+    }
+
+    fn join(&mut self, id: ClientId, peer: SocketAddr, mode: Mode, outbox: Outbox) {
+        let nick = room::guest_nick(id);
+        log::debug!("({id}) joined the room from {peer} as {nick} ({mode:?})");
+        if mode == Mode::V1 {
+            let me = std::iter::once((id, nick.as_str()));
+            let welcome = room::welcome_event(id, &nick, self.users().chain(me), &self.history);
+            self.send_to(
+                id,
+                &outbox,
+                Outgoing::Owned(encode_frame(OpCode::Text, welcome.as_bytes(), None)),
+            );
+        }
+        let event = room::presence_event("join", id, &nick, room::now_ms());
+        self.fan_out(None, Some(&shared(OpCode::Text, event.as_bytes())), None);
+        self.members.insert(id, Member { nick, mode, outbox });
+    }
+
+    fn leave(&mut self, id: ClientId) {
+        if let Some(member) = self.members.remove(&id) {
+            let event = room::presence_event("leave", id, &member.nick, room::now_ms());
+            self.fan_out(None, Some(&shared(OpCode::Text, event.as_bytes())), None);
+        }
+    }
+
+    fn text(&mut self, id: ClientId, text: &str) {
+        let Some(member) = self.members.get(&id) else {
+            return; // dropped while its message was in flight
+        };
+        match member.mode {
+            // The seed's behaviour: verbatim to every other raw client.
+            Mode::Raw => {
+                let nick = member.nick.clone();
+                self.say(
+                    id,
+                    &nick,
+                    text,
+                    false,
+                    Some(shared(OpCode::Text, text.as_bytes())),
+                );
+            }
+            Mode::V1 => match room::parse_input(text) {
+                Input::Say(line) => self.say_v1(id, line, false),
+                Input::Action(line) => self.say_v1(id, line, true),
+                Input::Nick(nick) => self.rename(id, nick),
+                Input::Who => {
+                    let users = room::users_event(self.users());
+                    self.reply(id, &users);
+                }
+                Input::Unknown(command) => self.reply(
+                    id,
+                    &room::error_event(&format!("unknown command /{command}")),
+                ),
+                Input::Empty => self.reply(id, &room::error_event("empty message")),
+            },
+        }
+    }
+
+    fn say_v1(&mut self, id: ClientId, line: &str, action: bool) {
+        let nick = self.members[&id].nick.clone();
+        let raw = room::raw_line(&nick, line, action);
+        self.say(
+            id,
+            &nick,
+            line,
+            action,
+            Some(shared(OpCode::Text, raw.as_bytes())),
+        );
+    }
+
+    /// One chat line: numbered, kept in the history, logged to the history
+    /// file, and fanned out (the JSON to every v1 client, sender included,
+    /// so all see one order; `raw` to every other raw client).
+    fn say(&mut self, id: ClientId, nick: &str, text: &str, action: bool, raw: Option<Arc<[u8]>>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let event: Arc<str> =
+            room::message_event(seq, id, nick, text, room::now_ms(), action).into();
+        let v1 = shared(OpCode::Text, event.as_bytes());
+        self.fan_out(raw.as_ref(), Some(&v1), Some(id));
+        if let Some(log) = &self.log {
+            log.append(event.clone());
+        }
+        self.history.push(event);
+    }
+
+    fn binary(&mut self, id: ClientId, data: &[u8]) {
+        match self.members.get(&id).map(|m| m.mode) {
+            Some(Mode::Raw) => self.fan_out(Some(&shared(OpCode::Binary, data)), None, Some(id)),
+            Some(Mode::V1) => {
+                self.reply(id, &room::error_event("wschat.v1 takes text messages only"))
+            }
+            None => {}
+        }
+    }
+
+    fn rename(&mut self, id: ClientId, wanted: &str) {
+        if let Err(reason) = room::validate_nick(wanted) {
+            return self.reply(id, &room::error_event(reason));
+        }
+        let taken = self
+            .members
+            .iter()
+            .any(|(other, m)| *other != id && m.nick.to_lowercase() == wanted.to_lowercase());
+        if taken {
+            return self.reply(
+                id,
+                &room::error_event(&format!("nickname {wanted} is already taken")),
+            );
+        }
+        let member = self.members.get_mut(&id).expect("renaming a member");
+        if member.nick == wanted {
+            return;
+        }
+        let old = std::mem::replace(&mut member.nick, wanted.to_string());
+        log::info!("({id}) is now known as {wanted} (was {old})");
+        let event = room::nick_event(id, wanted, &old, room::now_ms());
+        self.fan_out(None, Some(&shared(OpCode::Text, event.as_bytes())), None);
+    }
+
+    /// An event for one v1 client only.
+    fn reply(&mut self, id: ClientId, event: &str) {
+        if let Some(member) = self.members.get(&id) {
+            let outbox = member.outbox.clone();
+            self.send_to(
+                id,
+                &outbox,
+                Outgoing::Owned(encode_frame(OpCode::Text, event.as_bytes(), None)),
+            );
+        }
+    }
+
+    /// The hot path: the same two frames to everyone, no allocation or copy
+    /// per recipient (an `Arc` clone is a counter increment).
+    fn fan_out(
+        &mut self,
+        raw: Option<&Arc<[u8]>>,
+        v1: Option<&Arc<[u8]>>,
+        raw_sender: Option<ClientId>,
+    ) {
+        for (id, member) in &self.members {
+            let frame = match member.mode {
+                Mode::Raw if raw_sender == Some(*id) => continue,
+                Mode::Raw => raw,
+                Mode::V1 => v1,
+            };
+            let Some(frame) = frame else { continue };
+            match member.outbox.try_push(Outgoing::Shared(frame.clone())) {
+                Ok(depth) => self.metrics.queue_depth(depth),
+                Err(PushError::Full) => self.too_slow.push(*id),
+                // The reader will send Leave; nothing to do until then.
+                Err(PushError::Gone) => {}
+            }
+        }
+    }
+
+    fn send_to(&mut self, id: ClientId, outbox: &Outbox, item: Outgoing) {
+        if outbox.try_push(item) == Err(PushError::Full) {
+            self.too_slow.push(id);
+        }
+    }
+
+    /// Drops the clients whose queue was full. Their leave notices may in
+    /// turn find others full, hence the loop.
+    fn drop_slow_clients(&mut self) {
+        while let Some(id) = self.too_slow.pop() {
+            if let Some(member) = self.members.get(&id) {
+                log::warn!(
+                    "Dropping slow consumer: ({id}) {} queued frames, closing with 1008",
+                    member.outbox.len()
+                );
+                self.metrics.client_dropped(DropReason::SlowConsumer);
+                member.outbox.kick(CloseCode::Policy.into());
+                self.leave(id);
+            }
+        }
+    }
+}

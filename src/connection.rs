@@ -1,0 +1,450 @@
+//! One thread per connection: read the HTTP request head under a deadline,
+//! answer plain HTTP or refuse a bad handshake with a status, or accept the
+//! upgrade and become the client's read pump: frames in, events to the
+//! broadcaster (chat) or straight back to the writer (echo).
+
+use crate::broadcaster::Event;
+use crate::config::Config;
+use crate::http::{self, StaticFiles};
+use crate::metrics::{DropReason, Metrics};
+use crate::protocol::close::CloseCode;
+use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::protocol::handshake::{
+    self, MAX_HEAD_BYTES, Rejection, Request, find_head_end, origin_allowed,
+};
+use crate::protocol::message::{Message, MessageReader, ReadError, Role};
+use crate::room::{ClientId, Mode, SUBPROTOCOL};
+use crate::writer::{Outbox, Outgoing, outbox, spawn_writer};
+use crossbeam_channel::Sender;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// `/echo` accepts messages this large whatever `--max-message-bytes` says:
+/// conformance suites send up to 16 MiB.
+pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// After the server sends a Close, how long it waits for the client's
+/// Close (or for the client to close TCP) before closing TCP itself.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Stack for connection threads: the request head (64 header slices, about
+/// 2 KiB) is the largest thing they keep on the stack.
+pub const READER_STACK: usize = 64 * 1024;
+
+/// What every connection thread shares.
+pub struct Context {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub events: Sender<Event>,
+    pub files: StaticFiles,
+    pub next_id: AtomicU64,
+}
+
+/// Which WebSocket endpoint a client opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat(Mode),
+    Echo,
+}
+
+/// Serves one accepted TCP connection from start to end.
+pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let _ = stream.set_nodelay(true);
+    let mut head = Vec::new();
+    let head_len = match read_head(&stream, &mut head, ctx.config.handshake_timeout) {
+        Ok(len) => len,
+        Err(rejection) => {
+            if let Some(rejection) = rejection {
+                reject(&stream, peer, rejection, &ctx.metrics);
+            }
+            return;
+        }
+    };
+    let request = match Request::parse(&head[..head_len]) {
+        Ok(request) => request,
+        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+    };
+    if !request.is_websocket_attempt() {
+        let (status, response) = http::respond(&request, &ctx.files, &ctx.metrics);
+        ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
+        log::debug!("{peer} {} {} -> {status}", request.method, request.target);
+        return finish_http(&stream, &response);
+    }
+    let endpoint = match accept(&request, &ctx) {
+        Ok(endpoint) => endpoint,
+        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+    };
+    let key = request
+        .header("Sec-WebSocket-Key")
+        .unwrap_or_default()
+        .to_string();
+    let buffered = head[head_len..].to_vec();
+    drop(head);
+
+    // Hold a place under --max-clients before starting anything.
+    let current = ctx.metrics.connections_current.fetch_add(1, Relaxed);
+    if current as usize >= ctx.config.max_clients {
+        ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        return reject(
+            &stream,
+            peer,
+            Rejection::new(503, "server full (--max-clients reached)"),
+            &ctx.metrics,
+        );
+    }
+    let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
+    let (outbox, rx) = outbox();
+    let _ = outbox.push(Outgoing::Owned(handshake::response_101(&key, protocol)));
+    let started = stream.try_clone().and_then(|writer_stream| {
+        spawn_writer(
+            writer_stream,
+            rx,
+            &outbox,
+            ctx.config.ping_interval,
+            ctx.metrics.clone(),
+        )
+    });
+    if let Err(e) = started {
+        ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        log::error!("Error: cannot start a writer thread for {peer}: {e}");
+        return reject(
+            &stream,
+            peer,
+            Rejection::new(503, "server out of threads"),
+            &ctx.metrics,
+        );
+    }
+    ctx.metrics.connections_total.fetch_add(1, Relaxed);
+    let id = ctx.next_id.fetch_add(1, Relaxed);
+    log::info!("New connection: ({id}) {peer} {}", describe(endpoint));
+
+    let mut client = Client {
+        id,
+        endpoint,
+        outbox: outbox.clone(),
+        ctx: ctx.clone(),
+        tokens: RateLimiter::new(ctx.config.rate_limit),
+    };
+    if let Endpoint::Chat(mode) = endpoint {
+        let _ = ctx.events.send(Event::Join {
+            id,
+            peer,
+            mode,
+            outbox,
+        });
+    } else {
+        drop(outbox);
+    }
+    // Leaves the room and frees the --max-clients place however `run`
+    // ends, a panic included (drop runs while unwinding).
+    let _registration = Registration {
+        id,
+        endpoint,
+        ctx: &ctx,
+    };
+    let (code, reason) = client.run(stream, &buffered);
+    log::info!("Connection closed: ({id}) {code} {reason}");
+}
+
+struct Registration<'a> {
+    id: ClientId,
+    endpoint: Endpoint,
+    ctx: &'a Context,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Endpoint::Chat(_) = self.endpoint {
+            let _ = self.ctx.events.send(Event::Leave { id: self.id });
+        }
+        self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+    }
+}
+
+fn describe(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Chat(Mode::Raw) => "chat (raw)",
+        Endpoint::Chat(Mode::V1) => "chat (wschat.v1)",
+        Endpoint::Echo => "echo",
+    }
+}
+
+/// Checks the handshake, the origin and the path.
+fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
+    let upgrade = request.validate_upgrade()?;
+    if !origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
+        return Err(Rejection::new(
+            403,
+            "origin not allowed (see --allow-origin)",
+        ));
+    }
+    match request.path() {
+        "/" if request.offers_protocol(SUBPROTOCOL) => Ok(Endpoint::Chat(Mode::V1)),
+        "/" => Ok(Endpoint::Chat(Mode::Raw)),
+        "/echo" => Ok(Endpoint::Echo),
+        _ => Err(Rejection::new(
+            404,
+            "no WebSocket endpoint here (try / or /echo)",
+        )),
+    }
+}
+
+/// Reads until the blank line that ends the head. `Err(None)` means the
+/// client went away, `Err(Some(..))` deserves an answer.
+fn read_head(
+    mut stream: &TcpStream,
+    head: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<usize, Option<Rejection>> {
+    let deadline = Instant::now() + timeout;
+    let mut chunk = [0u8; 2048];
+    loop {
+        // The deadline covers the whole head: a client sending one byte
+        // every few seconds (slowloris) is cut off all the same.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Some(Rejection::new(
+                408,
+                "request head not received in time",
+            )));
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(None),
+            Ok(n) => {
+                let scanned = head.len();
+                head.extend_from_slice(&chunk[..n]);
+                if let Some(end) = find_head_end(head, scanned) {
+                    return if end > MAX_HEAD_BYTES {
+                        Err(Some(Rejection::new(431, "request head too large")))
+                    } else {
+                        Ok(end)
+                    };
+                }
+                if head.len() > MAX_HEAD_BYTES {
+                    return Err(Some(Rejection::new(431, "request head too large")));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(Some(Rejection::new(
+                    408,
+                    "request head not received in time",
+                )));
+            }
+            Err(_) => return Err(None),
+        }
+    }
+}
+
+fn reject(stream: &TcpStream, peer: SocketAddr, rejection: Rejection, metrics: &Metrics) {
+    log::warn!("Rejected handshake from {peer}: {rejection}");
+    metrics.rejection(rejection.status);
+    finish_http(stream, &rejection.response());
+}
+
+/// Writes a response and closes, reading off what the client still sends
+/// so that the close is a FIN and not a reset that could eat the response.
+fn finish_http(mut stream: &TcpStream, response: &[u8]) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(response);
+    let _ = stream.shutdown(Shutdown::Write);
+    drain(stream, Duration::from_secs(1));
+}
+
+/// Reads and discards until EOF, an error, `limit` passes, or 1 MiB.
+fn drain(mut stream: &TcpStream, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut scratch = [0u8; 1024];
+    let mut total = 0;
+    while total < 1 << 20 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// Token bucket for `--rate-limit`: `rate` messages a second, bursts of
+/// twice that.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        RateLimiter {
+            rate: rate as f64,
+            tokens: 2.0 * rate as f64,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Client {
+    id: ClientId,
+    endpoint: Endpoint,
+    outbox: Outbox,
+    ctx: Arc<Context>,
+    tokens: RateLimiter,
+}
+
+impl Client {
+    /// The read pump. Returns the close code and reason for the log.
+    fn run(&mut self, stream: TcpStream, buffered: &[u8]) -> (u16, String) {
+        let max = match self.endpoint {
+            Endpoint::Echo => ECHO_MAX_MESSAGE_BYTES.max(self.ctx.config.max_message_bytes),
+            Endpoint::Chat(_) => self.ctx.config.max_message_bytes,
+        };
+        let ping = self.ctx.config.ping_interval;
+        let _ = stream.set_read_timeout(Some(ping));
+        let mut reader = MessageReader::with_buffered(&stream, Role::Server, max, buffered);
+        let mut silent_intervals = 0;
+        let outcome = loop {
+            let message = match reader.read_message() {
+                Ok(message) => message,
+                Err(ReadError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Nothing for a whole ping interval. The writer pinged;
+                    // a live client answers within the next interval.
+                    silent_intervals += 1;
+                    if silent_intervals >= 2 {
+                        self.ctx.metrics.client_dropped(DropReason::PingTimeout);
+                        break self.close(CloseCode::Away, "ping timeout");
+                    }
+                    continue;
+                }
+                Err(ReadError::Protocol(e)) => {
+                    let code = e.close_code();
+                    self.ctx.metrics.protocol_error(code.into());
+                    log::warn!(
+                        "Error: ({}) protocol error: {e}, closing with {code}",
+                        self.id
+                    );
+                    break self.close(code, &e.to_string());
+                }
+                Err(ReadError::Eof) => {
+                    break (1006, "connection closed without a close frame".into());
+                }
+                Err(ReadError::Io(e)) => break (1006, format!("read error: {e}")),
+            };
+            silent_intervals = 0;
+            match message {
+                Message::Text(text) => {
+                    if self.ctx.config.panic_trigger.as_deref() == Some(text.as_str()) {
+                        panic!("panic trigger received (a test of panic containment)");
+                    }
+                    if let Some(outcome) = self.data(text.len()) {
+                        break outcome;
+                    }
+                    match self.endpoint {
+                        Endpoint::Echo => {
+                            self.send(encode_frame(OpCode::Text, text.as_bytes(), None))
+                        }
+                        Endpoint::Chat(_) => {
+                            log::debug!("New message: ({}) {text}", self.id);
+                            let _ = self.ctx.events.send(Event::Text { id: self.id, text });
+                        }
+                    }
+                }
+                Message::Binary(data) => {
+                    if let Some(outcome) = self.data(data.len()) {
+                        break outcome;
+                    }
+                    match self.endpoint {
+                        Endpoint::Echo => self.send(encode_frame(OpCode::Binary, &data, None)),
+                        Endpoint::Chat(_) => {
+                            let _ = self.ctx.events.send(Event::Binary { id: self.id, data });
+                        }
+                    }
+                }
+                // §5.5.2: a Pong with the same payload, as soon as practical.
+                Message::Ping(payload) => self.send(encode_frame(OpCode::Pong, &payload, None)),
+                // §5.5.3: an unsolicited Pong needs no answer.
+                Message::Pong(_) => {}
+                Message::Close(frame) => {
+                    // §5.5.1: echo the code (an empty Close is answered with
+                    // 1000, since 1005 may not be sent), then close.
+                    let (code, reason) = match frame {
+                        Some(f) => (f.code, f.reason),
+                        None => (CloseCode::Normal, String::new()),
+                    };
+                    let _ = self
+                        .outbox
+                        .push(Outgoing::Close(encode_close(code, "", None)));
+                    break (
+                        code.into(),
+                        format!("closed by client {reason}").trim_end().to_string(),
+                    );
+                }
+            }
+        };
+        // Wait (briefly) for the client's side of the close, and read off
+        // whatever it still sends, so that TCP ends with a FIN, not a reset.
+        drop(reader);
+        drain(&stream, CLOSE_TIMEOUT);
+        let _ = stream.shutdown(Shutdown::Both);
+        outcome
+    }
+
+    /// Counts an incoming data message and applies the rate limit.
+    fn data(&mut self, len: usize) -> Option<(u16, String)> {
+        self.ctx.metrics.messages_in.fetch_add(1, Relaxed);
+        self.ctx.metrics.bytes_in.fetch_add(len as u64, Relaxed);
+        if matches!(self.endpoint, Endpoint::Chat(_)) && !self.tokens.allow() {
+            log::warn!(
+                "Dropping ({}) for flooding: over {} messages/s, closing with 1008",
+                self.id,
+                self.tokens.rate
+            );
+            self.ctx.metrics.client_dropped(DropReason::RateLimit);
+            return Some(self.close(CloseCode::Policy, "rate limit exceeded"));
+        }
+        None
+    }
+
+    fn send(&self, frame: Vec<u8>) {
+        let _ = self.outbox.push(Outgoing::Owned(frame));
+    }
+
+    /// Starts a server-side close (§7.1.2): queue the Close frame; nothing
+    /// is sent after it.
+    fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
+        let _ = self
+            .outbox
+            .push(Outgoing::Close(encode_close(code, reason, None)));
+        (code.into(), reason.to_string())
+    }
+}

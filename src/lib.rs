@@ -1,0 +1,31 @@
+//! wschat: a WebSocket chat server with a hand-written RFC 6455
+//! implementation, on plain threads.
+//!
+//! The path of one chat message:
+//!
+//! ```text
+//! TcpListener ─accept─▶ connection thread (server.rs → connection.rs)
+//!                        reads the HTTP head, checks the handshake (protocol::handshake),
+//!                        then reads frames (protocol::message) and sends events ─┐
+//!                                                                                 ▼
+//!                        broadcaster thread (broadcaster.rs, room.rs): owns the room,
+//!                        encodes each outgoing frame once, try_push to every client ─┐
+//!                                                                                     ▼
+//!                        writer thread per client (writer.rs): drains its queue,
+//!                        one writev per batch, pings on a timer
+//! ```
+
+pub mod broadcaster;
+pub mod config;
+pub mod connection;
+pub mod history_file;
+pub mod http;
+pub mod json;
+pub mod metrics;
+pub mod protocol;
+pub mod room;
+pub mod server;
+pub mod writer;
+
+pub use config::Config;
+pub use server::{Server, ServerHandle};

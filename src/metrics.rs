@@ -1,0 +1,175 @@
+//! Counters for `GET /metrics`, in the Prometheus text exposition format.
+//! Plain atomics: every thread bumps them without locks, and the scrape
+//! reads them without stopping anyone.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why the server closed a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    SlowConsumer,
+    RateLimit,
+    PingTimeout,
+}
+
+/// The HTTP statuses a handshake can be refused with.
+pub const REJECTION_STATUSES: [u16; 10] = [400, 403, 404, 405, 408, 426, 431, 500, 503, 505];
+/// The close codes the server sends for protocol errors.
+pub const PROTOCOL_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_current: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub http_requests_total: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub drops_slow_consumer: AtomicU64,
+    pub drops_rate_limit: AtomicU64,
+    pub drops_ping_timeout: AtomicU64,
+    pub protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len()],
+    pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
+    pub max_queue_depth: AtomicU64,
+    pub panics: AtomicU64,
+}
+
+impl Metrics {
+    pub fn client_dropped(&self, reason: DropReason) {
+        match reason {
+            DropReason::SlowConsumer => &self.drops_slow_consumer,
+            DropReason::RateLimit => &self.drops_rate_limit,
+            DropReason::PingTimeout => &self.drops_ping_timeout,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    pub fn protocol_error(&self, code: u16) {
+        if let Some(i) = PROTOCOL_ERROR_CODES.iter().position(|&c| c == code) {
+            self.protocol_errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn rejection(&self, status: u16) {
+        if let Some(i) = REJECTION_STATUSES.iter().position(|&s| s == status) {
+            self.rejections[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn queue_depth(&self, depth: usize) {
+        self.max_queue_depth.fetch_max(depth as u64, Relaxed);
+    }
+
+    /// The exposition text: `# HELP` and `# TYPE` for every family.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(
+                out,
+                "# HELP wschat_{name} {help}\n# TYPE wschat_{name} {kind}"
+            );
+            for (labels, value) in samples {
+                let _ = writeln!(out, "wschat_{name}{labels} {value}");
+            }
+        };
+        let one = |v: &AtomicU64| vec![(String::new(), v.load(Relaxed))];
+        family(
+            "connections",
+            "gauge",
+            "WebSocket connections open now.",
+            &one(&self.connections_current),
+        );
+        family(
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            &one(&self.connections_total),
+        );
+        family(
+            "http_requests_total",
+            "counter",
+            "HTTP requests answered without an upgrade.",
+            &one(&self.http_requests_total),
+        );
+        family(
+            "messages_in_total",
+            "counter",
+            "Data messages received from clients.",
+            &one(&self.messages_in),
+        );
+        family(
+            "bytes_in_total",
+            "counter",
+            "Payload bytes of data messages received.",
+            &one(&self.bytes_in),
+        );
+        family(
+            "messages_out_total",
+            "counter",
+            "Frames written to clients.",
+            &one(&self.messages_out),
+        );
+        family(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to WebSocket clients.",
+            &one(&self.bytes_out),
+        );
+        family(
+            "drops_total",
+            "counter",
+            "Clients closed by the server, by reason.",
+            &[
+                (
+                    "{reason=\"slow_consumer\"}".into(),
+                    self.drops_slow_consumer.load(Relaxed),
+                ),
+                (
+                    "{reason=\"rate_limit\"}".into(),
+                    self.drops_rate_limit.load(Relaxed),
+                ),
+                (
+                    "{reason=\"ping_timeout\"}".into(),
+                    self.drops_ping_timeout.load(Relaxed),
+                ),
+            ],
+        );
+        let by_code: Vec<_> = PROTOCOL_ERROR_CODES
+            .iter()
+            .zip(&self.protocol_errors)
+            .map(|(code, v)| (format!("{{code=\"{code}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            "protocol_errors_total",
+            "counter",
+            "Connections failed for a protocol error, by close code.",
+            &by_code,
+        );
+        let by_status: Vec<_> = REJECTION_STATUSES
+            .iter()
+            .zip(&self.rejections)
+            .map(|(status, v)| (format!("{{status=\"{status}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            "handshake_rejections_total",
+            "counter",
+            "Requests refused, by HTTP status.",
+            &by_status,
+        );
+        family(
+            "max_queue_depth",
+            "gauge",
+            "Largest outbound queue seen on any client.",
+            &one(&self.max_queue_depth),
+        );
+        family(
+            "panics_total",
+            "counter",
+            "Connection threads that panicked (and were contained).",
+            &one(&self.panics),
+        );
+        out
+    }
+}

@@ -1,0 +1,579 @@
+//! The opening handshake (RFC 6455 §4): parsing the client's HTTP/1.1
+//! request head, checking it against §4.2.1, computing
+//! `Sec-WebSocket-Accept` (§4.2.2), and writing the responses.
+//!
+//! Parsing works like `httparse`: the head is scanned in place (nothing is
+//! copied; names and values are slices of the input), [`find_head_end`]
+//! answers "not yet" until the blank line has arrived, and every limit is a
+//! named constant.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha1::{Digest, Sha1};
+
+/// The longest request head accepted; a longer one is answered with 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The most header lines accepted; more is answered with 431 too.
+pub const MAX_HEADERS: usize = 64;
+/// The GUID of §1.3 that the accept key is derived with.
+pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// The only protocol version this server speaks (§4.1).
+pub const WEBSOCKET_VERSION: &str = "13";
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key` (§4.2.2):
+/// base64(SHA-1(key + GUID)).
+///
+/// ```
+/// // The example of RFC 6455 §1.3.
+/// assert_eq!(
+///     wschat::protocol::handshake::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/// );
+/// ```
+pub fn accept_key(key: &str) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    BASE64.encode(sha1.finalize())
+}
+
+/// Finds the end of the request head: the index just past the blank line
+/// that ends it, or `None` if it has not arrived yet.
+///
+/// `scanned` is how many bytes a previous call already looked at, so that a
+/// caller reading the head in pieces scans each byte about once: the cost
+/// stays linear in the bytes received however small the pieces are. Lines
+/// may end in CRLF or, leniently (RFC 9112 §2.2), a bare LF.
+pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    // Step back far enough to catch a terminator split across pieces.
+    let from = scanned.saturating_sub(3);
+    let mut i = from;
+    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + offset;
+        if buf.get(nl + 1) == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if buf.get(nl + 1) == Some(&b'\r') && buf.get(nl + 2) == Some(&b'\n') {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// One header line: a name and its value with surrounding spaces trimmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// A parsed request head. Borrows from the bytes it was parsed from.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The request target as sent, e.g. `/echo?x=1`.
+    pub target: &'a str,
+    /// The `x` of `HTTP/1.x`.
+    pub minor_version: u8,
+    headers: [Header<'a>; MAX_HEADERS],
+    header_count: usize,
+}
+
+/// Why a request is refused, and with which HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    /// One line, sent as the body and logged.
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    pub const fn new(status: u16, reason: &'static str) -> Self {
+        Rejection { status, reason }
+    }
+
+    /// The complete HTTP response for this rejection, with the headers the
+    /// status calls for (426 names the version we speak, §4.4; 405 the
+    /// methods we allow).
+    pub fn response(&self) -> Vec<u8> {
+        let extra: &[(&str, &str)] = match self.status {
+            426 => &[
+                ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
+                ("Upgrade", "websocket"),
+            ],
+            405 => &[("Allow", "GET, HEAD")],
+            _ => &[],
+        };
+        error_response(self.status, self.reason, extra)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Parses a complete head (as delimited by [`find_head_end`]).
+    ///
+    /// ```
+    /// use wschat::protocol::handshake::Request;
+    ///
+    /// let head = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\r\n";
+    /// let request = Request::parse(head).unwrap();
+    /// assert_eq!((request.method, request.path()), ("GET", "/chat"));
+    /// assert_eq!(request.header("upgrade"), Some("websocket")); // names ignore case
+    /// ```
+    pub fn parse(head: &'a [u8]) -> Result<Request<'a>, Rejection> {
+        if head.len() > MAX_HEAD_BYTES {
+            return Err(Rejection::new(431, "request head too large"));
+        }
+        let text = std::str::from_utf8(head)
+            .map_err(|_| Rejection::new(400, "request head is not UTF-8"))?;
+        let mut lines = text
+            .split('\n')
+            .map(|line| line.strip_suffix('\r').unwrap_or(line));
+        let request_line = lines.next().unwrap_or("");
+        let mut parts = request_line.split(' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Rejection::new(400, "malformed request line"));
+        };
+        if method.is_empty() || !method.bytes().all(is_token_byte) || target.is_empty() {
+            return Err(Rejection::new(400, "malformed request line"));
+        }
+        let minor_version = match version {
+            "HTTP/1.1" => 1,
+            "HTTP/1.0" => 0,
+            _ => return Err(Rejection::new(505, "HTTP version not supported")),
+        };
+        let mut request = Request {
+            method,
+            target,
+            minor_version,
+            headers: [Header::default(); MAX_HEADERS],
+            header_count: 0,
+        };
+        for line in lines {
+            if line.is_empty() {
+                break; // the blank line that ends the head
+            }
+            if line.starts_with([' ', '\t']) {
+                // RFC 9112 §5.2: obsolete line folding is to be rejected.
+                return Err(Rejection::new(400, "obsolete header line folding"));
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(Rejection::new(400, "malformed header line"));
+            };
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(Rejection::new(400, "malformed header name"));
+            }
+            if request.header_count == MAX_HEADERS {
+                return Err(Rejection::new(431, "too many header lines"));
+            }
+            request.headers[request.header_count] = Header {
+                name,
+                value: value.trim_matches([' ', '\t']),
+            };
+            request.header_count += 1;
+        }
+        Ok(request)
+    }
+
+    pub fn headers(&self) -> &[Header<'a>] {
+        &self.headers[..self.header_count]
+    }
+
+    /// The first value of header `name` (names compare ignoring case).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.headers()
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// The comma-separated tokens of every `name` header, trimmed
+    /// (`Connection: keep-alive, Upgrade` gives `keep-alive` and `Upgrade`).
+    pub fn header_tokens<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.header_values(name)
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim_matches([' ', '\t']))
+            .filter(|t| !t.is_empty())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header_tokens(name)
+            .any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    fn single_header(
+        &self,
+        name: &'static str,
+        duplicate: &'static str,
+    ) -> Result<Option<&'a str>, Rejection> {
+        let mut values = self.header_values(name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(Rejection::new(400, duplicate));
+        }
+        Ok(first)
+    }
+
+    /// The path of the target, without the query string.
+    pub fn path(&self) -> &'a str {
+        self.target.split(['?', '#']).next().unwrap_or(self.target)
+    }
+
+    /// Does the client try to open a WebSocket? True if it sent any of the
+    /// headers that only a WebSocket client sends; such a request is then
+    /// held to every rule of §4.2.1 rather than served as a page.
+    pub fn is_websocket_attempt(&self) -> bool {
+        self.header("Upgrade").is_some()
+            || self.header("Sec-WebSocket-Key").is_some()
+            || self.header("Sec-WebSocket-Version").is_some()
+            || self.has_token("Connection", "upgrade")
+    }
+
+    /// Does the client offer `protocol` in `Sec-WebSocket-Protocol` (§4.1,
+    /// a comma-separated list, possibly over several header lines)?
+    pub fn offers_protocol(&self, protocol: &str) -> bool {
+        self.header_tokens("Sec-WebSocket-Protocol")
+            .any(|t| t == protocol)
+    }
+
+    /// Checks every requirement of §4.2.1 on an opening handshake and
+    /// returns what the response needs.
+    pub fn validate_upgrade(&self) -> Result<Upgrade<'a>, Rejection> {
+        if self.method != "GET" {
+            return Err(Rejection::new(405, "the WebSocket handshake must be a GET"));
+        }
+        if self.minor_version < 1 {
+            return Err(Rejection::new(
+                400,
+                "the WebSocket handshake needs HTTP/1.1",
+            ));
+        }
+        let host = self
+            .single_header("Host", "duplicate Host header")?
+            .filter(|h| !h.is_empty())
+            .ok_or(Rejection::new(400, "missing Host header"))?;
+        if !self.has_token("Upgrade", "websocket") {
+            return Err(Rejection::new(
+                400,
+                "missing or wrong Upgrade header (need websocket)",
+            ));
+        }
+        if !self.has_token("Connection", "upgrade") {
+            return Err(Rejection::new(
+                400,
+                "Connection header must contain Upgrade",
+            ));
+        }
+        let key = self
+            .single_header("Sec-WebSocket-Key", "duplicate Sec-WebSocket-Key header")?
+            .ok_or(Rejection::new(400, "missing Sec-WebSocket-Key header"))?;
+        if !is_valid_key(key) {
+            return Err(Rejection::new(
+                400,
+                "Sec-WebSocket-Key must be base64 of 16 bytes",
+            ));
+        }
+        match self.single_header(
+            "Sec-WebSocket-Version",
+            "duplicate Sec-WebSocket-Version header",
+        )? {
+            Some(WEBSOCKET_VERSION) => {}
+            _ => {
+                return Err(Rejection::new(
+                    426,
+                    "unsupported Sec-WebSocket-Version (need 13)",
+                ));
+            }
+        }
+        let origin = self.single_header("Origin", "duplicate Origin header")?;
+        Ok(Upgrade { host, key, origin })
+    }
+}
+
+/// What a valid opening handshake carries that the response needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade<'a> {
+    pub host: &'a str,
+    pub key: &'a str,
+    pub origin: Option<&'a str>,
+}
+
+/// §4.1: the key is a base64-encoded random 16-byte value (24 characters).
+fn is_valid_key(key: &str) -> bool {
+    key.len() == 24 && BASE64.decode(key).is_ok_and(|bytes| bytes.len() == 16)
+}
+
+/// RFC 9110 §5.6.2 `tchar`: what a method or header name may contain.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Is a browser page at `origin` allowed to open a socket here?
+///
+/// A request without `Origin` comes from a non-browser client and is
+/// allowed (§10.2: Origin protects browser users, it is not authentication).
+/// A page served by this same host and port is allowed. Anything else
+/// (another site, or the opaque origin `null`) must be listed in `allowed`,
+/// where `*` allows every origin.
+///
+/// ```
+/// use wschat::protocol::handshake::origin_allowed;
+///
+/// assert!(origin_allowed(None, "localhost:8080", &[]));
+/// assert!(origin_allowed(Some("http://localhost:8080"), "localhost:8080", &[]));
+/// assert!(!origin_allowed(Some("https://evil.example"), "localhost:8080", &[]));
+/// assert!(origin_allowed(Some("https://evil.example"), "localhost:8080", &["*".into()]));
+/// ```
+pub fn origin_allowed(origin: Option<&str>, host: &str, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    same_origin(origin, host)
+}
+
+/// Compares an Origin (`scheme://host[:port]`) with a Host header
+/// (`host[:port]`), filling in the scheme's default port on either side.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => 80,
+        "https" | "wss" => 443,
+        _ => return false,
+    };
+    match (
+        split_host_port(rest, default_port),
+        split_host_port(host, default_port),
+    ) {
+        (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
+        _ => false,
+    }
+}
+
+/// Splits `host[:port]` (or `[v6]:port`), defaulting the port.
+fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
+    if s.contains('/') || s.is_empty() {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, port.parse().ok()?),
+            None if after.is_empty() => (host, default_port),
+            None => return None,
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (s, default_port),
+        }
+    };
+    Some((host, port))
+}
+
+/// The `101 Switching Protocols` response of §4.2.2, with the subprotocol
+/// if one was chosen (only ever one the client offered).
+///
+/// ```
+/// use wschat::protocol::handshake::response_101;
+///
+/// let response = response_101("dGhlIHNhbXBsZSBub25jZQ==", None);
+/// assert_eq!(
+///     String::from_utf8(response).unwrap(),
+///     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///      Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+/// );
+/// ```
+pub fn response_101(key: &str, protocol: Option<&str>) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        accept_key(key)
+    );
+    if let Some(protocol) = protocol {
+        response.push_str("Sec-WebSocket-Protocol: ");
+        response.push_str(protocol);
+        response.push_str("\r\n");
+    }
+    response.push_str("\r\n");
+    response.into_bytes()
+}
+
+/// A complete error response: the status, the extra headers, and the
+/// reason as a one-line plain-text body. The connection is closed after it.
+pub fn error_response(status: u16, reason: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut response = format!("HTTP/1.1 {status} {}\r\n", status_text(status));
+    for (name, value) in extra_headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    ));
+    response.into_bytes()
+}
+
+/// The reason phrase for the statuses this server sends.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn rfc_1_3_accept_key() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn the_rfc_request_is_valid() {
+        let request = Request::parse(GOOD.as_bytes()).unwrap();
+        let upgrade = request.validate_upgrade().unwrap();
+        assert_eq!(upgrade.key, "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(upgrade.origin, Some("http://example.com"));
+        assert!(request.offers_protocol("superchat"));
+        assert!(!request.offers_protocol("wschat.v1"));
+    }
+
+    #[test]
+    fn head_end_is_found_in_any_piece_size_and_scanning_is_linear() {
+        let bytes = GOOD.as_bytes();
+        for piece in 1..=8 {
+            let mut scanned = 0;
+            let mut found = None;
+            let mut len = 0;
+            while found.is_none() && len < bytes.len() {
+                len = (len + piece).min(bytes.len());
+                found = find_head_end(&bytes[..len], scanned);
+                scanned = len;
+            }
+            assert_eq!(found, Some(bytes.len()), "piece {piece}");
+        }
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: x\n\n", 0), Some(24));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+    }
+
+    #[test]
+    fn each_missing_requirement_has_its_answer() {
+        let without = |line: &str| GOOD.replace(line, "");
+        let status = |head: &str| {
+            Request::parse(head.as_bytes())
+                .and_then(|r| r.validate_upgrade())
+                .map(|_| ())
+                .unwrap_err()
+                .status
+        };
+        assert_eq!(status(&without("Host: server.example.com\r\n")), 400);
+        assert_eq!(status(&without("Upgrade: websocket\r\n")), 400);
+        assert_eq!(status(&without("Connection: Upgrade\r\n")), 400);
+        assert_eq!(
+            status(&without("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")),
+            400
+        );
+        assert_eq!(status(&without("Sec-WebSocket-Version: 13\r\n")), 426);
+        assert_eq!(status(&GOOD.replace("13\r\n", "8\r\n")), 426);
+        assert_eq!(status(&GOOD.replace("GET", "POST")), 405);
+        assert_eq!(status(&GOOD.replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(
+            status(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==")),
+            400
+        );
+        assert_eq!(status(&GOOD.replace("Host:", "Host: a\r\nHost:")), 400);
+        assert_eq!(
+            status(&GOOD.replace("Origin:", "X-Folded: a\r\n b\r\nOrigin:")),
+            400
+        );
+    }
+
+    #[test]
+    fn tokens_and_case() {
+        let head = GOOD
+            .replace("Connection: Upgrade", "connection: keep-alive, UPGRADE")
+            .replace("Upgrade: websocket", "UPGRADE: WebSocket");
+        assert!(
+            Request::parse(head.as_bytes())
+                .unwrap()
+                .validate_upgrade()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_allowed(
+            Some("http://localhost"),
+            "localhost:80",
+            &[]
+        ));
+        assert!(origin_allowed(
+            Some("https://LOCALHOST"),
+            "localhost:443",
+            &[]
+        ));
+        assert!(origin_allowed(Some("https://localhost"), "localhost", &[]));
+        assert!(!origin_allowed(
+            Some("http://localhost:8081"),
+            "localhost:8080",
+            &[]
+        ));
+        assert!(!origin_allowed(Some("null"), "localhost:8080", &[]));
+        assert!(origin_allowed(
+            Some("null"),
+            "localhost:8080",
+            &["null".into()]
+        ));
+        assert!(origin_allowed(Some("http://[::1]:8080"), "[::1]:8080", &[]));
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let mut head = String::from("GET / HTTP/1.1\r\n");
+        while head.len() <= MAX_HEAD_BYTES {
+            head.push_str(
+                "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
+        }
+        head.push_str("\r\n");
+        assert_eq!(Request::parse(head.as_bytes()).unwrap_err().status, 431);
+    }
+}

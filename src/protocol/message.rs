@@ -1,0 +1,554 @@
+//! From frames to messages (RFC 6455 §5.4–§5.6): fragmentation, control
+//! frames between fragments, size limits and incremental UTF-8 checks.
+//!
+//! [`MessageDecoder`] is sans-I/O: it is handed whatever bytes have arrived,
+//! unmasks them in place, and says how many it consumed and whether a
+//! message is complete. [`MessageReader`] puts it on top of any `Read`.
+
+use super::close::{CloseFrame, parse_close_payload};
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, OpCode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use std::fmt;
+use std::io::{self, Read};
+
+/// A complete message, or a control frame (which is a message of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// `None` for a Close frame with no payload (reported as 1005).
+    Close(Option<CloseFrame>),
+}
+
+/// Whose frames are being decoded: a server requires the client's frames to
+/// be masked (§5.1); a client requires the server's not to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Decoding what a client sent (every frame must be masked).
+    Server,
+    /// Decoding what a server sent (no frame may be masked).
+    Client,
+}
+
+#[derive(Debug)]
+struct FrameInProgress {
+    header: FrameHeader,
+    /// Payload bytes still to come.
+    remaining: u64,
+    /// Payload bytes already seen: the masking key's phase.
+    done: usize,
+}
+
+/// Turns a byte stream into messages, enforcing every frame-level rule.
+///
+/// ```
+/// use wschat::protocol::message::{Message, MessageDecoder, Role};
+///
+/// // RFC 6455 §5.7: "Hel" then "lo", unmasked (so decoded in the client role).
+/// let mut bytes = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+/// let mut decoder = MessageDecoder::new(Role::Client, 1024);
+/// let (used, message) = decoder.decode(&mut bytes).unwrap();
+/// assert_eq!(used, 9);
+/// assert_eq!(message, Some(Message::Text("Hello".into())));
+/// ```
+#[derive(Debug)]
+pub struct MessageDecoder {
+    role: Role,
+    max_message: usize,
+    frame: Option<FrameInProgress>,
+    /// Text or Binary while a data message is open (between its first
+    /// frame and the frame with FIN).
+    open: Option<OpCode>,
+    data: Vec<u8>,
+    utf8: Utf8Validator,
+    control: Vec<u8>,
+}
+
+impl MessageDecoder {
+    /// `max_message` bounds a data message's total payload; a frame that
+    /// would take it over is refused with 1009 as soon as its header is read,
+    /// before any of its payload is buffered.
+    pub fn new(role: Role, max_message: usize) -> Self {
+        MessageDecoder {
+            role,
+            max_message,
+            frame: None,
+            open: None,
+            data: Vec::new(),
+            utf8: Utf8Validator::new(),
+            control: Vec::new(),
+        }
+    }
+
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// Consumes bytes from the front of `input` (unmasking them in place)
+    /// until a message is complete or the input runs out. Returns how many
+    /// bytes were consumed and the message, if one completed. Bytes not
+    /// consumed (at most a partial frame header) must be passed again, with
+    /// more after them.
+    pub fn decode(&mut self, input: &mut [u8]) -> Result<(usize, Option<Message>), ProtocolError> {
+        let mut pos = 0;
+        loop {
+            if self.frame.is_none() {
+                let Some((header, used)) = FrameHeader::parse(&input[pos..])? else {
+                    return Ok((pos, None));
+                };
+                self.start_frame(header)?;
+                pos += used;
+                self.frame = Some(FrameInProgress {
+                    header,
+                    remaining: header.payload_len,
+                    done: 0,
+                });
+            }
+            let frame = self.frame.as_mut().expect("a frame is open");
+            let available = (input.len() - pos) as u64;
+            let take = frame.remaining.min(available) as usize;
+            let chunk = &mut input[pos..pos + take];
+            if let Some(key) = frame.header.mask {
+                apply_mask(chunk, key, frame.done);
+            }
+            frame.remaining -= take as u64;
+            frame.done += take;
+            pos += take;
+            let header = frame.header;
+            let finished = frame.remaining == 0;
+
+            if header.opcode.is_control() {
+                self.control.extend_from_slice(chunk);
+            } else {
+                if self.open == Some(OpCode::Text) {
+                    // Fail fast (§8.1): check each piece as it arrives.
+                    self.utf8
+                        .feed(chunk)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                self.data.extend_from_slice(chunk);
+            }
+            if !finished {
+                return Ok((pos, None));
+            }
+            self.frame = None;
+            if header.opcode.is_control() {
+                return Ok((pos, Some(self.finish_control(header.opcode)?)));
+            }
+            if header.fin {
+                return Ok((pos, Some(self.finish_data()?)));
+            }
+        }
+    }
+
+    /// Checks the rules that depend on what came before (§5.1, §5.4) and
+    /// the size limit, before any payload is read.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            // A client must fail on a masked server frame (§5.1); it is the
+            // same kind of violation, reported with the same code.
+            (Role::Client, true) => return Err(ProtocolError::UnmaskedFrame),
+            _ => {}
+        }
+        match header.opcode {
+            OpCode::Continuation if self.open.is_none() => {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+            OpCode::Text | OpCode::Binary if self.open.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.open = Some(header.opcode);
+                self.utf8 = Utf8Validator::new();
+            }
+            _ => {}
+        }
+        if !header.opcode.is_control() {
+            let total = self.data.len() as u64 + header.payload_len;
+            if total > self.max_message as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    limit: self.max_message,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_control(&mut self, opcode: OpCode) -> Result<Message, ProtocolError> {
+        let payload = std::mem::take(&mut self.control);
+        Ok(match opcode {
+            OpCode::Ping => Message::Ping(payload),
+            OpCode::Pong => Message::Pong(payload),
+            _ => Message::Close(parse_close_payload(&payload)?),
+        })
+    }
+
+    fn finish_data(&mut self) -> Result<Message, ProtocolError> {
+        let data = std::mem::take(&mut self.data);
+        match self.open.take() {
+            Some(OpCode::Text) => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                // Already validated piece by piece; this second check is a
+                // cheap vectorised pass that keeps the crate free of `unsafe`.
+                String::from_utf8(data)
+                    .map(Message::Text)
+                    .map_err(|_| ProtocolError::InvalidUtf8)
+            }
+            _ => Ok(Message::Binary(data)),
+        }
+    }
+}
+
+/// Why [`MessageReader::read_message`] returned no message.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer broke a rule; answer with a Close carrying its code.
+    Protocol(ProtocolError),
+    /// The stream ended (TCP closed without a Close frame: 1006).
+    Eof,
+    /// The underlying `Read` failed, or timed out (`WouldBlock`/`TimedOut`;
+    /// the reader may be called again and continues where it stopped).
+    Io(io::Error),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Protocol(e) => write!(f, "protocol error: {e}"),
+            ReadError::Eof => f.write_str("connection closed by peer"),
+            ReadError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<ProtocolError> for ReadError {
+    fn from(e: ProtocolError) -> Self {
+        ReadError::Protocol(e)
+    }
+}
+
+/// The read buffer starts small, so that an idle connection costs little,
+/// and doubles up to [`MAX_READ_BUFFER`] while reads keep filling it.
+pub const INITIAL_READ_BUFFER: usize = 2 * 1024;
+/// Large enough that a burst of frames is parsed many per `read` call.
+pub const MAX_READ_BUFFER: usize = 64 * 1024;
+
+/// Reads messages from any `Read`: pulls large chunks, decodes as many
+/// frames from each as it holds, and keeps partial frames between calls.
+///
+/// ```
+/// use wschat::protocol::message::{Message, MessageReader, Role};
+///
+/// // A masked "Hello" (RFC 6455 §5.7) from a slice standing in for a socket.
+/// let bytes: &[u8] = &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut reader = MessageReader::new(bytes, Role::Server, 1 << 20);
+/// assert_eq!(reader.read_message().unwrap(), Message::Text("Hello".into()));
+/// ```
+pub struct MessageReader<R> {
+    inner: R,
+    decoder: MessageDecoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> MessageReader<R> {
+    pub fn new(inner: R, role: Role, max_message: usize) -> Self {
+        Self::with_buffered(inner, role, max_message, &[])
+    }
+
+    /// Like `new`, with bytes that were already read from `inner` (for
+    /// instance a first frame that arrived in the same packet as the
+    /// handshake, §4.1: the client may send as soon as it has the 101).
+    pub fn with_buffered(inner: R, role: Role, max_message: usize, buffered: &[u8]) -> Self {
+        MessageReader {
+            inner,
+            decoder: MessageDecoder::new(role, max_message),
+            buf: buffered.to_vec(),
+            start: 0,
+            end: buffered.len(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Blocks until a message (or control frame) is complete.
+    pub fn read_message(&mut self) -> Result<Message, ReadError> {
+        loop {
+            if self.start < self.end {
+                let (used, message) = self.decoder.decode(&mut self.buf[self.start..self.end])?;
+                self.start += used;
+                if let Some(message) = message {
+                    return Ok(message);
+                }
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads more bytes. Everything before `start` has been consumed, and
+    /// what is left after it is at most a partial header (`decode` takes
+    /// all payload bytes it is given), so compaction moves under 14 bytes.
+    fn fill(&mut self) -> Result<(), ReadError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() < INITIAL_READ_BUFFER {
+            self.buf.resize(INITIAL_READ_BUFFER, 0);
+        } else if self.end == self.buf.len() && self.buf.len() < MAX_READ_BUFFER {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(ReadError::Eof),
+                Ok(n) => {
+                    let filled = self.end + n == self.buf.len();
+                    self.end += n;
+                    if filled && self.buf.len() < MAX_READ_BUFFER {
+                        // A full read means more is waiting: read bigger next time.
+                        let doubled = (self.buf.len() * 2).min(MAX_READ_BUFFER);
+                        self.buf.resize(doubled, 0);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if self.start == self.end {
+                        self.shrink();
+                    }
+                    return Err(ReadError::Io(e));
+                }
+            }
+        }
+    }
+
+    /// Gives memory back after a burst: called when a read timed out with
+    /// nothing buffered, i.e. when the connection is idle.
+    fn shrink(&mut self) {
+        if self.buf.len() > INITIAL_READ_BUFFER {
+            self.buf = vec![0; INITIAL_READ_BUFFER];
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::close::CloseCode;
+    use crate::protocol::frame::encode_frame_into;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame_into(&mut out, fin, opcode, payload, Some(KEY));
+        out
+    }
+
+    /// Feeds `bytes` in pieces of `piece` bytes, collecting every message.
+    fn decode_in_pieces(bytes: &[u8], piece: usize) -> Result<Vec<Message>, ProtocolError> {
+        let mut decoder = MessageDecoder::new(Role::Server, 1 << 20);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut messages = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            pending.extend_from_slice(chunk);
+            loop {
+                let (used, message) = decoder.decode(&mut pending)?;
+                pending.drain(..used);
+                match message {
+                    Some(m) => messages.push(m),
+                    None => break,
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    #[test]
+    fn rfc_5_7_examples_decode_whole_and_byte_by_byte() {
+        let hello_masked = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let ping_masked = {
+            let mut v = vec![0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d];
+            let mut p = *b"Hello";
+            apply_mask(&mut p, KEY, 0);
+            v.extend_from_slice(&p);
+            v
+        };
+        let fragments = [
+            masked(false, OpCode::Text, b"Hel"),
+            masked(true, OpCode::Continuation, b"lo"),
+        ]
+        .concat();
+        let big256 = masked(true, OpCode::Binary, &[7; 256]);
+        let big64k = masked(true, OpCode::Binary, &[9; 65536]);
+        let cases: Vec<(Vec<u8>, Message)> = vec![
+            (hello_masked.to_vec(), Message::Text("Hello".into())),
+            (ping_masked, Message::Ping(b"Hello".to_vec())),
+            (fragments, Message::Text("Hello".into())),
+            (big256, Message::Binary(vec![7; 256])),
+            (big64k, Message::Binary(vec![9; 65536])),
+        ];
+        for (bytes, expected) in cases {
+            for piece in [bytes.len(), 1, 2, 3, 7] {
+                assert_eq!(
+                    decode_in_pieces(&bytes, piece).unwrap(),
+                    vec![expected.clone()],
+                    "piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn control_frames_between_fragments() {
+        let bytes = [
+            masked(false, OpCode::Text, b"frag"),
+            masked(true, OpCode::Ping, b"p"),
+            masked(false, OpCode::Continuation, b"men"),
+            masked(true, OpCode::Pong, b""),
+            masked(true, OpCode::Continuation, b"ted"),
+        ]
+        .concat();
+        for piece in [bytes.len(), 1, 5] {
+            assert_eq!(
+                decode_in_pieces(&bytes, piece).unwrap(),
+                vec![
+                    Message::Ping(b"p".to_vec()),
+                    Message::Pong(vec![]),
+                    Message::Text("fragmented".into())
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn sequencing_rules() {
+        let unmasked = encode_frame_into_vec(true, OpCode::Text, b"x", None);
+        assert_eq!(
+            decode_in_pieces(&unmasked, 64),
+            Err(ProtocolError::UnmaskedFrame)
+        );
+        let orphan = masked(true, OpCode::Continuation, b"x");
+        assert_eq!(
+            decode_in_pieces(&orphan, 64),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        let nested = [
+            masked(false, OpCode::Text, b"a"),
+            masked(true, OpCode::Binary, b"b"),
+        ]
+        .concat();
+        assert_eq!(
+            decode_in_pieces(&nested, 64),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    fn encode_frame_into_vec(
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame_into(&mut out, fin, opcode, payload, mask);
+        out
+    }
+
+    #[test]
+    fn too_big_is_refused_from_the_header_alone() {
+        let mut decoder = MessageDecoder::new(Role::Server, 100);
+        // Only the header of a 101-byte frame: refused before any payload.
+        let mut header = masked(true, OpCode::Binary, &[0; 101]);
+        header.truncate(6);
+        assert_eq!(
+            decoder.decode(&mut header),
+            Err(ProtocolError::MessageTooBig { limit: 100 })
+        );
+        // A 2^63-1 byte claim is refused the same way, nothing allocated.
+        let mut decoder = MessageDecoder::new(Role::Server, 100);
+        let mut huge = vec![
+            0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4,
+        ];
+        assert_eq!(
+            decoder.decode(&mut huge),
+            Err(ProtocolError::MessageTooBig { limit: 100 })
+        );
+        // Fragments count together.
+        let parts = [
+            masked(false, OpCode::Binary, &[0; 60]),
+            masked(true, OpCode::Continuation, &[0; 41]),
+        ]
+        .concat();
+        let mut decoder = MessageDecoder::new(Role::Server, 100);
+        let mut parts = parts;
+        assert_eq!(
+            decoder.decode(&mut parts),
+            Err(ProtocolError::MessageTooBig { limit: 100 })
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_final_fragment() {
+        let mut decoder = MessageDecoder::new(Role::Server, 1 << 20);
+        let mut first = masked(false, OpCode::Text, "κόσμε".as_bytes());
+        assert_eq!(decoder.decode(&mut first).unwrap(), (first.len(), None));
+        let mut second = masked(false, OpCode::Continuation, &[0xf4, 0x90, 0x80, 0x80]);
+        assert_eq!(decoder.decode(&mut second), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn close_payloads() {
+        let close = masked(true, OpCode::Close, &[0x03, 0xe8, b'o', b'k']);
+        assert_eq!(
+            decode_in_pieces(&close, 1).unwrap(),
+            vec![Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "ok".into()
+            }))]
+        );
+        assert_eq!(
+            decode_in_pieces(&masked(true, OpCode::Close, &[]), 1).unwrap(),
+            vec![Message::Close(None)]
+        );
+        assert_eq!(
+            decode_in_pieces(&masked(true, OpCode::Close, &[0x03]), 1),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+    }
+
+    #[test]
+    fn reader_over_a_slice_reads_many_frames_and_reports_eof() {
+        let mut bytes = Vec::new();
+        for i in 0..100u32 {
+            bytes.extend(masked(true, OpCode::Text, i.to_string().as_bytes()));
+        }
+        let mut reader = MessageReader::new(&bytes[..], Role::Server, 1024);
+        for i in 0..100u32 {
+            assert_eq!(reader.read_message().unwrap(), Message::Text(i.to_string()));
+        }
+        assert!(matches!(reader.read_message(), Err(ReadError::Eof)));
+    }
+}

@@ -1,0 +1,183 @@
+//! The listener: binds, starts the broadcaster, and runs the accept loop.
+//! The accept loop does nothing but accept and start a thread: the
+//! handshake, with its deadline, happens on the new thread, so a slow or
+//! silent client can never hold up the next one.
+
+use crate::broadcaster::{Broadcaster, Event};
+use crate::config::Config;
+use crate::connection::{self, Context, READER_STACK};
+use crate::history_file::{self, HistoryLog};
+use crate::http::StaticFiles;
+use crate::metrics::Metrics;
+use crate::protocol::handshake::Rejection;
+use crate::room::History;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Binds the address, loads the history and starts the broadcaster.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.addr)?;
+        let metrics = Arc::new(Metrics::default());
+        let (history, next_seq, log) = match &config.history_file {
+            Some(path) => {
+                let (history, next_seq) = history_file::load(path, config.history)?;
+                log::info!(
+                    "Loaded {} messages of history from {}",
+                    history.len(),
+                    path.display()
+                );
+                (history, next_seq, Some(HistoryLog::open(path)?))
+            }
+            None => (History::new(config.history), 1, None),
+        };
+        let events = Broadcaster::new(history, next_seq, log, metrics.clone()).spawn()?;
+        let files = StaticFiles::new(config.www.as_deref())?;
+        let ctx = Arc::new(Context {
+            config,
+            metrics,
+            events,
+            files,
+            next_id: AtomicU64::new(1),
+        });
+        Ok(Server {
+            listener,
+            ctx,
+            stopping: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.ctx.metrics.clone()
+    }
+
+    /// Runs the accept loop on this thread until [`ServerHandle::shutdown`].
+    pub fn run(self) -> io::Result<()> {
+        log::info!("Listening on http://{}/", self.local_addr());
+        for stream in self.listener.incoming() {
+            if self.stopping.load(Relaxed) {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.start_connection(stream),
+                Err(e) => {
+                    // Out of file descriptors, usually: wait a moment
+                    // rather than spin, and keep serving.
+                    log::error!("Error: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_connection(&self, stream: TcpStream) {
+        let Ok(peer) = stream.peer_addr() else { return };
+        let ctx = self.ctx.clone();
+        // If the thread cannot be started, `spawn` hands the closure (and the
+        // socket in it) back only as an error; keep a second handle to answer.
+        let spare = stream.try_clone().ok();
+        let spawned = std::thread::Builder::new()
+            .name("wschat-conn".into())
+            .stack_size(READER_STACK)
+            .spawn(move || {
+                let metrics = ctx.metrics.clone();
+                let outcome =
+                    catch_unwind(AssertUnwindSafe(|| connection::handle(stream, peer, ctx)));
+                if outcome.is_err() {
+                    // The panic message was printed by the panic hook; the
+                    // socket was closed as the stack unwound.
+                    metrics.panics.fetch_add(1, Relaxed);
+                    log::error!(
+                        "Error: connection thread for {peer} panicked; the server carries on"
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("Error: cannot start a thread for {peer}: {e}; answering 503");
+            self.ctx.metrics.rejection(503);
+            if let Some(mut spare) = spare {
+                // Never block the accept loop on a client: one attempt only.
+                let _ = spare.set_nonblocking(true);
+                let _ = spare.write(&Rejection::new(503, "server out of threads").response());
+            }
+        }
+    }
+
+    /// Runs the server on a background thread (for tests and embedding).
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let addr = self.local_addr();
+        let stopping = self.stopping.clone();
+        let events = self.ctx.events.clone();
+        let metrics = self.ctx.metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("wschat-listener".into())
+            .spawn(move || self.run())?;
+        Ok(ServerHandle {
+            addr,
+            stopping,
+            events,
+            metrics,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A server running in the background. Dropping it shuts the server down.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    events: crossbeam_channel::Sender<Event>,
+    metrics: Arc<Metrics>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops accepting, sends every chat client a Close with 1001 (going
+    /// away), and waits for the accept loop to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stopping.store(true, Relaxed);
+            let _ = self.events.send(Event::Shutdown);
+            // Wake the accept loop so it sees the flag.
+            let _ = TcpStream::connect(self.addr);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

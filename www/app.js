@@ -1,0 +1,668 @@
+// wschat browser client (protocol wschat.v1). Vanilla JS, no dependencies.
+//
+// Safety rule for this file: text that comes from the network or from the
+// user is only ever put into the page with textContent / createTextNode.
+'use strict';
+
+(function () {
+  const PROTOCOL = 'wschat.v1';
+  const NICK_KEY = 'wschat.nick';
+  const BACKOFF_START_MS = 750;
+  const BACKOFF_CAP_MS = 12000;
+  const STICK_THRESHOLD_PX = 48;
+  const GROUP_WINDOW_MS = 5 * 60 * 1000;
+  const BASE_TITLE = document.title || 'wschat';
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    status: $('status'),
+    statusText: $('status-text'),
+    retryNow: $('retry-now'),
+    meButton: $('me-button'),
+    meNick: $('me-nick'),
+    peopleToggle: $('people-toggle'),
+    peopleToggleCount: $('people-toggle-count'),
+    people: $('people'),
+    peopleClose: $('people-close'),
+    onlineCount: $('online-count'),
+    userList: $('user-list'),
+    scroller: $('scroller'),
+    messages: $('messages'),
+    jump: $('jump'),
+    composer: $('composer'),
+    input: $('composer-input'),
+    note: $('composer-note'),
+    live: $('live'),
+    nickDialog: $('nick-dialog'),
+    nickForm: $('nick-form'),
+    nickInput: $('nick-input'),
+    nickError: $('nick-error'),
+    nickCancel: $('nick-cancel'),
+    nickSubmit: $('nick-submit'),
+  };
+
+  // ---------------------------------------------------------------- state
+  const state = {
+    ws: null,
+    online: false,          // welcome received on the current socket
+    everOnline: false,
+    you: null,              // {id, nick}
+    users: new Map(),       // id -> {id, nick}
+    seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
+    attempt: 0,             // consecutive failed connection attempts
+    retryTimer: null,
+    countdownTimer: null,
+    retryAt: 0,
+    pendingNick: null,      // {nick, source: 'chooser'|'auto'|'command', tries}
+    queuedNick: null,       // chosen while offline, sent on connect
+    unread: 0,
+    lastItem: null,         // {kind, fromId, ts} of the last rendered list item
+    lastDay: null,
+    joinNotices: new Map(), // user id -> {li, ts} of a recent join notice
+  };
+
+  // ---------------------------------------------------------------- storage
+  function storedNick() {
+    try { return localStorage.getItem(NICK_KEY) || ''; } catch (_) { return ''; }
+  }
+  function storeNick(nick) {
+    try { localStorage.setItem(NICK_KEY, nick); } catch (_) { /* private mode */ }
+  }
+
+  // ---------------------------------------------------------------- helpers
+  function node(tag, className, text) {
+    const n = document.createElement(tag);
+    if (className) n.className = className;
+    if (text !== undefined && text !== null) n.textContent = String(text);
+    return n;
+  }
+
+  function nickHue(nick) {
+    let h = 0;
+    const s = String(nick).toLowerCase();
+    for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0;
+    return h % 360;
+  }
+
+  function nickSpan(user, extraClass) {
+    const span = node('span', 'nick' + (extraClass ? ' ' + extraClass : ''), user && user.nick);
+    if (user && user.nick) span.style.setProperty('--hue', String(nickHue(user.nick)));
+    return span;
+  }
+
+  function validTs(ts) {
+    return typeof ts === 'number' && isFinite(ts) && ts > 0 ? ts : Date.now();
+  }
+
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'long', day: 'numeric' });
+
+  function timeNode(ts) {
+    const d = new Date(ts);
+    const t = node('time', 'time', timeFmt.format(d));
+    t.dateTime = d.toISOString();
+    t.title = fullFmt.format(d);
+    return t;
+  }
+
+  function dayKey(d) {
+    return d.getFullYear() + '-' + d.getMonth() + '-' + d.getDate();
+  }
+
+  function dayLabel(d) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (dayKey(d) === dayKey(today)) return 'Today';
+    if (dayKey(d) === dayKey(yesterday)) return 'Yesterday';
+    return dayFmt.format(d);
+  }
+
+  function isYou(user) {
+    return !!(user && state.you && user.id === state.you.id);
+  }
+
+  // ---------------------------------------------------------------- scrolling
+  function atBottom() {
+    const s = el.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight <= STICK_THRESHOLD_PX;
+  }
+  function scrollToBottom() {
+    el.scroller.scrollTop = el.scroller.scrollHeight;
+    el.jump.hidden = true;
+  }
+  // Appends list items, keeping the view pinned to the bottom if it was.
+  function appendItems(items, opts) {
+    if (!items.length) return;
+    const stick = (opts && opts.forceScroll) || atBottom();
+    for (const li of items) el.messages.appendChild(li);
+    if (stick) scrollToBottom();
+    else el.jump.hidden = false;
+  }
+  el.scroller.addEventListener('scroll', () => { if (atBottom()) el.jump.hidden = true; });
+  el.jump.addEventListener('click', () => { scrollToBottom(); el.input.focus(); });
+  window.addEventListener('resize', () => { if (el.jump.hidden) scrollToBottom(); });
+
+  // ---------------------------------------------------------------- list items
+  function dayDivider(ts) {
+    const d = new Date(ts);
+    const key = dayKey(d);
+    if (key === state.lastDay) return null;
+    state.lastDay = key;
+    state.lastItem = null;
+    const li = node('li', 'day');
+    li.appendChild(node('span', null, dayLabel(d)));
+    return li;
+  }
+
+  function fingerprint(m) {
+    return String(m.ts) + '\u0000' + String(m.text) + '\u0000' + String(m.from && m.from.nick);
+  }
+
+  // Builds the list item(s) for a chat message; returns [] for a duplicate.
+  function renderMessage(m) {
+    if (typeof m.id === 'number') {
+      if (state.seen.has(m.id)) return [];
+      state.seen.set(m.id, fingerprint(m));
+    }
+    const out = [];
+    const ts = validTs(m.ts);
+    const divider = dayDivider(ts);
+    if (divider) out.push(divider);
+
+    const from = m.from || { id: -1, nick: '?' };
+    const own = isYou(from);
+    const action = m.action === true;
+    const last = state.lastItem;
+    const continued = !action && last && last.kind === 'message' && last.fromId === from.id &&
+      last.nick === from.nick && ts - last.ts < GROUP_WINDOW_MS;
+
+    const li = node('li', 'msg');
+    if (own) li.classList.add('own');
+    if (action) li.classList.add('action');
+    if (continued) li.classList.add('cont');
+    if (typeof m.id === 'number') li.dataset.id = String(m.id);
+    li.dataset.from = String(from.id);
+
+    if (action) {
+      const body = node('p', 'body');
+      body.appendChild(node('span', 'action-mark', '*'));
+      body.appendChild(document.createTextNode(' '));
+      body.appendChild(nickSpan(from));
+      body.appendChild(document.createTextNode(' '));
+      body.appendChild(node('span', 'text', m.text));
+      li.appendChild(body);
+      li.appendChild(timeNode(ts));
+    } else {
+      const meta = node('div', 'meta');
+      meta.appendChild(nickSpan(from));
+      if (own) meta.appendChild(node('span', 'you-tag', 'you'));
+      meta.appendChild(timeNode(ts));
+      li.appendChild(meta);
+      li.appendChild(node('p', 'body text', m.text));
+    }
+    out.push(li);
+    state.lastItem = { kind: action ? 'action' : 'message', fromId: from.id, nick: from.nick, ts };
+    return out;
+  }
+
+  // A system notice (join, leave, nick change, errors, /who answers).
+  // `parts` is a list of strings and {user} objects.
+  function renderNotice(kind, parts, ts) {
+    const out = [];
+    const t = validTs(ts);
+    const divider = dayDivider(t);
+    if (divider) out.push(divider);
+    const li = node('li', 'notice ' + kind);
+    const p = node('p', 'notice-text');
+    for (const part of parts) {
+      if (typeof part === 'string') p.appendChild(document.createTextNode(part));
+      else if (part && part.user) p.appendChild(nickSpan(part.user));
+    }
+    li.appendChild(p);
+    li.appendChild(timeNode(t));
+    out.push(li);
+    state.lastItem = { kind: 'notice', ts: t };
+    return out;
+  }
+
+  function announce(text) {
+    // Re-setting the text of the live region makes screen readers read it.
+    el.live.textContent = '';
+    window.setTimeout(() => { el.live.textContent = text; }, 30);
+  }
+
+  function bumpUnread() {
+    if (document.visibilityState === 'hidden') {
+      state.unread += 1;
+      document.title = '(' + state.unread + ') ' + BASE_TITLE;
+    }
+  }
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') {
+      state.unread = 0;
+      document.title = BASE_TITLE;
+      if (!state.ws && state.retryTimer) connectNow();
+    }
+  });
+
+  // ---------------------------------------------------------------- presence
+  function renderUsers() {
+    if (state.you) state.users.set(state.you.id, { id: state.you.id, nick: state.you.nick });
+    const list = Array.from(state.users.values()).sort((a, b) => {
+      if (isYou(a)) return -1;
+      if (isYou(b)) return 1;
+      return String(a.nick).localeCompare(String(b.nick), undefined, { sensitivity: 'base' });
+    });
+    el.userList.replaceChildren();
+    for (const u of list) {
+      const li = node('li', 'user' + (isYou(u) ? ' me' : ''));
+      li.dataset.id = String(u.id);
+      const avatar = node('span', 'avatar', String(u.nick || '?').slice(0, 1).toUpperCase());
+      avatar.setAttribute('aria-hidden', 'true');
+      avatar.style.setProperty('--hue', String(nickHue(u.nick || '?')));
+      li.appendChild(avatar);
+      li.appendChild(nickSpan(u));
+      if (isYou(u)) li.appendChild(node('span', 'you-tag', 'you'));
+      el.userList.appendChild(li);
+    }
+    const n = String(list.length);
+    el.onlineCount.textContent = n;
+    el.peopleToggleCount.textContent = n;
+    el.peopleToggle.title = list.length === 1 ? '1 person online' : n + ' people online';
+  }
+
+  function setYou(user) {
+    state.you = { id: user.id, nick: user.nick };
+    el.meNick.textContent = user.nick;
+  }
+
+  // ---------------------------------------------------------------- status
+  function setStatus(kind, text) {
+    el.status.dataset.state = kind;
+    el.statusText.textContent = text;
+    el.retryNow.hidden = kind !== 'reconnecting';
+    document.body.dataset.connection = kind;
+    updateComposerNote();
+  }
+
+  function updateComposerNote() {
+    if (state.online) {
+      el.note.textContent = '';
+      el.composer.classList.remove('offline');
+    } else {
+      el.note.textContent = 'Not connected. Your text stays here and can be sent once you are back online.';
+      el.composer.classList.add('offline');
+    }
+  }
+
+  // ---------------------------------------------------------------- nickname chooser
+  function openChooser(opts) {
+    const o = opts || {};
+    const firstTime = !storedNick() && !o.allowCancel;
+    el.nickCancel.hidden = firstTime;
+    el.nickSubmit.textContent = firstTime ? 'Join chat' : 'Save';
+    el.nickError.textContent = o.error || '';
+    el.nickInput.setAttribute('aria-invalid', o.error ? 'true' : 'false');
+    if (o.value !== undefined) el.nickInput.value = o.value;
+    else if (!el.nickDialog.open) el.nickInput.value = storedNick() || '';
+    if (!el.nickDialog.open) {
+      if (typeof el.nickDialog.showModal === 'function') el.nickDialog.showModal();
+      else el.nickDialog.setAttribute('open', '');
+    }
+    el.nickInput.focus();
+    el.nickInput.select();
+  }
+
+  function closeChooser() {
+    el.nickError.textContent = '';
+    el.nickInput.setAttribute('aria-invalid', 'false');
+    el.nickSubmit.disabled = false;
+    if (el.nickDialog.open) el.nickDialog.close();
+  }
+
+  function showChooserError(text) {
+    if (!el.nickDialog.open) openChooser({ error: text, value: el.nickInput.value || storedNick() });
+    el.nickError.textContent = text;
+    el.nickInput.setAttribute('aria-invalid', 'true');
+    el.nickSubmit.disabled = false;
+    el.nickInput.focus();
+    el.nickInput.select();
+  }
+
+  el.nickForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const nick = el.nickInput.value.trim();
+    if (!nick) { showChooserError('Please enter a nickname.'); return; }
+    if (/\s/.test(nick)) { showChooserError('Nicknames cannot contain spaces.'); return; }
+    if (state.you && nick === state.you.nick) { storeNick(nick); closeChooser(); return; }
+    if (!state.online) {
+      // Sent (and checked by the server) as soon as we are connected.
+      state.queuedNick = nick;
+      el.meNick.textContent = nick;
+      closeChooser();
+      return;
+    }
+    el.nickError.textContent = '';
+    el.nickSubmit.disabled = true;
+    requestNick(nick, 'chooser');
+  });
+
+  el.nickDialog.addEventListener('cancel', (e) => {
+    // Escape: only allowed once a nickname has been chosen.
+    if (el.nickCancel.hidden) e.preventDefault();
+  });
+  el.nickCancel.addEventListener('click', () => { state.pendingNick = null; closeChooser(); });
+  el.nickDialog.addEventListener('close', () => {
+    el.nickSubmit.disabled = false;
+    if (document.activeElement === document.body || !document.activeElement) el.input.focus();
+  });
+  function changeNick() {
+    setPeopleOpen(false);
+    openChooser({ allowCancel: true, value: state.you ? state.you.nick : storedNick() });
+  }
+  el.meButton.addEventListener('click', changeNick);
+  $('people-nick').addEventListener('click', changeNick);
+
+  function requestNick(nick, source, tries) {
+    state.pendingNick = { nick, source, tries: tries || 0 };
+    send('/nick ' + nick);
+  }
+
+  // ---------------------------------------------------------------- people panel (phones)
+  function setPeopleOpen(open) {
+    document.body.classList.toggle('people-open', open);
+    el.peopleToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    if (open) el.peopleClose.focus();
+  }
+  el.peopleToggle.addEventListener('click', () => {
+    const open = !document.body.classList.contains('people-open');
+    setPeopleOpen(open);
+    if (!open) el.peopleToggle.focus();
+  });
+  el.peopleClose.addEventListener('click', () => { setPeopleOpen(false); el.peopleToggle.focus(); });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && document.body.classList.contains('people-open')) {
+      setPeopleOpen(false);
+      el.peopleToggle.focus();
+    }
+  });
+
+  // ---------------------------------------------------------------- composer
+  function autoGrow() {
+    el.input.style.height = 'auto';
+    el.input.style.height = Math.min(el.input.scrollHeight, 180) + 'px';
+  }
+  el.input.addEventListener('input', autoGrow);
+  el.input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      submitComposer();
+    }
+  });
+  el.composer.addEventListener('submit', (e) => { e.preventDefault(); submitComposer(); });
+
+  function submitComposer() {
+    const raw = el.input.value;
+    if (!raw.trim()) return;
+    if (!state.online || !send(raw)) {
+      el.composer.classList.remove('shake');
+      void el.composer.offsetWidth; // restart the animation
+      el.composer.classList.add('shake');
+      updateComposerNote();
+      return;
+    }
+    const m = /^\/nick\s+(\S+)\s*$/.exec(raw);
+    if (m) state.pendingNick = { nick: m[1], source: 'command', tries: 0 };
+    el.input.value = '';
+    autoGrow();
+    scrollToBottom();
+  }
+
+  // ---------------------------------------------------------------- socket
+  function send(text) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    try { ws.send(text); return true; } catch (_) { return false; }
+  }
+
+  function socketUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + location.host + '/';
+  }
+
+  function connect() {
+    clearTimers();
+    state.online = false;
+    setStatus('connecting', state.everOnline ? 'Reconnecting…' : 'Connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl(), [PROTOCOL]);
+    } catch (_) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.addEventListener('message', (ev) => {
+      if (state.ws !== ws || typeof ev.data !== 'string') return;
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { return; }
+      if (msg && typeof msg === 'object') handle(msg);
+    });
+    ws.addEventListener('close', () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      const wasOnline = state.online;
+      state.online = false;
+      if (wasOnline) state.attempt = 0;
+      scheduleReconnect();
+    });
+    ws.addEventListener('error', () => { /* a close event follows */ });
+  }
+
+  function clearTimers() {
+    if (state.retryTimer) { clearTimeout(state.retryTimer); state.retryTimer = null; }
+    if (state.countdownTimer) { clearInterval(state.countdownTimer); state.countdownTimer = null; }
+  }
+
+  function scheduleReconnect() {
+    clearTimers();
+    // Exponential backoff with jitter: 0.75 s, 1.5 s, 3 s, … capped at 12 s,
+    // each multiplied by a random factor in [0.5, 1).
+    const base = Math.min(BACKOFF_CAP_MS, BACKOFF_START_MS * Math.pow(2, state.attempt));
+    const delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    state.attempt += 1;
+    state.retryAt = Date.now() + delay;
+    const tick = () => {
+      const s = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
+      setStatus('reconnecting', 'Reconnecting in ' + s + ' s');
+    };
+    tick();
+    state.countdownTimer = setInterval(tick, 250);
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function connectNow() {
+    if (state.ws) return;
+    connect();
+  }
+  el.retryNow.addEventListener('click', () => { state.attempt = 0; connectNow(); });
+  window.addEventListener('online', () => { if (!state.ws) { state.attempt = 0; connectNow(); } });
+
+  // ---------------------------------------------------------------- protocol
+  function handle(msg) {
+    switch (msg.type) {
+      case 'welcome': onWelcome(msg); break;
+      case 'message': onMessage(msg); break;
+      case 'join': onJoin(msg); break;
+      case 'leave': onLeave(msg); break;
+      case 'nick': onNick(msg); break;
+      case 'users': onUsers(msg); break;
+      case 'error': onError(msg); break;
+      default: break; // unknown event types are ignored
+    }
+  }
+
+  function onWelcome(msg) {
+    state.online = true;
+    state.everOnline = true;
+    state.attempt = 0;
+    clearTimers();
+    setStatus('online', 'Online');
+    if (msg.you) setYou(msg.you);
+
+    state.users = new Map();
+    for (const u of Array.isArray(msg.users) ? msg.users : []) {
+      if (u && typeof u.id === 'number') state.users.set(u.id, { id: u.id, nick: u.nick });
+    }
+    renderUsers();
+
+    const history = (Array.isArray(msg.history) ? msg.history : []).filter((m) => m && typeof m === 'object');
+    // A restarted server (without persistence) numbers messages from 1 again:
+    // if a known id now carries a different message, or the history is older
+    // than what we have, forget the old ids so that new messages show.
+    let maxSeen = 0;
+    for (const id of state.seen.keys()) if (id > maxSeen) maxSeen = id;
+    let maxHist = 0;
+    let conflict = false;
+    for (const m of history) {
+      if (typeof m.id !== 'number') continue;
+      if (m.id > maxHist) maxHist = m.id;
+      if (state.seen.has(m.id) && state.seen.get(m.id) !== fingerprint(m)) conflict = true;
+    }
+    if (state.seen.size && (conflict || maxHist < maxSeen)) {
+      state.seen.clear();
+      if (conflict || history.length) {
+        appendItems(renderNotice('restart', ['The server was restarted. Messages below are from its new session.']));
+      }
+    }
+    const items = [];
+    for (const m of history) items.push(...renderMessage(m));
+    appendItems(items, { forceScroll: el.messages.childElementCount === 0 });
+
+    const queued = state.queuedNick;
+    state.queuedNick = null;
+    const nick = queued || storedNick();
+    if (nick && (!state.you || nick !== state.you.nick)) {
+      requestNick(nick, queued ? 'chooser' : 'auto');
+    } else if (!nick) {
+      state.pendingNick = null;
+      openChooser({ value: el.nickInput.value });
+    } else {
+      state.pendingNick = null;
+    }
+  }
+
+  function onMessage(m) {
+    appendItems(renderMessage(m), { forceScroll: isYou(m.from) });
+    if (!isYou(m.from)) {
+      bumpUnread();
+      const who = (m.from && m.from.nick) || '?';
+      announce(m.action === true ? '* ' + who + ' ' + m.text : who + ': ' + m.text);
+    }
+  }
+
+  function onJoin(msg) {
+    const u = msg.user;
+    if (!u || typeof u.id !== 'number') return;
+    state.users.set(u.id, { id: u.id, nick: u.nick });
+    renderUsers();
+    if (isYou(u)) return;
+    const items = renderNotice('join', [{ user: u }, ' joined'], msg.ts);
+    state.joinNotices.set(u.id, { li: items[items.length - 1], ts: Date.now() });
+    appendItems(items);
+    announce(u.nick + ' joined');
+  }
+
+  function onLeave(msg) {
+    const u = msg.user;
+    if (!u || typeof u.id !== 'number') return;
+    const known = state.users.get(u.id);
+    state.users.delete(u.id);
+    state.joinNotices.delete(u.id);
+    renderUsers();
+    if (isYou(u)) return;
+    const shown = { id: u.id, nick: u.nick || (known && known.nick) };
+    appendItems(renderNotice('leave', [{ user: shown }, ' left'], msg.ts));
+    announce(shown.nick + ' left');
+  }
+
+  function onNick(msg) {
+    const u = msg.user;
+    if (!u || typeof u.id !== 'number') return;
+    state.users.set(u.id, { id: u.id, nick: u.nick });
+    const mine = isYou(u);
+    if (mine) {
+      setYou(u);
+      storeNick(u.nick);
+      state.pendingNick = null;
+      closeChooser();
+    }
+    renderUsers();
+
+    // A guest that names itself right after joining: turn "guest-7 joined"
+    // into "ann joined" instead of adding a second line.
+    const recent = state.joinNotices.get(u.id);
+    state.joinNotices.delete(u.id);
+    if (!mine && recent && Date.now() - recent.ts < 15000 && /^guest-\d+$/i.test(String(msg.old))) {
+      const p = recent.li.querySelector('.notice-text');
+      if (p) p.replaceChildren(nickSpan(u), document.createTextNode(' joined'));
+      announce(u.nick + ' joined');
+      return;
+    }
+    // Our own automatic rename after (re)connecting is not worth a line.
+    if (mine && /^guest-\d+$/i.test(String(msg.old))) return;
+    const parts = mine
+      ? ['You are now known as ', { user: u }]
+      : [{ user: { id: u.id, nick: msg.old } }, ' is now known as ', { user: u }];
+    appendItems(renderNotice('nick', parts, msg.ts));
+    if (!mine) announce(msg.old + ' is now known as ' + u.nick);
+  }
+
+  function onUsers(msg) {
+    state.users = new Map();
+    for (const u of Array.isArray(msg.users) ? msg.users : []) {
+      if (u && typeof u.id === 'number') state.users.set(u.id, { id: u.id, nick: u.nick });
+    }
+    renderUsers();
+    const list = Array.from(state.users.values());
+    const parts = [list.length === 1 ? '1 person online: ' : list.length + ' people online: '];
+    list.forEach((u, i) => {
+      if (i) parts.push(', ');
+      parts.push({ user: u });
+    });
+    appendItems(renderNotice('who', parts), { forceScroll: true });
+  }
+
+  function onError(msg) {
+    const text = String(msg.text || 'Something went wrong.');
+    const pending = state.pendingNick;
+    if (pending && (pending.source === 'chooser' || pending.source === 'auto')) {
+      state.pendingNick = null;
+      // After a reload the server may not have noticed yet that our previous
+      // connection (holding the same nickname) is gone: retry a couple of times.
+      if (pending.source === 'auto' && /taken/i.test(text) && pending.tries < 3) {
+        const nick = pending.nick;
+        const tries = pending.tries + 1;
+        setTimeout(() => {
+          if (state.online && (!state.you || state.you.nick !== nick)) requestNick(nick, 'auto', tries);
+        }, 700 * tries);
+        return;
+      }
+      showChooserError(text);
+      if (pending.source === 'chooser') el.nickInput.value = pending.nick;
+      return;
+    }
+    if (pending) state.pendingNick = null;
+    appendItems(renderNotice('error', [text]), { forceScroll: true });
+    announce(text);
+  }
+
+  // ---------------------------------------------------------------- start
+  const initialNick = storedNick();
+  el.meNick.textContent = initialNick || 'Choose a nickname';
+  renderUsers();
+  updateComposerNote();
+  if (!initialNick) openChooser({});
+  connect();
+})();

@@ -14,7 +14,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
-use crate::writer::{Outbox, Outgoing, outbox, spawn_writer};
+use crate::writer::{Outgoing, Replies, queues, spawn_writer};
 use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -28,9 +28,14 @@ pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// After the server sends a Close, how long it waits for the client's
 /// Close (or for the client to close TCP) before closing TCP itself.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Stack for connection threads: the request head (64 header slices, about
-/// 2 KiB) is the largest thing they keep on the stack.
+/// Stack for connection threads. Nothing large lives on it (the request
+/// head and its header list are on the heap); 64 KiB leaves room for
+/// logging and for unwinding a panic.
 pub const READER_STACK: usize = 64 * 1024;
+/// How much of the request head is read per `read` call. Over 1 KiB on
+/// purpose: glibc keeps freed blocks up to 1 KiB in a per-thread cache,
+/// where they would stay for the life of the (mostly idle) thread.
+const HEAD_READ_CHUNK: usize = 2048;
 
 /// What every connection thread shares.
 pub struct Context {
@@ -94,13 +99,13 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         );
     }
     let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
-    let (outbox, rx) = outbox();
-    let _ = outbox.push(Outgoing::Owned(handshake::response_101(&key, protocol)));
+    let (outbox, replies, queues) = queues();
+    let response = handshake::response_101(&key, protocol);
     let started = stream.try_clone().and_then(|writer_stream| {
         spawn_writer(
             writer_stream,
-            rx,
-            &outbox,
+            response,
+            queues,
             ctx.config.ping_interval,
             ctx.metrics.clone(),
         )
@@ -122,7 +127,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let mut client = Client {
         id,
         endpoint,
-        outbox: outbox.clone(),
+        replies,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
     };
@@ -198,7 +203,6 @@ fn read_head(
     timeout: Duration,
 ) -> Result<usize, Option<Rejection>> {
     let deadline = Instant::now() + timeout;
-    let mut chunk = [0u8; 2048];
     loop {
         // The deadline covers the whole head: a client sending one byte
         // every few seconds (slowloris) is cut off all the same.
@@ -210,11 +214,15 @@ fn read_head(
             )));
         }
         let _ = stream.set_read_timeout(Some(left));
-        match stream.read(&mut chunk) {
+        // Read straight into the head buffer: no buffer on the stack, so
+        // connection threads keep small stacks.
+        let scanned = head.len();
+        head.resize(scanned + HEAD_READ_CHUNK, 0);
+        let result = stream.read(&mut head[scanned..]);
+        head.truncate(scanned + *result.as_ref().unwrap_or(&0));
+        match result {
             Ok(0) => return Err(None),
-            Ok(n) => {
-                let scanned = head.len();
-                head.extend_from_slice(&chunk[..n]);
+            Ok(_) => {
                 if let Some(end) = find_head_end(head, scanned) {
                     return if end > MAX_HEAD_BYTES {
                         Err(Some(Rejection::new(431, "request head too large")))
@@ -312,7 +320,7 @@ impl RateLimiter {
 struct Client {
     id: ClientId,
     endpoint: Endpoint,
-    outbox: Outbox,
+    replies: Replies,
     ctx: Arc<Context>,
     tokens: RateLimiter,
 }
@@ -402,7 +410,7 @@ impl Client {
                         None => (CloseCode::Normal, String::new()),
                     };
                     let _ = self
-                        .outbox
+                        .replies
                         .push(Outgoing::Close(encode_close(code, "", None)));
                     break (
                         code.into(),
@@ -436,14 +444,14 @@ impl Client {
     }
 
     fn send(&self, frame: Vec<u8>) {
-        let _ = self.outbox.push(Outgoing::Owned(frame));
+        let _ = self.replies.push(Outgoing::Owned(frame));
     }
 
     /// Starts a server-side close (§7.1.2): queue the Close frame; nothing
     /// is sent after it.
     fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
         let _ = self
-            .outbox
+            .replies
             .push(Outgoing::Close(encode_close(code, reason, None)));
         (code.into(), reason.to_string())
     }

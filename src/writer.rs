@@ -8,8 +8,8 @@
 //! system call rather than a hundred.
 
 use crate::metrics::Metrics;
-use crate::protocol::frame::{OpCode, encode_frame};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -19,13 +19,19 @@ use std::time::{Duration, Instant};
 /// Frames a client may have queued before it counts as too slow to keep
 /// up: it is then dropped with 1008 (gorilla/websocket's rule: a full send
 /// buffer means the client goes). Frames are shared, so a full queue costs
-/// 1024 pointers, not 1024 copies.
+/// 1024 pointers, not 1024 copies. The queue itself is a linked list of
+/// small blocks that grows with use, so an idle client's queue costs
+/// almost nothing (a preallocated ring of 1024 slots would cost 40 KB).
 pub const OUTBOX_CAPACITY: usize = 1024;
+/// Replies (pongs, echoes, the close) a client's reader may have waiting;
+/// beyond that the reader waits for its own writer, which is backpressure
+/// on that client alone.
+pub const REPLY_CAPACITY: usize = 4;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
 pub const MAX_BATCH: usize = 64;
 /// How often a blocked write wakes up to see whether its client was dropped.
 const WRITE_POLL: Duration = Duration::from_millis(250);
-/// Stack for writer threads: the pump keeps nothing large on the stack.
+/// Stack for writer threads: the pump keeps little on the stack.
 pub const WRITER_STACK: usize = 32 * 1024;
 
 /// One item in a client's queue.
@@ -33,7 +39,7 @@ pub const WRITER_STACK: usize = 32 * 1024;
 pub enum Outgoing {
     /// A frame encoded once and shared by every recipient (`Arc` clone: no copy).
     Shared(Arc<[u8]>),
-    /// Bytes for this client only: the 101 response, a pong, an echo.
+    /// Bytes for this client only: a pong, an echo, a welcome.
     Owned(Vec<u8>),
     /// A Close frame: written last, after which the writer half-closes TCP.
     Close(Vec<u8>),
@@ -46,16 +52,34 @@ impl Outgoing {
             Outgoing::Owned(b) | Outgoing::Close(b) => b,
         }
     }
+
+    fn is_close(&self) -> bool {
+        matches!(self, Outgoing::Close(_))
+    }
 }
 
-/// What the broadcaster and the reader hold to reach a client's writer.
+/// What the broadcaster holds to reach a client's writer.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     tx: Sender<Outgoing>,
     link: Arc<Link>,
 }
 
-/// State shared between a client's threads and the broadcaster.
+/// What a client's reader holds to reach its writer.
+#[derive(Debug)]
+pub struct Replies {
+    tx: Sender<Outgoing>,
+}
+
+/// The writer's ends of both queues.
+#[derive(Debug)]
+pub struct Queues {
+    chat: Receiver<Outgoing>,
+    replies: Receiver<Outgoing>,
+    link: Arc<Link>,
+}
+
+/// State shared between a client's writer and the broadcaster.
 #[derive(Debug, Default)]
 pub struct Link {
     /// Set (to a close code) when the broadcaster drops this client.
@@ -73,23 +97,20 @@ pub enum PushError {
 
 impl Outbox {
     /// Queues without waiting: what the broadcaster uses, so that no client
-    /// can ever stall it.
+    /// can ever stall it. Returns the queue's depth.
     pub fn try_push(&self, item: Outgoing) -> Result<usize, PushError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(self.tx.len()),
-            Err(TrySendError::Full(_)) => Err(PushError::Full),
-            Err(TrySendError::Disconnected(_)) => Err(PushError::Gone),
+        let depth = self.tx.len();
+        if depth >= OUTBOX_CAPACITY {
+            return Err(PushError::Full);
+        }
+        match self.tx.send(item) {
+            Ok(()) => Ok(depth + 1),
+            Err(_) => Err(PushError::Gone),
         }
     }
 
-    /// Queues, waiting for room: what a client's own reader uses (an echo
-    /// or a pong may wait for that client's socket, and no one else's).
-    pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
-        self.tx.send(item).map_err(|_| PushError::Gone)
-    }
-
-    /// Marks the client as dropped by the server with `code`; the writer
-    /// stops at its next chance and sends that close code if it can.
+    /// Marks the client as dropped for being too slow; the writer stops at
+    /// its next chance and sends a Close with `code` if its socket has room.
     pub fn kick(&self, code: u16) {
         self.link.kicked.store(code, Relaxed);
     }
@@ -103,37 +124,53 @@ impl Outbox {
     }
 }
 
-/// Creates a client's queue; the receiver goes to [`spawn_writer`].
-pub fn outbox() -> (Outbox, Receiver<Outgoing>) {
-    let (tx, rx) = crossbeam_channel::bounded(OUTBOX_CAPACITY);
+impl Replies {
+    /// Queues, waiting for room: an echo or a pong may wait for this
+    /// client's socket, and no one else's.
+    pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        self.tx.send(item).map_err(|_| PushError::Gone)
+    }
+}
+
+/// Creates a client's two queues: chat traffic from the broadcaster, and
+/// replies from the client's own reader.
+pub fn queues() -> (Outbox, Replies, Queues) {
+    let (chat_tx, chat) = crossbeam_channel::unbounded();
+    let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_CAPACITY);
+    let link = Arc::new(Link::default());
     (
         Outbox {
-            tx,
-            link: Arc::new(Link::default()),
+            tx: chat_tx,
+            link: link.clone(),
         },
-        rx,
+        Replies { tx: reply_tx },
+        Queues {
+            chat,
+            replies,
+            link,
+        },
     )
 }
 
-/// Starts the write pump for `stream`.
+/// Starts the write pump for `stream`; `first` (the 101 response) is
+/// written before anything else.
 pub fn spawn_writer(
     stream: TcpStream,
-    rx: Receiver<Outgoing>,
-    outbox: &Outbox,
+    first: Vec<u8>,
+    queues: Queues,
     ping_interval: Duration,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
-    let link = outbox.link.clone();
     std::thread::Builder::new()
         .name("wschat-writer".into())
         .stack_size(WRITER_STACK)
         .spawn(move || {
             let mut pump = Pump {
                 stream,
-                link,
+                link: queues.link.clone(),
                 metrics,
             };
-            pump.run(rx, ping_interval);
+            pump.run(first, queues, ping_interval);
         })
         .map(|_| ())
 }
@@ -155,36 +192,59 @@ enum Written {
 }
 
 impl Pump {
-    fn run(&mut self, rx: Receiver<Outgoing>, ping_interval: Duration) {
+    fn run(&mut self, first: Vec<u8>, queues: Queues, ping_interval: Duration) {
         let _ = self.stream.set_write_timeout(Some(WRITE_POLL));
-        let mut batch: Vec<Outgoing> = Vec::new();
+        let mut batch: Vec<Outgoing> = vec![Outgoing::Owned(first)];
+        let never = crossbeam_channel::never();
+        let mut chat_open = true;
         let mut next_ping = Instant::now() + ping_interval;
         loop {
-            // Pings go out on a fixed schedule, busy or not: the reader
-            // drops clients that stay silent, so they must be asked.
-            let first = match rx.recv_deadline(next_ping) {
-                Ok(item) => Some(item),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let now = Instant::now();
-            if now >= next_ping {
-                batch.push(Outgoing::Owned(encode_frame(OpCode::Ping, b"", None)));
-                next_ping = now + ping_interval;
+            if batch.is_empty() {
+                // Nothing waiting: sleep until something is, or a ping is due.
+                let chat = if chat_open { &queues.chat } else { &never };
+                let timeout = next_ping.saturating_duration_since(Instant::now());
+                crossbeam_channel::select! {
+                    recv(queues.replies) -> item => match item {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break, // the reader is done with this client
+                    },
+                    recv(chat) -> item => match item {
+                        Ok(item) => batch.push(item),
+                        Err(_) => chat_open = false,
+                    },
+                    default(timeout) => {}
+                }
             }
-            batch.extend(first);
-            // Take whatever else is already waiting, up to a Close.
-            while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Outgoing::Close(_))) {
-                match rx.try_recv() {
+            // Take whatever else is already waiting: replies first (a pong
+            // should not wait behind chat), up to a Close.
+            while batch.len() < MAX_BATCH && !batch.last().is_some_and(Outgoing::is_close) {
+                match queues.replies.try_recv() {
                     Ok(item) => batch.push(item),
                     Err(_) => break,
                 }
             }
+            while chat_open
+                && batch.len() < MAX_BATCH
+                && !batch.last().is_some_and(Outgoing::is_close)
+            {
+                match queues.chat.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => chat_open = false,
+                }
+            }
+            // Pings go out on a fixed schedule, busy or not: the reader
+            // drops clients that stay silent, so they must be asked.
+            let now = Instant::now();
+            if now >= next_ping {
+                batch.insert(0, Outgoing::Owned(encode_frame(OpCode::Ping, b"", None)));
+                next_ping = now + ping_interval;
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let result = self.write_batch(&batch);
             batch.clear();
-            if batch.capacity() > MAX_BATCH {
-                batch.shrink_to(MAX_BATCH);
-            }
             match result {
                 Ok(Written::All) => {}
                 Ok(Written::Closed) => {
@@ -206,7 +266,7 @@ impl Pump {
         }
         if let Some(code) = self.kicked() {
             // Best effort: tell a dropped client why, if its socket has room.
-            let frame = crate::protocol::frame::encode_close(code.into(), "slow consumer", None);
+            let frame = encode_close(code.into(), "slow consumer", None);
             let _ = self.stream.set_nonblocking(true);
             let _ = self.stream.write(&frame);
         }
@@ -224,10 +284,10 @@ impl Pump {
     fn write_batch(&mut self, batch: &[Outgoing]) -> io::Result<Written> {
         let end = batch
             .iter()
-            .position(|item| matches!(item, Outgoing::Close(_)))
+            .position(Outgoing::is_close)
             .map_or(batch.len(), |i| i + 1);
         let batch = &batch[..end];
-        let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+        let mut slices = [IoSlice::new(&[]); MAX_BATCH + 1];
         let mut total = 0;
         for (slot, item) in slices.iter_mut().zip(batch) {
             *slot = IoSlice::new(item.bytes());
@@ -256,7 +316,7 @@ impl Pump {
             .messages_out
             .fetch_add(batch.len() as u64, Relaxed);
         self.metrics.bytes_out.fetch_add(total as u64, Relaxed);
-        if matches!(batch.last(), Some(Outgoing::Close(_))) {
+        if batch.last().is_some_and(Outgoing::is_close) {
             Ok(Written::Closed)
         } else {
             Ok(Written::All)

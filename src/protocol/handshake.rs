@@ -76,8 +76,11 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// The `x` of `HTTP/1.x`.
     pub minor_version: u8,
-    headers: [Header<'a>; MAX_HEADERS],
-    header_count: usize,
+    /// On the heap, not inline: a connection thread's stack stays small,
+    /// and the list is freed once the handshake is done. (Allocated at
+    /// full size: blocks over 1 KiB go back to the allocator's shared
+    /// pool when freed instead of staying in a per-thread cache.)
+    headers: Vec<Header<'a>>,
 }
 
 /// Why a request is refused, and with which HTTP status.
@@ -154,8 +157,7 @@ impl<'a> Request<'a> {
             method,
             target,
             minor_version,
-            headers: [Header::default(); MAX_HEADERS],
-            header_count: 0,
+            headers: Vec::with_capacity(MAX_HEADERS),
         };
         for line in lines {
             if line.is_empty() {
@@ -171,20 +173,19 @@ impl<'a> Request<'a> {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(Rejection::new(400, "malformed header name"));
             }
-            if request.header_count == MAX_HEADERS {
+            if request.headers.len() == MAX_HEADERS {
                 return Err(Rejection::new(431, "too many header lines"));
             }
-            request.headers[request.header_count] = Header {
+            request.headers.push(Header {
                 name,
                 value: value.trim_matches([' ', '\t']),
-            };
-            request.header_count += 1;
+            });
         }
         Ok(request)
     }
 
     pub fn headers(&self) -> &[Header<'a>] {
-        &self.headers[..self.header_count]
+        &self.headers
     }
 
     /// The first value of header `name` (names compare ignoring case).

@@ -171,6 +171,7 @@ impl Broadcaster {
                     id,
                     &room::error_event(&format!("unknown command /{command}")),
                 ),
+                Input::Usage(usage) => self.reply(id, &room::error_event(usage)),
                 Input::Empty => self.reply(id, &room::error_event("empty message")),
             },
         }

@@ -28,10 +28,12 @@ pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// After the server sends a Close, how long it waits for the client's
 /// Close (or for the client to close TCP) before closing TCP itself.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Stack for connection threads. Nothing large lives on it (the request
-/// head and its header list are on the heap); 64 KiB leaves room for
-/// logging and for unwinding a panic.
-pub const READER_STACK: usize = 64 * 1024;
+/// Stack for connection threads. Only touched pages cost memory, and
+/// nothing large lives on the stack (the request head and its header list
+/// are on the heap), so an idle connection uses two pages of it. The size
+/// is reserve for the rare deep path: a panic with RUST_BACKTRACE set
+/// symbolises the backtrace on this stack, and must not overflow it.
+pub const READER_STACK: usize = 256 * 1024;
 /// How much of the request head is read per `read` call. Over 1 KiB on
 /// purpose: glibc keeps freed blocks up to 1 KiB in a per-thread cache,
 /// where they would stay for the life of the (mostly idle) thread.
@@ -143,12 +145,21 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     }
     // Leaves the room and frees the --max-clients place however `run`
     // ends, a panic included (drop runs while unwinding).
-    let _registration = Registration {
+    let mut registration = Registration {
         id,
         endpoint,
         ctx: &ctx,
+        registered: true,
     };
-    let (code, reason) = client.run(stream, &buffered);
+    let (code, reason) = client.run(&stream, &buffered);
+    // Announce the leave now: the tail of the close handshake below can
+    // take a while, and the room should not wait for it.
+    registration.leave();
+    drop(client);
+    // Wait (briefly) for the client's side of the close, and read off what
+    // it still sends, so that TCP ends with a FIN rather than a reset.
+    drain(&stream, CLOSE_TIMEOUT);
+    let _ = stream.shutdown(Shutdown::Both);
     log::info!("Connection closed: ({id}) {code} {reason}");
 }
 
@@ -156,14 +167,23 @@ struct Registration<'a> {
     id: ClientId,
     endpoint: Endpoint,
     ctx: &'a Context,
+    registered: bool,
+}
+
+impl Registration<'_> {
+    fn leave(&mut self) {
+        if std::mem::take(&mut self.registered) {
+            if let Endpoint::Chat(_) = self.endpoint {
+                let _ = self.ctx.events.send(Event::Leave { id: self.id });
+            }
+            self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let Endpoint::Chat(_) = self.endpoint {
-            let _ = self.ctx.events.send(Event::Leave { id: self.id });
-        }
-        self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        self.leave();
     }
 }
 
@@ -327,14 +347,14 @@ struct Client {
 
 impl Client {
     /// The read pump. Returns the close code and reason for the log.
-    fn run(&mut self, stream: TcpStream, buffered: &[u8]) -> (u16, String) {
+    fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> (u16, String) {
         let max = match self.endpoint {
             Endpoint::Echo => ECHO_MAX_MESSAGE_BYTES.max(self.ctx.config.max_message_bytes),
             Endpoint::Chat(_) => self.ctx.config.max_message_bytes,
         };
         let ping = self.ctx.config.ping_interval;
         let _ = stream.set_read_timeout(Some(ping));
-        let mut reader = MessageReader::with_buffered(&stream, Role::Server, max, buffered);
+        let mut reader = MessageReader::with_buffered(stream, Role::Server, max, buffered);
         let mut silent_intervals = 0;
         let outcome = loop {
             let message = match reader.read_message() {
@@ -419,11 +439,6 @@ impl Client {
                 }
             }
         };
-        // Wait (briefly) for the client's side of the close, and read off
-        // whatever it still sends, so that TCP ends with a FIN, not a reset.
-        drop(reader);
-        drain(&stream, CLOSE_TIMEOUT);
-        let _ = stream.shutdown(Shutdown::Both);
         outcome
     }
 

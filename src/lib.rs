@@ -29,3 +29,8 @@ pub mod writer;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};
+
+/// The chapters of docs/, compiled as doctests so that every Rust listing
+/// in the walkthrough is built and run by `cargo test`.
+#[cfg(doctest)]
+mod walkthrough;

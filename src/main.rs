@@ -28,6 +28,12 @@ fn main() -> ExitCode {
         eprintln!("wschat: cannot start logging: {e}");
         return ExitCode::FAILURE;
     }
+    // A panic is contained to its connection (see server.rs); log it like
+    // every other error, with the thread it happened on.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!("Error: panic in thread {}: {info}", thread.name().unwrap_or("unnamed"));
+    }));
     let addr = config.addr;
     let server = match wschat::Server::bind(config) {
         Ok(server) => server,

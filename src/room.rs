@@ -34,6 +34,8 @@ pub enum Input<'a> {
     Nick(&'a str),
     Who,
     Unknown(&'a str),
+    /// A known command used wrongly; the text says how to use it.
+    Usage(&'static str),
     Empty,
 }
 
@@ -62,7 +64,8 @@ pub fn parse_input(text: &str) -> Input<'_> {
         None => (command_line, ""),
     };
     match command {
-        "me" if !argument.is_empty() => Input::Action(argument),
+        "me" if argument.is_empty() => Input::Usage("usage: /me TEXT"),
+        "me" => Input::Action(argument),
         "nick" => Input::Nick(argument),
         "who" => Input::Who,
         _ => Input::Unknown(command),
@@ -252,7 +255,7 @@ mod tests {
         assert_eq!(parse_input("  "), Input::Empty);
         assert_eq!(parse_input("/who"), Input::Who);
         assert_eq!(parse_input("/nick"), Input::Nick(""));
-        assert_eq!(parse_input("/me"), Input::Unknown("me"));
+        assert_eq!(parse_input("/me"), Input::Usage("usage: /me TEXT"));
         assert_eq!(parse_input("/dance now"), Input::Unknown("dance"));
         assert_eq!(parse_input("//"), Input::Say("/"));
         assert_eq!(parse_input("//me x"), Input::Say("/me x"));

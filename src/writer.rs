@@ -31,8 +31,9 @@ pub const REPLY_CAPACITY: usize = 4;
 pub const MAX_BATCH: usize = 64;
 /// How often a blocked write wakes up to see whether its client was dropped.
 const WRITE_POLL: Duration = Duration::from_millis(250);
-/// Stack for writer threads: the pump keeps little on the stack.
-pub const WRITER_STACK: usize = 32 * 1024;
+/// Stack for writer threads: the pump keeps little on the stack, and only
+/// touched pages cost memory; the reserve is for a panic's backtrace.
+pub const WRITER_STACK: usize = 128 * 1024;
 
 /// One item in a client's queue.
 #[derive(Debug)]

@@ -9,6 +9,8 @@
   const NICK_KEY = 'wschat.nick';
   const BACKOFF_START_MS = 750;
   const BACKOFF_CAP_MS = 12000;
+  const CONNECT_TIMEOUT_MS = 10000;
+  const STABLE_MS = 10000;
   const STICK_THRESHOLD_PX = 48;
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
   const BASE_TITLE = document.title || 'wschat';
@@ -17,6 +19,7 @@
   const el = {
     status: $('status'),
     statusText: $('status-text'),
+    statusLive: $('status-live'),
     retryNow: $('retry-now'),
     meButton: $('me-button'),
     meNick: $('me-nick'),
@@ -46,6 +49,7 @@
     ws: null,
     online: false,          // welcome received on the current socket
     everOnline: false,
+    onlineSince: 0,
     you: null,              // {id, nick}
     users: new Map(),       // id -> {id, nick}
     seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
@@ -131,17 +135,28 @@
     el.scroller.scrollTop = el.scroller.scrollHeight;
     el.jump.hidden = true;
   }
+  // Whether the view follows new messages: true until the reader scrolls up.
+  let following = true;
   // Appends list items, keeping the view pinned to the bottom if it was.
   function appendItems(items, opts) {
     if (!items.length) return;
-    const stick = (opts && opts.forceScroll) || atBottom();
+    const stick = (opts && opts.forceScroll) || following || atBottom();
     for (const li of items) el.messages.appendChild(li);
     if (stick) scrollToBottom();
     else el.jump.hidden = false;
   }
-  el.scroller.addEventListener('scroll', () => { if (atBottom()) el.jump.hidden = true; });
+  el.scroller.addEventListener('scroll', () => {
+    following = atBottom();
+    if (following) el.jump.hidden = true;
+  });
   el.jump.addEventListener('click', () => { scrollToBottom(); el.input.focus(); });
-  window.addEventListener('resize', () => { if (el.jump.hidden) scrollToBottom(); });
+  // The list area shrinks when the composer grows (more lines, the offline
+  // note) or the window changes: stay at the bottom if we were there.
+  if (typeof ResizeObserver === 'function') {
+    new ResizeObserver(() => { if (following) scrollToBottom(); }).observe(el.scroller);
+  } else {
+    window.addEventListener('resize', () => { if (following) scrollToBottom(); });
+  }
 
   // ---------------------------------------------------------------- list items
   function dayDivider(ts) {
@@ -226,10 +241,10 @@
     return out;
   }
 
+  // Screen readers read each line added to the live region.
   function announce(text) {
-    // Re-setting the text of the live region makes screen readers read it.
-    el.live.textContent = '';
-    window.setTimeout(() => { el.live.textContent = text; }, 30);
+    el.live.appendChild(node('p', null, text));
+    while (el.live.childElementCount > 5) el.live.firstElementChild.remove();
   }
 
   function bumpUnread() {
@@ -275,10 +290,20 @@
   function setYou(user) {
     state.you = { id: user.id, nick: user.nick };
     el.meNick.textContent = user.nick;
+    el.input.placeholder = 'Message as ' + user.nick + '…';
   }
 
   // ---------------------------------------------------------------- status
+  const STATUS_SPOKEN = {
+    connecting: 'Connecting to the chat…',
+    online: 'Connected to the chat.',
+    reconnecting: 'Connection lost. Reconnecting automatically.',
+  };
   function setStatus(kind, text) {
+    // The countdown changes every second; only a change of state is spoken.
+    if (el.status.dataset.state !== kind || !el.statusLive.textContent) {
+      if (kind !== 'connecting' || !state.everOnline) el.statusLive.textContent = STATUS_SPOKEN[kind] || text;
+    }
     el.status.dataset.state = kind;
     el.statusText.textContent = text;
     el.retryNow.hidden = kind !== 'reconnecting';
@@ -355,7 +380,8 @@
   el.nickCancel.addEventListener('click', () => { state.pendingNick = null; closeChooser(); });
   el.nickDialog.addEventListener('close', () => {
     el.nickSubmit.disabled = false;
-    if (document.activeElement === document.body || !document.activeElement) el.input.focus();
+    const active = document.activeElement;
+    if (!active || active === document.body || el.nickDialog.contains(active)) el.input.focus();
   });
   function changeNick() {
     setPeopleOpen(false);
@@ -443,6 +469,10 @@
       return;
     }
     state.ws = ws;
+    // A connection attempt that hangs (no welcome) is given up and retried.
+    const giveUp = setTimeout(() => {
+      if (state.ws === ws && !state.online) ws.close();
+    }, CONNECT_TIMEOUT_MS);
     ws.addEventListener('message', (ev) => {
       if (state.ws !== ws || typeof ev.data !== 'string') return;
       let msg;
@@ -450,11 +480,13 @@
       if (msg && typeof msg === 'object') handle(msg);
     });
     ws.addEventListener('close', () => {
+      clearTimeout(giveUp);
       if (state.ws !== ws) return;
       state.ws = null;
-      const wasOnline = state.online;
+      // Back off from scratch after a connection that lasted; keep growing
+      // the delay if the server keeps dropping us right after the welcome.
+      if (state.online && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
       state.online = false;
-      if (wasOnline) state.attempt = 0;
       scheduleReconnect();
     });
     ws.addEventListener('error', () => { /* a close event follows */ });
@@ -506,7 +538,7 @@
   function onWelcome(msg) {
     state.online = true;
     state.everOnline = true;
-    state.attempt = 0;
+    state.onlineSince = Date.now();
     clearTimers();
     setStatus('online', 'Online');
     if (msg.you) setYou(msg.you);

@@ -1,0 +1,2 @@
+//! Each chapter of docs/ included as documentation, so `cargo test` runs its
+//! Rust code blocks as doctests (see lib.rs).

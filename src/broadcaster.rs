@@ -82,13 +82,14 @@ impl Broadcaster {
         }
     }
 
-    /// Starts the broadcaster thread; returns the sender the readers use.
-    pub fn spawn(self) -> std::io::Result<Sender<Event>> {
+    /// Starts the broadcaster thread; returns the sender the readers use,
+    /// and the thread (which ends after [`Event::Shutdown`]).
+    pub fn spawn(self) -> std::io::Result<(Sender<Event>, std::thread::JoinHandle<()>)> {
         let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wschat-broadcaster".into())
             .spawn(move || self.run(rx))?;
-        Ok(tx)
+        Ok((tx, thread))
     }
 
     fn run(mut self, rx: Receiver<Event>) {
@@ -107,6 +108,9 @@ impl Broadcaster {
                     let close = encode_close(CloseCode::Away, "server shutting down", None);
                     for member in self.members.values() {
                         let _ = member.outbox.try_push(Outgoing::Close(close.clone()));
+                    }
+                    if let Some(log) = self.log.take() {
+                        log.close(); // every accepted message is on disk
                     }
                     return;
                 }

@@ -356,7 +356,7 @@ impl Client {
         let _ = stream.set_read_timeout(Some(ping));
         let mut reader = MessageReader::with_buffered(stream, Role::Server, max, buffered);
         let mut silent_intervals = 0;
-        let outcome = loop {
+        loop {
             let message = match reader.read_message() {
                 Ok(message) => message,
                 Err(ReadError::Io(e))
@@ -438,8 +438,7 @@ impl Client {
                     );
                 }
             }
-        };
-        outcome
+        }
     }
 
     /// Counts an incoming data message and applies the rate limit.

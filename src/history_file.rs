@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The sending end of the history writer thread.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HistoryLog {
     tx: Sender<Arc<str>>,
+    writer: std::thread::JoinHandle<()>,
 }
 
 impl HistoryLog {
@@ -22,7 +23,7 @@ impl HistoryLog {
         let mut file = OpenOptions::new().create(true).append(true).open(path)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Arc<str>>();
         let name = path.display().to_string();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("wschat-history".into())
             .stack_size(64 * 1024)
             .spawn(move || {
@@ -38,7 +39,13 @@ impl HistoryLog {
                     }
                 }
             })?;
-        Ok(HistoryLog { tx })
+        Ok(HistoryLog { tx, writer })
+    }
+
+    /// Writes out everything appended so far, then stops the writer.
+    pub fn close(self) {
+        drop(self.tx);
+        let _ = self.writer.join();
     }
 
     pub fn append(&self, event: Arc<str>) {

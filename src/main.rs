@@ -32,7 +32,10 @@ fn main() -> ExitCode {
     // every other error, with the thread it happened on.
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
-        log::error!("Error: panic in thread {}: {info}", thread.name().unwrap_or("unnamed"));
+        log::error!(
+            "Error: panic in thread {}: {info}",
+            thread.name().unwrap_or("unnamed")
+        );
     }));
     let addr = config.addr;
     let server = match wschat::Server::bind(config) {

@@ -24,6 +24,7 @@ pub struct Server {
     listener: TcpListener,
     ctx: Arc<Context>,
     stopping: Arc<AtomicBool>,
+    broadcaster: JoinHandle<()>,
 }
 
 impl Server {
@@ -43,7 +44,8 @@ impl Server {
             }
             None => (History::new(config.history), 1, None),
         };
-        let events = Broadcaster::new(history, next_seq, log, metrics.clone()).spawn()?;
+        let (events, broadcaster) =
+            Broadcaster::new(history, next_seq, log, metrics.clone()).spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
         let ctx = Arc::new(Context {
             config,
@@ -56,6 +58,7 @@ impl Server {
             listener,
             ctx,
             stopping: Arc::new(AtomicBool::new(false)),
+            broadcaster,
         })
     }
 
@@ -69,57 +72,10 @@ impl Server {
         self.ctx.metrics.clone()
     }
 
-    /// Runs the accept loop on this thread until [`ServerHandle::shutdown`].
+    /// Runs the accept loop on this thread, for good.
     pub fn run(self) -> io::Result<()> {
-        log::info!("Listening on http://{}/", self.local_addr());
-        for stream in self.listener.incoming() {
-            if self.stopping.load(Relaxed) {
-                break;
-            }
-            match stream {
-                Ok(stream) => self.start_connection(stream),
-                Err(e) => {
-                    // Out of file descriptors, usually: wait a moment
-                    // rather than spin, and keep serving.
-                    log::error!("Error: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+        accept_loop(&self.listener, &self.ctx, &self.stopping);
         Ok(())
-    }
-
-    fn start_connection(&self, stream: TcpStream) {
-        let Ok(peer) = stream.peer_addr() else { return };
-        let ctx = self.ctx.clone();
-        // If the thread cannot be started, `spawn` hands the closure (and the
-        // socket in it) back only as an error; keep a second handle to answer.
-        let spare = stream.try_clone().ok();
-        let spawned = std::thread::Builder::new()
-            .name("wschat-conn".into())
-            .stack_size(READER_STACK)
-            .spawn(move || {
-                let metrics = ctx.metrics.clone();
-                let outcome =
-                    catch_unwind(AssertUnwindSafe(|| connection::handle(stream, peer, ctx)));
-                if outcome.is_err() {
-                    // The panic message was printed by the panic hook; the
-                    // socket was closed as the stack unwound.
-                    metrics.panics.fetch_add(1, Relaxed);
-                    log::error!(
-                        "Error: connection thread for {peer} panicked; the server carries on"
-                    );
-                }
-            });
-        if let Err(e) = spawned {
-            log::error!("Error: cannot start a thread for {peer}: {e}; answering 503");
-            self.ctx.metrics.rejection(503);
-            if let Some(mut spare) = spare {
-                // Never block the accept loop on a client: one attempt only.
-                let _ = spare.set_nonblocking(true);
-                let _ = spare.write(&Rejection::new(503, "server out of threads").response());
-            }
-        }
     }
 
     /// Runs the server on a background thread (for tests and embedding).
@@ -128,16 +84,72 @@ impl Server {
         let stopping = self.stopping.clone();
         let events = self.ctx.events.clone();
         let metrics = self.ctx.metrics.clone();
+        let (listener, ctx, flag) = (self.listener, self.ctx, self.stopping);
+        let broadcaster = self.broadcaster;
         let thread = std::thread::Builder::new()
             .name("wschat-listener".into())
-            .spawn(move || self.run())?;
+            .spawn(move || accept_loop(&listener, &ctx, &flag))?;
         Ok(ServerHandle {
             addr,
             stopping,
             events,
             metrics,
             thread: Some(thread),
+            broadcaster: Some(broadcaster),
         })
+    }
+}
+
+/// Accepts until `stopping` is set, starting a thread per connection.
+fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool) {
+    log::info!(
+        "Listening on http://{}/",
+        listener.local_addr().expect("bound")
+    );
+    for stream in listener.incoming() {
+        if stopping.load(Relaxed) {
+            break;
+        }
+        match stream {
+            Ok(stream) => start_connection(ctx, stream),
+            Err(e) => {
+                // Out of file descriptors, usually: wait a moment rather
+                // than spin, and keep serving.
+                log::error!("Error: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let metrics = ctx.metrics.clone();
+    let ctx = ctx.clone();
+    // If the thread cannot be started, `spawn` hands the closure (and the
+    // socket in it) back only as an error; keep a second handle to answer.
+    let spare = stream.try_clone().ok();
+    let spawned = std::thread::Builder::new()
+        .name("wschat-conn".into())
+        .stack_size(READER_STACK)
+        .spawn(move || {
+            let metrics = ctx.metrics.clone();
+            let outcome = catch_unwind(AssertUnwindSafe(|| connection::handle(stream, peer, ctx)));
+            if outcome.is_err() {
+                // The panic message was printed by the panic hook; the
+                // socket was closed as the stack unwound.
+                metrics.panics.fetch_add(1, Relaxed);
+                log::error!("Error: connection thread for {peer} panicked; the server carries on");
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("Error: cannot start a thread for {peer}: {e}; answering 503");
+        metrics.rejection(503);
+        if let Some(mut spare) = spare {
+            // Never block the accept loop on a client: one attempt only.
+            let _ = spare.set_nonblocking(true);
+            let _ = spare.write(&Rejection::new(503, "server out of threads").response());
+        }
     }
 }
 
@@ -147,7 +159,8 @@ pub struct ServerHandle {
     stopping: Arc<AtomicBool>,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<Metrics>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Option<JoinHandle<()>>,
+    broadcaster: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -172,6 +185,9 @@ impl ServerHandle {
             // Wake the accept loop so it sees the flag.
             let _ = TcpStream::connect(self.addr);
             let _ = thread.join();
+        }
+        if let Some(broadcaster) = self.broadcaster.take() {
+            let _ = broadcaster.join();
         }
     }
 }

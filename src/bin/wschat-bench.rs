@@ -67,20 +67,32 @@ mod sys {
         pub fn new() -> io::Result<Epoll> {
             // SAFETY: plain syscall wrapper; the fd is owned by the result.
             let fd = unsafe { epoll_create1(EPOLL_CLOEXEC) };
-            if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(Epoll(fd)) }
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(Epoll(fd))
+            }
         }
 
         pub fn add(&self, stream: &TcpStream, token: u64) -> io::Result<()> {
-            let mut event = EpollEvent { events: EPOLLIN, data: token };
+            let mut event = EpollEvent {
+                events: EPOLLIN,
+                data: token,
+            };
             // SAFETY: `event` is a valid epoll_event for the call's duration.
             let rc = unsafe { epoll_ctl(self.0, EPOLL_CTL_ADD, stream.as_raw_fd(), &mut event) };
-            if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+            if rc < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
         }
 
         /// Waits up to `timeout_ms`; returns how many of `events` are filled.
         pub fn wait(&self, events: &mut [EpollEvent], timeout_ms: i32) -> usize {
             // SAFETY: `events` is a writable buffer of `events.len()` entries.
-            let n = unsafe { epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms) };
+            let n =
+                unsafe { epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms) };
             n.max(0) as usize
         }
     }
@@ -95,8 +107,19 @@ mod sys {
     /// One non-blocking read on an otherwise blocking socket.
     pub fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe { recv(stream.as_raw_fd(), buf.as_mut_ptr(), buf.len(), MSG_DONTWAIT) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        let n = unsafe {
+            recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 }
 
@@ -253,7 +276,9 @@ impl FrameStream {
     fn pump(&mut self, mut each: impl FnMut(OpCode, &[u8])) -> bool {
         let mut handled = false;
         loop {
-            let Ok(Some((header, header_len))) = FrameHeader::parse(&self.buf[self.start..self.end]) else {
+            let Ok(Some((header, header_len))) =
+                FrameHeader::parse(&self.buf[self.start..self.end])
+            else {
                 break;
             };
             let total = header_len + header.payload_len as usize;
@@ -421,7 +446,8 @@ fn fanout(options: &Options) -> Result<(), String> {
     // receiver has seen from that sender. Senders keep within `window` of
     // the slowest receiver, so no server queue ever holds more than
     // senders x window of our messages.
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..clients * senders).map(|_| AtomicU64::new(0)).collect());
+    let progress: Arc<Vec<AtomicU64>> =
+        Arc::new((0..clients * senders).map(|_| AtomicU64::new(0)).collect());
     let writers: Vec<Arc<Mutex<TcpStream>>> = streams
         .iter()
         .map(|s| Arc::new(Mutex::new(s.try_clone().expect("clone socket"))))
@@ -500,7 +526,10 @@ fn fanout(options: &Options) -> Result<(), String> {
     loop {
         let total: u64 = progress.iter().map(|c| c.load(Relaxed)).sum();
         let target = sent * (clients as u64 - 1);
-        if total >= target || Instant::now() > drain_deadline || last_change.elapsed() > Duration::from_secs(2) {
+        if total >= target
+            || Instant::now() > drain_deadline
+            || last_change.elapsed() > Duration::from_secs(2)
+        {
             break;
         }
         if total != last_total {
@@ -586,7 +615,11 @@ fn receive_all(
         .enumerate()
         .map(|(i, stream)| {
             epoll.add(&stream, i as u64).expect("epoll add");
-            Conn { stream, buf: vec![0; 64 * 1024], end: 0 }
+            Conn {
+                stream,
+                buf: vec![0; 64 * 1024],
+                end: 0,
+            }
         })
         .collect();
     let mut events = vec![sys::EpollEvent { events: 0, data: 0 }; 1024];
@@ -607,7 +640,9 @@ fn receive_all(
             conn.end += n;
             let now_ns = epoch.elapsed().as_nanos() as u64;
             let mut start = 0;
-            while let Ok(Some((header, header_len))) = FrameHeader::parse(&conn.buf[start..conn.end]) {
+            while let Ok(Some((header, header_len))) =
+                FrameHeader::parse(&conn.buf[start..conn.end])
+            {
                 let total = header_len + header.payload_len as usize;
                 if conn.end - start < total {
                     if total > conn.buf.len() {

@@ -9,24 +9,23 @@
 
 use crate::metrics::Metrics;
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Frames a client may have queued before it counts as too slow to keep
 /// up: it is then dropped with 1008 (gorilla/websocket's rule: a full send
 /// buffer means the client goes). Frames are shared, so a full queue costs
-/// 1024 pointers, not 1024 copies. The queue itself is a linked list of
-/// small blocks that grows with use, so an idle client's queue costs
-/// almost nothing (a preallocated ring of 1024 slots would cost 40 KB).
+/// 1024 pointers, not 1024 copies. The queue is a linked list of small
+/// blocks that grows with use, so an idle client's queue costs almost
+/// nothing (a preallocated ring of 1024 slots would cost 40 KB each).
 pub const OUTBOX_CAPACITY: usize = 1024;
-/// Replies (pongs, echoes, the close) a client's reader may have waiting;
-/// beyond that the reader waits for its own writer, which is backpressure
-/// on that client alone.
-pub const REPLY_CAPACITY: usize = 4;
+/// Replies (pongs, echoes, the close) a client's reader may have queued
+/// before it waits for its writer: backpressure on that client alone.
+pub const REPLY_BACKLOG: usize = 8;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
 pub const MAX_BATCH: usize = 64;
 /// How often a blocked write wakes up to see whether its client was dropped.
@@ -66,25 +65,23 @@ pub struct Outbox {
     link: Arc<Link>,
 }
 
-/// What a client's reader holds to reach its writer.
+/// What a client's reader holds to reach its writer: the same queue, used
+/// with backpressure instead of a capacity check.
 #[derive(Debug)]
 pub struct Replies {
     tx: Sender<Outgoing>,
-}
-
-/// The writer's ends of both queues.
-#[derive(Debug)]
-pub struct Queues {
-    chat: Receiver<Outgoing>,
-    replies: Receiver<Outgoing>,
     link: Arc<Link>,
 }
 
-/// State shared between a client's writer and the broadcaster.
+/// State shared between a client's threads and the broadcaster.
 #[derive(Debug, Default)]
 pub struct Link {
     /// Set (to a close code) when the broadcaster drops this client.
     kicked: AtomicU16,
+    /// The reader waits here for its writer to catch up.
+    reader_waiting: AtomicBool,
+    lock: Mutex<()>,
+    drained: Condvar,
 }
 
 /// Why a `try_push` failed.
@@ -126,31 +123,49 @@ impl Outbox {
 }
 
 impl Replies {
-    /// Queues, waiting for room: an echo or a pong may wait for this
-    /// client's socket, and no one else's.
+    /// Queues, then waits while this client's queue is long: an echo or a
+    /// pong may wait for this client's socket, and no one else's.
     pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
-        self.tx.send(item).map_err(|_| PushError::Gone)
+        self.tx.send(item).map_err(|_| PushError::Gone)?;
+        while self.tx.len() > REPLY_BACKLOG && self.link.kicked.load(Relaxed) == 0 {
+            let guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.link.reader_waiting.store(true, Relaxed);
+            if self.tx.len() <= REPLY_BACKLOG {
+                break;
+            }
+            // The timeout is a safety net; the writer wakes us when it drains.
+            let _ = self
+                .link
+                .drained
+                .wait_timeout(guard, Duration::from_millis(50));
+        }
+        Ok(())
     }
 }
 
-/// Creates a client's two queues: chat traffic from the broadcaster, and
-/// replies from the client's own reader.
-pub fn queues() -> (Outbox, Replies, Queues) {
-    let (chat_tx, chat) = crossbeam_channel::unbounded();
-    let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_CAPACITY);
+/// Creates a client's queue: the broadcaster's end, the reader's end, and
+/// the writer's.
+pub fn queues() -> (Outbox, Replies, Queue) {
+    let (tx, rx) = crossbeam_channel::unbounded();
     let link = Arc::new(Link::default());
     (
         Outbox {
-            tx: chat_tx,
+            tx: tx.clone(),
             link: link.clone(),
         },
-        Replies { tx: reply_tx },
-        Queues {
-            chat,
-            replies,
-            link,
+        Replies {
+            tx,
+            link: link.clone(),
         },
+        Queue { rx, link },
     )
+}
+
+/// The writer's end of a client's queue.
+#[derive(Debug)]
+pub struct Queue {
+    rx: Receiver<Outgoing>,
+    link: Arc<Link>,
 }
 
 /// Starts the write pump for `stream`; `first` (the 101 response) is
@@ -158,7 +173,7 @@ pub fn queues() -> (Outbox, Replies, Queues) {
 pub fn spawn_writer(
     stream: TcpStream,
     first: Vec<u8>,
-    queues: Queues,
+    queue: Queue,
     ping_interval: Duration,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
@@ -168,10 +183,10 @@ pub fn spawn_writer(
         .spawn(move || {
             let mut pump = Pump {
                 stream,
-                link: queues.link.clone(),
+                link: queue.link,
                 metrics,
             };
-            pump.run(first, queues, ping_interval);
+            pump.run(first, queue.rx, ping_interval);
         })
         .map(|_| ())
 }
@@ -193,45 +208,28 @@ enum Written {
 }
 
 impl Pump {
-    fn run(&mut self, first: Vec<u8>, queues: Queues, ping_interval: Duration) {
+    fn run(&mut self, first: Vec<u8>, rx: Receiver<Outgoing>, ping_interval: Duration) {
         let _ = self.stream.set_write_timeout(Some(WRITE_POLL));
         let mut batch: Vec<Outgoing> = vec![Outgoing::Owned(first)];
-        let never = crossbeam_channel::never();
-        let mut chat_open = true;
         let mut next_ping = Instant::now() + ping_interval;
         loop {
             if batch.is_empty() {
-                // Nothing waiting: sleep until something is, or a ping is due.
-                let chat = if chat_open { &queues.chat } else { &never };
-                let timeout = next_ping.saturating_duration_since(Instant::now());
-                crossbeam_channel::select! {
-                    recv(queues.replies) -> item => match item {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break, // the reader is done with this client
-                    },
-                    recv(chat) -> item => match item {
-                        Ok(item) => batch.push(item),
-                        Err(_) => chat_open = false,
-                    },
-                    default(timeout) => {}
+                // Sleep until something is queued or a ping is due. (A
+                // blocking receive spins briefly before it parks, so a busy
+                // writer often catches the next frame without a wake-up.)
+                match rx.recv_deadline(next_ping) {
+                    Ok(item) => batch.push(item),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // Every sender is gone: the reader is done with this
+                    // client and the broadcaster has let it go.
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // Take whatever else is already waiting: replies first (a pong
-            // should not wait behind chat), up to a Close.
+            // Take whatever else is already waiting, up to a Close.
             while batch.len() < MAX_BATCH && !batch.last().is_some_and(Outgoing::is_close) {
-                match queues.replies.try_recv() {
+                match rx.try_recv() {
                     Ok(item) => batch.push(item),
                     Err(_) => break,
-                }
-            }
-            while chat_open
-                && batch.len() < MAX_BATCH
-                && !batch.last().is_some_and(Outgoing::is_close)
-            {
-                match queues.chat.try_recv() {
-                    Ok(item) => batch.push(item),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => chat_open = false,
                 }
             }
             // Pings go out on a fixed schedule, busy or not: the reader
@@ -246,6 +244,11 @@ impl Pump {
             }
             let result = self.write_batch(&batch);
             batch.clear();
+            if self.link.reader_waiting.load(Relaxed) {
+                let _guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.link.reader_waiting.store(false, Relaxed);
+                self.link.drained.notify_all();
+            }
             match result {
                 Ok(Written::All) => {}
                 Ok(Written::Closed) => {

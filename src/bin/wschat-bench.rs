@@ -275,12 +275,9 @@ impl FrameStream {
     /// than a timeout.
     fn pump(&mut self, mut each: impl FnMut(OpCode, &[u8])) -> bool {
         let mut handled = false;
-        loop {
-            let Ok(Some((header, header_len))) =
-                FrameHeader::parse(&self.buf[self.start..self.end])
-            else {
-                break;
-            };
+        while let Ok(Some((header, header_len))) =
+            FrameHeader::parse(&self.buf[self.start..self.end])
+        {
             let total = header_len + header.payload_len as usize;
             if total > self.buf.len() {
                 self.buf.resize(total.next_power_of_two(), 0);

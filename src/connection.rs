@@ -345,6 +345,17 @@ struct Client {
     tokens: RateLimiter,
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        // A bug in this connection's code: tell the client (1011) rather
+        // than leave it to guess from a dropped connection.
+        if std::thread::panicking() {
+            let frame = encode_close(CloseCode::InternalError, "internal error", None);
+            let _ = self.replies.push_now(Outgoing::Close(frame));
+        }
+    }
+}
+
 impl Client {
     /// The read pump. Returns the close code and reason for the log.
     fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> (u16, String) {

@@ -7,12 +7,12 @@
 //! in one `writev`, so a burst of a hundred small chat frames costs one
 //! system call rather than a hundred.
 
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ pub const OUTBOX_CAPACITY: usize = 1024;
 /// Replies (pongs, echoes, the close) a client's reader may have queued
 /// before it waits for its writer: backpressure on that client alone.
 pub const REPLY_BACKLOG: usize = 8;
+/// ... or while this many bytes of replies are waiting (echoes can be 16 MiB
+/// each; eight of them would be a lot of memory to hold for one client).
+pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
 pub const MAX_BATCH: usize = 64;
 /// How often a blocked write wakes up to see whether its client was dropped.
@@ -50,6 +53,14 @@ impl Outgoing {
         match self {
             Outgoing::Shared(b) => b,
             Outgoing::Owned(b) | Outgoing::Close(b) => b,
+        }
+    }
+
+    /// The bytes this item holds for its client alone.
+    fn owned_len(&self) -> usize {
+        match self {
+            Outgoing::Shared(_) => 0,
+            Outgoing::Owned(b) | Outgoing::Close(b) => b.len(),
         }
     }
 
@@ -78,6 +89,8 @@ pub struct Replies {
 pub struct Link {
     /// Set (to a close code) when the broadcaster drops this client.
     kicked: AtomicU16,
+    /// Bytes of per-client items (`Owned`, `Close`) queued and not written.
+    owned_bytes: AtomicUsize,
     /// The reader waits here for its writer to catch up.
     reader_waiting: AtomicBool,
     lock: Mutex<()>,
@@ -101,6 +114,10 @@ impl Outbox {
         if depth >= OUTBOX_CAPACITY {
             return Err(PushError::Full);
         }
+        let bytes = item.owned_len();
+        if bytes > 0 {
+            self.link.owned_bytes.fetch_add(bytes, Relaxed);
+        }
         match self.tx.send(item) {
             Ok(()) => Ok(depth + 1),
             Err(_) => Err(PushError::Gone),
@@ -123,14 +140,30 @@ impl Outbox {
 }
 
 impl Replies {
+    /// Queues without waiting (for the last words of a failing thread).
+    pub fn push_now(&self, item: Outgoing) -> Result<(), PushError> {
+        let bytes = item.owned_len();
+        self.link.owned_bytes.fetch_add(bytes, Relaxed);
+        self.tx.send(item).map_err(|_| {
+            self.link.owned_bytes.fetch_sub(bytes, Relaxed);
+            PushError::Gone
+        })
+    }
+
+    fn backlogged(&self) -> bool {
+        let len = self.tx.len();
+        len > REPLY_BACKLOG
+            || (len > 1 && self.link.owned_bytes.load(Relaxed) > REPLY_BACKLOG_BYTES)
+    }
+
     /// Queues, then waits while this client's queue is long: an echo or a
     /// pong may wait for this client's socket, and no one else's.
     pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
-        self.tx.send(item).map_err(|_| PushError::Gone)?;
-        while self.tx.len() > REPLY_BACKLOG && self.link.kicked.load(Relaxed) == 0 {
+        self.push_now(item)?;
+        while self.backlogged() && self.link.kicked.load(Relaxed) == 0 {
             let guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.link.reader_waiting.store(true, Relaxed);
-            if self.tx.len() <= REPLY_BACKLOG {
+            if !self.backlogged() {
                 break;
             }
             // The timeout is a safety net; the writer wakes us when it drains.
@@ -185,6 +218,7 @@ pub fn spawn_writer(
                 stream,
                 link: queue.link,
                 metrics,
+                stall_limit: 2 * ping_interval,
             };
             pump.run(first, queue.rx, ping_interval);
         })
@@ -195,6 +229,10 @@ struct Pump {
     stream: TcpStream,
     link: Arc<Link>,
     metrics: Arc<Metrics>,
+    /// A client whose socket accepts nothing for this long has stopped
+    /// reading: it is dropped, whether or not the broadcaster noticed (an
+    /// echo client has no broadcaster to notice it).
+    stall_limit: Duration,
 }
 
 /// How a batch write ended.
@@ -243,6 +281,8 @@ impl Pump {
                 continue;
             }
             let result = self.write_batch(&batch);
+            let owned: usize = batch.iter().map(Outgoing::owned_len).sum();
+            self.link.owned_bytes.fetch_sub(owned, Relaxed);
             batch.clear();
             if self.link.reader_waiting.load(Relaxed) {
                 let _guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,10 +338,14 @@ impl Pump {
             total += item.bytes().len();
         }
         let mut remaining = &mut slices[..batch.len()];
+        let mut progress = Instant::now();
         while !remaining.is_empty() {
             match self.stream.write_vectored(remaining) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut remaining, n),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut remaining, n);
+                    progress = Instant::now();
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -310,6 +354,14 @@ impl Pump {
                 {
                     if self.kicked().is_some() {
                         return Ok(Written::Kicked);
+                    }
+                    if progress.elapsed() >= self.stall_limit {
+                        log::warn!(
+                            "Dropping a client that stopped reading: nothing written for {:?}",
+                            self.stall_limit
+                        );
+                        self.metrics.client_dropped(DropReason::SlowConsumer);
+                        return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -236,11 +236,13 @@ impl<'a> Request<'a> {
     /// Does the client try to open a WebSocket? True if it sent any of the
     /// headers that only a WebSocket client sends; such a request is then
     /// held to every rule of §4.2.1 rather than served as a page.
+    /// `Upgrade` and `Connection: upgrade` alone are not such headers: a
+    /// client may offer another protocol (`curl --http2` offers `h2c`),
+    /// and a server may ignore that offer (RFC 9110 §7.8) and answer.
     pub fn is_websocket_attempt(&self) -> bool {
-        self.header("Upgrade").is_some()
+        self.has_token("Upgrade", "websocket")
             || self.header("Sec-WebSocket-Key").is_some()
             || self.header("Sec-WebSocket-Version").is_some()
-            || self.has_token("Connection", "upgrade")
     }
 
     /// Does the client offer `protocol` in `Sec-WebSocket-Protocol` (§4.1,
@@ -564,6 +566,34 @@ mod tests {
             &["null".into()]
         ));
         assert!(origin_allowed(Some("http://[::1]:8080"), "[::1]:8080", &[]));
+    }
+
+    #[test]
+    fn other_upgrades_are_plain_http_requests() {
+        let attempt = |head: &str| {
+            Request::parse(head.as_bytes())
+                .unwrap()
+                .is_websocket_attempt()
+        };
+        // curl --http2 on an http:// URL: served as a page, not refused.
+        assert!(!attempt(
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        ));
+        assert!(!attempt(
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n"
+        ));
+        // Anything WebSocket-specific is held to §4.2.1 (and refused there).
+        assert!(attempt(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n\r\n"
+        ));
+        assert!(attempt(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ));
+        assert!(attempt(
+            "GET / HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key: a\r\n\r\n"
+        ));
+        assert!(attempt(GOOD));
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl MessageDecoder {
                         .feed(chunk)
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
+                self.grow_data(chunk.len());
                 self.data.extend_from_slice(chunk);
             }
             if !finished {
@@ -177,6 +178,19 @@ impl MessageDecoder {
             }
         }
         Ok(())
+    }
+
+    /// Makes room for `more` payload bytes the way `Vec` would (doubling,
+    /// so appends stay amortised O(1)), but never past `max_message`:
+    /// left to itself, `Vec` may double a buffer to almost twice the
+    /// limit, and a message of `max_message` bytes would then hold up to
+    /// twice that in memory.
+    fn grow_data(&mut self, more: usize) {
+        let needed = self.data.len() + more;
+        if needed > self.data.capacity() {
+            let target = (self.data.capacity() * 2).min(self.max_message).max(needed);
+            self.data.reserve_exact(target - self.data.len());
+        }
     }
 
     fn finish_control(&mut self, opcode: OpCode) -> Result<Message, ProtocolError> {
@@ -508,6 +522,44 @@ mod tests {
             decoder.decode(&mut parts),
             Err(ProtocolError::MessageTooBig { limit: 100 })
         );
+    }
+
+    #[test]
+    fn a_message_never_holds_more_memory_than_the_limit() {
+        // 100 000 bytes arriving in 2034-byte reads: plain `Vec` growth
+        // would end at a capacity far above the limit (up to twice it).
+        let limit = 100_000;
+        let bytes = [
+            masked(false, OpCode::Binary, &[1; 60_000]),
+            masked(true, OpCode::Continuation, &[2; 40_000]),
+        ]
+        .concat();
+        let mut decoder = MessageDecoder::new(Role::Server, limit);
+        let mut message = None;
+        for chunk in bytes.chunks(2034) {
+            let mut piece = chunk.to_vec();
+            let mut at = 0;
+            while at < piece.len() {
+                let (used, m) = decoder.decode(&mut piece[at..]).unwrap();
+                at += used;
+                assert!(
+                    decoder.data.capacity() <= limit,
+                    "{}",
+                    decoder.data.capacity()
+                );
+                if m.is_some() {
+                    message = m;
+                }
+                if used == 0 {
+                    break;
+                }
+            }
+        }
+        let Some(Message::Binary(data)) = message else {
+            panic!("no message")
+        };
+        assert_eq!(data.len(), limit);
+        assert!(data.capacity() <= limit, "{}", data.capacity());
     }
 
     #[test]

@@ -1,0 +1,182 @@
+//! What the sections share: the one echo server, frame builders, and the
+//! steps most cases are made of.
+
+use crate::common::{self, Client, Outcome};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wschat::protocol::frame::{OpCode, encode_frame_into};
+use wschat::protocol::message::Message;
+use wschat::{Config, ServerHandle};
+
+pub use common::{MASK, close_payload, pattern_bytes, pattern_text};
+
+/// The one server most cases share (its `/echo` and `/`), started on first
+/// use and never stopped.
+pub fn shared_addr() -> SocketAddr {
+    static SHARED: OnceLock<SocketAddr> = OnceLock::new();
+    *SHARED.get_or_init(|| {
+        let handle = common::start();
+        let addr = handle.addr();
+        std::mem::forget(handle); // runs until the process exits
+        addr
+    })
+}
+
+/// A server of its own, for cases that need other settings or a quiet
+/// chat room. Dropping the handle stops it.
+pub fn own_server(adjust: impl FnOnce(&mut Config)) -> ServerHandle {
+    common::start_with(adjust)
+}
+
+/// A client on the shared `/echo`.
+pub fn echo() -> Result<Client, String> {
+    Client::try_echo(shared_addr())
+}
+
+pub fn text(s: &str) -> Message {
+    Message::Text(s.to_string())
+}
+
+pub fn binary(b: &[u8]) -> Message {
+    Message::Binary(b.to_vec())
+}
+
+pub fn pong(b: &[u8]) -> Message {
+    Message::Pong(b.to_vec())
+}
+
+/// A masked frame with any header bits (reserved bits and opcodes
+/// included). Payloads of any size; masking uses the library's fast path.
+pub fn raw_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    match OpCode::from_u8(opcode) {
+        Ok(op) if rsv == 0 => {
+            let mut out = Vec::with_capacity(payload.len() + 14);
+            encode_frame_into(&mut out, fin, op, payload, Some(MASK));
+            out
+        }
+        _ => common::frame(fin, rsv, opcode, payload, true),
+    }
+}
+
+/// A well-formed masked frame.
+pub fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    raw_frame(fin, 0, opcode.as_u8(), payload)
+}
+
+pub fn text_frame(s: &str) -> Vec<u8> {
+    frame(true, OpCode::Text, s.as_bytes())
+}
+
+pub fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
+    frame(true, OpCode::Close, &close_payload(code, reason))
+}
+
+/// Just the header of a masked frame that claims `len` payload bytes
+/// (any 64-bit value, written in the 64-bit form when over 65535).
+pub fn header_only(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    match len {
+        0..=125 => out.push(0x80 | len as u8),
+        126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out
+}
+
+/// The message split into `pieces` fragments of about equal size (the
+/// first carries the opcode, the rest are continuations).
+pub fn fragmented(opcode: OpCode, payload: &[u8], pieces: usize) -> Vec<u8> {
+    let pieces = pieces.max(1);
+    let size = payload.len().div_ceil(pieces).max(1);
+    let mut chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    while chunks.len() < pieces {
+        chunks.push(&[]); // fewer bytes than fragments: pad with empty ones
+    }
+    fragments_of(opcode, &chunks)
+}
+
+/// The message made of exactly these fragments.
+pub fn fragments_of(opcode: OpCode, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let op = if i == 0 { opcode } else { OpCode::Continuation };
+        encode_frame_into(&mut out, i + 1 == chunks.len(), op, chunk, Some(MASK));
+    }
+    out
+}
+
+/// Ends a case the clean way: a Close 1000 from us, answered with 1000
+/// and nothing before it (so nothing unexpected was pending).
+pub fn finish(mut client: Client) -> Outcome {
+    client.write(&close_frame(1000, b""))?;
+    client.expect_close_after(&[], 1000)
+}
+
+/// Writes on a second thread, so that a large send and the reading of its
+/// echoes can overlap (the server echoes while we still write; if neither
+/// side read, both could block on full socket buffers).
+pub fn write_in_background(client: &Client, bytes: Vec<u8>) -> Result<JoinHandle<Outcome>, String> {
+    let mut stream = client
+        .stream
+        .try_clone()
+        .map_err(|e| format!("clone: {e}"))?;
+    Ok(std::thread::spawn(move || {
+        use std::io::Write;
+        stream
+            .write_all(&bytes)
+            .map_err(|e| format!("background write failed: {e}"))
+    }))
+}
+
+pub fn join_writer(writer: JoinHandle<Outcome>) -> Outcome {
+    writer
+        .join()
+        .map_err(|_| "the writer thread panicked".to_string())?
+}
+
+/// On a fresh `/echo` connection: sends `bytes` (in one write, on a second
+/// thread), expects exactly `want` back, then closes cleanly.
+pub fn echo_case(bytes: Vec<u8>, want: &[Message]) -> Outcome {
+    let mut client = echo()?;
+    let writer = write_in_background(&client, bytes)?;
+    client.expect_all(want)?;
+    join_writer(writer)?;
+    finish(client)
+}
+
+/// On a fresh `/echo` connection: sends `bytes`, expects exactly `before`,
+/// then a Close with `code`, then TCP closed. Write errors are ignored,
+/// since the server may close before it has read everything.
+pub fn fail_case(bytes: &[u8], before: &[Message], code: u16) -> Outcome {
+    let mut client = echo()?;
+    let _ = client.write(bytes);
+    client.expect_close_after(before, code)
+}
+
+/// Like [`fail_case`], in pieces of `piece` bytes.
+pub fn fail_case_chopped(bytes: &[u8], piece: usize, before: &[Message], code: u16) -> Outcome {
+    let mut client = echo()?;
+    let _ = client.write_chopped(bytes, piece);
+    client.expect_close_after(before, code)
+}
+
+/// A short pause so that two writes reach the server as two reads.
+pub const PAUSE: Duration = Duration::from_millis(2);
+
+pub fn ensure(condition: bool, what: impl FnOnce() -> String) -> Outcome {
+    if condition { Ok(()) } else { Err(what()) }
+}
+
+/// `[a, b, c]` concatenated.
+pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}

@@ -9,11 +9,13 @@
 
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, fence};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Frames a client may have queued before it counts as too slow to keep
@@ -31,6 +33,8 @@ pub const REPLY_BACKLOG: usize = 8;
 pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
 pub const MAX_BATCH: usize = 64;
+/// How many times an idle writer yields before it parks.
+const IDLE_YIELDS: usize = 1;
 /// How often a blocked write wakes up to see whether its client was dropped.
 const WRITE_POLL: Duration = Duration::from_millis(250);
 /// Stack for writer threads: the pump keeps little on the stack, and only
@@ -95,6 +99,28 @@ pub struct Link {
     reader_waiting: AtomicBool,
     lock: Mutex<()>,
     drained: Condvar,
+    /// The writer thread, to unpark; set when it starts.
+    writer: OnceLock<Thread>,
+    /// The writer found nothing to do and is parked, or about to park.
+    sleeping: AtomicBool,
+    /// The reader is done with this client: the writer stops once idle.
+    reader_gone: AtomicBool,
+}
+
+impl Link {
+    /// Called after every push: unparks the writer if it sleeps. When it
+    /// does not (the common case under load) this is one load.
+    fn wake_writer(&self) {
+        // Pairs with the fence in `Pump::park`: either the writer sees the
+        // item, or we see that it sleeps.
+        fence(SeqCst);
+        if self.sleeping.load(Relaxed)
+            && self.sleeping.swap(false, SeqCst)
+            && let Some(writer) = self.writer.get()
+        {
+            writer.unpark();
+        }
+    }
 }
 
 /// Why a `try_push` failed.
@@ -119,7 +145,10 @@ impl Outbox {
             self.link.owned_bytes.fetch_add(bytes, Relaxed);
         }
         match self.tx.send(item) {
-            Ok(()) => Ok(depth + 1),
+            Ok(()) => {
+                self.link.wake_writer();
+                Ok(depth + 1)
+            }
             Err(_) => Err(PushError::Gone),
         }
     }
@@ -127,7 +156,8 @@ impl Outbox {
     /// Marks the client as dropped for being too slow; the writer stops at
     /// its next chance and sends a Close with `code` if its socket has room.
     pub fn kick(&self, code: u16) {
-        self.link.kicked.store(code, Relaxed);
+        self.link.kicked.store(code, SeqCst);
+        self.link.wake_writer();
     }
 
     pub fn len(&self) -> usize {
@@ -147,7 +177,9 @@ impl Replies {
         self.tx.send(item).map_err(|_| {
             self.link.owned_bytes.fetch_sub(bytes, Relaxed);
             PushError::Gone
-        })
+        })?;
+        self.link.wake_writer();
+        Ok(())
     }
 
     fn backlogged(&self) -> bool {
@@ -173,6 +205,16 @@ impl Replies {
                 .wait_timeout(guard, Duration::from_millis(50));
         }
         Ok(())
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        self.link.reader_gone.store(true, SeqCst);
+        fence(SeqCst);
+        if let Some(writer) = self.link.writer.get() {
+            writer.unpark();
+        }
     }
 }
 
@@ -220,6 +262,7 @@ pub fn spawn_writer(
                 metrics,
                 stall_limit: 2 * ping_interval,
             };
+            let _ = pump.link.writer.set(std::thread::current());
             pump.run(first, queue.rx, ping_interval);
         })
         .map(|_| ())
@@ -252,15 +295,10 @@ impl Pump {
         let mut next_ping = Instant::now() + ping_interval;
         loop {
             if batch.is_empty() {
-                // Sleep until something is queued or a ping is due. (A
-                // blocking receive spins briefly before it parks, so a busy
-                // writer often catches the next frame without a wake-up.)
-                match rx.recv_deadline(next_ping) {
-                    Ok(item) => batch.push(item),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // Every sender is gone: the reader is done with this
-                    // client and the broadcaster has let it go.
-                    Err(RecvTimeoutError::Disconnected) => break,
+                match self.wait(&rx, next_ping) {
+                    Some(item) => batch.push(item),
+                    None if self.link.reader_gone.load(SeqCst) && rx.is_empty() => break,
+                    None => {}
                 }
             }
             // Take whatever else is already waiting, up to a Close.
@@ -315,6 +353,36 @@ impl Pump {
             let _ = self.stream.write(&frame);
         }
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Waits for the next item, until `deadline` (the next ping) at most.
+    ///
+    /// Not a channel's blocking receive: that spins, then yields several
+    /// times before it parks, which a thousand writers woken once per
+    /// message turn into a storm of yields. Here a writer yields once (so
+    /// that, under load, the broadcaster can queue more before we park),
+    /// then parks; `Link::wake_writer` unparks it.
+    fn wait(&self, rx: &Receiver<Outgoing>, deadline: Instant) -> Option<Outgoing> {
+        for _ in 0..IDLE_YIELDS {
+            std::thread::yield_now();
+            if let Ok(item) = rx.try_recv() {
+                return Some(item);
+            }
+        }
+        self.link.sleeping.store(true, SeqCst);
+        fence(SeqCst);
+        let item = match rx.try_recv() {
+            Ok(item) => Some(item),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => {
+                if !self.link.reader_gone.load(SeqCst) && self.kicked().is_none() {
+                    std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+                }
+                rx.try_recv().ok()
+            }
+        };
+        self.link.sleeping.store(false, SeqCst);
+        item
     }
 
     fn kicked(&self) -> Option<u16> {

@@ -32,9 +32,9 @@ pub const REPLY_BACKLOG: usize = 8;
 /// each; eight of them would be a lot of memory to hold for one client).
 pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
-pub const MAX_BATCH: usize = 64;
+pub const MAX_BATCH: usize = 256;
 /// How many times an idle writer yields before it parks.
-const IDLE_YIELDS: usize = 1;
+const IDLE_YIELDS: usize = 8;
 /// How often a blocked write wakes up to see whether its client was dropped.
 const WRITE_POLL: Duration = Duration::from_millis(250);
 /// Stack for writer threads: the pump keeps little on the stack, and only
@@ -295,6 +295,9 @@ impl Pump {
         let mut next_ping = Instant::now() + ping_interval;
         loop {
             if batch.is_empty() {
+                if batch.capacity() > MAX_BATCH / 4 {
+                    batch.shrink_to(4); // give memory back after a burst
+                }
                 match self.wait(&rx, next_ping) {
                     Some(item) => batch.push(item),
                     None if self.link.reader_gone.load(SeqCst) && rx.is_empty() => break,
@@ -399,13 +402,13 @@ impl Pump {
             .position(Outgoing::is_close)
             .map_or(batch.len(), |i| i + 1);
         let batch = &batch[..end];
-        let mut slices = [IoSlice::new(&[]); MAX_BATCH + 1];
-        let mut total = 0;
-        for (slot, item) in slices.iter_mut().zip(batch) {
-            *slot = IoSlice::new(item.bytes());
-            total += item.bytes().len();
-        }
-        let mut remaining = &mut slices[..batch.len()];
+        // On the heap: a writer's stack stays at its idle size.
+        let mut slices: Vec<IoSlice<'_>> = batch
+            .iter()
+            .map(|item| IoSlice::new(item.bytes()))
+            .collect();
+        let total: usize = batch.iter().map(|item| item.bytes().len()).sum();
+        let mut remaining = &mut slices[..];
         let mut progress = Instant::now();
         while !remaining.is_empty() {
             match self.stream.write_vectored(remaining) {

@@ -102,10 +102,16 @@ impl Server {
 
 /// Accepts until `stopping` is set, starting a thread per connection.
 fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool) {
-    log::info!(
-        "Listening on http://{}/",
-        listener.local_addr().expect("bound")
-    );
+    // Logged at warn level when info is off, so that `--log-level warn`
+    // still tells scripts which port `--addr HOST:0` picked.
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    if log::log_enabled!(log::Level::Info) {
+        log::info!("Listening on http://{addr}/");
+    } else {
+        log::warn!("Listening on http://{addr}/");
+    }
     for stream in listener.incoming() {
         if stopping.load(Relaxed) {
             break;

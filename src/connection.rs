@@ -19,7 +19,7 @@ use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// `/echo` accepts messages this large whatever `--max-message-bytes` says:
@@ -46,6 +46,25 @@ pub struct Context {
     pub events: Sender<Event>,
     pub files: StaticFiles,
     pub next_id: AtomicU64,
+    /// Connections still sending their request head (see
+    /// [`MAX_PENDING_HANDSHAKES`]).
+    pub pending_handshakes: AtomicUsize,
+}
+
+/// Connections allowed to be still sending their request head at once.
+/// Each has a thread until `--handshake-timeout`; past this many, the
+/// accept loop answers 503 at once instead of starting another, so a flood
+/// of silent connections cannot exhaust threads (`--max-clients` only
+/// counts connections that completed the handshake).
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Holds a place among the pending handshakes until dropped.
+struct PendingHandshake<'a>(&'a AtomicUsize);
+
+impl Drop for PendingHandshake<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Which WebSocket endpoint a client opened.
@@ -58,8 +77,12 @@ enum Endpoint {
 /// Serves one accepted TCP connection from start to end.
 pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
+    // The accept loop took this place for us (`server::start_connection`).
+    let pending = PendingHandshake(&ctx.pending_handshakes);
     let mut head = Vec::new();
-    let head_len = match read_head(&stream, &mut head, ctx.config.handshake_timeout) {
+    let head_read = read_head(&stream, &mut head, ctx.config.handshake_timeout);
+    drop(pending);
+    let head_len = match head_read {
         Ok(len) => len,
         Err(rejection) => {
             if let Some(rejection) = rejection {
@@ -436,15 +459,17 @@ impl Client {
                 Message::Close(frame) => {
                     // §5.5.1: echo the code (an empty Close is answered with
                     // 1000, since 1005 may not be sent), then close.
-                    let (code, reason) = match frame {
-                        Some(f) => (f.code, f.reason),
-                        None => (CloseCode::Normal, String::new()),
+                    // The log says 1005 for an empty Close, as §7.1.5 defines
+                    // the connection's close code in that case.
+                    let (reply, logged, reason) = match frame {
+                        Some(f) => (f.code, u16::from(f.code), f.reason),
+                        None => (CloseCode::Normal, 1005, String::new()),
                     };
                     let _ = self
                         .replies
-                        .push(Outgoing::Close(encode_close(code, "", None)));
+                        .push(Outgoing::Close(encode_close(reply, "", None)));
                     break (
-                        code.into(),
+                        logged,
                         format!("closed by client {reason}").trim_end().to_string(),
                     );
                 }

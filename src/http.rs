@@ -17,7 +17,7 @@ const EMBEDDED: &[(&str, &[u8])] = &[
 
 /// The page may only load its own files and talk to its own server: a
 /// second line of defence should user text ever reach the DOM as HTML.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Where the page comes from.
 #[derive(Debug, Clone)]

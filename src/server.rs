@@ -5,7 +5,7 @@
 
 use crate::broadcaster::{Broadcaster, Event};
 use crate::config::Config;
-use crate::connection::{self, Context, READER_STACK};
+use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::history_file::{self, HistoryLog};
 use crate::http::StaticFiles;
 use crate::metrics::Metrics;
@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,6 +53,7 @@ impl Server {
             events,
             files,
             next_id: AtomicU64::new(1),
+            pending_handshakes: AtomicUsize::new(0),
         });
         Ok(Server {
             listener,
@@ -131,7 +132,16 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool
 fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let metrics = ctx.metrics.clone();
-    let ctx = ctx.clone();
+    if ctx.pending_handshakes.fetch_add(1, Relaxed) >= MAX_PENDING_HANDSHAKES {
+        ctx.pending_handshakes.fetch_sub(1, Relaxed);
+        log::warn!(
+            "Rejected {peer}: {MAX_PENDING_HANDSHAKES} handshakes already pending, answering 503"
+        );
+        metrics.rejection(503);
+        answer_now(&stream, Rejection::new(503, "too many pending handshakes"));
+        return;
+    }
+    let thread_ctx = ctx.clone();
     // If the thread cannot be started, `spawn` hands the closure (and the
     // socket in it) back only as an error; keep a second handle to answer.
     let spare = stream.try_clone().ok();
@@ -139,8 +149,10 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
         .name("wschat-conn".into())
         .stack_size(READER_STACK)
         .spawn(move || {
-            let metrics = ctx.metrics.clone();
-            let outcome = catch_unwind(AssertUnwindSafe(|| connection::handle(stream, peer, ctx)));
+            let metrics = thread_ctx.metrics.clone();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                connection::handle(stream, peer, thread_ctx)
+            }));
             if outcome.is_err() {
                 // The panic message was printed by the panic hook; the
                 // socket was closed as the stack unwound.
@@ -149,14 +161,20 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
             }
         });
     if let Err(e) = spawned {
+        ctx.pending_handshakes.fetch_sub(1, Relaxed);
         log::error!("Error: cannot start a thread for {peer}: {e}; answering 503");
         metrics.rejection(503);
-        if let Some(mut spare) = spare {
-            // Never block the accept loop on a client: one attempt only.
-            let _ = spare.set_nonblocking(true);
-            let _ = spare.write(&Rejection::new(503, "server out of threads").response());
+        if let Some(spare) = spare {
+            answer_now(&spare, Rejection::new(503, "server out of threads"));
         }
     }
+}
+
+/// Answers from the accept loop, which must never block on a client: one
+/// non-blocking write of the response, then the socket is closed.
+fn answer_now(mut stream: &TcpStream, rejection: Rejection) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write(&rejection.response());
 }
 
 /// A server running in the background. Dropping it shuts the server down.

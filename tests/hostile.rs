@@ -272,6 +272,53 @@ fn three_hundred_stalled_handshakes_get_408_and_the_room_carries_on() {
 }
 
 #[test]
+fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
+    let _gate = alone();
+    let server = start_with(|c| c.handshake_timeout = Duration::from_secs(30));
+    let addr = server.addr();
+    let (mut ann, mut bo) = bystanders(addr);
+    let threads_before = threads_now();
+
+    // Fill every pending-handshake place with connections that say nothing.
+    let silent: Vec<TcpStream> = (0..wschat::connection::MAX_PENDING_HANDSHAKES)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The next one is answered 503 at once, by the accept loop itself.
+    let started = Instant::now();
+    let mut extra = TcpStream::connect(addr).unwrap();
+    let (response, closed) = read_until_closed(&mut extra, 4096, TIMEOUT);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(
+        response.contains("too many pending handshakes"),
+        "{response}"
+    );
+    assert!(closed);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let threads_full = threads_now();
+    assert!(
+        threads_full <= threads_before + wschat::connection::MAX_PENDING_HANDSHAKES + 8,
+        "one thread per pending handshake at most: {threads_before} -> {threads_full}"
+    );
+    // Chat goes on, and once the silent ones go away, newcomers get in.
+    still_chatting(&mut ann, &mut bo, "during the flood");
+    drop(silent);
+    assert!(eventually(TIMEOUT, || {
+        let mut probe = TcpStream::connect(addr).unwrap();
+        probe
+            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .unwrap();
+        let (response, _) = read_until_closed(&mut probe, 4096, TIMEOUT);
+        response.starts_with(b"HTTP/1.1 200 ")
+    }));
+    still_chatting(&mut ann, &mut bo, "after the flood");
+}
+
+#[test]
 fn a_one_mebibyte_request_head_is_refused_with_431_before_it_is_sent() {
     let _gate = together();
     let server = start();

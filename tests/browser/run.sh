@@ -30,6 +30,7 @@ echo "==> npm ci (tests/browser)"
 
 echo "==> cargo build --release"
 (cd "$ROOT" && cargo build --release)
+export WSCHAT_BIN="${WSCHAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wschat}"
 
 echo "==> running browser tests"
 cd "$HERE"

@@ -25,7 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ROOT/target/release/wschat" --addr 127.0.0.1:0 --log-level warn --rate-limit 0 2>"$TMP/server.log" &
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+"$TARGET/release/wschat" --addr 127.0.0.1:0 --log-level warn --rate-limit 0 2>"$TMP/server.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do
     PORT="$(grep -o 'http://127.0.0.1:[0-9]*' "$TMP/server.log" | head -1 | cut -d: -f3 || true)"
@@ -33,7 +34,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ -n "$PORT" ]] || { echo "soak: server did not start"; exit 1; }
-BENCH="$ROOT/target/release/wschat-bench"
+BENCH="$TARGET/release/wschat-bench"
 URL="ws://127.0.0.1:$PORT/"
 
 sample() {

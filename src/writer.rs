@@ -111,7 +111,7 @@ impl Link {
     /// Called after every push: unparks the writer if it sleeps. When it
     /// does not (the common case under load) this is one load.
     fn wake_writer(&self) {
-        // Pairs with the fence in `Pump::park`: either the writer sees the
+        // Pairs with the fence in `Pump::wait`: either the writer sees the
         // item, or we see that it sleeps.
         fence(SeqCst);
         if self.sleeping.load(Relaxed)
@@ -360,11 +360,13 @@ impl Pump {
 
     /// Waits for the next item, until `deadline` (the next ping) at most.
     ///
-    /// Not a channel's blocking receive: that spins, then yields several
-    /// times before it parks, which a thousand writers woken once per
-    /// message turn into a storm of yields. Here a writer yields once (so
-    /// that, under load, the broadcaster can queue more before we park),
-    /// then parks; `Link::wake_writer` unparks it.
+    /// Not a channel's blocking receive: that spins, then yields, before
+    /// it parks, and a thousand writers woken once per message spend their
+    /// time in it. Here a writer yields a few times (`IDLE_YIELDS`), so that
+    /// under load the broadcaster gets the CPU and queues more before we
+    /// park (a writer that parks at once must be woken for every frame, and
+    /// each wake-up preempts the broadcaster: docs/09-performance.md has
+    /// the figures), then parks; `Link::wake_writer` unparks it.
     fn wait(&self, rx: &Receiver<Outgoing>, deadline: Instant) -> Option<Outgoing> {
         for _ in 0..IDLE_YIELDS {
             std::thread::yield_now();

@@ -31,6 +31,9 @@ pub struct Config {
     /// stays within its connection.
     #[doc(hidden)]
     pub panic_trigger: Option<String>,
+    /// Tests only: a thread budget smaller than the kernel's limits allow.
+    #[doc(hidden)]
+    pub thread_limit: Option<usize>,
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -56,6 +59,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
             panic_trigger: None,
+            thread_limit: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
+use crate::threads::ThreadBudget;
 use crate::writer::{Outgoing, Replies, queues, spawn_writer};
 use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
@@ -49,6 +50,8 @@ pub struct Context {
     /// Connections still sending their request head (see
     /// [`MAX_PENDING_HANDSHAKES`]).
     pub pending_handshakes: AtomicUsize,
+    /// Connection and writer threads, counted against the kernel's limits.
+    pub threads: Arc<ThreadBudget>,
 }
 
 /// Connections allowed to be still sending their request head at once.
@@ -124,6 +127,15 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         );
     }
     let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
+    let Some(writer_place) = ctx.threads.try_take() else {
+        ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        return reject(
+            &stream,
+            peer,
+            Rejection::new(503, "server at its thread limit"),
+            &ctx.metrics,
+        );
+    };
     let (outbox, replies, queues) = queues();
     let response = handshake::response_101(&key, protocol);
     let started = stream.try_clone().and_then(|writer_stream| {
@@ -133,6 +145,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
             queues,
             ctx.config.ping_interval,
             ctx.metrics.clone(),
+            writer_place,
         )
     });
     if let Err(e) = started {

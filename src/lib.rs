@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod room;
 pub mod server;
+pub mod threads;
 pub mod writer;
 
 pub use config::Config;

@@ -11,6 +11,7 @@ use crate::http::StaticFiles;
 use crate::metrics::Metrics;
 use crate::protocol::handshake::Rejection;
 use crate::room::History;
+use crate::threads::ThreadBudget;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -47,6 +48,21 @@ impl Server {
         let (events, broadcaster) =
             Broadcaster::new(history, next_seq, log, metrics.clone()).spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
+        let threads = Arc::new(match config.thread_limit {
+            Some(limit) => ThreadBudget::new(limit),
+            None => ThreadBudget::from_kernel_limits(),
+        });
+        // Two threads per WebSocket client (reader and writer).
+        if config.max_clients > threads.limit() / 2 {
+            log::info!(
+                "--max-clients {} is more than this machine's thread limits allow: \
+                 {} threads (vm.max_map_count, kernel.pid_max), so about {} clients; \
+                 more are answered 503",
+                config.max_clients,
+                threads.limit(),
+                threads.limit() / 2
+            );
+        }
         let ctx = Arc::new(Context {
             config,
             metrics,
@@ -54,6 +70,7 @@ impl Server {
             files,
             next_id: AtomicU64::new(1),
             pending_handshakes: AtomicUsize::new(0),
+            threads: threads.clone(),
         });
         Ok(Server {
             listener,
@@ -132,6 +149,15 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool
 fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let metrics = ctx.metrics.clone();
+    let Some(place) = ctx.threads.try_take() else {
+        log::warn!(
+            "Rejected {peer}: all {} thread places taken, answering 503",
+            ctx.threads.limit()
+        );
+        metrics.rejection(503);
+        answer_now(&stream, Rejection::new(503, "server at its thread limit"));
+        return;
+    };
     if ctx.pending_handshakes.fetch_add(1, Relaxed) >= MAX_PENDING_HANDSHAKES {
         ctx.pending_handshakes.fetch_sub(1, Relaxed);
         log::warn!(
@@ -149,6 +175,7 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
         .name("wschat-conn".into())
         .stack_size(READER_STACK)
         .spawn(move || {
+            let _place = place; // given back when this thread ends
             let metrics = thread_ctx.metrics.clone();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 connection::handle(stream, peer, thread_ctx)

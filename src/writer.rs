@@ -9,6 +9,7 @@
 
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::threads::ThreadPlace;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
@@ -251,11 +252,13 @@ pub fn spawn_writer(
     queue: Queue,
     ping_interval: Duration,
     metrics: Arc<Metrics>,
+    place: ThreadPlace,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("wschat-writer".into())
         .stack_size(WRITER_STACK)
         .spawn(move || {
+            let _place = place; // given back when this thread ends
             let mut pump = Pump {
                 stream,
                 link: queue.link,

@@ -319,6 +319,30 @@ fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
 }
 
 #[test]
+fn past_the_thread_budget_clients_get_503_and_the_server_carries_on() {
+    let _gate = together();
+    // Room for two WebSocket clients (a reader and a writer each) and one
+    // more connection thread.
+    let server = start_with(|c| c.thread_limit = Some(5));
+    let addr = server.addr();
+    let a = Client::echo(addr);
+    let mut b = Client::echo(addr);
+    // A third client gets its connection thread but no writer: 503.
+    let response = http_exchange(addr, handshake_request(addr, "/echo", "").as_bytes());
+    assert_eq!(status_of(&response), 503, "{response}");
+    assert!(response.ends_with("server at its thread limit\n"), "{response}");
+    // The ones already in are unaffected...
+    b.text("still here");
+    assert_eq!(b.recv_data(), Message::Text("still here".into()));
+    // ...and once one leaves, a newcomer gets in.
+    a.close();
+    assert!(eventually(TIMEOUT, || {
+        let response = response_head(addr, handshake_request(addr, "/echo", "").as_bytes());
+        status_of(&response) == 101
+    }));
+}
+
+#[test]
 fn a_one_mebibyte_request_head_is_refused_with_431_before_it_is_sent() {
     let _gate = together();
     let server = start();

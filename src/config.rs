@@ -67,7 +67,7 @@ impl Default for Config {
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -169,7 +169,7 @@ impl Command {
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }
         }
-        Ok(Command::Run(config))
+        Ok(Command::Run(Box::new(config)))
     }
 }
 

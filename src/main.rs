@@ -5,7 +5,7 @@ use wschat::config::{Command, help_text};
 
 fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
             print!("{}", help_text());
             return ExitCode::SUCCESS;

@@ -15,7 +15,7 @@ use crate::protocol::handshake::{
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
-use crate::writer::{Outgoing, Replies, queues, spawn_writer};
+use crate::writer::{Outgoing, Replies, Spawner, queues};
 use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -127,65 +127,53 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         );
     }
     let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
-    let Some(writer_place) = ctx.threads.try_take() else {
-        ctx.metrics.connections_current.fetch_sub(1, Relaxed);
-        return reject(
-            &stream,
-            peer,
-            Rejection::new(503, "server at its thread limit"),
-            &ctx.metrics,
-        );
+    let spawner = Spawner {
+        ping_interval: ctx.config.ping_interval,
+        metrics: ctx.metrics.clone(),
+        threads: ctx.threads.clone(),
     };
-    let (outbox, replies, queues) = queues();
-    let response = handshake::response_101(&key, protocol);
-    let started = stream.try_clone().and_then(|writer_stream| {
-        spawn_writer(
-            writer_stream,
-            response,
-            queues,
-            ctx.config.ping_interval,
-            ctx.metrics.clone(),
-            writer_place,
-        )
-    });
-    if let Err(e) = started {
-        ctx.metrics.connections_current.fetch_sub(1, Relaxed);
-        log::error!("Error: cannot start a writer thread for {peer}: {e}");
-        return reject(
-            &stream,
-            peer,
-            Rejection::new(503, "server out of threads"),
-            &ctx.metrics,
-        );
-    }
+    // The 101 is written here, by this thread: no writer thread exists yet
+    // (the first push starts one), so nothing can interleave with it.
+    let _ = stream.set_write_timeout(Some(ctx.config.handshake_timeout));
+    let stream = Arc::new(stream);
+    let (outbox, replies) = queues(stream.clone(), spawner);
     ctx.metrics.connections_total.fetch_add(1, Relaxed);
     let id = ctx.next_id.fetch_add(1, Relaxed);
+    // Leaves the room and frees the --max-clients place however this
+    // connection ends, a panic included (drop runs while unwinding).
+    let mut registration = Registration {
+        id,
+        endpoint,
+        ctx: &ctx,
+        registered: true,
+    };
+    // The 101 must be the first bytes on the wire, and the client must be
+    // in the room by the time it reads them (a message sent to the room
+    // right after its handshake must reach it): join, then write the 101,
+    // while holding the writer's role.
+    let mut outbox = Some(outbox);
+    let joined = replies.send_first(&handshake::response_101(&key, protocol), || {
+        if let (Endpoint::Chat(mode), Some(outbox)) = (endpoint, outbox.take()) {
+            let _ = ctx.events.send(Event::Join {
+                id,
+                peer,
+                mode,
+                outbox,
+            });
+        }
+    });
+    drop(outbox);
+    if let Err(e) = joined {
+        log::warn!("Error: ({id}) {peer} could not complete the handshake: {e}");
+        return;
+    }
     log::info!("New connection: ({id}) {peer} {}", describe(endpoint));
-
     let mut client = Client {
         id,
         endpoint,
         replies,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
-    };
-    if let Endpoint::Chat(mode) = endpoint {
-        let _ = ctx.events.send(Event::Join {
-            id,
-            peer,
-            mode,
-            outbox,
-        });
-    } else {
-        drop(outbox);
-    }
-    // Leaves the room and frees the --max-clients place however `run`
-    // ends, a panic included (drop runs while unwinding).
-    let mut registration = Registration {
-        id,
-        endpoint,
-        ctx: &ctx,
-        registered: true,
     };
     let (code, reason) = client.run(&stream, &buffered);
     // Announce the leave now: the tail of the close handshake below can
@@ -412,13 +400,15 @@ impl Client {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    // Nothing for a whole ping interval. The writer pinged;
-                    // a live client answers within the next interval.
+                    // Nothing for a whole ping interval: ask (§5.5.2); a
+                    // live client answers within the next interval.
                     silent_intervals += 1;
                     if silent_intervals >= 2 {
                         self.ctx.metrics.client_dropped(DropReason::PingTimeout);
                         break self.close(CloseCode::Away, "ping timeout");
                     }
+                    let ping = encode_frame(OpCode::Ping, b"", None);
+                    let _ = self.replies.send_directly_or_push(ping);
                     continue;
                 }
                 Err(ReadError::Protocol(e)) => {

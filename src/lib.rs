@@ -12,7 +12,7 @@
 //!                        encodes each outgoing frame once, try_push to every client ─┐
 //!                                                                                     ▼
 //!                        writer thread per client (writer.rs): drains its queue,
-//!                        one writev per batch, pings on a timer
+//!                        one writev per batch; started by the first push, ends when idle
 //! ```
 
 pub mod broadcaster;

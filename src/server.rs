@@ -52,15 +52,16 @@ impl Server {
             Some(limit) => ThreadBudget::new(limit),
             None => ThreadBudget::from_kernel_limits(),
         });
-        // Two threads per WebSocket client (reader and writer).
-        if config.max_clients > threads.limit() / 2 {
+        // A thread per client, and a quarter of the budget kept for the
+        // writer threads of clients with something to send.
+        if config.max_clients > threads.limit() * 3 / 4 {
             log::info!(
                 "--max-clients {} is more than this machine's thread limits allow: \
                  {} threads (vm.max_map_count, kernel.pid_max), so about {} clients; \
                  more are answered 503",
                 config.max_clients,
                 threads.limit(),
-                threads.limit() / 2
+                threads.limit() * 3 / 4
             );
         }
         let ctx = Arc::new(Context {
@@ -149,7 +150,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool
 fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let metrics = ctx.metrics.clone();
-    let Some(place) = ctx.threads.try_take() else {
+    let Some(place) = ctx.threads.try_take_for_connection() else {
         log::warn!(
             "Rejected {peer}: all {} thread places taken, answering 503",
             ctx.threads.limit()

@@ -70,8 +70,20 @@ impl ThreadBudget {
     /// Takes one thread's place, or says there is none left. The place
     /// is given back when it is dropped: move it into the thread.
     pub fn try_take(self: &Arc<Self>) -> Option<ThreadPlace> {
+        self.try_take_leaving(0)
+    }
+
+    /// Takes a place for a new connection's thread, leaving a quarter of
+    /// the budget for the writer threads that connections already in start
+    /// when they have something to send (a writer that cannot start costs
+    /// its client the connection; a newcomer turned away costs less).
+    pub fn try_take_for_connection(self: &Arc<Self>) -> Option<ThreadPlace> {
+        self.try_take_leaving(self.limit / 4)
+    }
+
+    fn try_take_leaving(self: &Arc<Self>, reserve: usize) -> Option<ThreadPlace> {
         let previous = self.used.fetch_add(1, Relaxed);
-        if previous >= self.limit {
+        if previous >= self.limit - reserve {
             self.used.fetch_sub(1, Relaxed);
             return None;
         }
@@ -104,10 +116,22 @@ mod tests {
         let a = budget.try_take().unwrap();
         let b = budget.try_take().unwrap();
         assert!(budget.try_take().is_none());
+        assert!(budget.try_take_for_connection().is_none());
         assert_eq!(budget.used(), 2);
         drop(a);
         drop(b);
         assert_eq!(budget.used(), 0);
+        let budget = Arc::new(ThreadBudget::new(8));
+        let connections: Vec<_> = (0..6)
+            .map(|_| budget.try_take_for_connection().unwrap())
+            .collect();
+        assert!(
+            budget.try_take_for_connection().is_none(),
+            "a quarter stays for writers"
+        );
+        let writers: Vec<_> = (0..2).map(|_| budget.try_take().unwrap()).collect();
+        assert!(budget.try_take().is_none());
+        drop((connections, writers));
     }
 
     #[test]

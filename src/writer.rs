@@ -1,21 +1,27 @@
 //! The write pump: one small thread per client that owns the sending half
-//! of its socket. Everything that goes to a client — the 101 response, chat
-//! frames from the broadcaster, pongs and close frames from the reader,
-//! pings on a timer — passes through its queue, so frames never interleave.
+//! of its socket. Everything that goes to a client after the 101 response —
+//! chat frames from the broadcaster, pings, pongs and close frames from the
+//! reader — passes through its queue, so frames never interleave.
 //!
 //! Each wake-up drains everything already queued and hands it to the kernel
 //! in one `writev`, so a burst of a hundred small chat frames costs one
 //! system call rather than a hundred.
+//!
+//! The thread exists only while there is something to write: the first push
+//! to an idle client starts it, and after `WRITER_LINGER` with nothing to do
+//! it ends. An idle client therefore costs one thread (its reader), not two:
+//! half the memory, and half the kernel's per-thread mappings, which is what
+//! limits how many clients a machine can hold (see `threads.rs`).
 
 use crate::metrics::{DropReason, Metrics};
-use crate::protocol::frame::{OpCode, encode_close, encode_frame};
-use crate::threads::ThreadPlace;
+use crate::protocol::frame::encode_close;
+use crate::threads::ThreadBudget;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, fence};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +40,9 @@ pub const REPLY_BACKLOG: usize = 8;
 pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
 /// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
 pub const MAX_BATCH: usize = 256;
+/// How long a writer with nothing to write waits before its thread ends
+/// (the next push starts a new one).
+pub const WRITER_LINGER: Duration = Duration::from_secs(2);
 /// How many times an idle writer yields before it parks.
 const IDLE_YIELDS: usize = 8;
 /// How often a blocked write wakes up to see whether its client was dropped.
@@ -90,7 +99,7 @@ pub struct Replies {
 }
 
 /// State shared between a client's threads and the broadcaster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Link {
     /// Set (to a close code) when the broadcaster drops this client.
     kicked: AtomicU16,
@@ -100,26 +109,102 @@ pub struct Link {
     reader_waiting: AtomicBool,
     lock: Mutex<()>,
     drained: Condvar,
-    /// The writer thread, to unpark; set when it starts.
-    writer: OnceLock<Thread>,
+    /// The running writer thread, to unpark.
+    writer: Mutex<Option<Thread>>,
     /// The writer found nothing to do and is parked, or about to park.
     sleeping: AtomicBool,
     /// The reader is done with this client: the writer stops once idle.
     reader_gone: AtomicBool,
+    /// A writer thread runs (or is being started, or has stopped for good
+    /// after a Close or an error). False only between writer threads.
+    running: AtomicBool,
+    /// What a writer thread needs, kept here while none runs.
+    kit: Mutex<Option<Kit>>,
+    /// Fixed at creation: what every writer thread of this client uses.
+    spawner: Spawner,
+}
+
+/// The socket and the queue's receiving end: handed from one writer thread
+/// to the next.
+#[derive(Debug)]
+struct Kit {
+    stream: Arc<TcpStream>,
+    rx: Receiver<Outgoing>,
+}
+
+/// Everything needed to start a writer thread, other than the kit.
+#[derive(Debug)]
+pub struct Spawner {
+    pub ping_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub threads: Arc<ThreadBudget>,
 }
 
 impl Link {
-    /// Called after every push: unparks the writer if it sleeps. When it
-    /// does not (the common case under load) this is one load.
-    fn wake_writer(&self) {
-        // Pairs with the fence in `Pump::wait`: either the writer sees the
-        // item, or we see that it sleeps.
+    /// Called after every push: starts a writer thread if none runs, or
+    /// unparks it if it sleeps. When it runs and is awake (the common case
+    /// under load) this is two loads.
+    fn wake_writer(self: &Arc<Self>) {
+        // Pairs with the fences in `Pump::wait` and `Pump::retire`: either
+        // the writer sees the item, or we see that it sleeps or is gone.
         fence(SeqCst);
-        if self.sleeping.load(Relaxed)
-            && self.sleeping.swap(false, SeqCst)
-            && let Some(writer) = self.writer.get()
+        if !self.running.load(SeqCst) {
+            if self
+                .running
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_ok()
+            {
+                self.start_writer();
+            }
+            return;
+        }
+        if self.sleeping.load(Relaxed) && self.sleeping.swap(false, SeqCst) {
+            self.unpark();
+        }
+    }
+
+    fn unpark(&self) {
+        if let Some(writer) = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
         {
             writer.unpark();
+        }
+    }
+
+    /// Starts a writer thread (`running` is already set). Without a thread
+    /// place, or a thread, the client cannot be written to: it is closed.
+    fn start_writer(self: &Arc<Self>) {
+        let Some(kit) = self.kit.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return; // the previous writer has not handed the kit back yet
+        };
+        let Some(place) = self.spawner.threads.try_take() else {
+            log::error!("Error: no thread place for a writer; closing its client");
+            let _ = kit.stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let link = self.clone();
+        let shutdown_handle = kit.stream.clone();
+        let started = std::thread::Builder::new()
+            .name("wschat-writer".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                let _place = place; // given back when this thread ends
+                *link.writer.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::thread::current());
+                let mut pump = Pump {
+                    stall_limit: 2 * link.spawner.ping_interval,
+                    metrics: link.spawner.metrics.clone(),
+                    stream: kit.stream,
+                    link,
+                };
+                pump.run(kit.rx);
+            });
+        if let Err(e) = started {
+            log::error!("Error: cannot start a writer thread: {e}; closing its client");
+            let _ = shutdown_handle.shutdown(Shutdown::Both);
         }
     }
 }
@@ -183,6 +268,81 @@ impl Replies {
         Ok(())
     }
 
+    /// Writes `first` (the 101 response) from the calling thread before
+    /// anything else can be written: the writer's role is held while
+    /// `meanwhile` runs (the chat's Join) and while writing, so whatever is
+    /// queued in the meantime (a welcome) follows it.
+    pub fn send_first(&self, first: &[u8], meanwhile: impl FnOnce()) -> io::Result<()> {
+        let link = &self.link;
+        if link
+            .running
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_err()
+        {
+            return Err(io::Error::other("a writer already runs"));
+        }
+        meanwhile();
+        let kit = link.kit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let result = match &kit {
+            Some(kit) => (&*kit.stream).write_all(first),
+            None => Err(io::Error::other("no socket")),
+        };
+        *link.kit.lock().unwrap_or_else(|e| e.into_inner()) = kit;
+        link.running.store(false, SeqCst);
+        if !self.tx.is_empty() {
+            link.wake_writer();
+        }
+        result
+    }
+
+    /// Sends `frame` at once from the calling thread if no writer thread
+    /// runs, taking the writer's role for the moment (so frames still never
+    /// interleave); otherwise queues it. For the reader's pings: an idle
+    /// client is pinged without starting a thread for it.
+    pub fn send_directly_or_push(&self, frame: Vec<u8>) -> Result<(), PushError> {
+        let link = &self.link;
+        if link
+            .running
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_ok()
+        {
+            let kit = link.kit.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(kit) = kit {
+                // One attempt without blocking: a small frame goes whole into
+                // a socket buffer with room, or not at all (then the queue
+                // takes it). Should only part of it fit, the rest must follow
+                // at once, before anything else: finish it, or give up on
+                // this client.
+                let written = match kit.stream.set_nonblocking(true) {
+                    Ok(()) => (&*kit.stream).write(&frame).unwrap_or(0),
+                    Err(_) => 0,
+                };
+                let _ = kit.stream.set_nonblocking(false);
+                let sent = written == frame.len()
+                    || (written > 0 && {
+                        let _ = kit.stream.set_write_timeout(Some(WRITE_POLL));
+                        let done = (&*kit.stream).write_all(&frame[written..]).is_ok();
+                        if !done {
+                            let _ = kit.stream.shutdown(Shutdown::Both);
+                        }
+                        true
+                    });
+                *link.kit.lock().unwrap_or_else(|e| e.into_inner()) = Some(kit);
+                link.running.store(false, SeqCst);
+                // Whatever was pushed while we held the role needs a writer.
+                if !self.tx.is_empty() {
+                    link.wake_writer();
+                }
+                if sent {
+                    return Ok(());
+                }
+            } else {
+                link.running.store(false, SeqCst);
+            }
+        }
+        self.push(Outgoing::Owned(frame))
+    }
+
     fn backlogged(&self) -> bool {
         let len = self.tx.len();
         len > REPLY_BACKLOG
@@ -213,66 +373,39 @@ impl Drop for Replies {
     fn drop(&mut self) {
         self.link.reader_gone.store(true, SeqCst);
         fence(SeqCst);
-        if let Some(writer) = self.link.writer.get() {
-            writer.unpark();
-        }
+        self.link.unpark();
     }
 }
 
-/// Creates a client's queue: the broadcaster's end, the reader's end, and
-/// the writer's.
-pub fn queues() -> (Outbox, Replies, Queue) {
+/// Creates a client's queue: the broadcaster's end and the reader's end.
+/// A writer thread for `stream` (shared with the reader: one descriptor
+/// per client) starts with the first push.
+pub fn queues(stream: Arc<TcpStream>, spawner: Spawner) -> (Outbox, Replies) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let link = Arc::new(Link::default());
+    let link = Arc::new(Link {
+        kicked: AtomicU16::new(0),
+        owned_bytes: AtomicUsize::new(0),
+        reader_waiting: AtomicBool::new(false),
+        lock: Mutex::new(()),
+        drained: Condvar::new(),
+        writer: Mutex::new(None),
+        sleeping: AtomicBool::new(false),
+        reader_gone: AtomicBool::new(false),
+        running: AtomicBool::new(false),
+        kit: Mutex::new(Some(Kit { stream, rx })),
+        spawner,
+    });
     (
         Outbox {
             tx: tx.clone(),
             link: link.clone(),
         },
-        Replies {
-            tx,
-            link: link.clone(),
-        },
-        Queue { rx, link },
+        Replies { tx, link },
     )
 }
 
-/// The writer's end of a client's queue.
-#[derive(Debug)]
-pub struct Queue {
-    rx: Receiver<Outgoing>,
-    link: Arc<Link>,
-}
-
-/// Starts the write pump for `stream`; `first` (the 101 response) is
-/// written before anything else.
-pub fn spawn_writer(
-    stream: TcpStream,
-    first: Vec<u8>,
-    queue: Queue,
-    ping_interval: Duration,
-    metrics: Arc<Metrics>,
-    place: ThreadPlace,
-) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("wschat-writer".into())
-        .stack_size(WRITER_STACK)
-        .spawn(move || {
-            let _place = place; // given back when this thread ends
-            let mut pump = Pump {
-                stream,
-                link: queue.link,
-                metrics,
-                stall_limit: 2 * ping_interval,
-            };
-            let _ = pump.link.writer.set(std::thread::current());
-            pump.run(first, queue.rx, ping_interval);
-        })
-        .map(|_| ())
-}
-
 struct Pump {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     link: Arc<Link>,
     metrics: Arc<Metrics>,
     /// A client whose socket accepts nothing for this long has stopped
@@ -292,19 +425,26 @@ enum Written {
 }
 
 impl Pump {
-    fn run(&mut self, first: Vec<u8>, rx: Receiver<Outgoing>, ping_interval: Duration) {
+    fn run(&mut self, mut rx: Receiver<Outgoing>) {
         let _ = self.stream.set_write_timeout(Some(WRITE_POLL));
-        let mut batch: Vec<Outgoing> = vec![Outgoing::Owned(first)];
-        let mut next_ping = Instant::now() + ping_interval;
+        let mut batch: Vec<Outgoing> = Vec::new();
         loop {
             if batch.is_empty() {
                 if batch.capacity() > MAX_BATCH / 4 {
                     batch.shrink_to(4); // give memory back after a burst
                 }
-                match self.wait(&rx, next_ping) {
+                match self.wait(&rx) {
                     Some(item) => batch.push(item),
                     None if self.link.reader_gone.load(SeqCst) && rx.is_empty() => break,
-                    None => {}
+                    None if self.kicked().is_some() => break,
+                    None => match self.retire(rx) {
+                        // Something arrived as we stopped: carry on.
+                        Some(kept) => {
+                            rx = kept;
+                            continue;
+                        }
+                        None => return,
+                    },
                 }
             }
             // Take whatever else is already waiting, up to a Close.
@@ -313,16 +453,6 @@ impl Pump {
                     Ok(item) => batch.push(item),
                     Err(_) => break,
                 }
-            }
-            // Pings go out on a fixed schedule, busy or not: the reader
-            // drops clients that stay silent, so they must be asked.
-            let now = Instant::now();
-            if now >= next_ping {
-                batch.insert(0, Outgoing::Owned(encode_frame(OpCode::Ping, b"", None)));
-                next_ping = now + ping_interval;
-            }
-            if batch.is_empty() {
-                continue;
             }
             let result = self.write_batch(&batch);
             let owned: usize = batch.iter().map(Outgoing::owned_len).sum();
@@ -356,12 +486,12 @@ impl Pump {
             // Best effort: tell a dropped client why, if its socket has room.
             let frame = encode_close(code.into(), "slow consumer", None);
             let _ = self.stream.set_nonblocking(true);
-            let _ = self.stream.write(&frame);
+            let _ = (&*self.stream).write(&frame);
         }
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
-    /// Waits for the next item, until `deadline` (the next ping) at most.
+    /// Waits for the next item, for `WRITER_LINGER` at most.
     ///
     /// Not a channel's blocking receive: that spins, then yields, before
     /// it parks, and a thousand writers woken once per message spend their
@@ -370,27 +500,80 @@ impl Pump {
     /// park (a writer that parks at once must be woken for every frame, and
     /// each wake-up preempts the broadcaster: docs/09-performance.md has
     /// the figures), then parks; `Link::wake_writer` unparks it.
-    fn wait(&self, rx: &Receiver<Outgoing>, deadline: Instant) -> Option<Outgoing> {
+    fn wait(&self, rx: &Receiver<Outgoing>) -> Option<Outgoing> {
         for _ in 0..IDLE_YIELDS {
             std::thread::yield_now();
             if let Ok(item) = rx.try_recv() {
                 return Some(item);
             }
         }
-        self.link.sleeping.store(true, SeqCst);
-        fence(SeqCst);
-        let item = match rx.try_recv() {
-            Ok(item) => Some(item),
-            Err(TryRecvError::Disconnected) => None,
-            Err(TryRecvError::Empty) => {
-                if !self.link.reader_gone.load(SeqCst) && self.kicked().is_none() {
-                    std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+        let deadline = Instant::now() + WRITER_LINGER;
+        loop {
+            self.link.sleeping.store(true, SeqCst);
+            fence(SeqCst);
+            let item = match rx.try_recv() {
+                Ok(item) => Some(item),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => {
+                    if !self.link.reader_gone.load(SeqCst) && self.kicked().is_none() {
+                        std::thread::park_timeout(
+                            deadline.saturating_duration_since(Instant::now()),
+                        );
+                    }
+                    rx.try_recv().ok()
                 }
-                rx.try_recv().ok()
+            };
+            self.link.sleeping.store(false, SeqCst);
+            // A spurious wake-up, before the linger is over: wait on.
+            if item.is_none()
+                && Instant::now() < deadline
+                && !self.link.reader_gone.load(SeqCst)
+                && self.kicked().is_none()
+            {
+                continue;
             }
-        };
-        self.link.sleeping.store(false, SeqCst);
-        item
+            return item;
+        }
+    }
+
+    /// Ends this writer thread after a quiet spell: hands the socket and
+    /// the queue back to the link, so that the next push starts a new
+    /// thread. If a push slipped in meanwhile, and no new writer took over,
+    /// returns the queue to carry on with.
+    fn retire(&mut self, rx: Receiver<Outgoing>) -> Option<Receiver<Outgoing>> {
+        let stream = self.stream.clone();
+        *self.link.writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.link.kit.lock().unwrap_or_else(|e| e.into_inner()) = Some(Kit { stream, rx });
+        self.link.running.store(false, SeqCst);
+        fence(SeqCst);
+        // Pairs with the fence in `Link::wake_writer`: a push that came
+        // before our `running = false` was not seen by its pusher as
+        // needing a writer, so we must take it.
+        let pending = self
+            .link
+            .kit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|kit| !kit.rx.is_empty());
+        if pending
+            && self
+                .link
+                .running
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_ok()
+        {
+            let kit = self
+                .link
+                .kit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()?;
+            *self.link.writer.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::thread::current());
+            return Some(kit.rx);
+        }
+        None
     }
 
     fn kicked(&self) -> Option<u16> {
@@ -416,7 +599,7 @@ impl Pump {
         let mut remaining = &mut slices[..];
         let mut progress = Instant::now();
         while !remaining.is_empty() {
-            match self.stream.write_vectored(remaining) {
+            match (&*self.stream).write_vectored(remaining) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     IoSlice::advance_slices(&mut remaining, n);

@@ -321,25 +321,74 @@ fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
 #[test]
 fn past_the_thread_budget_clients_get_503_and_the_server_carries_on() {
     let _gate = together();
-    // Room for two WebSocket clients (a reader and a writer each) and one
-    // more connection thread.
-    let server = start_with(|c| c.thread_limit = Some(5));
+    // A budget of 8 threads: 6 for connections (an idle client has only
+    // its reader thread), 2 kept for the writers of clients that send.
+    let server = start_with(|c| c.thread_limit = Some(8));
     let addr = server.addr();
-    let a = Client::echo(addr);
-    let mut b = Client::echo(addr);
-    // A third client gets its connection thread but no writer: 503.
+    let mut clients: Vec<Client> = (0..6).map(|_| Client::echo(addr)).collect();
+    // The next one is turned away at the door.
     let response = http_exchange(addr, handshake_request(addr, "/echo", "").as_bytes());
     assert_eq!(status_of(&response), 503, "{response}");
-    assert!(response.ends_with("server at its thread limit\n"), "{response}");
-    // The ones already in are unaffected...
-    b.text("still here");
-    assert_eq!(b.recv_data(), Message::Text("still here".into()));
-    // ...and once one leaves, a newcomer gets in.
-    a.close();
+    assert!(
+        response.ends_with("server at its thread limit\n"),
+        "{response}"
+    );
+    // The ones already in are unaffected: their writers use the reserve.
+    for (i, client) in clients.iter_mut().take(2).enumerate() {
+        client.text(&format!("still here {i}"));
+        assert_eq!(client.recv_data(), Message::Text(format!("still here {i}")));
+    }
+    // Once one leaves (one whose writer runs: with the reserve in use, a
+    // client whose writer cannot start is disconnected instead), a
+    // newcomer gets in.
+    clients.remove(0).close();
     assert!(eventually(TIMEOUT, || {
         let response = response_head(addr, handshake_request(addr, "/echo", "").as_bytes());
         status_of(&response) == 101
     }));
+}
+
+#[test]
+fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
+    let _gate = alone();
+    // Long enough that the clients, which answer only the first ping, stay
+    // in for the whole test.
+    let server = start_with(|c| c.ping_interval = Duration::from_secs(3));
+    let addr = server.addr();
+    let base = threads_now();
+    let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(addr, "/", &[])).collect();
+    // Idle: a reader thread each, no writer.
+    assert!(
+        eventually(TIMEOUT, || threads_now() == base + 20),
+        "{} threads",
+        threads_now() - base
+    );
+    // Idle clients are pinged (by their reader, without starting a writer)...
+    for client in &mut clients {
+        assert!(matches!(client.recv(), Message::Ping(_)));
+        client.send(OpCode::Pong, b"");
+    }
+    assert!(
+        threads_now() <= base + 20 + 1,
+        "{} threads",
+        threads_now() - base
+    );
+    // ...a message starts writers for the recipients...
+    clients[0].text("wake up");
+    for client in &mut clients[1..] {
+        assert_eq!(client.recv_text(), "wake up");
+    }
+    assert!(threads_now() > base + 20, "writers started");
+    // ...which end once idle for WRITER_LINGER.
+    let linger = wschat::writer::WRITER_LINGER + TIMEOUT;
+    assert!(
+        eventually(linger, || threads_now() == base + 20),
+        "{} threads",
+        threads_now() - base
+    );
+    // And the room still works: new writers start on demand.
+    clients[1].text("again");
+    assert_eq!(clients[2].recv_text(), "again");
 }
 
 #[test]

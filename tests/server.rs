@@ -502,3 +502,15 @@ fn the_binary_parses_flags_and_serves() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_client_is_in_the_room_as_soon_as_it_has_its_101() {
+    let server = start();
+    let mut ann = Client::connect(server.addr(), "/", &[]);
+    for i in 0..20 {
+        // No warm-up message: the 101 alone says the newcomer is in.
+        let mut newcomer = Client::connect(server.addr(), "/", &[]);
+        ann.text(&format!("welcome {i}"));
+        assert_eq!(newcomer.recv_text(), format!("welcome {i}"));
+    }
+}

@@ -87,7 +87,7 @@ Options:
   --history N                 chat messages kept for newcomers [default: {DEFAULT_HISTORY}]
   --history-file PATH         append messages to PATH and reload them on start
   --max-clients N             WebSocket connections at once [default: {DEFAULT_MAX_CLIENTS}]
-  --ping-interval SECS        ping each client this often; drop silent ones [default: {DEFAULT_PING_INTERVAL_SECS}]
+  --ping-interval SECS        ping a client silent this long; drop it after two [default: {DEFAULT_PING_INTERVAL_SECS}]
   --handshake-timeout SECS    time allowed for the HTTP request head [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) [default: {DEFAULT_RATE_LIMIT}]
   -h, --help                  print this help

@@ -263,6 +263,9 @@ impl Broadcaster {
         v1: Option<&Arc<[u8]>>,
         raw_sender: Option<ClientId>,
     ) {
+        // The deepest queue is noted once per fan-out, not per recipient:
+        // an atomic read-modify-write per recipient is measurable here.
+        let mut deepest = 0;
         for (id, member) in &self.members {
             let frame = match member.mode {
                 Mode::Raw if raw_sender == Some(*id) => continue,
@@ -271,12 +274,13 @@ impl Broadcaster {
             };
             let Some(frame) = frame else { continue };
             match member.outbox.try_push(Outgoing::Shared(frame.clone())) {
-                Ok(depth) => self.metrics.queue_depth(depth),
+                Ok(depth) => deepest = deepest.max(depth),
                 Err(PushError::Full) => self.too_slow.push(*id),
                 // The reader will send Leave; nothing to do until then.
                 Err(PushError::Gone) => {}
             }
         }
+        self.metrics.queue_depth(deepest);
     }
 
     fn send_to(&mut self, id: ClientId, outbox: &Outbox, item: Outgoing) {

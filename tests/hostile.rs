@@ -140,6 +140,34 @@ fn threads_now() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The client threads of the servers in this process, by name:
+/// (connection threads, writer threads).
+fn client_threads() -> (usize, usize) {
+    let (mut connections, mut writers) = (0, 0);
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        // A thread may end between the listing and the read: skip it.
+        match std::fs::read_to_string(task.path().join("comm")).as_deref() {
+            Ok("wschat-conn\n") => connections += 1,
+            Ok("wschat-writer\n") => writers += 1,
+            _ => {}
+        }
+    }
+    (connections, writers)
+}
+
+/// For an `alone` test that counts threads: waits until the servers of
+/// earlier tests have wound down (their readers see their clients go,
+/// their writers linger for `WRITER_LINGER`), so that every client thread
+/// counted from here on is this test's.
+fn wait_for_quiet() {
+    let limit = wschat::writer::WRITER_LINGER + TIMEOUT;
+    assert!(
+        eventually(limit, || client_threads() == (0, 0)),
+        "client threads of earlier tests still running: {:?}",
+        client_threads()
+    );
+}
+
 fn fds_now() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -274,6 +302,7 @@ fn three_hundred_stalled_handshakes_get_408_and_the_room_carries_on() {
 #[test]
 fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
     let _gate = alone();
+    wait_for_quiet();
     let server = start_with(|c| c.handshake_timeout = Duration::from_secs(30));
     let addr = server.addr();
     let (mut ann, mut bo) = bystanders(addr);
@@ -351,40 +380,37 @@ fn past_the_thread_budget_clients_get_503_and_the_server_carries_on() {
 #[test]
 fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
     let _gate = alone();
+    wait_for_quiet();
     // Long enough that the clients, which answer only the first ping, stay
     // in for the whole test.
     let server = start_with(|c| c.ping_interval = Duration::from_secs(3));
     let addr = server.addr();
-    let base = threads_now();
     let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(addr, "/", &[])).collect();
     // Idle: a reader thread each, no writer.
     assert!(
-        eventually(TIMEOUT, || threads_now() == base + 20),
-        "{} threads",
-        threads_now() - base
+        eventually(TIMEOUT, || client_threads() == (20, 0)),
+        "(connection, writer) threads: {:?}",
+        client_threads()
     );
     // Idle clients are pinged (by their reader, without starting a writer)...
     for client in &mut clients {
         assert!(matches!(client.recv(), Message::Ping(_)));
         client.send(OpCode::Pong, b"");
     }
-    assert!(
-        threads_now() <= base + 20 + 1,
-        "{} threads",
-        threads_now() - base
-    );
+    assert_eq!(client_threads(), (20, 0), "pings start no writer");
     // ...a message starts writers for the recipients...
     clients[0].text("wake up");
     for client in &mut clients[1..] {
         assert_eq!(client.recv_text(), "wake up");
     }
-    assert!(threads_now() > base + 20, "writers started");
+    let (_, writers) = client_threads();
+    assert!(writers > 0, "writers started");
     // ...which end once idle for WRITER_LINGER.
     let linger = wschat::writer::WRITER_LINGER + TIMEOUT;
     assert!(
-        eventually(linger, || threads_now() == base + 20),
-        "{} threads",
-        threads_now() - base
+        eventually(linger, || client_threads() == (20, 0)),
+        "(connection, writer) threads: {:?}",
+        client_threads()
     );
     // And the room still works: new writers start on demand.
     clients[1].text("again");
@@ -979,10 +1005,9 @@ fn a_full_house_answers_503_and_admits_again_when_clients_leave() {
 #[test]
 fn two_thousand_connect_disconnect_cycles_leak_no_thread_or_descriptor() {
     let _gate = alone();
+    wait_for_quiet();
     let server = start();
     let addr = server.addr();
-    // Let threads of earlier tests finish before taking the baseline.
-    thread::sleep(Duration::from_millis(100));
     let (threads_before, fds_before) = (threads_now(), fds_now());
     const WORKERS: usize = 4;
     const CYCLES: usize = 500;

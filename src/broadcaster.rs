@@ -58,6 +58,10 @@ pub struct Broadcaster {
     metrics: Arc<Metrics>,
     /// Clients found too slow during a fan-out, removed right after it.
     too_slow: Vec<ClientId>,
+    /// No events are waiting: frames are written directly to idle clients
+    /// (see `Outbox::write_or_push`). With a backlog they are queued, and
+    /// the writer threads batch them, a few `writev`s for many frames.
+    direct: bool,
 }
 
 /// A frame encoded once, to be shared by every recipient.
@@ -79,6 +83,7 @@ impl Broadcaster {
             log,
             metrics,
             too_slow: Vec::new(),
+            direct: false,
         }
     }
 
@@ -94,6 +99,7 @@ impl Broadcaster {
 
     fn run(mut self, rx: Receiver<Event>) {
         while let Ok(event) = rx.recv() {
+            self.direct = rx.is_empty();
             match event {
                 Event::Join {
                     id,
@@ -273,7 +279,13 @@ impl Broadcaster {
                 Mode::V1 => v1,
             };
             let Some(frame) = frame else { continue };
-            match member.outbox.try_push(Outgoing::Shared(frame.clone())) {
+            let item = Outgoing::Shared(frame.clone());
+            let pushed = if self.direct {
+                member.outbox.write_or_push(item)
+            } else {
+                member.outbox.try_push(item)
+            };
+            match pushed {
                 Ok(depth) => deepest = deepest.max(depth),
                 Err(PushError::Full) => self.too_slow.push(*id),
                 // The reader will send Leave; nothing to do until then.
@@ -284,7 +296,12 @@ impl Broadcaster {
     }
 
     fn send_to(&mut self, id: ClientId, outbox: &Outbox, item: Outgoing) {
-        if outbox.try_push(item) == Err(PushError::Full) {
+        let pushed = if self.direct {
+            outbox.write_or_push(item)
+        } else {
+            outbox.try_push(item)
+        };
+        if pushed == Err(PushError::Full) {
             self.too_slow.push(id);
         }
     }

@@ -133,7 +133,8 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         threads: ctx.threads.clone(),
     };
     // The 101 is written here, by this thread: no writer thread exists yet
-    // (the first push starts one), so nothing can interleave with it.
+    // and the writer's role is held while it is written (`send_first`),
+    // so nothing can interleave with it.
     let _ = stream.set_write_timeout(Some(ctx.config.handshake_timeout));
     let stream = Arc::new(stream);
     let (outbox, replies) = queues(stream.clone(), spawner);
@@ -407,8 +408,9 @@ impl Client {
                         self.ctx.metrics.client_dropped(DropReason::PingTimeout);
                         break self.close(CloseCode::Away, "ping timeout");
                     }
-                    let ping = encode_frame(OpCode::Ping, b"", None);
-                    let _ = self.replies.send_directly_or_push(ping);
+                    // An idle client's writer is idle too: the ping is
+                    // written directly, without starting a thread.
+                    self.send(encode_frame(OpCode::Ping, b"", None));
                     continue;
                 }
                 Err(ReadError::Protocol(e)) => {

@@ -9,10 +9,11 @@
 //!                        then reads frames (protocol::message) and sends events ─┐
 //!                                                                                 ▼
 //!                        broadcaster thread (broadcaster.rs, room.rs): owns the room,
-//!                        encodes each outgoing frame once, try_push to every client ─┐
-//!                                                                                     ▼
+//!                        encodes each outgoing frame once: one non-blocking send to an
+//!                        idle client, try_push to the queue of a busy one ─┐
+//!                                                                           ▼
 //!                        writer thread per client (writer.rs): drains its queue,
-//!                        one writev per batch; started by the first push, ends when idle
+//!                        one writev per batch; started for a backlog, ends when idle
 //! ```
 
 pub mod broadcaster;

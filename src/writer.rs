@@ -1,17 +1,21 @@
 //! The write pump: one small thread per client that owns the sending half
-//! of its socket. Everything that goes to a client after the 101 response —
-//! chat frames from the broadcaster, pings, pongs and close frames from the
-//! reader — passes through its queue, so frames never interleave.
+//! of its socket while it runs. Everything that goes to a client after the
+//! 101 response — chat frames from the broadcaster, pings, pongs and close
+//! frames from the reader — is written by whoever holds the writer's role
+//! (`Link::running`), one at a time, so frames never interleave.
 //!
 //! Each wake-up drains everything already queued and hands it to the kernel
 //! in one `writev`, so a burst of a hundred small chat frames costs one
 //! system call rather than a hundred.
 //!
-//! The thread exists only while there is something to write: the first push
-//! to an idle client starts it, and after `WRITER_LINGER` with nothing to do
-//! it ends. An idle client therefore costs one thread (its reader), not two:
-//! half the memory, and half the kernel's per-thread mappings, which is what
-//! limits how many clients a machine can hold (see `threads.rs`).
+//! The thread exists only while there is a backlog. When no writer runs and
+//! nothing is queued, the thread with a frame takes the role and sends it
+//! itself without blocking (`Link::write_directly`): no thread to start or
+//! wake. What the socket has no room for starts a writer thread, which
+//! ends after `WRITER_LINGER` with nothing to do. An idle client therefore
+//! costs one thread (its reader), not two: half the memory, and half the
+//! kernel's per-thread mappings, which is what limits how many clients a
+//! machine can hold (see `threads.rs`).
 
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::frame::encode_close;
@@ -180,6 +184,12 @@ impl Link {
         let Some(kit) = self.kit.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return; // the previous writer has not handed the kit back yet
         };
+        self.spawn_writer(kit, None);
+    }
+
+    /// Starts a writer thread with the kit in hand (`running` is set);
+    /// `first` is written before anything queued.
+    fn spawn_writer(self: &Arc<Self>, kit: Kit, first: Option<Outgoing>) {
         let Some(place) = self.spawner.threads.try_take() else {
             log::error!("Error: no thread place for a writer; closing its client");
             let _ = kit.stream.shutdown(Shutdown::Both);
@@ -206,13 +216,145 @@ impl Link {
                     shared: kit.stream,
                     link,
                 };
-                pump.run(kit.rx);
+                pump.run(kit.rx, first);
             });
         if let Err(e) = started {
             log::error!("Error: cannot start a writer thread: {e}; closing its client");
             let _ = shutdown_handle.shutdown(Shutdown::Both);
         }
     }
+
+    /// Writes `item` from the calling thread, without ever blocking, when
+    /// no writer thread runs and nothing is queued: the common case for a
+    /// client that is not busy, and the cheapest one (no thread to wake,
+    /// no context switch). The caller takes the writer's role for the
+    /// moment, so frames still never interleave. What the socket has no
+    /// room for goes to a new writer thread, ahead of anything queued.
+    ///
+    /// Gives the item back when the role is taken (a writer runs, or
+    /// another thread writes directly) or something is queued: then it
+    /// must be queued behind the rest.
+    fn write_directly(
+        self: &Arc<Self>,
+        tx: &Sender<Outgoing>,
+        item: Outgoing,
+    ) -> Result<(), Outgoing> {
+        // A Close ends the writer's work for good; the writer thread does that.
+        if item.is_close()
+            || self.running.load(Relaxed)
+            || self.kicked.load(Relaxed) != 0
+            || !tx.is_empty()
+        {
+            return Err(item);
+        }
+        if self
+            .running
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_err()
+        {
+            return Err(item);
+        }
+        let kit = self.kit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let kit = match kit {
+            // Pushed while we took the role: that goes first.
+            Some(kit) if !kit.rx.is_empty() => {
+                self.hand_back(kit, tx);
+                return Err(item);
+            }
+            Some(kit) => kit,
+            None => {
+                self.running.store(false, SeqCst);
+                return Err(item);
+            }
+        };
+        let bytes = item.bytes();
+        let mut written = 0;
+        let error = loop {
+            match send_without_blocking(&kit.stream, &bytes[written..]) {
+                Ok(n) if n > 0 => {
+                    written += n;
+                    if written == bytes.len() {
+                        break None;
+                    }
+                }
+                Ok(_) => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if error.is_some() {
+            // The connection is broken, as a writer would find it: the kit
+            // goes (later pushes see `Gone`) and the reader sees the end.
+            let _ = kit.stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if written == bytes.len() {
+            self.spawner.metrics.messages_out.fetch_add(1, Relaxed);
+            let total = bytes.len() as u64;
+            self.spawner.metrics.bytes_out.fetch_add(total, Relaxed);
+            self.hand_back(kit, tx);
+            return Ok(());
+        }
+        // The socket is full: the rest must follow before anything else.
+        let rest = match item {
+            _ if written == 0 => item,
+            Outgoing::Owned(mut v) => {
+                v.drain(..written);
+                Outgoing::Owned(v)
+            }
+            other => Outgoing::Owned(other.bytes()[written..].to_vec()),
+        };
+        self.owned_bytes.fetch_add(rest.owned_len(), Relaxed);
+        self.spawn_writer(kit, Some(rest));
+        Ok(())
+    }
+
+    /// Gives the writer's role back after a direct write; whatever was
+    /// pushed meanwhile (its pusher saw the role taken) needs a writer.
+    fn hand_back(self: &Arc<Self>, kit: Kit, tx: &Sender<Outgoing>) {
+        *self.kit.lock().unwrap_or_else(|e| e.into_inner()) = Some(kit);
+        self.running.store(false, SeqCst);
+        fence(SeqCst);
+        if !tx.is_empty() {
+            self.wake_writer();
+        }
+    }
+}
+
+/// One `send` that never blocks, whatever the socket's mode. Toggling the
+/// socket to non-blocking instead would not do: the flag belongs to the
+/// open file, which the reader shares, and a reader that found it set
+/// would take the `WouldBlock` for a silent ping interval.
+#[cfg(target_os = "linux")]
+fn send_without_blocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    const MSG_DONTWAIT: i32 = 0x40;
+    const MSG_NOSIGNAL: i32 = 0x4000;
+    unsafe extern "C" {
+        fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+    }
+    // SAFETY: `buf` is valid for `len` bytes; the descriptor is owned by
+    // `stream`, which outlives the call.
+    let n = unsafe {
+        send(
+            stream.as_raw_fd(),
+            buf.as_ptr(),
+            buf.len(),
+            MSG_DONTWAIT | MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Elsewhere, no direct writes: everything goes through a writer thread.
+#[cfg(not(target_os = "linux"))]
+fn send_without_blocking(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
 }
 
 /// Why a `try_push` failed.
@@ -242,6 +384,18 @@ impl Outbox {
                 Ok(depth + 1)
             }
             Err(_) => Err(PushError::Gone),
+        }
+    }
+
+    /// Writes `item` at once from the calling thread if this client's
+    /// writer is idle and its socket has room (see `Link::write_directly`);
+    /// otherwise queues it like `try_push`. For the broadcaster when it has
+    /// no backlog: waking a thousand writer threads for one message costs
+    /// more than a thousand non-blocking `send`s.
+    pub fn write_or_push(&self, item: Outgoing) -> Result<usize, PushError> {
+        match self.link.write_directly(&self.tx, item) {
+            Ok(()) => Ok(0),
+            Err(item) => self.try_push(item),
         }
     }
 
@@ -301,54 +455,6 @@ impl Replies {
         result
     }
 
-    /// Sends `frame` at once from the calling thread if no writer thread
-    /// runs, taking the writer's role for the moment (so frames still never
-    /// interleave); otherwise queues it. For the reader's pings: an idle
-    /// client is pinged without starting a thread for it.
-    pub fn send_directly_or_push(&self, frame: Vec<u8>) -> Result<(), PushError> {
-        let link = &self.link;
-        if link
-            .running
-            .compare_exchange(false, true, SeqCst, SeqCst)
-            .is_ok()
-        {
-            let kit = link.kit.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(kit) = kit {
-                // One attempt without blocking: a small frame goes whole into
-                // a socket buffer with room, or not at all (then the queue
-                // takes it). Should only part of it fit, the rest must follow
-                // at once, before anything else: finish it, or give up on
-                // this client.
-                let written = match kit.stream.set_nonblocking(true) {
-                    Ok(()) => (&*kit.stream).write(&frame).unwrap_or(0),
-                    Err(_) => 0,
-                };
-                let _ = kit.stream.set_nonblocking(false);
-                let sent = written == frame.len()
-                    || (written > 0 && {
-                        let _ = kit.stream.set_write_timeout(Some(WRITE_POLL));
-                        let done = (&*kit.stream).write_all(&frame[written..]).is_ok();
-                        if !done {
-                            let _ = kit.stream.shutdown(Shutdown::Both);
-                        }
-                        true
-                    });
-                *link.kit.lock().unwrap_or_else(|e| e.into_inner()) = Some(kit);
-                link.running.store(false, SeqCst);
-                // Whatever was pushed while we held the role needs a writer.
-                if !self.tx.is_empty() {
-                    link.wake_writer();
-                }
-                if sent {
-                    return Ok(());
-                }
-            } else {
-                link.running.store(false, SeqCst);
-            }
-        }
-        self.push(Outgoing::Owned(frame))
-    }
-
     fn backlogged(&self) -> bool {
         let len = self.tx.len();
         len > REPLY_BACKLOG
@@ -357,7 +463,12 @@ impl Replies {
 
     /// Queues, then waits while this client's queue is long: an echo or a
     /// pong may wait for this client's socket, and no one else's.
+    /// An idle writer's work is done directly (`Link::write_directly`).
     pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        let item = match self.link.write_directly(&self.tx, item) {
+            Ok(()) => return Ok(()),
+            Err(item) => item,
+        };
         self.push_now(item)?;
         while self.backlogged() && self.link.kicked.load(Relaxed) == 0 {
             let guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -384,8 +495,9 @@ impl Drop for Replies {
 }
 
 /// Creates a client's queue: the broadcaster's end and the reader's end.
-/// A writer thread for `stream` (shared with the reader: one descriptor
-/// per client) starts with the first push.
+/// The socket (`stream`, shared with the reader: one descriptor per
+/// client) is written directly while the client is idle; a writer thread
+/// starts for a backlog.
 pub fn queues(stream: Arc<TcpStream>, spawner: Spawner) -> (Outbox, Replies) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let link = Arc::new(Link {
@@ -435,9 +547,9 @@ enum Written {
 }
 
 impl Pump {
-    fn run(&mut self, mut rx: Receiver<Outgoing>) {
+    fn run(&mut self, mut rx: Receiver<Outgoing>, first: Option<Outgoing>) {
         let _ = self.stream.set_write_timeout(Some(WRITE_POLL));
-        let mut batch: Vec<Outgoing> = Vec::new();
+        let mut batch: Vec<Outgoing> = first.into_iter().collect();
         loop {
             if batch.is_empty() {
                 if batch.capacity() > MAX_BATCH / 4 {

@@ -398,21 +398,48 @@ fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
         client.send(OpCode::Pong, b"");
     }
     assert_eq!(client_threads(), (20, 0), "pings start no writer");
-    // ...a message starts writers for the recipients...
+    // ...and a message to an idle room is written by the broadcaster
+    // directly: no writer thread starts either.
     clients[0].text("wake up");
     for client in &mut clients[1..] {
         assert_eq!(client.recv_text(), "wake up");
     }
-    let (_, writers) = client_threads();
-    assert!(writers > 0, "writers started");
-    // ...which end once idle for WRITER_LINGER.
+    assert_eq!(client_threads(), (20, 0), "direct writes start no writer");
+    // A writer starts when a socket is full: an echo client that sends
+    // 24 MiB without reading (more than the kernel buffers on both sides).
+    const MIB: usize = 1 << 20;
+    const MESSAGES: usize = 24;
+    let mut echo = Client::echo(addr);
+    let mut sending = echo.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        for i in 0..MESSAGES {
+            sending
+                .write_all(&masked(true, OpCode::Binary, &vec![i as u8; MIB]))
+                .unwrap();
+        }
+    });
+    assert!(
+        eventually(TIMEOUT, || client_threads() == (21, 1)),
+        "(connection, writer) threads with a full socket: {:?}",
+        client_threads()
+    );
+    // Everything comes back, in order, once the client reads...
+    for i in 0..MESSAGES {
+        assert_eq!(
+            echo.recv_data(),
+            Message::Binary(vec![i as u8; MIB]),
+            "echo {i}"
+        );
+    }
+    sender.join().unwrap();
+    // ...and the writer ends once idle for WRITER_LINGER.
     let linger = wschat::writer::WRITER_LINGER + TIMEOUT;
     assert!(
-        eventually(linger, || client_threads() == (20, 0)),
+        eventually(linger, || client_threads() == (21, 0)),
         "(connection, writer) threads: {:?}",
         client_threads()
     );
-    // And the room still works: new writers start on demand.
+    // And the room still works.
     clients[1].text("again");
     assert_eq!(clients[2].recv_text(), "again");
 }

@@ -241,7 +241,9 @@ impl Broadcaster {
         }
         let member = self.members.get_mut(&id).expect("renaming a member");
         if member.nick == wanted {
-            return;
+            // Nothing changes, but the asker still gets an answer.
+            let answer = room::error_event(&format!("you are already {wanted}"));
+            return self.reply(id, &answer);
         }
         let old = std::mem::replace(&mut member.nick, wanted.to_string());
         log::info!("({id}) is now known as {wanted} (was {old})");

@@ -109,6 +109,8 @@ fn v1_nick_me_who_and_errors() {
         )
     );
     recv_until(&mut ann, "\"type\":\"nick\"");
+    ann.text("/nick ann");
+    assert!(recv_until(&mut ann, "\"type\":\"error\"").contains("you are already ann"));
 
     bo.text("/nick ANN");
     assert!(recv_until(&mut bo, "\"type\":\"error\"").contains("already taken"));

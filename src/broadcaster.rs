@@ -1,16 +1,18 @@
 //! The broadcaster: one thread that owns the room. Readers send it events
 //! over one channel; it alone decides who is in the room, what their names
-//! are, and in which order messages happen. It never touches a socket: it
-//! encodes each outgoing frame once and hands every recipient's writer a
-//! pointer to the same bytes with a non-blocking `try_push`. A client whose
-//! queue is full is dropped on the spot, so no client can slow it down.
+//! are, and in which order messages happen. It encodes each outgoing frame
+//! once and hands every recipient's writer a pointer to the same bytes with
+//! a non-blocking `try_push` (or, to an idle client in a quiet room, sends
+//! it with a non-blocking `send`). With a backlog of events it gathers
+//! frames and hands each recipient one batch of them. A client whose queue
+//! is full is dropped on the spot, so no client can slow it down.
 
 use crate::history_file::HistoryLog;
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
 use crate::room::{self, ClientId, History, Input, Mode};
-use crate::writer::{Outbox, Outgoing, PushError};
+use crate::writer::{FrameBatch, Outbox, Outgoing, PushError};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +42,14 @@ pub enum Event {
     Shutdown,
 }
 
+/// Broadcasts gathered into one delivery while events are waiting: every
+/// recipient then gets one queue item (and its writer one wake-up) for
+/// all of them, rather than one each.
+pub const MAX_PENDING_FRAMES: usize = 64;
+/// ... or this many bytes of frames, whichever comes first: a queue item
+/// holds at most this much, so a full queue stays bounded in bytes.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024;
+
 /// Events waiting for the broadcaster. Bounded: if it ever falls behind,
 /// readers wait (and so their clients do) instead of memory growing.
 pub const EVENT_QUEUE: usize = 16 * 1024;
@@ -62,6 +72,56 @@ pub struct Broadcaster {
     /// (see `Outbox::write_or_push`). With a backlog they are queued, and
     /// the writer threads batch them, a few `writev`s for many frames.
     direct: bool,
+    /// Broadcasts not yet handed to the recipients (see `deliver`).
+    pending: Pending,
+}
+
+/// Broadcasts waiting to be delivered together.
+#[derive(Default)]
+struct Pending {
+    /// Frames for raw clients, each with its raw sender (who skips it).
+    raw: FrameBatch,
+    /// Frames for v1 clients: everyone gets every one.
+    v1: FrameBatch,
+    broadcasts: usize,
+    bytes: usize,
+}
+
+/// One delivery's frames for one mode, ready to hand out.
+enum Delivery {
+    Nothing,
+    /// A single frame: queued (or written directly) as it is.
+    One(Option<ClientId>, Arc<[u8]>),
+    /// Several: one shared batch; `only_sender` set if all are from one
+    /// raw client (who then gets nothing).
+    Many(Arc<FrameBatch>, Option<ClientId>),
+}
+
+impl Delivery {
+    fn new(mut batch: FrameBatch) -> Self {
+        match batch.frames.len() {
+            0 => Delivery::Nothing,
+            1 => {
+                let (sender, frame) = batch.frames.pop().expect("one frame");
+                Delivery::One(sender, frame)
+            }
+            _ => {
+                let first = batch.frames[0].0;
+                let same = batch.frames.iter().all(|(sender, _)| *sender == first);
+                Delivery::Many(Arc::new(batch), if same { first } else { None })
+            }
+        }
+    }
+
+    /// The item for recipient `id`: a pointer to the shared frames.
+    fn for_recipient(&self, id: ClientId) -> Option<Outgoing> {
+        match self {
+            Delivery::Nothing => None,
+            Delivery::One(sender, _) | Delivery::Many(_, sender) if *sender == Some(id) => None,
+            Delivery::One(_, frame) => Some(Outgoing::Shared(frame.clone())),
+            Delivery::Many(batch, _) => Some(Outgoing::Batch(batch.clone(), Some(id))),
+        }
+    }
 }
 
 /// A frame encoded once, to be shared by every recipient.
@@ -84,6 +144,7 @@ impl Broadcaster {
             metrics,
             too_slow: Vec::new(),
             direct: false,
+            pending: Pending::default(),
         }
     }
 
@@ -111,6 +172,7 @@ impl Broadcaster {
                 Event::Binary { id, data } => self.binary(id, &data),
                 Event::Leave { id } => self.leave(id),
                 Event::Shutdown => {
+                    self.flush();
                     let close = encode_close(CloseCode::Away, "server shutting down", None);
                     for member in self.members.values() {
                         let _ = member.outbox.try_push(Outgoing::Close(close.clone()));
@@ -121,7 +183,12 @@ impl Broadcaster {
                     return;
                 }
             }
-            self.drop_slow_clients();
+            // With events waiting, broadcasts gather (up to a limit) and go
+            // out together; the last one before a quiet spell goes at once.
+            if rx.is_empty() || !self.too_slow.is_empty() {
+                self.direct = rx.is_empty();
+                self.flush();
+            }
         }
     }
 
@@ -143,6 +210,9 @@ impl Broadcaster {
         }
         let event = room::presence_event("join", id, &nick, room::now_ms());
         self.fan_out(None, Some(&shared(OpCode::Text, event.as_bytes())), None);
+        // What is pending is in the history the welcome carried: deliver
+        // it before the newcomer is a recipient.
+        self.flush();
         self.members.insert(id, Member { nick, mode, outbox });
     }
 
@@ -263,25 +333,50 @@ impl Broadcaster {
         }
     }
 
-    /// The hot path: the same two frames to everyone, no allocation or copy
-    /// per recipient (an `Arc` clone is a counter increment).
+    /// Adds a broadcast: `raw` for every raw client but `raw_sender`, `v1`
+    /// for every v1 client. It goes out with the next delivery.
     fn fan_out(
         &mut self,
         raw: Option<&Arc<[u8]>>,
         v1: Option<&Arc<[u8]>>,
         raw_sender: Option<ClientId>,
     ) {
-        // The deepest queue is noted once per fan-out, not per recipient:
+        let pending = &mut self.pending;
+        if let Some(frame) = raw {
+            pending.bytes += frame.len();
+            pending.raw.frames.push((raw_sender, frame.clone()));
+        }
+        if let Some(frame) = v1 {
+            pending.bytes += frame.len();
+            pending.v1.frames.push((None, frame.clone()));
+        }
+        pending.broadcasts += 1;
+        if pending.broadcasts >= MAX_PENDING_FRAMES || pending.bytes >= MAX_PENDING_BYTES {
+            self.deliver();
+        }
+    }
+
+    /// The hot path: hands what is pending to every member, one item each,
+    /// with no allocation or copy per recipient (an `Arc` clone is a
+    /// counter increment).
+    fn deliver(&mut self) {
+        if self.pending.broadcasts == 0 {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let raw = Delivery::new(pending.raw);
+        let v1 = Delivery::new(pending.v1);
+        // The deepest queue is noted once per delivery, not per recipient:
         // an atomic read-modify-write per recipient is measurable here.
         let mut deepest = 0;
         for (id, member) in &self.members {
-            let frame = match member.mode {
-                Mode::Raw if raw_sender == Some(*id) => continue,
-                Mode::Raw => raw,
-                Mode::V1 => v1,
+            let delivery = match member.mode {
+                Mode::Raw => &raw,
+                Mode::V1 => &v1,
             };
-            let Some(frame) = frame else { continue };
-            let item = Outgoing::Shared(frame.clone());
+            let Some(item) = delivery.for_recipient(*id) else {
+                continue;
+            };
             let pushed = if self.direct {
                 member.outbox.write_or_push(item)
             } else {
@@ -297,7 +392,21 @@ impl Broadcaster {
         self.metrics.queue_depth(deepest);
     }
 
+    /// Delivers what is pending, then drops the clients found too slow
+    /// (whose leave notices are broadcasts too, hence the loop).
+    fn flush(&mut self) {
+        loop {
+            self.deliver();
+            if self.too_slow.is_empty() {
+                return;
+            }
+            self.drop_slow_clients();
+        }
+    }
+
     fn send_to(&mut self, id: ClientId, outbox: &Outbox, item: Outgoing) {
+        // In order: what was broadcast before this goes first.
+        self.flush();
         let pushed = if self.direct {
             outbox.write_or_push(item)
         } else {
@@ -322,5 +431,67 @@ impl Broadcaster {
                 self.leave(id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Arc<[u8]> {
+        shared(OpCode::Text, text.as_bytes())
+    }
+
+    fn frames_of(item: Option<Outgoing>) -> Vec<Vec<u8>> {
+        match item {
+            None => vec![],
+            Some(Outgoing::Shared(f)) => vec![f.to_vec()],
+            Some(Outgoing::Batch(batch, skip)) => {
+                batch.frames_for(skip).map(<[u8]>::to_vec).collect()
+            }
+            Some(other) => panic!("not a broadcast: {other:?}"),
+        }
+    }
+
+    fn batch(frames: &[(Option<ClientId>, &Arc<[u8]>)]) -> FrameBatch {
+        FrameBatch {
+            frames: frames.iter().map(|(s, f)| (*s, (*f).clone())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_raw_sender_gets_none_of_its_own_frames_from_a_delivery() {
+        let (a1, b1, a2) = (frame("a1"), frame("b1"), frame("a2"));
+        let mixed = Delivery::new(batch(&[(Some(1), &a1), (Some(2), &b1), (Some(1), &a2)]));
+        assert_eq!(frames_of(mixed.for_recipient(1)), vec![b1.to_vec()]);
+        assert_eq!(
+            frames_of(mixed.for_recipient(2)),
+            vec![a1.to_vec(), a2.to_vec()]
+        );
+        assert_eq!(
+            frames_of(mixed.for_recipient(3)),
+            vec![a1.to_vec(), b1.to_vec(), a2.to_vec()]
+        );
+        // All from one sender: that sender gets no item at all.
+        let one_sender = Delivery::new(batch(&[(Some(1), &a1), (Some(1), &a2)]));
+        assert!(one_sender.for_recipient(1).is_none());
+        assert_eq!(frames_of(one_sender.for_recipient(2)).len(), 2);
+    }
+
+    #[test]
+    fn a_single_frame_is_delivered_as_it_is_and_v1_frames_go_to_everyone() {
+        let a1 = frame("a1");
+        let single = Delivery::new(batch(&[(Some(1), &a1)]));
+        assert!(single.for_recipient(1).is_none());
+        assert!(
+            matches!(single.for_recipient(2), Some(Outgoing::Shared(f)) if Arc::ptr_eq(&f, &a1))
+        );
+        let v1 = Delivery::new(batch(&[(None, &a1), (None, &a1)]));
+        assert_eq!(frames_of(v1.for_recipient(1)).len(), 2);
+        assert!(
+            Delivery::new(FrameBatch::default())
+                .for_recipient(1)
+                .is_none()
+        );
     }
 }

@@ -19,6 +19,7 @@
 
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::frame::encode_close;
+use crate::room::ClientId;
 use crate::threads::ThreadBudget;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, IoSlice, Write};
@@ -29,10 +30,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// Frames a client may have queued before it counts as too slow to keep
-/// up: it is then dropped with 1008 (gorilla/websocket's rule: a full send
-/// buffer means the client goes). Frames are shared, so a full queue costs
-/// 1024 pointers, not 1024 copies. The queue is a linked list of small
+/// Broadcast frames a client may be behind before it counts as too slow to
+/// keep up: it is then dropped with 1008 (gorilla/websocket's rule: a full
+/// send buffer means the client goes). Frames are shared, so a full queue
+/// costs 1024 pointers, not 1024 copies. The queue is a linked list of small
 /// blocks that grows with use, so an idle client's queue costs almost
 /// nothing (a preallocated ring of 1024 slots would cost 40 KB each).
 pub const OUTBOX_CAPACITY: usize = 1024;
@@ -42,7 +43,8 @@ pub const REPLY_BACKLOG: usize = 8;
 /// ... or while this many bytes of replies are waiting (echoes can be 16 MiB
 /// each; eight of them would be a lot of memory to hold for one client).
 pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
-/// The most frames handed to one `writev` (Linux's IOV_MAX is 1024).
+/// The frames a writer gathers for one `writev` (Linux's IOV_MAX is 1024;
+/// std hands it at most that many slices per call, and the loop goes on).
 pub const MAX_BATCH: usize = 256;
 /// How long a writer with nothing to write waits before its thread ends
 /// (the next push starts a new one).
@@ -55,11 +57,32 @@ const WRITE_POLL: Duration = Duration::from_millis(250);
 /// touched pages cost memory; the reserve is for a panic's backtrace.
 pub const WRITER_STACK: usize = 128 * 1024;
 
+/// Frames the broadcaster had ready at once, in order, each with the raw
+/// client that sent it (a raw client does not get its own lines back).
+/// Shared by every recipient: one queue item and one wake-up per client
+/// for the lot, not one per frame.
+#[derive(Debug, Default)]
+pub struct FrameBatch {
+    pub frames: Vec<(Option<ClientId>, Arc<[u8]>)>,
+}
+
+impl FrameBatch {
+    /// The frames for a recipient: all but those sent by `skip`.
+    pub fn frames_for(&self, skip: Option<ClientId>) -> impl Iterator<Item = &[u8]> {
+        self.frames
+            .iter()
+            .filter(move |(sender, _)| skip.is_none() || *sender != skip)
+            .map(|(_, frame)| &frame[..])
+    }
+}
+
 /// One item in a client's queue.
 #[derive(Debug)]
 pub enum Outgoing {
     /// A frame encoded once and shared by every recipient (`Arc` clone: no copy).
     Shared(Arc<[u8]>),
+    /// Several shared frames, minus those sent by the given client.
+    Batch(Arc<FrameBatch>, Option<ClientId>),
     /// Bytes for this client only: a pong, an echo, a welcome.
     Owned(Vec<u8>),
     /// A Close frame: written last, after which the writer half-closes TCP.
@@ -67,17 +90,44 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// The bytes of a single-frame item (a batch has none of its own).
     fn bytes(&self) -> &[u8] {
         match self {
             Outgoing::Shared(b) => b,
             Outgoing::Owned(b) | Outgoing::Close(b) => b,
+            Outgoing::Batch(..) => &[],
+        }
+    }
+
+    /// Calls `each` with every frame this item holds, in order.
+    fn for_each_frame<'a>(&'a self, mut each: impl FnMut(&'a [u8])) {
+        match self {
+            Outgoing::Batch(batch, skip) => batch.frames_for(*skip).for_each(each),
+            other => each(other.bytes()),
+        }
+    }
+
+    /// How many frames this item holds.
+    fn frame_count(&self) -> usize {
+        let mut count = 0;
+        self.for_each_frame(|_| count += 1);
+        count
+    }
+
+    /// How many broadcast frames this item counts for in the queue's
+    /// capacity (a batch counts whole, its sender's own frames included).
+    fn broadcast_frames(&self) -> usize {
+        match self {
+            Outgoing::Shared(_) => 1,
+            Outgoing::Batch(batch, _) => batch.frames.len(),
+            Outgoing::Owned(_) | Outgoing::Close(_) => 0,
         }
     }
 
     /// The bytes this item holds for its client alone.
     fn owned_len(&self) -> usize {
         match self {
-            Outgoing::Shared(_) => 0,
+            Outgoing::Shared(_) | Outgoing::Batch(..) => 0,
             Outgoing::Owned(b) | Outgoing::Close(b) => b.len(),
         }
     }
@@ -109,6 +159,12 @@ pub struct Link {
     kicked: AtomicU16,
     /// Bytes of per-client items (`Owned`, `Close`) queued and not written.
     owned_bytes: AtomicUsize,
+    /// Broadcast frames ever queued (stored by the broadcaster alone) and
+    /// written (stored by the writer alone): the difference is how far
+    /// behind the client is, in frames, whatever the items hold. Each side
+    /// only loads and stores: no read-modify-write per recipient.
+    frames_queued: AtomicUsize,
+    frames_done: AtomicUsize,
     /// The reader waits here for its writer to catch up.
     reader_waiting: AtomicBool,
     lock: Mutex<()>,
@@ -239,8 +295,10 @@ impl Link {
         tx: &Sender<Outgoing>,
         item: Outgoing,
     ) -> Result<(), Outgoing> {
-        // A Close ends the writer's work for good; the writer thread does that.
+        // A Close ends the writer's work for good; the writer thread does
+        // that. A batch is many frames: a writer's `writev` is for those.
         if item.is_close()
+            || matches!(item, Outgoing::Batch(..))
             || self.running.load(Relaxed)
             || self.kicked.load(Relaxed) != 0
             || !tx.is_empty()
@@ -368,20 +426,30 @@ pub enum PushError {
 
 impl Outbox {
     /// Queues without waiting: what the broadcaster uses, so that no client
-    /// can ever stall it. Returns the queue's depth.
+    /// can ever stall it. Returns how many broadcast frames the client is
+    /// behind, this one included. Only the broadcaster may call it (it
+    /// alone stores `frames_queued`).
     pub fn try_push(&self, item: Outgoing) -> Result<usize, PushError> {
-        let depth = self.tx.len();
-        if depth >= OUTBOX_CAPACITY {
+        let link = &self.link;
+        let frames = item.broadcast_frames();
+        let queued = link.frames_queued.load(Relaxed);
+        let behind = queued.wrapping_sub(link.frames_done.load(Relaxed)) + frames;
+        if behind > OUTBOX_CAPACITY || self.tx.len() >= OUTBOX_CAPACITY {
             return Err(PushError::Full);
         }
         let bytes = item.owned_len();
         if bytes > 0 {
-            self.link.owned_bytes.fetch_add(bytes, Relaxed);
+            link.owned_bytes.fetch_add(bytes, Relaxed);
+        }
+        // Counted before the writer can see the item: `frames_done` never
+        // passes `frames_queued`.
+        if frames > 0 {
+            link.frames_queued.store(queued + frames, Relaxed);
         }
         match self.tx.send(item) {
             Ok(()) => {
-                self.link.wake_writer();
-                Ok(depth + 1)
+                link.wake_writer();
+                Ok(behind)
             }
             Err(_) => Err(PushError::Gone),
         }
@@ -503,6 +571,8 @@ pub fn queues(stream: Arc<TcpStream>, spawner: Spawner) -> (Outbox, Replies) {
     let link = Arc::new(Link {
         kicked: AtomicU16::new(0),
         owned_bytes: AtomicUsize::new(0),
+        frames_queued: AtomicUsize::new(0),
+        frames_done: AtomicUsize::new(0),
         reader_waiting: AtomicBool::new(false),
         lock: Mutex::new(()),
         drained: Condvar::new(),
@@ -570,15 +640,25 @@ impl Pump {
                 }
             }
             // Take whatever else is already waiting, up to a Close.
-            while batch.len() < MAX_BATCH && !batch.last().is_some_and(Outgoing::is_close) {
+            let mut frames: usize = batch.iter().map(Outgoing::frame_count).sum();
+            while frames < MAX_BATCH && !batch.last().is_some_and(Outgoing::is_close) {
                 match rx.try_recv() {
-                    Ok(item) => batch.push(item),
+                    Ok(item) => {
+                        frames += item.frame_count();
+                        batch.push(item);
+                    }
                     Err(_) => break,
                 }
             }
             let result = self.write_batch(&batch);
             let owned: usize = batch.iter().map(Outgoing::owned_len).sum();
             self.link.owned_bytes.fetch_sub(owned, Relaxed);
+            let frames: usize = batch.iter().map(Outgoing::broadcast_frames).sum();
+            if frames > 0 {
+                // This thread holds the writer's role: no one else stores here.
+                let done = self.link.frames_done.load(Relaxed);
+                self.link.frames_done.store(done + frames, Relaxed);
+            }
             batch.clear();
             if self.link.reader_waiting.load(Relaxed) {
                 let _guard = self.link.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -713,11 +793,15 @@ impl Pump {
             .map_or(batch.len(), |i| i + 1);
         let batch = &batch[..end];
         // On the heap: a writer's stack stays at its idle size.
-        let mut slices: Vec<IoSlice<'_>> = batch
-            .iter()
-            .map(|item| IoSlice::new(item.bytes()))
-            .collect();
-        let total: usize = batch.iter().map(|item| item.bytes().len()).sum();
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len());
+        let mut total = 0;
+        for item in batch {
+            item.for_each_frame(|frame| {
+                total += frame.len();
+                slices.push(IoSlice::new(frame));
+            });
+        }
+        let frames = slices.len();
         let mut remaining = &mut slices[..];
         let mut progress = Instant::now();
         while !remaining.is_empty() {
@@ -749,9 +833,7 @@ impl Pump {
                 Err(e) => return Err(e),
             }
         }
-        self.metrics
-            .messages_out
-            .fetch_add(batch.len() as u64, Relaxed);
+        self.metrics.messages_out.fetch_add(frames as u64, Relaxed);
         self.metrics.bytes_out.fetch_add(total as u64, Relaxed);
         if batch.last().is_some_and(Outgoing::is_close) {
             Ok(Written::Closed)

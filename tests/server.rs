@@ -61,6 +61,55 @@ fn raw_chat_broadcasts_verbatim_to_everyone_but_the_sender() {
 }
 
 #[test]
+fn bursts_from_several_raw_senders_arrive_whole_in_order_and_never_back_to_their_sender() {
+    // Three senders each write 300 messages in one go, so the broadcaster
+    // has a backlog and delivers them in batches: every client must still
+    // get every other sender's lines, each sender's in its order, and
+    // none of its own.
+    const EACH: usize = 300;
+    let server = start();
+    let addr = server.addr();
+    let mut observer = Client::connect(addr, "/", &[]);
+    let mut senders: Vec<Client> = (0..3).map(|_| Client::connect(addr, "/", &[])).collect();
+    // Everyone is in the room once a line from the observer reaches all.
+    observer.text("ready");
+    for sender in &mut senders {
+        assert_eq!(sender.recv_text(), "ready");
+    }
+    let bursts: Vec<Vec<u8>> = (0..3)
+        .map(|s| {
+            (0..EACH)
+                .flat_map(|i| masked(true, OpCode::Text, format!("{s} {i}").as_bytes()))
+                .collect()
+        })
+        .collect();
+    for (sender, burst) in senders.iter_mut().zip(&bursts) {
+        sender.send_raw(burst);
+    }
+    // Checks one client's stream: `expected` senders, EACH lines each.
+    let check = |client: &mut Client, me: Option<usize>| {
+        let mut next = [0usize; 3];
+        for _ in 0..EACH * if me.is_some() { 2 } else { 3 } {
+            let text = client.recv_text();
+            let (s, i) = text.split_once(' ').expect("\"S I\"");
+            let (s, i): (usize, usize) = (s.parse().unwrap(), i.parse().unwrap());
+            assert_ne!(Some(s), me, "a raw sender got its own line back: {text}");
+            assert_eq!(i, next[s], "sender {s}'s lines out of order");
+            next[s] += 1;
+        }
+    };
+    check(&mut observer, None);
+    for (s, sender) in senders.iter_mut().enumerate() {
+        check(sender, Some(s));
+    }
+    // Nothing more: a last line from the observer is the next thing each gets.
+    observer.text("end");
+    for sender in &mut senders {
+        assert_eq!(sender.recv_text(), "end");
+    }
+}
+
+#[test]
 fn v1_welcome_presence_messages_and_order() {
     let server = start();
     let (mut ann, ann_id) = v1(server.addr());

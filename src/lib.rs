@@ -10,8 +10,9 @@
 //!                                                                                 ▼
 //!                        broadcaster thread (broadcaster.rs, room.rs): owns the room,
 //!                        encodes each outgoing frame once: one non-blocking send to an
-//!                        idle client, try_push to the queue of a busy one ─┐
-//!                                                                           ▼
+//!                        idle client, try_push to the queue of a busy one
+//!                        (with a backlog: one item per client for many frames) ─┐
+//!                                                                               ▼
 //!                        writer thread per client (writer.rs): drains its queue,
 //!                        one writev per batch; started for a backlog, ends when idle
 //! ```

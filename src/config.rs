@@ -26,6 +26,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Chat messages per second per client (burst twice that); 0 is off.
     pub rate_limit: u32,
+    /// Bytes a client may be behind before it is dropped as too slow.
+    pub max_lag_bytes: usize,
     /// Tests only, never set from the command line: a text message that
     /// makes the receiving connection thread panic, to prove that a panic
     /// stays within its connection.
@@ -43,6 +45,9 @@ pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 pub const DEFAULT_PING_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_RATE_LIMIT: u32 = 50;
+/// Several seconds of the busiest fan-out benchmark: a client that stalls
+/// for a moment keeps every message.
+pub const DEFAULT_MAX_LAG_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -58,6 +63,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_SECS),
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
+            max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
             panic_trigger: None,
             thread_limit: None,
         }
@@ -90,6 +96,7 @@ Options:
   --ping-interval SECS        ping a client silent this long; drop it after two [default: {DEFAULT_PING_INTERVAL_SECS}]
   --handshake-timeout SECS    time allowed for the HTTP request head [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) [default: {DEFAULT_RATE_LIMIT}]
+  --max-lag-bytes N           drop a client this many bytes behind [default: {DEFAULT_MAX_LAG_BYTES}]
   -h, --help                  print this help
   -V, --version               print the version
 
@@ -165,6 +172,9 @@ impl Command {
                 }
                 "--rate-limit" => {
                     config.rate_limit = number(&value("--rate-limit")?, "--rate-limit", 0)?
+                }
+                "--max-lag-bytes" => {
+                    config.max_lag_bytes = number(&value("--max-lag-bytes")?, "--max-lag-bytes", 1)?
                 }
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }

@@ -4,7 +4,9 @@
 //! broadcaster (chat) or straight back to the writer (echo).
 
 use crate::broadcaster::Event;
+use crate::broadcaster::variant;
 use crate::config::Config;
+use crate::delivery::{Delivery, Outlet};
 use crate::http::{self, StaticFiles};
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::close::CloseCode;
@@ -15,7 +17,6 @@ use crate::protocol::handshake::{
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
-use crate::writer::{Outgoing, Replies, Spawner, queues};
 use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -50,8 +51,10 @@ pub struct Context {
     /// Connections still sending their request head (see
     /// [`MAX_PENDING_HANDSHAKES`]).
     pub pending_handshakes: AtomicUsize,
-    /// Connection and writer threads, counted against the kernel's limits.
+    /// Connection threads, counted against the kernel's limits.
     pub threads: Arc<ThreadBudget>,
+    /// The threads that write to clients.
+    pub delivery: Arc<Delivery>,
 }
 
 /// Connections allowed to be still sending their request head at once.
@@ -116,28 +119,20 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     drop(head);
 
     // Hold a place under --max-clients before starting anything.
-    let current = ctx.metrics.connections_current.fetch_add(1, Relaxed);
-    if current as usize >= ctx.config.max_clients {
+    let current = ctx.metrics.connections_current.fetch_add(1, Relaxed) as usize;
+    let full = if current >= ctx.config.max_clients {
+        Some("server full (--max-clients reached)")
+    } else if current >= ctx.threads.websocket_limit() {
+        Some("server at its thread limit")
+    } else {
+        None
+    };
+    if let Some(reason) = full {
         ctx.metrics.connections_current.fetch_sub(1, Relaxed);
-        return reject(
-            &stream,
-            peer,
-            Rejection::new(503, "server full (--max-clients reached)"),
-            &ctx.metrics,
-        );
+        return reject(&stream, peer, Rejection::new(503, reason), &ctx.metrics);
     }
     let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
-    let spawner = Spawner {
-        ping_interval: ctx.config.ping_interval,
-        metrics: ctx.metrics.clone(),
-        threads: ctx.threads.clone(),
-    };
-    // The 101 is written here, by this thread: no writer thread exists yet
-    // and the writer's role is held while it is written (`send_first`),
-    // so nothing can interleave with it.
-    let _ = stream.set_write_timeout(Some(ctx.config.handshake_timeout));
     let stream = Arc::new(stream);
-    let (outbox, replies) = queues(stream.clone(), spawner);
     ctx.metrics.connections_total.fetch_add(1, Relaxed);
     let id = ctx.next_id.fetch_add(1, Relaxed);
     // Leaves the room and frees the --max-clients place however this
@@ -148,31 +143,41 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         ctx: &ctx,
         registered: true,
     };
-    // The 101 must be the first bytes on the wire, and the client must be
-    // in the room by the time it reads them (a message sent to the room
-    // right after its handshake must reach it): join, then write the 101,
-    // while holding the writer's role.
-    let mut outbox = Some(outbox);
-    let joined = replies.send_first(&handshake::response_101(&key, protocol), || {
-        if let (Endpoint::Chat(mode), Some(outbox)) = (endpoint, outbox.take()) {
-            let _ = ctx.events.send(Event::Join {
+    // From here on only the client's delivery thread writes to the socket,
+    // the 101 first. A chat client is added to the room and to delivery in
+    // one step by the broadcaster, so that it is in the room by the time it
+    // reads its 101: a message sent right after its handshake reaches it.
+    let response = handshake::response_101(&key, protocol);
+    let variant = match endpoint {
+        Endpoint::Chat(mode) => Some(variant(mode)),
+        Endpoint::Echo => None,
+    };
+    let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
+    let outlet = match endpoint {
+        Endpoint::Chat(mode) => {
+            let (joined, outlet) = crossbeam_channel::bounded(1);
+            let join = Event::Join {
                 id,
                 peer,
                 mode,
-                outbox,
-            });
+                endpoint: Box::new(delivery_end),
+                joined,
+            };
+            match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
+                Some(outlet) => outlet,
+                None => {
+                    log::error!("Error: ({id}) {peer} could not join: the room has stopped");
+                    return;
+                }
+            }
         }
-    });
-    drop(outbox);
-    if let Err(e) = joined {
-        log::warn!("Error: ({id}) {peer} could not complete the handshake: {e}");
-        return;
-    }
+        Endpoint::Echo => ctx.delivery.add(delivery_end),
+    };
     log::info!("New connection: ({id}) {peer} {}", describe(endpoint));
     let mut client = Client {
         id,
         endpoint,
-        replies,
+        outlet,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
     };
@@ -180,10 +185,11 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     // Announce the leave now: the tail of the close handshake below can
     // take a while, and the room should not wait for it.
     registration.leave();
-    drop(client);
     // Wait (briefly) for the client's side of the close, and read off what
     // it still sends, so that TCP ends with a FIN rather than a reset.
     drain(&stream, CLOSE_TIMEOUT);
+    // Delivery forgets the client (whatever it could not write is lost).
+    drop(client);
     let _ = stream.shutdown(Shutdown::Both);
     log::info!("Connection closed: ({id}) {code} {reason}");
 }
@@ -365,7 +371,7 @@ impl RateLimiter {
 struct Client {
     id: ClientId,
     endpoint: Endpoint,
-    replies: Replies,
+    outlet: Outlet,
     ctx: Arc<Context>,
     tokens: RateLimiter,
 }
@@ -375,8 +381,8 @@ impl Drop for Client {
         // A bug in this connection's code: tell the client (1011) rather
         // than leave it to guess from a dropped connection.
         if std::thread::panicking() {
-            let frame = encode_close(CloseCode::InternalError, "internal error", None);
-            let _ = self.replies.push_now(Outgoing::Close(frame));
+            let frame = encode_close(CloseCode::InternalError, "internal_error", None);
+            self.outlet.close(frame);
         }
     }
 }
@@ -406,7 +412,7 @@ impl Client {
                     silent_intervals += 1;
                     if silent_intervals >= 2 {
                         self.ctx.metrics.client_dropped(DropReason::PingTimeout);
-                        break self.close(CloseCode::Away, "ping timeout");
+                        break self.close(CloseCode::Away, "ping_timeout");
                     }
                     // An idle client's writer is idle too: the ping is
                     // written directly, without starting a thread.
@@ -470,9 +476,7 @@ impl Client {
                         Some(f) => (f.code, u16::from(f.code), f.reason),
                         None => (CloseCode::Normal, 1005, String::new()),
                     };
-                    let _ = self
-                        .replies
-                        .push(Outgoing::Close(encode_close(reply, "", None)));
+                    self.outlet.close(encode_close(reply, "", None));
                     break (
                         logged,
                         format!("closed by client {reason}").trim_end().to_string(),
@@ -493,21 +497,19 @@ impl Client {
                 self.tokens.rate
             );
             self.ctx.metrics.client_dropped(DropReason::RateLimit);
-            return Some(self.close(CloseCode::Policy, "rate limit exceeded"));
+            return Some(self.close(CloseCode::Policy, "rate_limited"));
         }
         None
     }
 
     fn send(&self, frame: Vec<u8>) {
-        let _ = self.replies.push(Outgoing::Owned(frame));
+        self.outlet.reply(frame);
     }
 
     /// Starts a server-side close (§7.1.2): queue the Close frame; nothing
     /// is sent after it.
     fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
-        let _ = self
-            .replies
-            .push(Outgoing::Close(encode_close(code, reason, None)));
+        self.outlet.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
     }
 }

@@ -20,6 +20,7 @@
 pub mod broadcaster;
 pub mod config;
 pub mod connection;
+pub mod delivery;
 pub mod history_file;
 pub mod http;
 pub mod json;
@@ -28,7 +29,6 @@ pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod threads;
-pub mod writer;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

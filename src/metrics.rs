@@ -161,7 +161,7 @@ impl Metrics {
         family(
             "max_queue_depth",
             "gauge",
-            "Largest outbound queue seen on any client.",
+            "Largest backlog of broadcast bytes a delivery thread has held for its clients.",
             &one(&self.max_queue_depth),
         );
         family(

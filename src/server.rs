@@ -6,6 +6,7 @@
 use crate::broadcaster::{Broadcaster, Event};
 use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
+use crate::delivery::{self, Delivery};
 use crate::history_file::{self, HistoryLog};
 use crate::http::StaticFiles;
 use crate::metrics::Metrics;
@@ -45,23 +46,30 @@ impl Server {
             }
             None => (History::new(config.history), 1, None),
         };
+        let delivery = Delivery::start(delivery::Settings {
+            threads: delivery_threads(),
+            // A client that takes nothing for two ping intervals has
+            // stopped reading (a live one answers pings within one).
+            stall_limit: config.ping_interval.saturating_mul(2),
+            max_behind_bytes: config.max_lag_bytes,
+            metrics: metrics.clone(),
+        })?;
         let (events, broadcaster) =
-            Broadcaster::new(history, next_seq, log, metrics.clone()).spawn()?;
+            Broadcaster::new(history, next_seq, log, delivery.clone()).spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
         let threads = Arc::new(match config.thread_limit {
             Some(limit) => ThreadBudget::new(limit),
             None => ThreadBudget::from_kernel_limits(),
         });
-        // A thread per client, and a quarter of the budget kept for the
-        // writer threads of clients with something to send.
-        if config.max_clients > threads.limit() * 3 / 4 {
+        // A thread per client, and a few kept for plain HTTP.
+        if config.max_clients > threads.websocket_limit() {
             log::info!(
                 "--max-clients {} is more than this machine's thread limits allow: \
-                 {} threads (vm.max_map_count, kernel.pid_max), so about {} clients; \
+                 {} threads (vm.max_map_count, kernel.pid_max), so {} clients; \
                  more are answered 503",
                 config.max_clients,
                 threads.limit(),
-                threads.limit() * 3 / 4
+                threads.websocket_limit()
             );
         }
         let ctx = Arc::new(Context {
@@ -72,6 +80,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             pending_handshakes: AtomicUsize::new(0),
             threads: threads.clone(),
+            delivery,
         });
         Ok(Server {
             listener,
@@ -119,6 +128,12 @@ impl Server {
     }
 }
 
+/// Delivery threads: one per core (at most 16; a core is enough for
+/// thousands of clients, and each thread is a log and a poll set).
+fn delivery_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
 /// Accepts until `stopping` is set, starting a thread per connection.
 fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool) {
     // Logged at warn level when info is off, so that `--log-level warn`
@@ -150,7 +165,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool
 fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let metrics = ctx.metrics.clone();
-    let Some(place) = ctx.threads.try_take_for_connection() else {
+    let Some(place) = ctx.threads.try_take() else {
         log::warn!(
             "Rejected {peer}: all {} thread places taken, answering 503",
             ctx.threads.limit()

@@ -1,4 +1,4 @@
-//! The thread budget: how many connection and writer threads may exist at
+//! The thread budget: how many connection threads may exist at
 //! once, derived from the kernel's limits, so that the server refuses a
 //! client (503) long before the kernel refuses it a thread.
 //!
@@ -18,6 +18,9 @@ pub const MAPPINGS_PER_THREAD: usize = 4;
 /// Mappings left for everything else: the binary and its libraries, the
 /// allocator's arenas, the heap's large blocks.
 pub const MAPPINGS_RESERVED: usize = 4096;
+/// Thread places kept for plain HTTP requests and handshakes in progress:
+/// WebSocket clients never take the last of them.
+pub const HTTP_RESERVE: usize = 64;
 /// Process IDs left for the rest of the system (`kernel.pid_max` is shared
 /// by every process, and every thread takes one).
 pub const PIDS_RESERVED: usize = 4096;
@@ -70,26 +73,21 @@ impl ThreadBudget {
     /// Takes one thread's place, or says there is none left. The place
     /// is given back when it is dropped: move it into the thread.
     pub fn try_take(self: &Arc<Self>) -> Option<ThreadPlace> {
-        self.try_take_leaving(0)
-    }
-
-    /// Takes a place for a new connection's thread, leaving a quarter of
-    /// the budget for the writer threads that connections already in start
-    /// when they have something to send (a writer that cannot start costs
-    /// its client the connection; a newcomer turned away costs less).
-    pub fn try_take_for_connection(self: &Arc<Self>) -> Option<ThreadPlace> {
-        self.try_take_leaving(self.limit / 4)
-    }
-
-    fn try_take_leaving(self: &Arc<Self>, reserve: usize) -> Option<ThreadPlace> {
         let previous = self.used.fetch_add(1, Relaxed);
-        if previous >= self.limit - reserve {
+        if previous >= self.limit {
             self.used.fetch_sub(1, Relaxed);
             return None;
         }
         Some(ThreadPlace {
             budget: self.clone(),
         })
+    }
+
+    /// How many WebSocket clients may hold a thread at once: the budget
+    /// less `HTTP_RESERVE`, so that plain requests (`/healthz`,
+    /// `/metrics`, the page) are still answered when the room is full.
+    pub fn websocket_limit(&self) -> usize {
+        self.limit.saturating_sub(HTTP_RESERVE)
     }
 }
 
@@ -116,22 +114,12 @@ mod tests {
         let a = budget.try_take().unwrap();
         let b = budget.try_take().unwrap();
         assert!(budget.try_take().is_none());
-        assert!(budget.try_take_for_connection().is_none());
         assert_eq!(budget.used(), 2);
         drop(a);
         drop(b);
         assert_eq!(budget.used(), 0);
-        let budget = Arc::new(ThreadBudget::new(8));
-        let connections: Vec<_> = (0..6)
-            .map(|_| budget.try_take_for_connection().unwrap())
-            .collect();
-        assert!(
-            budget.try_take_for_connection().is_none(),
-            "a quarter stays for writers"
-        );
-        let writers: Vec<_> = (0..2).map(|_| budget.try_take().unwrap()).collect();
-        assert!(budget.try_take().is_none());
-        drop((connections, writers));
+        let budget = ThreadBudget::new(HTTP_RESERVE + 10);
+        assert_eq!(budget.websocket_limit(), 10);
     }
 
     #[test]

@@ -140,30 +140,25 @@ fn threads_now() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// The client threads of the servers in this process, by name:
-/// (connection threads, writer threads).
-fn client_threads() -> (usize, usize) {
-    let (mut connections, mut writers) = (0, 0);
+/// The connection threads of the servers in this process, by name.
+fn client_threads() -> usize {
+    let mut connections = 0;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         // A thread may end between the listing and the read: skip it.
-        match std::fs::read_to_string(task.path().join("comm")).as_deref() {
-            Ok("wschat-conn\n") => connections += 1,
-            Ok("wschat-writer\n") => writers += 1,
-            _ => {}
+        if let Ok("wschat-conn\n") = std::fs::read_to_string(task.path().join("comm")).as_deref() {
+            connections += 1;
         }
     }
-    (connections, writers)
+    connections
 }
 
 /// For an `alone` test that counts threads: waits until the servers of
-/// earlier tests have wound down (their readers see their clients go,
-/// their writers linger for `WRITER_LINGER`), so that every client thread
-/// counted from here on is this test's.
+/// earlier tests have wound down (their readers see their clients go), so
+/// that every client thread counted from here on is this test's.
 fn wait_for_quiet() {
-    let limit = wschat::writer::WRITER_LINGER + TIMEOUT;
     assert!(
-        eventually(limit, || client_threads() == (0, 0)),
-        "client threads of earlier tests still running: {:?}",
+        eventually(TIMEOUT, || client_threads() == 0),
+        "client threads of earlier tests still running: {}",
         client_threads()
     );
 }
@@ -350,26 +345,26 @@ fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
 #[test]
 fn past_the_thread_budget_clients_get_503_and_the_server_carries_on() {
     let _gate = together();
-    // A budget of 8 threads: 6 for connections (an idle client has only
-    // its reader thread), 2 kept for the writers of clients that send.
-    let server = start_with(|c| c.thread_limit = Some(8));
+    // A budget of six client threads, and the places kept for plain HTTP.
+    let server = start_with(|c| c.thread_limit = Some(wschat::threads::HTTP_RESERVE + 6));
     let addr = server.addr();
     let mut clients: Vec<Client> = (0..6).map(|_| Client::echo(addr)).collect();
-    // The next one is turned away at the door.
+    // The next one is turned away at the door...
     let response = http_exchange(addr, handshake_request(addr, "/echo", "").as_bytes());
     assert_eq!(status_of(&response), 503, "{response}");
     assert!(
         response.ends_with("server at its thread limit\n"),
         "{response}"
     );
-    // The ones already in are unaffected: their writers use the reserve.
-    for (i, client) in clients.iter_mut().take(2).enumerate() {
+    // ...while /healthz and /metrics still answer.
+    assert_eq!(status_of(&get(addr, "/healthz")), 200);
+    assert_eq!(status_of(&get(addr, "/metrics")), 200);
+    // The ones already in are unaffected.
+    for (i, client) in clients.iter_mut().enumerate() {
         client.text(&format!("still here {i}"));
         assert_eq!(client.recv_data(), Message::Text(format!("still here {i}")));
     }
-    // Once one leaves (one whose writer runs: with the reserve in use, a
-    // client whose writer cannot start is disconnected instead), a
-    // newcomer gets in.
+    // Once one leaves, a newcomer gets in.
     clients.remove(0).close();
     assert!(eventually(TIMEOUT, || {
         let response = response_head(addr, handshake_request(addr, "/echo", "").as_bytes());
@@ -378,7 +373,7 @@ fn past_the_thread_budget_clients_get_503_and_the_server_carries_on() {
 }
 
 #[test]
-fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
+fn an_idle_client_costs_one_thread_and_a_full_socket_costs_none() {
     let _gate = alone();
     wait_for_quiet();
     // Long enough that the clients, which answer only the first ping, stay
@@ -386,27 +381,32 @@ fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
     let server = start_with(|c| c.ping_interval = Duration::from_secs(3));
     let addr = server.addr();
     let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(addr, "/", &[])).collect();
-    // Idle: a reader thread each, no writer.
+    // Idle: a reader thread each.
     assert!(
-        eventually(TIMEOUT, || client_threads() == (20, 0)),
-        "(connection, writer) threads: {:?}",
+        eventually(TIMEOUT, || client_threads() == 20),
+        "connection threads: {}",
         client_threads()
     );
-    // Idle clients are pinged (by their reader, without starting a writer)...
+    let baseline = threads_now();
+    // Idle clients are pinged, and a message reaches them all, without a
+    // thread more.
     for client in &mut clients {
         assert!(matches!(client.recv(), Message::Ping(_)));
         client.send(OpCode::Pong, b"");
     }
-    assert_eq!(client_threads(), (20, 0), "pings start no writer");
-    // ...and a message to an idle room is written by the broadcaster
-    // directly: no writer thread starts either.
     clients[0].text("wake up");
     for client in &mut clients[1..] {
         assert_eq!(client.recv_text(), "wake up");
     }
-    assert_eq!(client_threads(), (20, 0), "direct writes start no writer");
-    // A writer starts when a socket is full: an echo client that sends
-    // 24 MiB without reading (more than the kernel buffers on both sides).
+    assert_eq!(
+        threads_now(),
+        baseline,
+        "pings and messages start no thread"
+    );
+    // A client whose socket is full waits without a thread of its own: an
+    // echo client that sends 24 MiB without reading (more than the kernel
+    // buffers on both sides) adds its reader and nothing else (the other
+    // new thread is this test's sender).
     const MIB: usize = 1 << 20;
     const MESSAGES: usize = 24;
     let mut echo = Client::echo(addr);
@@ -418,12 +418,14 @@ fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
                 .unwrap();
         }
     });
-    assert!(
-        eventually(TIMEOUT, || client_threads() == (21, 1)),
-        "(connection, writer) threads with a full socket: {:?}",
-        client_threads()
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        threads_now(),
+        baseline + 2,
+        "threads with a full socket: {}",
+        threads_now()
     );
-    // Everything comes back, in order, once the client reads...
+    // Everything comes back, in order, once the client reads.
     for i in 0..MESSAGES {
         assert_eq!(
             echo.recv_data(),
@@ -432,13 +434,6 @@ fn an_idle_client_costs_one_thread_and_is_pinged_without_a_second() {
         );
     }
     sender.join().unwrap();
-    // ...and the writer ends once idle for WRITER_LINGER.
-    let linger = wschat::writer::WRITER_LINGER + TIMEOUT;
-    assert!(
-        eventually(linger, || client_threads() == (21, 0)),
-        "(connection, writer) threads: {:?}",
-        client_threads()
-    );
     // And the room still works.
     clients[1].text("again");
     assert_eq!(clients[2].recv_text(), "again");
@@ -735,7 +730,9 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_message() {
     let _gate = alone();
     const MESSAGES: usize = 3000;
     const SIZE: usize = 4096;
-    let server = start();
+    // Far smaller than 12 MB of messages, far larger than the readers lag.
+    const LAG: usize = 1 << 20;
+    let server = start_with(|c| c.max_lag_bytes = LAG);
     let addr = server.addr();
     let rss_before = rss_kib();
 
@@ -745,9 +742,9 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_message() {
     let mut sleeper = Client::connect(addr, "/", &[]);
     await_joins(watch, 4);
 
-    // How far each reader has got: the sender stays within half a queue of
-    // the slower one, so that only the sleeper can fall a queue behind, on
-    // however slow a machine.
+    // How far each reader has got: the sender stays within a quarter of the
+    // limit of the slower one, so that only the sleeper can fall that far
+    // behind, on however slow a machine.
     let progress: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]> = Default::default();
     let readers: Vec<_> = readers
         .into_iter()
@@ -771,8 +768,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_message() {
     for i in 0..MESSAGES {
         let slowest = || progress.iter().map(|p| p.load(Relaxed)).min().unwrap_or(0);
         assert!(
-            eventually(TIMEOUT, || i < slowest()
-                + wschat::writer::OUTBOX_CAPACITY / 2),
+            eventually(TIMEOUT, || i < slowest() + LAG / 4 / SIZE),
             "the readers stopped reading"
         );
         text.clear();
@@ -789,7 +785,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_message() {
     let metrics = server.metrics();
     assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 1);
     let max_depth = metrics.max_queue_depth.load(Relaxed);
-    assert!(max_depth <= wschat::writer::OUTBOX_CAPACITY as u64);
+    assert!(max_depth <= 2 * LAG as u64, "{max_depth} bytes behind");
     // The server closed the sleeper's connection: what was in flight, then EOF.
     let (backlog, closed) = read_until_closed(&mut sleeper.stream, 64 << 20, TIMEOUT);
     assert!(closed, "the slow consumer's connection was left open");

@@ -1,0 +1,145 @@
+//! The `wschat.v1` events as JSON text. Every event is built by pushing
+//! known keys; user text goes through `json::push_string`.
+
+use super::{ClientId, ErrorCode, History};
+use crate::json::push_string;
+use std::fmt::Write;
+
+/// `{"id":7,"nick":"ann"}`
+pub fn push_user(out: &mut String, id: ClientId, nick: &str) {
+    let _ = write!(out, "{{\"id\":{id},\"nick\":");
+    push_string(out, nick);
+    out.push('}');
+}
+
+/// The `message` event: the one authoritative copy of a chat line.
+pub fn message_event(
+    seq: u64,
+    from: ClientId,
+    nick: &str,
+    text: &str,
+    ts: u64,
+    action: bool,
+) -> String {
+    let mut out = String::with_capacity(text.len() + nick.len() + 80);
+    let _ = write!(out, "{{\"type\":\"message\",\"id\":{seq},\"from\":");
+    push_user(&mut out, from, nick);
+    out.push_str(",\"text\":");
+    push_string(&mut out, text);
+    let _ = write!(out, ",\"ts\":{ts}");
+    if action {
+        out.push_str(",\"action\":true");
+    }
+    out.push('}');
+    out
+}
+
+/// `join` and `leave` events.
+pub fn presence_event(kind: &str, id: ClientId, nick: &str, ts: u64) -> String {
+    let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
+    push_user(&mut out, id, nick);
+    let _ = write!(out, ",\"ts\":{ts}}}");
+    out
+}
+
+pub fn nick_event(id: ClientId, nick: &str, old: &str, ts: u64) -> String {
+    let mut out = String::from("{\"type\":\"nick\",\"user\":");
+    push_user(&mut out, id, nick);
+    out.push_str(",\"old\":");
+    push_string(&mut out, old);
+    let _ = write!(out, ",\"ts\":{ts}}}");
+    out
+}
+
+/// `{"type":"error","code":"nick_taken","text":"..."}`: the code is for
+/// programs (stable), the text for people.
+pub fn error_event(code: ErrorCode, text: &str) -> String {
+    let mut out = format!(
+        "{{\"type\":\"error\",\"code\":\"{}\",\"text\":",
+        code.as_str()
+    );
+    push_string(&mut out, text);
+    out.push('}');
+    out
+}
+
+/// `[{"id":..,"nick":..},..]`
+pub fn push_users<'a>(out: &mut String, users: impl Iterator<Item = (ClientId, &'a str)>) {
+    out.push('[');
+    for (i, (id, nick)) in users.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_user(out, id, nick);
+    }
+    out.push(']');
+}
+
+pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> String {
+    let mut out = String::from("{\"type\":\"users\",\"users\":");
+    push_users(&mut out, users);
+    out.push('}');
+    out
+}
+
+pub fn welcome_event<'a>(
+    id: ClientId,
+    nick: &str,
+    users: impl Iterator<Item = (ClientId, &'a str)>,
+    history: &History,
+) -> String {
+    let mut out = String::from("{\"type\":\"welcome\",\"you\":");
+    push_user(&mut out, id, nick);
+    out.push_str(",\"users\":");
+    push_users(&mut out, users);
+    out.push_str(",\"history\":[");
+    for (i, event) in history.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(event);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// How a v1 message reaches a raw client: plain text, as in the PHP
+/// tutorial's chat.
+pub fn raw_line(nick: &str, text: &str, action: bool) -> String {
+    if action {
+        format!("* {nick} {text}")
+    } else {
+        format!("{nick}: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events() {
+        assert_eq!(
+            message_event(3, 7, "ann", "hi \"you\"", 5, true),
+            r#"{"type":"message","id":3,"from":{"id":7,"nick":"ann"},"text":"hi \"you\"","ts":5,"action":true}"#
+        );
+        let mut history = History::new(2);
+        for e in ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"] {
+            history.push(e.into());
+        }
+        assert_eq!(
+            welcome_event(
+                1,
+                "guest-1",
+                [(1, "guest-1"), (2, "bo")].into_iter(),
+                &history
+            ),
+            r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
+        );
+        assert_eq!(raw_line("ann", "waves", true), "* ann waves");
+        assert_eq!(
+            error_event(ErrorCode::NickTaken, "nickname ann is already taken"),
+            r#"{"type":"error","code":"nick_taken","text":"nickname ann is already taken"}"#
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! The chat room as a state machine with no I/O: members, nicknames,
+//! history and the message sequence. It takes what clients did (joined,
+//! sent text, left) and says what to send to whom; it never touches a
+//! thread, a channel or a socket, so every chat rule is a unit test (the
+//! sans-I/O style of quinn-proto and h11, and of `protocol::message`).
+//!
+//! The broadcaster is the loop around it: it feeds the room one event at a
+//! time, encodes each output once, and hands the bytes to delivery.
+
+mod events;
+mod history;
+mod input;
+
+pub use events::*;
+pub use history::History;
+pub use input::*;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The subprotocol a client offers to get JSON events (§1.9, §4.2.2).
+pub const SUBPROTOCOL: &str = "wschat.v1";
+/// Nicknames are 1 to this many characters.
+pub const MAX_NICK_CHARS: usize = 24;
+
+/// A client's number, unique for the life of the process.
+pub type ClientId = u64;
+
+/// Which chat protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No subprotocol: the PHP tutorial's behaviour. Text in, the same text
+    /// out to everyone else; no events.
+    Raw,
+    /// `wschat.v1`: commands in, JSON events out, own messages echoed.
+    V1,
+}
+
+/// The `code` of an `error` event: stable names a program can match on
+/// (the `text` beside it is for people and may change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `/nick NAME` when someone else has that name (ignoring case).
+    NickTaken,
+    /// `/nick NAME` with a name that breaks the rules (length, spaces,
+    /// control or invisible characters, the reserved `guest-N` form).
+    NickInvalid,
+    /// `/nick NAME` with the name you already have.
+    NickUnchanged,
+    /// A known command used wrongly; the text says how to use it.
+    Usage,
+    /// `/something` that is not a command.
+    UnknownCommand,
+    /// A message with nothing but spaces in it.
+    EmptyMessage,
+    /// A message with control characters other than tab and newline.
+    BadText,
+    /// A binary message on a `wschat.v1` connection.
+    TextOnly,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::NickTaken,
+        ErrorCode::NickInvalid,
+        ErrorCode::NickUnchanged,
+        ErrorCode::Usage,
+        ErrorCode::UnknownCommand,
+        ErrorCode::EmptyMessage,
+        ErrorCode::BadText,
+        ErrorCode::TextOnly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::NickInvalid => "nick_invalid",
+            ErrorCode::NickUnchanged => "nick_unchanged",
+            ErrorCode::Usage => "usage",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::BadText => "bad_text",
+            ErrorCode::TextOnly => "text_only",
+        }
+    }
+}
+
+/// Something a client did, as the room sees it.
+#[derive(Debug)]
+pub enum Action {
+    Join { id: ClientId, mode: Mode },
+    Text { id: ClientId, text: String },
+    Binary { id: ClientId, data: Vec<u8> },
+    Leave { id: ClientId },
+}
+
+/// A message's body: text or binary, as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Text(Arc<str>),
+    Binary(Vec<u8>),
+}
+
+/// What the room wants sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// To every member speaking `mode`, but `except`.
+    Broadcast {
+        mode: Mode,
+        payload: Payload,
+        except: Option<ClientId>,
+    },
+    /// A `wschat.v1` event for one member only.
+    Reply { to: ClientId, event: String },
+    /// A chat line was numbered and kept: its `message` event, for the
+    /// history file.
+    Said(Arc<str>),
+}
+
+#[derive(Debug)]
+struct Member {
+    nick: String,
+    mode: Mode,
+}
+
+/// One chat room.
+#[derive(Debug)]
+pub struct Room {
+    members: BTreeMap<ClientId, Member>,
+    /// `nick_key` of every member's nickname, to its holder.
+    nicks: HashMap<String, ClientId>,
+    history: History,
+    next_seq: u64,
+}
+
+impl Room {
+    /// A room that remembers `history` and numbers the next line `next_seq`.
+    pub fn new(history: History, next_seq: u64) -> Room {
+        Room {
+            members: BTreeMap::new(),
+            nicks: HashMap::new(),
+            history,
+            next_seq,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn contains(&self, id: ClientId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    pub fn nick(&self, id: ClientId) -> Option<&str> {
+        self.members.get(&id).map(|m| m.nick.as_str())
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Applies one action at time `now_ms`, appending what to send to `out`.
+    pub fn handle(&mut self, now_ms: u64, action: Action, out: &mut Vec<Output>) {
+        match action {
+            Action::Join { id, mode } => self.join(id, mode, now_ms, out),
+            Action::Text { id, text } => self.text(id, text, now_ms, out),
+            Action::Binary { id, data } => self.binary(id, data, out),
+            Action::Leave { id } => self.leave(id, now_ms, out),
+        }
+    }
+
+    fn users(&self) -> impl Iterator<Item = (ClientId, &str)> {
+        self.members.iter().map(|(id, m)| (*id, m.nick.as_str()))
+    }
+
+    /// A newcomer gets a `welcome` (who is here, the history); everyone
+    /// else a `join`.
+    fn join(&mut self, id: ClientId, mode: Mode, now: u64, out: &mut Vec<Output>) {
+        if self.members.contains_key(&id) {
+            return;
+        }
+        let nick = guest_nick(id);
+        self.nicks.insert(nick_key(&nick), id);
+        self.members.insert(
+            id,
+            Member {
+                nick: nick.clone(),
+                mode,
+            },
+        );
+        if mode == Mode::V1 {
+            let welcome = welcome_event(id, &nick, self.users(), &self.history);
+            out.push(Output::Reply {
+                to: id,
+                event: welcome,
+            });
+        }
+        out.push(v1_broadcast(
+            presence_event("join", id, &nick, now),
+            Some(id),
+        ));
+    }
+
+    fn leave(&mut self, id: ClientId, now: u64, out: &mut Vec<Output>) {
+        if let Some(member) = self.members.remove(&id) {
+            self.nicks.remove(&nick_key(&member.nick));
+            let event = presence_event("leave", id, &member.nick, now);
+            out.push(v1_broadcast(event, Some(id)));
+        }
+    }
+
+    fn text(&mut self, id: ClientId, text: String, now: u64, out: &mut Vec<Output>) {
+        let Some(member) = self.members.get(&id) else {
+            return; // gone while its message was in flight
+        };
+        let nick = member.nick.clone();
+        match member.mode {
+            // The PHP tutorial's behaviour: verbatim to every other raw
+            // client. v1 clients see it as a message, control characters
+            // shown as U+FFFD (they cannot be told "not allowed").
+            Mode::Raw => {
+                let shown: String = if text.chars().all(allowed_in_text) {
+                    text.clone()
+                } else {
+                    let replace = |c| if allowed_in_text(c) { c } else { '\u{fffd}' };
+                    text.chars().map(replace).collect()
+                };
+                let raw = Payload::Text(text.into());
+                self.say(id, &nick, &shown, false, raw, now, out);
+            }
+            Mode::V1 => match parse_input(&text) {
+                Input::Say(line) => self.say_v1(id, &nick, line, false, now, out),
+                Input::Action(line) => self.say_v1(id, &nick, line, true, now, out),
+                Input::Nick(wanted) => self.rename(id, wanted, now, out),
+                Input::Who => out.push(Output::Reply {
+                    to: id,
+                    event: users_event(self.users()),
+                }),
+                Input::Unknown(command) => reply_error(
+                    out,
+                    id,
+                    ErrorCode::UnknownCommand,
+                    &format!("unknown command /{command}"),
+                ),
+                Input::Usage(usage) => reply_error(out, id, ErrorCode::Usage, usage),
+                Input::Empty => reply_error(out, id, ErrorCode::EmptyMessage, "empty message"),
+            },
+        }
+    }
+
+    fn say_v1(
+        &mut self,
+        id: ClientId,
+        nick: &str,
+        line: &str,
+        action: bool,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if !line.chars().all(allowed_in_text) {
+            let text = "messages may not contain control characters (tab and newline are fine)";
+            return reply_error(out, id, ErrorCode::BadText, text);
+        }
+        let raw = Payload::Text(raw_line(nick, line, action).into());
+        self.say(id, nick, line, action, raw, now, out);
+    }
+
+    /// One chat line: numbered, kept in the history, and sent — the JSON
+    /// to every v1 client, the sender included, so that all see one order;
+    /// `raw` to every raw client but the sender.
+    #[allow(clippy::too_many_arguments)]
+    fn say(
+        &mut self,
+        id: ClientId,
+        nick: &str,
+        text: &str,
+        action: bool,
+        raw: Payload,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let event: Arc<str> = message_event(seq, id, nick, text, now, action).into();
+        out.push(Output::Broadcast {
+            mode: Mode::Raw,
+            payload: raw,
+            except: Some(id),
+        });
+        out.push(Output::Broadcast {
+            mode: Mode::V1,
+            payload: Payload::Text(event.clone()),
+            except: None,
+        });
+        out.push(Output::Said(event.clone()));
+        self.history.push(event);
+    }
+
+    fn binary(&mut self, id: ClientId, data: Vec<u8>, out: &mut Vec<Output>) {
+        match self.members.get(&id).map(|m| m.mode) {
+            Some(Mode::Raw) => out.push(Output::Broadcast {
+                mode: Mode::Raw,
+                payload: Payload::Binary(data),
+                except: Some(id),
+            }),
+            Some(Mode::V1) => reply_error(
+                out,
+                id,
+                ErrorCode::TextOnly,
+                "wschat.v1 takes text messages only",
+            ),
+            None => {}
+        }
+    }
+
+    fn rename(&mut self, id: ClientId, wanted: &str, now: u64, out: &mut Vec<Output>) {
+        if let Err(reason) = validate_nick(wanted) {
+            return reply_error(out, id, ErrorCode::NickInvalid, reason);
+        }
+        let key = nick_key(wanted);
+        match self.nicks.get(&key) {
+            Some(holder) if *holder != id => {
+                let text = format!("nickname {wanted} is already taken");
+                return reply_error(out, id, ErrorCode::NickTaken, &text);
+            }
+            _ => {}
+        }
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        if member.nick == wanted {
+            // Nothing changes, but the asker still gets an answer.
+            let text = format!("you are already {wanted}");
+            return reply_error(out, id, ErrorCode::NickUnchanged, &text);
+        }
+        let old = std::mem::replace(&mut member.nick, wanted.to_string());
+        self.nicks.remove(&nick_key(&old));
+        self.nicks.insert(key, id);
+        log::info!(
+            "({id}) is now known as {} (was {})",
+            wanted.escape_debug(),
+            old.escape_debug()
+        );
+        out.push(v1_broadcast(nick_event(id, wanted, &old, now), None));
+    }
+}
+
+fn v1_broadcast(event: String, except: Option<ClientId>) -> Output {
+    Output::Broadcast {
+        mode: Mode::V1,
+        payload: Payload::Text(event.into()),
+        except,
+    }
+}
+
+fn reply_error(out: &mut Vec<Output>, to: ClientId, code: ErrorCode, text: &str) {
+    out.push(Output::Reply {
+        to,
+        event: error_event(code, text),
+    });
+}
+
+/// Milliseconds since the Unix epoch, the `ts` of every event.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,263 @@
+//! The chat rules, tested against `Room` alone: no thread, no socket.
+
+use super::*;
+
+const NOW: u64 = 1_000;
+
+fn room() -> Room {
+    Room::new(History::new(3), 1)
+}
+
+fn act(room: &mut Room, action: Action) -> Vec<Output> {
+    let mut out = Vec::new();
+    room.handle(NOW, action, &mut out);
+    out
+}
+
+fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
+    act(room, Action::Join { id, mode })
+}
+
+fn say(room: &mut Room, id: ClientId, text: &str) -> Vec<Output> {
+    act(
+        room,
+        Action::Text {
+            id,
+            text: text.into(),
+        },
+    )
+}
+
+fn text(payload: &Payload) -> &str {
+    match payload {
+        Payload::Text(t) => t,
+        Payload::Binary(_) => panic!("binary payload"),
+    }
+}
+
+/// The single reply in `out`, which must hold nothing else.
+fn only_reply(out: &[Output], to: ClientId) -> &str {
+    match out {
+        [Output::Reply { to: t, event }] if *t == to => event,
+        other => panic!("expected one reply to {to}, got {other:?}"),
+    }
+}
+
+fn error_code(event: &str) -> &str {
+    let start = event.find("\"code\":\"").expect("an error event") + 8;
+    &event[start..start + event[start..].find('"').unwrap()]
+}
+
+#[test]
+fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_join() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    say(&mut room, 1, "before");
+    let out = join(&mut room, 2, Mode::V1);
+    let Output::Reply { to: 2, event } = &out[0] else {
+        panic!("the welcome comes first: {out:?}")
+    };
+    assert!(event.starts_with(r#"{"type":"welcome","you":{"id":2,"nick":"guest-2"}"#));
+    assert!(event.contains(r#""users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]"#));
+    assert!(event.contains(r#""text":"before""#));
+    match &out[1] {
+        Output::Broadcast {
+            mode: Mode::V1,
+            payload,
+            except: Some(2),
+        } => assert!(text(payload).starts_with(r#"{"type":"join","user":{"id":2"#)),
+        other => panic!("expected a join for everyone else: {other:?}"),
+    }
+    assert_eq!(out.len(), 2);
+    // A raw newcomer gets no welcome, only the others' join notice.
+    let out = join(&mut room, 3, Mode::Raw);
+    assert!(matches!(
+        &out[..],
+        [Output::Broadcast {
+            mode: Mode::V1,
+            except: Some(3),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_v1_line_is_numbered_kept_and_sent_to_every_v1_client_and_to_raw_clients_as_text() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    let out = say(&mut room, 1, "hello");
+    let [
+        Output::Broadcast {
+            mode: Mode::Raw,
+            payload: raw,
+            except: Some(1),
+        },
+        Output::Broadcast {
+            mode: Mode::V1,
+            payload: v1,
+            except: None,
+        },
+        Output::Said(said),
+    ] = &out[..]
+    else {
+        panic!("unexpected outputs {out:?}")
+    };
+    assert_eq!(text(raw), "guest-1: hello");
+    assert!(text(v1).starts_with(
+        r#"{"type":"message","id":1,"from":{"id":1,"nick":"guest-1"},"text":"hello""#
+    ));
+    assert_eq!(&**said, text(v1));
+    let out = say(&mut room, 1, "/me waves");
+    assert!(
+        matches!(&out[0], Output::Broadcast { payload, .. } if text(payload) == "* guest-1 waves")
+    );
+    assert!(
+        matches!(&out[1], Output::Broadcast { payload, .. } if text(payload).contains(r#""id":2,"#) && text(payload).ends_with(r#""action":true}"#))
+    );
+    assert_eq!(room.history().len(), 2);
+}
+
+#[test]
+fn a_raw_line_goes_verbatim_to_other_raw_clients_and_as_a_message_to_v1_clients() {
+    let mut room = room();
+    join(&mut room, 1, Mode::Raw);
+    let out = say(&mut room, 1, "a\u{1b}[31mb");
+    assert!(
+        matches!(&out[0], Output::Broadcast { mode: Mode::Raw, payload, except: Some(1) } if text(payload) == "a\u{1b}[31mb")
+    );
+    // Control characters reach v1 clients (and the history) as U+FFFD.
+    assert!(
+        matches!(&out[1], Output::Broadcast { mode: Mode::V1, payload, .. } if text(payload).contains("\"text\":\"a\u{fffd}[31mb\""))
+    );
+    let out = act(
+        &mut room,
+        Action::Binary {
+            id: 1,
+            data: vec![0, 1, 2],
+        },
+    );
+    assert_eq!(
+        out,
+        vec![Output::Broadcast {
+            mode: Mode::Raw,
+            payload: Payload::Binary(vec![0, 1, 2]),
+            except: Some(1)
+        }]
+    );
+}
+
+#[test]
+fn nicknames_are_unique_ignoring_case_and_a_rename_is_announced() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    join(&mut room, 2, Mode::V1);
+    let out = say(&mut room, 1, "/nick Ann");
+    assert!(
+        matches!(&out[..], [Output::Broadcast { mode: Mode::V1, payload, except: None }]
+        if text(payload).starts_with(r#"{"type":"nick","user":{"id":1,"nick":"Ann"},"old":"guest-1""#))
+    );
+    assert_eq!(room.nick(1), Some("Ann"));
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 2, "/nick aNN"), 2)),
+        "nick_taken"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 1, "/nick Ann"), 1)),
+        "nick_unchanged"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 2, "/nick a b"), 2)),
+        "nick_invalid"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 2, "/nick guest-1"), 2)),
+        "nick_invalid"
+    );
+    // A case change of one's own name is a rename, not a clash.
+    assert!(matches!(
+        &say(&mut room, 1, "/nick ANN")[..],
+        [Output::Broadcast { .. }]
+    ));
+    // A name is free again once its holder leaves.
+    act(&mut room, Action::Leave { id: 1 });
+    assert!(matches!(
+        &say(&mut room, 2, "/nick ann")[..],
+        [Output::Broadcast { .. }]
+    ));
+}
+
+#[test]
+fn commands_answer_only_the_asker() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    join(&mut room, 2, Mode::Raw);
+    assert_eq!(
+        only_reply(&say(&mut room, 1, "/who"), 1),
+        r#"{"type":"users","users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]}"#
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 1, "/dance"), 1)),
+        "unknown_command"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 1, "/me"), 1)),
+        "usage"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 1, "   "), 1)),
+        "empty_message"
+    );
+    assert_eq!(
+        error_code(only_reply(&say(&mut room, 1, "bell\u{7}"), 1)),
+        "bad_text"
+    );
+    let out = act(
+        &mut room,
+        Action::Binary {
+            id: 1,
+            data: vec![1],
+        },
+    );
+    assert_eq!(error_code(only_reply(&out, 1)), "text_only");
+    // None of those was a chat line.
+    assert_eq!(room.history().len(), 0);
+}
+
+#[test]
+fn leaving_is_announced_once_and_late_messages_from_a_leaver_are_ignored() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    join(&mut room, 2, Mode::V1);
+    let out = act(&mut room, Action::Leave { id: 2 });
+    assert!(
+        matches!(&out[..], [Output::Broadcast { mode: Mode::V1, payload, except: Some(2) }]
+        if text(payload).starts_with(r#"{"type":"leave","user":{"id":2"#))
+    );
+    assert!(act(&mut room, Action::Leave { id: 2 }).is_empty());
+    assert!(say(&mut room, 2, "still here?").is_empty());
+    assert_eq!(room.len(), 1);
+}
+
+#[test]
+fn the_history_keeps_the_last_lines_and_numbering_continues_from_the_loaded_history() {
+    let mut room = Room::new(History::new(2), 41);
+    join(&mut room, 1, Mode::V1);
+    for line in ["a", "b", "c"] {
+        say(&mut room, 1, line);
+    }
+    let kept: Vec<&str> = room.history().iter().collect();
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0].contains(r#""id":42,"#) && kept[0].contains(r#""text":"b""#));
+    assert!(kept[1].contains(r#""id":43,"#));
+}
+
+#[test]
+fn every_error_code_is_distinct_and_lowercase() {
+    let names: std::collections::BTreeSet<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(names.len(), ErrorCode::ALL.len());
+    assert!(
+        names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    );
+}

@@ -4,8 +4,10 @@
 //! parse the table and check that every function and test it names still
 //! exists in the file it names, that every linked chapter and anchor exists,
 //! and that every section of §4.2, §5 and §7 is accounted for. They also
-//! check the links of the whole walkthrough, and that every chapter is
-//! compiled as a doctest.
+//! check the links of the whole walkthrough, that every chapter is
+//! compiled as a doctest, and that every Rust item the prose of docs/ and
+//! README.md names in backticks is declared in the code, so that renaming
+//! a function without its documentation fails `cargo test`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -494,4 +496,524 @@ fn the_checker_itself() {
     assert!(check_function("wschat::protocol::frame::OpCode::parse").is_err()); // wrong impl
     assert!(check_test("src/protocol/frame.rs::header_rules").is_ok());
     assert!(check_test("src/protocol/frame.rs::parse_all").is_err()); // not a #[test]
+}
+
+// ---------------------------------------------------------------------------
+// Every Rust item named in the prose of docs/ and README.md exists.
+//
+// Fenced blocks are left out (the Rust ones are compiled as doctests
+// already); what is checked is the `code spans` of the prose that name a
+// Rust item, in one of these forms:
+//
+// - a path, `Outbox::try_push` or `wschat::protocol::frame::FrameHeader`,
+//   or `src/writer.rs::Pump::run` (a file, then the items in it);
+// - a call, `encode_frame(...)`, `Broadcaster::say()` (the arguments are
+//   not looked at), or a variant with its fields, `Event::Text { .. }`;
+// - a CamelCase name, `FrameHeader`, `Outbox`;
+// - a SCREAMING_SNAKE_CASE constant, `OUTBOX_CAPACITY`.
+//
+// Everything else is left alone: flags (`--addr`), paths (`src/lib.rs`),
+// shell commands and HTTP or JSON snippets (they have spaces or
+// punctuation no Rust item has), and bare snake_case words (`handle`,
+// `pending`), which are as often a field, a JSON key or a metric as a
+// function. Each segment of a name must be declared somewhere in src/ or
+// tests/ (`fn`, `struct`, `enum` and its variants, `const`, `static`,
+// `type`, `trait`, `mod`, `macro_rules!`).
+// ---------------------------------------------------------------------------
+
+/// The Markdown files whose prose is checked: every chapter, and the
+/// project's README.
+fn prose_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("md"))
+        .collect();
+    files.sort();
+    files.push(root().join("README.md"));
+    files
+}
+
+/// Crates and std modules a path may start with: a name under them is
+/// theirs, not ours.
+const EXTERNAL_ROOTS: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "crossbeam_channel",
+    "log",
+    "sha1",
+    "base64",
+    "simple_logger",
+];
+
+/// Names from std, the prelude and the dependencies that the prose uses
+/// without a path. They are not declared in this crate, and a name on this
+/// list is never checked, so it stays short: only what a reader of Rust
+/// knows without looking it up.
+const WELL_KNOWN: &[&str] = &[
+    // the prelude and its variants
+    "Option",
+    "Some",
+    "None",
+    "Result",
+    "Ok",
+    "Err",
+    "String",
+    "Vec",
+    "Box",
+    "Default",
+    "Drop",
+    "Iterator",
+    "Send",
+    "Sync",
+    // std::sync, std::io, std::net, std::time, std::thread
+    "Arc",
+    "Mutex",
+    "Condvar",
+    "AtomicBool",
+    "AtomicUsize",
+    "Ordering",
+    "Relaxed",
+    "SeqCst",
+    "Read",
+    "Write",
+    "IoSlice",
+    "ErrorKind",
+    "WouldBlock",
+    "TcpStream",
+    "TcpListener",
+    "SocketAddr",
+    "Duration",
+    "Instant",
+    "JoinHandle",
+    // crossbeam_channel's two ends
+    "Sender",
+    "Receiver",
+];
+
+/// Names in backticks that are not Rust at all, so that no code declares
+/// them: HTTP header names, the browser's JavaScript API, systemd unit
+/// directives, and the kernel's socket options and TCP states.
+const NOT_RUST: &[&str] = &[
+    "Host",
+    "Connection",
+    "Upgrade",
+    "Origin",
+    "WebSocket",
+    "XMLHttpRequest",
+    "ExecStart",
+    "DynamicUser",
+    "StateDirectory",
+    "LimitNOFILE",
+    "TasksMax",
+    "TCP_NODELAY",
+    "SO_REUSEADDR",
+    "TIME_WAIT",
+];
+
+/// Is `s` an identifier?
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `FrameHeader`, `Outbox`: an upper-case letter, then letters and digits
+/// with at least one lower-case letter.
+fn is_camel_case(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// `OUTBOX_CAPACITY`: upper-case words joined by underscores (at least
+/// two words, so that `GET` or `FIN` is not taken for a constant).
+fn is_screaming_snake_case(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.contains('_')
+        && !s.ends_with('_')
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The Rust item names a code span refers to, each to be found in the
+/// source; empty when the span does not name an item of ours.
+fn named_items(span: &str) -> Vec<String> {
+    let mut s = span.trim();
+    // `src/writer.rs::Pump::run`: the items after the file.
+    if let Some((_, items)) = s.split_once(".rs::") {
+        s = items;
+    }
+    // A call or a variant with fields: the path before the arguments.
+    if let Some(open) = s.find(['(', '{']) {
+        let closer = if s[open..].starts_with('(') { ')' } else { '}' };
+        if !s.ends_with(closer) {
+            return Vec::new();
+        }
+        s = s[..open].trim_end();
+    }
+    // `Arc<[u8]>`, `Option<Outgoing>`: the type before its parameters.
+    if let Some(open) = s.find('<') {
+        if !s.ends_with('>') {
+            return Vec::new();
+        }
+        s = &s[..open];
+    }
+    let segments: Vec<&str> = s.split("::").collect();
+    if !segments.iter().all(|segment| is_ident(segment)) {
+        return Vec::new(); // a path, a flag, a command, a snippet
+    }
+    let called = span.trim().contains('(');
+    match segments.as_slice() {
+        // A bare call is a Rust function only in snake_case: `onMessage()`
+        // is JavaScript or PHP.
+        [name]
+            if is_camel_case(name)
+                || is_screaming_snake_case(name)
+                || (called && name.chars().all(|c| !c.is_ascii_uppercase())) =>
+        {
+            if WELL_KNOWN.contains(name) || NOT_RUST.contains(name) {
+                Vec::new()
+            } else {
+                vec![name.to_string()]
+            }
+        }
+        [_] => Vec::new(),
+        [first, ..] if EXTERNAL_ROOTS.contains(first) => Vec::new(),
+        // A method or associated item of a well-known type: `Arc::clone`.
+        [.., owner, _] if WELL_KNOWN.contains(owner) => Vec::new(),
+        // `wschat::` is this crate; the other segments must all exist.
+        _ => segments
+            .iter()
+            .filter(|segment| **segment != "wschat" && **segment != "crate")
+            .map(|segment| segment.to_string())
+            .collect(),
+    }
+}
+
+/// The code spans of a Markdown text outside fenced blocks, each with the
+/// line it starts on. A span may run over a line break; a run of n
+/// backticks is closed by the next run of exactly n.
+fn prose_code_spans(markdown: &str) -> Vec<(usize, String)> {
+    let mut prose = String::new();
+    let mut in_fence = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            prose.push('\n');
+            continue;
+        }
+        if !in_fence {
+            prose.push_str(line);
+        }
+        prose.push('\n');
+    }
+    let bytes = prose.as_bytes();
+    let run_at = |at: usize| bytes[at..].iter().take_while(|&&b| b == b'`').count();
+    let mut spans = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] != b'`' {
+            at += 1;
+            continue;
+        }
+        let ticks = run_at(at);
+        let start = at + ticks;
+        let mut end = start;
+        let close = loop {
+            match bytes[end..].iter().position(|&b| b == b'`') {
+                None => break None,
+                Some(offset) => {
+                    end += offset;
+                    let n = run_at(end);
+                    if n == ticks {
+                        break Some(end);
+                    }
+                    end += n;
+                }
+            }
+        };
+        let Some(close) = close else { break };
+        let line = prose[..at].matches('\n').count() + 1;
+        spans.push((line, prose[start..close].replace('\n', " ")));
+        at = close + ticks;
+    }
+    spans
+}
+
+/// The names of a piece of Rust source: its declared items and the
+/// variants of its enums.
+fn declared_names(source: &str, names: &mut BTreeSet<String>) {
+    const KEYWORDS: &[&str] = &[
+        "fn",
+        "struct",
+        "enum",
+        "const",
+        "static",
+        "type",
+        "trait",
+        "mod",
+        "union",
+        "macro_rules!",
+    ];
+    // What may stand before the keyword (`pub(crate) const unsafe fn`).
+    const QUALIFIERS: &[&str] = &["pub", "unsafe", "async", "extern", "\"C\""];
+    // Inside an enum: the depth of braces, 1 where its variants are.
+    let mut enum_depth = 0usize;
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let words: Vec<&str> = code
+            .split_whitespace()
+            .map(|w| if w.starts_with("pub(") { "pub" } else { w })
+            .collect();
+        let mut at = 0;
+        while at < words.len()
+            && (QUALIFIERS.contains(&words[at])
+                || (words[at] == "const"
+                    && words
+                        .get(at + 1)
+                        .is_some_and(|w| *w == "fn" || *w == "unsafe")))
+        {
+            at += 1;
+        }
+        let keyword = words.get(at).copied();
+        let name = words.get(at + 1).map(|w| {
+            let end = w
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(w.len());
+            &w[..end]
+        });
+        if let (Some(keyword), Some(name)) = (keyword, name)
+            && KEYWORDS.contains(&keyword)
+            && is_ident(name)
+        {
+            names.insert(name.to_string());
+        }
+        let trimmed = code.trim();
+        if enum_depth == 1 {
+            // `Variant,`, `Variant(T)`, `Variant { .. }`, `Variant = 1`
+            let end = trimmed
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(trimmed.len());
+            let (word, rest) = trimmed.split_at(end);
+            let rest = rest.trim_start();
+            if word.starts_with(|c: char| c.is_ascii_uppercase())
+                && (rest.is_empty() || rest.starts_with([',', '(', '{', '=']))
+            {
+                names.insert(word.to_string());
+            }
+        }
+        if enum_depth > 0 {
+            enum_depth += code.matches('{').count();
+            enum_depth = enum_depth.saturating_sub(code.matches('}').count());
+        } else if keyword == Some("enum") && trimmed.ends_with('{') {
+            enum_depth = 1;
+        }
+    }
+}
+
+/// Every `.rs` file under `dir`, recursively (build output left out).
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path.file_name().and_then(|n| n.to_str()) != Some("target") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The names the browser client's JavaScript declares at the start of a
+/// line (`const STABLE_MS = ...`, `function render(...)`).
+fn declared_js_names(source: &str, names: &mut BTreeSet<String>) {
+    for line in source.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("const" | "let" | "var" | "function" | "class"), Some(name)) =
+            (words.next(), words.next())
+        {
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(name.len());
+            names.insert(name[..end].to_string());
+        }
+    }
+}
+
+/// Is a string literal a conformance case's name, or the pattern of one
+/// (`code_{code}_is_1002`), rather than a message (`"{all_passed} passed"`)?
+fn is_case_name(literal: &str) -> bool {
+    let mut outside = String::new();
+    let mut rest = literal;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        let inside = &rest[open + 1..open + close];
+        if inside.is_empty()
+            || !inside
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return false;
+        }
+        outside.push_str(&rest[..open]);
+        rest = &rest[open + close + 1..];
+    }
+    outside.push_str(rest);
+    outside.chars().any(|c| c.is_ascii_lowercase())
+        && outside.contains('_')
+        && outside
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The code's names: every name declared in src/ and tests/, and in the
+/// browser client in www/.
+struct CodeNames {
+    declared: BTreeSet<String>,
+    /// Conformance cases are registered by name, `c.add("name", ...)`,
+    /// some from a pattern (`code_{code}_is_1002`).
+    conformance_cases: Vec<String>,
+}
+
+impl CodeNames {
+    fn read() -> Self {
+        let mut files = Vec::new();
+        rust_files(&root().join("src"), &mut files);
+        rust_files(&root().join("tests"), &mut files);
+        let mut declared = BTreeSet::new();
+        let mut conformance_cases = Vec::new();
+        for file in files {
+            let source = fs::read_to_string(&file).unwrap();
+            declared_names(&source, &mut declared);
+            if file.starts_with(root().join("tests/conformance")) {
+                conformance_cases.extend(
+                    string_literals(&source)
+                        .into_iter()
+                        .filter(|literal| is_case_name(literal))
+                        .map(String::from),
+                );
+            }
+        }
+        for entry in fs::read_dir(root().join("www")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) == Some("js") {
+                declared_js_names(&fs::read_to_string(&path).unwrap(), &mut declared);
+            }
+        }
+        CodeNames {
+            declared,
+            conformance_cases,
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.declared.contains(name)
+            || self
+                .conformance_cases
+                .iter()
+                .any(|case| matches_pattern(case, name))
+    }
+}
+
+#[test]
+fn every_rust_item_named_in_the_docs_exists() {
+    let code = CodeNames::read();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for path in prose_files() {
+        let relative = path.strip_prefix(root()).unwrap().display().to_string();
+        for (line, span) in prose_code_spans(&fs::read_to_string(&path).unwrap()) {
+            for name in named_items(&span) {
+                checked += 1;
+                if !code.contains(&name) {
+                    missing.push(format!("{relative}:{line}: `{span}`: no item named {name}"));
+                }
+            }
+        }
+    }
+    // The docs name well over a hundred items: far fewer means the
+    // extraction broke, and the test would pass without checking anything.
+    assert!(checked > 100, "only {checked} names found in the docs");
+    assert!(
+        missing.is_empty(),
+        "names in the docs that the code does not declare (rename them in the docs, \
+         or document what replaced them):\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_docs_name_checker_itself() {
+    let names = |span: &str| named_items(span);
+    assert_eq!(names("OUTBOX_CAPACITY"), ["OUTBOX_CAPACITY"]);
+    assert_eq!(names("FrameHeader"), ["FrameHeader"]);
+    assert_eq!(names("Outbox::try_push"), ["Outbox", "try_push"]);
+    assert_eq!(names("encode_frame(OpCode::Text, ...)"), ["encode_frame"]);
+    assert_eq!(names("queues()"), ["queues"]);
+    assert_eq!(names("Event::Text { id, text }"), ["Event", "Text"]);
+    assert_eq!(names("Option<Outgoing>"), Vec::<String>::new()); // Option is std's
+    assert_eq!(
+        names("wschat::protocol::frame::FrameHeader::parse"),
+        ["protocol", "frame", "FrameHeader", "parse"]
+    );
+    assert_eq!(names("src/writer.rs::Pump::run"), ["Pump", "run"]);
+    for not_an_item in [
+        "--max-clients",
+        "src/lib.rs",
+        "handshake.rs",
+        "Arc<[u8]>",
+        "Arc::clone",
+        "String::from_utf8",
+        "std::io::Read",
+        "crossbeam_channel::bounded(EVENT_QUEUE)",
+        "GET",
+        "FIN",
+        "handle",
+        "cargo test --doc",
+        "Connection: Upgrade",
+        r#"{"type":"users"}"#,
+        "81 05 48 65 6c 6c 6f",
+        "/nick NAME",
+        "Sec-WebSocket-Accept",
+        "u64",
+        "onMessage($from, $msg)",
+        "Origin",
+        "TCP_NODELAY",
+    ] {
+        assert_eq!(names(not_an_item), Vec::<String>::new(), "{not_an_item}");
+    }
+    assert_eq!(
+        prose_code_spans("a `x` b\n```rust\nlet `no` = 1;\n```\n`y\nz` and ``a`b``\n"),
+        [
+            (1, "x".to_string()),
+            (5, "y z".to_string()),
+            (6, "a`b".to_string())
+        ]
+    );
+    assert!(is_case_name("code_{code}_is_1002"));
+    assert!(is_case_name("{k}_len_{len}_whole"));
+    assert!(is_case_name("opcode_{op:x}_alone_is_1002"));
+    assert!(!is_case_name("{name}"));
+    assert!(!is_case_name("{all_passed} passed, {all_failed} failed"));
+    assert!(!is_case_name("{accept:?}"));
+    let mut declared = BTreeSet::new();
+    declared_names(
+        "pub enum PushError {\n    Full,\n    Gone(u8),\n}\nconst fn f() {}\npub(crate) struct S;\nmacro_rules! m { () => {} }\n",
+        &mut declared,
+    );
+    let expected: BTreeSet<String> = ["PushError", "Full", "Gone", "f", "S", "m"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(declared, expected);
 }

@@ -208,7 +208,7 @@ impl MessageDecoder {
             Some(OpCode::Text) => {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 // Already validated piece by piece; this second check is a
-                // cheap vectorised pass that keeps the crate free of `unsafe`.
+                // cheap vectorised pass that keeps this module free of `unsafe`.
                 String::from_utf8(data)
                     .map(Message::Text)
                     .map_err(|_| ProtocolError::InvalidUtf8)

@@ -8,13 +8,13 @@
 //!                        reads the HTTP head, checks the handshake (protocol::handshake),
 //!                        then reads frames (protocol::message) and sends events ─┐
 //!                                                                                 ▼
-//!                        broadcaster thread (broadcaster.rs, room.rs): owns the room,
-//!                        encodes each outgoing frame once: one non-blocking send to an
-//!                        idle client, try_push to the queue of a busy one
-//!                        (with a backlog: one item per client for many frames) ─┐
-//!                                                                               ▼
-//!                        writer thread per client (writer.rs): drains its queue,
-//!                        one writev per batch; started for a backlog, ends when idle
+//!                        broadcaster thread (broadcaster.rs): the loop around the
+//!                        sans-I/O Room (room/); encodes each outgoing frame once and
+//!                        gathers frames into batches while events wait ─┐
+//!                                                                       ▼
+//!                        delivery threads (delivery/), one per core, each owning a
+//!                        share of the clients: one non-blocking sendmsg per client
+//!                        per turn for everything due; full sockets wait in poll(2)
 //! ```
 
 pub mod broadcaster;

@@ -28,13 +28,14 @@ pub struct Config {
     pub rate_limit: u32,
     /// Bytes a client may be behind before it is dropped as too slow.
     pub max_lag_bytes: usize,
-    /// Tests only, never set from the command line: a text message that
-    /// makes the receiving connection thread panic, to prove that a panic
-    /// stays within its connection.
-    #[doc(hidden)]
+    /// Tests only (feature `test-hooks`): a text message that makes the
+    /// receiving connection thread panic, to prove that a panic stays
+    /// within its connection.
+    #[cfg(feature = "test-hooks")]
     pub panic_trigger: Option<String>,
-    /// Tests only: a thread budget smaller than the kernel's limits allow.
-    #[doc(hidden)]
+    /// Tests only (feature `test-hooks`): a thread budget smaller than the
+    /// kernel's limits allow.
+    #[cfg(feature = "test-hooks")]
     pub thread_limit: Option<usize>,
 }
 
@@ -64,7 +65,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            #[cfg(feature = "test-hooks")]
             panic_trigger: None,
+            #[cfg(feature = "test-hooks")]
             thread_limit: None,
         }
     }

@@ -436,6 +436,7 @@ impl Client {
             silent_intervals = 0;
             match message {
                 Message::Text(text) => {
+                    #[cfg(feature = "test-hooks")]
                     if self.ctx.config.panic_trigger.as_deref() == Some(text.as_str()) {
                         panic!("panic trigger received (a test of panic containment)");
                     }

@@ -4,7 +4,7 @@
 //! server free of keep-alive bookkeeping keeps it easy to read.
 
 use crate::metrics::Metrics;
-use crate::protocol::handshake::{Request, error_response, status_text};
+use crate::protocol::handshake::{Rejection, Request, WEBSOCKET_VERSION};
 use std::path::{Path, PathBuf};
 
 /// The page, compiled into the binary so `cargo run` needs no files at run time.
@@ -171,5 +171,57 @@ pub fn content_type(name: &str) -> &'static str {
         "json" => "application/json",
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
+    }
+}
+
+// The HTTP side of a refused handshake: RFC 6455 says which status
+// (§4.2.1, §4.4); writing an HTTP response is this module's business.
+impl Rejection {
+    /// The complete HTTP response for this rejection, with the headers the
+    /// status calls for (426 names the version we speak, §4.4; 405 the
+    /// methods we allow).
+    pub fn response(&self) -> Vec<u8> {
+        let extra: &[(&str, &str)] = match self.status {
+            426 => &[
+                ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
+                ("Upgrade", "websocket"),
+            ],
+            405 => &[("Allow", "GET, HEAD")],
+            _ => &[],
+        };
+        error_response(self.status, self.reason, extra)
+    }
+}
+
+/// A complete error response: the status, the extra headers, and the
+/// reason as a one-line plain-text body. The connection is closed after it.
+pub fn error_response(status: u16, reason: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut response = format!("HTTP/1.1 {status} {}\r\n", status_text(status));
+    for (name, value) in extra_headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+        reason.len() + 1
+    ));
+    response.into_bytes()
+}
+
+/// The reason phrase for the statuses this server sends.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
     }
 }

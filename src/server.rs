@@ -57,7 +57,11 @@ impl Server {
         let (events, broadcaster) =
             Broadcaster::new(history, next_seq, log, delivery.clone()).spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
-        let threads = Arc::new(match config.thread_limit {
+        #[cfg(feature = "test-hooks")]
+        let limit = config.thread_limit;
+        #[cfg(not(feature = "test-hooks"))]
+        let limit = None;
+        let threads = Arc::new(match limit {
             Some(limit) => ThreadBudget::new(limit),
             None => ThreadBudget::from_kernel_limits(),
         });

@@ -10,6 +10,8 @@ use std::fmt;
 pub enum ProtocolError {
     /// §5.1: a client frame without the MASK bit.
     UnmaskedFrame,
+    /// §5.1: a server frame with the MASK bit (seen by a client).
+    MaskedFrame,
     /// §5.2: RSV1–3 set although no extension was negotiated.
     ReservedBits(u8),
     /// §5.2: opcodes 3–7 and 0xB–0xF are reserved.
@@ -51,6 +53,7 @@ impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolError::UnmaskedFrame => f.write_str("client frames must be masked"),
+            ProtocolError::MaskedFrame => f.write_str("server frames must not be masked"),
             ProtocolError::ReservedBits(bits) => write!(f, "reserved bits set ({bits:#05b})"),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             ProtocolError::ControlFrameTooLong => f.write_str("control frame over 125 bytes"),

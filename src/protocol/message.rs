@@ -151,9 +151,8 @@ impl MessageDecoder {
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         match (self.role, header.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
-            // A client must fail on a masked server frame (§5.1); it is the
-            // same kind of violation, reported with the same code.
-            (Role::Client, true) => return Err(ProtocolError::UnmaskedFrame),
+            // A client must fail on a masked server frame (§5.1).
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
         match header.opcode {
@@ -463,6 +462,13 @@ mod tests {
         assert_eq!(
             decode_in_pieces(&unmasked, 64),
             Err(ProtocolError::UnmaskedFrame)
+        );
+        // The other side of §5.1: a client refuses a masked server frame.
+        let mut client = MessageDecoder::new(Role::Client, 64);
+        let mut masked_by_server = masked(true, OpCode::Text, b"x");
+        assert_eq!(
+            client.decode(&mut masked_by_server).map(|_| ()),
+            Err(ProtocolError::MaskedFrame)
         );
         let orphan = masked(true, OpCode::Continuation, b"x");
         assert_eq!(

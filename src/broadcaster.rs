@@ -302,7 +302,7 @@ impl Broadcaster {
         let taken = self
             .members
             .iter()
-            .any(|(other, m)| *other != id && m.nick.to_lowercase() == wanted.to_lowercase());
+            .any(|(other, m)| *other != id && room::nick_key(&m.nick) == room::nick_key(wanted));
         if taken {
             return self.reply(
                 id,

@@ -3,29 +3,27 @@
 //! upgrade and become the client's read pump: frames in, events to the
 //! broadcaster (chat) or straight back to the writer (echo).
 
+use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::broadcaster::Event;
 use crate::config::Config;
 use crate::http::{self, StaticFiles};
+use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
-use crate::protocol::handshake::{
-    self, MAX_HEAD_BYTES, Rejection, Request, find_head_end, origin_allowed,
-};
+use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
 use crate::writer::{Outgoing, Replies, Spawner, queues};
 use crossbeam_channel::Sender;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// `/echo` accepts messages this large whatever `--max-message-bytes` says:
-/// conformance suites send up to 16 MiB.
-pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// After the server sends a Close, how long it waits for the client's
 /// Close (or for the client to close TCP) before closing TCP itself.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,6 +50,52 @@ pub struct Context {
     pub pending_handshakes: AtomicUsize,
     /// Connection and writer threads, counted against the kernel's limits.
     pub threads: Arc<ThreadBudget>,
+    /// The connections past their handshake, for a stopping server.
+    pub open: Arc<OpenConnections>,
+}
+
+/// The sockets of the connections past their handshake, so that a
+/// stopping server can end every reader at once: shutting down a socket's
+/// read half makes a blocked `read` return end-of-stream immediately (a
+/// flag checked on the read timeout would wait up to a ping interval),
+/// and a reader that sees end-of-stream while the server is stopping
+/// sends Close 1001 (§7.4.1 "going away") before it ends.
+#[derive(Debug, Default)]
+pub struct OpenConnections {
+    /// Whether the server is stopping, and the open sockets by client id;
+    /// one lock, so that a connection registering as the server stops is
+    /// either shut by [`OpenConnections::stop_all`] or sees the flag.
+    state: Mutex<(bool, HashMap<ClientId, Arc<TcpStream>>)>,
+}
+
+impl OpenConnections {
+    fn register(&self, id: ClientId, stream: &Arc<TcpStream>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.0 {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        state.1.insert(id, stream.clone());
+    }
+
+    fn unregister(&self, id: ClientId) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.1.remove(&id);
+    }
+
+    /// Is the server stopping?
+    pub fn stopping(&self) -> bool {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
+    /// Marks the server as stopping and ends every reader: each sends its
+    /// client a Close with 1001 and closes.
+    pub fn stop_all(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = true;
+        for stream in state.1.values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
 }
 
 /// Connections allowed to be still sending their request head at once.
@@ -98,10 +142,34 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         Ok(request) => request,
         Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
     };
+    // Every request, page and upgrade alike, must name this server (DNS
+    // rebinding, see access.rs). An empty Host is left to the handshake's
+    // own check; HTTP/1.0 requests may have none.
+    let (host, duplicate) = {
+        let mut hosts = request.header_values("Host");
+        (hosts.next(), hosts.next().is_some())
+    };
+    if duplicate {
+        // RFC 9112 §3.2: more than one Host is a 400, whatever they say.
+        let rejection = Rejection::new(400, "duplicate Host header");
+        return reject(&stream, peer, rejection, &ctx.metrics);
+    }
+    let bound_to_loopback = ctx.config.addr.ip().is_loopback();
+    if let Some(host) = host.filter(|host| {
+        !host.is_empty() && !access::host_allowed(host, bound_to_loopback, &ctx.config.allow_hosts)
+    }) {
+        log::warn!("Rejected request from {peer} for host {}", Untrusted(host));
+        let rejection = Rejection::new(403, HOST_NOT_ALLOWED);
+        return reject(&stream, peer, rejection, &ctx.metrics);
+    }
     if !request.is_websocket_attempt() {
         let (status, response) = http::respond(&request, &ctx.files, &ctx.metrics);
         ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
-        log::debug!("{peer} {} {} -> {status}", request.method, request.target);
+        log::debug!(
+            "{peer} {} {} -> {status}",
+            request.method,
+            Untrusted(request.target)
+        );
         return finish_http(&stream, &response);
     }
     let endpoint = match accept(&request, &ctx) {
@@ -148,6 +216,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         ctx: &ctx,
         registered: true,
     };
+    ctx.open.register(id, &stream);
     // The 101 must be the first bytes on the wire, and the client must be
     // in the room by the time it reads them (a message sent to the room
     // right after its handshake must reach it): join, then write the 101,
@@ -181,11 +250,17 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     // take a while, and the room should not wait for it.
     registration.leave();
     drop(client);
-    // Wait (briefly) for the client's side of the close, and read off what
-    // it still sends, so that TCP ends with a FIN rather than a reset.
-    drain(&stream, CLOSE_TIMEOUT);
-    let _ = stream.shutdown(Shutdown::Both);
-    log::info!("Connection closed: ({id}) {code} {reason}");
+    // When the server is stopping, the read half is shut: there is nothing
+    // to wait for, and the writer thread half-closes TCP once the Close is
+    // out (closing here could cut it off).
+    if !ctx.open.stopping() {
+        // Wait (briefly) for the client's side of the close, and read off
+        // what it still sends, so that TCP ends with a FIN, not a reset.
+        drain(&stream, CLOSE_TIMEOUT);
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    // The reason may carry a client's close reason.
+    log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
 }
 
 struct Registration<'a> {
@@ -198,6 +273,7 @@ struct Registration<'a> {
 impl Registration<'_> {
     fn leave(&mut self) {
         if std::mem::take(&mut self.registered) {
+            self.ctx.open.unregister(self.id);
             if let Endpoint::Chat(_) = self.endpoint {
                 let _ = self.ctx.events.send(Event::Leave { id: self.id });
             }
@@ -223,7 +299,7 @@ fn describe(endpoint: Endpoint) -> &'static str {
 /// Checks the handshake, the origin and the path.
 fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
     let upgrade = request.validate_upgrade()?;
-    if !origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
+    if !access::origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
         return Err(Rejection::new(
             403,
             "origin not allowed (see --allow-origin)",
@@ -385,7 +461,7 @@ impl Client {
     /// The read pump. Returns the close code and reason for the log.
     fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> (u16, String) {
         let max = match self.endpoint {
-            Endpoint::Echo => ECHO_MAX_MESSAGE_BYTES.max(self.ctx.config.max_message_bytes),
+            Endpoint::Echo => self.ctx.config.echo_max_message_bytes,
             Endpoint::Chat(_) => self.ctx.config.max_message_bytes,
         };
         let ping = self.ctx.config.ping_interval;
@@ -422,6 +498,11 @@ impl Client {
                     );
                     break self.close(code, &e.to_string());
                 }
+                // The server is stopping and shut this socket's read half
+                // (`OpenConnections::stop_all`): tell the client.
+                Err(ReadError::Eof | ReadError::Io(_)) if self.ctx.open.stopping() => {
+                    break self.close(CloseCode::Away, "server shutting down");
+                }
                 Err(ReadError::Eof) => {
                     break (1006, "connection closed without a close frame".into());
                 }
@@ -441,7 +522,7 @@ impl Client {
                             self.send(encode_frame(OpCode::Text, text.as_bytes(), None))
                         }
                         Endpoint::Chat(_) => {
-                            log::debug!("New message: ({}) {text}", self.id);
+                            log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
                             let _ = self.ctx.events.send(Event::Text { id: self.id, text });
                         }
                     }

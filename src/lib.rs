@@ -17,12 +17,14 @@
 //!                        one writev per batch; started for a backlog, ends when idle
 //! ```
 
+pub mod access;
 pub mod broadcaster;
 pub mod config;
 pub mod connection;
 pub mod history_file;
 pub mod http;
 pub mod json;
+pub mod log_text;
 pub mod metrics;
 pub mod protocol;
 pub mod room;

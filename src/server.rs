@@ -5,7 +5,7 @@
 
 use crate::broadcaster::{Broadcaster, Event};
 use crate::config::Config;
-use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
+use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, OpenConnections, READER_STACK};
 use crate::history_file::{self, HistoryLog};
 use crate::http::StaticFiles;
 use crate::metrics::Metrics;
@@ -72,6 +72,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             pending_handshakes: AtomicUsize::new(0),
             threads: threads.clone(),
+            open: Arc::new(OpenConnections::default()),
         });
         Ok(Server {
             listener,
@@ -91,6 +92,12 @@ impl Server {
         self.ctx.metrics.clone()
     }
 
+    /// The connection and writer threads running: 0 once every client's
+    /// socket is closed.
+    pub fn threads(&self) -> Arc<ThreadBudget> {
+        self.ctx.threads.clone()
+    }
+
     /// Runs the accept loop on this thread, for good.
     pub fn run(self) -> io::Result<()> {
         accept_loop(&self.listener, &self.ctx, &self.stopping);
@@ -103,6 +110,7 @@ impl Server {
         let stopping = self.stopping.clone();
         let events = self.ctx.events.clone();
         let metrics = self.ctx.metrics.clone();
+        let open = self.ctx.open.clone();
         let (listener, ctx, flag) = (self.listener, self.ctx, self.stopping);
         let broadcaster = self.broadcaster;
         let thread = std::thread::Builder::new()
@@ -113,6 +121,7 @@ impl Server {
             stopping,
             events,
             metrics,
+            open,
             thread: Some(thread),
             broadcaster: Some(broadcaster),
         })
@@ -211,6 +220,7 @@ pub struct ServerHandle {
     stopping: Arc<AtomicBool>,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<Metrics>,
+    open: Arc<OpenConnections>,
     thread: Option<JoinHandle<()>>,
     broadcaster: Option<JoinHandle<()>>,
 }
@@ -224,8 +234,11 @@ impl ServerHandle {
         &self.metrics
     }
 
-    /// Stops accepting, sends every chat client a Close with 1001 (going
-    /// away), and waits for the accept loop to end.
+    /// Stops accepting, sends every client (chat and echo) a Close with
+    /// 1001 (going away), flushes the history file, and waits for the
+    /// accept loop and the broadcaster to end. Connections finish their
+    /// close on their own threads: `metrics().connections_current` falls
+    /// to 0 as they do.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -241,6 +254,10 @@ impl ServerHandle {
         if let Some(broadcaster) = self.broadcaster.take() {
             let _ = broadcaster.join();
         }
+        // Chat clients have their Close queued by now; end every reader,
+        // so that echo clients get theirs and no connection waits on a
+        // read.
+        self.open.stop_all();
     }
 }
 

@@ -14,8 +14,13 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     /// Origins allowed besides the server's own; `*` allows any.
     pub allow_origins: Vec<String>,
+    /// Host names accepted besides the loopback names (see `access.rs`):
+    /// `name`, `.domain` (the domain and its subdomains) or `*` (any).
+    pub allow_hosts: Vec<String>,
     /// The largest chat message accepted (1009 above it).
     pub max_message_bytes: usize,
+    /// The largest message `/echo` accepts (1009 above it).
+    pub echo_max_message_bytes: usize,
     /// How many chat messages new `wschat.v1` clients are sent on joining.
     pub history: usize,
     /// Append every chat message to this file and reload history from it.
@@ -49,6 +54,29 @@ pub const DEFAULT_RATE_LIMIT: u32 = 50;
 /// Several seconds of the busiest fan-out benchmark: a client that stalls
 /// for a moment keeps every message.
 pub const DEFAULT_MAX_LAG_BYTES: usize = 64 * 1024 * 1024;
+/// Conformance suites send `/echo` messages of up to 16 MiB.
+pub const DEFAULT_ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The accepted range of each numeric flag, checked at start-up. The
+/// upper bounds are far above what a deployment needs, and low enough
+/// that nothing computed from a value (a deadline, a buffer size, a
+/// token count) can overflow.
+pub mod range {
+    use std::ops::RangeInclusive;
+    /// 64 MiB: a single message is held in memory whole.
+    pub const MAX_MESSAGE_BYTES: RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+    pub const ECHO_MAX_MESSAGE_BYTES: RangeInclusive<u64> = 1..=64 * 1024 * 1024;
+    /// Each kept message is held in memory and sent to every newcomer.
+    pub const HISTORY: RangeInclusive<u64> = 0..=100_000;
+    pub const MAX_CLIENTS: RangeInclusive<u64> = 1..=1_000_000;
+    /// One hour: a ping interval longer than that no longer keeps
+    /// proxies and NAT tables from dropping an idle connection.
+    pub const PING_INTERVAL_SECS: RangeInclusive<u64> = 1..=3600;
+    pub const HANDSHAKE_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+    pub const RATE_LIMIT: RangeInclusive<u64> = 0..=100_000;
+    /// From one large message to what a machine can hold for a client.
+    pub const MAX_LAG_BYTES: RangeInclusive<u64> = 64 * 1024..=4 * 1024 * 1024 * 1024;
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,7 +85,9 @@ impl Default for Config {
             www: None,
             log_level: log::LevelFilter::Info,
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            echo_max_message_bytes: DEFAULT_ECHO_MAX_MESSAGE_BYTES,
             history: DEFAULT_HISTORY,
             history_file: None,
             max_clients: DEFAULT_MAX_CLIENTS,
@@ -82,6 +112,8 @@ pub enum Command {
 }
 
 pub fn help_text() -> String {
+    use range::*;
+    let r = |r: std::ops::RangeInclusive<u64>| format!("[range: {}-{}]", r.start(), r.end());
     format!(
         "wschat {version}: a WebSocket chat server (RFC 6455 by hand, plain threads)
 
@@ -92,21 +124,36 @@ Options:
   --www DIR                   serve the page from DIR instead of the embedded copy
   --log-level LEVEL           error, warn, info, debug or trace [default: info]
   --allow-origin ORIGIN       also accept pages from ORIGIN (repeatable; * = any)
-  --max-message-bytes N       largest chat message, in bytes [default: {DEFAULT_MAX_MESSAGE_BYTES}]
-  --history N                 chat messages kept for newcomers [default: {DEFAULT_HISTORY}]
+  --allow-host NAME           also accept requests for host NAME (repeatable; .example.com =
+                              that domain and its subdomains; * = any) [default: loopback
+                              names when bound to loopback, any host otherwise]
+  --max-message-bytes N       largest chat message, in bytes {max_message_bytes} [default: {DEFAULT_MAX_MESSAGE_BYTES}]
+  --echo-max-message-bytes N  largest /echo message, in bytes {echo_max} [default: {DEFAULT_ECHO_MAX_MESSAGE_BYTES}]
+  --history N                 chat messages kept for newcomers {history} [default: {DEFAULT_HISTORY}]
   --history-file PATH         append messages to PATH and reload them on start
-  --max-clients N             WebSocket connections at once [default: {DEFAULT_MAX_CLIENTS}]
-  --ping-interval SECS        ping a client silent this long; drop it after two [default: {DEFAULT_PING_INTERVAL_SECS}]
-  --handshake-timeout SECS    time allowed for the HTTP request head [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
-  --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) [default: {DEFAULT_RATE_LIMIT}]
-  --max-lag-bytes N           drop a client this many bytes behind [default: {DEFAULT_MAX_LAG_BYTES}]
+  --max-clients N             WebSocket connections at once {max_clients} [default: {DEFAULT_MAX_CLIENTS}]
+  --ping-interval SECS        ping a client silent this long; drop it after two {ping} [default: {DEFAULT_PING_INTERVAL_SECS}]
+  --handshake-timeout SECS    time allowed for the HTTP request head {handshake} [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
+  --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) {rate} [default: {DEFAULT_RATE_LIMIT}]
+  --max-lag-bytes N           drop a client this many bytes behind {lag} [default: {DEFAULT_MAX_LAG_BYTES}]
   -h, --help                  print this help
   -V, --version               print the version
 
 Endpoints: / (chat page, and the chat socket), /echo (echo socket),
 /healthz, /metrics (Prometheus text format).
+
+SIGTERM or SIGINT (Ctrl-C) stops the server: every client gets a Close
+with 1001, the history file is flushed, and the exit status is 0.
 ",
-        version = env!("CARGO_PKG_VERSION")
+        version = env!("CARGO_PKG_VERSION"),
+        max_message_bytes = r(MAX_MESSAGE_BYTES),
+        echo_max = r(ECHO_MAX_MESSAGE_BYTES),
+        history = r(HISTORY),
+        max_clients = r(MAX_CLIENTS),
+        ping = r(PING_INTERVAL_SECS),
+        handshake = r(HANDSHAKE_TIMEOUT_SECS),
+        rate = r(RATE_LIMIT),
+        lag = r(MAX_LAG_BYTES),
     )
 }
 
@@ -148,36 +195,66 @@ impl Command {
                     })?;
                 }
                 "--allow-origin" => config.allow_origins.push(value("--allow-origin")?),
-                "--max-message-bytes" => {
-                    config.max_message_bytes =
-                        number(&value("--max-message-bytes")?, "--max-message-bytes", 1)?
+                "--allow-host" => {
+                    let v = value("--allow-host")?;
+                    if !crate::access::is_host_pattern(&v) {
+                        return Err(format!(
+                            "--allow-host: '{v}' is not a host name, .domain or *"
+                        ));
+                    }
+                    config.allow_hosts.push(v)
                 }
-                "--history" => config.history = number(&value("--history")?, "--history", 0)?,
+                "--max-message-bytes" => {
+                    config.max_message_bytes = number(
+                        &value("--max-message-bytes")?,
+                        "--max-message-bytes",
+                        range::MAX_MESSAGE_BYTES,
+                    )?
+                }
+                "--echo-max-message-bytes" => {
+                    config.echo_max_message_bytes = number(
+                        &value("--echo-max-message-bytes")?,
+                        "--echo-max-message-bytes",
+                        range::ECHO_MAX_MESSAGE_BYTES,
+                    )?
+                }
+                "--history" => {
+                    config.history = number(&value("--history")?, "--history", range::HISTORY)?
+                }
                 "--history-file" => {
                     config.history_file = Some(PathBuf::from(value("--history-file")?))
                 }
                 "--max-clients" => {
-                    config.max_clients = number(&value("--max-clients")?, "--max-clients", 1)?
+                    config.max_clients = number(
+                        &value("--max-clients")?,
+                        "--max-clients",
+                        range::MAX_CLIENTS,
+                    )?
                 }
                 "--ping-interval" => {
                     config.ping_interval = Duration::from_secs(number(
                         &value("--ping-interval")?,
                         "--ping-interval",
-                        1,
+                        range::PING_INTERVAL_SECS,
                     )?)
                 }
                 "--handshake-timeout" => {
                     config.handshake_timeout = Duration::from_secs(number(
                         &value("--handshake-timeout")?,
                         "--handshake-timeout",
-                        1,
+                        range::HANDSHAKE_TIMEOUT_SECS,
                     )?)
                 }
                 "--rate-limit" => {
-                    config.rate_limit = number(&value("--rate-limit")?, "--rate-limit", 0)?
+                    config.rate_limit =
+                        number(&value("--rate-limit")?, "--rate-limit", range::RATE_LIMIT)?
                 }
                 "--max-lag-bytes" => {
-                    config.max_lag_bytes = number(&value("--max-lag-bytes")?, "--max-lag-bytes", 1)?
+                    config.max_lag_bytes = number(
+                        &value("--max-lag-bytes")?,
+                        "--max-lag-bytes",
+                        range::MAX_LAG_BYTES,
+                    )?
                 }
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }
@@ -186,18 +263,23 @@ impl Command {
     }
 }
 
-/// Parses a whole number of at least `min`.
-fn number<T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display>(
+/// Parses a whole number within `range` (every range fits in `T`).
+fn number<T: TryFrom<u64>>(
     v: &str,
     flag: &str,
-    min: u8,
+    range: std::ops::RangeInclusive<u64>,
 ) -> Result<T, String> {
-    match v.parse::<T>() {
-        Ok(n) if n >= T::from(min) => Ok(n),
-        _ => Err(format!(
-            "{flag}: '{v}' is not a whole number of at least {min}"
-        )),
-    }
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "{flag}: '{v}' is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 #[cfg(test)]
@@ -235,10 +317,44 @@ mod tests {
     }
 
     #[test]
+    fn ranges_are_inclusive_and_hosts_repeat() {
+        let Command::Run(c) = parse(&[
+            "--ping-interval",
+            "3600",
+            "--handshake-timeout=300",
+            "--history",
+            "0",
+            "--echo-max-message-bytes",
+            "67108864",
+            "--allow-host",
+            "chat.example.com",
+            "--allow-host",
+            ".example.org",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.ping_interval, Duration::from_secs(3600));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(300));
+        assert_eq!((c.history, c.echo_max_message_bytes), (0, 64 << 20));
+        assert_eq!(c.allow_hosts, ["chat.example.com", ".example.org"]);
+        let e = parse(&["--ping-interval", "3601"]).unwrap_err();
+        assert_eq!(
+            e,
+            "--ping-interval: '3601' is not a whole number from 1 to 3600"
+        );
+    }
+
+    #[test]
     fn bad_values_are_one_line_errors() {
         for args in [
             &["--history", "x"][..],
             &["--max-clients", "0"],
+            &["--max-clients", "1000001"],
+            &["--ping-interval", "18446744073709551615"],
+            &["--handshake-timeout", "301"],
+            &["--history", "-1"],
+            &["--allow-host", "a b"],
             &["--addr", "nowhere"],
             &["--bogus"],
             &["--history"],

@@ -3,17 +3,17 @@
 //! upgrade and become the client's read pump: frames in, events to the
 //! broadcaster (chat) or straight back to the writer (echo).
 
+use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::broadcaster::Event;
 use crate::broadcaster::variant;
 use crate::config::Config;
 use crate::delivery::{Delivery, Outlet};
 use crate::http::{self, StaticFiles};
+use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
-use crate::protocol::handshake::{
-    self, MAX_HEAD_BYTES, Rejection, Request, find_head_end, origin_allowed,
-};
+use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
@@ -24,9 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// `/echo` accepts messages this large whatever `--max-message-bytes` says:
-/// conformance suites send up to 16 MiB.
-pub const ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// After the server sends a Close, how long it waits for the client's
 /// Close (or for the client to close TCP) before closing TCP itself.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,10 +98,34 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         Ok(request) => request,
         Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
     };
+    // Every request, page and upgrade alike, must name this server (DNS
+    // rebinding, see access.rs). An empty Host is left to the handshake's
+    // own check; HTTP/1.0 requests may have none.
+    let (host, duplicate) = {
+        let mut hosts = request.header_values("Host");
+        (hosts.next(), hosts.next().is_some())
+    };
+    if duplicate {
+        // RFC 9112 §3.2: more than one Host is a 400, whatever they say.
+        let rejection = Rejection::new(400, "duplicate Host header");
+        return reject(&stream, peer, rejection, &ctx.metrics);
+    }
+    let bound_to_loopback = ctx.config.addr.ip().is_loopback();
+    if let Some(host) = host.filter(|host| {
+        !host.is_empty() && !access::host_allowed(host, bound_to_loopback, &ctx.config.allow_hosts)
+    }) {
+        log::warn!("Rejected request from {peer} for host {}", Untrusted(host));
+        let rejection = Rejection::new(403, HOST_NOT_ALLOWED);
+        return reject(&stream, peer, rejection, &ctx.metrics);
+    }
     if !request.is_websocket_attempt() {
         let (status, response) = http::respond(&request, &ctx.files, &ctx.metrics);
         ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
-        log::debug!("{peer} {} {} -> {status}", request.method, request.target);
+        log::debug!(
+            "{peer} {} {} -> {status}",
+            request.method,
+            Untrusted(request.target)
+        );
         return finish_http(&stream, &response);
     }
     let endpoint = match accept(&request, &ctx) {
@@ -191,7 +212,8 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     // Delivery forgets the client (whatever it could not write is lost).
     drop(client);
     let _ = stream.shutdown(Shutdown::Both);
-    log::info!("Connection closed: ({id}) {code} {reason}");
+    // The reason may carry a client's close reason.
+    log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
 }
 
 struct Registration<'a> {
@@ -229,7 +251,7 @@ fn describe(endpoint: Endpoint) -> &'static str {
 /// Checks the handshake, the origin and the path.
 fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
     let upgrade = request.validate_upgrade()?;
-    if !origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
+    if !access::origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
         return Err(Rejection::new(
             403,
             "origin not allowed (see --allow-origin)",
@@ -391,7 +413,7 @@ impl Client {
     /// The read pump. Returns the close code and reason for the log.
     fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> (u16, String) {
         let max = match self.endpoint {
-            Endpoint::Echo => ECHO_MAX_MESSAGE_BYTES.max(self.ctx.config.max_message_bytes),
+            Endpoint::Echo => self.ctx.config.echo_max_message_bytes,
             Endpoint::Chat(_) => self.ctx.config.max_message_bytes,
         };
         let ping = self.ctx.config.ping_interval;
@@ -448,7 +470,7 @@ impl Client {
                             self.send(encode_frame(OpCode::Text, text.as_bytes(), None))
                         }
                         Endpoint::Chat(_) => {
-                            log::debug!("New message: ({}) {text}", self.id);
+                            log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
                             let _ = self.ctx.events.send(Event::Text { id: self.id, text });
                         }
                     }

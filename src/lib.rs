@@ -17,6 +17,7 @@
 //!                        per turn for everything due; full sockets wait in poll(2)
 //! ```
 
+pub mod access;
 pub mod broadcaster;
 pub mod config;
 pub mod connection;
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod history_file;
 pub mod http;
 pub mod json;
+pub mod log_text;
 pub mod metrics;
 pub mod protocol;
 pub mod room;

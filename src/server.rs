@@ -243,8 +243,11 @@ impl ServerHandle {
         &self.metrics
     }
 
-    /// Stops accepting, sends every chat client a Close with 1001 (going
-    /// away), and waits for the accept loop to end.
+    /// Stops accepting, sends every client (chat and echo) a Close with
+    /// 1001 (going away) and waits, up to `SHUTDOWN_DRAIN`, for those to be
+    /// written; flushes the history file; waits for the accept loop and the
+    /// broadcaster to end. Connections finish their close on their own
+    /// threads: `metrics().connections_current` falls to 0 as they do.
     pub fn shutdown(mut self) {
         self.stop();
     }

@@ -607,6 +607,7 @@ const NOT_RUST: &[&str] = &[
     "StateDirectory",
     "LimitNOFILE",
     "TasksMax",
+    "TimeoutStopSec",
     "TCP_NODELAY",
     "SO_REUSEADDR",
     "TIME_WAIT",

@@ -309,76 +309,6 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Is a browser page at `origin` allowed to open a socket here?
-///
-/// A request without `Origin` comes from a non-browser client and is
-/// allowed (§10.2: Origin protects browser users, it is not authentication).
-/// A page served by this same host and port is allowed. Anything else
-/// (another site, or the opaque origin `null`) must be listed in `allowed`,
-/// where `*` allows every origin.
-///
-/// ```
-/// use wschat::protocol::handshake::origin_allowed;
-///
-/// assert!(origin_allowed(None, "localhost:8080", &[]));
-/// assert!(origin_allowed(Some("http://localhost:8080"), "localhost:8080", &[]));
-/// assert!(!origin_allowed(Some("https://evil.example"), "localhost:8080", &[]));
-/// assert!(origin_allowed(Some("https://evil.example"), "localhost:8080", &["*".into()]));
-/// ```
-pub fn origin_allowed(origin: Option<&str>, host: &str, allowed: &[String]) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    same_origin(origin, host)
-}
-
-/// Compares an Origin (`scheme://host[:port]`) with a Host header
-/// (`host[:port]`), filling in the scheme's default port on either side.
-fn same_origin(origin: &str, host: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" | "ws" => 80,
-        "https" | "wss" => 443,
-        _ => return false,
-    };
-    match (
-        split_host_port(rest, default_port),
-        split_host_port(host, default_port),
-    ) {
-        (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
-        _ => false,
-    }
-}
-
-/// Splits `host[:port]` (or `[v6]:port`), defaulting the port.
-fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
-    if s.contains('/') || s.is_empty() {
-        return None;
-    }
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(port) => (host, port.parse().ok()?),
-            None if after.is_empty() => (host, default_port),
-            None => return None,
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().ok()?),
-            None => (s, default_port),
-        }
-    };
-    Some((host, port))
-}
-
 /// The `101 Switching Protocols` response of §4.2.2, with the subprotocol
 /// if one was chosen (only ever one the client offered).
 ///
@@ -491,33 +421,6 @@ mod tests {
                 .validate_upgrade()
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn origins() {
-        assert!(origin_allowed(
-            Some("http://localhost"),
-            "localhost:80",
-            &[]
-        ));
-        assert!(origin_allowed(
-            Some("https://LOCALHOST"),
-            "localhost:443",
-            &[]
-        ));
-        assert!(origin_allowed(Some("https://localhost"), "localhost", &[]));
-        assert!(!origin_allowed(
-            Some("http://localhost:8081"),
-            "localhost:8080",
-            &[]
-        ));
-        assert!(!origin_allowed(Some("null"), "localhost:8080", &[]));
-        assert!(origin_allowed(
-            Some("null"),
-            "localhost:8080",
-            &["null".into()]
-        ));
-        assert!(origin_allowed(Some("http://[::1]:8080"), "[::1]:8080", &[]));
     }
 
     #[test]

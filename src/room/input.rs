@@ -54,7 +54,8 @@ pub fn guest_nick(id: ClientId) -> String {
     format!("guest-{id}")
 }
 
-/// Checks a requested nickname's form (uniqueness is the room's business).
+/// Checks a requested nickname's form (uniqueness is the room's business,
+/// comparing [`nick_key`]s).
 pub fn validate_nick(nick: &str) -> Result<(), &'static str> {
     let chars = nick.chars().count();
     if chars == 0 {
@@ -66,7 +67,12 @@ pub fn validate_nick(nick: &str) -> Result<(), &'static str> {
     if nick.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("nickname may not contain spaces or control characters");
     }
-    if let Some(digits) = nick.to_ascii_lowercase().strip_prefix("guest-")
+    // `ann` followed by a zero-width space would sit beside `ann`,
+    // looking the same.
+    if nick.chars().any(is_invisible) {
+        return Err("nickname may not contain invisible or formatting characters");
+    }
+    if let Some(digits) = nick_key(nick).strip_prefix("guest-")
         && !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
     {
@@ -75,10 +81,67 @@ pub fn validate_nick(nick: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The form of a nickname that uniqueness is judged on: two nicknames with
-/// the same key cannot be held at once (`Ann` and `ann` are one name).
+/// What two nicknames are compared by: lower case, with the fullwidth
+/// forms of ASCII (U+FF01–FF5E, `ａｎｎ`) folded to ASCII (`ann`), so that
+/// names that differ only in these read as the same name and cannot both
+/// be taken.
+///
+/// ```
+/// use wschat::room::nick_key;
+/// assert_eq!(nick_key("Ann"), nick_key("ａｎｎ"));
+/// assert_eq!(nick_key("ÅSA"), "åsa");
+/// ```
 pub fn nick_key(nick: &str) -> String {
-    nick.to_lowercase()
+    nick.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Characters that take no visible space, or change how text around them
+/// is shown: Unicode's general category Cf ("format", Unicode 15.1) plus
+/// the invisible characters of other categories that make lookalike names
+/// (variation selectors, the combining grapheme joiner, Hangul fillers,
+/// Mongolian free variation selectors). Each row is an inclusive range.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),   // soft hyphen (Cf)
+    (0x034F, 0x034F),   // combining grapheme joiner (Mn)
+    (0x0600, 0x0605),   // Arabic number signs (Cf)
+    (0x061C, 0x061C),   // Arabic letter mark (Cf)
+    (0x06DD, 0x06DD),   // Arabic end of ayah (Cf)
+    (0x070F, 0x070F),   // Syriac abbreviation mark (Cf)
+    (0x0890, 0x0891),   // Arabic pound and piastre marks above (Cf)
+    (0x08E2, 0x08E2),   // Arabic disputed end of ayah (Cf)
+    (0x115F, 0x1160),   // Hangul choseong and jungseong fillers (Lo)
+    (0x180B, 0x180F),   // Mongolian variation selectors and vowel separator
+    (0x200B, 0x200F),   // zero-width space, (non-)joiner, LRM, RLM (Cf)
+    (0x202A, 0x202E),   // bidi embeddings and overrides (Cf)
+    (0x2060, 0x2064),   // word joiner, invisible operators (Cf)
+    (0x2066, 0x206F),   // bidi isolates, deprecated format characters (Cf)
+    (0x3164, 0x3164),   // Hangul filler (Lo)
+    (0xFE00, 0xFE0F),   // variation selectors 1-16 (Mn)
+    (0xFEFF, 0xFEFF),   // byte order mark, zero-width no-break space (Cf)
+    (0xFFA0, 0xFFA0),   // halfwidth Hangul filler (Lo)
+    (0xFFF9, 0xFFFB),   // interlinear annotation (Cf)
+    (0x110BD, 0x110BD), // Kaithi number sign (Cf)
+    (0x110CD, 0x110CD), // Kaithi number sign above (Cf)
+    (0x13430, 0x1343F), // Egyptian hieroglyph format controls (Cf)
+    (0x1BCA0, 0x1BCA3), // shorthand format controls (Cf)
+    (0x1D173, 0x1D17A), // musical symbol beam and phrase controls (Cf)
+    (0xE0001, 0xE0001), // language tag (Cf)
+    (0xE0020, 0xE007F), // tag characters (Cf)
+    (0xE0100, 0xE01EF), // variation selectors 17-256 (Mn)
+];
+
+/// Is `c` one of the [`INVISIBLE`] characters?
+pub fn is_invisible(c: char) -> bool {
+    let c = c as u32;
+    INVISIBLE
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
 }
 
 /// Whether chat text may carry `c`: tab and newline are text, every other
@@ -115,6 +178,72 @@ mod tests {
         assert!(validate_nick("Guest-12").is_err());
         assert!(validate_nick("guest-").is_ok());
         assert_eq!(nick_key("Ann"), nick_key("aNN"));
+        assert!(validate_nick("ＧＵＥＳＴ-12").is_err());
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_nicknames() {
+        for c in [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{FE0F}',
+            '\u{FE00}',
+            '\u{E0100}',
+            '\u{E01EF}',
+            '\u{34F}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{E0041}',
+            '\u{61C}',
+        ] {
+            for nick in [format!("ann{c}"), format!("{c}ann"), format!("a{c}nn")] {
+                assert_eq!(
+                    validate_nick(&nick),
+                    Err("nickname may not contain invisible or formatting characters"),
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+        // Visible neighbours of those ranges are fine.
+        for nick in [
+            "ann\u{AC}",
+            "a\u{2010}b",
+            "x\u{FE10}",
+            "\u{3165}",
+            "é",
+            "日本",
+        ] {
+            assert!(validate_nick(nick).is_ok(), "{nick:?}");
+        }
+        // The table is sorted and its ranges do not overlap.
+        assert!(INVISIBLE.windows(2).all(|w| w[0].1 < w[1].0));
+        assert!(INVISIBLE.iter().all(|&(a, b)| a <= b));
+    }
+
+    #[test]
+    fn nick_keys_fold_case_and_fullwidth_forms() {
+        assert_eq!(nick_key("ann"), "ann");
+        assert_eq!(nick_key("ANN"), "ann");
+        assert_eq!(nick_key("ａｎｎ"), "ann");
+        assert_eq!(nick_key("ＡＮＮ"), "ann");
+        assert_eq!(nick_key("Ａ！～"), "a!~");
+        assert_eq!(nick_key("Åsa"), "åsa");
+        assert_ne!(nick_key("ann"), nick_key("anm"));
+        // U+FF5F is past the fullwidth ASCII block: left alone.
+        assert_eq!(nick_key("\u{FF5F}"), "\u{FF5F}");
     }
 
     #[test]

@@ -28,6 +28,9 @@ const HASH_SIZE: usize = 1 << HASH_BITS;
 const MAX_CHAIN: usize = 64;
 /// A match this long is good enough: stop searching the chain.
 const NICE_MATCH: usize = 128;
+/// A match shorter than this is kept only if the next byte does not start
+/// a longer one (zlib's `max_lazy` at its default level).
+const LAZY_MATCH: usize = 16;
 /// Tokens per block: each block gets codes fitted to its own statistics.
 const BLOCK_TOKENS: usize = 16 * 1024;
 /// A stored block holds at most 65535 bytes (§3.2.4: LEN is 16 bits).
@@ -83,6 +86,13 @@ pub struct Compressor {
     /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
     prev: Vec<u32>,
     tokens: Vec<Token>,
+    /// The fixed Huffman codes (§3.2.6), built once.
+    fixed: FixedCodes,
+}
+
+struct FixedCodes {
+    litlen: EncodeTable<LITLEN_SYMBOLS>,
+    dist: EncodeTable<DIST_SYMBOLS>,
 }
 
 impl Default for Compressor {
@@ -97,6 +107,10 @@ impl Compressor {
             head: vec![0; HASH_SIZE],
             prev: vec![0; 1 << MAX_WINDOW_BITS],
             tokens: Vec::with_capacity(BLOCK_TOKENS),
+            fixed: FixedCodes {
+                litlen: EncodeTable::from_lengths(&fixed_litlen_lengths()),
+                dist: EncodeTable::from_lengths(&FIXED_DIST_LENGTHS),
+            },
         }
     }
 
@@ -111,13 +125,22 @@ impl Compressor {
         let mut block_start = 0;
         self.tokens.clear();
         while pos < payload.len() {
-            let (len, dist) = self.longest_match(payload, pos, max_dist);
+            let (mut len, dist) = self.longest_match(payload, pos, max_dist);
+            self.insert(payload, pos);
+            // Lazy matching (as zlib does): if a longer match starts at the
+            // next byte, send this byte as a literal and take that one.
+            if (MIN_MATCH..LAZY_MATCH).contains(&len) {
+                let (next_len, _) = self.longest_match(payload, pos + 1, max_dist);
+                if next_len > len {
+                    len = 0;
+                }
+            }
             if len >= MIN_MATCH {
                 self.tokens.push(Token {
                     len: len as u16,
                     dist: dist as u16,
                 });
-                for p in pos..pos + len {
+                for p in pos + 1..pos + len {
                     self.insert(payload, p);
                 }
                 pos += len;
@@ -126,17 +149,26 @@ impl Compressor {
                     len: payload[pos] as u16,
                     dist: 0,
                 });
-                self.insert(payload, pos);
                 pos += 1;
             }
             if self.tokens.len() == BLOCK_TOKENS {
-                write_block(&mut bits, &self.tokens, &payload[block_start..pos]);
+                write_block(
+                    &mut bits,
+                    &self.fixed,
+                    &self.tokens,
+                    &payload[block_start..pos],
+                );
                 self.tokens.clear();
                 block_start = pos;
             }
         }
         if !self.tokens.is_empty() {
-            write_block(&mut bits, &self.tokens, &payload[block_start..]);
+            write_block(
+                &mut bits,
+                &self.fixed,
+                &self.tokens,
+                &payload[block_start..],
+            );
         }
         // Sync flush: an empty, non-final stored block. Its header is three
         // zero bits, then padding to a byte boundary, then 00 00 ff ff,
@@ -405,10 +437,9 @@ impl DynamicHeader {
 
 /// Writes one non-final block holding `tokens` (which encode `raw`), in
 /// whichever form is shortest.
-fn write_block(bits: &mut BitWriter, tokens: &[Token], raw: &[u8]) {
+fn write_block(bits: &mut BitWriter, fixed: &FixedCodes, tokens: &[Token], raw: &[u8]) {
     let freqs = Frequencies::count(tokens);
-    let fixed_litlen = fixed_litlen_lengths();
-    let fixed_cost = 3 + freqs.cost(&fixed_litlen, &FIXED_DIST_LENGTHS);
+    let fixed_cost = 3 + freqs.cost(&fixed.litlen.len, &fixed.dist.len);
 
     let mut litlen = [0u8; LITLEN_SYMBOLS];
     let mut dist = [0u8; DIST_SYMBOLS];
@@ -431,12 +462,7 @@ fn write_block(bits: &mut BitWriter, tokens: &[Token], raw: &[u8]) {
         }
     } else if fixed_cost <= dynamic_cost {
         bits.put(0b010, 3); // BFINAL 0, BTYPE 01
-        write_tokens(
-            bits,
-            tokens,
-            &EncodeTable::from_lengths(&fixed_litlen),
-            &EncodeTable::from_lengths(&FIXED_DIST_LENGTHS),
-        );
+        write_tokens(bits, tokens, &fixed.litlen, &fixed.dist);
     } else {
         bits.put(0b100, 3); // BFINAL 0, BTYPE 10
         header.write(bits);

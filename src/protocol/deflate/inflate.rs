@@ -9,11 +9,11 @@
 //! - *fixed Huffman* (01): literals and matches in a code the RFC fixes;
 //! - *dynamic Huffman* (10): the same, in codes sent at the block's start.
 
-use super::SYNC_FLUSH_TAIL;
 use super::huffman::{
     CODELEN_ORDER, CODELEN_SYMBOLS, DIST_BASE, DIST_EXTRA, DecodeTable, END_OF_BLOCK,
     FIXED_DIST_LENGTHS, LENGTH_BASE, LENGTH_EXTRA, MAX_CODE_BITS, fixed_litlen_lengths,
 };
+use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_FLUSH_TAIL};
 use std::fmt;
 
 /// Why a message could not be inflated.
@@ -135,6 +135,8 @@ const TRUNCATED: InflateError = InflateError::Corrupt("data ends inside a block"
 /// ```
 #[derive(Debug, Clone)]
 pub struct Inflater {
+    /// Matches may reach at most this far back (32768 unless set).
+    max_distance: usize,
     fixed_litlen: DecodeTable,
     fixed_dist: DecodeTable,
     litlen: DecodeTable,
@@ -158,10 +160,22 @@ impl Inflater {
             .build(&FIXED_DIST_LENGTHS)
             .expect("the fixed code is valid");
         Inflater {
+            max_distance: 1 << MAX_WINDOW_BITS,
             fixed_litlen,
             fixed_dist,
             litlen: DecodeTable::empty(),
             dist: DecodeTable::empty(),
+        }
+    }
+
+    /// An inflater that refuses matches reaching back more than
+    /// `2^window_bits` bytes (clamped to 8..=15): what an endpoint that
+    /// asked for `server_max_window_bits` or `client_max_window_bits`
+    /// (RFC 7692 §7.1.2) may enforce on its peer.
+    pub fn with_window_bits(window_bits: u8) -> Self {
+        Inflater {
+            max_distance: 1 << window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS),
+            ..Self::new()
         }
     }
 
@@ -190,16 +204,14 @@ impl Inflater {
             let last = input.bits(1)? == 1;
             match input.bits(2)? {
                 0 => stored_block(&mut input, &mut out, limit)?,
-                1 => huffman_block(
-                    &mut input,
-                    &mut out,
-                    limit,
-                    &self.fixed_litlen,
-                    &self.fixed_dist,
-                )?,
+                1 => {
+                    let codes = (&self.fixed_litlen, &self.fixed_dist);
+                    huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
+                }
                 2 => {
                     read_dynamic_tables(&mut input, &mut self.litlen, &mut self.dist)?;
-                    huffman_block(&mut input, &mut out, limit, &self.litlen, &self.dist)?;
+                    let codes = (&self.litlen, &self.dist);
+                    huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
                 }
                 _ => return Err(InflateError::Corrupt("reserved block type 3")),
             }
@@ -310,8 +322,8 @@ fn huffman_block(
     input: &mut BitReader,
     out: &mut Vec<u8>,
     limit: usize,
-    litlen: &DecodeTable,
-    dist: &DecodeTable,
+    max_distance: usize,
+    (litlen, dist): (&DecodeTable, &DecodeTable),
 ) -> Result<(), InflateError> {
     loop {
         let symbol = input.symbol(litlen)?;
@@ -335,6 +347,9 @@ fn huffman_block(
         let distance = DIST_BASE[dsym] as usize + input.bits(DIST_EXTRA[dsym] as u32)? as usize;
         if distance > out.len() {
             return Err(InflateError::Corrupt("distance reaches before the message"));
+        }
+        if distance > max_distance {
+            return Err(InflateError::Corrupt("distance beyond the window"));
         }
         reserve(out, length, limit)?;
         let start = out.len() - distance;

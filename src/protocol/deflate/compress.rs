@@ -289,6 +289,8 @@ impl<'a> BitWriter<'a> {
 struct Frequencies {
     litlen: [u32; LITLEN_SYMBOLS],
     dist: [u32; DIST_SYMBOLS],
+    /// The extra bits of lengths and distances: the same in every code.
+    extra_bits: usize,
 }
 
 impl Frequencies {
@@ -296,13 +298,16 @@ impl Frequencies {
         let mut f = Frequencies {
             litlen: [0; LITLEN_SYMBOLS],
             dist: [0; DIST_SYMBOLS],
+            extra_bits: 0,
         };
         for t in tokens {
             if t.dist == 0 {
                 f.litlen[t.len as usize] += 1;
             } else {
-                f.litlen[length_symbol(t.len as usize)] += 1;
-                f.dist[dist_symbol(t.dist as usize)] += 1;
+                let (ls, ds) = (length_symbol(t.len as usize), dist_symbol(t.dist as usize));
+                f.litlen[ls] += 1;
+                f.dist[ds] += 1;
+                f.extra_bits += (LENGTH_EXTRA[ls - 257] + DIST_EXTRA[ds]) as usize;
             }
         }
         f.litlen[END_OF_BLOCK] = 1;
@@ -312,19 +317,14 @@ impl Frequencies {
     /// Bits the block's tokens take in codes of these lengths, extra bits
     /// included.
     fn cost(&self, litlen: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS]) -> usize {
-        let mut bits = 0;
-        for (symbol, &n) in self.litlen.iter().enumerate() {
-            let extra = if symbol > END_OF_BLOCK && symbol - 257 < LENGTH_EXTRA.len() {
-                LENGTH_EXTRA[symbol - 257] as usize
-            } else {
-                0
-            };
-            bits += n as usize * (litlen[symbol] as usize + extra);
-        }
-        for (symbol, &n) in self.dist.iter().enumerate().take(DIST_BASE.len()) {
-            bits += n as usize * (dist[symbol] as usize + DIST_EXTRA[symbol] as usize);
-        }
-        bits
+        let bits = |counts: &[u32], lengths: &[u8]| -> usize {
+            counts
+                .iter()
+                .zip(lengths)
+                .map(|(&n, &len)| n as usize * len as usize)
+                .sum()
+        };
+        bits(&self.litlen, litlen) + bits(&self.dist, dist) + self.extra_bits
     }
 }
 

@@ -95,10 +95,9 @@ impl DecodeTable {
     /// without a symbol is caught when it is decoded.
     pub fn build(&mut self, lengths: &[u8]) -> Result<(), &'static str> {
         self.count = [0; MAX_CODE_BITS + 1];
-        for &len in lengths {
+        for &len in lengths.iter().filter(|&&len| len != 0) {
             self.count[len as usize] += 1;
         }
-        self.count[0] = 0;
         // Each length doubles the codes available; subtract those used.
         let mut left: i32 = 1;
         for len in 1..=MAX_CODE_BITS {
@@ -135,10 +134,9 @@ impl<const N: usize> EncodeTable<N> {
     /// code of each length, then number the symbols in order.
     pub fn from_lengths(lengths: &[u8; N]) -> Self {
         let mut count = [0u16; MAX_CODE_BITS + 1];
-        for &len in lengths {
+        for &len in lengths.iter().filter(|&&len| len != 0) {
             count[len as usize] += 1;
         }
-        count[0] = 0;
         let mut next = [0u16; MAX_CODE_BITS + 1];
         let mut code = 0u16;
         for bits in 1..=MAX_CODE_BITS {
@@ -170,7 +168,7 @@ impl<const N: usize> EncodeTable<N> {
 pub fn code_lengths<const N: usize>(freqs: &[u32; N], max_bits: usize, lengths: &mut [u8; N]) {
     *lengths = [0; N];
     // Leaves as (frequency, symbol), sorted by frequency.
-    let mut leaves = [(0u32, 0u16); LITLEN_SYMBOLS];
+    let mut leaves = [(0u32, 0u16); N];
     let mut n = 0;
     for (symbol, &f) in freqs.iter().enumerate() {
         if f > 0 {
@@ -198,50 +196,50 @@ pub fn code_lengths<const N: usize>(freqs: &[u32; N], max_bits: usize, lengths: 
 }
 
 /// Builds a Huffman tree over `leaves` (sorted by frequency) with the
-/// two-queue method: leaves in one queue, merged nodes in another, both in
-/// increasing weight, always merging the two lightest. Writes each leaf's
-/// depth to `lengths`; returns false if a depth exceeds `max_bits`.
+/// two-queue method: the leaves are one queue, the merged nodes another,
+/// both in increasing weight, so the two lightest nodes are always at the
+/// front of one queue or the other. Writes each leaf's depth to `lengths`;
+/// returns false if a depth exceeds `max_bits`.
 fn huffman_depths<const N: usize>(
     leaves: &[(u32, u16)],
     max_bits: usize,
     lengths: &mut [u8; N],
 ) -> bool {
     let n = leaves.len();
-    // Nodes 0..n are the leaves, n..2n-1 the merged nodes.
-    let mut weight = [0u32; 2 * LITLEN_SYMBOLS];
-    let mut parent = [0u16; 2 * LITLEN_SYMBOLS];
-    for (i, leaf) in leaves.iter().enumerate() {
-        weight[i] = leaf.0;
-    }
-    let (mut next_leaf, mut next_node) = (0, n);
-    for new in n..2 * n - 1 {
-        let mut pick = || {
-            let take_leaf =
-                next_leaf < n && (next_node >= new || weight[next_leaf] <= weight[next_node]);
+    // n leaves make n - 1 merged nodes; the last one is the root.
+    let mut node_weight = [0u32; N];
+    let mut node_parent = [0u16; N];
+    let mut leaf_parent = [0u16; N];
+    let (mut next_leaf, mut next_node) = (0, 0);
+    for new in 0..n - 1 {
+        let mut weight = 0;
+        for _ in 0..2 {
+            let take_leaf = next_leaf < n
+                && (next_node == new || leaves[next_leaf].0 <= node_weight[next_node]);
             if take_leaf {
+                weight += leaves[next_leaf].0;
+                leaf_parent[next_leaf] = new as u16;
                 next_leaf += 1;
-                next_leaf - 1
             } else {
+                weight += node_weight[next_node];
+                node_parent[next_node] = new as u16;
                 next_node += 1;
-                next_node - 1
             }
-        };
-        let (a, b) = (pick(), pick());
-        weight[new] = weight[a] + weight[b];
-        parent[a] = new as u16;
-        parent[b] = new as u16;
+        }
+        node_weight[new] = weight;
     }
-    // A parent always comes after its children, so walking down from the
-    // root sets each node's depth after its parent's.
-    let mut depth = [0u8; 2 * LITLEN_SYMBOLS];
-    for node in (0..2 * n - 2).rev() {
-        depth[node] = depth[parent[node] as usize] + 1;
+    // A parent is always made after its children, so walking down from
+    // the root sets each node's depth after its parent's.
+    let mut node_depth = [0u8; N];
+    for node in (0..n - 2).rev() {
+        node_depth[node] = node_depth[node_parent[node] as usize] + 1;
     }
     for (i, leaf) in leaves.iter().enumerate() {
-        if depth[i] as usize > max_bits {
+        let depth = node_depth[leaf_parent[i] as usize] + 1;
+        if depth as usize > max_bits {
             return false;
         }
-        lengths[leaf.1 as usize] = depth[i];
+        lengths[leaf.1 as usize] = depth;
     }
     true
 }

@@ -187,7 +187,8 @@ fn rfc_7692_7_2_3_examples() {
         0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
     ];
     assert_eq!(inflate(&two, 100).unwrap(), b"Hello");
-    // §7.2.3.6: an empty message is the single byte 00.
+    // §7.2.3.6: a flush with no data is the single byte 00, which is what
+    // an empty message compresses to.
     assert_eq!(compress_message(b""), [0x00]);
     assert_eq!(inflate(&[0x00], 100).unwrap(), b"");
 }

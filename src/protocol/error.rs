@@ -34,7 +34,7 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// §5.5.1: the close reason is not UTF-8.
     InvalidCloseReason,
-    /// RFC 7692 §6.1: RSV1 (the "compressed" bit) on a control frame or a
+    /// RFC 7692 §6: RSV1 (the "compressed" bit) on a control frame or a
     /// continuation frame; only a message's first frame may carry it.
     MisplacedCompressedBit,
     /// RFC 7692 §8: a compressed message that does not inflate. The RFC

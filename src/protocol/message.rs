@@ -178,7 +178,7 @@ impl MessageDecoder {
             (Role::Client, true) => return Err(ProtocolError::UnmaskedFrame),
             _ => {}
         }
-        // RFC 7692 §6.1: RSV1 only on the first frame of a data message.
+        // RFC 7692 §6: RSV1 only on the first frame of a data message.
         let rsv1 = header.rsv & 0b100 != 0;
         if rsv1 && (header.opcode.is_control() || header.opcode == OpCode::Continuation) {
             return Err(ProtocolError::MisplacedCompressedBit);

@@ -520,7 +520,8 @@ mod tests {
 
     #[test]
     fn empty_message_is_one_zero_byte() {
-        // RFC 7692 §7.2.3.6: an empty stored block, tail removed.
+        // A sync flush with nothing before it: an empty stored block, whose
+        // tail removed leaves the single byte 00 (RFC 7692 §7.2.3.6).
         assert_eq!(compress_message(b""), [0x00]);
     }
 

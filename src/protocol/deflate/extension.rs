@@ -11,7 +11,7 @@
 //!
 //! A client may offer permessage-deflate several times with different
 //! parameters, in order of preference; the server accepts one offer or
-//! none (§5.1). A bad offer is declined, never an error: the connection
+//! none (§5). A bad offer is declined, never an error: the connection
 //! then simply goes on uncompressed.
 
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS};
@@ -82,7 +82,7 @@ pub struct Extension {
     pub params: Vec<(String, Option<String>)>,
 }
 
-/// Checks one permessage-deflate offer's parameters against §7.1; `None`
+/// Checks one permessage-deflate offer's parameters against §7 and §7.1; `None`
 /// declines it.
 fn accept(params: &[(String, Option<String>)]) -> Option<Agreement> {
     let mut agreement = Agreement {
@@ -106,10 +106,10 @@ fn accept(params: &[(String, Option<String>)]) -> Option<Agreement> {
                 }
                 3
             }
-            // §7.1: an unknown parameter, or a value where none is allowed.
+            // §7: an unknown parameter, or a value where none is allowed.
             _ => return None,
         };
-        // §7.1: an offer with the same parameter twice is declined.
+        // §7: an offer with the same parameter twice is declined.
         if std::mem::replace(&mut seen[index], true) {
             return None;
         }
@@ -271,8 +271,7 @@ mod tests {
 
     #[test]
     fn rfc_7692_examples() {
-        // §5.2 / §7.1.3: fall back to a second offer when the first is not
-        // acceptable. Ours accepts the first.
+        // §5: offers in order of preference; the first acceptable one wins.
         let offer = "permessage-deflate; client_max_window_bits; server_max_window_bits=10, \
                      permessage-deflate; client_max_window_bits";
         let a = negotiate([offer]).unwrap();
@@ -281,7 +280,11 @@ mod tests {
             a.response_header(),
             format!("{BOTH}; server_max_window_bits=10")
         );
-        // §7.1.2.1's example: server_max_window_bits=8 is honoured.
+        // §7.1.3's example: a server window of 10 bits preferred, no
+        // parameters as the fallback. We can honour the first.
+        let a = negotiate(["permessage-deflate; server_max_window_bits=10, permessage-deflate"]);
+        assert_eq!(a.unwrap().compress_window_bits(), 10);
+        // The smallest window, 2^8 bytes, is honoured too.
         assert_eq!(
             negotiate(["permessage-deflate; server_max_window_bits=8"])
                 .unwrap()

@@ -402,7 +402,8 @@ mod tests {
             .unwrap(),
             b"Hello"
         );
-        // §7.2.3.6: an empty message is a single 00 byte (or nothing).
+        // §7.2.3.6: an empty flushed piece is the single byte 00; an empty
+        // payload is an empty message too.
         assert_eq!(inflate(&[0x00]).unwrap(), b"");
         assert_eq!(inflate(&[]).unwrap(), b"");
     }

@@ -243,7 +243,7 @@ fn our_output_inflates_with_flate2() {
         let data = payload(&mut rng, 2, 70_000);
         let compressed = compress_message_with_window(&data, bits);
         assert_eq!(flate2_inflate(&compressed), data, "window bits {bits}");
-        let mut strict = Inflater::with_window_bits(bits);
+        let strict = Inflater::with_window_bits(bits);
         assert_eq!(
             strict.inflate_message(&compressed, data.len()).unwrap(),
             data
@@ -272,7 +272,7 @@ fn flate2_output_inflates_with_ours() {
 #[test]
 fn arbitrary_bytes_never_panic_nor_exceed_the_limit() {
     let mut rng = Rng(0x5eed_0004);
-    let mut inflater = Inflater::new();
+    let inflater = Inflater::new();
     let valid: Vec<Vec<u8>> = (0..3)
         .map(|kind| compress_message(&payload(&mut rng, kind, 3000)))
         .collect();

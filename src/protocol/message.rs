@@ -69,7 +69,7 @@ pub struct MessageDecoder {
     control: Vec<u8>,
     /// Set once permessage-deflate is negotiated (RFC 7692): RSV1 on a
     /// message's first frame then means its payload is compressed.
-    inflater: Option<Box<Inflater>>,
+    inflater: Option<Inflater>,
     /// The open message had RSV1 set: `data` holds compressed bytes.
     compressed: bool,
 }
@@ -96,7 +96,7 @@ impl MessageDecoder {
     /// handshake negotiated permessage-deflate. Without it, RSV1 stays a
     /// protocol error (1002), as RFC 6455 §5.2 requires.
     pub fn enable_deflate(&mut self) {
-        self.inflater = Some(Box::default());
+        self.inflater = Some(Inflater::new());
     }
 
     pub fn deflate_enabled(&self) -> bool {

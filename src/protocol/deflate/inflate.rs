@@ -15,6 +15,7 @@ use super::huffman::{
 };
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_FLUSH_TAIL};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Why a message could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,28 +120,24 @@ impl<'a> BitReader<'a> {
 
 const TRUNCATED: InflateError = InflateError::Corrupt("data ends inside a block");
 
-/// Inflates permessage-deflate messages. It keeps only the decoding tables
-/// between calls (so they are not rebuilt or reallocated): no window is
-/// carried from one message to the next, since the server negotiates
-/// `client_no_context_takeover` and each message's own output is its
-/// window.
+/// Inflates permessage-deflate messages. It holds no data between
+/// messages: the server negotiates `client_no_context_takeover`, so no
+/// window is carried from one message to the next (each message's own
+/// output is its window), and a connection that has negotiated compression
+/// costs no more memory than one that has not.
 ///
 /// ```
 /// use wschat::protocol::deflate::Inflater;
 ///
 /// // RFC 7692 §7.2.3.1: "Hello", compressed.
 /// let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-/// let mut inflater = Inflater::new();
+/// let inflater = Inflater::new();
 /// assert_eq!(inflater.inflate_message(&hello, 1024).unwrap(), b"Hello");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inflater {
     /// Matches may reach at most this far back (32768 unless set).
     max_distance: usize,
-    fixed_litlen: DecodeTable,
-    fixed_dist: DecodeTable,
-    litlen: DecodeTable,
-    dist: DecodeTable,
 }
 
 impl Default for Inflater {
@@ -149,22 +146,25 @@ impl Default for Inflater {
     }
 }
 
-impl Inflater {
-    pub fn new() -> Self {
-        let mut fixed_litlen = DecodeTable::empty();
-        let mut fixed_dist = DecodeTable::empty();
-        fixed_litlen
+/// The fixed Huffman codes (§3.2.6), built on first use.
+fn fixed_codes() -> &'static (DecodeTable, DecodeTable) {
+    static FIXED: OnceLock<(DecodeTable, DecodeTable)> = OnceLock::new();
+    FIXED.get_or_init(|| {
+        let mut litlen = DecodeTable::empty();
+        let mut dist = DecodeTable::empty();
+        litlen
             .build(&fixed_litlen_lengths())
             .expect("the fixed code is valid");
-        fixed_dist
-            .build(&FIXED_DIST_LENGTHS)
+        dist.build(&FIXED_DIST_LENGTHS)
             .expect("the fixed code is valid");
+        (litlen, dist)
+    })
+}
+
+impl Inflater {
+    pub fn new() -> Self {
         Inflater {
             max_distance: 1 << MAX_WINDOW_BITS,
-            fixed_litlen,
-            fixed_dist,
-            litlen: DecodeTable::empty(),
-            dist: DecodeTable::empty(),
         }
     }
 
@@ -175,7 +175,6 @@ impl Inflater {
     pub fn with_window_bits(window_bits: u8) -> Self {
         Inflater {
             max_distance: 1 << window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS),
-            ..Self::new()
         }
     }
 
@@ -190,7 +189,7 @@ impl Inflater {
     /// message with a final block, and then only the appended tail may
     /// follow it.
     pub fn inflate_message(
-        &mut self,
+        &self,
         compressed: &[u8],
         limit: usize,
     ) -> Result<Vec<u8>, InflateError> {
@@ -198,19 +197,27 @@ impl Inflater {
         if compressed.is_empty() {
             return Ok(out);
         }
-        out.reserve_exact((compressed.len() * 4).min(limit));
+        out.reserve_exact(compressed.len().saturating_mul(4).min(limit));
         let mut input = BitReader::new(compressed);
+        // A dynamic block's codes, rebuilt for each such block.
+        let (mut litlen, mut dist) = (DecodeTable::empty(), DecodeTable::empty());
         while !input.at_end() {
             let last = input.bits(1)? == 1;
             match input.bits(2)? {
                 0 => stored_block(&mut input, &mut out, limit)?,
                 1 => {
-                    let codes = (&self.fixed_litlen, &self.fixed_dist);
-                    huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
+                    let (litlen, dist) = fixed_codes();
+                    huffman_block(
+                        &mut input,
+                        &mut out,
+                        limit,
+                        self.max_distance,
+                        (litlen, dist),
+                    )?;
                 }
                 2 => {
-                    read_dynamic_tables(&mut input, &mut self.litlen, &mut self.dist)?;
-                    let codes = (&self.litlen, &self.dist);
+                    read_dynamic_tables(&mut input, &mut litlen, &mut dist)?;
+                    let codes = (&litlen, &dist);
                     huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
                 }
                 _ => return Err(InflateError::Corrupt("reserved block type 3")),

@@ -504,6 +504,77 @@ fn a_fragmented_compressed_message_decodes_in_any_chunking() {
     }
 }
 
+#[test]
+fn a_decoder_with_deflate_never_panics_on_arbitrary_frames() {
+    // Streams of frames (compressed or not, fragmented or not, some with a
+    // byte flipped or RSV bits set at random), fed in random pieces: every
+    // outcome is a message or a protocol error, and messages stay within
+    // the limit.
+    let mut rng = Rng(0x5eed_0005);
+    let samples: Vec<Vec<u8>> = (0..3).map(|kind| payload(&mut rng, kind, 600)).collect();
+    let limit = 1024;
+    for case in 0..3000 {
+        let mut bytes = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            let data = &samples[rng.below(3)][..rng.below(600)];
+            let compressed = rng.below(4) != 0;
+            let body = if compressed {
+                compress_message(data)
+            } else {
+                data.to_vec()
+            };
+            let opcode = if rng.below(2) == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            let pieces = 1 + rng.below(3);
+            let step = body.len().div_ceil(pieces).max(1);
+            let chunks: Vec<&[u8]> = if body.is_empty() {
+                vec![&[]]
+            } else {
+                body.chunks(step).collect()
+            };
+            for (i, chunk) in chunks.iter().enumerate() {
+                let op = if i == 0 { opcode } else { OpCode::Continuation };
+                let mut frame =
+                    client_frame(i + 1 == chunks.len(), compressed && i == 0, op, chunk);
+                if rng.below(8) == 0 {
+                    frame[0] ^= 0x70 & (rng.next() as u8); // random RSV bits
+                }
+                bytes.extend(frame);
+            }
+            if rng.below(4) == 0 {
+                bytes.extend(client_frame(true, rng.below(2) == 0, OpCode::Ping, b"hi"));
+            }
+        }
+        if rng.below(3) == 0 {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        let mut decoder = MessageDecoder::new(Role::Server, limit);
+        decoder.enable_deflate();
+        let mut pending = Vec::new();
+        'feed: for piece in bytes.chunks(1 + rng.below(64)) {
+            pending.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut pending) {
+                    Ok((used, message)) => {
+                        pending.drain(..used);
+                        match message {
+                            Some(Message::Text(t)) => assert!(t.len() <= limit, "case {case}"),
+                            Some(Message::Binary(b)) => assert!(b.len() <= limit, "case {case}"),
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                    Err(_) => break 'feed,
+                }
+            }
+        }
+    }
+}
+
 /// A chat line, one `wschat.v1` JSON event, and a welcome with 100 similar
 /// messages of history: what a chat server actually sends.
 fn chat_samples() -> [(&'static str, Vec<u8>); 3] {

@@ -36,6 +36,14 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// §5.5.1: the close reason is not UTF-8.
     InvalidCloseReason,
+    /// RFC 7692 §6: RSV1 (the "compressed" bit) on a control frame or a
+    /// continuation frame; only a message's first frame may carry it.
+    MisplacedCompressedBit,
+    /// RFC 7692 §8: a compressed message that does not inflate. The RFC
+    /// leaves the code to the endpoint; like most implementations we send
+    /// 1007, "data inconsistent with the type of the message", since the
+    /// frames were well formed and it is their payload that is bad.
+    InvalidCompressedData(&'static str),
 }
 
 impl ProtocolError {
@@ -43,7 +51,9 @@ impl ProtocolError {
     pub fn close_code(self) -> CloseCode {
         match self {
             ProtocolError::MessageTooBig { .. } => CloseCode::TooBig,
-            ProtocolError::InvalidUtf8 => CloseCode::InvalidPayload,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData(_) => {
+                CloseCode::InvalidPayload
+            }
             _ => CloseCode::Protocol,
         }
     }
@@ -68,6 +78,10 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidClosePayload => f.write_str("one-byte close payload"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not UTF-8"),
+            ProtocolError::MisplacedCompressedBit => {
+                f.write_str("RSV1 on a control or continuation frame")
+            }
+            ProtocolError::InvalidCompressedData(why) => write!(f, "bad compressed data: {why}"),
         }
     }
 }

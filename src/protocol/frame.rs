@@ -117,13 +117,23 @@ impl FrameHeader {
     /// assert!(FrameHeader::parse(&bytes[..3]).unwrap().is_none()); // partial
     /// ```
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        Self::parse_allowing(buf, 0)
+    }
+
+    /// Like [`FrameHeader::parse`], but the reserved bits in `allowed_rsv`
+    /// (RSV1 = `0b100`) may be set: a negotiated extension gives them a
+    /// meaning (RFC 7692 §6: RSV1 marks a compressed message).
+    pub fn parse_allowing(
+        buf: &[u8],
+        allowed_rsv: u8,
+    ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         if buf.len() < 2 {
             return Ok(None);
         }
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
         let rsv = (b0 >> 4) & 0x7;
-        if rsv != 0 {
+        if rsv & !allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBits(rsv));
         }
         let opcode = OpCode::from_u8(b0 & 0x0f)?;

@@ -6,6 +6,7 @@
 //! message is complete. [`MessageReader`] puts it on top of any `Read`.
 
 use super::close::{CloseFrame, parse_close_payload};
+use super::deflate::{InflateError, Inflater};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::mask::apply_mask;
@@ -66,6 +67,11 @@ pub struct MessageDecoder {
     data: Vec<u8>,
     utf8: Utf8Validator,
     control: Vec<u8>,
+    /// Set once permessage-deflate is negotiated (RFC 7692): RSV1 on a
+    /// message's first frame then means its payload is compressed.
+    inflater: Option<Inflater>,
+    /// The open message had RSV1 set: `data` holds compressed bytes.
+    compressed: bool,
 }
 
 impl MessageDecoder {
@@ -81,7 +87,20 @@ impl MessageDecoder {
             data: Vec::new(),
             utf8: Utf8Validator::new(),
             control: Vec::new(),
+            inflater: None,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages from here on: call it when the
+    /// handshake negotiated permessage-deflate. Without it, RSV1 stays a
+    /// protocol error (1002), as RFC 6455 §5.2 requires.
+    pub fn enable_deflate(&mut self) {
+        self.inflater = Some(Inflater::new());
+    }
+
+    pub fn deflate_enabled(&self) -> bool {
+        self.inflater.is_some()
     }
 
     pub fn max_message(&self) -> usize {
@@ -97,7 +116,10 @@ impl MessageDecoder {
         let mut pos = 0;
         loop {
             if self.frame.is_none() {
-                let Some((header, used)) = FrameHeader::parse(&input[pos..])? else {
+                // RFC 7692 §6: with the extension, RSV1 is its bit.
+                let allowed_rsv = if self.inflater.is_some() { 0b100 } else { 0 };
+                let Some((header, used)) = FrameHeader::parse_allowing(&input[pos..], allowed_rsv)?
+                else {
                     return Ok((pos, None));
                 };
                 self.start_frame(header)?;
@@ -124,7 +146,7 @@ impl MessageDecoder {
             if header.opcode.is_control() {
                 self.control.extend_from_slice(chunk);
             } else {
-                if self.open == Some(OpCode::Text) {
+                if self.open == Some(OpCode::Text) && !self.compressed {
                     // Fail fast (§8.1): check each piece as it arrives.
                     self.utf8
                         .feed(chunk)
@@ -155,6 +177,11 @@ impl MessageDecoder {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
+        // RFC 7692 §6: RSV1 only on the first frame of a data message.
+        let rsv1 = header.rsv & 0b100 != 0;
+        if rsv1 && (header.opcode.is_control() || header.opcode == OpCode::Continuation) {
+            return Err(ProtocolError::MisplacedCompressedBit);
+        }
         match header.opcode {
             OpCode::Continuation if self.open.is_none() => {
                 return Err(ProtocolError::UnexpectedContinuation);
@@ -165,6 +192,7 @@ impl MessageDecoder {
             OpCode::Text | OpCode::Binary => {
                 self.open = Some(header.opcode);
                 self.utf8 = Utf8Validator::new();
+                self.compressed = rsv1;
             }
             _ => {}
         }
@@ -202,7 +230,28 @@ impl MessageDecoder {
     }
 
     fn finish_data(&mut self) -> Result<Message, ProtocolError> {
-        let data = std::mem::take(&mut self.data);
+        let mut data = std::mem::take(&mut self.data);
+        if std::mem::take(&mut self.compressed) {
+            // RFC 7692 §6.2: the fragments' payloads joined are one
+            // compressed stream; `max_message` bounds the inflated size
+            // too, and is checked while inflating.
+            let inflater = self
+                .inflater
+                .as_mut()
+                .expect("RSV1 is only allowed with deflate");
+            data = inflater
+                .inflate_message(&data, self.max_message)
+                .map_err(|e| match e {
+                    InflateError::TooBig { limit } => ProtocolError::MessageTooBig { limit },
+                    InflateError::Corrupt(why) => ProtocolError::InvalidCompressedData(why),
+                })?;
+            if self.open == Some(OpCode::Text) {
+                // Checked whole: the pieces that arrived were compressed.
+                self.utf8
+                    .feed(&data)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
         match self.open.take() {
             Some(OpCode::Text) => {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -288,6 +337,11 @@ impl<R: Read> MessageReader<R> {
             start: 0,
             end: buffered.len(),
         }
+    }
+
+    /// See [`MessageDecoder::enable_deflate`].
+    pub fn enable_deflate(&mut self) {
+        self.decoder.enable_deflate();
     }
 
     pub fn get_ref(&self) -> &R {
@@ -594,6 +648,105 @@ mod tests {
         assert_eq!(
             decode_in_pieces(&masked(true, OpCode::Close, &[0x03]), 1),
             Err(ProtocolError::InvalidClosePayload)
+        );
+    }
+
+    /// A masked frame with RSV1 set, as a client sends a compressed one.
+    fn masked_rsv1(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = masked(fin, opcode, payload);
+        out[0] |= 0x40;
+        out
+    }
+
+    fn deflate_decoder() -> MessageDecoder {
+        let mut decoder = MessageDecoder::new(Role::Server, 1 << 20);
+        decoder.enable_deflate();
+        decoder
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_with_deflate() {
+        // RFC 7692 §7.2.3.1: "Hello", compressed.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut frame = masked_rsv1(true, OpCode::Text, &hello);
+        assert_eq!(
+            deflate_decoder().decode(&mut frame.clone()).unwrap(),
+            (frame.len(), Some(Message::Text("Hello".into())))
+        );
+        // Without the extension, RSV1 is a reserved bit (RFC 6455 §5.2).
+        let mut plain = MessageDecoder::new(Role::Server, 1 << 20);
+        assert_eq!(
+            plain.decode(&mut frame),
+            Err(ProtocolError::ReservedBits(4))
+        );
+        // With it, an uncompressed message still decodes as before.
+        let mut text = masked(true, OpCode::Text, b"Hello");
+        assert_eq!(
+            deflate_decoder().decode(&mut text).unwrap().1,
+            Some(Message::Text("Hello".into()))
+        );
+    }
+
+    #[test]
+    fn compressed_fragments_are_one_stream() {
+        // RFC 7692 §7.2.3.1's bytes split over two frames (§6.2): RSV1 on
+        // the first only.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut bytes = masked_rsv1(false, OpCode::Binary, &hello[..3]);
+        bytes.extend(masked(true, OpCode::Continuation, &hello[3..]));
+        let mut decoder = deflate_decoder();
+        let (used, message) = decoder.decode(&mut bytes).unwrap();
+        assert_eq!(
+            (used, message),
+            (bytes.len(), Some(Message::Binary(b"Hello".to_vec())))
+        );
+    }
+
+    #[test]
+    fn rsv1_on_control_or_continuation_frames_is_1002() {
+        let mut ping = masked_rsv1(true, OpCode::Ping, b"");
+        let err = deflate_decoder().decode(&mut ping).unwrap_err();
+        assert_eq!(err, ProtocolError::MisplacedCompressedBit);
+        assert_eq!(err.close_code(), CloseCode::Protocol);
+        let mut bytes = masked(false, OpCode::Text, b"He");
+        bytes.extend(masked_rsv1(true, OpCode::Continuation, b"llo"));
+        assert_eq!(
+            deflate_decoder().decode(&mut bytes),
+            Err(ProtocolError::MisplacedCompressedBit)
+        );
+        // RSV2 and RSV3 stay reserved.
+        let mut rsv2 = masked(true, OpCode::Text, b"x");
+        rsv2[0] |= 0x20;
+        assert_eq!(
+            deflate_decoder().decode(&mut rsv2),
+            Err(ProtocolError::ReservedBits(2))
+        );
+    }
+
+    #[test]
+    fn bad_compressed_payloads_are_1007_and_big_ones_1009() {
+        let mut bad = masked_rsv1(true, OpCode::Binary, &[0xff, 0xff]);
+        let err = deflate_decoder().decode(&mut bad).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::InvalidCompressedData(_)),
+            "{err:?}"
+        );
+        assert_eq!(err.close_code(), CloseCode::InvalidPayload);
+
+        let big = crate::protocol::deflate::compress_message(&[b'a'; 5000]);
+        let mut frame = masked_rsv1(true, OpCode::Binary, &big);
+        let mut decoder = MessageDecoder::new(Role::Server, 4096);
+        decoder.enable_deflate();
+        let err = decoder.decode(&mut frame).unwrap_err();
+        assert_eq!(err, ProtocolError::MessageTooBig { limit: 4096 });
+        assert_eq!(err.close_code(), CloseCode::TooBig);
+
+        // Compressed bytes that inflate to invalid UTF-8 in a text message.
+        let latin1 = crate::protocol::deflate::compress_message(&[0xe9, 0x74, 0xe9]);
+        let mut frame = masked_rsv1(true, OpCode::Text, &latin1);
+        assert_eq!(
+            deflate_decoder().decode(&mut frame),
+            Err(ProtocolError::InvalidUtf8)
         );
     }
 

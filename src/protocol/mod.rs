@@ -4,9 +4,11 @@
 //!
 //! Reading order: [`handshake`] (§4), [`frame`] and [`mask`] (§5.2, §5.3),
 //! [`message`] and [`utf8`] (§5.4–§5.6, §8.1), [`close`] (§5.5.1, §7.4),
-//! [`error`] (what each violation is answered with).
+//! [`error`] (what each violation is answered with), and [`deflate`]
+//! (RFC 7692 permessage-deflate, on a hand-written RFC 1951 DEFLATE).
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

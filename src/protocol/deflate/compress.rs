@@ -1,0 +1,564 @@
+//! Compression of one permessage-deflate message (RFC 7692 §7.2.1): LZ77
+//! matching over hash chains, then each block coded whichever of three
+//! ways is smallest (RFC 1951 §3.2.4–§3.2.7): stored, fixed Huffman, or
+//! dynamic Huffman with codes built for that block.
+//!
+//! Nothing is carried from one message to the next (the server negotiates
+//! `server_no_context_takeover`), so the same payload always compresses to
+//! the same bytes: a broadcast is compressed once and those bytes are sent
+//! to every client.
+
+use super::huffman::{
+    CODELEN_ORDER, CODELEN_SYMBOLS, DIST_BASE, DIST_EXTRA, DIST_SYMBOLS, END_OF_BLOCK, EncodeTable,
+    FIXED_DIST_LENGTHS, LENGTH_BASE, LENGTH_EXTRA, LITLEN_SYMBOLS, MAX_CODE_BITS, MAX_CODELEN_BITS,
+    code_lengths, dist_symbol, fixed_litlen_lengths, length_symbol,
+};
+use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS};
+use std::cell::RefCell;
+
+/// The shortest match worth coding (§3.2.5: lengths are 3..=258).
+const MIN_MATCH: usize = 3;
+const MAX_MATCH: usize = 258;
+/// Positions are hashed on their first three bytes into this many chains.
+const HASH_BITS: u32 = 15;
+const HASH_SIZE: usize = 1 << HASH_BITS;
+/// How many earlier positions with the same hash are tried for each match:
+/// enough to find the repeats in chat traffic, bounded so that a hostile
+/// payload (all one byte) stays linear.
+const MAX_CHAIN: usize = 64;
+/// A match this long is good enough: stop searching the chain.
+const NICE_MATCH: usize = 128;
+/// A match shorter than this is kept only if the next byte does not start
+/// a longer one (zlib's `max_lazy` at its default level).
+const LAZY_MATCH: usize = 16;
+/// Tokens per block: each block gets codes fitted to its own statistics.
+const BLOCK_TOKENS: usize = 16 * 1024;
+/// A stored block holds at most 65535 bytes (§3.2.4: LEN is 16 bits).
+const MAX_STORED: usize = 65535;
+
+/// Compresses one message with a 32 KiB window, as RFC 7692 §7.2.1 says:
+/// deflate it, sync-flush (which ends it with an empty stored block,
+/// `00 00 ff ff` at the end), and remove those last four bytes.
+///
+/// ```
+/// use wschat::protocol::deflate::{compress_message, Inflater};
+///
+/// let line = br#"{"type":"message","from":"ada","text":"hello, hello, hello!"}"#;
+/// let compressed = compress_message(line);
+/// assert!(compressed.len() < line.len());
+/// assert_eq!(Inflater::new().inflate_message(&compressed, 1024).unwrap(), line);
+/// ```
+pub fn compress_message(payload: &[u8]) -> Vec<u8> {
+    compress_message_with_window(payload, MAX_WINDOW_BITS)
+}
+
+/// Like [`compress_message`], with matches no farther back than
+/// `2^window_bits` bytes (8..=15): what a client's `server_max_window_bits`
+/// asks for (RFC 7692 §7.1.2.1). The work tables are kept per thread and
+/// reused, so a call allocates only its output.
+pub fn compress_message_with_window(payload: &[u8], window_bits: u8) -> Vec<u8> {
+    thread_local! {
+        static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor::new());
+    }
+    COMPRESSOR.with(|compressor| {
+        let mut out = Vec::new();
+        compressor
+            .borrow_mut()
+            .compress(payload, window_bits, &mut out);
+        out
+    })
+}
+
+/// One LZ77 token: a literal byte, or a copy of `len` bytes from `dist`
+/// bytes back. A `dist` of 0 marks a literal (whose byte is in `len`).
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    len: u16,
+    dist: u16,
+}
+
+/// The compressor's working memory: the hash chains and the token buffer.
+/// Reused between messages for speed only; no data survives a call.
+pub struct Compressor {
+    /// `head[h]`: the latest position (plus one; 0 = none) whose three bytes
+    /// hash to `h`.
+    head: Vec<u32>,
+    /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
+    prev: Vec<u32>,
+    tokens: Vec<Token>,
+    /// The fixed Huffman codes (§3.2.6), built once.
+    fixed: FixedCodes,
+}
+
+struct FixedCodes {
+    litlen: EncodeTable<LITLEN_SYMBOLS>,
+    dist: EncodeTable<DIST_SYMBOLS>,
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Compressor {
+    pub fn new() -> Self {
+        Compressor {
+            head: vec![0; HASH_SIZE],
+            prev: vec![0; 1 << MAX_WINDOW_BITS],
+            tokens: Vec::with_capacity(BLOCK_TOKENS),
+            fixed: FixedCodes {
+                litlen: EncodeTable::from_lengths(&fixed_litlen_lengths()),
+                dist: EncodeTable::from_lengths(&FIXED_DIST_LENGTHS),
+            },
+        }
+    }
+
+    /// Appends the compressed form of `payload` to `out` (see
+    /// [`compress_message_with_window`]).
+    pub fn compress(&mut self, payload: &[u8], window_bits: u8, out: &mut Vec<u8>) {
+        let window_bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+        let max_dist = 1usize << window_bits;
+        out.reserve(payload.len() / 2 + 16);
+        let mut bits = BitWriter::new(out);
+        let mut pos = 0;
+        let mut block_start = 0;
+        self.tokens.clear();
+        while pos < payload.len() {
+            let (mut len, dist) = self.longest_match(payload, pos, max_dist);
+            self.insert(payload, pos);
+            // Lazy matching (as zlib does): if a longer match starts at the
+            // next byte, send this byte as a literal and take that one.
+            if (MIN_MATCH..LAZY_MATCH).contains(&len) {
+                let (next_len, _) = self.longest_match(payload, pos + 1, max_dist);
+                if next_len > len {
+                    len = 0;
+                }
+            }
+            if len >= MIN_MATCH {
+                self.tokens.push(Token {
+                    len: len as u16,
+                    dist: dist as u16,
+                });
+                for p in pos + 1..pos + len {
+                    self.insert(payload, p);
+                }
+                pos += len;
+            } else {
+                self.tokens.push(Token {
+                    len: payload[pos] as u16,
+                    dist: 0,
+                });
+                pos += 1;
+            }
+            if self.tokens.len() == BLOCK_TOKENS {
+                write_block(
+                    &mut bits,
+                    &self.fixed,
+                    &self.tokens,
+                    &payload[block_start..pos],
+                );
+                self.tokens.clear();
+                block_start = pos;
+            }
+        }
+        if !self.tokens.is_empty() {
+            write_block(
+                &mut bits,
+                &self.fixed,
+                &self.tokens,
+                &payload[block_start..],
+            );
+        }
+        // Sync flush: an empty, non-final stored block. Its header is three
+        // zero bits, then padding to a byte boundary, then 00 00 ff ff,
+        // which RFC 7692 §7.2.1 has us leave off.
+        bits.put(0, 3);
+        bits.flush_byte();
+        self.clear(payload);
+    }
+
+    fn hash(payload: &[u8], pos: usize) -> usize {
+        let v =
+            (payload[pos] as u32) << 16 | (payload[pos + 1] as u32) << 8 | payload[pos + 2] as u32;
+        (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+    }
+
+    fn insert(&mut self, payload: &[u8], pos: usize) {
+        if pos + MIN_MATCH <= payload.len() {
+            let h = Self::hash(payload, pos);
+            let slot = pos & (self.prev.len() - 1);
+            self.prev[slot] = self.head[h];
+            self.head[h] = pos as u32 + 1;
+        }
+    }
+
+    /// Walks the chain of earlier positions with the same hash, newest
+    /// first, and returns the longest match (length, distance) found.
+    fn longest_match(&self, payload: &[u8], pos: usize, max_dist: usize) -> (usize, usize) {
+        if pos + MIN_MATCH > payload.len() {
+            return (0, 0);
+        }
+        let max_len = (payload.len() - pos).min(MAX_MATCH);
+        let (mut best_len, mut best_dist) = (0, 0);
+        let mut candidate = self.head[Self::hash(payload, pos)] as usize;
+        for _ in 0..MAX_CHAIN {
+            if candidate == 0 {
+                break;
+            }
+            let start = candidate - 1;
+            let dist = pos - start;
+            if dist > max_dist {
+                break;
+            }
+            // Only a longer match can win: check its last byte first.
+            if payload[start + best_len] == payload[pos + best_len] || best_len == 0 {
+                let len = payload[start..start + max_len]
+                    .iter()
+                    .zip(&payload[pos..pos + max_len])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                if len > best_len {
+                    (best_len, best_dist) = (len, dist);
+                    if len >= NICE_MATCH.min(max_len) {
+                        break;
+                    }
+                }
+            }
+            let next = self.prev[start & (self.prev.len() - 1)] as usize;
+            // Links to positions that are not older mean the slot was
+            // reused by a newer position: the chain ends here.
+            if next == 0 || next > start {
+                break;
+            }
+            candidate = next;
+        }
+        (best_len, best_dist)
+    }
+
+    /// Resets the chain heads this payload set, so that the next message
+    /// starts with empty chains (cheaper than clearing 32768 entries for a
+    /// 60-byte message). `prev` needs no reset: it is only read through
+    /// positions reached from `head`.
+    fn clear(&mut self, payload: &[u8]) {
+        if payload.len() >= HASH_SIZE {
+            self.head.fill(0);
+        } else {
+            for pos in 0..payload.len().saturating_sub(MIN_MATCH - 1) {
+                self.head[Self::hash(payload, pos)] = 0;
+            }
+        }
+    }
+}
+
+/// Writes bits least-significant first, as DEFLATE packs them (§3.1.1).
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    nbits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter {
+            out,
+            acc: 0,
+            nbits: 0,
+        }
+    }
+
+    fn put(&mut self, value: u32, n: u32) {
+        self.acc |= (value as u64) << self.nbits;
+        self.nbits += n;
+        while self.nbits >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.nbits -= 8;
+        }
+    }
+
+    /// Pads with zero bits to a byte boundary.
+    fn flush_byte(&mut self) {
+        if self.nbits > 0 {
+            self.put(0, 8 - self.nbits);
+        }
+    }
+}
+
+/// How many of each symbol a block uses.
+struct Frequencies {
+    litlen: [u32; LITLEN_SYMBOLS],
+    dist: [u32; DIST_SYMBOLS],
+    /// The extra bits of lengths and distances: the same in every code.
+    extra_bits: usize,
+}
+
+impl Frequencies {
+    fn count(tokens: &[Token]) -> Self {
+        let mut f = Frequencies {
+            litlen: [0; LITLEN_SYMBOLS],
+            dist: [0; DIST_SYMBOLS],
+            extra_bits: 0,
+        };
+        for t in tokens {
+            if t.dist == 0 {
+                f.litlen[t.len as usize] += 1;
+            } else {
+                let (ls, ds) = (length_symbol(t.len as usize), dist_symbol(t.dist as usize));
+                f.litlen[ls] += 1;
+                f.dist[ds] += 1;
+                f.extra_bits += (LENGTH_EXTRA[ls - 257] + DIST_EXTRA[ds]) as usize;
+            }
+        }
+        f.litlen[END_OF_BLOCK] = 1;
+        f
+    }
+
+    /// Bits the block's tokens take in codes of these lengths, extra bits
+    /// included.
+    fn cost(&self, litlen: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS]) -> usize {
+        let bits = |counts: &[u32], lengths: &[u8]| -> usize {
+            counts
+                .iter()
+                .zip(lengths)
+                .map(|(&n, &len)| n as usize * len as usize)
+                .sum()
+        };
+        bits(&self.litlen, litlen) + bits(&self.dist, dist) + self.extra_bits
+    }
+}
+
+/// A dynamic block's header (§3.2.7), prepared: the code lengths of both
+/// codes run-length encoded into code-length symbols, and the code for
+/// those symbols.
+struct DynamicHeader {
+    hlit: usize,
+    hdist: usize,
+    hclen: usize,
+    /// (symbol 0..=18, extra-bit value) pairs.
+    runs: [(u8, u8); 286 + 30],
+    nruns: usize,
+    codelen: EncodeTable<CODELEN_SYMBOLS>,
+}
+
+impl DynamicHeader {
+    fn new(litlen: &[u8; LITLEN_SYMBOLS], dist: &[u8; DIST_SYMBOLS]) -> Self {
+        // Trailing zero lengths are left off (HLIT ≥ 257, HDIST ≥ 1).
+        let hlit = 257.max(286 - litlen[..286].iter().rev().take_while(|&&l| l == 0).count());
+        let hdist = 1.max(30 - dist[..30].iter().rev().take_while(|&&l| l == 0).count());
+        let mut all = [0u8; 286 + 30];
+        all[..hlit].copy_from_slice(&litlen[..hlit]);
+        all[hlit..hlit + hdist].copy_from_slice(&dist[..hdist]);
+        let all = &all[..hlit + hdist];
+
+        let mut runs = [(0u8, 0u8); 286 + 30];
+        let mut nruns = 0;
+        let mut freqs = [0u32; CODELEN_SYMBOLS];
+        let mut push = |symbol: u8, extra: u8| {
+            runs[nruns] = (symbol, extra);
+            nruns += 1;
+            freqs[symbol as usize] += 1;
+        };
+        let mut i = 0;
+        while i < all.len() {
+            let len = all[i];
+            let run = all[i..].iter().take_while(|&&l| l == len).count();
+            if len == 0 && run >= 11 {
+                let n = run.min(138);
+                push(18, (n - 11) as u8);
+                i += n;
+            } else if len == 0 && run >= 3 {
+                push(17, (run - 3) as u8);
+                i += run;
+            } else if len != 0 && run >= 4 {
+                // The length itself, then 16 repeats it 3–6 times.
+                push(len, 0);
+                let n = (run - 1).min(6);
+                push(16, (n - 3) as u8);
+                i += 1 + n;
+            } else {
+                push(len, 0);
+                i += 1;
+            }
+        }
+        let mut codelen_lengths = [0u8; CODELEN_SYMBOLS];
+        code_lengths(&freqs, MAX_CODELEN_BITS, &mut codelen_lengths);
+        let hclen = 4.max(
+            CODELEN_SYMBOLS
+                - CODELEN_ORDER
+                    .iter()
+                    .rev()
+                    .take_while(|&&s| codelen_lengths[s] == 0)
+                    .count(),
+        );
+        DynamicHeader {
+            hlit,
+            hdist,
+            hclen,
+            runs,
+            nruns,
+            codelen: EncodeTable::from_lengths(&codelen_lengths),
+        }
+    }
+
+    fn cost(&self) -> usize {
+        let runs: usize = self.runs[..self.nruns]
+            .iter()
+            .map(|&(s, _)| {
+                self.codelen.len[s as usize] as usize
+                    + [2, 3, 7]
+                        .get((s as usize).wrapping_sub(16))
+                        .copied()
+                        .unwrap_or(0)
+            })
+            .sum();
+        5 + 5 + 4 + 3 * self.hclen + runs
+    }
+
+    fn write(&self, bits: &mut BitWriter) {
+        bits.put((self.hlit - 257) as u32, 5);
+        bits.put((self.hdist - 1) as u32, 5);
+        bits.put((self.hclen - 4) as u32, 4);
+        for &symbol in &CODELEN_ORDER[..self.hclen] {
+            bits.put(self.codelen.len[symbol] as u32, 3);
+        }
+        for &(symbol, extra) in &self.runs[..self.nruns] {
+            let s = symbol as usize;
+            bits.put(self.codelen.code[s] as u32, self.codelen.len[s] as u32);
+            match symbol {
+                16 => bits.put(extra as u32, 2),
+                17 => bits.put(extra as u32, 3),
+                18 => bits.put(extra as u32, 7),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Writes one non-final block holding `tokens` (which encode `raw`), in
+/// whichever form is shortest.
+fn write_block(bits: &mut BitWriter, fixed: &FixedCodes, tokens: &[Token], raw: &[u8]) {
+    let freqs = Frequencies::count(tokens);
+    let fixed_cost = 3 + freqs.cost(&fixed.litlen.len, &fixed.dist.len);
+
+    let mut litlen = [0u8; LITLEN_SYMBOLS];
+    let mut dist = [0u8; DIST_SYMBOLS];
+    code_lengths(&freqs.litlen, MAX_CODE_BITS, &mut litlen);
+    code_lengths(&freqs.dist, MAX_CODE_BITS, &mut dist);
+    let header = DynamicHeader::new(&litlen, &dist);
+    let dynamic_cost = 3 + header.cost() + freqs.cost(&litlen, &dist);
+
+    // Stored: header bits, padding (at most 7), then 4 bytes of lengths and
+    // the bytes, per 65535-byte piece.
+    let stored_cost = raw.len().div_ceil(MAX_STORED).max(1) * (3 + 7 + 32) + raw.len() * 8;
+
+    if stored_cost < fixed_cost.min(dynamic_cost) {
+        for piece in raw.chunks(MAX_STORED) {
+            bits.put(0b000, 3);
+            bits.flush_byte();
+            bits.put(piece.len() as u32, 16);
+            bits.put(!piece.len() as u32 & 0xffff, 16);
+            bits.out.extend_from_slice(piece);
+        }
+    } else if fixed_cost <= dynamic_cost {
+        bits.put(0b010, 3); // BFINAL 0, BTYPE 01
+        write_tokens(bits, tokens, &fixed.litlen, &fixed.dist);
+    } else {
+        bits.put(0b100, 3); // BFINAL 0, BTYPE 10
+        header.write(bits);
+        write_tokens(
+            bits,
+            tokens,
+            &EncodeTable::from_lengths(&litlen),
+            &EncodeTable::from_lengths(&dist),
+        );
+    }
+}
+
+fn write_tokens(
+    bits: &mut BitWriter,
+    tokens: &[Token],
+    litlen: &EncodeTable<LITLEN_SYMBOLS>,
+    dist: &EncodeTable<DIST_SYMBOLS>,
+) {
+    for t in tokens {
+        if t.dist == 0 {
+            let s = t.len as usize;
+            bits.put(litlen.code[s] as u32, litlen.len[s] as u32);
+            continue;
+        }
+        let (len, d) = (t.len as usize, t.dist as usize);
+        let ls = length_symbol(len);
+        bits.put(litlen.code[ls] as u32, litlen.len[ls] as u32);
+        bits.put(
+            (len - LENGTH_BASE[ls - 257] as usize) as u32,
+            LENGTH_EXTRA[ls - 257] as u32,
+        );
+        let ds = dist_symbol(d);
+        bits.put(dist.code[ds] as u32, dist.len[ds] as u32);
+        bits.put((d - DIST_BASE[ds] as usize) as u32, DIST_EXTRA[ds] as u32);
+    }
+    bits.put(
+        litlen.code[END_OF_BLOCK] as u32,
+        litlen.len[END_OF_BLOCK] as u32,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Inflater;
+    use super::*;
+
+    fn round_trip(payload: &[u8], window_bits: u8) -> Vec<u8> {
+        let compressed = compress_message_with_window(payload, window_bits);
+        let inflated = Inflater::new()
+            .inflate_message(&compressed, payload.len())
+            .unwrap();
+        assert_eq!(inflated, payload);
+        compressed
+    }
+
+    #[test]
+    fn empty_message_is_one_zero_byte() {
+        // A sync flush with nothing before it: an empty stored block, whose
+        // tail removed leaves the single byte 00 (RFC 7692 §7.2.3.6).
+        assert_eq!(compress_message(b""), [0x00]);
+    }
+
+    #[test]
+    fn hello_compresses_like_the_rfc_example() {
+        // RFC 7692 §7.2.3.1's bytes: a fixed block, then the flush.
+        assert_eq!(
+            compress_message(b"Hello"),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+    }
+
+    #[test]
+    fn repetitive_text_uses_matches_and_is_deterministic() {
+        let text = "the quick brown fox jumps over the lazy dog; ".repeat(50);
+        let compressed = round_trip(text.as_bytes(), 15);
+        assert!(compressed.len() < text.len() / 10, "{}", compressed.len());
+        assert_eq!(compressed, compress_message(text.as_bytes()));
+    }
+
+    #[test]
+    fn small_windows_keep_distances_short() {
+        let mut payload = Vec::new();
+        for i in 0..2000u32 {
+            payload.extend_from_slice(format!("{:x}", i.wrapping_mul(2654435761)).as_bytes());
+        }
+        let chunk = payload[..300].to_vec();
+        payload.extend_from_slice(&chunk);
+        for bits in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
+            round_trip(&payload, bits);
+        }
+    }
+
+    #[test]
+    fn long_runs_and_all_byte_values() {
+        round_trip(&[7u8; 100_000], 15);
+        let all: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        round_trip(&all, 15);
+    }
+}

@@ -1,0 +1,472 @@
+//! Decompression (RFC 1951 §3.2.3–§3.2.7) of one permessage-deflate
+//! message (RFC 7692 §7.2.2), with an output limit checked as it goes.
+//!
+//! The input is read through a [`BitReader`]: DEFLATE packs its fields
+//! starting at the least significant bit of each byte (§3.1.1). A message
+//! is a sequence of blocks, each one of three kinds:
+//!
+//! - *stored* (BTYPE 00): the bytes as they are, after a 4-byte length;
+//! - *fixed Huffman* (01): literals and matches in a code the RFC fixes;
+//! - *dynamic Huffman* (10): the same, in codes sent at the block's start.
+
+use super::huffman::{
+    CODELEN_ORDER, CODELEN_SYMBOLS, DIST_BASE, DIST_EXTRA, DecodeTable, END_OF_BLOCK,
+    FIXED_DIST_LENGTHS, LENGTH_BASE, LENGTH_EXTRA, MAX_CODE_BITS, fixed_litlen_lengths,
+};
+use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_FLUSH_TAIL};
+use std::fmt;
+use std::sync::OnceLock;
+
+/// Why a message could not be inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// The message inflates to more than the limit (answered with 1009).
+    TooBig { limit: usize },
+    /// The bytes are not valid DEFLATE data (answered with 1007; see
+    /// [`crate::protocol::ProtocolError::InvalidCompressedData`]).
+    Corrupt(&'static str),
+}
+
+impl fmt::Display for InflateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InflateError::TooBig { limit } => write!(f, "message inflates to over {limit} bytes"),
+            InflateError::Corrupt(why) => write!(f, "invalid compressed data: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for InflateError {}
+
+/// Reads bits least-significant first from the message's bytes followed by
+/// the four bytes `00 00 ff ff` (RFC 7692 §7.2.2), without copying the
+/// message to append them.
+struct BitReader<'a> {
+    data: &'a [u8],
+    /// Bytes consumed from `data` then `SYNC_FLUSH_TAIL`.
+    pos: usize,
+    bits: u64,
+    nbits: u32,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            pos: 0,
+            bits: 0,
+            nbits: 0,
+        }
+    }
+
+    fn total_len(&self) -> usize {
+        self.data.len() + SYNC_FLUSH_TAIL.len()
+    }
+
+    fn next_byte(&mut self) -> Option<u8> {
+        let byte = match self.data.get(self.pos) {
+            Some(&b) => b,
+            None => *SYNC_FLUSH_TAIL.get(self.pos - self.data.len())?,
+        };
+        self.pos += 1;
+        Some(byte)
+    }
+
+    /// The next `n` (≤ 32) bits as a number, first bit lowest.
+    fn bits(&mut self, n: u32) -> Result<u32, InflateError> {
+        while self.nbits < n {
+            let byte = self.next_byte().ok_or(TRUNCATED)?;
+            self.bits |= (byte as u64) << self.nbits;
+            self.nbits += 8;
+        }
+        let value = (self.bits & ((1u64 << n) - 1)) as u32;
+        self.bits >>= n;
+        self.nbits -= n;
+        Ok(value)
+    }
+
+    /// Drops the bits left in the current byte (before a stored block).
+    fn align(&mut self) {
+        let drop = self.nbits % 8;
+        self.bits >>= drop;
+        self.nbits -= drop;
+    }
+
+    /// True when every byte has been read and fewer than 8 bits remain:
+    /// the padding of the last byte.
+    fn at_end(&self) -> bool {
+        self.pos == self.total_len() && self.nbits < 8
+    }
+
+    /// Decodes one symbol of a canonical Huffman code, a bit at a time:
+    /// codes of each length are consecutive numbers, so after `len` bits
+    /// the code is a symbol of that length if it is below the first code
+    /// of that length plus their count (zlib's `puff.c`, `decode`).
+    fn symbol(&mut self, table: &DecodeTable) -> Result<usize, InflateError> {
+        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        for len in 1..=MAX_CODE_BITS {
+            code |= self.bits(1)? as i32;
+            let count = table.count[len] as i32;
+            if code - first < count {
+                return Ok(table.symbol[(index + code - first) as usize] as usize);
+            }
+            index += count;
+            first = (first + count) << 1;
+            code <<= 1;
+        }
+        Err(InflateError::Corrupt("no symbol for this Huffman code"))
+    }
+}
+
+const TRUNCATED: InflateError = InflateError::Corrupt("data ends inside a block");
+
+/// Inflates permessage-deflate messages. It holds no data between
+/// messages: the server negotiates `client_no_context_takeover`, so no
+/// window is carried from one message to the next (each message's own
+/// output is its window), and a connection that has negotiated compression
+/// costs no more memory than one that has not.
+///
+/// ```
+/// use wschat::protocol::deflate::Inflater;
+///
+/// // RFC 7692 §7.2.3.1: "Hello", compressed.
+/// let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+/// let inflater = Inflater::new();
+/// assert_eq!(inflater.inflate_message(&hello, 1024).unwrap(), b"Hello");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflater {
+    /// Matches may reach at most this far back (32768 unless set).
+    max_distance: usize,
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The fixed Huffman codes (§3.2.6), built on first use.
+fn fixed_codes() -> &'static (DecodeTable, DecodeTable) {
+    static FIXED: OnceLock<(DecodeTable, DecodeTable)> = OnceLock::new();
+    FIXED.get_or_init(|| {
+        let mut litlen = DecodeTable::empty();
+        let mut dist = DecodeTable::empty();
+        litlen
+            .build(&fixed_litlen_lengths())
+            .expect("the fixed code is valid");
+        dist.build(&FIXED_DIST_LENGTHS)
+            .expect("the fixed code is valid");
+        (litlen, dist)
+    })
+}
+
+impl Inflater {
+    pub fn new() -> Self {
+        Inflater {
+            max_distance: 1 << MAX_WINDOW_BITS,
+        }
+    }
+
+    /// An inflater that refuses matches reaching back more than
+    /// `2^window_bits` bytes (clamped to 8..=15): what an endpoint that
+    /// asked for `server_max_window_bits` or `client_max_window_bits`
+    /// (RFC 7692 §7.1.2) may enforce on its peer.
+    pub fn with_window_bits(window_bits: u8) -> Self {
+        Inflater {
+            max_distance: 1 << window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS),
+        }
+    }
+
+    /// Inflates one message's payload (all its fragments, joined), as RFC
+    /// 7692 §7.2.2 says: append `00 00 ff ff` and inflate. The output is
+    /// checked against `limit` before every byte is added, and its buffer
+    /// never grows past `limit`, so a small payload that would inflate to
+    /// gigabytes fails after at most `limit` bytes of work and memory.
+    ///
+    /// An empty payload is an empty message. Data after a block marked
+    /// final (BFINAL) is refused: RFC 7692 §7.2.3.4 lets a sender end a
+    /// message with a final block, and then only the appended tail may
+    /// follow it.
+    pub fn inflate_message(
+        &self,
+        compressed: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        if compressed.is_empty() {
+            return Ok(out);
+        }
+        out.reserve_exact(compressed.len().saturating_mul(4).min(limit));
+        let mut input = BitReader::new(compressed);
+        // A dynamic block's codes, rebuilt for each such block.
+        let (mut litlen, mut dist) = (DecodeTable::empty(), DecodeTable::empty());
+        while !input.at_end() {
+            let last = input.bits(1)? == 1;
+            match input.bits(2)? {
+                0 => stored_block(&mut input, &mut out, limit)?,
+                1 => {
+                    let (litlen, dist) = fixed_codes();
+                    huffman_block(
+                        &mut input,
+                        &mut out,
+                        limit,
+                        self.max_distance,
+                        (litlen, dist),
+                    )?;
+                }
+                2 => {
+                    read_dynamic_tables(&mut input, &mut litlen, &mut dist)?;
+                    let codes = (&litlen, &dist);
+                    huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
+                }
+                _ => return Err(InflateError::Corrupt("reserved block type 3")),
+            }
+            if last {
+                // Only the padding of this byte and the appended tail
+                // (whole or in part) may remain.
+                if input.pos.saturating_sub(input.nbits as usize / 8) < compressed.len() {
+                    return Err(InflateError::Corrupt("data after the final block"));
+                }
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Makes room for `more` bytes in `out`, doubling like `Vec` does but never
+/// past `limit`; fails if `more` would take the message over `limit`.
+fn reserve(out: &mut Vec<u8>, more: usize, limit: usize) -> Result<(), InflateError> {
+    let needed = out.len() + more;
+    if needed > limit {
+        return Err(InflateError::TooBig { limit });
+    }
+    if needed > out.capacity() {
+        let target = (out.capacity() * 2).clamp(needed, limit);
+        out.reserve_exact(target - out.len());
+    }
+    Ok(())
+}
+
+/// §3.2.4: skip to a byte boundary, then LEN and its complement NLEN, then
+/// LEN bytes copied as they are.
+fn stored_block(
+    input: &mut BitReader,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), InflateError> {
+    input.align();
+    let len = input.bits(16)?;
+    let nlen = input.bits(16)?;
+    if len != !nlen & 0xffff {
+        return Err(InflateError::Corrupt("stored block length check failed"));
+    }
+    reserve(out, len as usize, limit)?;
+    for _ in 0..len {
+        out.push(input.bits(8)? as u8);
+    }
+    Ok(())
+}
+
+/// §3.2.7: a dynamic block starts with the sizes of its two codes, then the
+/// code-length code, then both codes' lengths in the code-length code,
+/// run-length compressed with symbols 16 (repeat the last length 3–6
+/// times), 17 (3–10 zeros) and 18 (11–138 zeros).
+fn read_dynamic_tables(
+    input: &mut BitReader,
+    litlen: &mut DecodeTable,
+    dist: &mut DecodeTable,
+) -> Result<(), InflateError> {
+    let hlit = input.bits(5)? as usize + 257;
+    let hdist = input.bits(5)? as usize + 1;
+    let hclen = input.bits(4)? as usize + 4;
+    if hlit > 286 || hdist > 30 {
+        return Err(InflateError::Corrupt("too many length or distance codes"));
+    }
+    let mut codelen_lengths = [0u8; CODELEN_SYMBOLS];
+    for &symbol in &CODELEN_ORDER[..hclen] {
+        codelen_lengths[symbol] = input.bits(3)? as u8;
+    }
+    let mut codelen = DecodeTable::empty();
+    codelen
+        .build(&codelen_lengths)
+        .map_err(InflateError::Corrupt)?;
+
+    let mut lengths = [0u8; 286 + 30];
+    let mut n = 0;
+    while n < hlit + hdist {
+        let symbol = input.symbol(&codelen)?;
+        let (value, times) = match symbol {
+            0..=15 => (symbol as u8, 1),
+            16 if n == 0 => return Err(InflateError::Corrupt("repeat with no previous length")),
+            16 => (lengths[n - 1], 3 + input.bits(2)? as usize),
+            17 => (0, 3 + input.bits(3)? as usize),
+            _ => (0, 11 + input.bits(7)? as usize),
+        };
+        if n + times > hlit + hdist {
+            return Err(InflateError::Corrupt("code lengths overrun"));
+        }
+        lengths[n..n + times].fill(value);
+        n += times;
+    }
+    if lengths[END_OF_BLOCK] == 0 {
+        return Err(InflateError::Corrupt("no end-of-block code"));
+    }
+    litlen
+        .build(&lengths[..hlit])
+        .map_err(InflateError::Corrupt)?;
+    dist.build(&lengths[hlit..hlit + hdist])
+        .map_err(InflateError::Corrupt)?;
+    Ok(())
+}
+
+/// §3.2.5: literals are copied; a length symbol and a distance symbol
+/// (each with extra bits) copy `length` bytes from `distance` bytes back
+/// in the output, which may overlap what is being written ("abcabcabc"
+/// is "abc" then length 6, distance 3).
+fn huffman_block(
+    input: &mut BitReader,
+    out: &mut Vec<u8>,
+    limit: usize,
+    max_distance: usize,
+    (litlen, dist): (&DecodeTable, &DecodeTable),
+) -> Result<(), InflateError> {
+    loop {
+        let symbol = input.symbol(litlen)?;
+        if symbol < 256 {
+            reserve(out, 1, limit)?;
+            out.push(symbol as u8);
+            continue;
+        }
+        if symbol == END_OF_BLOCK {
+            return Ok(());
+        }
+        let index = symbol - 257;
+        if index >= LENGTH_BASE.len() {
+            return Err(InflateError::Corrupt("invalid length symbol"));
+        }
+        let length = LENGTH_BASE[index] as usize + input.bits(LENGTH_EXTRA[index] as u32)? as usize;
+        let dsym = input.symbol(dist)?;
+        if dsym >= DIST_BASE.len() {
+            return Err(InflateError::Corrupt("invalid distance symbol"));
+        }
+        let distance = DIST_BASE[dsym] as usize + input.bits(DIST_EXTRA[dsym] as u32)? as usize;
+        if distance > out.len() {
+            return Err(InflateError::Corrupt("distance reaches before the message"));
+        }
+        if distance > max_distance {
+            return Err(InflateError::Corrupt("distance beyond the window"));
+        }
+        reserve(out, length, limit)?;
+        let start = out.len() - distance;
+        if distance >= length {
+            out.extend_from_within(start..start + length);
+        } else {
+            for i in 0..length {
+                out.push(out[start + i]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inflate(bytes: &[u8]) -> Result<Vec<u8>, InflateError> {
+        Inflater::new().inflate_message(bytes, 1 << 20)
+    }
+
+    #[test]
+    fn rfc_7692_7_2_3_examples() {
+        // §7.2.3.1: "Hello" in one fixed-Huffman block.
+        assert_eq!(
+            inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // §7.2.3.2: the second "Hello" with context takeover refers back to
+        // the first; with no window kept it is refused, not misread.
+        assert!(inflate(&[0xf2, 0x00, 0x11, 0x00, 0x00]).is_err());
+        // §7.2.3.3: "Hello" in a stored block.
+        assert_eq!(
+            inflate(&[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00
+            ])
+            .unwrap(),
+            b"Hello"
+        );
+        // §7.2.3.4: "Hello" in a final (BFINAL) block.
+        assert_eq!(
+            inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // §7.2.3.5: two fixed blocks, "He" then "llo".
+        assert_eq!(
+            inflate(&[
+                0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00
+            ])
+            .unwrap(),
+            b"Hello"
+        );
+        // §7.2.3.6: an empty flushed piece is the single byte 00; an empty
+        // payload is an empty message too.
+        assert_eq!(inflate(&[0x00]).unwrap(), b"");
+        assert_eq!(inflate(&[]).unwrap(), b"");
+    }
+
+    #[test]
+    fn the_output_limit_is_enforced_while_inflating() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(
+            Inflater::new().inflate_message(&hello, 5).unwrap(),
+            b"Hello"
+        );
+        assert_eq!(
+            Inflater::new().inflate_message(&hello, 4),
+            Err(InflateError::TooBig { limit: 4 })
+        );
+    }
+
+    #[test]
+    fn corrupt_inputs_are_errors() {
+        // Block type 3.
+        assert_eq!(
+            inflate(&[0x06]),
+            Err(InflateError::Corrupt("reserved block type 3"))
+        );
+        // Stored block whose NLEN is not the complement of LEN.
+        assert!(inflate(&[0x00, 0x05, 0x00, 0x00, 0x00]).is_err());
+        // Truncated: a stored block promising 256 bytes, with 2 (and the
+        // four appended ones).
+        assert_eq!(
+            inflate(&[0x00, 0x00, 0x01, 0xff, 0xfe, 0x48, 0x65]),
+            Err(TRUNCATED)
+        );
+        // Data after a final block.
+        assert!(inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]).is_err());
+    }
+
+    #[test]
+    fn overlapping_copies() {
+        // Fixed block: 'a', then length 5 distance 1 → "aaaaaa". Built by
+        // hand: BFINAL=1, BTYPE=01, literal 'a' (0x61 → code 0x91, 8 bits),
+        // length symbol 259 (7 bits, 0000011), distance symbol 0 (00000),
+        // end of block (0000000).
+        let mut bits: Vec<u8> = vec![1, 1, 0];
+        let push = |bits: &mut Vec<u8>, code: u32, len: u32| {
+            for i in (0..len).rev() {
+                bits.push(((code >> i) & 1) as u8);
+            }
+        };
+        push(&mut bits, 0x30 + 0x61, 8);
+        push(&mut bits, 259 - 256, 7);
+        push(&mut bits, 0, 5);
+        push(&mut bits, 0, 7);
+        let mut bytes = vec![0u8; bits.len().div_ceil(8)];
+        for (i, bit) in bits.iter().enumerate() {
+            bytes[i / 8] |= bit << (i % 8);
+        }
+        assert_eq!(inflate(&bytes).unwrap(), b"aaaaaa");
+    }
+}

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod broadcaster;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod history_file;

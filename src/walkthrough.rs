@@ -43,3 +43,6 @@ pub struct Security;
 
 #[doc = include_str!("../docs/12-traceability.md")]
 pub struct Traceability;
+
+#[doc = include_str!("../docs/14-cluster.md")]
+pub struct Cluster;

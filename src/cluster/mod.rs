@@ -25,7 +25,6 @@
 //! let (id, seq) = writer.append("lobby", &[("text", b"hello")]).unwrap();
 //! let events = reader.read_after("lobby", StreamId::ZERO, 1000, 100).unwrap();
 //! assert!(events.iter().any(|e| e.id == id && e.seq() == Some(seq)));
-//! # let _ = Duration::ZERO;
 //! ```
 //!
 //! See docs/14-cluster.md for the protocol byte by byte and the design.

@@ -143,7 +143,7 @@ impl std::error::Error for RespError {}
 /// use wschat::cluster::resp::encode_command;
 ///
 /// let mut out = Vec::new();
-/// encode_command(&[b"SET", b"greeting", b"hi"], &mut out);
+/// encode_command(&["SET", "greeting", "hi"], &mut out);
 /// assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$8\r\ngreeting\r\n$2\r\nhi\r\n");
 /// ```
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {

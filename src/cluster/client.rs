@@ -322,9 +322,20 @@ impl Client {
 
     /// Drops the connection after an error that leaves it out of step.
     fn broken(&mut self, error: RedisError) -> RedisError {
+        log::warn!("{}: connection dropped: {error}", self.url);
         self.stream = None;
         self.buf.clear();
         error
+    }
+}
+
+/// Shows the URL (password masked) and whether the client is connected.
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("connected", &self.is_connected())
+            .finish()
     }
 }
 

@@ -274,6 +274,7 @@ const NODE_KEY_PREFIX: &str = "wschat:node:";
 /// one that blocks in [`Store::read_after`] waiting for new events, and one
 /// for everything else (a connection blocked in `XREAD BLOCK` answers
 /// nothing else until the read returns).
+#[derive(Debug)]
 pub struct Store {
     client: Client,
     stream_maxlen: usize,

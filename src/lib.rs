@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod broadcaster;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod delivery;

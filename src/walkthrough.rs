@@ -46,3 +46,6 @@ pub struct Traceability;
 
 #[doc = include_str!("../docs/13-compression.md")]
 pub struct Compression;
+
+#[doc = include_str!("../docs/14-cluster.md")]
+pub struct Cluster;

@@ -1,0 +1,40 @@
+//! The Redis layer of cluster mode: several wschat processes ("nodes")
+//! sharing one chat through Redis Streams.
+//!
+//! Every chat event is appended to one stream per room; every node reads
+//! that stream from the last id it has seen and delivers the events to its
+//! own clients in stream order, so that all nodes show one order. The
+//! Redis protocol is written by hand here, like the WebSocket one in
+//! `protocol`:
+//!
+//! - [`resp`]: RESP2, encoding commands and parsing replies (no I/O);
+//! - [`url`]: the `redis://[[user]:password@]host[:port][/db]` URL;
+//! - [`client`]: a blocking connection with timeouts, pipelining and
+//!   reconnection with backoff;
+//! - [`stream`]: the operations cluster mode needs, each one round trip:
+//!   append with a sequence number, read after an id, history, nicknames
+//!   and node liveness.
+//!
+//! ```no_run
+//! use wschat::cluster::{Client, RedisUrl, StreamId, Store};
+//!
+//! let url = RedisUrl::parse("redis://127.0.0.1:6379").unwrap();
+//! let mut writer = Store::new(Client::connect(&url).unwrap(), 10_000);
+//! let mut reader = Store::new(Client::connect(&url).unwrap(), 10_000);
+//!
+//! let (id, seq) = writer.append("lobby", &[("text", b"hello")]).unwrap();
+//! let events = reader.read_after("lobby", StreamId::ZERO, 1000, 100).unwrap();
+//! assert!(events.iter().any(|e| e.id == id && e.seq() == Some(seq)));
+//! ```
+//!
+//! See docs/14-cluster.md for the protocol byte by byte and the design.
+
+pub mod client;
+pub mod resp;
+pub mod stream;
+pub mod url;
+
+pub use client::{Backoff, Client, RedisError, Timeouts};
+pub use resp::Value;
+pub use stream::{Entry, NickOwner, NodeId, Store, StreamId};
+pub use url::RedisUrl;

@@ -1,0 +1,832 @@
+//! The operations cluster mode runs on Redis, each one round trip: the
+//! room's event stream, the message sequence numbers, nicknames claimed
+//! across nodes, and which nodes are alive.
+//!
+//! Keys (all under `wschat:`; a room's keys share the hash tag `{room}`):
+//!
+//! ```text
+//!   wschat:{ROOM}:events   stream  one entry per chat event, field `seq` + the event's fields
+//!   wschat:{ROOM}:seq      string  the last sequence number given out in the room
+//!   wschat:{ROOM}:nicks    hash    case-folded nick → owner "NODE#CONNECTION"
+//!   wschat:node:NODE       string  present while NODE is alive (expires unless renewed)
+//!   wschat:nodes           set     every node that ever sent a heartbeat, until forgotten
+//!   wschat:cleanup:NODE    string  who is announcing dead NODE's users leaving (expires)
+//! ```
+//!
+//! The scripts read only the keys they are given, except `live_nodes` /
+//! `dead_nodes` and `claim_cleanup`, which look up node keys by name: this
+//! layer is for one Redis (a primary, with or without replicas), not for
+//! Redis Cluster.
+
+use super::client::{Client, RedisError};
+use super::resp::Value;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How many entries a room's stream keeps by default (`MAXLEN ~`).
+pub const DEFAULT_STREAM_MAXLEN: usize = 10_000;
+/// The largest `stream_maxlen` accepted: a stream of chat events this long
+/// is a few GiB of Redis memory.
+pub const MAX_STREAM_MAXLEN: usize = 10_000_000;
+/// The most entries one read asks for.
+pub const MAX_READ_COUNT: usize = 10_000;
+/// The stream field that carries the sequence number; callers' fields
+/// must use other names.
+pub const SEQ_FIELD: &str = "seq";
+/// The longest node name, in bytes.
+pub const MAX_NODE_NAME: usize = 64;
+
+/// The id Redis gives a stream entry: milliseconds of the server's clock,
+/// then a counter within that millisecond. Ids only grow, so their order
+/// is the stream's order; it is written `ms-seq`.
+///
+/// ```
+/// use wschat::cluster::stream::StreamId;
+///
+/// let id: StreamId = "1700000000000-3".parse().unwrap();
+/// assert_eq!((id.ms, id.seq), (1700000000000, 3));
+/// assert!(id < "1700000000001-0".parse().unwrap());
+/// assert_eq!(id.to_string(), "1700000000000-3");
+/// assert_eq!(StreamId::ZERO.to_string(), "0-0"); // "from the beginning"
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    /// Compared first (the derived order follows field order).
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// Before every entry: reading after it reads from the beginning.
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A string that is not `ms-seq` with two decimal numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadStreamId(pub String);
+
+impl fmt::Display for BadStreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a stream id (ms-seq): {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BadStreamId {}
+
+impl FromStr for StreamId {
+    type Err = BadStreamId;
+
+    fn from_str(text: &str) -> Result<StreamId, BadStreamId> {
+        let number = |part: &str| {
+            // u64::from_str accepts a leading '+'; an id never has one.
+            part.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+        };
+        text.split_once('-')
+            .and_then(|(ms, seq)| {
+                Some(StreamId {
+                    ms: number(ms)?,
+                    seq: number(seq)?,
+                })
+            })
+            .ok_or_else(|| BadStreamId(text.to_string()))
+    }
+}
+
+/// One stream entry: its id and its fields in the order they were added
+/// (`seq` first for entries added by [`Store::append`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: StreamId,
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Entry {
+    /// The value of the first field called `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// The sequence number [`Store::append`] gave the entry.
+    pub fn seq(&self) -> Option<u64> {
+        std::str::from_utf8(self.get(SEQ_FIELD)?).ok()?.parse().ok()
+    }
+}
+
+/// A wschat process's name in the cluster: 1 to [`MAX_NODE_NAME`] bytes
+/// of `A-Z a-z 0-9 _ . -` (so it can never contain the `#` of a
+/// [`NickOwner`], nor spaces or braces).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Checks a node name; the error is one line.
+    pub fn new(name: &str) -> Result<NodeId, String> {
+        let valid_char = |b: u8| b.is_ascii_alphanumeric() || b"_.-".contains(&b);
+        if name.is_empty() || name.len() > MAX_NODE_NAME || !name.bytes().all(valid_char) {
+            return Err(format!(
+                "node name must be 1 to {MAX_NODE_NAME} of A-Z a-z 0-9 _ . -, got {name:?}"
+            ));
+        }
+        Ok(NodeId(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who holds a nickname: a connection on a node, stored as `NODE#ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NickOwner {
+    pub node: NodeId,
+    /// The connection's id on its node.
+    pub connection: u64,
+}
+
+impl fmt::Display for NickOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.node, self.connection)
+    }
+}
+
+impl FromStr for NickOwner {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NickOwner, String> {
+        let (node, connection) = text
+            .split_once('#')
+            .ok_or_else(|| format!("not an owner (NODE#ID): {text:?}"))?;
+        Ok(NickOwner {
+            node: NodeId::new(node)?,
+            connection: connection
+                .parse()
+                .map_err(|_| format!("not an owner (NODE#ID): {text:?}"))?,
+        })
+    }
+}
+
+/// Appends an event and gives it the room's next sequence number, in one
+/// atomic step.
+///
+/// Two separate calls, `INCR` then `XADD`, would not keep the order: node
+/// A takes seq 5, node B takes seq 6, B's `XADD` lands first, and the
+/// stream holds 6 before 5, so clients that follow the stream would see
+/// the numbers go backwards. `MULTI`/`EXEC` would be atomic too, but cannot
+/// put the result of `INCR` into the `XADD`. Redis runs a script from start
+/// to end with nothing in between, so here the number given out and the
+/// entry's place in the stream are decided together.
+///
+/// KEYS[1] = the stream, KEYS[2] = the counter; ARGV[1] = MAXLEN, then
+/// field, value, field, value...
+const APPEND_SCRIPT: &str = r#"
+local seq = redis.call('INCR', KEYS[2])
+local xadd = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', string.format('%d', seq)}
+for i = 2, #ARGV do
+  xadd[#xadd + 1] = ARGV[i]
+end
+local id = redis.call(unpack(xadd))
+return {id, seq}
+"#;
+
+/// Deletes a nick only if its owner is still the one asking: a connection
+/// that lost its nick (its node was declared dead and the nick was claimed
+/// again) must not delete the new owner's claim. A `HGET` then `HDEL` from
+/// the client could be interleaved with such a claim; the script cannot.
+///
+/// KEYS[1] = the nicks hash; ARGV[1] = the nick key, ARGV[2] = the owner.
+const RELEASE_NICK_SCRIPT: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
+/// Deletes every nick owned by a connection of one node, and returns their
+/// keys. KEYS[1] = the nicks hash; ARGV[1] = "NODE#" (node names cannot
+/// contain '#', so the prefix matches that node's owners only).
+const RELEASE_NODE_NICKS_SCRIPT: &str = r#"
+local prefix = ARGV[1]
+local released = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  if string.sub(flat[i + 1], 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], flat[i])
+    released[#released + 1] = flat[i]
+  end
+end
+return released
+"#;
+
+/// The registered nodes whose heartbeat key exists (ARGV[1] = "1") or is
+/// gone (ARGV[1] = "0"). KEYS[1] = the set of nodes; ARGV[2] = the prefix
+/// of heartbeat keys.
+const NODES_SCRIPT: &str = r#"
+local want_alive = ARGV[1] == '1'
+local found = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local alive = redis.call('EXISTS', ARGV[2] .. node) == 1
+  if alive == want_alive then
+    found[#found + 1] = node
+  end
+end
+return found
+"#;
+
+/// Claims the cleanup of a node, only if it is dead and nobody else has
+/// claimed it: `SET NX` lets exactly one claimer through. KEYS[1] = the
+/// dead node's heartbeat key, KEYS[2] = its cleanup key; ARGV[1] = the
+/// claimer, ARGV[2] = the claim's time to live in ms.
+const CLAIM_CLEANUP_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"#;
+
+const NODES_KEY: &str = "wschat:nodes";
+const NODE_KEY_PREFIX: &str = "wschat:node:";
+
+/// The Redis side of cluster mode, over one [`Client`].
+///
+/// A `Store` is used by one thread at a time. A node needs at least two:
+/// one that blocks in [`Store::read_after`] waiting for new events, and one
+/// for everything else (a connection blocked in `XREAD BLOCK` answers
+/// nothing else until the read returns).
+#[derive(Debug)]
+pub struct Store {
+    client: Client,
+    stream_maxlen: usize,
+}
+
+impl Store {
+    /// A store whose rooms keep about `stream_maxlen` events.
+    ///
+    /// # Panics
+    /// If `stream_maxlen` is not in `1..=MAX_STREAM_MAXLEN`; a configuration
+    /// parser checks the value first, with a message for the user.
+    pub fn new(client: Client, stream_maxlen: usize) -> Store {
+        assert!(
+            (1..=MAX_STREAM_MAXLEN).contains(&stream_maxlen),
+            "stream_maxlen must be in 1..={MAX_STREAM_MAXLEN}"
+        );
+        Store {
+            client,
+            stream_maxlen,
+        }
+    }
+
+    /// The connection, for `reconnect` and for commands not wrapped here.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// How many events a room's stream keeps, about (`MAXLEN ~`).
+    pub fn stream_maxlen(&self) -> usize {
+        self.stream_maxlen
+    }
+
+    /// Adds an event to the room's stream and gives it the room's next
+    /// sequence number ([`APPEND_SCRIPT`] says why both in one script).
+    /// Returns the entry's id and its number. The stream is trimmed to
+    /// about [`Store::stream_maxlen`] entries at the same time.
+    ///
+    /// # Panics
+    /// If a field is called [`SEQ_FIELD`], which this function writes.
+    pub fn append(
+        &mut self,
+        room: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<(StreamId, u64), RedisError> {
+        assert!(
+            fields.iter().all(|(name, _)| *name != SEQ_FIELD),
+            "the field name {SEQ_FIELD:?} is reserved for the sequence number"
+        );
+        let events = events_key(room);
+        let seq = seq_key(room);
+        let maxlen = self.stream_maxlen.to_string();
+        let mut args: Vec<&[u8]> = vec![
+            b"EVAL",
+            APPEND_SCRIPT.as_bytes(),
+            b"2",
+            events.as_bytes(),
+            seq.as_bytes(),
+            maxlen.as_bytes(),
+        ];
+        for (name, value) in fields {
+            args.push(name.as_bytes());
+            args.push(value);
+        }
+        match self.client.command(&args)? {
+            Value::Array(reply) => match reply.as_slice() {
+                [id, Value::Integer(seq)] if *seq > 0 => Ok((stream_id(id)?, *seq as u64)),
+                _ => Err(unexpected("append", &Value::Array(reply))),
+            },
+            other => Err(unexpected("append", &other)),
+        }
+    }
+
+    /// Up to `count` entries after `after` (exclusive), oldest first.
+    /// With none there yet, waits up to `block_ms` for one (`XREAD BLOCK`);
+    /// `block_ms = 0` does not wait at all (it does not mean "forever" as
+    /// in Redis: a thread must not hang on a Redis that went silent).
+    /// An empty result means nothing arrived in time.
+    ///
+    /// # Panics
+    /// If `count` is not in `1..=MAX_READ_COUNT`.
+    pub fn read_after(
+        &mut self,
+        room: &str,
+        after: StreamId,
+        block_ms: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>, RedisError> {
+        check_count(count);
+        let key = events_key(room);
+        let (count, block, after) = (count.to_string(), block_ms.to_string(), after.to_string());
+        let mut args: Vec<&[u8]> = vec![b"XREAD", b"COUNT", count.as_bytes()];
+        if block_ms > 0 {
+            args.extend_from_slice(&[b"BLOCK", block.as_bytes()]);
+        }
+        args.extend_from_slice(&[b"STREAMS", key.as_bytes(), after.as_bytes()]);
+        let reply = self
+            .client
+            .command_blocking(&args, Duration::from_millis(block_ms))?;
+        match reply {
+            // Timed out (or, without BLOCK, nothing new).
+            Value::NullArray | Value::NullBulk => Ok(Vec::new()),
+            // One stream asked for: [[key, entries]].
+            Value::Array(streams) => match streams.as_slice() {
+                [] => Ok(Vec::new()),
+                [Value::Array(pair)] if pair.len() == 2 => entries(&pair[1]),
+                _ => Err(unexpected("XREAD", &Value::Array(streams))),
+            },
+            other => Err(unexpected("XREAD", &other)),
+        }
+    }
+
+    /// The last `count` entries of the room, oldest first: the history a
+    /// newcomer is shown (`XREVRANGE key + - COUNT n`, reversed).
+    pub fn last_entries(&mut self, room: &str, count: usize) -> Result<Vec<Entry>, RedisError> {
+        check_count(count);
+        let key = events_key(room);
+        let count = count.to_string();
+        let reply = self.client.command(&[
+            &b"XREVRANGE"[..],
+            key.as_bytes(),
+            b"+",
+            b"-",
+            b"COUNT",
+            count.as_bytes(),
+        ])?;
+        let mut found = entries(&reply)?;
+        found.reverse();
+        Ok(found)
+    }
+
+    /// Up to `count` entries after `after` (exclusive), oldest first,
+    /// without waiting: for a client resuming from the last id it saw.
+    /// (`XRANGE key (ID + COUNT n`; the `(` makes the start exclusive, in
+    /// Redis 6.2 and later.)
+    pub fn range_after(
+        &mut self,
+        room: &str,
+        after: StreamId,
+        count: usize,
+    ) -> Result<Vec<Entry>, RedisError> {
+        check_count(count);
+        let key = events_key(room);
+        let (start, count) = (format!("({after}"), count.to_string());
+        let reply = self.client.command(&[
+            &b"XRANGE"[..],
+            key.as_bytes(),
+            start.as_bytes(),
+            b"+",
+            b"COUNT",
+            count.as_bytes(),
+        ])?;
+        entries(&reply)
+    }
+
+    /// How many entries the room's stream holds now (`XLEN`).
+    pub fn stream_len(&mut self, room: &str) -> Result<u64, RedisError> {
+        let key = events_key(room);
+        integer(
+            "XLEN",
+            self.client.command(&[&b"XLEN"[..], key.as_bytes()])?,
+        )
+    }
+
+    /// Claims a nickname in the room for `owner`, if nobody holds it
+    /// (`HSETNX`). `key` is the nick as compared, i.e. case-folded by the
+    /// caller, so that "Ann" and "ann" are one nick. True if claimed.
+    pub fn claim_nick(
+        &mut self,
+        room: &str,
+        key: &str,
+        owner: &NickOwner,
+    ) -> Result<bool, RedisError> {
+        let nicks = nicks_key(room);
+        let owner = owner.to_string();
+        let reply = self.client.command(&[
+            &b"HSETNX"[..],
+            nicks.as_bytes(),
+            key.as_bytes(),
+            owner.as_bytes(),
+        ])?;
+        Ok(integer("HSETNX", reply)? == 1)
+    }
+
+    /// Gives a nickname back, if `owner` still holds it. True if released.
+    pub fn release_nick(
+        &mut self,
+        room: &str,
+        key: &str,
+        owner: &NickOwner,
+    ) -> Result<bool, RedisError> {
+        let nicks = nicks_key(room);
+        let owner = owner.to_string();
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            RELEASE_NICK_SCRIPT.as_bytes(),
+            b"1",
+            nicks.as_bytes(),
+            key.as_bytes(),
+            owner.as_bytes(),
+        ])?;
+        Ok(integer("release_nick", reply)? == 1)
+    }
+
+    /// Who holds each nickname of the room, by nick key (`HGETALL`), sorted
+    /// by key.
+    pub fn nicks(&mut self, room: &str) -> Result<Vec<(String, NickOwner)>, RedisError> {
+        let nicks = nicks_key(room);
+        let reply = self.client.command(&[&b"HGETALL"[..], nicks.as_bytes()])?;
+        let mut found = Vec::new();
+        for (key, owner) in pairs("HGETALL", &reply)? {
+            let owner = owner
+                .parse()
+                .map_err(|e| RedisError::UnexpectedReply(format!("HGETALL: {e}")))?;
+            found.push((key, owner));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    /// Deletes every nickname held by a connection of `node`, and returns
+    /// their keys: what the node that claimed a dead node's cleanup
+    /// announces as having left.
+    pub fn release_node_nicks(
+        &mut self,
+        room: &str,
+        node: &NodeId,
+    ) -> Result<Vec<String>, RedisError> {
+        let nicks = nicks_key(room);
+        let prefix = format!("{node}#");
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            RELEASE_NODE_NICKS_SCRIPT.as_bytes(),
+            b"1",
+            nicks.as_bytes(),
+            prefix.as_bytes(),
+        ])?;
+        strings("release_node_nicks", &reply)
+    }
+
+    /// Says that `node` is alive for the next `ttl` (`SET … PX`), and
+    /// registers it in the set of nodes; a node repeats this well within
+    /// its ttl (a third of it, say), so that one late heartbeat does not
+    /// declare it dead. Pipelined: one round trip.
+    pub fn heartbeat(&mut self, node: &NodeId, ttl: Duration) -> Result<(), RedisError> {
+        let key = node_key(node);
+        let ttl_ms = ttl.as_millis().max(1).to_string();
+        let commands = [
+            vec![&b"SET"[..], key.as_bytes(), b"1", b"PX", ttl_ms.as_bytes()],
+            vec![&b"SADD"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()],
+        ];
+        for reply in self.client.pipeline(&commands)? {
+            if let Value::Error(text) = reply {
+                return Err(RedisError::Server(text));
+            }
+        }
+        Ok(())
+    }
+
+    /// True while `node`'s last heartbeat has not expired.
+    pub fn is_alive(&mut self, node: &NodeId) -> Result<bool, RedisError> {
+        let key = node_key(node);
+        Ok(integer(
+            "EXISTS",
+            self.client.command(&[&b"EXISTS"[..], key.as_bytes()])?,
+        )? == 1)
+    }
+
+    /// The registered nodes whose heartbeat has not expired, sorted.
+    pub fn live_nodes(&mut self) -> Result<Vec<NodeId>, RedisError> {
+        self.nodes(true)
+    }
+
+    /// The registered nodes whose heartbeat has expired and that nobody has
+    /// [forgotten](Store::forget_node) yet, sorted: the ones whose users
+    /// may still need announcing as gone.
+    pub fn dead_nodes(&mut self) -> Result<Vec<NodeId>, RedisError> {
+        self.nodes(false)
+    }
+
+    fn nodes(&mut self, alive: bool) -> Result<Vec<NodeId>, RedisError> {
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            NODES_SCRIPT.as_bytes(),
+            b"1",
+            NODES_KEY.as_bytes(),
+            if alive { b"1" } else { b"0" },
+            NODE_KEY_PREFIX.as_bytes(),
+        ])?;
+        let mut nodes = strings("nodes", &reply)?
+            .iter()
+            .map(|name| NodeId::new(name).map_err(RedisError::UnexpectedReply))
+            .collect::<Result<Vec<_>, _>>()?;
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// Claims the job of cleaning up after `dead`: announcing its users'
+    /// departure and releasing their nicks. True for exactly one of the
+    /// nodes that ask while the claim lasts, and false for all if `dead` is
+    /// in fact alive. The claim expires after `ttl`, so that if the
+    /// claimer dies too, another node can take over; the claimer calls
+    /// [`Store::forget_node`] once done.
+    pub fn claim_cleanup(
+        &mut self,
+        dead: &NodeId,
+        claimer: &NodeId,
+        ttl: Duration,
+    ) -> Result<bool, RedisError> {
+        let heartbeat = node_key(dead);
+        let cleanup = format!("wschat:cleanup:{dead}");
+        let ttl_ms = ttl.as_millis().max(1).to_string();
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            CLAIM_CLEANUP_SCRIPT.as_bytes(),
+            b"2",
+            heartbeat.as_bytes(),
+            cleanup.as_bytes(),
+            claimer.as_str().as_bytes(),
+            ttl_ms.as_bytes(),
+        ])?;
+        Ok(integer("claim_cleanup", reply)? == 1)
+    }
+
+    /// Removes a node from the set of nodes, once its cleanup is done.
+    pub fn forget_node(&mut self, node: &NodeId) -> Result<(), RedisError> {
+        self.client
+            .command(&[&b"SREM"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()])?;
+        Ok(())
+    }
+}
+
+/// The stream of a room. The braces are a Redis hash tag: all of a room's
+/// keys hash to the same slot, which a script touching two of them needs
+/// should the data ever be sharded.
+pub fn events_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:events")
+}
+
+/// The counter of a room's sequence numbers.
+pub fn seq_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:seq")
+}
+
+/// The hash of a room's nicknames.
+pub fn nicks_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:nicks")
+}
+
+/// The heartbeat key of a node.
+pub fn node_key(node: &NodeId) -> String {
+    format!("{NODE_KEY_PREFIX}{node}")
+}
+
+fn check_count(count: usize) {
+    assert!(
+        (1..=MAX_READ_COUNT).contains(&count),
+        "count must be in 1..={MAX_READ_COUNT}"
+    );
+}
+
+fn unexpected(command: &str, reply: &Value) -> RedisError {
+    let mut shown = format!("{reply:?}");
+    if shown.len() > 120 {
+        let mut end = 120;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    RedisError::UnexpectedReply(format!("{command}: {shown}"))
+}
+
+fn integer(command: &str, reply: Value) -> Result<u64, RedisError> {
+    match reply {
+        Value::Integer(n) if n >= 0 => Ok(n as u64),
+        other => Err(unexpected(command, &other)),
+    }
+}
+
+fn text(command: &str, value: &Value) -> Result<String, RedisError> {
+    value
+        .as_bytes()
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .map(str::to_string)
+        .ok_or_else(|| unexpected(command, value))
+}
+
+fn stream_id(value: &Value) -> Result<StreamId, RedisError> {
+    text("stream id", value)?
+        .parse()
+        .map_err(|e: BadStreamId| RedisError::UnexpectedReply(e.to_string()))
+}
+
+/// An array of strings.
+fn strings(command: &str, reply: &Value) -> Result<Vec<String>, RedisError> {
+    match reply {
+        Value::Array(items) => items.iter().map(|item| text(command, item)).collect(),
+        other => Err(unexpected(command, other)),
+    }
+}
+
+/// A flat array `[name, value, name, value, ...]` as pairs, names as text.
+fn pairs(command: &str, reply: &Value) -> Result<Vec<(String, String)>, RedisError> {
+    let flat = strings(command, reply)?;
+    if flat.len() % 2 != 0 {
+        return Err(unexpected(command, reply));
+    }
+    let mut flat = flat.into_iter();
+    let mut found = Vec::new();
+    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+        found.push((name, value));
+    }
+    Ok(found)
+}
+
+/// Stream entries, as XRANGE, XREVRANGE and XREAD give them:
+/// `[[id, [field, value, ...]], ...]`.
+fn entries(reply: &Value) -> Result<Vec<Entry>, RedisError> {
+    let Value::Array(items) = reply else {
+        return Err(unexpected("stream entries", reply));
+    };
+    items.iter().map(entry).collect()
+}
+
+fn entry(item: &Value) -> Result<Entry, RedisError> {
+    let Value::Array(pair) = item else {
+        return Err(unexpected("stream entry", item));
+    };
+    let [id, flat] = pair.as_slice() else {
+        return Err(unexpected("stream entry", item));
+    };
+    let flat: &[Value] = match flat {
+        Value::Array(flat) if flat.len() % 2 == 0 => flat,
+        // An entry deleted while being read has no fields.
+        Value::NullArray => &[],
+        _ => return Err(unexpected("stream entry", item)),
+    };
+    let mut fields = Vec::with_capacity(flat.len() / 2);
+    for pair in flat.chunks_exact(2) {
+        let name = text("stream field name", &pair[0])?;
+        let value = match &pair[1] {
+            Value::Bulk(bytes) => bytes.clone(),
+            other => return Err(unexpected("stream field value", other)),
+        };
+        fields.push((name, value));
+    }
+    Ok(Entry {
+        id: stream_id(id)?,
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::Bulk(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_ids_parse_order_and_display() {
+        let a: StreamId = "5-0".parse().unwrap();
+        let b: StreamId = "5-1".parse().unwrap();
+        let c: StreamId = "10-0".parse().unwrap();
+        assert!(
+            StreamId::ZERO < a && a < b && b < c,
+            "numeric, not text, order"
+        );
+        assert_eq!(c.to_string(), "10-0");
+        let max = format!("{}-{}", u64::MAX, u64::MAX);
+        assert_eq!(max.parse::<StreamId>().unwrap().to_string(), max);
+        for bad in [
+            "",
+            "5",
+            "5-",
+            "-5",
+            "a-1",
+            "1-b",
+            "+1-1",
+            "1-+1",
+            "1-1-1",
+            " 1-1",
+            "18446744073709551616-0",
+        ] {
+            assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn node_names_and_owners() {
+        assert!(NodeId::new("node-1.eu_west").is_ok());
+        for bad in ["", "a#b", "a b", "{x}", "é", &"n".repeat(MAX_NODE_NAME + 1)] {
+            let e = NodeId::new(bad).unwrap_err();
+            assert!(e.starts_with("node name must be"), "{bad:?}: {e}");
+        }
+        assert!(NodeId::new(&"n".repeat(MAX_NODE_NAME)).is_ok());
+        let owner = NickOwner {
+            node: NodeId::new("n1").unwrap(),
+            connection: 42,
+        };
+        assert_eq!(owner.to_string(), "n1#42");
+        assert_eq!("n1#42".parse::<NickOwner>().unwrap(), owner);
+        for bad in ["n1", "n1#", "n1#x", "#1", "a b#1"] {
+            assert!(bad.parse::<NickOwner>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_share_the_rooms_hash_tag() {
+        assert_eq!(events_key("lobby"), "wschat:{lobby}:events");
+        assert_eq!(seq_key("lobby"), "wschat:{lobby}:seq");
+        assert_eq!(nicks_key("lobby"), "wschat:{lobby}:nicks");
+        assert_eq!(node_key(&NodeId::new("n1").unwrap()), "wschat:node:n1");
+    }
+
+    #[test]
+    fn entries_are_decoded_from_the_reply_shape() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("seq"), bulk("7"), bulk("text"), bulk("hi")]),
+            ]),
+            Value::Array(vec![bulk("1-1"), Value::NullArray]),
+        ]);
+        let found = entries(&reply).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].id, StreamId { ms: 1, seq: 0 });
+        assert_eq!(found[0].seq(), Some(7));
+        assert_eq!(found[0].get("text"), Some(&b"hi"[..]));
+        assert_eq!(found[0].get("nope"), None);
+        assert!(found[1].fields.is_empty());
+
+        let bad = [
+            Value::Integer(1),
+            Value::Array(vec![Value::Integer(1)]),
+            Value::Array(vec![Value::Array(vec![bulk("x-1"), Value::Array(vec![])])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("1-1"),
+                Value::Array(vec![bulk("odd")]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("1-1"),
+                Value::Array(vec![bulk("f"), Value::Integer(3)]),
+            ])]),
+        ];
+        for reply in bad {
+            assert!(
+                matches!(entries(&reply), Err(RedisError::UnexpectedReply(_))),
+                "{reply:?}"
+            );
+        }
+    }
+}

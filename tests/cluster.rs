@@ -1,0 +1,841 @@
+//! The Redis layer of cluster mode (`wschat::cluster`), end to end.
+//!
+//! Two kinds of tests:
+//!
+//! - Against a fake server written here (a `TcpListener` that answers with
+//!   chosen bytes, or not at all): what the client does with a silent,
+//!   hostile or vanishing peer. These need nothing installed and run with
+//!   every `cargo test`.
+//! - Against a real `redis-server`, one per test, on a free loopback port,
+//!   in its own temporary directory, killed by PID when the test ends.
+//!   These are `#[ignore]`d because a fresh machine has no redis-server:
+//!   `tests/cluster/run.sh` installs it and runs them all. Run without it,
+//!   they fail (they never pass by skipping).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+use wschat::cluster::resp::{Parse, RespError, Value, parse_reply};
+use wschat::cluster::{
+    Backoff, Client, NickOwner, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts,
+};
+
+const NEEDS_REDIS: &str = "needs redis-server: run tests/cluster/run.sh";
+/// How long a test waits for redis-server to start answering.
+const STARTUP: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// A real redis-server, started and stopped by the test.
+// ---------------------------------------------------------------------------
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wschat-cluster-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn redis_server_binary() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("redis-server"))
+        .chain([PathBuf::from("/usr/bin/redis-server")])
+        .find(|path| path.is_file());
+    on_path.unwrap_or_else(|| panic!("redis-server not found ({NEEDS_REDIS}, which installs it)"))
+}
+
+/// A port that was free a moment ago (bind to port 0, read it, release).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One redis-server process; killed (SIGKILL) and reaped on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts redis-server with `args` added to the test defaults (no
+    /// snapshots, no AOF unless `args` turns it on).
+    fn start(dir: &TempDir, args: &[&str]) -> RedisServer {
+        // Another process may take the port between free_port and redis
+        // binding it: try a few.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: dir.0.clone(),
+                args: args.iter().map(|a| a.to_string()).collect(),
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("redis-server did not start:\n{last_log}");
+    }
+
+    /// Starts (again) on the same port and directory.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log_path = self.dir.join("redis.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let port = self.port.to_string();
+        let mut command = Command::new(redis_server_binary());
+        command
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            // Later arguments win: a test's own `--appendonly yes` holds.
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("spawn redis-server"));
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("redis-server exited ({status}):\n{log}"));
+            }
+            // Any answer (even NOAUTH) means it is listening.
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                let mut reply = [0u8; 64];
+                if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
+                    && stream.read(&mut reply).is_ok_and(|n| n > 0)
+                    && !reply.starts_with(b"-LOADING")
+                {
+                    return Ok(());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> RedisUrl {
+        RedisUrl::parse(&format!("redis://127.0.0.1:{}", self.port)).unwrap()
+    }
+
+    fn url_with(&self, userinfo_and_db: (&str, &str)) -> RedisUrl {
+        let (userinfo, db) = userinfo_and_db;
+        RedisUrl::parse(&format!("redis://{userinfo}127.0.0.1:{}{db}", self.port)).unwrap()
+    }
+
+    /// SIGKILL: no chance to flush anything, like a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn store(server: &RedisServer, maxlen: usize) -> Store {
+    Store::new(Client::connect(&server.url()).unwrap(), maxlen)
+}
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+fn owner(name: &str, connection: u64) -> NickOwner {
+    NickOwner {
+        node: node(name),
+        connection,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client against a real Redis.
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn commands_pipelines_and_error_replies() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut redis = Client::connect(&server.url()).unwrap();
+
+    assert_eq!(
+        redis.command(&["PING"]).unwrap(),
+        Value::Simple("PONG".into())
+    );
+    let binary = b"a\r\nb\0c";
+    assert_eq!(
+        redis.command(&[&b"SET"[..], b"k", binary]).unwrap(),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        redis.command(&["GET", "k"]).unwrap(),
+        Value::Bulk(binary.to_vec())
+    );
+    assert_eq!(redis.command(&["GET", "missing"]).unwrap(), Value::NullBulk);
+
+    // An error reply is an error with Redis's text, and the connection
+    // stays usable.
+    match redis.command(&["INCR", "k"]) {
+        Err(RedisError::Server(text)) => assert!(text.starts_with("ERR"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(redis.is_connected());
+
+    // A pipeline: replies in order, an error in the middle kept in place.
+    let replies = redis
+        .pipeline(&[
+            vec!["SET", "n", "1"],
+            vec!["INCR", "k"],
+            vec!["INCR", "n"],
+            vec!["LRANGE", "nolist", "0", "-1"],
+        ])
+        .unwrap();
+    assert_eq!(replies.len(), 4);
+    assert_eq!(replies[0], Value::Simple("OK".into()));
+    assert!(matches!(&replies[1], Value::Error(text) if text.starts_with("ERR")));
+    assert_eq!(replies[2], Value::Integer(2));
+    assert_eq!(replies[3], Value::Array(vec![]));
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn auth_and_select_come_from_the_url() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &["--requirepass", "s3cret"]);
+
+    // No password: the PING that ends connecting is refused.
+    match Client::connect(&server.url()) {
+        Err(RedisError::Server(text)) => assert!(text.starts_with("NOAUTH"), "{text}"),
+        other => panic!("{:?}", other.map(|_| "connected")),
+    }
+    // A wrong one: refused by AUTH.
+    match Client::connect(&server.url_with((":wrong@", ""))) {
+        Err(RedisError::Server(text)) => assert!(text.starts_with("WRONGPASS"), "{text}"),
+        other => panic!("{:?}", other.map(|_| "connected")),
+    }
+
+    // The right one, in db 3 and in db 0 (as the ACL user "default").
+    let mut db3 = Client::connect(&server.url_with((":s3cret@", "/3"))).unwrap();
+    let mut db0 = Client::connect(&server.url_with(("default:s3cret@", "/0"))).unwrap();
+    db3.command(&["SET", "where", "three"]).unwrap();
+    assert_eq!(
+        db3.command(&["GET", "where"]).unwrap(),
+        Value::Bulk(b"three".to_vec())
+    );
+    assert_eq!(db0.command(&["GET", "where"]).unwrap(), Value::NullBulk);
+    db0.command(&["SELECT", "3"]).unwrap();
+    assert_eq!(
+        db0.command(&["GET", "where"]).unwrap(),
+        Value::Bulk(b"three".to_vec())
+    );
+
+    // A db the server does not have: refused by SELECT.
+    match Client::connect(&server.url_with((":s3cret@", "/99"))) {
+        Err(RedisError::Server(text)) => assert!(text.contains("out of range"), "{text}"),
+        other => panic!("{:?}", other.map(|_| "connected")),
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn reconnect_after_a_restart_loses_nothing_acknowledged_with_aof() {
+    let dir = TempDir::new();
+    let mut server = RedisServer::start(
+        &dir,
+        &[
+            "--requirepass",
+            "pw",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+    );
+    let url = server.url_with((":pw@", "/2"));
+    let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let text = format!("message {i}");
+        acknowledged.push(store.append("lobby", &[("text", text.as_bytes())]).unwrap());
+    }
+
+    // Crash Redis, and bring it back on the same port a little later, while
+    // the client is already trying to reconnect.
+    server.kill();
+    let restarter = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        server.spawn().expect("restart redis-server");
+        server
+    });
+
+    // The next call finds the connection gone, and the one after knows it.
+    let err = store.stream_len("lobby").unwrap_err();
+    assert!(err.is_connection_error(), "{err}");
+    assert!(!store.client().is_connected());
+    assert!(matches!(
+        store.stream_len("lobby"),
+        Err(RedisError::NotConnected)
+    ));
+
+    let mut backoff =
+        Backoff::new(Duration::from_millis(20), Duration::from_millis(200)).with_max_attempts(100);
+    store.client().reconnect_with(&mut backoff).unwrap();
+    let _server = restarter.join().unwrap();
+    assert!(store.client().is_connected());
+
+    // AUTH and SELECT were run again: the entries are in db 2, and all of
+    // them survived the SIGKILL.
+    let entries = store.read_after("lobby", StreamId::ZERO, 0, 100).unwrap();
+    let found: Vec<(StreamId, u64)> = entries.iter().map(|e| (e.id, e.seq().unwrap())).collect();
+    assert_eq!(found, acknowledged);
+    assert_eq!(entries[19].get("text"), Some(&b"message 19"[..]));
+    // And the sequence goes on from where it was.
+    let (id, seq) = store.append("lobby", &[("text", b"after")]).unwrap();
+    assert_eq!(seq, 21);
+    assert!(id > acknowledged[19].0);
+}
+
+// ---------------------------------------------------------------------------
+// The stream operations.
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn append_numbers_events_and_reads_give_them_back_in_order() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+
+    let mut appended = Vec::new();
+    for i in 1..=5u64 {
+        let text = format!("hello {i}");
+        let (id, seq) = store
+            .append("lobby", &[("nick", b"ann"), ("text", text.as_bytes())])
+            .unwrap();
+        assert_eq!(seq, i);
+        appended.push(id);
+    }
+    // Rooms are numbered separately.
+    assert_eq!(store.append("other", &[("text", b"x")]).unwrap().1, 1);
+    assert!(appended.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(store.stream_len("lobby").unwrap(), 5);
+
+    let all = store.read_after("lobby", StreamId::ZERO, 0, 100).unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), appended);
+    assert_eq!(all[2].seq(), Some(3));
+    assert_eq!(all[2].fields[0].0, "seq");
+    assert_eq!(all[2].get("nick"), Some(&b"ann"[..]));
+    assert_eq!(all[2].get("text"), Some(&b"hello 3"[..]));
+
+    // After an id: exclusive, and COUNT respected.
+    let after = store.read_after("lobby", appended[1], 0, 2).unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.seq().unwrap()).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    let after = store.range_after("lobby", appended[1], 100).unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.seq().unwrap()).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert!(
+        store
+            .range_after("lobby", appended[4], 100)
+            .unwrap()
+            .is_empty()
+    );
+
+    // The last entries, oldest first.
+    let last = store.last_entries("lobby", 2).unwrap();
+    assert_eq!(
+        last.iter().map(|e| e.seq().unwrap()).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert_eq!(store.last_entries("lobby", 100).unwrap(), all);
+    assert!(store.last_entries("empty", 10).unwrap().is_empty());
+    assert!(
+        store
+            .read_after("empty", StreamId::ZERO, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn concurrent_appends_get_gapless_numbers_in_stream_order() {
+    const THREADS: usize = 4;
+    const EACH: usize = 50;
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let url = server.url();
+    let start = Arc::new(Barrier::new(THREADS));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (url, start) = (url.clone(), start.clone());
+            thread::spawn(move || {
+                let mut store = Store::new(Client::connect(&url).unwrap(), 10_000);
+                start.wait();
+                (0..EACH)
+                    .map(|i| {
+                        let text = format!("{t}/{i}");
+                        let (id, seq) =
+                            store.append("lobby", &[("text", text.as_bytes())]).unwrap();
+                        (id, seq, text)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut returned: Vec<(StreamId, u64, String)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    let mut store = store(&server, 10_000);
+    let entries = store.range_after("lobby", StreamId::ZERO, 1000).unwrap();
+    assert_eq!(entries.len(), THREADS * EACH);
+    // In stream order, the numbers are exactly 1, 2, 3, ...: no gap, no
+    // duplicate, never backwards.
+    let seqs: Vec<u64> = entries.iter().map(|e| e.seq().unwrap()).collect();
+    assert_eq!(seqs, (1..=(THREADS * EACH) as u64).collect::<Vec<_>>());
+    // And each writer was told the id and number its entry really got.
+    returned.sort();
+    let stored: Vec<(StreamId, u64, String)> = entries
+        .iter()
+        .map(|e| {
+            let text = String::from_utf8(e.get("text").unwrap().to_vec()).unwrap();
+            (e.id, e.seq().unwrap(), text)
+        })
+        .collect();
+    assert_eq!(returned, stored);
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn read_after_blocks_until_an_event_arrives_or_the_wait_ends() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut writer = store(&server, 1000);
+    let (first, _) = writer.append("lobby", &[("text", b"before")]).unwrap();
+
+    // Nothing after `first` yet: a short wait returns empty.
+    let mut reader = store(&server, 1000);
+    assert!(
+        reader
+            .read_after("lobby", first, 100, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(reader.client().is_connected());
+
+    // A long wait returns as soon as an event is appended.
+    let blocked = thread::spawn(move || {
+        let events = reader.read_after("lobby", first, 10_000, 10).unwrap();
+        (reader, events)
+    });
+    thread::sleep(Duration::from_millis(200));
+    let (second, seq) = writer.append("lobby", &[("text", b"during")]).unwrap();
+    let (_reader, events) = blocked.join().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].id, events[0].seq()), (second, Some(seq)));
+    assert_eq!(events[0].get("text"), Some(&b"during"[..]));
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn maxlen_trims_the_oldest_events_approximately() {
+    // Redis trims `MAXLEN ~` by whole radix-tree nodes; small nodes make
+    // the "approximately" small.
+    const NODE: u64 = 10;
+    const MAXLEN: u64 = 50;
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &["--stream-node-max-entries", "10"]);
+    let mut store = store(&server, MAXLEN as usize);
+    for _ in 0..500 {
+        store.append("lobby", &[("text", b"x")]).unwrap();
+    }
+    let len = store.stream_len("lobby").unwrap();
+    assert!((MAXLEN..=MAXLEN + NODE).contains(&len), "XLEN {len}");
+    let kept = store.range_after("lobby", StreamId::ZERO, 1000).unwrap();
+    // The newest are kept, the oldest are gone, and the numbering went on.
+    assert_eq!(kept.last().unwrap().seq(), Some(500));
+    assert_eq!(kept[0].seq(), Some(500 - len + 1));
+}
+
+// ---------------------------------------------------------------------------
+// Nicknames and nodes.
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_nick_has_one_owner_and_only_the_owner_releases_it() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut a = store(&server, 1000);
+    let mut b = store(&server, 1000);
+    let (ann_on_1, other_on_2) = (owner("n1", 7), owner("n2", 9));
+
+    assert!(a.claim_nick("lobby", "ann", &ann_on_1).unwrap());
+    assert!(!b.claim_nick("lobby", "ann", &other_on_2).unwrap(), "taken");
+    assert!(
+        !a.claim_nick("lobby", "ann", &ann_on_1).unwrap(),
+        "already held"
+    );
+    assert!(
+        b.claim_nick("other", "ann", &other_on_2).unwrap(),
+        "rooms are separate"
+    );
+
+    // Someone else's release does nothing.
+    assert!(!b.release_nick("lobby", "ann", &other_on_2).unwrap());
+    assert!(!b.release_nick("lobby", "ann", &owner("n1", 8)).unwrap());
+    assert_eq!(
+        a.nicks("lobby").unwrap(),
+        [("ann".to_string(), ann_on_1.clone())]
+    );
+
+    // The owner's does, and the nick is free again.
+    assert!(a.release_nick("lobby", "ann", &ann_on_1).unwrap());
+    assert!(
+        !a.release_nick("lobby", "ann", &ann_on_1).unwrap(),
+        "released once"
+    );
+    assert!(a.nicks("lobby").unwrap().is_empty());
+    assert!(b.claim_nick("lobby", "ann", &other_on_2).unwrap());
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn releasing_a_nodes_nicks_removes_those_and_only_those() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    // "n1" and "n10": a prefix of the name is not the node.
+    for (nick, who) in [
+        ("ann", owner("n1", 1)),
+        ("bob", owner("n1", 2)),
+        ("cy", owner("n10", 1)),
+        ("dee", owner("n2", 1)),
+    ] {
+        assert!(store.claim_nick("lobby", nick, &who).unwrap());
+    }
+    let mut released = store.release_node_nicks("lobby", &node("n1")).unwrap();
+    released.sort();
+    assert_eq!(released, ["ann", "bob"]);
+    let left: Vec<String> = store
+        .nicks("lobby")
+        .unwrap()
+        .into_iter()
+        .map(|(nick, _)| nick)
+        .collect();
+    assert_eq!(left, ["cy", "dee"]);
+    assert!(
+        store
+            .release_node_nicks("lobby", &node("n1"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_node_without_heartbeats_expires() {
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let (short, long) = (node("short"), node("long"));
+    store.heartbeat(&short, Duration::from_millis(300)).unwrap();
+    store.heartbeat(&long, Duration::from_secs(60)).unwrap();
+    assert!(store.is_alive(&short).unwrap());
+    assert_eq!(store.live_nodes().unwrap(), [long.clone(), short.clone()]);
+    assert!(store.dead_nodes().unwrap().is_empty());
+    assert!(!store.is_alive(&node("never")).unwrap());
+
+    // Wait for the short ttl to pass (Redis expires keys on access).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.is_alive(&short).unwrap() {
+        assert!(Instant::now() < deadline, "the heartbeat never expired");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store.live_nodes().unwrap(), std::slice::from_ref(&long));
+    assert_eq!(store.dead_nodes().unwrap(), std::slice::from_ref(&short));
+
+    // A new heartbeat brings it back; forgetting takes it off the lists.
+    store.heartbeat(&short, Duration::from_secs(60)).unwrap();
+    assert_eq!(store.live_nodes().unwrap(), [long.clone(), short.clone()]);
+    store.forget_node(&long).unwrap();
+    assert_eq!(store.live_nodes().unwrap(), [short]);
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn exactly_one_node_claims_a_dead_nodes_cleanup() {
+    const CLAIMERS: usize = 8;
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let dead = node("dead");
+
+    // Alive: nobody may clean up after it.
+    store.heartbeat(&dead, Duration::from_secs(60)).unwrap();
+    assert!(
+        !store
+            .claim_cleanup(&dead, &node("c0"), Duration::from_secs(60))
+            .unwrap()
+    );
+    store
+        .client()
+        .command(&["DEL", "wschat:node:dead"])
+        .unwrap();
+
+    let url = server.url();
+    let start = Arc::new(Barrier::new(CLAIMERS));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|i| {
+            let (url, start, dead) = (url.clone(), start.clone(), dead.clone());
+            thread::spawn(move || {
+                let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
+                start.wait();
+                let me = node(&format!("c{i}"));
+                store
+                    .claim_cleanup(&dead, &me, Duration::from_millis(500))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let wins = claimers
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .filter(|&won| won)
+        .count();
+    assert_eq!(wins, 1);
+
+    // The claim expires, so that another node can take over if the
+    // claimer died before finishing.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store
+        .claim_cleanup(&dead, &node("late"), Duration::from_secs(60))
+        .unwrap()
+    {
+        assert!(Instant::now() < deadline, "the claim never expired");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client against a fake server: timeouts and hostile replies. These
+// need no redis-server.
+// ---------------------------------------------------------------------------
+
+/// A one-connection server: for each command received it sends the next
+/// reply of `replies` (`None`: say nothing and keep the connection open).
+/// Returns its URL.
+fn fake_redis(replies: Vec<Option<Vec<u8>>>) -> RedisUrl {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        for reply in replies {
+            // Read one whole command (a RESP array, so the same parser works).
+            loop {
+                if let Ok(Parse::Complete { used, .. }) = parse_reply(&buf) {
+                    buf.drain(..used);
+                    break;
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            match reply {
+                Some(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    // Silent until the client gives up and closes.
+                    let _ = stream.read(&mut [0u8; 1]);
+                    return;
+                }
+            }
+        }
+        // Then close.
+    });
+    RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap()
+}
+
+fn short_timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(2),
+        io: Duration::from_millis(300),
+    }
+}
+
+fn pong() -> Option<Vec<u8>> {
+    Some(b"+PONG\r\n".to_vec())
+}
+
+#[test]
+fn a_silent_server_is_a_timeout_not_a_hang() {
+    let url = fake_redis(vec![pong(), None]);
+    let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+    assert!(matches!(
+        client.command(&["GET", "k"]),
+        Err(RedisError::Timeout)
+    ));
+    // The late reply could arrive any time now: the connection is dropped.
+    assert!(!client.is_connected());
+    assert!(matches!(
+        client.command(&["GET", "k"]),
+        Err(RedisError::NotConnected)
+    ));
+}
+
+#[test]
+fn a_blocking_command_gets_its_wait_plus_the_io_timeout() {
+    // The fake answers after 600 ms: over the 300 ms I/O timeout, but within
+    // a 1 s wait plus it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf); // PING
+        stream.write_all(b"+PONG\r\n").unwrap();
+        let _ = stream.read(&mut buf); // XREAD
+        thread::sleep(Duration::from_millis(600));
+        let _ = stream.write_all(b"*-1\r\n");
+        let _ = stream.read(&mut buf); // until the client closes
+    });
+    let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
+    assert!(
+        store
+            .read_after("lobby", StreamId::ZERO, 1000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    drop(store);
+    server.join().unwrap();
+}
+
+#[test]
+fn malformed_replies_are_protocol_errors_and_drop_the_connection() {
+    let cases: [(&[u8], RespError); 5] = [
+        (b"?what\r\n", RespError::UnknownType(b'?')),
+        (b"$99999999999\r\n", RespError::BulkTooLong(99999999999)),
+        (b"*99999999999\r\n", RespError::ArrayTooLong(99999999999)),
+        (b":12x\r\n", RespError::BadInteger),
+        (b"$3\r\nabcdef", RespError::MissingCrlf),
+    ];
+    for (reply, expected) in cases {
+        let url = fake_redis(vec![pong(), Some(reply.to_vec())]);
+        let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+        let err = client.command(&["GET", "k"]).unwrap_err();
+        assert!(
+            matches!(&err, RedisError::Protocol(e) if *e == expected),
+            "{:?}: {err:?}",
+            String::from_utf8_lossy(reply)
+        );
+        assert!(!client.is_connected());
+    }
+}
+
+#[test]
+fn a_reply_cut_short_by_a_close_is_closed() {
+    let url = fake_redis(vec![pong(), Some(b"$10\r\nhal".to_vec())]);
+    let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+    match client.command(&["GET", "k"]) {
+        Err(RedisError::Closed) | Err(RedisError::Io(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
+    let url = fake_redis(vec![
+        pong(),
+        Some(b":5\r\n".to_vec()),              // append wants [id, seq]
+        Some(b"*1\r\n$3\r\nx-y\r\n".to_vec()), // XRANGE wants entries
+        Some(b"+OK\r\n".to_vec()),             // HSETNX wants an integer
+        Some(b"*2\r\n$7\r\nbad#you\r\n$1\r\n1\r\n".to_vec()), // not a NODE#ID owner
+    ]);
+    let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
+    let unexpected = |r: Result<(), RedisError>| {
+        let e = r.unwrap_err();
+        assert!(matches!(e, RedisError::UnexpectedReply(_)), "{e:?}");
+        assert!(!e.is_connection_error());
+    };
+    unexpected(store.append("lobby", &[("text", b"x")]).map(drop));
+    unexpected(store.range_after("lobby", StreamId::ZERO, 10).map(drop));
+    unexpected(store.claim_nick("lobby", "ann", &owner("n1", 1)).map(drop));
+    unexpected(store.nicks("lobby").map(drop));
+    assert!(store.client().is_connected());
+}
+
+#[test]
+fn connecting_to_nothing_fails_quickly_with_an_io_error() {
+    let url = RedisUrl::parse(&format!("redis://127.0.0.1:{}", free_port())).unwrap();
+    match Client::connect_with(&url, short_timeouts()) {
+        Err(RedisError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        other => panic!("{:?}", other.map(|_| "connected")),
+    }
+    // And reconnect_with gives up when its backoff runs out.
+    let mut backoff =
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_max_attempts(3);
+    let url2 = fake_redis(vec![pong()]);
+    let mut client = Client::connect_with(&url2, short_timeouts()).unwrap();
+    // The fake closes after its one reply: the next command sees it.
+    assert!(client.command(&["PING"]).unwrap_err().is_connection_error());
+    assert!(client.reconnect_with(&mut backoff).is_err());
+    assert_eq!(backoff.next(), None, "all attempts used");
+}

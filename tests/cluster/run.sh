@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The Redis layer of cluster mode (src/cluster/) against a real
+# redis-server: runs every test of tests/cluster.rs, including the ones
+# that plain `cargo test` skips because a fresh machine has no Redis.
+# Each test starts its own redis-server on a free loopback port and kills
+# it by PID when it ends.
+#
+# Usage: tests/cluster/run.sh        (as root to install redis-server if missing)
+# Non-interactive; prints PASS or FAIL last; exits non-zero on failure.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+say() { echo "cluster test: $*"; }
+
+RESULT="FAIL"
+finish() {
+    local status=$?
+    if [[ "$RESULT" == PASS && $status -eq 0 ]]; then
+        echo "cluster test: PASS"
+    else
+        echo "cluster test: FAIL"
+        [[ $status -eq 0 ]] && status=1
+    fi
+    exit $status
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+die() { say "error: $*" >&2; exit 1; }
+
+find_redis() { command -v redis-server 2>/dev/null || { [[ -x /usr/bin/redis-server ]] && echo /usr/bin/redis-server; } || true; }
+if [[ -z "$(find_redis)" ]]; then
+    [[ "$(id -u)" == 0 ]] || die "redis-server is missing; run as root to install it"
+    say "installing redis-server with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends redis-server
+    [[ -n "$(find_redis)" ]] || die "redis-server still not found after installing it"
+    # The package may start a system-wide Redis on port 6379; the tests do
+    # not use it (each starts its own), so it is left as the system has it.
+fi
+say "using $("$(find_redis)" --version | cut -d' ' -f1-3)"
+
+cd "$ROOT"
+cargo test --test cluster -- --include-ignored || die "cargo test --test cluster failed"
+RESULT=PASS

@@ -796,6 +796,7 @@
   // decides by the code alone. The English `text` is shown only where it
   // says more than the page could (which rule a nickname broke, how a
   // command is used).
+
   // Answers to a /nick request (`usage`: the request itself was malformed).
   const NICK_ERRORS = new Set(['nick_taken', 'nick_invalid', 'nick_unchanged', 'usage']);
 
@@ -836,6 +837,8 @@
         return;
       }
     }
+    // Any other answer while the chooser waits must not leave it waiting.
+    if (pending && pending.source === 'chooser') el.nickSubmit.disabled = false;
     const text = errorText(code, serverText, pending && pending.nick);
     appendItems(renderNotice('error', [text]), { forceScroll: true });
     announce(text);

@@ -13,12 +13,19 @@
   const STABLE_MS = 10000;
   const STICK_THRESHOLD_PX = 48;
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
+  // After a rate-limit close, wait at least this long: the server's token
+  // bucket (twice --rate-limit messages) is full again well within it.
+  const RATE_LIMIT_PAUSE_MS = 5000;
+  // Automatic /nick retries when the name is still held by our own previous
+  // connection (the server has not yet noticed it is gone).
+  const NICK_RETRIES = 3;
   const BASE_TITLE = document.title || 'wschat';
 
   const $ = (id) => document.getElementById(id);
   const el = {
     status: $('status'),
     statusText: $('status-text'),
+    statusReason: $('status-reason'),
     statusLive: $('status-live'),
     retryNow: $('retry-now'),
     meButton: $('me-button'),
@@ -63,6 +70,9 @@
     lastItem: null,         // {kind, fromId, ts} of the last rendered list item
     lastDay: null,
     joinNotices: new Map(), // user id -> {li, ts} of a recent join notice
+    closeInfo: null,        // why the last connection closed (describeClose)
+    lastSent: null,         // the last text sent from the composer
+    maxMessageBytes: 0,     // the server's message limit, once a 1009 told us
   };
 
   // ---------------------------------------------------------------- storage
@@ -297,22 +307,33 @@
   const STATUS_SPOKEN = {
     connecting: 'Connecting to the chat…',
     online: 'Connected to the chat.',
-    reconnecting: 'Connection lost. Reconnecting automatically.',
+    reconnecting: 'Disconnected. Reconnecting automatically.',
   };
   function setStatus(kind, text) {
-    // The countdown changes every second; only a change of state is spoken.
+    // The countdown changes every second; only a change of state is spoken
+    // (the reason for a disconnection is announced with its notice).
     if (el.status.dataset.state !== kind || !el.statusLive.textContent) {
       if (kind !== 'connecting' || !state.everOnline) el.statusLive.textContent = STATUS_SPOKEN[kind] || text;
     }
     el.status.dataset.state = kind;
     el.statusText.textContent = text;
+    // While offline, the status also says why, in a word or two.
+    const reason = kind !== 'online' && state.closeInfo ? state.closeInfo.short : '';
+    el.statusReason.textContent = reason;
+    el.status.title = kind !== 'online' && state.closeInfo ? state.closeInfo.text : '';
     el.retryNow.hidden = kind !== 'reconnecting';
     document.body.dataset.connection = kind;
     updateComposerNote();
   }
 
+  // A problem with the text in the box (too large for the server), shown
+  // under it until the text is edited.
+  let composerProblem = '';
   function updateComposerNote() {
-    if (state.online) {
+    if (composerProblem) {
+      el.note.textContent = composerProblem;
+      el.composer.classList.toggle('offline', !state.online);
+    } else if (state.online) {
       el.note.textContent = '';
       el.composer.classList.remove('offline');
     } else {
@@ -419,7 +440,10 @@
     el.input.style.height = 'auto';
     el.input.style.height = Math.min(el.input.scrollHeight, 180) + 'px';
   }
-  el.input.addEventListener('input', autoGrow);
+  el.input.addEventListener('input', () => {
+    autoGrow();
+    if (composerProblem) { composerProblem = ''; updateComposerNote(); }
+  });
   el.input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
@@ -428,21 +452,47 @@
   });
   el.composer.addEventListener('submit', (e) => { e.preventDefault(); submitComposer(); });
 
+  const utf8 = new TextEncoder();
+
   function submitComposer() {
     const raw = el.input.value;
     if (!raw.trim()) return;
-    if (!state.online || !send(raw)) {
-      el.composer.classList.remove('shake');
-      void el.composer.offsetWidth; // restart the animation
-      el.composer.classList.add('shake');
-      updateComposerNote();
+    // Once the server has said how large a message may be (a 1009 close),
+    // a larger one is stopped here instead of costing the connection.
+    const bytes = state.maxMessageBytes ? utf8.encode(raw).length : 0;
+    if (bytes > state.maxMessageBytes) {
+      composerProblem = 'This message is ' + bytes + ' bytes; the server takes at most ' +
+        state.maxMessageBytes + '. Please shorten it.';
+      shakeComposer();
       return;
     }
+    if (!state.online || !send(raw)) {
+      shakeComposer();
+      return;
+    }
+    state.lastSent = raw;
     const m = /^\/nick\s+(\S+)\s*$/.exec(raw);
     if (m) state.pendingNick = { nick: m[1], source: 'command', tries: 0 };
     el.input.value = '';
     autoGrow();
     scrollToBottom();
+  }
+
+  function shakeComposer() {
+    el.composer.classList.remove('shake');
+    void el.composer.offsetWidth; // restart the animation
+    el.composer.classList.add('shake');
+    updateComposerNote();
+  }
+
+  // Puts the last sent text back in an empty box: after a rate-limit or
+  // too-large close it was not delivered (the server closes on the message
+  // that broke the limit and reads nothing after it).
+  function restoreLastSent() {
+    if (!state.lastSent || el.input.value.trim()) return;
+    el.input.value = state.lastSent;
+    state.lastSent = null;
+    autoGrow();
   }
 
   // ---------------------------------------------------------------- socket
@@ -479,15 +529,16 @@
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
       if (msg && typeof msg === 'object') handle(msg);
     });
-    ws.addEventListener('close', () => {
+    ws.addEventListener('close', (ev) => {
       clearTimeout(giveUp);
       if (state.ws !== ws) return;
       state.ws = null;
+      const wasOnline = state.online;
       // Back off from scratch after a connection that lasted; keep growing
       // the delay if the server keeps dropping us right after the welcome.
-      if (state.online && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
+      if (wasOnline && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
       state.online = false;
-      scheduleReconnect();
+      scheduleReconnect(onClosed(ev.code, ev.reason, wasOnline));
     });
     ws.addEventListener('error', () => { /* a close event follows */ });
   }
@@ -497,12 +548,13 @@
     if (state.countdownTimer) { clearInterval(state.countdownTimer); state.countdownTimer = null; }
   }
 
-  function scheduleReconnect() {
+  // `minDelayMs`: wait at least this long (after a rate-limit close).
+  function scheduleReconnect(minDelayMs) {
     clearTimers();
     // Exponential backoff with jitter: 0.75 s, 1.5 s, 3 s, … capped at 12 s,
     // each multiplied by a random factor in [0.5, 1).
     const base = Math.min(BACKOFF_CAP_MS, BACKOFF_START_MS * Math.pow(2, state.attempt));
-    const delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    const delay = Math.max(minDelayMs || 0, Math.round(base * (0.5 + Math.random() * 0.5)));
     state.attempt += 1;
     state.retryAt = Date.now() + delay;
     const tick = () => {
@@ -512,6 +564,76 @@
     tick();
     state.countdownTimer = setInterval(tick, 250);
     state.retryTimer = setTimeout(connect, delay);
+  }
+
+  // ---------------------------------------------------------------- why a connection closed
+  // The server puts a stable token in the reason of every Close frame it
+  // starts (chapter 06); the numeric code is the fallback for closes
+  // without one (1009 and protocol errors carry a description instead, and
+  // a vanished server or network gives the browser's 1006).
+  //   text:    the notice in the message list, for people
+  //   short:   a word or two beside the status while offline
+  //   reset:   back off from scratch: the connection itself was fine
+  //   pauseMs: wait at least this long before reconnecting
+  //   restore: put the undelivered last message back in the box
+  const CLOSE_BY_TOKEN = {
+    shutting_down: { text: 'The server is restarting.', short: 'Server restarting', reset: true },
+    ping_timeout: {
+      text: 'The server stopped hearing from this page and closed the connection.',
+      short: 'Timed out', reset: true,
+    },
+    rate_limited: {
+      text: 'You were disconnected for sending messages too fast.',
+      short: 'Sending too fast', pauseMs: RATE_LIMIT_PAUSE_MS, restore: true,
+    },
+    slow_consumer: { text: 'Your connection fell too far behind the chat.', short: 'Fell behind' },
+    internal_error: { text: 'The server ran into a problem and closed the connection.', short: 'Server error' },
+  };
+  const CLOSE_LOST = { text: 'Connection lost.', short: 'Connection lost' };
+
+  function describeClose(code, reason) {
+    if (Object.prototype.hasOwnProperty.call(CLOSE_BY_TOKEN, reason)) return CLOSE_BY_TOKEN[reason];
+    switch (code) {
+      case 1009: {
+        // The reason reads "message over N bytes": take N if it is there.
+        const m = /(\d+) bytes/.exec(String(reason));
+        const limit = m ? Number(m[1]) : 0;
+        return {
+          text: limit
+            ? 'Your last message was too large for the server (limit ' + limit + ' bytes).'
+            : 'Your last message was too large for the server.',
+          short: 'Message too large', reset: true, restore: true, limit,
+        };
+      }
+      case 1001: return { text: 'The server went away.', short: 'Server went away', reset: true };
+      case 1002:
+      case 1007:
+        return {
+          text: 'The server closed the connection after a protocol error (code ' + code + ').',
+          short: 'Protocol error',
+        };
+      case 1008: return { text: 'The server closed the connection: ' + (reason || 'policy violation') + '.', short: 'Closed by server' };
+      case 1011: return CLOSE_BY_TOKEN.internal_error;
+      default: return CLOSE_LOST; // 1006 and anything unexplained
+    }
+  }
+
+  // Explains a close to the user and returns the least delay before the
+  // next attempt.
+  function onClosed(code, reason, wasOnline) {
+    const info = describeClose(code, reason);
+    // A failed attempt to reconnect (1006 before any welcome) keeps the
+    // explanation of the close that started it ("Server restarting").
+    if (info === CLOSE_LOST && !wasOnline && state.closeInfo) return 0;
+    state.closeInfo = info;
+    if (info.reset) state.attempt = 0;
+    if (info.limit) state.maxMessageBytes = info.limit;
+    if (info.restore) restoreLastSent();
+    if (wasOnline || info !== CLOSE_LOST) {
+      appendItems(renderNotice('closed', [info.text]), { forceScroll: true });
+      announce(info.text);
+    }
+    return info.pauseMs || 0;
   }
 
   function connectNow() {
@@ -539,6 +661,8 @@
     state.online = true;
     state.everOnline = true;
     state.onlineSince = Date.now();
+    state.closeInfo = null;
+    state.lastSent = null; // what was sent before belongs to the old connection
     clearTimers();
     setStatus('online', 'Online');
     if (msg.you) setYou(msg.you);
@@ -586,6 +710,8 @@
   }
 
   function onMessage(m) {
+    // Our own line came back: it was delivered, nothing to restore.
+    if (isYou(m.from) && state.lastSent && state.lastSent.endsWith(String(m.text))) state.lastSent = null;
     appendItems(renderMessage(m), { forceScroll: isYou(m.from) });
     if (!isYou(m.from)) {
       bumpUnread();
@@ -666,14 +792,37 @@
     appendItems(renderNotice('who', parts), { forceScroll: true });
   }
 
+  // The server's `error` events carry a stable `code` (chapter 06); the page
+  // decides by the code alone. The English `text` is shown only where it
+  // says more than the page could (which rule a nickname broke, how a
+  // command is used).
+
+  // Answers to a /nick request (`usage`: the request itself was malformed).
+  const NICK_ERRORS = new Set(['nick_taken', 'nick_invalid', 'nick_unchanged', 'usage']);
+
+  function errorText(code, serverText, nick) {
+    switch (code) {
+      case 'nick_taken':
+        return nick ? '“' + nick + '” is already taken. Please choose another nickname.'
+          : 'That nickname is already taken. Please choose another.';
+      case 'nick_unchanged': return nick ? 'You are already “' + nick + '”.' : 'That is already your nickname.';
+      case 'unknown_command': return serverText + '. To send a line that starts with /, begin it with //.';
+      case 'empty_message': return 'Empty messages are not sent.';
+      case 'bad_text': return 'That message was not sent: it contains control characters.';
+      case 'text_only': return 'The chat takes text messages only.';
+      default: return serverText; // nick_invalid, usage, and codes this page does not know
+    }
+  }
+
   function onError(msg) {
-    const text = String(msg.text || 'Something went wrong.');
+    const code = typeof msg.code === 'string' ? msg.code : '';
+    const serverText = String(msg.text || 'Something went wrong.');
     const pending = state.pendingNick;
-    if (pending && (pending.source === 'chooser' || pending.source === 'auto')) {
+    if (NICK_ERRORS.has(code) && pending) {
       state.pendingNick = null;
       // After a reload the server may not have noticed yet that our previous
-      // connection (holding the same nickname) is gone: retry a couple of times.
-      if (pending.source === 'auto' && /taken/i.test(text) && pending.tries < 3) {
+      // connection (holding the same nickname) is gone: retry a few times.
+      if (pending.source === 'auto' && code === 'nick_taken' && pending.tries < NICK_RETRIES) {
         const nick = pending.nick;
         const tries = pending.tries + 1;
         setTimeout(() => {
@@ -681,11 +830,16 @@
         }, 700 * tries);
         return;
       }
-      showChooserError(text);
-      if (pending.source === 'chooser') el.nickInput.value = pending.nick;
-      return;
+      if (pending.source === 'chooser' || pending.source === 'auto') {
+        if (code === 'nick_unchanged') { closeChooser(); return; }
+        showChooserError(errorText(code, serverText, pending.nick));
+        el.nickInput.value = pending.nick;
+        return;
+      }
     }
-    if (pending) state.pendingNick = null;
+    // Any other answer while the chooser waits must not leave it waiting.
+    if (pending && pending.source === 'chooser') el.nickSubmit.disabled = false;
+    const text = errorText(code, serverText, pending && pending.nick);
     appendItems(renderNotice('error', [text]), { forceScroll: true });
     announce(text);
   }

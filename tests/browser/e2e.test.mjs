@@ -4,7 +4,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +35,9 @@ const contexts = new Set();
 
 // ------------------------------------------------------------------ server
 
-function startServer(addr) {
+function startServer(addr, extraArgs = []) {
   return new Promise((resolve, reject) => {
-    const args = ['--addr', addr, '--www', WWW];
+    const args = ['--addr', addr, '--www', WWW, ...extraArgs];
     const proc = SERVER_BIN.endsWith('.mjs') || SERVER_BIN.endsWith('.js')
       ? spawn(process.execPath, [SERVER_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -99,12 +101,121 @@ async function restartServerOnSamePort() {
   throw lastErr;
 }
 
+// A second wschat with its own flags (for limits the shared one must not
+// have), run for the length of `fn` and stopped by PID afterwards.
+const extraServers = new Set();
+async function withServer(extraArgs, fn) {
+  const s = await startServer('127.0.0.1:0', extraArgs);
+  extraServers.add(s);
+  try {
+    return await fn(`http://127.0.0.1:${s.port}/`, s);
+  } finally {
+    await stopServer(s);
+    extraServers.delete(s);
+  }
+}
+
 // Last resort: never leave a server running, even if the runner is torn down.
 process.on('exit', () => {
-  if (server && server.proc.exitCode === null && server.proc.signalCode === null) {
-    try { process.kill(server.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const s of [server, ...extraServers]) {
+    if (s && s.proc.exitCode === null && s.proc.signalCode === null) {
+      try { process.kill(s.proc.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
   }
 });
+
+// ------------------------------------------------------------------ a scripted wschat.v1 server
+// A few dozen lines of RFC 6455 in node, serving the real page, so that a
+// test can send exactly the events and Close frames it wants: an error
+// whose code and English text disagree, or each close reason in turn.
+// `reply(text, conn)` answers what the page sends; by default it behaves
+// like wschat for /nick and chat lines.
+function startFakeServer() {
+  const conns = new Set();
+  const fake = { conns, received: [], reply: null, nextId: 1, port: 0 };
+  const types = { html: 'text/html; charset=utf-8', js: 'text/javascript', css: 'text/css', svg: 'image/svg+xml' };
+  const srv = http.createServer((req, res) => {
+    const file = req.url === '/' ? 'index.html' : req.url.slice(1);
+    const m = /^[a-z]+\.(html|js|css|svg)$/.exec(file);
+    if (!m) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': types[m[1]] });
+    res.end(fs.readFileSync(path.join(WWW, file)));
+  });
+  const frame = (opcode, payload) => {
+    const len = payload.length;
+    const head = len < 126 ? Buffer.from([0x80 | opcode, len])
+      : Buffer.from([0x80 | opcode, 126, len >> 8, len & 0xff]);
+    return Buffer.concat([head, payload]);
+  };
+  const sendJson = (conn, event) => conn.socket.write(frame(1, Buffer.from(JSON.stringify(event))));
+  fake.send = sendJson;
+  fake.close = (conn, code, reason) => {
+    const payload = Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
+    conn.socket.write(frame(8, payload));
+    conn.closing = true;
+    setTimeout(() => conn.socket.destroy(), 1_000);
+  };
+  fake.closeAll = (code, reason) => { for (const c of conns) fake.close(c, code, reason); };
+  fake.dropAll = () => { for (const c of conns) c.socket.destroy(); };
+  const defaultReply = (text, conn) => {
+    const nick = /^\/nick (\S+)$/.exec(text);
+    if (nick) {
+      const old = conn.nick;
+      conn.nick = nick[1];
+      sendJson(conn, { type: 'nick', user: { id: conn.id, nick: conn.nick }, old, ts: Date.now() });
+    } else {
+      sendJson(conn, { type: 'message', id: ++fake.seq, from: { id: conn.id, nick: conn.nick }, text, ts: Date.now() });
+    }
+  };
+  fake.seq = 0;
+  srv.on('upgrade', (req, socket) => {
+    const accept = crypto.createHash('sha1')
+      .update(req.headers['sec-websocket-key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: wschat.v1\r\n\r\n`);
+    const id = fake.nextId++;
+    const conn = { socket, id, nick: `guest-${id}` };
+    conns.add(conn);
+    socket.on('close', () => conns.delete(conn));
+    socket.on('error', () => {});
+    sendJson(conn, { type: 'welcome', you: { id, nick: conn.nick }, users: [{ id, nick: conn.nick }], history: [] });
+    let buf = Buffer.alloc(0);
+    socket.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (buf.length < 2) return;
+        let len = buf[1] & 0x7f;
+        let at = 2;
+        if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); at = 4; }
+        if (len === 127) { socket.destroy(); return; } // the page sends nothing that large
+        if (buf.length < at + 4 + len) return;
+        const mask = buf.subarray(at, at + 4);
+        const payload = Buffer.from(buf.subarray(at + 4, at + 4 + len));
+        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i % 4];
+        const opcode = buf[0] & 0x0f;
+        buf = buf.subarray(at + 4 + len);
+        if (opcode === 8) { // the page's Close: echo it and hang up
+          if (!conn.closing) socket.write(frame(8, payload));
+          socket.end();
+          return;
+        }
+        if (opcode === 1) {
+          const text = payload.toString();
+          fake.received.push(text);
+          (fake.reply || defaultReply)(text, conn);
+        }
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    srv.listen(0, '127.0.0.1', () => {
+      fake.port = srv.address().port;
+      fake.url = `http://127.0.0.1:${fake.port}/`;
+      fake.stop = () => new Promise((r) => { for (const c of conns) c.socket.destroy(); srv.close(r); });
+      resolve(fake);
+    });
+  });
+}
 
 // ------------------------------------------------------------------ browser helpers
 
@@ -123,8 +234,13 @@ async function newPage(viewport = DESKTOP) {
   await page.addInitScript(() => {
     const Native = window.WebSocket;
     window.__sockets = [];
+    window.__closes = []; // {code, reason} of every close the page saw
     window.WebSocket = class extends Native {
-      constructor(...args) { super(...args); window.__sockets.push(this); }
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+        this.addEventListener('close', (e) => window.__closes.push({ code: e.code, reason: e.reason }));
+      }
     };
   });
   return page;
@@ -141,8 +257,8 @@ async function waitOnline(page, timeout = WAIT) {
 }
 
 // Opens the chat and picks a nickname through the chooser.
-async function join(page, nick) {
-  await page.goto(baseUrl);
+async function join(page, nick, url = baseUrl) {
+  await page.goto(url);
   const dialog = page.locator('#nick-dialog');
   await dialog.waitFor({ state: 'visible' });
   await waitOnline(page);
@@ -202,6 +318,17 @@ async function waitOnlineCount(page, n, timeout = WAIT) {
     const names = await page.locator('#user-list .nick').allTextContents().catch(() => []);
     throw new Error(`expected ${n} online, the page shows ${await onlineCount(page).catch(() => '?')} (${names.join(', ')})\n${e.message}`);
   }
+}
+
+// What the chooser says when a nickname is taken: the page's own words,
+// chosen by the error's code whatever the server's English says.
+const takenText = (nick) => `“${nick}” is already taken. Please choose another nickname.`;
+
+// The latest "why the connection closed" notice in the message list.
+const closedNotice = (page) => page.locator('#messages li.notice.closed .notice-text');
+
+async function expectClosedNotice(page, text, timeout = WAIT) {
+  await expectText(closedNotice(page).last(), text, timeout);
 }
 
 async function shot(page, name, viewport) {
@@ -390,10 +517,16 @@ test('both pages reconnect by themselves after the server restarts', { timeout: 
     await say(gus, 'before restart');
     await expectMessage(hal, 'before restart');
 
-    await stopServer(server, 'SIGKILL');
+    await stopServer(server, 'SIGTERM');
     for (const page of [gus, hal]) {
       await page.locator('#status[data-state="reconnecting"]').waitFor();
       assert.match(await page.locator('#status-text').textContent(), /Reconnecting in \d+ s/);
+      // A server that stops gracefully says 1001 shutting_down; one that just
+      // dies leaves the browser with 1006. The page explains whichever it got.
+      const closes = await page.evaluate(() => window.__closes);
+      const last = closes.at(-1);
+      await expectClosedNotice(page, last.code === 1001 && last.reason === 'shutting_down'
+        ? 'The server is restarting.' : 'Connection lost.');
     }
     // The input stays usable while offline and unsent text is kept.
     await say(gus, 'typed while offline');
@@ -463,7 +596,7 @@ test('a nickname collision shows the server error next to the chooser', { timeou
     await lee.locator('#nick-input').fill('KIM');
     await lee.keyboard.press('Enter');
     const error = lee.locator('#nick-error');
-    await error.filter({ hasText: /taken/i }).waitFor();
+    await expectText(error, takenText('KIM'));
     assert.ok(await dialog.isVisible(), 'the chooser stays open');
     assert.equal(await lee.locator('#nick-input').inputValue(), 'KIM', 'the rejected name stays editable');
     await shot(lee, 'phone-lee-nick-taken');
@@ -475,6 +608,8 @@ test('a nickname collision shows the server error next to the chooser', { timeou
       const t = document.getElementById('nick-error').textContent;
       return t && !/taken/i.test(t);
     });
+    // That one is the server's own explanation of the rule (code nick_invalid).
+    assert.match(await error.textContent(), /reserved/);
 
     await lee.locator('#nick-input').fill('lee');
     await lee.keyboard.press('Enter');
@@ -485,4 +620,161 @@ test('a nickname collision shows the server error next to the chooser', { timeou
     await closePage(kim);
     await closePage(lee);
   }
+});
+
+
+test('errors are handled by their code, whatever their English text says', { timeout: TEST_TIMEOUT }, async () => {
+  const fake = await startFakeServer();
+  const mia = await newPage(PHONE);
+  try {
+    // The same code as the real server's collision (previous test), other words:
+    // the chooser says exactly what it said there.
+    fake.reply = (text, conn) => {
+      if (text.startsWith('/nick ')) fake.send(conn, { type: 'error', code: 'nick_taken', text: 'Name schon vergeben' });
+      else fake.send(conn, { type: 'error', code: 'empty_message', text: 'qqq' });
+    };
+    await mia.goto(fake.url);
+    await waitOnline(mia);
+    await mia.locator('#nick-dialog').waitFor({ state: 'visible' });
+    await mia.locator('#nick-input').fill('KIM');
+    await mia.keyboard.press('Enter');
+    await expectText(mia.locator('#nick-error'), takenText('KIM'));
+    assert.ok(await mia.locator('#nick-dialog').isVisible(), 'the chooser stays open');
+
+    // Other errors are notices in the list, in the page's words for the code.
+    await mia.locator('#nick-input').fill('mia');
+    fake.reply = null; // the next /nick succeeds
+    await mia.keyboard.press('Enter');
+    await mia.locator('#nick-dialog').waitFor({ state: 'hidden' });
+    fake.reply = (text, conn) => fake.send(conn, { type: 'error', code: 'empty_message', text: 'qqq' });
+    await say(mia, 'anything');
+    await expectText(mia.locator('#messages li.notice.error .notice-text').last(), 'Empty messages are not sent.');
+
+    // After a reload the saved nickname is asked for again; "taken" (by the
+    // code, the text says nothing of the kind) is retried automatically
+    // until the name is free.
+    let refusals = 0;
+    fake.reply = (text, conn) => {
+      if (text === '/nick mia' && refusals < 2) {
+        refusals += 1;
+        fake.send(conn, { type: 'error', code: 'nick_taken', text: 'Name schon vergeben' });
+      } else {
+        fake.reply = null;
+        conn.nick = 'mia';
+        fake.send(conn, { type: 'nick', user: { id: conn.id, nick: 'mia' }, old: `guest-${conn.id}`, ts: Date.now() });
+      }
+    };
+    fake.received.length = 0;
+    await mia.reload();
+    await waitOnline(mia);
+    await mia.waitForFunction(() => document.getElementById('me-nick').textContent === 'mia');
+    await expectText(mia.locator('#me-nick'), 'mia');
+    assert.equal(await mia.locator('#nick-dialog').isVisible(), false, 'no chooser: the retries got the name');
+    assert.deepEqual(fake.received, ['/nick mia', '/nick mia', '/nick mia']);
+    assert.deepEqual(mia.pageErrors, []);
+  } finally {
+    await closePage(mia);
+    await fake.stop();
+  }
+});
+
+test('the page says why the server closed the connection, and comes back', { timeout: 90_000 }, async () => {
+  const fake = await startFakeServer();
+  const ned = await newPage(DESKTOP);
+  try {
+    await join(ned, 'ned', fake.url);
+
+    // Server restarting: explained, and the page reconnects by itself.
+    fake.closeAll(1001, 'shutting_down');
+    await expectClosedNotice(ned, 'The server is restarting.');
+    await expectText(ned.locator('#status-reason'), 'Server restarting');
+    await shot(ned, 'desktop-ned-server-restarting');
+    await waitOnline(ned, RECONNECT_WAIT);
+    assert.equal(await ned.locator('#status-reason').isVisible(), false, 'no reason shown once online');
+
+    const cases = [
+      [1001, 'ping_timeout', 'The server stopped hearing from this page and closed the connection.'],
+      [1008, 'slow_consumer', 'Your connection fell too far behind the chat.'],
+      [1011, 'internal_error', 'The server ran into a problem and closed the connection.'],
+      [1011, '', 'The server ran into a problem and closed the connection.'],
+      [1009, 'message over 4096 bytes', 'Your last message was too large for the server (limit 4096 bytes).'],
+      [1009, '', 'Your last message was too large for the server.'],
+      [1002, 'reserved bits set', 'The server closed the connection after a protocol error (code 1002).'],
+      [1007, 'invalid UTF-8', 'The server closed the connection after a protocol error (code 1007).'],
+      [null, '', 'Connection lost.'], // the TCP connection just ends: 1006
+    ];
+    for (const [code, reason, text] of cases) {
+      if (code === null) fake.dropAll();
+      else fake.closeAll(code, reason);
+      await expectClosedNotice(ned, text);
+      await ned.locator('#status[data-state="reconnecting"], #status[data-state="connecting"]').waitFor();
+      if (text === 'Connection lost.') await shot(ned, 'phone-ned-connection-lost', PHONE);
+      if (await ned.locator('#retry-now').isVisible()) await ned.locator('#retry-now').click().catch(() => {});
+      await waitOnline(ned, RECONNECT_WAIT);
+    }
+    const closes = await ned.evaluate(() => window.__closes.map((c) => c.code));
+    assert.deepEqual(closes, [1001, ...cases.map(([code]) => code ?? 1006)]);
+    assert.deepEqual(ned.pageErrors, []);
+  } finally {
+    await closePage(ned);
+    await fake.stop();
+  }
+});
+
+test('sending too fast: the page explains, keeps the unsent text, and reconnects', { timeout: TEST_TIMEOUT }, async () => {
+  await withServer(['--rate-limit', '1'], async (url) => {
+    const oz = await newPage(DESKTOP);
+    try {
+      await join(oz, 'oz', url);
+      for (let i = 1; i <= 6; i++) await say(oz, `flood ${i}`);
+      await expectClosedNotice(oz, 'You were disconnected for sending messages too fast.');
+      await oz.locator('#status[data-state="reconnecting"]').waitFor();
+      await expectText(oz.locator('#status-reason'), 'Sending too fast');
+      const closes = await oz.evaluate(() => window.__closes);
+      assert.deepEqual(closes, [{ code: 1008, reason: 'rate_limited' }]);
+      // The box holds a message the server never passed on.
+      const kept = await oz.locator('#composer-input').inputValue();
+      assert.match(kept, /^flood \d$/);
+      assert.equal(await messageCount(oz, kept), 0, `"${kept}" was not delivered`);
+      await shot(oz, 'desktop-oz-rate-limited');
+      await shot(oz, 'phone-oz-rate-limited', PHONE);
+
+      // Back after the pause, with the same nickname; Enter sends the kept text.
+      await waitOnline(oz, RECONNECT_WAIT);
+      await expectText(oz.locator('#me-nick'), 'oz');
+      await oz.locator('#composer-input').press('Enter');
+      await expectMessage(oz, kept, { from: 'oz' });
+      assert.deepEqual(oz.pageErrors, []);
+    } finally {
+      await closePage(oz);
+    }
+  });
+});
+
+test('a message over the server limit: explained, kept to shorten, and stopped before sending', { timeout: TEST_TIMEOUT }, async () => {
+  await withServer(['--max-message-bytes', '64'], async (url) => {
+    const pia = await newPage(DESKTOP);
+    try {
+      await join(pia, 'pia', url);
+      const long = 'é'.repeat(40); // 80 bytes of UTF-8
+      await say(pia, long);
+      await expectClosedNotice(pia, 'Your last message was too large for the server (limit 64 bytes).');
+      assert.deepEqual(await pia.evaluate(() => window.__closes.map((c) => c.code)), [1009]);
+      assert.equal(await pia.locator('#composer-input').inputValue(), long, 'the text is back in the box');
+      await waitOnline(pia, RECONNECT_WAIT);
+
+      // Now the page knows the limit: Enter explains instead of sending.
+      await pia.locator('#composer-input').press('Enter');
+      await expectText(pia.locator('#composer-note'),
+        'This message is 80 bytes; the server takes at most 64. Please shorten it.');
+      await shot(pia, 'desktop-pia-too-long');
+      assert.equal(await pia.locator('#status').getAttribute('data-state'), 'online', 'still connected');
+      await say(pia, 'é'.repeat(20));
+      await expectMessage(pia, 'é'.repeat(20), { from: 'pia' });
+      assert.equal(await pia.locator('#composer-note').textContent(), '', 'the note goes once the text is edited');
+      assert.deepEqual(pia.pageErrors, []);
+    } finally {
+      await closePage(pia);
+    }
+  });
 });

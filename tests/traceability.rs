@@ -552,7 +552,8 @@ const EXTERNAL_ROOTS: &[&str] = &[
 /// list is never checked, so it stays short: only what a reader of Rust
 /// knows without looking it up.
 const WELL_KNOWN: &[&str] = &[
-    // the prelude and its variants
+    // the prelude and its variants, and std traits
+    "Ord",
     "Option",
     "Some",
     "None",
@@ -608,6 +609,8 @@ const NOT_RUST: &[&str] = &[
     "LimitNOFILE",
     "TasksMax",
     "TimeoutStopSec",
+    // the browser's API, named in the page's chapter
+    "TextEncoder",
     "TCP_NODELAY",
     "SO_REUSEADDR",
     "TIME_WAIT",

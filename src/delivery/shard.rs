@@ -446,8 +446,8 @@ impl Shard {
                         // §7.1.1: having sent its Close, the server closes
                         // TCP after the client's Close (the reader waits
                         // for it); our half ends now.
-                        let _ = client.stream.shutdown(Shutdown::Write);
                         client.link.done();
+                        let _ = client.stream.shutdown(Shutdown::Write);
                         if client.orphan {
                             self.forget(i);
                             continue;
@@ -631,6 +631,9 @@ impl Shard {
             // SAFETY: `frame` lives until the call returns.
             let _ = unsafe { sys::send_vectored(client.stream.as_raw_fd(), &piece) };
         }
+        // Marked closed before the socket is, so that whoever sees the
+        // socket end also sees the flag.
+        client.link.done();
         let _ = client.stream.shutdown(Shutdown::Both);
         self.forget(i);
     }

@@ -11,7 +11,9 @@
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
 use crate::history_file::HistoryLog;
 use crate::protocol::close::CloseCode;
-use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::protocol::frame::{
+    MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
+};
 use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
@@ -69,6 +71,8 @@ pub struct Broadcaster {
     pending: Batch,
     /// The room's outputs for the current event (reused).
     out: Vec<Output>,
+    /// The last welcome tail and its frame.
+    tail: Option<(Arc<str>, Arc<[u8]>)>,
 }
 
 impl Broadcaster {
@@ -84,6 +88,7 @@ impl Broadcaster {
             log,
             pending: Batch::default(),
             out: Vec::new(),
+            tail: None,
         }
     }
 
@@ -161,6 +166,16 @@ impl Broadcaster {
                     let frame = encode_frame(OpCode::Text, event.as_bytes(), None);
                     self.delivery.send(to, Bytes::Owned(frame));
                 }
+                Output::Welcome { to, head, tail } => {
+                    self.flush();
+                    // Two frames of one text message (§5.4): the head, not
+                    // final, then the shared tail as its continuation.
+                    let mut first = Vec::with_capacity(head.len() + MAX_HEADER_LEN);
+                    encode_frame_into(&mut first, false, OpCode::Text, head.as_bytes(), None);
+                    self.delivery.send(to, Bytes::Owned(first));
+                    let rest = self.welcome_tail(&tail);
+                    self.delivery.send(to, Bytes::Shared(rest));
+                }
                 Output::Said(event) => {
                     if let Some(log) = &self.log {
                         log.append(event);
@@ -169,6 +184,27 @@ impl Broadcaster {
             }
         }
         self.out = out;
+    }
+
+    /// The continuation frame that ends a welcome: encoded once per history
+    /// change, shared by every newcomer until then.
+    fn welcome_tail(&mut self, tail: &Arc<str>) -> Arc<[u8]> {
+        match &self.tail {
+            Some((text, frame)) if Arc::ptr_eq(text, tail) => frame.clone(),
+            _ => {
+                let mut frame = Vec::with_capacity(tail.len() + MAX_HEADER_LEN);
+                encode_frame_into(
+                    &mut frame,
+                    true,
+                    OpCode::Continuation,
+                    tail.as_bytes(),
+                    None,
+                );
+                let frame: Arc<[u8]> = frame.into();
+                self.tail = Some((tail.clone(), frame.clone()));
+                frame
+            }
+        }
     }
 
     /// Hands the pending frames to delivery as one batch.

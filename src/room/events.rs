@@ -82,17 +82,37 @@ pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> Stri
     out
 }
 
+/// The `welcome` a newcomer gets: who it is, who is here, the history.
+/// Sent as two frames of one message: `welcome_head`, this newcomer's
+/// own, and `welcome_tail`, the same for every newcomer until the history
+/// changes (so it is built, and its frame encoded, once).
 pub fn welcome_event<'a>(
     id: ClientId,
     nick: &str,
     users: impl Iterator<Item = (ClientId, &'a str)>,
     history: &History,
 ) -> String {
+    welcome_head(id, nick, users) + &welcome_tail(history)
+}
+
+/// `{"type":"welcome","you":{..},"users":[..],"history":`
+pub fn welcome_head<'a>(
+    id: ClientId,
+    nick: &str,
+    users: impl Iterator<Item = (ClientId, &'a str)>,
+) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
     push_user(&mut out, id, nick);
     out.push_str(",\"users\":");
     push_users(&mut out, users);
-    out.push_str(",\"history\":[");
+    out.push_str(",\"history\":");
+    out
+}
+
+/// `[..the history..]}`: the end of every welcome.
+pub fn welcome_tail(history: &History) -> String {
+    let mut out = String::with_capacity(history.bytes() + history.len() + 3);
+    out.push('[');
     for (i, event) in history.iter().enumerate() {
         if i > 0 {
             out.push(',');

@@ -113,6 +113,13 @@ pub enum Output {
     },
     /// A `wschat.v1` event for one member only.
     Reply { to: ClientId, event: String },
+    /// A newcomer's `welcome`: `head` (its own) then `tail` (the history,
+    /// shared by every newcomer until it changes), as one message.
+    Welcome {
+        to: ClientId,
+        head: String,
+        tail: Arc<str>,
+    },
     /// A chat line was numbered and kept: its `message` event, for the
     /// history file.
     Said(Arc<str>),
@@ -132,6 +139,9 @@ pub struct Room {
     nicks: HashMap<String, ClientId>,
     history: History,
     next_seq: u64,
+    /// `welcome_tail` of the current history, built on the first join
+    /// after it changes.
+    tail: Option<Arc<str>>,
 }
 
 impl Room {
@@ -142,6 +152,7 @@ impl Room {
             nicks: HashMap::new(),
             history,
             next_seq,
+            tail: None,
         }
     }
 
@@ -195,10 +206,15 @@ impl Room {
             },
         );
         if mode == Mode::V1 {
-            let welcome = welcome_event(id, &nick, self.users(), &self.history);
-            out.push(Output::Reply {
+            let history = &self.history;
+            let tail = self
+                .tail
+                .get_or_insert_with(|| welcome_tail(history).into())
+                .clone();
+            out.push(Output::Welcome {
                 to: id,
-                event: welcome,
+                head: welcome_head(id, &nick, self.users()),
+                tail,
             });
         }
         out.push(v1_broadcast(
@@ -300,6 +316,7 @@ impl Room {
         });
         out.push(Output::Said(event.clone()));
         self.history.push(event);
+        self.tail = None;
     }
 
     fn binary(&mut self, id: ClientId, data: Vec<u8>, out: &mut Vec<Output>) {

@@ -54,9 +54,10 @@ fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_joi
     join(&mut room, 1, Mode::V1);
     say(&mut room, 1, "before");
     let out = join(&mut room, 2, Mode::V1);
-    let Output::Reply { to: 2, event } = &out[0] else {
+    let Output::Welcome { to: 2, head, tail } = &out[0] else {
         panic!("the welcome comes first: {out:?}")
     };
+    let event = &format!("{head}{tail}");
     assert!(event.starts_with(r#"{"type":"welcome","you":{"id":2,"nick":"guest-2"}"#));
     assert!(event.contains(r#""users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]"#));
     assert!(event.contains(r#""text":"before""#));
@@ -260,4 +261,21 @@ fn every_error_code_is_distinct_and_lowercase() {
             .iter()
             .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
     );
+}
+
+#[test]
+fn newcomers_share_the_welcome_tail_until_the_history_changes() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    say(&mut room, 1, "one");
+    let tail = |out: &[Output]| match &out[0] {
+        Output::Welcome { tail, .. } => tail.clone(),
+        other => panic!("not a welcome: {other:?}"),
+    };
+    let a = tail(&join(&mut room, 2, Mode::V1));
+    let b = tail(&join(&mut room, 3, Mode::V1));
+    assert!(Arc::ptr_eq(&a, &b), "built once, shared");
+    say(&mut room, 1, "two");
+    let c = tail(&join(&mut room, 4, Mode::V1));
+    assert!(!Arc::ptr_eq(&a, &c) && c.contains("\"text\":\"two\""));
 }

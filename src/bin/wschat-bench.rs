@@ -23,13 +23,33 @@ use wschat::protocol::frame::{FrameHeader, OpCode, encode_frame_into};
 const USAGE: &str =
     "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
-              [--window N] [--duration SECS] [--server-pid PID]
+              [--window N] [--duration SECS] [--server-pid PID] [--connect-threads N]
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
   echo        [--duration SECS] [--sizes 16,1024,65536,1048576]";
 
 /// The header every fan-out payload starts with: sender, sequence number,
 /// and send time in nanoseconds since the run's epoch.
 const STAMP: usize = 4 + 8 + 8;
+
+/// How long one connection's TCP connect and opening handshake may take. A
+/// server that accepts but never answers makes the run fail with a clear
+/// error instead of hanging in the connect phase.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Threads opening connections in parallel (`--connect-threads`), so that
+/// 10,000 handshakes do not wait on each other one by one.
+const CONNECT_THREADS: usize = 8;
+
+/// Descriptors kept free beyond one per connection (stdio, epoll, the
+/// allocator's and the runtime's own).
+const SPARE_FDS: usize = 64;
+
+/// The fan-out receiver's read buffer per client: 64 KiB up to 1,024
+/// clients, then less, so that all of them together stay at 64 MiB (a big
+/// room's clients receive a small message at a time). Never under 8 KiB.
+const RECEIVE_BUFFERS_TOTAL: usize = 64 << 20;
+const RECEIVE_BUFFER_MAX: usize = 64 * 1024;
+const RECEIVE_BUFFER_MIN: usize = 8 * 1024;
 
 /// The few Linux calls std does not expose: epoll, so that one thread can
 /// read every client's socket (a thread per client would make the load
@@ -54,6 +74,40 @@ mod sys {
         fn epoll_wait(epfd: i32, events: *mut EpollEvent, maxevents: i32, timeout: i32) -> i32;
         fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
         fn close(fd: i32) -> i32;
+        fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
+        fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
+    }
+
+    /// `struct rlimit`: two `rlim_t`, an unsigned long on Linux.
+    #[repr(C)]
+    struct RLimit {
+        current: std::ffi::c_ulong,
+        max: std::ffi::c_ulong,
+    }
+
+    const RLIMIT_NOFILE: i32 = 7;
+
+    /// Raises this process's descriptor limit (soft, up to the hard limit)
+    /// to at least `needed`. Returns the limit now in force and the hard limit.
+    pub fn raise_fd_limit(needed: usize) -> io::Result<(usize, usize)> {
+        let needed = needed as std::ffi::c_ulong;
+        let mut limit = RLimit { current: 0, max: 0 };
+        // SAFETY: `limit` is a valid rlimit for the call's duration.
+        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.current < needed {
+            let raised = RLimit {
+                current: needed.min(limit.max),
+                max: limit.max,
+            };
+            // SAFETY: `raised` is a valid rlimit for the call's duration.
+            if unsafe { setrlimit(RLIMIT_NOFILE, &raised) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            limit.current = raised.current;
+        }
+        Ok((limit.current as usize, limit.max as usize))
     }
 
     const EPOLLIN: u32 = 0x1;
@@ -213,10 +267,51 @@ impl Url {
     }
 }
 
+/// Makes sure this process may hold `connections` sockets at once.
+fn ensure_fd_limit(connections: usize) -> Result<(), String> {
+    let needed = connections + SPARE_FDS;
+    let (limit, hard) =
+        sys::raise_fd_limit(needed).map_err(|e| format!("descriptor limit: {e}"))?;
+    if limit < needed {
+        return Err(format!(
+            "{connections} connections need about {needed} descriptors, but the limit is {limit} \
+             (hard limit {hard}); raise it, e.g. `ulimit -n {needed}` as root"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `count` WebSockets with `threads` threads in parallel; the result
+/// is in a fixed order (thread by thread), and any failure fails them all.
+fn connect_all(url: &Url, count: usize, threads: usize) -> Result<Vec<TcpStream>, String> {
+    let per_thread = count.div_ceil(threads.max(1));
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|t| {
+            let url = url.clone();
+            let n = per_thread.min(count.saturating_sub(t * per_thread));
+            std::thread::spawn(move || {
+                (0..n)
+                    .map(|_| connect(&url))
+                    .collect::<io::Result<Vec<_>>>()
+            })
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(count);
+    for worker in workers {
+        let part = worker.join().map_err(|_| "connect thread panicked")?;
+        streams.extend(part.map_err(|e| format!("connect: {e}"))?);
+    }
+    Ok(streams)
+}
+
 /// Opens a WebSocket: TCP connect, the opening handshake, check for 101.
+/// Connect and handshake are bounded by `HANDSHAKE_TIMEOUT`; the socket
+/// returned has no timeouts.
 fn connect(url: &Url) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(url.addr)?;
+    let mut stream = TcpStream::connect_timeout(&url.addr, HANDSHAKE_TIMEOUT)?;
     stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -243,6 +338,8 @@ fn connect(url: &Url) -> io::Result<TcpStream> {
             .to_string();
         return Err(io::Error::other(format!("handshake refused: {line}")));
     }
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
     Ok(stream)
 }
 
@@ -422,18 +519,24 @@ fn fanout(options: &Options) -> Result<(), String> {
     let window: u64 = options.get("window", 64)?;
     let duration = Duration::from_secs_f64(options.get("duration", 10.0)?);
     let server_pid: Option<String> = options.values.get("server-pid").cloned();
+    let connect_threads: usize = options
+        .get::<usize>("connect-threads", CONNECT_THREADS)?
+        .max(1);
     if senders == 0 || senders > clients || clients < 2 {
         return Err("need 2 <= clients and 1 <= senders <= clients".into());
     }
+    ensure_fd_limit(clients)?;
 
     eprintln!(
-        "fanout: connecting {clients} clients to {}{}",
+        "fanout: connecting {clients} clients to {}{} with {connect_threads} threads",
         url.host, url.path
     );
-    let mut streams = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        streams.push(connect(&url).map_err(|e| format!("connect: {e}"))?);
-    }
+    let connect_start = Instant::now();
+    let streams = connect_all(&url, clients, connect_threads)?;
+    eprintln!(
+        "fanout: {clients} connected in {:.2} s",
+        connect_start.elapsed().as_secs_f64()
+    );
     // Let the server register everyone before the first message.
     std::thread::sleep(Duration::from_millis(200 + clients as u64 / 5));
 
@@ -445,18 +548,25 @@ fn fanout(options: &Options) -> Result<(), String> {
     // senders x window of our messages.
     let progress: Arc<Vec<AtomicU64>> =
         Arc::new((0..clients * senders).map(|_| AtomicU64::new(0)).collect());
-    let writers: Vec<Arc<Mutex<TcpStream>>> = streams
-        .iter()
-        .map(|s| Arc::new(Mutex::new(s.try_clone().expect("clone socket"))))
-        .collect();
+    // One descriptor per client, shared by the receiver (reads) and the
+    // senders and pong replies (writes, one writer at a time).
+    let sockets: Arc<Vec<ClientSocket>> = Arc::new(
+        streams
+            .into_iter()
+            .map(|stream| ClientSocket {
+                stream,
+                write_lock: Mutex::new(()),
+            })
+            .collect(),
+    );
 
     let receiver = {
         let stop = stop.clone();
         let progress = progress.clone();
-        let writers = writers.clone();
+        let sockets = sockets.clone();
         std::thread::Builder::new()
             .name("receiver".into())
-            .spawn(move || receive_all(streams, senders, epoch, &stop, &progress, &writers))
+            .spawn(move || receive_all(&sockets, senders, epoch, &stop, &progress))
             .map_err(|e| format!("spawn: {e}"))?
     };
 
@@ -465,7 +575,7 @@ fn fanout(options: &Options) -> Result<(), String> {
     let start = Instant::now();
     let mut sender_threads = Vec::new();
     for sender in 0..senders {
-        let writer = writers[sender].clone();
+        let sockets = sockets.clone();
         let progress = progress.clone();
         sender_threads.push(std::thread::spawn(move || {
             let slowest = || {
@@ -503,7 +613,7 @@ fn fanout(options: &Options) -> Result<(), String> {
                 payload[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
                 frame.clear();
                 client_frame(&mut frame, OpCode::Binary, &payload, key);
-                if writer.lock().unwrap().write_all(&frame).is_err() {
+                if sockets[sender].write_all(&frame).is_err() {
                     break;
                 }
             }
@@ -594,16 +704,28 @@ fn fanout(options: &Options) -> Result<(), String> {
 /// milliseconds to drain, so 200 µs keeps it full (1 ms did not).
 const WINDOW_POLL: Duration = Duration::from_micros(200);
 
+/// A fan-out client's socket: read by the receiver thread, written by its
+/// sender (if it is one) and by the receiver's pong replies.
+struct ClientSocket {
+    stream: TcpStream,
+    write_lock: Mutex<()>,
+}
+
+impl ClientSocket {
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let _writing = self.write_lock.lock().unwrap();
+        (&self.stream).write_all(bytes)
+    }
+}
+
 fn receive_all(
-    streams: Vec<TcpStream>,
+    sockets: &[ClientSocket],
     senders: usize,
     epoch: Instant,
     stop: &AtomicBool,
     progress: &[AtomicU64],
-    writers: &[Arc<Mutex<TcpStream>>],
 ) -> ReceiverResult {
     struct Conn {
-        stream: TcpStream,
         buf: Vec<u8>,
         end: usize,
     }
@@ -614,14 +736,15 @@ fn receive_all(
         last_delivery: None,
     };
     let epoll = sys::Epoll::new().expect("epoll");
-    let mut conns: Vec<Conn> = streams
-        .into_iter()
+    let buffer_size = (RECEIVE_BUFFERS_TOTAL / sockets.len().max(1))
+        .clamp(RECEIVE_BUFFER_MIN, RECEIVE_BUFFER_MAX);
+    let mut conns: Vec<Conn> = sockets
+        .iter()
         .enumerate()
-        .map(|(i, stream)| {
-            epoll.add(&stream, i as u64).expect("epoll add");
+        .map(|(i, socket)| {
+            epoll.add(&socket.stream, i as u64).expect("epoll add");
             Conn {
-                stream,
-                buf: vec![0; 64 * 1024],
+                buf: vec![0; buffer_size],
                 end: 0,
             }
         })
@@ -636,7 +759,7 @@ fn receive_all(
         for &token in &ready {
             let index = token as usize;
             let conn = &mut conns[index];
-            let n = match sys::recv_now(&conn.stream, &mut conn.buf[conn.end..]) {
+            let n = match sys::recv_now(&sockets[index].stream, &mut conn.buf[conn.end..]) {
                 Ok(0) => continue, // closed: reported as lost messages
                 Ok(n) => n,
                 Err(_) => continue,
@@ -674,7 +797,7 @@ fn receive_all(
                     OpCode::Ping => {
                         pong.clear();
                         client_frame(&mut pong, OpCode::Pong, payload, [1, 2, 3, 4]);
-                        let _ = writers[index].lock().unwrap().write_all(&pong);
+                        let _ = sockets[index].write_all(&pong);
                     }
                     _ => {}
                 }
@@ -700,8 +823,11 @@ fn connections(options: &Options) -> Result<(), String> {
     let url = options.url()?;
     let count: usize = options.get("count", 1000)?;
     let hold = Duration::from_secs_f64(options.get("hold", 5.0)?);
-    let threads: usize = options.get::<usize>("connect-threads", 8)?.max(1);
+    let threads: usize = options
+        .get::<usize>("connect-threads", CONNECT_THREADS)?
+        .max(1);
     let pid: Option<String> = options.values.get("server-pid").cloned();
+    ensure_fd_limit(count)?;
     let rss_before = pid.as_deref().and_then(|p| proc_status(p, "VmRSS:"));
     let threads_before = pid.as_deref().and_then(|p| proc_status(p, "Threads:"));
 

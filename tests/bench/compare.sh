@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of wschat against two peer servers doing the same
-# "raw chat" job (tungstenite-threads, tokio-tungstenite). Run by hand, not in
-# CI: it takes a few minutes and wants an otherwise idle machine with >= 2 CPUs.
+# Side-by-side benchmark of wschat against three peer servers doing the same
+# "raw chat" job (tungstenite-threads, tokio-tungstenite, and least-work, a
+# one-thread epoll yardstick). Run by hand, not in CI: the full matrix takes
+# about 10 minutes (longer when a server falls behind in the big-room runs)
+# and wants an otherwise idle machine with >= 2 CPUs.
 #
 # Each server gets a fresh process for every benchmark run, pinned to CPU 0;
 # the benchmark client (target/release/wschat-bench) is pinned to CPU 1.
@@ -9,8 +11,11 @@
 # each run; client CPU time is the user+sys time of the client process (its rusage).
 #
 # Usage: tests/bench/compare.sh [--no-build] [--servers a,b,..] [--runs a,b,..] [--out DIR]
-#   servers: wschat, tungstenite-threads, tokio-tungstenite (default: all)
-#   runs:    fanout-100x10, fanout-1000x1, connections-5000, echo (default: all)
+#   servers: wschat, tungstenite-threads, tokio-tungstenite, least-work (default: all)
+#   runs:    fanout-100x10, fanout-1000x1, connections-5000, echo,
+#            bigroom-1000x100, bigroom-2000x100, bigroom-5000x100, bigroom-10000x20
+#            (default: all; bigroom-CLIENTSxRATE is a fan-out to CLIENTS clients
+#            from one sender at RATE 64-byte messages a second for 10 s)
 #   --out:   where raw results go (default: a new directory under /tmp)
 # Environment overrides (for testing the script itself):
 #   WSCHAT_BIN, WSCHAT_BENCH_BIN  paths of the wschat server and benchmark client.
@@ -22,9 +27,11 @@ WSCHAT_BIN=${WSCHAT_BIN:-$ROOT/target/release/wschat}
 WSCHAT_BENCH_BIN=${WSCHAT_BENCH_BIN:-$ROOT/target/release/wschat-bench}
 THREADS_BIN=$BENCH_DIR/tungstenite-threads/target/release/tungstenite-threads-chat
 TOKIO_BIN=$BENCH_DIR/tokio-tungstenite/target/release/tokio-tungstenite-chat
+LEAST_WORK_BIN=$BENCH_DIR/least-work/target/release/least-work-chat
 
-ALL_SERVERS=(wschat tungstenite-threads tokio-tungstenite)
-ALL_RUNS=(fanout-100x10 fanout-1000x1 connections-5000 echo)
+ALL_SERVERS=(wschat tungstenite-threads tokio-tungstenite least-work)
+ALL_RUNS=(fanout-100x10 fanout-1000x1 connections-5000 echo
+    bigroom-1000x100 bigroom-2000x100 bigroom-5000x100 bigroom-10000x20)
 SERVER_CPU=0
 CLIENT_CPU=1
 
@@ -55,12 +62,35 @@ command -v python3 >/dev/null || die "python3 not found"
 ncpu=$(nproc --all 2>/dev/null || nproc)
 [[ $ncpu -ge 2 ]] || die "need at least 2 CPUs (server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU); have $ncpu"
 
-# 5000 connections need well over the common default of 1024 descriptors.
+# 10,000 connections need far more than the common default of 1024
+# descriptors, in the client and in the server alike (the limit is inherited).
 if ! ulimit -n 65536 2>/dev/null; then
     hard=$(ulimit -Hn)
     ulimit -n "$hard"
     note "warning: could not raise ulimit -n to 65536; using the hard limit $hard"
 fi
+# Most clients any selected run opens at once.
+max_clients=0
+for r in "${runs[@]}"; do
+    case "$r" in
+        fanout-100x10) n=100 ;;
+        fanout-1000x1) n=1000 ;;
+        connections-5000) n=5000 ;;
+        bigroom-*x*) n=${r#bigroom-}; n=${n%x*} ;;
+        *) n=1 ;;
+    esac
+    if ((n > max_clients)); then max_clients=$n; fi
+done
+# Descriptors per client: tungstenite-threads clones each chat socket for its
+# writer thread; the others hold one. 64 spare for listeners, epoll, stdio.
+fds_limit=$(ulimit -n)
+for s in wschat-bench "${servers[@]}"; do
+    per=1
+    [[ $s == tungstenite-threads ]] && per=2
+    if [[ $fds_limit != unlimited ]] && ((max_clients * per + 64 > fds_limit)); then
+        note "warning: $s needs about $((max_clients * per + 64)) descriptors for $max_clients clients; ulimit -n is $fds_limit, so its largest runs will fail"
+    fi
+done
 
 if [[ -z $out ]]; then
     out=$(mktemp -d "${TMPDIR:-/tmp}/wschat-compare.XXXXXX")
@@ -72,12 +102,12 @@ results=$out/results.jsonl
 note "raw results in $out"
 
 if [[ $build -eq 1 ]]; then
-    for dir in "$ROOT" "$BENCH_DIR/tungstenite-threads" "$BENCH_DIR/tokio-tungstenite"; do
+    for dir in "$ROOT" "$BENCH_DIR/tungstenite-threads" "$BENCH_DIR/tokio-tungstenite" "$BENCH_DIR/least-work"; do
         note "building $dir (release)"
         cargo build --release --manifest-path "$dir/Cargo.toml"
     done
 fi
-for bin in "$WSCHAT_BENCH_BIN" "$THREADS_BIN" "$TOKIO_BIN" "$WSCHAT_BIN"; do
+for bin in "$WSCHAT_BENCH_BIN" "$THREADS_BIN" "$TOKIO_BIN" "$LEAST_WORK_BIN" "$WSCHAT_BIN"; do
     [[ -x $bin ]] || die "missing executable: $bin"
 done
 
@@ -88,6 +118,7 @@ server_cmd() { # name -> prints nothing, sets global array CMD
         wschat) CMD=("$WSCHAT_BIN" --addr 127.0.0.1:0 --log-level warn --rate-limit 0 --max-clients 20000) ;;
         tungstenite-threads) CMD=("$THREADS_BIN" --addr 127.0.0.1:0) ;;
         tokio-tungstenite) CMD=("$TOKIO_BIN" --addr 127.0.0.1:0 --threads 1) ;;
+        least-work) CMD=("$LEAST_WORK_BIN" --addr 127.0.0.1:0) ;;
     esac
 }
 
@@ -213,6 +244,15 @@ run_args() { # run port pid -> sets ARGS and LIMIT (seconds before the client is
         echo)
             ARGS=(echo --url "ws://127.0.0.1:$2/echo" --duration 5)
             LIMIT=180 ;;
+        bigroom-*x*)
+            local clients=${1#bigroom-} rate
+            rate=${clients#*x}
+            clients=${clients%x*}
+            ARGS=(fanout --url "$url" --clients "$clients" --senders 1 --size 64 --rate "$rate"
+                --duration 10 --server-pid "$3")
+            # Connecting (up to a minute for 10,000 clients to a slow server),
+            # a pause of clients/5 ms, 10 s of sending, up to 10 s of draining.
+            LIMIT=$((120 + clients / 50)) ;;
     esac
 }
 

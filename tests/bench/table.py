@@ -10,14 +10,16 @@
 
   table.py render results.jsonl
       Prints markdown tables: a summary with one row per server and ratios to
-      wschat, then one table per run.
+      wschat, a big-room table (one row per bigroom-CLIENTSxRATE run, four
+      columns per server), then one table per run.
 """
 
 import argparse
 import json
+import re
 import sys
 
-SERVERS = ["wschat", "tungstenite-threads", "tokio-tungstenite"]
+SERVERS = ["wschat", "tungstenite-threads", "tokio-tungstenite", "least-work"]
 BASELINE = "wschat"
 
 
@@ -181,6 +183,58 @@ DETAIL = {
     ],
 }
 
+# bigroom-CLIENTSxRATE: a fan-out to CLIENTS clients from one sender at RATE
+# messages a second (compare.sh's big-room runs).
+BIGROOM = re.compile(r"^bigroom-(\d+)x(\d+)$")
+
+
+def run_title(key):
+    m = BIGROOM.match(key or "")
+    if m:
+        return "big room: {:,} clients, 1 sender, 64 B, {} msg/s, 10 s".format(int(m.group(1)), m.group(2))
+    return RUN_TITLES.get(key, key)
+
+
+def cpu_s_per_million(rec):
+    """Server CPU seconds per million deliveries over the whole run (the
+    connect phase included), or None if either figure is missing."""
+    cpu, delivered = num(rec.get("run_server_cpu_s")), num(rec.get("delivered"))
+    if cpu is None or not delivered:
+        return None
+    return cpu / delivered * 1e6
+
+
+def bigroom_table(by, servers):
+    """One row per big-room run (by client count), four columns per server."""
+    keys = sorted((k for k in by if BIGROOM.match(k or "")),
+                  key=lambda k: tuple(int(g) for g in BIGROOM.match(k).groups()))
+    if not keys:
+        return None
+    headers = ["clients × msg/s"]
+    for s in servers:
+        headers += ["%s p50 ms ↓" % s, "%s p99 ms ↓" % s, "%s lost" % s, "%s CPU s/M deliveries ↓" % s]
+    rows = []
+    notes = []
+    for k in keys:
+        clients, rate = BIGROOM.match(k).groups()
+        row = ["{:,} × {}".format(int(clients), rate)]
+        for s in servers:
+            rec = by[k].get(s)
+            if rec is None:
+                row += ["—"] * 4
+                continue
+            row += [cell(rec, "p50_ms", None, False), cell(rec, "p99_ms", None, False),
+                    cell(rec, "lost", None, False),
+                    cell(dict(rec, cpu_s_per_million=cpu_s_per_million(rec)), "cpu_s_per_million", None, False)]
+            if rec.get("error"):
+                notes.append("- %s, %s: %s" % (k, s, rec["error"]))
+        rows.append(row)
+    text = table(headers, rows)
+    if notes:
+        text += "\n\n" + "\n".join(notes)
+    return text
+
+
 RUN_TITLES = {
     "fanout-100x10": "fanout: 100 clients, 10 senders, 64 B, max rate (window 64), 10 s",
     "fanout-1000x1": "fanout: 1000 clients, 1 sender, 64 B, 100 msg/s, 10 s",
@@ -227,15 +281,23 @@ def render(args):
             servers.append(r.get("server"))
     servers.sort(key=lambda s: SERVERS.index(s) if s in SERVERS else len(SERVERS))
 
-    print("## Summary (ratio = server / %s)\n" % BASELINE)
     cols = [c for c in SUMMARY if c[0] in by]
-    rows = []
-    for s in servers:
-        row = [s]
-        for k, field, _ in cols:
-            row.append(cell(by[k].get(s), field, by[k].get(BASELINE)))
-        rows.append(row)
-    print(table(["server"] + [c[2] for c in cols], rows))
+    if cols:
+        print("## Summary (ratio = server / %s)\n" % BASELINE)
+        rows = []
+        for s in servers:
+            row = [s]
+            for k, field, _ in cols:
+                row.append(cell(by[k].get(s), field, by[k].get(BASELINE)))
+            rows.append(row)
+        print(table(["server"] + [c[2] for c in cols], rows))
+
+    big = bigroom_table(by, servers)
+    if big:
+        print("\n## Big room: one sender, 64 B messages, 10 s\n")
+        print("CPU s/M deliveries: the server's CPU seconds over the whole run "
+              "(connecting included) per million messages delivered.\n")
+        print(big)
 
     for k in order:
         any_rec = next(iter(by[k].values()))
@@ -246,7 +308,7 @@ def render(args):
         if k.startswith("echo-"):
             title = "echo: %s messages, 5 s" % size_label(k.split("-", 1)[1])
         else:
-            title = RUN_TITLES.get(k, k)
+            title = run_title(k)
         print("\n### %s\n" % title)
         rows = []
         notes = []

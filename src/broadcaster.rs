@@ -10,6 +10,7 @@
 
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
 use crate::history_file::HistoryLog;
+use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
@@ -18,6 +19,7 @@ use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Events from the client threads.
 #[derive(Debug)]
@@ -65,6 +67,10 @@ pub fn variant(mode: Mode) -> Variant {
 
 pub struct Broadcaster {
     room: Room,
+    metrics: Arc<Metrics>,
+    /// Tests only: a chat text that makes this thread panic.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) panic_trigger: Option<String>,
     delivery: Arc<Delivery>,
     log: Option<HistoryLog>,
     /// Frames not yet handed to delivery.
@@ -81,9 +87,13 @@ impl Broadcaster {
         next_seq: u64,
         log: Option<HistoryLog>,
         delivery: Arc<Delivery>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Broadcaster {
             room: Room::new(history, next_seq),
+            metrics,
+            #[cfg(feature = "test-hooks")]
+            panic_trigger: None,
             delivery,
             log,
             pending: Batch::default(),
@@ -103,6 +113,19 @@ impl Broadcaster {
     }
 
     fn run(mut self, rx: Receiver<Event>) {
+        // However this thread ends, other than by `Event::Shutdown` (a bug
+        // that panics, say), the chat has stopped: say so, so that
+        // `/healthz` fails and a supervisor restarts the process.
+        struct Watch(Arc<Metrics>, bool);
+        impl Drop for Watch {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.broadcaster_down.store(true, Relaxed);
+                    log::error!("Error: the broadcaster stopped; the chat is down");
+                }
+            }
+        }
+        let mut watch = Watch(self.metrics.clone(), false);
         while let Ok(event) = rx.recv() {
             let action = match event {
                 Event::Join {
@@ -119,7 +142,13 @@ impl Broadcaster {
                     let _ = joined.send(self.delivery.add(*endpoint));
                     Action::Join { id, mode }
                 }
-                Event::Text { id, text } => Action::Text { id, text },
+                Event::Text { id, text } => {
+                    #[cfg(feature = "test-hooks")]
+                    if self.panic_trigger.as_deref() == Some(text.as_str()) {
+                        panic!("broadcaster panic trigger received (a test of supervision)");
+                    }
+                    Action::Text { id, text }
+                }
                 Event::Binary { id, data } => Action::Binary { id, data },
                 Event::Leave { id } => Action::Leave { id },
                 Event::Shutdown => {
@@ -129,6 +158,7 @@ impl Broadcaster {
                     if let Some(log) = self.log.take() {
                         log.close(); // every accepted message is on disk
                     }
+                    watch.1 = true;
                     return;
                 }
             };

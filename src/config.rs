@@ -42,6 +42,10 @@ pub struct Config {
     /// kernel's limits allow.
     #[cfg(feature = "test-hooks")]
     pub thread_limit: Option<usize>,
+    /// Tests only (feature `test-hooks`): a chat text that makes the
+    /// broadcaster thread panic, to prove that the server says so.
+    #[cfg(feature = "test-hooks")]
+    pub broadcaster_panic_trigger: Option<String>,
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -99,6 +103,8 @@ impl Default for Config {
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
             thread_limit: None,
+            #[cfg(feature = "test-hooks")]
+            broadcaster_panic_trigger: None,
         }
     }
 }

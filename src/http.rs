@@ -6,6 +6,7 @@
 use crate::metrics::Metrics;
 use crate::protocol::handshake::{Rejection, Request, WEBSOCKET_VERSION};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The page, compiled into the binary so `cargo run` needs no files at run time.
 const EMBEDDED: &[(&str, &[u8])] = &[
@@ -73,6 +74,9 @@ pub fn respond(request: &Request<'_>, files: &StaticFiles, metrics: &Metrics) ->
         );
     }
     let (body, content_type) = match request.path() {
+        "/healthz" if metrics.broadcaster_down.load(Relaxed) => {
+            return (503, error_response(503, "the chat has stopped", &[]));
+        }
         "/healthz" => (b"ok\n".to_vec(), "text/plain; charset=utf-8"),
         "/metrics" => (
             metrics.render().into_bytes(),

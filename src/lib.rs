@@ -17,23 +17,31 @@
 //!                        per turn for everything due; full sockets wait in poll(2)
 //! ```
 
+// Public, because the walkthrough (docs/, compiled as doctests) and the
+// tests use them as a library: the RFC 6455 code, the chat rules, delivery,
+// the Redis layer, and the small pure pieces the chapters show.
 pub mod access;
-pub mod broadcaster;
 pub mod cluster;
 pub mod config;
-pub mod connection;
 pub mod delivery;
-pub mod history_file;
 pub mod http;
 pub mod json;
-pub mod log_text;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
-pub mod server;
 pub mod threads;
 
+// The server's own plumbing: threads, sockets and files, used through
+// `Server` alone.
+mod broadcaster;
+mod connection;
+mod history_file;
+mod log_text;
+mod server;
+
 pub use config::Config;
+/// Connections allowed to be still sending their request head at once.
+pub use connection::MAX_PENDING_HANDSHAKES;
 pub use server::{Server, ServerHandle};
 
 /// The chapters of docs/, compiled as doctests so that every Rust listing

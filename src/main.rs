@@ -60,7 +60,17 @@ mod signals {
 
 fn main() -> ExitCode {
     let config = match Command::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => *config,
+        Ok(Command::Run(config)) => {
+            #[allow(unused_mut)]
+            let mut config = *config;
+            // Tests only: the hook that proves a dead broadcaster makes the
+            // process exit non-zero (never in a build a user runs).
+            #[cfg(feature = "test-hooks")]
+            if let Ok(text) = std::env::var("WSCHAT_TEST_BROADCASTER_PANIC") {
+                config.broadcaster_panic_trigger = Some(text);
+            }
+            config
+        }
         Ok(Command::Help) => {
             print!("{}", help_text());
             return ExitCode::SUCCESS;
@@ -113,6 +123,13 @@ fn main() -> ExitCode {
         }
     };
     while !signals::STOP_REQUESTED.load(Relaxed) {
+        if metrics.broadcaster_down.load(Relaxed) {
+            // The chat cannot go on in this process: exit non-zero, so that
+            // a supervisor (systemd's Restart=, Docker's restart policy)
+            // starts a new one. Clients see their connections end.
+            log::error!("Error: the chat has stopped; exiting so that the server is restarted");
+            return ExitCode::FAILURE;
+        }
         std::thread::sleep(SIGNAL_POLL);
     }
     log::info!(

@@ -3,7 +3,7 @@
 //! reads them without stopping anyone.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Why the server closed a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub struct Metrics {
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
+    /// The broadcaster thread ended other than by a shutdown: the chat has
+    /// stopped. `/healthz` answers 503 and the binary exits non-zero.
+    pub broadcaster_down: AtomicBool,
 }
 
 impl Metrics {

@@ -54,8 +54,13 @@ impl Server {
             max_behind_bytes: config.max_lag_bytes,
             metrics: metrics.clone(),
         })?;
-        let (events, broadcaster) =
-            Broadcaster::new(history, next_seq, log, delivery.clone()).spawn()?;
+        #[allow(unused_mut)]
+        let mut room = Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone());
+        #[cfg(feature = "test-hooks")]
+        {
+            room.panic_trigger = config.broadcaster_panic_trigger.clone();
+        }
+        let (events, broadcaster) = room.spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
         #[cfg(feature = "test-hooks")]
         let limit = config.thread_limit;

@@ -304,7 +304,7 @@ fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
     let threads_before = threads_now();
 
     // Fill every pending-handshake place with connections that say nothing.
-    let silent: Vec<TcpStream> = (0..wschat::connection::MAX_PENDING_HANDSHAKES)
+    let silent: Vec<TcpStream> = (0..wschat::MAX_PENDING_HANDSHAKES)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
     // The next one is answered 503 at once, by the accept loop itself.
@@ -325,7 +325,7 @@ fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
     );
     let threads_full = threads_now();
     assert!(
-        threads_full <= threads_before + wschat::connection::MAX_PENDING_HANDSHAKES + 8,
+        threads_full <= threads_before + wschat::MAX_PENDING_HANDSHAKES + 8,
         "one thread per pending handshake at most: {threads_before} -> {threads_full}"
     );
     // Chat goes on, and once the silent ones go away, newcomers get in.
@@ -1390,4 +1390,139 @@ fn healthz_and_metrics_answer_under_load() {
     assert!(value("wschat_messages_out_total") >= 2 * MESSAGES as u64);
     assert!(value("wschat_bytes_out_total") >= (2 * MESSAGES * 200) as u64);
     assert!(value("wschat_max_queue_depth") >= 1);
+}
+
+/// Raw clients in a fan-out: `senders` of them each send `each` messages
+/// of `size` bytes as fast as they can, while every client reads (calling
+/// `pause(i, n)` before its n-th message, which may sleep); returns how
+/// many each client received. Every message is tagged `sender:seq:`.
+fn fan_out(
+    addr: SocketAddr,
+    clients: usize,
+    senders: usize,
+    each: usize,
+    size: usize,
+    pause: fn(usize, usize),
+) -> Vec<usize> {
+    let watch = observer(addr);
+    let all: Vec<Client> = (0..clients)
+        .map(|_| Client::connect(addr, "/", &[]))
+        .collect();
+    await_joins(watch, clients);
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for (i, client) in all.into_iter().enumerate() {
+        let expected = if i < senders {
+            (senders - 1) * each
+        } else {
+            senders * each
+        };
+        if i < senders {
+            let mut sending = client.stream.try_clone().unwrap();
+            writers.push(thread::spawn(move || {
+                let mut text = String::with_capacity(size);
+                for n in 0..each {
+                    text.clear();
+                    text.push_str(&format!("{i}:{n}:"));
+                    while text.len() < size {
+                        text.push('x');
+                    }
+                    sending
+                        .write_all(&masked(true, OpCode::Text, text.as_bytes()))
+                        .unwrap();
+                }
+            }));
+        }
+        let mut client = client;
+        readers.push(thread::spawn(move || {
+            let mut next = vec![0usize; senders];
+            for n in 0..expected {
+                pause(i, n);
+                let text = client.recv_text();
+                let mut parts = text.splitn(3, ':');
+                let from: usize = parts.next().unwrap().parse().unwrap();
+                let seq: usize = parts.next().unwrap().parse().unwrap();
+                assert_eq!(seq, next[from], "client {i}: out of order from {from}");
+                next[from] += 1;
+            }
+            expected
+        }));
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+#[test]
+fn a_client_that_stalls_for_a_moment_beside_a_cpu_hog_keeps_every_message() {
+    let _gate = alone();
+    let server = start_with(|c| c.rate_limit = 0);
+    let addr = server.addr();
+    // Two busy threads: the machine's cores are taken, as on a loaded
+    // laptop or phone, and everyone is descheduled now and then.
+    let hogging = Arc::new(AtomicBool::new(true));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let hogging = hogging.clone();
+            thread::spawn(move || {
+                let mut x = 0u64;
+                while hogging.load(Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    // Client 5 stops reading for a second after 500 messages, while 16 MB
+    // come its way: far more than the kernel's buffers hold, and far more
+    // than a fixed queue of 1,024 frames would allow.
+    let got = fan_out(addr, 30, 4, 4000, 1024, |i, n| {
+        if i == 5 && n == 500 {
+            thread::sleep(Duration::from_secs(1));
+        }
+    });
+    hogging.store(false, Relaxed);
+    for hog in hogs {
+        hog.join().unwrap();
+    }
+    assert_eq!(got.iter().sum::<usize>(), 4 * 3 * 4000 + 26 * 4 * 4000);
+    // It really fell far behind: the server held megabytes for it.
+    let depth = server.metrics().max_queue_depth.load(Relaxed);
+    assert!(depth > 4 << 20, "only {depth} bytes were ever waiting");
+    assert_eq!(server.metrics().drops_slow_consumer.load(Relaxed), 0);
+}
+
+#[test]
+fn a_large_broadcast_at_the_thread_limit_cuts_nobody() {
+    let _gate = together();
+    // Every client thread place is taken: what a client's full socket
+    // cannot take waits in its delivery thread, which needs no new thread.
+    let server = start_with(|c| {
+        c.thread_limit = Some(wschat::threads::HTTP_RESERVE + 21);
+        c.rate_limit = 0;
+        c.max_message_bytes = 1 << 20;
+    });
+    let addr = server.addr();
+    // Everyone stops reading for a moment while a MiB a message goes by.
+    let got = fan_out(addr, 20, 1, 24, 1 << 19, |_, n| {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300));
+        }
+    });
+    assert_eq!(got, [0].into_iter().chain([24; 19]).collect::<Vec<_>>());
+    assert_eq!(server.metrics().drops_slow_consumer.load(Relaxed), 0);
+    assert_eq!(status_of(&get(addr, "/healthz")), 200);
+}
+
+#[test]
+fn a_dead_broadcaster_fails_healthz() {
+    let _gate = together();
+    let server = start_with(|c| c.broadcaster_panic_trigger = Some("stop the room".into()));
+    let addr = server.addr();
+    assert_eq!(status_of(&get(addr, "/healthz")), 200);
+    let mut client = Client::connect(addr, "/", &[]);
+    client.text("stop the room");
+    assert!(eventually(TIMEOUT, || status_of(&get(addr, "/healthz")) == 503));
+    assert!(get(addr, "/healthz").ends_with("the chat has stopped\n"));
 }

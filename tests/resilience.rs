@@ -725,3 +725,37 @@ fn echo_max_message_bytes_limits_echo_messages() {
     echo.send(wschat::protocol::OpCode::Binary, &[7u8; 50_000]);
     assert!(matches!(echo.recv_data(), Message::Binary(b) if b.len() == 50_000));
 }
+
+#[test]
+fn a_dead_broadcaster_makes_the_process_exit_non_zero() {
+    // The test-only hook (feature `test-hooks`, on for the tests' build of
+    // the binary) makes the broadcaster panic on this chat line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["--addr", "127.0.0.1:0", "--log-level", "warn"])
+        .env("WSCHAT_TEST_BROADCASTER_PANIC", "stop the room")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wschat");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: SocketAddr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no Listening line"
+        );
+        if let Some((_, rest)) = line.split_once("Listening on http://") {
+            break rest.trim().trim_end_matches('/').parse().unwrap();
+        }
+    };
+    thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let mut client = Client::connect(addr, "/", &[]);
+    client.text("stop the room");
+    let status = wait_for_exit(&mut child, TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the process went on without its broadcaster")
+    });
+    assert!(!status.success(), "{status:?}");
+}

@@ -1526,3 +1526,44 @@ fn a_dead_broadcaster_fails_healthz() {
     assert!(eventually(TIMEOUT, || status_of(&get(addr, "/healthz")) == 503));
     assert!(get(addr, "/healthz").ends_with("the chat has stopped\n"));
 }
+
+#[test]
+fn joiners_that_never_read_cannot_make_welcomes_hoard_memory() {
+    let _gate = alone();
+    let server = start_with(|c| {
+        c.rate_limit = 0;
+        c.max_message_bytes = 64 * 1024;
+    });
+    let addr = server.addr();
+    let (mut ann, mut bo) = bystanders(addr);
+    // A raw client fills the history with the largest messages, full of
+    // control characters (each one six bytes once escaped as JSON).
+    let mut raw = Client::connect(addr, "/", &[]);
+    let ugly: String = "\u{1}".repeat(64 * 1024);
+    for _ in 0..100 {
+        raw.text(&ugly);
+    }
+    recv_until(&mut ann, "\"type\":\"message\"");
+    // The welcome a newcomer gets is bounded, whatever the history held.
+    let (_, welcome) = {
+        let mut probe = Client::connect(addr, "/", &["wschat.v1"]);
+        let text = probe.recv_text();
+        (probe, text)
+    };
+    assert!(
+        welcome.len() <= wschat::room::MAX_HISTORY_BYTES + 4096,
+        "a welcome of {} bytes",
+        welcome.len()
+    );
+    // Twenty joiners that never read: their welcomes share one copy.
+    let rss_before = rss_kib();
+    let sleepers: Vec<Client> = (0..20)
+        .map(|_| Client::connect(addr, "/", &["wschat.v1"]))
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let grew = rss_kib().saturating_sub(rss_before) / 1024;
+    eprintln!("20 joiners that never read: RSS grew by {grew} MiB");
+    assert!(grew < 32, "the server grew by {grew} MiB for 20 welcomes");
+    still_chatting(&mut ann, &mut bo, "beside the sleepers");
+    drop(sleepers);
+}

@@ -365,8 +365,10 @@ impl Shard {
                         return;
                     }
                     if client.state != State::Closed && client.behind(&self.log) > 0 {
-                        log::debug!(
-                            "({tag}) forgotten with {} bytes unsent",
+                        // Its reader gave up waiting for the close (the
+                        // client read nothing): say what did not go out.
+                        log::info!(
+                            "({tag}) closed with {} bytes it never took",
                             client.behind(&self.log)
                         );
                     }

@@ -12,7 +12,7 @@ mod history;
 mod input;
 
 pub use events::*;
-pub use history::History;
+pub use history::{History, MAX_HISTORY_BYTES};
 pub use input::*;
 
 use std::collections::{BTreeMap, HashMap};

@@ -15,6 +15,7 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{OpCode, encode_close, encode_frame};
 use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
+use crate::rate_limit::RateLimiter;
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
 use crossbeam_channel::Sender;
@@ -352,40 +353,6 @@ fn drain(mut stream: &TcpStream, limit: Duration) {
         match stream.read(&mut scratch) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n,
-        }
-    }
-}
-
-/// Token bucket for `--rate-limit`: `rate` messages a second, bursts of
-/// twice that.
-struct RateLimiter {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimiter {
-    fn new(rate: u32) -> Self {
-        RateLimiter {
-            rate: rate as f64,
-            tokens: 2.0 * rate as f64,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }

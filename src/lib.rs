@@ -37,6 +37,7 @@ mod broadcaster;
 mod connection;
 mod history_file;
 mod log_text;
+mod rate_limit;
 mod server;
 
 pub use config::Config;

@@ -575,6 +575,10 @@ impl Shard {
                 }
             }
         }
+        if popped > 0 && client.private.is_empty() {
+            // An idle client keeps no buffer: it may have ten thousand twins.
+            client.private = VecDeque::new();
+        }
         metrics.messages_out.fetch_add(frames, Relaxed);
     }
 

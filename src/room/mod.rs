@@ -135,7 +135,9 @@ struct Member {
 #[derive(Debug)]
 pub struct Room {
     members: BTreeMap<ClientId, Member>,
-    /// `nick_key` of every member's nickname, to its holder.
+    /// `nick_key` of every chosen nickname, to its holder. Guest names
+    /// (`guest-N`) are not here: no one can choose one, so they cannot
+    /// clash, and a room of idle guests keeps no second copy of each name.
     nicks: HashMap<String, ClientId>,
     history: History,
     next_seq: u64,
@@ -197,7 +199,6 @@ impl Room {
             return;
         }
         let nick = guest_nick(id);
-        self.nicks.insert(nick_key(&nick), id);
         self.members.insert(
             id,
             Member {

@@ -28,6 +28,8 @@ pub enum Event {
         mode: Mode,
         endpoint: Box<Endpoint>,
         joined: Sender<Outlet>,
+        /// The last message id a resuming client saw (`/?since=ID`).
+        since: Option<u64>,
     },
     Text {
         id: ClientId,
@@ -40,9 +42,13 @@ pub enum Event {
     Leave {
         id: ClientId,
     },
+    /// Cluster mode: from the Redis threads (see `replicated.rs`).
+    Cluster(crate::cluster::node::Notice),
     /// Close every client with 1001 and stop.
     Shutdown,
 }
+
+mod replicated;
 
 /// Frames gathered into one batch while events are waiting...
 pub const MAX_PENDING_FRAMES: usize = 64;
@@ -106,17 +112,19 @@ impl Broadcaster {
                     mode,
                     endpoint,
                     joined,
+                    since,
                 } => {
                     log::debug!("({id}) joined the room from {peer} ({mode:?})");
                     // What is pending is in the history the welcome will
                     // carry: it goes out before the newcomer is a recipient.
                     self.flush();
                     let _ = joined.send(self.delivery.add(*endpoint));
-                    Action::Join { id, mode }
+                    Action::Join { id, mode, since }
                 }
                 Event::Text { id, text } => Action::Text { id, text },
                 Event::Binary { id, data } => Action::Binary { id, data },
                 Event::Leave { id } => Action::Leave { id },
+                Event::Cluster(_) => continue, // only in cluster mode
                 Event::Shutdown => {
                     self.flush();
                     let close = encode_close(CloseCode::Away, "shutting_down", None);

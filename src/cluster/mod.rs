@@ -30,6 +30,8 @@
 //! See docs/14-cluster.md for the protocol byte by byte and the design.
 
 pub mod client;
+pub mod node;
+pub mod replica;
 pub mod resp;
 pub mod stream;
 pub mod url;

@@ -8,6 +8,8 @@
 //!   wschat:{ROOM}:events   stream  one entry per chat event, field `seq` + the event's fields
 //!   wschat:{ROOM}:seq      string  the last sequence number given out in the room
 //!   wschat:{ROOM}:nicks    hash    case-folded nick → owner "NODE#CONNECTION"
+//!   wschat:{ROOM}:snapshot hash    the room's state after entry `after` (field `body`)
+//!   wschat:node-numbers    string  the last node number given out
 //!   wschat:node:NODE       string  present while NODE is alive (expires unless renewed)
 //!   wschat:nodes           set     every node that ever sent a heartbeat, until forgotten
 //!   wschat:cleanup:NODE    string  who is announcing dead NODE's users leaving (expires)
@@ -265,6 +267,29 @@ end
 return 0
 "#;
 
+/// Stores a room's snapshot only if it was taken after the stored one
+/// (nodes write theirs independently; an older one must not win).
+/// KEYS[1] = the snapshot hash; ARGV[1] = the stream id it was taken at
+/// (`ms-seq`), ARGV[2] = its text.
+const SAVE_SNAPSHOT_SCRIPT: &str = r#"
+local function parse(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local old = redis.call('HGET', KEYS[1], 'after')
+if old then
+  local old_ms, old_seq = parse(old)
+  local new_ms, new_seq = parse(ARGV[1])
+  if new_ms < old_ms or (new_ms == old_ms and new_seq <= old_seq) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], 'after', ARGV[1], 'body', ARGV[2])
+return 1
+"#;
+
+/// The counter that numbers nodes as they start (see `NODE_ID_BLOCK`).
+const NODE_NUMBERS_KEY: &str = "wschat:node-numbers";
 const NODES_KEY: &str = "wschat:nodes";
 const NODE_KEY_PREFIX: &str = "wschat:node:";
 
@@ -345,6 +370,106 @@ impl Store {
             },
             other => Err(unexpected("append", &other)),
         }
+    }
+
+    /// Appends several events in one round trip (a pipeline of the
+    /// [`Store::append`] script). The outer error means the connection
+    /// failed (some of the events may have been added all the same); the
+    /// inner ones are per event, in order.
+    #[allow(clippy::type_complexity)]
+    pub fn append_many(
+        &mut self,
+        room: &str,
+        events: &[Vec<(&str, Vec<u8>)>],
+    ) -> Result<Vec<Result<(StreamId, u64), RedisError>>, RedisError> {
+        let events_key = events_key(room);
+        let seq = seq_key(room);
+        let maxlen = self.stream_maxlen.to_string();
+        let commands: Vec<Vec<&[u8]>> = events
+            .iter()
+            .map(|fields| {
+                let mut args: Vec<&[u8]> = vec![
+                    b"EVAL",
+                    APPEND_SCRIPT.as_bytes(),
+                    b"2",
+                    events_key.as_bytes(),
+                    seq.as_bytes(),
+                    maxlen.as_bytes(),
+                ];
+                for (name, value) in fields {
+                    assert!(*name != SEQ_FIELD, "{SEQ_FIELD:?} is reserved");
+                    args.push(name.as_bytes());
+                    args.push(value);
+                }
+                args
+            })
+            .collect();
+        let replies = self.client.pipeline(&commands)?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| match reply {
+                Value::Array(reply) => match reply.as_slice() {
+                    [id, Value::Integer(seq)] if *seq > 0 => Ok((stream_id(id)?, *seq as u64)),
+                    _ => Err(unexpected("append", &Value::Array(reply))),
+                },
+                Value::Error(text) => Err(RedisError::Server(text)),
+                other => Err(unexpected("append", &other)),
+            })
+            .collect())
+    }
+
+    /// Stores the room's snapshot taken after entry `after`, unless a
+    /// later one is stored already. True if stored.
+    pub fn save_snapshot(
+        &mut self,
+        room: &str,
+        after: StreamId,
+        body: &str,
+    ) -> Result<bool, RedisError> {
+        let key = snapshot_key(room);
+        let after = after.to_string();
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            SAVE_SNAPSHOT_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            after.as_bytes(),
+            body.as_bytes(),
+        ])?;
+        Ok(integer("save_snapshot", reply)? == 1)
+    }
+
+    /// The room's latest snapshot, if any.
+    pub fn load_snapshot(&mut self, room: &str) -> Result<Option<String>, RedisError> {
+        let key = snapshot_key(room);
+        let reply = self
+            .client
+            .command(&[&b"HGET"[..], key.as_bytes(), b"body"])?;
+        if reply.is_null() {
+            return Ok(None);
+        }
+        text("HGET snapshot", &reply).map(Some)
+    }
+
+    /// A number for a starting node, never given before (`INCR`).
+    pub fn next_node_number(&mut self) -> Result<u64, RedisError> {
+        integer(
+            "INCR",
+            self.client
+                .command(&[&b"INCR"[..], NODE_NUMBERS_KEY.as_bytes()])?,
+        )
+    }
+
+    /// A node that stops cleanly: its heartbeat goes, and it leaves the
+    /// set of nodes, so nobody cleans up after it.
+    pub fn leave_cluster(&mut self, node: &NodeId) -> Result<(), RedisError> {
+        let key = node_key(node);
+        let commands = [
+            vec![&b"DEL"[..], key.as_bytes()],
+            vec![&b"SREM"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()],
+        ];
+        self.client.pipeline(&commands)?;
+        Ok(())
     }
 
     /// Up to `count` entries after `after` (exclusive), oldest first.
@@ -616,6 +741,11 @@ pub fn events_key(room: &str) -> String {
 /// The counter of a room's sequence numbers.
 pub fn seq_key(room: &str) -> String {
     format!("wschat:{{{room}}}:seq")
+}
+
+/// The hash that holds a room's latest snapshot (`after`, `body`).
+pub fn snapshot_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:snapshot")
 }
 
 /// The hash of a room's nicknames.

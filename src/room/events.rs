@@ -34,6 +34,14 @@ pub fn message_event(
     out
 }
 
+/// The `id` of a `message` event built by [`message_event`], read back from
+/// its fixed prefix without parsing the JSON.
+pub fn message_id(event: &str) -> Option<u64> {
+    let rest = event.strip_prefix("{\"type\":\"message\",\"id\":")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..digits].parse().ok()
+}
+
 /// `join` and `leave` events.
 pub fn presence_event(kind: &str, id: ClientId, nick: &str, ts: u64) -> String {
     let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
@@ -82,24 +90,36 @@ pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> Stri
     out
 }
 
+/// The welcome; `since` is the last message id a resuming client saw (it
+/// then gets only the messages after it, and `"gap":true` if some of
+/// those are no longer kept).
 pub fn welcome_event<'a>(
     id: ClientId,
     nick: &str,
     users: impl Iterator<Item = (ClientId, &'a str)>,
     history: &History,
+    since: Option<u64>,
 ) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
     push_user(&mut out, id, nick);
     out.push_str(",\"users\":");
     push_users(&mut out, users);
     out.push_str(",\"history\":[");
-    for (i, event) in history.iter().enumerate() {
+    let (events, gap) = match since {
+        Some(since) => history.after(since),
+        None => (history.iter().collect(), false),
+    };
+    for (i, event) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(event);
     }
-    out.push_str("]}");
+    out.push(']');
+    if gap {
+        out.push_str(",\"gap\":true");
+    }
+    out.push('}');
     out
 }
 
@@ -132,11 +152,17 @@ mod tests {
                 1,
                 "guest-1",
                 [(1, "guest-1"), (2, "bo")].into_iter(),
-                &history
+                &history,
+                None
             ),
             r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
         );
         assert_eq!(raw_line("ann", "waves", true), "* ann waves");
+        assert_eq!(
+            message_id(&message_event(42, 7, "a", "b", 5, false)),
+            Some(42)
+        );
+        assert_eq!(message_id(r#"{"type":"join","id":4}"#), None);
         assert_eq!(
             error_event(ErrorCode::NickTaken, "nickname ann is already taken"),
             r#"{"type":"error","code":"nick_taken","text":"nickname ann is already taken"}"#

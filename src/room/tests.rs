@@ -15,7 +15,14 @@ fn act(room: &mut Room, action: Action) -> Vec<Output> {
 }
 
 fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
-    act(room, Action::Join { id, mode })
+    act(
+        room,
+        Action::Join {
+            id,
+            mode,
+            since: None,
+        },
+    )
 }
 
 fn say(room: &mut Room, id: ClientId, text: &str) -> Vec<Output> {

@@ -171,8 +171,9 @@ impl Replicated {
         }
     }
 
+    /// The writer refuses it if Redis is away (and tries to reconnect).
     fn append_or_refuse(&mut self, id: ClientId, op: Op) {
-        if !(self.link.is_up() && self.link.try_send(Job::Append(record(op)))) {
+        if !self.link.try_send(Job::Append(record(op))) {
             self.refuse(id);
         }
     }

@@ -50,6 +50,11 @@ pub const JOB_QUEUE: usize = 16 * 1024;
 /// or the member would stay in every replica); beyond this, dropped and
 /// logged.
 pub const MAX_RETRIED_LEAVES: usize = 100_000;
+/// Reconnection delays: from this...
+pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
+/// ... doubling up to this (with jitter, see `Backoff`): a Redis that
+/// restarts in a second is found again within about a second.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How often the writer tries leaves again while Redis is away.
 const RETRY_WAIT: Duration = Duration::from_millis(200);
 /// How often a node stores a snapshot of its replica, if anything changed.
@@ -297,7 +302,7 @@ fn write_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut retry: VecDeque<Record> = VecDeque::new();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let mut next_attempt = Instant::now();
     loop {
         let first = if retry.is_empty() {
@@ -356,6 +361,7 @@ fn write_loop(
         let started = Instant::now();
         match store.append_many(ROOM, &fields) {
             Ok(results) => {
+                up.store(true, Relaxed);
                 if !records.is_empty() {
                     metrics.redis_round_trips.fetch_add(1, Relaxed);
                     let micros = started.elapsed().as_micros() as u64;
@@ -424,7 +430,7 @@ fn read_loop(
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     while !stop.load(Relaxed) {
         match store.read_after(ROOM, after, READ_BLOCK_MS, READ_COUNT) {
             Ok(entries) => {
@@ -450,6 +456,7 @@ fn read_loop(
                     std::thread::sleep(backoff.next().unwrap_or(RETRY_WAIT));
                     match store.client().reconnect() {
                         Ok(()) => {
+                            up.store(true, Relaxed);
                             metrics.redis_reconnects.fetch_add(1, Relaxed);
                             log::info!("cluster: reader reconnected; reading after {after}");
                             break;

@@ -90,15 +90,18 @@ pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> Stri
     out
 }
 
-/// The welcome; `since` is the last message id a resuming client saw (it
-/// then gets only the messages after it, and `"gap":true` if some of
-/// those are no longer kept).
+/// The welcome; `since` is the last message id a resuming client saw: it
+/// then gets only the messages after it, or, if some of those are no
+/// longer kept or `since` is not an id given yet (`next_seq` or more: the
+/// client saw a server that has since lost its history), the whole
+/// history and `"gap":true`.
 pub fn welcome_event<'a>(
     id: ClientId,
     nick: &str,
     users: impl Iterator<Item = (ClientId, &'a str)>,
     history: &History,
     since: Option<u64>,
+    next_seq: u64,
 ) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
     push_user(&mut out, id, nick);
@@ -106,6 +109,7 @@ pub fn welcome_event<'a>(
     push_users(&mut out, users);
     out.push_str(",\"history\":[");
     let (events, gap) = match since {
+        Some(since) if since >= next_seq => (history.iter().collect(), true),
         Some(since) => history.after(since),
         None => (history.iter().collect(), false),
     };
@@ -153,7 +157,8 @@ mod tests {
                 "guest-1",
                 [(1, "guest-1"), (2, "bo")].into_iter(),
                 &history,
-                None
+                None,
+                1
             ),
             r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
         );

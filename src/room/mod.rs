@@ -251,7 +251,8 @@ impl Room {
             },
         );
         if mode == Mode::V1 {
-            let welcome = welcome_event(id, &nick, self.users(), &self.history, since);
+            let next_seq = self.next_seq;
+            let welcome = welcome_event(id, &nick, self.users(), &self.history, since, next_seq);
             out.push(Output::Reply {
                 to: id,
                 event: welcome,

@@ -27,9 +27,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::cluster::resp::{Parse, RespError, Value, parse_reply};
-use wschat::cluster::{
-    Backoff, Client, NickOwner, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts,
-};
+use wschat::cluster::{Backoff, Client, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts};
 
 const NEEDS_REDIS: &str = "needs redis-server: run tests/cluster/run.sh";
 /// How long a test waits for redis-server to start answering.
@@ -189,13 +187,6 @@ fn store(server: &RedisServer, maxlen: usize) -> Store {
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
-}
-
-fn owner(name: &str, connection: u64) -> NickOwner {
-    NickOwner {
-        node: node(name),
-        connection,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -520,77 +511,6 @@ fn maxlen_trims_the_oldest_events_approximately() {
 
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
-fn a_nick_has_one_owner_and_only_the_owner_releases_it() {
-    let dir = TempDir::new();
-    let server = RedisServer::start(&dir, &[]);
-    let mut a = store(&server, 1000);
-    let mut b = store(&server, 1000);
-    let (ann_on_1, other_on_2) = (owner("n1", 7), owner("n2", 9));
-
-    assert!(a.claim_nick("lobby", "ann", &ann_on_1).unwrap());
-    assert!(!b.claim_nick("lobby", "ann", &other_on_2).unwrap(), "taken");
-    assert!(
-        !a.claim_nick("lobby", "ann", &ann_on_1).unwrap(),
-        "already held"
-    );
-    assert!(
-        b.claim_nick("other", "ann", &other_on_2).unwrap(),
-        "rooms are separate"
-    );
-
-    // Someone else's release does nothing.
-    assert!(!b.release_nick("lobby", "ann", &other_on_2).unwrap());
-    assert!(!b.release_nick("lobby", "ann", &owner("n1", 8)).unwrap());
-    assert_eq!(
-        a.nicks("lobby").unwrap(),
-        [("ann".to_string(), ann_on_1.clone())]
-    );
-
-    // The owner's does, and the nick is free again.
-    assert!(a.release_nick("lobby", "ann", &ann_on_1).unwrap());
-    assert!(
-        !a.release_nick("lobby", "ann", &ann_on_1).unwrap(),
-        "released once"
-    );
-    assert!(a.nicks("lobby").unwrap().is_empty());
-    assert!(b.claim_nick("lobby", "ann", &other_on_2).unwrap());
-}
-
-#[test]
-#[ignore = "needs redis-server: run tests/cluster/run.sh"]
-fn releasing_a_nodes_nicks_removes_those_and_only_those() {
-    let dir = TempDir::new();
-    let server = RedisServer::start(&dir, &[]);
-    let mut store = store(&server, 1000);
-    // "n1" and "n10": a prefix of the name is not the node.
-    for (nick, who) in [
-        ("ann", owner("n1", 1)),
-        ("bob", owner("n1", 2)),
-        ("cy", owner("n10", 1)),
-        ("dee", owner("n2", 1)),
-    ] {
-        assert!(store.claim_nick("lobby", nick, &who).unwrap());
-    }
-    let mut released = store.release_node_nicks("lobby", &node("n1")).unwrap();
-    released.sort();
-    assert_eq!(released, ["ann", "bob"]);
-    let left: Vec<String> = store
-        .nicks("lobby")
-        .unwrap()
-        .into_iter()
-        .map(|(nick, _)| nick)
-        .collect();
-    assert_eq!(left, ["cy", "dee"]);
-    assert!(
-        store
-            .release_node_nicks("lobby", &node("n1"))
-            .unwrap()
-            .is_empty()
-    );
-}
-
-#[test]
-#[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn a_node_without_heartbeats_expires() {
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
@@ -812,8 +732,7 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
         pong(),
         Some(b":5\r\n".to_vec()),              // append wants [id, seq]
         Some(b"*1\r\n$3\r\nx-y\r\n".to_vec()), // XRANGE wants entries
-        Some(b"+OK\r\n".to_vec()),             // HSETNX wants an integer
-        Some(b"*2\r\n$7\r\nbad#you\r\n$1\r\n1\r\n".to_vec()), // not a NODE#ID owner
+        Some(b"+OK\r\n".to_vec()),             // INCR wants an integer
     ]);
     let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
     let unexpected = |r: Result<(), RedisError>| {
@@ -823,8 +742,7 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
     };
     unexpected(store.append("lobby", &[("text", b"x")]).map(drop));
     unexpected(store.range_after("lobby", StreamId::ZERO, 10).map(drop));
-    unexpected(store.claim_nick("lobby", "ann", &owner("n1", 1)).map(drop));
-    unexpected(store.nicks("lobby").map(drop));
+    unexpected(store.next_node_number().map(drop));
     assert!(store.client().is_connected());
 }
 

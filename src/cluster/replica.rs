@@ -189,15 +189,20 @@ impl Replica {
         }
     }
 
-    /// Checks an entry's place: a duplicate, or how many were missed.
+    /// Checks an entry's place: a duplicate (its id is not past the last
+    /// one applied: stream ids are the order), or how many entries were
+    /// missed before it (told by a jump in the sequence numbers).
     pub fn place(&self, id: StreamId, seq: u64) -> Applied {
-        if id <= self.last_id || (self.last_seq > 0 && seq <= self.last_seq) {
+        if id <= self.last_id {
             Applied::Duplicate
-        } else if self.last_seq > 0 {
+        } else if self.last_seq > 0 && seq > self.last_seq {
             Applied::Done {
                 missed: seq - self.last_seq - 1,
             }
         } else {
+            // The first entry, or numbers that start again: a Redis that
+            // lost its data (no AOF) restarted. The entry is applied all
+            // the same; see docs/14-cluster.md.
             Applied::Done { missed: 0 }
         }
     }
@@ -217,6 +222,12 @@ impl Replica {
         let applied = self.place(id, seq);
         if applied == Applied::Duplicate {
             return applied;
+        }
+        if self.last_seq > 0 && seq <= self.last_seq {
+            log::warn!(
+                "cluster: sequence numbers start again at {seq} (after {}): redis lost its data",
+                self.last_seq
+            );
         }
         self.last_id = id;
         self.last_seq = seq;
@@ -448,6 +459,10 @@ mod tests {
         assert_eq!(again, Applied::Duplicate);
         let later = replica.apply(at(5), 4, text(1, "x"), None, &mut out);
         assert_eq!(later, Applied::Done { missed: 2 });
+        // A Redis that lost its data numbers from 1 again: still applied.
+        let renumbered = replica.apply(at(9), 1, text(1, "y"), None, &mut out);
+        assert_eq!(renumbered, Applied::Done { missed: 0 });
+        assert_eq!(replica.last_seq, 1);
     }
 
     #[test]

@@ -1167,6 +1167,49 @@ fn a_killed_nodes_users_leave_once_and_it_rejoins_cleanly() {
 
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_node_stopped_with_sigterm_says_its_users_left_at_once() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start(&redis, &dir, "n1");
+    let mut n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (mut bo, bo_id, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    let pid = n2.child.as_ref().unwrap().id().to_string();
+    let stopped = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // bo is told the server is going away...
+    bo.expect_close(1001);
+    // ... and ann sees bo leave before any heartbeat could expire, once.
+    let leave = next_event(&mut ann, "leave");
+    assert_eq!(
+        leave.get("user").unwrap().get("id").unwrap().as_u64(),
+        Some(bo_id)
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let status = n2.child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    let later = events_for(&mut ann, Duration::from_secs(5));
+    assert!(
+        !later
+            .iter()
+            .any(|e| e.get("type").unwrap().as_str() == Some("leave")),
+        "no second leave from a cleanup: {later:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn a_restarted_node_cleans_up_after_its_earlier_run() {
     let dir = TempDir::new();
     let redis = RedisServer::start(&dir, &[]);

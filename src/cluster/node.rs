@@ -416,8 +416,15 @@ fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Ev
             } else {
                 log::error!("Error: cluster: too many leaves waiting for redis; ({id}) dropped");
             }
-        } else {
-            let _ = events.send(Event::Cluster(Notice::Refused(record)));
+        } else if events
+            .try_send(Event::Cluster(Notice::Refused(record)))
+            .is_err()
+        {
+            // Never wait here: the broadcaster may itself be waiting for
+            // room in this thread's queue.
+            log::warn!(
+                "cluster: a refused message could not be reported (the broadcaster is busy)"
+            );
         }
     }
 }

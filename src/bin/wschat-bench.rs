@@ -9,6 +9,10 @@
 //! wschat-bench echo --url ws://127.0.0.1:8080/echo --duration 5
 //! ```
 //!
+//! `--url` may list several servers, comma-separated (the nodes of a
+//! `--redis` cluster): client `i` connects to URL `i mod n`, so clients
+//! are spread evenly and sender 0 sits on the first node.
+//!
 //! Human-readable results go to stderr; one JSON line per run to stdout.
 
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 use wschat::protocol::frame::{FrameHeader, OpCode, encode_frame_into};
 
 const USAGE: &str =
-    "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH [options]
+    "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH[,ws://...] [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
               [--window N] [--duration SECS] [--server-pid PID]
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
@@ -180,9 +184,15 @@ impl Options {
         }
     }
 
+    /// The first `--url`.
     fn url(&self) -> Result<Url, String> {
-        let url = self.values.get("url").ok_or("--url is required")?;
-        Url::parse(url)
+        Ok(self.urls()?.swap_remove(0))
+    }
+
+    /// Every `--url`, comma-separated.
+    fn urls(&self) -> Result<Vec<Url>, String> {
+        let urls = self.values.get("url").ok_or("--url is required")?;
+        urls.split(',').map(Url::parse).collect()
     }
 }
 
@@ -409,7 +419,7 @@ struct ReceiverResult {
 }
 
 fn fanout(options: &Options) -> Result<(), String> {
-    let url = options.url()?;
+    let urls = options.urls()?;
     let clients: usize = options.get("clients", 100)?;
     let senders: usize = options.get("senders", 10)?;
     let size: usize = options.get::<usize>("size", 64)?.max(STAMP);
@@ -426,13 +436,18 @@ fn fanout(options: &Options) -> Result<(), String> {
         return Err("need 2 <= clients and 1 <= senders <= clients".into());
     }
 
+    let shown: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{}{}", u.host, u.path))
+        .collect();
     eprintln!(
-        "fanout: connecting {clients} clients to {}{}",
-        url.host, url.path
+        "fanout: connecting {clients} clients to {}",
+        shown.join(", ")
     );
     let mut streams = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        streams.push(connect(&url).map_err(|e| format!("connect: {e}"))?);
+    for i in 0..clients {
+        let url = &urls[i % urls.len()];
+        streams.push(connect(url).map_err(|e| format!("connect: {e}"))?);
     }
     // Let the server register everyone before the first message.
     std::thread::sleep(Duration::from_millis(200 + clients as u64 / 5));
@@ -697,7 +712,7 @@ fn json_number(v: f64) -> String {
 }
 
 fn connections(options: &Options) -> Result<(), String> {
-    let url = options.url()?;
+    let urls = options.urls()?;
     let count: usize = options.get("count", 1000)?;
     let hold = Duration::from_secs_f64(options.get("hold", 5.0)?);
     let threads: usize = options.get::<usize>("connect-threads", 8)?.max(1);
@@ -710,15 +725,15 @@ fn connections(options: &Options) -> Result<(), String> {
     let per_thread = count.div_ceil(threads);
     let mut workers = Vec::new();
     for t in 0..threads {
-        let url = url.clone();
+        let urls = urls.clone();
         let n = per_thread.min(count.saturating_sub(t * per_thread));
         workers.push(std::thread::spawn(move || {
             let mut held = Vec::with_capacity(n);
             let mut times = Vec::with_capacity(n);
             let mut failed = 0;
-            for _ in 0..n {
+            for i in 0..n {
                 let t0 = Instant::now();
-                match connect(&url) {
+                match connect(&urls[i % urls.len()]) {
                     Ok(s) => {
                         times.push(t0.elapsed().as_nanos() as u64);
                         held.push(s);

@@ -32,6 +32,8 @@ pub enum Event {
         mode: Mode,
         endpoint: Box<Endpoint>,
         joined: Sender<Outlet>,
+        /// The last message id a resuming client saw (`/?since=ID`).
+        since: Option<u64>,
     },
     Text {
         id: ClientId,
@@ -44,8 +46,27 @@ pub enum Event {
     Leave {
         id: ClientId,
     },
+    /// Cluster mode: from the Redis threads (see `replicated.rs`).
+    Cluster(crate::cluster::node::Notice),
     /// Close every client with 1001 and stop.
     Shutdown,
+}
+
+mod replicated;
+
+/// However a broadcaster thread ends, other than by `Event::Shutdown` (a
+/// bug that panics, say), the chat has stopped: this says so when dropped,
+/// so that `/healthz` fails and a supervisor restarts the process. Set
+/// `.1` on a clean shutdown.
+pub(crate) struct Watch(pub(crate) Arc<Metrics>, pub(crate) bool);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.broadcaster_down.store(true, Relaxed);
+            log::error!("Error: the broadcaster stopped; the chat is down");
+        }
+    }
 }
 
 /// Frames gathered into one batch while events are waiting...
@@ -113,18 +134,6 @@ impl Broadcaster {
     }
 
     fn run(mut self, rx: Receiver<Event>) {
-        // However this thread ends, other than by `Event::Shutdown` (a bug
-        // that panics, say), the chat has stopped: say so, so that
-        // `/healthz` fails and a supervisor restarts the process.
-        struct Watch(Arc<Metrics>, bool);
-        impl Drop for Watch {
-            fn drop(&mut self) {
-                if !self.1 {
-                    self.0.broadcaster_down.store(true, Relaxed);
-                    log::error!("Error: the broadcaster stopped; the chat is down");
-                }
-            }
-        }
         let mut watch = Watch(self.metrics.clone(), false);
         while let Ok(event) = rx.recv() {
             let action = match event {
@@ -134,13 +143,14 @@ impl Broadcaster {
                     mode,
                     endpoint,
                     joined,
+                    since,
                 } => {
                     log::debug!("({id}) joined the room from {peer} ({mode:?})");
                     // What is pending is in the history the welcome will
                     // carry: it goes out before the newcomer is a recipient.
                     self.flush();
                     let _ = joined.send(self.delivery.add(*endpoint));
-                    Action::Join { id, mode }
+                    Action::Join { id, mode, since }
                 }
                 Event::Text { id, text } => {
                     #[cfg(feature = "test-hooks")]
@@ -151,6 +161,7 @@ impl Broadcaster {
                 }
                 Event::Binary { id, data } => Action::Binary { id, data },
                 Event::Leave { id } => Action::Leave { id },
+                Event::Cluster(_) => continue, // only in cluster mode
                 Event::Shutdown => {
                     self.flush();
                     let close = encode_close(CloseCode::Away, "shutting_down", None);

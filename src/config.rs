@@ -1,6 +1,7 @@
 //! Command-line flags, their defaults, and `--help`. Parsed by hand: the
 //! design allows no argument-parsing crate, and there are only a few flags.
 
+use crate::cluster::{NodeId, RedisUrl};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub struct Config {
     pub rate_limit: u32,
     /// Bytes a client may be behind before it is dropped as too slow.
     pub max_lag_bytes: usize,
+    /// Cluster mode: share the chat with other nodes through this Redis.
+    pub redis: Option<RedisUrl>,
+    /// This node's name in the cluster (default: host name and port).
+    pub node_name: Option<NodeId>,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -99,6 +104,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            redis: None,
+            node_name: None,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -142,6 +149,10 @@ Options:
   --handshake-timeout SECS    time allowed for the HTTP request head {handshake} [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) {rate} [default: {DEFAULT_RATE_LIMIT}]
   --max-lag-bytes N           drop a client this many bytes behind {lag} [default: {DEFAULT_MAX_LAG_BYTES}]
+  --redis URL                 cluster mode: share the chat with other wschat processes through
+                              the Redis at redis://[:PASSWORD@]HOST:PORT[/DB]
+  --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
+                              [default: host name and port]
   -h, --help                  print this help
   -V, --version               print the version
 
@@ -262,8 +273,23 @@ impl Command {
                         range::MAX_LAG_BYTES,
                     )?
                 }
+                "--redis" => {
+                    let v = value("--redis")?;
+                    config.redis = Some(RedisUrl::parse(&v).map_err(|e| format!("--redis: {e}"))?);
+                }
+                "--node-name" => {
+                    let v = value("--node-name")?;
+                    config.node_name =
+                        Some(NodeId::new(&v).map_err(|e| format!("--node-name: {e}"))?);
+                }
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }
+        }
+        if config.redis.is_some() && config.history_file.is_some() {
+            return Err("--history-file and --redis cannot be used together: in cluster mode the history lives in Redis".into());
+        }
+        if config.redis.is_none() && config.node_name.is_some() {
+            return Err("--node-name needs --redis".into());
         }
         Ok(Command::Run(Box::new(config)))
     }
@@ -320,6 +346,15 @@ mod tests {
         };
         assert_eq!((c.addr.port(), c.history), (0, 5));
         assert_eq!(c.allow_origins, ["*", "null"]);
+        assert!(c.redis.is_none());
+        let Command::Run(c) =
+            parse(&["--redis", "redis://:pw@10.0.0.5:6380/2", "--node-name=n-1"]).unwrap()
+        else {
+            panic!()
+        };
+        let url = c.redis.unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.db), ("10.0.0.5", 6380, 2));
+        assert_eq!(c.node_name.unwrap().as_str(), "n-1");
     }
 
     #[test]
@@ -364,6 +399,10 @@ mod tests {
             &["--addr", "nowhere"],
             &["--bogus"],
             &["--history"],
+            &["--redis", "http://x"],
+            &["--redis", "redis://h", "--history-file", "f"],
+            &["--redis", "redis://h", "--node-name", "a b"],
+            &["--node-name", "n1"],
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{e}");

@@ -22,7 +22,7 @@ use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// After the server sends a Close, how long it waits for the client's
@@ -53,7 +53,13 @@ pub struct Context {
     pub threads: Arc<ThreadBudget>,
     /// The threads that write to clients.
     pub delivery: Arc<Delivery>,
+    /// Cluster mode: false while Redis cannot be reached (new chat
+    /// connections are then answered 503).
+    pub cluster_up: Option<Arc<AtomicBool>>,
 }
+
+/// The answer to a chat upgrade while the cluster's Redis is unreachable.
+pub const CLUSTER_UNAVAILABLE: &str = "cluster unavailable";
 
 /// Connections allowed to be still sending their request head at once.
 /// Each has a thread until `--handshake-timeout`; past this many, the
@@ -133,6 +139,15 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         Ok(endpoint) => endpoint,
         Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
     };
+    let since = match since_param(request.target) {
+        Ok(since) => since,
+        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+    };
+    let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
+    if cluster_down && matches!(endpoint, Endpoint::Chat(_)) {
+        let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
+        return reject(&stream, peer, rejection, &ctx.metrics);
+    }
     let key = request
         .header("Sec-WebSocket-Key")
         .unwrap_or_default()
@@ -184,9 +199,17 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 mode,
                 endpoint: Box::new(delivery_end),
                 joined,
+                since,
             };
             match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
                 Some(outlet) => outlet,
+                None if ctx.cluster_up.is_some() => {
+                    // Its join could not reach Redis; nothing was written
+                    // to the socket yet.
+                    registration.leave();
+                    let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
+                    return reject(&stream, peer, rejection, &ctx.metrics);
+                }
                 None => {
                     log::error!("Error: ({id}) {peer} could not join: the room has stopped");
                     return;
@@ -265,6 +288,31 @@ fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
         _ => Err(Rejection::new(
             404,
             "no WebSocket endpoint here (try / or /echo)",
+        )),
+    }
+}
+
+/// The `since` query parameter of a chat upgrade (`/?since=42`): the last
+/// message id a resuming client saw. Absent is `None`; anything but a
+/// whole number is a 400.
+fn since_param(target: &str) -> Result<Option<u64>, Rejection> {
+    let Some((_, query)) = target.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let Some(value) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("since="))
+    else {
+        return Ok(None);
+    };
+    let digits =
+        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u64>() {
+        Ok(since) if digits => Ok(Some(since)),
+        _ => Err(Rejection::new(
+            400,
+            "since must be a message id (a whole number)",
         )),
     }
 }
@@ -501,5 +549,28 @@ impl Client {
     fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
         self.outlet.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_param;
+
+    #[test]
+    fn since_is_a_whole_number_in_the_query() {
+        assert_eq!(since_param("/").unwrap(), None);
+        assert_eq!(since_param("/?x=1").unwrap(), None);
+        assert_eq!(since_param("/?since=42").unwrap(), Some(42));
+        assert_eq!(since_param("/?a=b&since=0#top").unwrap(), Some(0));
+        for bad in [
+            "/?since=",
+            "/?since=-1",
+            "/?since=+1",
+            "/?since=1x",
+            "/?since=99999999999999999999",
+        ] {
+            let rejection = since_param(bad).unwrap_err();
+            assert_eq!(rejection.status, 400, "{bad}");
+        }
     }
 }

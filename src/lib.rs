@@ -26,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod http;
 pub mod json;
+pub mod log_text;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
@@ -36,7 +37,6 @@ pub mod threads;
 mod broadcaster;
 mod connection;
 mod history_file;
-mod log_text;
 mod rate_limit;
 mod server;
 

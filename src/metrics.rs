@@ -37,6 +37,22 @@ pub struct Metrics {
     /// The broadcaster thread ended other than by a shutdown: the chat has
     /// stopped. `/healthz` answers 503 and the binary exits non-zero.
     pub broadcaster_down: AtomicBool,
+    /// Cluster mode: stream entries read from Redis and applied.
+    pub cluster_entries_in: AtomicU64,
+    /// Cluster mode: this node's entries appended to the stream.
+    pub cluster_entries_out: AtomicU64,
+    /// Cluster mode: pipelined appends, and their total time, so that
+    /// total / count is the mean Redis round trip.
+    pub redis_round_trips: AtomicU64,
+    pub redis_round_trip_micros: AtomicU64,
+    /// Cluster mode: connections to Redis made again after losing one.
+    pub redis_reconnects: AtomicU64,
+    /// Welcomes sent with `"gap":true`: a client resumed from a message
+    /// older than the history.
+    pub resume_gaps: AtomicU64,
+    /// Cluster mode: stream entries missed (trimmed before this node read
+    /// them), told by a jump in the sequence numbers.
+    pub cluster_gaps: AtomicU64,
 }
 
 impl Metrics {
@@ -172,6 +188,48 @@ impl Metrics {
             "counter",
             "Connection threads that panicked (and were contained).",
             &one(&self.panics),
+        );
+        family(
+            "resume_gaps_total",
+            "counter",
+            "Clients that resumed from a message older than the history (welcome with gap).",
+            &one(&self.resume_gaps),
+        );
+        family(
+            "cluster_entries_in_total",
+            "counter",
+            "Cluster mode: stream entries read from Redis and applied.",
+            &one(&self.cluster_entries_in),
+        );
+        family(
+            "cluster_entries_out_total",
+            "counter",
+            "Cluster mode: this node's entries appended to the stream.",
+            &one(&self.cluster_entries_out),
+        );
+        family(
+            "cluster_gaps_total",
+            "counter",
+            "Cluster mode: stream entries this node never saw (trimmed first).",
+            &one(&self.cluster_gaps),
+        );
+        family(
+            "redis_round_trips_total",
+            "counter",
+            "Cluster mode: pipelined appends sent to Redis.",
+            &one(&self.redis_round_trips),
+        );
+        family(
+            "redis_round_trip_microseconds_total",
+            "counter",
+            "Cluster mode: time spent in those round trips (divide by the count for the mean).",
+            &one(&self.redis_round_trip_micros),
+        );
+        family(
+            "redis_reconnects_total",
+            "counter",
+            "Cluster mode: connections to Redis made again after one was lost.",
+            &one(&self.redis_reconnects),
         );
         out
     }

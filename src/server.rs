@@ -4,6 +4,7 @@
 //! silent client can never hold up the next one.
 
 use crate::broadcaster::{Broadcaster, Event};
+use crate::cluster::{self, NodeId, replica::NODE_ID_BLOCK, stream::DEFAULT_STREAM_MAXLEN};
 use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::delivery::{self, Delivery};
@@ -54,13 +55,48 @@ impl Server {
             max_behind_bytes: config.max_lag_bytes,
             metrics: metrics.clone(),
         })?;
-        #[allow(unused_mut)]
-        let mut room = Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone());
-        #[cfg(feature = "test-hooks")]
-        {
-            room.panic_trigger = config.broadcaster_panic_trigger.clone();
-        }
-        let (events, broadcaster) = room.spawn()?;
+        let mut first_id = 1;
+        let (events, broadcaster, cluster_up) = match &config.redis {
+            None => {
+                #[allow(unused_mut)]
+                let mut room =
+                    Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone());
+                #[cfg(feature = "test-hooks")]
+                {
+                    room.panic_trigger = config.broadcaster_panic_trigger.clone();
+                }
+                let (events, broadcaster) = room.spawn()?;
+                (events, broadcaster, None)
+            }
+            Some(url) => {
+                let port = listener.local_addr()?.port();
+                let settings = cluster::node::Settings {
+                    url: url.clone(),
+                    node: config
+                        .node_name
+                        .clone()
+                        .unwrap_or_else(|| default_node_name(port)),
+                    stream_maxlen: DEFAULT_STREAM_MAXLEN,
+                    history: config.history,
+                };
+                let startup =
+                    cluster::node::start_up(&settings, &metrics).map_err(io::Error::other)?;
+                // Client ids unique across the cluster (see NODE_ID_BLOCK).
+                first_id = startup.number.saturating_mul(NODE_ID_BLOCK) + 1;
+                let (events, broadcaster, up) = Broadcaster::spawn_cluster(
+                    &settings,
+                    startup,
+                    delivery.clone(),
+                    metrics.clone(),
+                )?;
+                log::info!(
+                    "Cluster mode: node {} on redis {}",
+                    settings.node,
+                    url.address()
+                );
+                (events, broadcaster, Some(up))
+            }
+        };
         let files = StaticFiles::new(config.www.as_deref())?;
         #[cfg(feature = "test-hooks")]
         let limit = config.thread_limit;
@@ -86,10 +122,11 @@ impl Server {
             metrics,
             events,
             files,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id),
             pending_handshakes: AtomicUsize::new(0),
             threads: threads.clone(),
             delivery,
+            cluster_up,
         });
         Ok(Server {
             listener,
@@ -135,6 +172,33 @@ impl Server {
             broadcaster: Some(broadcaster),
         })
     }
+}
+
+/// `--node-name`'s default: the host name and the port, as far as they
+/// fit a node name (`A-Z a-z 0-9 _ . -`).
+fn default_node_name(port: u16) -> NodeId {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "wschat".into()
+    } else {
+        host
+    };
+    NodeId::new(&format!("{host}-{port}")).expect("sanitised to a valid node name")
 }
 
 /// Delivery threads: one per core (at most 16; a core is enough for

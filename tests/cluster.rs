@@ -11,6 +11,12 @@
 //!   These are `#[ignore]`d because a fresh machine has no redis-server:
 //!   `tests/cluster/run.sh` installs it and runs them all. Run without it,
 //!   they fail (they never pass by skipping).
+//! - Cluster mode end to end: several `wschat` processes (the real binary)
+//!   on ephemeral loopback ports sharing one redis-server, with WebSocket
+//!   clients spread across them (also `#[ignore]`d, for the same reason);
+//!   and resuming with `/?since=ID` on a single node (no Redis needed).
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,9 +27,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::cluster::resp::{Parse, RespError, Value, parse_reply};
-use wschat::cluster::{
-    Backoff, Client, NickOwner, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts,
-};
+use wschat::cluster::{Backoff, Client, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts};
 
 const NEEDS_REDIS: &str = "needs redis-server: run tests/cluster/run.sh";
 /// How long a test waits for redis-server to start answering.
@@ -183,13 +187,6 @@ fn store(server: &RedisServer, maxlen: usize) -> Store {
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
-}
-
-fn owner(name: &str, connection: u64) -> NickOwner {
-    NickOwner {
-        node: node(name),
-        connection,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -514,77 +511,6 @@ fn maxlen_trims_the_oldest_events_approximately() {
 
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
-fn a_nick_has_one_owner_and_only_the_owner_releases_it() {
-    let dir = TempDir::new();
-    let server = RedisServer::start(&dir, &[]);
-    let mut a = store(&server, 1000);
-    let mut b = store(&server, 1000);
-    let (ann_on_1, other_on_2) = (owner("n1", 7), owner("n2", 9));
-
-    assert!(a.claim_nick("lobby", "ann", &ann_on_1).unwrap());
-    assert!(!b.claim_nick("lobby", "ann", &other_on_2).unwrap(), "taken");
-    assert!(
-        !a.claim_nick("lobby", "ann", &ann_on_1).unwrap(),
-        "already held"
-    );
-    assert!(
-        b.claim_nick("other", "ann", &other_on_2).unwrap(),
-        "rooms are separate"
-    );
-
-    // Someone else's release does nothing.
-    assert!(!b.release_nick("lobby", "ann", &other_on_2).unwrap());
-    assert!(!b.release_nick("lobby", "ann", &owner("n1", 8)).unwrap());
-    assert_eq!(
-        a.nicks("lobby").unwrap(),
-        [("ann".to_string(), ann_on_1.clone())]
-    );
-
-    // The owner's does, and the nick is free again.
-    assert!(a.release_nick("lobby", "ann", &ann_on_1).unwrap());
-    assert!(
-        !a.release_nick("lobby", "ann", &ann_on_1).unwrap(),
-        "released once"
-    );
-    assert!(a.nicks("lobby").unwrap().is_empty());
-    assert!(b.claim_nick("lobby", "ann", &other_on_2).unwrap());
-}
-
-#[test]
-#[ignore = "needs redis-server: run tests/cluster/run.sh"]
-fn releasing_a_nodes_nicks_removes_those_and_only_those() {
-    let dir = TempDir::new();
-    let server = RedisServer::start(&dir, &[]);
-    let mut store = store(&server, 1000);
-    // "n1" and "n10": a prefix of the name is not the node.
-    for (nick, who) in [
-        ("ann", owner("n1", 1)),
-        ("bob", owner("n1", 2)),
-        ("cy", owner("n10", 1)),
-        ("dee", owner("n2", 1)),
-    ] {
-        assert!(store.claim_nick("lobby", nick, &who).unwrap());
-    }
-    let mut released = store.release_node_nicks("lobby", &node("n1")).unwrap();
-    released.sort();
-    assert_eq!(released, ["ann", "bob"]);
-    let left: Vec<String> = store
-        .nicks("lobby")
-        .unwrap()
-        .into_iter()
-        .map(|(nick, _)| nick)
-        .collect();
-    assert_eq!(left, ["cy", "dee"]);
-    assert!(
-        store
-            .release_node_nicks("lobby", &node("n1"))
-            .unwrap()
-            .is_empty()
-    );
-}
-
-#[test]
-#[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn a_node_without_heartbeats_expires() {
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
@@ -806,8 +732,7 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
         pong(),
         Some(b":5\r\n".to_vec()),              // append wants [id, seq]
         Some(b"*1\r\n$3\r\nx-y\r\n".to_vec()), // XRANGE wants entries
-        Some(b"+OK\r\n".to_vec()),             // HSETNX wants an integer
-        Some(b"*2\r\n$7\r\nbad#you\r\n$1\r\n1\r\n".to_vec()), // not a NODE#ID owner
+        Some(b"+OK\r\n".to_vec()),             // INCR wants an integer
     ]);
     let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
     let unexpected = |r: Result<(), RedisError>| {
@@ -817,8 +742,7 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
     };
     unexpected(store.append("lobby", &[("text", b"x")]).map(drop));
     unexpected(store.range_after("lobby", StreamId::ZERO, 10).map(drop));
-    unexpected(store.claim_nick("lobby", "ann", &owner("n1", 1)).map(drop));
-    unexpected(store.nicks("lobby").map(drop));
+    unexpected(store.next_node_number().map(drop));
     assert!(store.client().is_connected());
 }
 
@@ -838,4 +762,668 @@ fn connecting_to_nothing_fails_quickly_with_an_io_error() {
     assert!(client.command(&["PING"]).unwrap_err().is_connection_error());
     assert!(client.reconnect_with(&mut backoff).is_err());
     assert_eq!(backoff.next(), None, "all attempts used");
+}
+
+// ---------------------------------------------------------------------------
+// Cluster mode end to end: wschat nodes (the real binary) sharing a Redis.
+// ---------------------------------------------------------------------------
+
+use common::Client as WsClient;
+use std::net::SocketAddr;
+use wschat::json::{self, Value as Json};
+
+const V1: &[&str] = &["wschat.v1"];
+
+/// One `wschat --redis` process, its log in a file; SIGKILLed on drop.
+struct Node {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(redis: &RedisServer, dir: &TempDir, name: &str) -> Node {
+        Node::start_with(redis, dir, name, &[])
+    }
+
+    fn start_with(redis: &RedisServer, dir: &TempDir, name: &str, extra: &[&str]) -> Node {
+        let log = dir.0.join(format!(
+            "{name}-{}.log",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let url = format!("redis://127.0.0.1:{}", redis.port);
+        let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--node-name",
+                name,
+            ])
+            .args(["--rate-limit", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn wschat");
+        let mut node = Node {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let text = node.log_text();
+            if let Some(rest) = text.split("Listening on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap();
+                node.addr = addr.parse().unwrap();
+                return node;
+            }
+            if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wschat {name} exited ({status}):\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wschat {name} did not start:\n{text}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the node gets no chance to say goodbye.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn v1(&self) -> WsClient {
+        WsClient::connect(self.addr, "/", V1)
+    }
+
+    fn raw(&self) -> WsClient {
+        WsClient::connect(self.addr, "/", &[])
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A v1 client that has read its welcome; returns it with its id.
+fn joined(node: &Node) -> (WsClient, u64, Json) {
+    let mut client = node.v1();
+    let welcome = json::parse(&client.recv_text()).unwrap();
+    assert_eq!(welcome.get("type").unwrap().as_str(), Some("welcome"));
+    let id = welcome
+        .get("you")
+        .unwrap()
+        .get("id")
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    (client, id, welcome)
+}
+
+/// The next v1 event of `kind`, skipping others.
+fn next_event(client: &mut WsClient, kind: &str) -> Json {
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no {kind} event in time");
+        let event = json::parse(&client.recv_text()).unwrap();
+        if event.get("type").unwrap().as_str() == Some(kind) {
+            return event;
+        }
+    }
+}
+
+/// `(id, text)` of a `message` event.
+fn message(event: &Json) -> (u64, String) {
+    (
+        event.get("id").unwrap().as_u64().unwrap(),
+        event.get("text").unwrap().as_str().unwrap().to_string(),
+    )
+}
+
+fn user_ids(users: &Json) -> Vec<u64> {
+    let Json::Array(users) = users else {
+        panic!("users is not an array")
+    };
+    users
+        .iter()
+        .map(|u| u.get("id").unwrap().as_u64().unwrap())
+        .collect()
+}
+
+fn history_ids(welcome: &Json) -> Vec<u64> {
+    let Json::Array(history) = welcome.get("history").unwrap() else {
+        panic!("history is not an array")
+    };
+    history.iter().map(|m| message(m).0).collect()
+}
+
+fn three_nodes(redis: &RedisServer, dir: &TempDir) -> [Node; 3] {
+    ["n1", "n2", "n3"].map(|name| Node::start(redis, dir, name))
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn three_nodes_chat_in_one_order() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let nodes = three_nodes(&redis, &dir);
+    // Two clients per node, all joined before anyone speaks.
+    let mut clients: Vec<(WsClient, u64)> = Vec::new();
+    for node in nodes.iter().chain(nodes.iter()) {
+        let (client, id, _) = joined(node);
+        clients.push((client, id));
+    }
+    let ids: Vec<u64> = clients.iter().map(|(_, id)| *id).collect();
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "client ids unique across nodes: {ids:?}"
+    );
+    const EACH: usize = 15;
+    let total = EACH * clients.len();
+    let seen: Vec<Vec<(u64, String)>> = thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .iter_mut()
+            .enumerate()
+            .map(|(n, (client, _))| {
+                let mut sender = client.stream.try_clone().unwrap();
+                scope.spawn(move || {
+                    let writer = thread::spawn(move || {
+                        for i in 0..EACH {
+                            let frame = common::masked(
+                                true,
+                                wschat::protocol::frame::OpCode::Text,
+                                format!("c{n} m{i}").as_bytes(),
+                            );
+                            sender.write_all(&frame).unwrap();
+                        }
+                    });
+                    let mut got = Vec::new();
+                    while got.len() < total {
+                        got.push(message(&next_event(client, "message")));
+                    }
+                    writer.join().unwrap();
+                    got
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for got in &seen {
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "ids strictly increasing: {got:?}"
+        );
+        assert_eq!(got, &seen[0], "every client sees one order");
+    }
+    // Each sender's own lines stay in the order it sent them.
+    for n in 0..clients.len() {
+        let mine: Vec<&str> = seen[0]
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .filter(|t| t.starts_with(&format!("c{n} ")))
+            .collect();
+        let sent: Vec<String> = (0..EACH).map(|i| format!("c{n} m{i}")).collect();
+        assert_eq!(mine, sent);
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn raw_clients_reach_everyone_else_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let nodes = three_nodes(&redis, &dir);
+    let (mut watcher, _, _) = joined(&nodes[2]);
+    let mut sender = nodes[0].raw();
+    let mut same_node = nodes[0].raw();
+    let mut other_node = nodes[1].raw();
+    // Everyone is in the room once the watcher has seen three joins.
+    for _ in 0..3 {
+        next_event(&mut watcher, "join");
+    }
+    sender.text("hello from a raw client");
+    assert_eq!(same_node.recv_text(), "hello from a raw client");
+    assert_eq!(other_node.recv_text(), "hello from a raw client");
+    let (_, text) = message(&next_event(&mut watcher, "message"));
+    assert_eq!(text, "hello from a raw client");
+    sender.send(wschat::protocol::frame::OpCode::Binary, &[0, 1, 255]);
+    match other_node.recv_data() {
+        wschat::protocol::message::Message::Binary(data) => assert_eq!(data, [0, 1, 255]),
+        other => panic!("expected binary, got {other:?}"),
+    }
+    // Not back to the sender: the next thing it gets is another's line.
+    other_node.text("reply");
+    assert_eq!(sender.recv_text(), "reply");
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn presence_and_nicknames_hold_across_nodes() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let nodes = three_nodes(&redis, &dir);
+    let (mut ann, ann_id, _) = joined(&nodes[0]);
+    let (mut bo, bo_id, welcome) = joined(&nodes[1]);
+    assert_eq!(
+        user_ids(welcome.get("users").unwrap()),
+        vec![ann_id, bo_id],
+        "bo's welcome lists ann, on another node"
+    );
+    let join = next_event(&mut ann, "join");
+    assert_eq!(
+        join.get("user").unwrap().get("id").unwrap().as_u64(),
+        Some(bo_id)
+    );
+
+    ann.text("/nick ann");
+    let nick = next_event(&mut bo, "nick");
+    assert_eq!(
+        nick.get("user").unwrap().get("nick").unwrap().as_str(),
+        Some("ann")
+    );
+    bo.text("/nick ANN");
+    let error = next_event(&mut bo, "error");
+    assert_eq!(error.get("code").unwrap().as_str(), Some("nick_taken"));
+
+    // A race on two nodes: exactly one wins, and everyone sees the winner.
+    let (mut cy, cy_id, _) = joined(&nodes[2]);
+    let (mut di, di_id, _) = joined(&nodes[0]);
+    cy.text("/nick zed");
+    di.text("/nick zed");
+    let outcome = |client: &mut WsClient| loop {
+        let event = json::parse(&client.recv_text()).unwrap();
+        match event.get("type").unwrap().as_str() {
+            Some("error") => return None,
+            Some("nick") if event.get("old").unwrap().as_str() != Some("ann") => {
+                let user = event.get("user").unwrap();
+                if user.get("nick").unwrap().as_str() == Some("zed") {
+                    return user.get("id").unwrap().as_u64();
+                }
+            }
+            _ => {}
+        }
+    };
+    let (cy_saw, di_saw) = (outcome(&mut cy), outcome(&mut di));
+    let winner = cy_saw.or(di_saw).expect("someone became zed");
+    assert!([cy_id, di_id].contains(&winner));
+    assert!(cy_saw.is_none() || di_saw.is_none() || cy_saw == di_saw);
+    // A third node's client sees the winner, once.
+    let zed = next_event_where(&mut ann, "nick", |e| {
+        e.get("user").unwrap().get("nick").unwrap().as_str() == Some("zed")
+    });
+    assert_eq!(
+        zed.get("user").unwrap().get("id").unwrap().as_u64(),
+        Some(winner)
+    );
+    // /who on any node gives the same list.
+    ann.text("/who");
+    bo.text("/who");
+    let a = user_ids(next_event(&mut ann, "users").get("users").unwrap());
+    let b = user_ids(next_event(&mut bo, "users").get("users").unwrap());
+    assert_eq!(a, b);
+    let mut everyone = vec![ann_id, bo_id, cy_id, di_id];
+    everyone.sort();
+    assert_eq!(a, everyone, "members are listed by id");
+}
+
+fn next_event_where(client: &mut WsClient, kind: &str, want: impl Fn(&Json) -> bool) -> Json {
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no matching {kind} event in time"
+        );
+        let event = next_event(client, kind);
+        if want(&event) {
+            return event;
+        }
+    }
+}
+
+/// Collects v1 events for `wait`; the connection stays usable.
+fn events_for(client: &mut WsClient, wait: Duration) -> Vec<Json> {
+    let deadline = Instant::now() + wait;
+    let mut events = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return events;
+        }
+        client.stream.set_read_timeout(Some(left)).unwrap();
+        match client.try_recv() {
+            Ok(wschat::protocol::message::Message::Text(t)) => {
+                events.push(json::parse(&t).unwrap())
+            }
+            Ok(_) => {}
+            Err(_) => {
+                client
+                    .stream
+                    .set_read_timeout(Some(common::TIMEOUT))
+                    .unwrap();
+                return events;
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_killed_nodes_users_leave_once_and_it_rejoins_cleanly() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, mut n2, n3] = three_nodes(&redis, &dir);
+    let (mut ann, ann_id, _) = joined(&n1);
+    let (mut cy, _, _) = joined(&n3);
+    let (_bo, bo_id, _) = joined(&n2);
+    let (_bo2, bo2_id, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    next_event(&mut ann, "join");
+    next_event(&mut ann, "join");
+    let killed = Instant::now();
+    n2.kill();
+    // Heartbeats last 3 s: each of n2's users leaves within a few periods,
+    // once, for everyone.
+    for client in [&mut ann, &mut cy] {
+        let events = events_for(client, Duration::from_secs(9));
+        let mut leaves: Vec<u64> = events
+            .iter()
+            .filter(|e| e.get("type").unwrap().as_str() == Some("leave"))
+            .map(|e| e.get("user").unwrap().get("id").unwrap().as_u64().unwrap())
+            .collect();
+        leaves.sort();
+        assert_eq!(leaves, vec![bo_id, bo2_id], "each leaves exactly once");
+    }
+    assert!(killed.elapsed() < Duration::from_secs(20));
+    // Back with the same name: its new users join a room without ghosts.
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (_new, new_id, welcome) = joined(&n2);
+    let users = user_ids(welcome.get("users").unwrap());
+    assert!(
+        !users.contains(&bo_id) && !users.contains(&bo2_id),
+        "{users:?}"
+    );
+    assert!(users.contains(&ann_id) && users.contains(&new_id));
+    assert!(!n2.log_text().contains("panic"));
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_node_stopped_with_sigterm_says_its_users_left_at_once() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start(&redis, &dir, "n1");
+    let mut n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (mut bo, bo_id, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    let pid = n2.child.as_ref().unwrap().id().to_string();
+    let stopped = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // bo is told the server is going away...
+    bo.expect_close(1001);
+    // ... and ann sees bo leave before any heartbeat could expire, once.
+    let leave = next_event(&mut ann, "leave");
+    assert_eq!(
+        leave.get("user").unwrap().get("id").unwrap().as_u64(),
+        Some(bo_id)
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let status = n2.child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    let later = events_for(&mut ann, Duration::from_secs(5));
+    assert!(
+        !later
+            .iter()
+            .any(|e| e.get("type").unwrap().as_str() == Some("leave")),
+        "no second leave from a cleanup: {later:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_restarted_node_cleans_up_after_its_earlier_run() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start(&redis, &dir, "n1");
+    let mut n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (_bo, bo_id, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    n2.kill();
+    // At once, before its heartbeat expires: the new run says its old
+    // users left (and the other nodes, finding it alive, do not).
+    let n2 = Node::start(&redis, &dir, "n2");
+    let leave = next_event(&mut ann, "leave");
+    assert_eq!(
+        leave.get("user").unwrap().get("id").unwrap().as_u64(),
+        Some(bo_id)
+    );
+    let later = events_for(&mut ann, Duration::from_secs(6));
+    assert!(
+        !later
+            .iter()
+            .any(|e| e.get("type").unwrap().as_str() == Some("leave")),
+        "one leave only: {later:?}"
+    );
+    drop(n2);
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let nodes = [
+        Node::start(&redis, &dir, "n1"),
+        Node::start(&redis, &dir, "n2"),
+    ];
+    let (mut sender, _, _) = joined(&nodes[0]);
+    let (mut receiver, _, _) = joined(&nodes[1]);
+    next_event(&mut sender, "join");
+    const COUNT: usize = 150;
+    let mut writer = sender.stream.try_clone().unwrap();
+    let sending = thread::spawn(move || {
+        for i in 0..COUNT {
+            let text = format!("line {i}");
+            let frame =
+                common::masked(true, wschat::protocol::frame::OpCode::Text, text.as_bytes());
+            writer.write_all(&frame).unwrap();
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    thread::sleep(Duration::from_millis(800));
+    redis.kill();
+    thread::sleep(Duration::from_millis(700));
+    redis.spawn().expect("restart redis-server");
+    sending.join().unwrap();
+
+    // The sender hears about every line: its message, or an error.
+    let mut delivered = Vec::new();
+    let mut refused = 0;
+    let mut delivered_after_refusal = 0;
+    while delivered.len() + refused < COUNT {
+        let event = json::parse(&sender.recv_text()).unwrap();
+        match event.get("type").unwrap().as_str() {
+            Some("message") => {
+                delivered.push(message(&event));
+                if refused > 0 {
+                    delivered_after_refusal += 1;
+                }
+            }
+            Some("error") => {
+                assert_eq!(event.get("code").unwrap().as_str(), Some("unavailable"));
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused > 0, "the restart was noticed");
+    assert!(
+        delivered.len() > refused && delivered_after_refusal > 0,
+        "lines got through before and after the restart: {} delivered, {refused} refused",
+        delivered.len()
+    );
+    // The other node shows exactly what the sender's node showed.
+    let mut received = Vec::new();
+    while received.len() < delivered.len() {
+        received.push(message(&next_event(&mut receiver, "message")));
+    }
+    assert_eq!(received, delivered, "nothing lost or duplicated, one order");
+    assert!(delivered.windows(2).all(|w| w[0].0 < w[1].0));
+    // And the chat goes on.
+    sender.text("after the restart");
+    let (_, text) = message(&next_event(&mut receiver, "message"));
+    assert_eq!(text, "after the restart");
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn while_redis_is_away_messages_get_unavailable_and_upgrades_503() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &[]);
+    let node = Node::start(&redis, &dir, "n1");
+    let (mut ann, _, _) = joined(&node);
+    redis.kill();
+    // The reader notices at once (its connection closes).
+    let deadline = Instant::now() + common::TIMEOUT;
+    let response = loop {
+        let request =
+            common::handshake_request(node.addr, "/", "Sec-WebSocket-Protocol: wschat.v1\r\n");
+        let response = common::http_exchange(node.addr, request.as_bytes());
+        if common::status_of(&response) == 503 || Instant::now() > deadline {
+            break response;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(common::status_of(&response), 503, "{response}");
+    assert!(response.contains("cluster unavailable"), "{response}");
+    ann.text("anyone there?");
+    let error = next_event(&mut ann, "error");
+    assert_eq!(error.get("code").unwrap().as_str(), Some("unavailable"));
+    // Plain pages are still served.
+    let page = common::http_exchange(
+        node.addr,
+        format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", node.addr).as_bytes(),
+    );
+    assert_eq!(common::status_of(&page), 200);
+    redis.spawn().expect("restart redis-server");
+    // Back: new clients join, and ann's next line goes through.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bo = loop {
+        match WsClient::try_connect(node.addr, "/", V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    next_event(&mut bo, "welcome");
+    ann.text("back");
+    assert_eq!(message(&next_event(&mut bo, "message")).1, "back");
+}
+
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_client_resumes_on_another_node_with_since() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start_with(&redis, &dir, "n1", &["--history", "4"]);
+    let n2 = Node::start_with(&redis, &dir, "n2", &["--history", "4"]);
+    let (mut ann, _, _) = joined(&n1);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ann.text(&format!("line {i}"));
+        ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    // Saw up to line 3: gets lines 4 and 5, from the other node.
+    let mut bo = WsClient::connect(n2.addr, &format!("/?since={}", ids[3]), V1);
+    let welcome = next_event(&mut bo, "welcome");
+    assert_eq!(history_ids(&welcome), ids[4..].to_vec());
+    assert!(welcome.get("gap").is_none());
+    // Saw only line 0: lines 1 is gone from the history of 4.
+    let mut cy = WsClient::connect(n2.addr, &format!("/?since={}", ids[0]), V1);
+    let welcome = next_event(&mut cy, "welcome");
+    assert_eq!(history_ids(&welcome), ids[2..].to_vec());
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    // A node started later loads the same history from Redis.
+    thread::sleep(Duration::from_millis(2500)); // a snapshot is stored
+    let n3 = Node::start_with(&redis, &dir, "n3", &["--history", "4"]);
+    let mut di = WsClient::connect(n3.addr, &format!("/?since={}", ids[4]), V1);
+    let welcome = next_event(&mut di, "welcome");
+    assert_eq!(history_ids(&welcome), ids[5..].to_vec());
+    let metrics = common::http_exchange(
+        n2.addr,
+        format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", n2.addr).as_bytes(),
+    );
+    assert!(metrics.contains("wschat_resume_gaps_total 1"), "{metrics}");
+}
+
+// ---------------------------------------------------------------------------
+// Resuming on a single node (no Redis).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_client_resumes_on_a_single_node_with_since() {
+    let server = common::start_with(|c| c.history = 4);
+    let mut ann = WsClient::connect(server.addr(), "/", V1);
+    next_event(&mut ann, "welcome");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ann.text(&format!("line {i}"));
+        ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    let resume = |since: u64| {
+        let mut client = WsClient::connect(server.addr(), &format!("/?since={since}"), V1);
+        next_event(&mut client, "welcome")
+    };
+    let welcome = resume(ids[3]);
+    assert_eq!(history_ids(&welcome), ids[4..].to_vec());
+    assert!(welcome.get("gap").is_none());
+    let welcome = resume(ids[5]);
+    assert_eq!(history_ids(&welcome), Vec::<u64>::new());
+    let welcome = resume(ids[0]);
+    assert_eq!(history_ids(&welcome), ids[2..].to_vec());
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    // Without since: the whole history, as before.
+    let mut plain = WsClient::connect(server.addr(), "/", V1);
+    assert_eq!(
+        history_ids(&next_event(&mut plain, "welcome")),
+        ids[2..].to_vec()
+    );
+    // A since that is not a number is refused with a reason.
+    let request = common::handshake_request(server.addr(), "/?since=x", "");
+    let response = common::http_exchange(server.addr(), request.as_bytes());
+    assert_eq!(common::status_of(&response), 400, "{response}");
+    assert!(
+        response.contains("since must be a message id"),
+        "{response}"
+    );
 }

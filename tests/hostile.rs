@@ -1402,8 +1402,9 @@ fn fan_out(
     senders: usize,
     each: usize,
     size: usize,
-    pause: fn(usize, usize),
+    pause: impl Fn(usize, usize) + Send + Sync + 'static,
 ) -> Vec<usize> {
+    let pause = Arc::new(pause);
     let watch = observer(addr);
     let all: Vec<Client> = (0..clients)
         .map(|_| Client::connect(addr, "/", &[]))
@@ -1434,6 +1435,7 @@ fn fan_out(
             }));
         }
         let mut client = client;
+        let pause = pause.clone();
         readers.push(thread::spawn(move || {
             let mut next = vec![0usize; senders];
             for n in 0..expected {
@@ -1474,12 +1476,18 @@ fn a_client_that_stalls_for_a_moment_beside_a_cpu_hog_keeps_every_message() {
             })
         })
         .collect();
-    // Client 5 stops reading for a second after 500 messages, while 16 MB
-    // come its way: far more than the kernel's buffers hold, and far more
-    // than a fixed queue of 1,024 frames would allow.
-    let got = fan_out(addr, 30, 4, 4000, 1024, |i, n| {
+    // Client 5 stops reading after 500 messages until the server holds
+    // 4 MiB for it (more than the kernel's buffers, and far more than a
+    // fixed queue of 1,024 frames would allow), 10 s at most.
+    let got = fan_out(addr, 30, 4, 4000, 1024, move |i, n| {
         if i == 5 && n == 500 {
-            thread::sleep(Duration::from_secs(1));
+            let behind = || {
+                samples(get(addr, "/metrics").split("\r\n\r\n").nth(1).unwrap_or(""))
+                    .into_iter()
+                    .find(|(series, _)| series == "wschat_max_queue_depth")
+                    .map_or(0, |(_, v)| v)
+            };
+            eventually(Duration::from_secs(10), || behind() > 4 << 20);
         }
     });
     hogging.store(false, Relaxed);

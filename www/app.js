@@ -60,6 +60,7 @@
     you: null,              // {id, nick}
     users: new Map(),       // id -> {id, nick}
     seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
+    lastId: 0,              // newest message id seen: a reconnect resumes after it
     attempt: 0,             // consecutive failed connection attempts
     retryTimer: null,
     countdownTimer: null,
@@ -189,6 +190,7 @@
     if (typeof m.id === 'number') {
       if (state.seen.has(m.id)) return [];
       state.seen.set(m.id, fingerprint(m));
+      if (m.id > state.lastId) state.lastId = m.id;
     }
     const out = [];
     const ts = validTs(m.ts);
@@ -504,7 +506,10 @@
 
   function socketUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return scheme + '//' + location.host + '/';
+    // `since`: the server sends only the messages after the last one this
+    // page has, so a reconnect neither repeats nor drops a line (chapter 06).
+    const since = state.lastId > 0 ? '?since=' + state.lastId : '';
+    return scheme + '//' + location.host + '/' + since;
   }
 
   function connect() {
@@ -686,11 +691,17 @@
       if (m.id > maxHist) maxHist = m.id;
       if (state.seen.has(m.id) && state.seen.get(m.id) !== fingerprint(m)) conflict = true;
     }
-    if (state.seen.size && (conflict || maxHist < maxSeen)) {
+    // With `since`, the history holds only newer messages (maybe none); a
+    // server that no longer knows our last id says `gap`. Older ids than
+    // ours in a history, or a gap with nothing newer, mean a new session.
+    const gap = msg.gap === true;
+    const older = maxHist < maxSeen && (history.length > 0 || gap);
+    if (state.seen.size && (conflict || older)) {
       state.seen.clear();
-      if (conflict || history.length) {
-        appendItems(renderNotice('restart', ['The server was restarted. Messages below are from its new session.']));
-      }
+      state.lastId = 0;
+      appendItems(renderNotice('restart', ['The server was restarted. Messages below are from its new session.']));
+    } else if (state.seen.size && gap) {
+      appendItems(renderNotice('restart', ['Some messages sent while you were away are no longer available.']));
     }
     const items = [];
     for (const m of history) items.push(...renderMessage(m));
@@ -810,6 +821,7 @@
       case 'empty_message': return 'Empty messages are not sent.';
       case 'bad_text': return 'That message was not sent: it contains control characters.';
       case 'text_only': return 'The chat takes text messages only.';
+      case 'unavailable': return 'That message was not sent: the chat server has lost its connection to the other servers. Try again in a moment.';
       default: return serverText; // nick_invalid, usage, and codes this page does not know
     }
   }

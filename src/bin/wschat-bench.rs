@@ -9,6 +9,10 @@
 //! wschat-bench echo --url ws://127.0.0.1:8080/echo --duration 5
 //! ```
 //!
+//! `--url` may list several servers, comma-separated (the nodes of a
+//! `--redis` cluster): client `i` connects to URL `i mod n`, so clients
+//! are spread evenly and sender 0 sits on the first node.
+//!
 //! Human-readable results go to stderr; one JSON line per run to stdout.
 
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 use wschat::protocol::frame::{FrameHeader, OpCode, encode_frame_into};
 
 const USAGE: &str =
-    "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH [options]
+    "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH[,ws://...] [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
               [--window N] [--duration SECS] [--server-pid PID] [--connect-threads N]
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
@@ -234,9 +238,15 @@ impl Options {
         }
     }
 
+    /// The first `--url`.
     fn url(&self) -> Result<Url, String> {
-        let url = self.values.get("url").ok_or("--url is required")?;
-        Url::parse(url)
+        Ok(self.urls()?.swap_remove(0))
+    }
+
+    /// Every `--url`, comma-separated.
+    fn urls(&self) -> Result<Vec<Url>, String> {
+        let urls = self.values.get("url").ok_or("--url is required")?;
+        urls.split(',').map(Url::parse).collect()
     }
 }
 
@@ -283,15 +293,18 @@ fn ensure_fd_limit(connections: usize) -> Result<(), String> {
 
 /// Opens `count` WebSockets with `threads` threads in parallel; the result
 /// is in a fixed order (thread by thread), and any failure fails them all.
-fn connect_all(url: &Url, count: usize, threads: usize) -> Result<Vec<TcpStream>, String> {
+/// Client `i` goes to `urls[i % urls.len()]`: spread evenly over several
+/// servers, in a known order.
+fn connect_all(urls: &[Url], count: usize, threads: usize) -> Result<Vec<TcpStream>, String> {
     let per_thread = count.div_ceil(threads.max(1));
     let workers: Vec<_> = (0..threads.max(1))
         .map(|t| {
-            let url = url.clone();
-            let n = per_thread.min(count.saturating_sub(t * per_thread));
+            let urls = urls.to_vec();
+            let first = t * per_thread;
+            let n = per_thread.min(count.saturating_sub(first));
             std::thread::spawn(move || {
-                (0..n)
-                    .map(|_| connect(&url))
+                (first..first + n)
+                    .map(|i| connect(&urls[i % urls.len()]))
                     .collect::<io::Result<Vec<_>>>()
             })
         })
@@ -506,7 +519,7 @@ struct ReceiverResult {
 }
 
 fn fanout(options: &Options) -> Result<(), String> {
-    let url = options.url()?;
+    let urls = options.urls()?;
     let clients: usize = options.get("clients", 100)?;
     let senders: usize = options.get("senders", 10)?;
     let size: usize = options.get::<usize>("size", 64)?.max(STAMP);
@@ -527,12 +540,16 @@ fn fanout(options: &Options) -> Result<(), String> {
     }
     ensure_fd_limit(clients)?;
 
+    let shown: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{}{}", u.host, u.path))
+        .collect();
     eprintln!(
-        "fanout: connecting {clients} clients to {}{} with {connect_threads} threads",
-        url.host, url.path
+        "fanout: connecting {clients} clients to {} with {connect_threads} threads",
+        shown.join(", ")
     );
     let connect_start = Instant::now();
-    let streams = connect_all(&url, clients, connect_threads)?;
+    let streams = connect_all(&urls, clients, connect_threads)?;
     eprintln!(
         "fanout: {clients} connected in {:.2} s",
         connect_start.elapsed().as_secs_f64()
@@ -820,7 +837,7 @@ fn json_number(v: f64) -> String {
 }
 
 fn connections(options: &Options) -> Result<(), String> {
-    let url = options.url()?;
+    let urls = options.urls()?;
     let count: usize = options.get("count", 1000)?;
     let hold = Duration::from_secs_f64(options.get("hold", 5.0)?);
     let threads: usize = options
@@ -836,15 +853,15 @@ fn connections(options: &Options) -> Result<(), String> {
     let per_thread = count.div_ceil(threads);
     let mut workers = Vec::new();
     for t in 0..threads {
-        let url = url.clone();
+        let urls = urls.clone();
         let n = per_thread.min(count.saturating_sub(t * per_thread));
         workers.push(std::thread::spawn(move || {
             let mut held = Vec::with_capacity(n);
             let mut times = Vec::with_capacity(n);
             let mut failed = 0;
-            for _ in 0..n {
+            for i in 0..n {
                 let t0 = Instant::now();
-                match connect(&url) {
+                match connect(&urls[i % urls.len()]) {
                     Ok(s) => {
                         times.push(t0.elapsed().as_nanos() as u64);
                         held.push(s);

@@ -12,8 +12,12 @@
 //! - [`client`]: a blocking connection with timeouts, pipelining and
 //!   reconnection with backoff;
 //! - [`stream`]: the operations cluster mode needs, each one round trip:
-//!   append with a sequence number, read after an id, history, nicknames
-//!   and node liveness.
+//!   append with a sequence number, read after an id, the room's
+//!   snapshot, and node liveness;
+//! - [`replica`]: what is appended, and how each node applies the stream
+//!   to its own copy of the `Room` (no I/O);
+//! - [`node`]: a node's Redis threads (writer, reader, keeper) and its
+//!   start-up.
 //!
 //! ```no_run
 //! use wschat::cluster::{Client, RedisUrl, StreamId, Store};
@@ -30,11 +34,13 @@
 //! See docs/14-cluster.md for the protocol byte by byte and the design.
 
 pub mod client;
+pub mod node;
+pub mod replica;
 pub mod resp;
 pub mod stream;
 pub mod url;
 
 pub use client::{Backoff, Client, RedisError, Timeouts};
 pub use resp::Value;
-pub use stream::{Entry, NickOwner, NodeId, Store, StreamId};
+pub use stream::{Entry, NodeId, Store, StreamId};
 pub use url::RedisUrl;

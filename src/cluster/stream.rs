@@ -1,13 +1,14 @@
 //! The operations cluster mode runs on Redis, each one round trip: the
-//! room's event stream, the message sequence numbers, nicknames claimed
-//! across nodes, and which nodes are alive.
+//! room's event stream, its sequence numbers and snapshot, and which nodes
+//! are alive.
 //!
 //! Keys (all under `wschat:`; a room's keys share the hash tag `{room}`):
 //!
 //! ```text
 //!   wschat:{ROOM}:events   stream  one entry per chat event, field `seq` + the event's fields
 //!   wschat:{ROOM}:seq      string  the last sequence number given out in the room
-//!   wschat:{ROOM}:nicks    hash    case-folded nick → owner "NODE#CONNECTION"
+//!   wschat:{ROOM}:snapshot hash    the room's state after entry `after` (field `body`)
+//!   wschat:node-numbers    string  the last node number given out
 //!   wschat:node:NODE       string  present while NODE is alive (expires unless renewed)
 //!   wschat:nodes           set     every node that ever sent a heartbeat, until forgotten
 //!   wschat:cleanup:NODE    string  who is announcing dead NODE's users leaving (expires)
@@ -126,8 +127,8 @@ impl Entry {
 }
 
 /// A wschat process's name in the cluster: 1 to [`MAX_NODE_NAME`] bytes
-/// of `A-Z a-z 0-9 _ . -` (so it can never contain the `#` of a
-/// [`NickOwner`], nor spaces or braces).
+/// of `A-Z a-z 0-9 _ . -` (so it can never contain spaces, braces or
+/// line breaks).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(String);
 
@@ -154,36 +155,6 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// Who holds a nickname: a connection on a node, stored as `NODE#ID`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NickOwner {
-    pub node: NodeId,
-    /// The connection's id on its node.
-    pub connection: u64,
-}
-
-impl fmt::Display for NickOwner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.node, self.connection)
-    }
-}
-
-impl FromStr for NickOwner {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<NickOwner, String> {
-        let (node, connection) = text
-            .split_once('#')
-            .ok_or_else(|| format!("not an owner (NODE#ID): {text:?}"))?;
-        Ok(NickOwner {
-            node: NodeId::new(node)?,
-            connection: connection
-                .parse()
-                .map_err(|_| format!("not an owner (NODE#ID): {text:?}"))?,
-        })
-    }
-}
-
 /// Appends an event and gives it the room's next sequence number, in one
 /// atomic step.
 ///
@@ -205,35 +176,6 @@ for i = 2, #ARGV do
 end
 local id = redis.call(unpack(xadd))
 return {id, seq}
-"#;
-
-/// Deletes a nick only if its owner is still the one asking: a connection
-/// that lost its nick (its node was declared dead and the nick was claimed
-/// again) must not delete the new owner's claim. A `HGET` then `HDEL` from
-/// the client could be interleaved with such a claim; the script cannot.
-///
-/// KEYS[1] = the nicks hash; ARGV[1] = the nick key, ARGV[2] = the owner.
-const RELEASE_NICK_SCRIPT: &str = r#"
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"#;
-
-/// Deletes every nick owned by a connection of one node, and returns their
-/// keys. KEYS[1] = the nicks hash; ARGV[1] = "NODE#" (node names cannot
-/// contain '#', so the prefix matches that node's owners only).
-const RELEASE_NODE_NICKS_SCRIPT: &str = r#"
-local prefix = ARGV[1]
-local released = {}
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  if string.sub(flat[i + 1], 1, #prefix) == prefix then
-    redis.call('HDEL', KEYS[1], flat[i])
-    released[#released + 1] = flat[i]
-  end
-end
-return released
 "#;
 
 /// The registered nodes whose heartbeat key exists (ARGV[1] = "1") or is
@@ -265,6 +207,29 @@ end
 return 0
 "#;
 
+/// Stores a room's snapshot only if it was taken after the stored one
+/// (nodes write theirs independently; an older one must not win).
+/// KEYS[1] = the snapshot hash; ARGV[1] = the stream id it was taken at
+/// (`ms-seq`), ARGV[2] = its text.
+const SAVE_SNAPSHOT_SCRIPT: &str = r#"
+local function parse(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local old = redis.call('HGET', KEYS[1], 'after')
+if old then
+  local old_ms, old_seq = parse(old)
+  local new_ms, new_seq = parse(ARGV[1])
+  if new_ms < old_ms or (new_ms == old_ms and new_seq <= old_seq) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], 'after', ARGV[1], 'body', ARGV[2])
+return 1
+"#;
+
+/// The counter that numbers nodes as they start (see `NODE_ID_BLOCK`).
+const NODE_NUMBERS_KEY: &str = "wschat:node-numbers";
 const NODES_KEY: &str = "wschat:nodes";
 const NODE_KEY_PREFIX: &str = "wschat:node:";
 
@@ -345,6 +310,106 @@ impl Store {
             },
             other => Err(unexpected("append", &other)),
         }
+    }
+
+    /// Appends several events in one round trip (a pipeline of the
+    /// [`Store::append`] script). The outer error means the connection
+    /// failed (some of the events may have been added all the same); the
+    /// inner ones are per event, in order.
+    #[allow(clippy::type_complexity)]
+    pub fn append_many(
+        &mut self,
+        room: &str,
+        events: &[Vec<(&str, Vec<u8>)>],
+    ) -> Result<Vec<Result<(StreamId, u64), RedisError>>, RedisError> {
+        let events_key = events_key(room);
+        let seq = seq_key(room);
+        let maxlen = self.stream_maxlen.to_string();
+        let commands: Vec<Vec<&[u8]>> = events
+            .iter()
+            .map(|fields| {
+                let mut args: Vec<&[u8]> = vec![
+                    b"EVAL",
+                    APPEND_SCRIPT.as_bytes(),
+                    b"2",
+                    events_key.as_bytes(),
+                    seq.as_bytes(),
+                    maxlen.as_bytes(),
+                ];
+                for (name, value) in fields {
+                    assert!(*name != SEQ_FIELD, "{SEQ_FIELD:?} is reserved");
+                    args.push(name.as_bytes());
+                    args.push(value);
+                }
+                args
+            })
+            .collect();
+        let replies = self.client.pipeline(&commands)?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| match reply {
+                Value::Array(reply) => match reply.as_slice() {
+                    [id, Value::Integer(seq)] if *seq > 0 => Ok((stream_id(id)?, *seq as u64)),
+                    _ => Err(unexpected("append", &Value::Array(reply))),
+                },
+                Value::Error(text) => Err(RedisError::Server(text)),
+                other => Err(unexpected("append", &other)),
+            })
+            .collect())
+    }
+
+    /// Stores the room's snapshot taken after entry `after`, unless a
+    /// later one is stored already. True if stored.
+    pub fn save_snapshot(
+        &mut self,
+        room: &str,
+        after: StreamId,
+        body: &str,
+    ) -> Result<bool, RedisError> {
+        let key = snapshot_key(room);
+        let after = after.to_string();
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            SAVE_SNAPSHOT_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            after.as_bytes(),
+            body.as_bytes(),
+        ])?;
+        Ok(integer("save_snapshot", reply)? == 1)
+    }
+
+    /// The room's latest snapshot, if any.
+    pub fn load_snapshot(&mut self, room: &str) -> Result<Option<String>, RedisError> {
+        let key = snapshot_key(room);
+        let reply = self
+            .client
+            .command(&[&b"HGET"[..], key.as_bytes(), b"body"])?;
+        if reply.is_null() {
+            return Ok(None);
+        }
+        text("HGET snapshot", &reply).map(Some)
+    }
+
+    /// A number for a starting node, never given before (`INCR`).
+    pub fn next_node_number(&mut self) -> Result<u64, RedisError> {
+        integer(
+            "INCR",
+            self.client
+                .command(&[&b"INCR"[..], NODE_NUMBERS_KEY.as_bytes()])?,
+        )
+    }
+
+    /// A node that stops cleanly: its heartbeat goes, and it leaves the
+    /// set of nodes, so nobody cleans up after it.
+    pub fn leave_cluster(&mut self, node: &NodeId) -> Result<(), RedisError> {
+        let key = node_key(node);
+        let commands = [
+            vec![&b"DEL"[..], key.as_bytes()],
+            vec![&b"SREM"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()],
+        ];
+        self.client.pipeline(&commands)?;
+        Ok(())
     }
 
     /// Up to `count` entries after `after` (exclusive), oldest first.
@@ -436,82 +501,6 @@ impl Store {
             "XLEN",
             self.client.command(&[&b"XLEN"[..], key.as_bytes()])?,
         )
-    }
-
-    /// Claims a nickname in the room for `owner`, if nobody holds it
-    /// (`HSETNX`). `key` is the nick as compared, i.e. case-folded by the
-    /// caller, so that "Ann" and "ann" are one nick. True if claimed.
-    pub fn claim_nick(
-        &mut self,
-        room: &str,
-        key: &str,
-        owner: &NickOwner,
-    ) -> Result<bool, RedisError> {
-        let nicks = nicks_key(room);
-        let owner = owner.to_string();
-        let reply = self.client.command(&[
-            &b"HSETNX"[..],
-            nicks.as_bytes(),
-            key.as_bytes(),
-            owner.as_bytes(),
-        ])?;
-        Ok(integer("HSETNX", reply)? == 1)
-    }
-
-    /// Gives a nickname back, if `owner` still holds it. True if released.
-    pub fn release_nick(
-        &mut self,
-        room: &str,
-        key: &str,
-        owner: &NickOwner,
-    ) -> Result<bool, RedisError> {
-        let nicks = nicks_key(room);
-        let owner = owner.to_string();
-        let reply = self.client.command(&[
-            &b"EVAL"[..],
-            RELEASE_NICK_SCRIPT.as_bytes(),
-            b"1",
-            nicks.as_bytes(),
-            key.as_bytes(),
-            owner.as_bytes(),
-        ])?;
-        Ok(integer("release_nick", reply)? == 1)
-    }
-
-    /// Who holds each nickname of the room, by nick key (`HGETALL`), sorted
-    /// by key.
-    pub fn nicks(&mut self, room: &str) -> Result<Vec<(String, NickOwner)>, RedisError> {
-        let nicks = nicks_key(room);
-        let reply = self.client.command(&[&b"HGETALL"[..], nicks.as_bytes()])?;
-        let mut found = Vec::new();
-        for (key, owner) in pairs("HGETALL", &reply)? {
-            let owner = owner
-                .parse()
-                .map_err(|e| RedisError::UnexpectedReply(format!("HGETALL: {e}")))?;
-            found.push((key, owner));
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(found)
-    }
-
-    /// Deletes every nickname held by a connection of `node`, and returns
-    /// their keys: what the node that claimed a dead node's cleanup
-    /// announces as having left.
-    pub fn release_node_nicks(
-        &mut self,
-        room: &str,
-        node: &NodeId,
-    ) -> Result<Vec<String>, RedisError> {
-        let nicks = nicks_key(room);
-        let prefix = format!("{node}#");
-        let reply = self.client.command(&[
-            &b"EVAL"[..],
-            RELEASE_NODE_NICKS_SCRIPT.as_bytes(),
-            b"1",
-            nicks.as_bytes(),
-            prefix.as_bytes(),
-        ])?;
-        strings("release_node_nicks", &reply)
     }
 
     /// Says that `node` is alive for the next `ttl` (`SET … PX`), and
@@ -618,9 +607,9 @@ pub fn seq_key(room: &str) -> String {
     format!("wschat:{{{room}}}:seq")
 }
 
-/// The hash of a room's nicknames.
-pub fn nicks_key(room: &str) -> String {
-    format!("wschat:{{{room}}}:nicks")
+/// The hash that holds a room's latest snapshot (`after`, `body`).
+pub fn snapshot_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:snapshot")
 }
 
 /// The heartbeat key of a node.
@@ -675,20 +664,6 @@ fn strings(command: &str, reply: &Value) -> Result<Vec<String>, RedisError> {
         Value::Array(items) => items.iter().map(|item| text(command, item)).collect(),
         other => Err(unexpected(command, other)),
     }
-}
-
-/// A flat array `[name, value, name, value, ...]` as pairs, names as text.
-fn pairs(command: &str, reply: &Value) -> Result<Vec<(String, String)>, RedisError> {
-    let flat = strings(command, reply)?;
-    if flat.len() % 2 != 0 {
-        return Err(unexpected(command, reply));
-    }
-    let mut flat = flat.into_iter();
-    let mut found = Vec::new();
-    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
-        found.push((name, value));
-    }
-    Ok(found)
 }
 
 /// Stream entries, as XRANGE, XREVRANGE and XREAD give them:
@@ -766,29 +741,20 @@ mod tests {
     }
 
     #[test]
-    fn node_names_and_owners() {
+    fn node_names() {
         assert!(NodeId::new("node-1.eu_west").is_ok());
         for bad in ["", "a#b", "a b", "{x}", "é", &"n".repeat(MAX_NODE_NAME + 1)] {
             let e = NodeId::new(bad).unwrap_err();
             assert!(e.starts_with("node name must be"), "{bad:?}: {e}");
         }
         assert!(NodeId::new(&"n".repeat(MAX_NODE_NAME)).is_ok());
-        let owner = NickOwner {
-            node: NodeId::new("n1").unwrap(),
-            connection: 42,
-        };
-        assert_eq!(owner.to_string(), "n1#42");
-        assert_eq!("n1#42".parse::<NickOwner>().unwrap(), owner);
-        for bad in ["n1", "n1#", "n1#x", "#1", "a b#1"] {
-            assert!(bad.parse::<NickOwner>().is_err(), "{bad:?}");
-        }
     }
 
     #[test]
     fn keys_share_the_rooms_hash_tag() {
         assert_eq!(events_key("lobby"), "wschat:{lobby}:events");
         assert_eq!(seq_key("lobby"), "wschat:{lobby}:seq");
-        assert_eq!(nicks_key("lobby"), "wschat:{lobby}:nicks");
+        assert_eq!(snapshot_key("lobby"), "wschat:{lobby}:snapshot");
         assert_eq!(node_key(&NodeId::new("n1").unwrap()), "wschat:node:n1");
     }
 

@@ -34,6 +34,14 @@ pub fn message_event(
     out
 }
 
+/// The `id` of a `message` event built by [`message_event`], read back from
+/// its fixed prefix without parsing the JSON.
+pub fn message_id(event: &str) -> Option<u64> {
+    let rest = event.strip_prefix("{\"type\":\"message\",\"id\":")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..digits].parse().ok()
+}
+
 /// `join` and `leave` events.
 pub fn presence_event(kind: &str, id: ClientId, nick: &str, ts: u64) -> String {
     let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
@@ -83,16 +91,43 @@ pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> Stri
 }
 
 /// The `welcome` a newcomer gets: who it is, who is here, the history.
-/// Sent as two frames of one message: `welcome_head`, this newcomer's
-/// own, and `welcome_tail`, the same for every newcomer until the history
-/// changes (so it is built, and its frame encoded, once).
+/// `since` is the last message id a resuming client saw: it then gets only
+/// the messages after it, or, if some of those are no longer kept or
+/// `since` is not an id given yet (`next_seq` or more: the client saw a
+/// server that has since lost its history), the whole history and
+/// `"gap":true`.
+///
+/// Without `since` it is `welcome_head` (this newcomer's own) followed by
+/// `welcome_tail`, the same for every newcomer until the history changes:
+/// the server sends them as two frames of one message, the tail built and
+/// encoded once.
 pub fn welcome_event<'a>(
     id: ClientId,
     nick: &str,
     users: impl Iterator<Item = (ClientId, &'a str)>,
     history: &History,
+    since: Option<u64>,
+    next_seq: u64,
 ) -> String {
-    welcome_head(id, nick, users) + &welcome_tail(history)
+    let mut out = welcome_head(id, nick, users);
+    let (events, gap) = match since {
+        Some(since) if since >= next_seq => (history.iter().collect(), true),
+        Some(since) => history.after(since),
+        None => (history.iter().collect(), false),
+    };
+    out.push('[');
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(event);
+    }
+    out.push(']');
+    if gap {
+        out.push_str(",\"gap\":true");
+    }
+    out.push('}');
+    out
 }
 
 /// `{"type":"welcome","you":{..},"users":[..],"history":`
@@ -152,11 +187,18 @@ mod tests {
                 1,
                 "guest-1",
                 [(1, "guest-1"), (2, "bo")].into_iter(),
-                &history
+                &history,
+                None,
+                1
             ),
             r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
         );
         assert_eq!(raw_line("ann", "waves", true), "* ann waves");
+        assert_eq!(
+            message_id(&message_event(42, 7, "a", "b", 5, false)),
+            Some(42)
+        );
+        assert_eq!(message_id(r#"{"type":"join","id":4}"#), None);
         assert_eq!(
             error_event(ErrorCode::NickTaken, "nickname ann is already taken"),
             r#"{"type":"error","code":"nick_taken","text":"nickname ann is already taken"}"#

@@ -58,10 +58,12 @@ pub enum ErrorCode {
     BadText,
     /// A binary message on a `wschat.v1` connection.
     TextOnly,
+    /// Cluster mode: Redis cannot be reached, so the message was not sent.
+    Unavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::NickTaken,
         ErrorCode::NickInvalid,
         ErrorCode::NickUnchanged,
@@ -70,6 +72,7 @@ impl ErrorCode {
         ErrorCode::EmptyMessage,
         ErrorCode::BadText,
         ErrorCode::TextOnly,
+        ErrorCode::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::EmptyMessage => "empty_message",
             ErrorCode::BadText => "bad_text",
             ErrorCode::TextOnly => "text_only",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -89,10 +93,23 @@ impl ErrorCode {
 /// Something a client did, as the room sees it.
 #[derive(Debug)]
 pub enum Action {
-    Join { id: ClientId, mode: Mode },
-    Text { id: ClientId, text: String },
-    Binary { id: ClientId, data: Vec<u8> },
-    Leave { id: ClientId },
+    /// `since`: the last message id a resuming client saw (`/?since=ID`).
+    Join {
+        id: ClientId,
+        mode: Mode,
+        since: Option<u64>,
+    },
+    Text {
+        id: ClientId,
+        text: String,
+    },
+    Binary {
+        id: ClientId,
+        data: Vec<u8>,
+    },
+    Leave {
+        id: ClientId,
+    },
 }
 
 /// A message's body: text or binary, as the client sent it.
@@ -178,10 +195,42 @@ impl Room {
         &self.history
     }
 
+    /// The id the next chat line will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Numbers the next chat line `seq`. Cluster mode calls it before
+    /// applying each text entry, so that a message's id is its entry's
+    /// cluster-wide sequence number on every node.
+    pub fn set_next_seq(&mut self, seq: u64) {
+        self.next_seq = seq;
+    }
+
+    /// Every member: id, mode and nickname, by id (for a cluster snapshot).
+    pub fn members(&self) -> impl Iterator<Item = (ClientId, Mode, &str)> {
+        self.members
+            .iter()
+            .map(|(id, m)| (*id, m.mode, m.nick.as_str()))
+    }
+
+    /// Puts a member back without announcing it (loading a cluster
+    /// snapshot). False if the id or the nickname is already taken.
+    pub fn restore_member(&mut self, id: ClientId, mode: Mode, nick: &str) -> bool {
+        let key = nick_key(nick);
+        if self.members.contains_key(&id) || self.nicks.contains_key(&key) {
+            return false;
+        }
+        self.nicks.insert(key, id);
+        let nick = nick.to_string();
+        self.members.insert(id, Member { nick, mode });
+        true
+    }
+
     /// Applies one action at time `now_ms`, appending what to send to `out`.
     pub fn handle(&mut self, now_ms: u64, action: Action, out: &mut Vec<Output>) {
         match action {
-            Action::Join { id, mode } => self.join(id, mode, now_ms, out),
+            Action::Join { id, mode, since } => self.join(id, mode, since, now_ms, out),
             Action::Text { id, text } => self.text(id, text, now_ms, out),
             Action::Binary { id, data } => self.binary(id, data, out),
             Action::Leave { id } => self.leave(id, now_ms, out),
@@ -194,7 +243,14 @@ impl Room {
 
     /// A newcomer gets a `welcome` (who is here, the history); everyone
     /// else a `join`.
-    fn join(&mut self, id: ClientId, mode: Mode, now: u64, out: &mut Vec<Output>) {
+    fn join(
+        &mut self,
+        id: ClientId,
+        mode: Mode,
+        since: Option<u64>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         if self.members.contains_key(&id) {
             return;
         }
@@ -207,16 +263,27 @@ impl Room {
             },
         );
         if mode == Mode::V1 {
-            let history = &self.history;
-            let tail = self
-                .tail
-                .get_or_insert_with(|| welcome_tail(history).into())
-                .clone();
-            out.push(Output::Welcome {
-                to: id,
-                head: welcome_head(id, &nick, self.users()),
-                tail,
-            });
+            if since.is_some() {
+                // A resuming client: its own slice of the history.
+                let next_seq = self.next_seq;
+                let welcome =
+                    welcome_event(id, &nick, self.users(), &self.history, since, next_seq);
+                out.push(Output::Reply {
+                    to: id,
+                    event: welcome,
+                });
+            } else {
+                let history = &self.history;
+                let tail = self
+                    .tail
+                    .get_or_insert_with(|| welcome_tail(history).into())
+                    .clone();
+                out.push(Output::Welcome {
+                    to: id,
+                    head: welcome_head(id, &nick, self.users()),
+                    tail,
+                });
+            }
         }
         out.push(v1_broadcast(
             presence_event("join", id, &nick, now),

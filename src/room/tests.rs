@@ -15,7 +15,14 @@ fn act(room: &mut Room, action: Action) -> Vec<Output> {
 }
 
 fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
-    act(room, Action::Join { id, mode })
+    act(
+        room,
+        Action::Join {
+            id,
+            mode,
+            since: None,
+        },
+    )
 }
 
 fn say(room: &mut Room, id: ClientId, text: &str) -> Vec<Output> {
@@ -278,4 +285,47 @@ fn newcomers_share_the_welcome_tail_until_the_history_changes() {
     say(&mut room, 1, "two");
     let c = tail(&join(&mut room, 4, Mode::V1));
     assert!(!Arc::ptr_eq(&a, &c) && c.contains("\"text\":\"two\""));
+}
+
+/// `/?since=ID`: a resuming client gets the messages after ID only; an id
+/// older than the history, or one never given, gets everything and a gap.
+#[test]
+fn a_resuming_member_gets_what_it_missed() {
+    let mut room = room(); // keeps 3
+    join(&mut room, 1, Mode::V1);
+    for n in 0..5 {
+        say(&mut room, 1, &format!("line {n}")); // ids 1..=5
+    }
+    let welcome_of = |room: &mut Room, id, since| {
+        let out = act(
+            room,
+            Action::Join {
+                id,
+                mode: Mode::V1,
+                since,
+            },
+        );
+        let Some(Output::Reply { event, .. }) = out.into_iter().next() else {
+            panic!("no welcome")
+        };
+        event
+    };
+    let w = welcome_of(&mut room, 2, Some(3));
+    assert!(
+        w.contains("\"id\":4,") && w.contains("\"id\":5,") && !w.contains("\"id\":3,"),
+        "{w}"
+    );
+    assert!(!w.contains("gap"), "{w}");
+    let w = welcome_of(&mut room, 3, Some(5));
+    assert!(w.ends_with("\"history\":[]}"), "{w}");
+    let w = welcome_of(&mut room, 4, Some(1));
+    assert!(
+        w.contains("\"id\":3,") && w.ends_with(",\"gap\":true}"),
+        "{w}"
+    );
+    let w = welcome_of(&mut room, 5, Some(6));
+    assert!(
+        w.contains("\"id\":3,") && w.ends_with(",\"gap\":true}"),
+        "{w}"
+    );
 }

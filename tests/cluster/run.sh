@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The Redis layer of cluster mode (src/cluster/) against a real
-# redis-server: runs every test of tests/cluster.rs, including the ones
-# that plain `cargo test` skips because a fresh machine has no Redis.
-# Each test starts its own redis-server on a free loopback port and kills
-# it by PID when it ends.
+# Cluster mode against a real redis-server: runs every test of
+# tests/cluster.rs, including the ones that plain `cargo test` skips
+# because a fresh machine has no Redis — the Redis layer (src/cluster/),
+# and three wschat nodes (the real binary) sharing one Redis: one order,
+# presence, nicknames, a node killed, Redis restarted, resuming.
+# Each test starts its own redis-server and wschat processes on free
+# loopback ports and kills them by PID when it ends.
 #
 # Usage: tests/cluster/run.sh        (as root to install redis-server if missing)
 # Non-interactive; prints PASS or FAIL last; exits non-zero on failure.

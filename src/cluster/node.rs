@@ -1,0 +1,517 @@
+//! A node's Redis threads, so that the broadcaster never waits on Redis:
+//!
+//! - the **writer** takes this node's chat actions from the broadcaster
+//!   and appends them to the room's stream, pipelining whatever is
+//!   waiting (one round trip for the lot);
+//! - the **reader** waits in `XREAD BLOCK` after the last entry it has
+//!   seen and hands new entries to the broadcaster, in stream order; when
+//!   Redis goes away it reconnects with backoff and goes on from that
+//!   same id, so no entry is missed or read twice;
+//! - the **keeper** renews this node's heartbeat and, when another node's
+//!   heartbeat expires and this node wins the claim, asks the broadcaster
+//!   to announce that node's members leaving.
+//!
+//! [`start_up`] runs before any of them, on the starting thread: it loads
+//! the room's snapshot and catches up with the stream.
+
+use super::client::{Backoff, Client};
+use super::replica::{Applied, Op, ROOM, Record, Replica};
+use super::stream::{Entry, NodeId, Store, StreamId};
+use super::url::RedisUrl;
+use crate::broadcaster::Event;
+use crate::metrics::Metrics;
+use crate::room::now_ms;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a node renews its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a heartbeat lasts: three missed beats and the node counts as
+/// dead, so its members are announced as gone within about four seconds.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+/// How long a claim to clean up a dead node lasts: if the claimer dies
+/// before it is done, another node takes over after this.
+pub const CLEANUP_CLAIM_TTL: Duration = Duration::from_secs(10);
+/// How long one `XREAD BLOCK` waits before asking again (and the longest
+/// a stopping reader takes to notice).
+pub const READ_BLOCK_MS: u64 = 1000;
+/// Entries asked for per read.
+pub const READ_COUNT: usize = 1000;
+/// Actions appended in one pipeline, at most.
+pub const WRITE_BATCH: usize = 256;
+/// Actions waiting for the writer; when full, a message is refused with
+/// `unavailable` rather than the broadcaster waiting on Redis.
+pub const JOB_QUEUE: usize = 16 * 1024;
+/// Leaves kept for retrying while Redis is away (a leave must not be lost,
+/// or the member would stay in every replica); beyond this, dropped and
+/// logged.
+pub const MAX_RETRIED_LEAVES: usize = 100_000;
+/// Reconnection delays: from this...
+pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
+/// ... doubling up to this (with jitter, see `Backoff`): a Redis that
+/// restarts in a second is found again within about a second.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// How often the writer tries leaves again while Redis is away.
+const RETRY_WAIT: Duration = Duration::from_millis(200);
+/// How often a node stores a snapshot of its replica, if anything changed.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What cluster mode is told on the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: RedisUrl,
+    pub node: NodeId,
+    /// Entries the stream keeps, about (`MAXLEN ~`).
+    pub stream_maxlen: usize,
+    /// Messages kept in the history.
+    pub history: usize,
+}
+
+/// Work for the writer thread, done in order.
+#[derive(Debug)]
+pub enum Job {
+    Append(Record),
+    /// Announce a dead node's members as gone, then forget the node.
+    Cleanup {
+        node: NodeId,
+        leaves: Vec<Record>,
+    },
+    Snapshot {
+        after: StreamId,
+        body: String,
+    },
+    /// Stopping cleanly: drop the heartbeat and leave the set of nodes.
+    Goodbye,
+}
+
+/// What the Redis threads tell the broadcaster.
+#[derive(Debug)]
+pub enum Notice {
+    /// New stream entries, oldest first.
+    Entries(Vec<Entry>),
+    /// This node's action could not be appended (Redis unreachable).
+    Refused(Record),
+    /// This node claimed the cleanup of a dead node.
+    NodeDead(NodeId),
+}
+
+/// A node ready to run: its Redis connection, its number, and its replica
+/// caught up with the stream.
+#[derive(Debug)]
+pub struct Startup {
+    pub store: Store,
+    pub number: u64,
+    pub replica: Replica,
+}
+
+/// Connects, takes a node number, loads the snapshot, applies the stream
+/// after it, announces as gone the members an earlier run of this node
+/// left behind, and sends the first heartbeat. Errors are one line.
+pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, String> {
+    let fail = |e: super::RedisError| format!("redis at {}: {e}", settings.url.address());
+    let client = Client::connect(&settings.url).map_err(fail)?;
+    let mut store = Store::new(client, settings.stream_maxlen);
+    let number = store.next_node_number().map_err(fail)?;
+    let mut replica = match store.load_snapshot(ROOM).map_err(fail)? {
+        Some(text) => Replica::restore(&text, settings.history).unwrap_or_else(|e| {
+            log::warn!("cluster: ignoring the stored snapshot: {e}");
+            Replica::new(settings.history)
+        }),
+        None => Replica::new(settings.history),
+    };
+    let loaded = replica.last_id;
+    let mut applied = 0;
+    let mut discard = Vec::new();
+    loop {
+        let entries = store
+            .read_after(ROOM, replica.last_id, 0, READ_COUNT)
+            .map_err(fail)?;
+        if entries.is_empty() {
+            break;
+        }
+        for entry in entries {
+            apply_quietly(&mut replica, &entry, metrics, &mut discard);
+            applied += 1;
+        }
+    }
+    log::info!(
+        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history",
+        settings.node,
+        replica.room.len(),
+        replica.room.history().len()
+    );
+    // Members of an earlier run of this node: nobody is connected to them.
+    let left_behind = replica.members_of(settings.node.as_str());
+    if !left_behind.is_empty() {
+        log::info!(
+            "cluster: announcing {} members of an earlier run of {} as gone",
+            left_behind.len(),
+            settings.node
+        );
+        let leaves: Vec<_> = left_behind
+            .into_iter()
+            .map(|id| leave(id).fields())
+            .collect();
+        for result in store.append_many(ROOM, &leaves).map_err(fail)? {
+            result.map_err(fail)?;
+        }
+    }
+    store
+        .heartbeat(&settings.node, HEARTBEAT_TTL)
+        .map_err(fail)?;
+    Ok(Startup {
+        store,
+        number,
+        replica,
+    })
+}
+
+fn leave(id: u64) -> Record {
+    Record {
+        op: Op::Leave { id },
+        ts: now_ms(),
+    }
+}
+
+/// Applies an entry with no local clients to tell (start-up).
+fn apply_quietly(
+    replica: &mut Replica,
+    entry: &Entry,
+    metrics: &Metrics,
+    discard: &mut Vec<crate::room::Output>,
+) {
+    let (Some(seq), Ok(record)) = (entry.seq(), Record::decode(entry)) else {
+        log::warn!("cluster: skipping malformed entry {}", entry.id);
+        return;
+    };
+    if let Applied::Done { missed } = replica.apply(entry.id, seq, record, None, discard) {
+        count_missed(metrics, missed);
+    }
+    discard.clear();
+}
+
+/// Logs and counts entries trimmed before this node read them.
+pub fn count_missed(metrics: &Metrics, missed: u64) {
+    if missed > 0 {
+        metrics.cluster_gaps.fetch_add(missed, Relaxed);
+        log::warn!("cluster: {missed} stream entries were trimmed before this node read them");
+    }
+}
+
+/// The running Redis threads of a node.
+pub struct Link {
+    jobs: Option<Sender<Job>>,
+    /// False while Redis cannot be reached.
+    pub up: Arc<AtomicBool>,
+    pub node: NodeId,
+    pub number: u64,
+    stop: Arc<AtomicBool>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the writer, reader and keeper threads; the reader reads
+    /// after `after`.
+    pub fn spawn(
+        settings: &Settings,
+        store: Store,
+        number: u64,
+        after: StreamId,
+        events: Sender<Event>,
+        up: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Link> {
+        let connect = || {
+            Client::connect(&settings.url)
+                .map(|client| Store::new(client, settings.stream_maxlen))
+                .map_err(|e| std::io::Error::other(format!("redis: {e}")))
+        };
+        let (reader_store, keeper_store) = (connect()?, connect()?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (jobs, queue) = crossbeam_channel::bounded(JOB_QUEUE);
+        let writer = {
+            let (events, up, metrics) = (events.clone(), up.clone(), metrics.clone());
+            let node = settings.node.clone();
+            std::thread::Builder::new()
+                .name("wschat-cluster-writer".into())
+                .spawn(move || write_loop(store, node, queue, events, up, metrics))?
+        };
+        {
+            let (events, up, metrics, stop) =
+                (events.clone(), up.clone(), metrics.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("wschat-cluster-reader".into())
+                .spawn(move || read_loop(reader_store, after, events, up, metrics, stop))?;
+        }
+        {
+            let (node, stop) = (settings.node.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("wschat-cluster-keeper".into())
+                .spawn(move || keep_loop(keeper_store, node, events, stop))?;
+        }
+        up.store(true, Relaxed);
+        Ok(Link {
+            jobs: Some(jobs),
+            up,
+            node: settings.node.clone(),
+            number,
+            stop,
+            writer: Some(writer),
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// Queues a job without waiting; false if the queue is full.
+    pub fn try_send(&self, job: Job) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.try_send(job).is_ok())
+    }
+
+    /// Queues a job, waiting for room (for leaves, which must not be lost).
+    pub fn send(&self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Stops the threads after the writer has done what is queued (at
+    /// most its Redis timeouts).
+    pub fn finish(&mut self) {
+        self.stop.store(true, Relaxed);
+        self.jobs = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_loop(
+    mut store: Store,
+    node: NodeId,
+    queue: Receiver<Job>,
+    events: Sender<Event>,
+    up: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let mut retry: VecDeque<Record> = VecDeque::new();
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let mut next_attempt = Instant::now();
+    loop {
+        let first = if retry.is_empty() {
+            match queue.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        } else {
+            match queue.recv_timeout(RETRY_WAIT) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let mut batch: Vec<Job> = first.into_iter().collect();
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if !store.client().is_connected() && Instant::now() >= next_attempt {
+            match store.client().reconnect() {
+                Ok(()) => {
+                    metrics.redis_reconnects.fetch_add(1, Relaxed);
+                    log::info!("cluster: writer reconnected to redis");
+                    backoff.reset();
+                }
+                Err(e) => {
+                    log::warn!("cluster: writer cannot reach redis: {e}");
+                    next_attempt = Instant::now() + backoff.next().unwrap_or(RETRY_WAIT);
+                }
+            }
+        }
+        let mut records: Vec<Record> = retry.drain(..).collect();
+        let mut forget = Vec::new();
+        let mut snapshot = None;
+        let mut goodbye = false;
+        for job in batch {
+            match job {
+                Job::Append(record) => records.push(record),
+                Job::Cleanup { node, leaves } => {
+                    records.extend(leaves);
+                    forget.push(node);
+                }
+                Job::Snapshot { after, body } => snapshot = Some((after, body)),
+                Job::Goodbye => goodbye = true,
+            }
+        }
+        if !store.client().is_connected() {
+            up.store(false, Relaxed);
+            refuse(records, &mut retry, &events);
+            continue;
+        }
+        let fields: Vec<_> = records.iter().map(Record::fields).collect();
+        let started = Instant::now();
+        match store.append_many(ROOM, &fields) {
+            Ok(results) => {
+                up.store(true, Relaxed);
+                if !records.is_empty() {
+                    metrics.redis_round_trips.fetch_add(1, Relaxed);
+                    let micros = started.elapsed().as_micros() as u64;
+                    metrics.redis_round_trip_micros.fetch_add(micros, Relaxed);
+                }
+                for (record, result) in records.into_iter().zip(results) {
+                    match result {
+                        Ok(_) => {
+                            metrics.cluster_entries_out.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => {
+                            log::error!("Error: cluster: redis refused an entry: {e}");
+                            refuse(vec![record], &mut retry, &events);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // Some of these may have been added all the same (the
+                // reply was lost): see docs/14-cluster.md.
+                log::warn!("cluster: appending failed: {e}");
+                up.store(false, Relaxed);
+                refuse(records, &mut retry, &events);
+                next_attempt = Instant::now();
+                continue;
+            }
+        }
+        for node in forget {
+            match store.forget_node(&node) {
+                Ok(()) => log::info!("cluster: cleaned up after node {node}"),
+                Err(e) => log::warn!("cluster: forgetting node {node}: {e}"),
+            }
+        }
+        if let Some((after, body)) = snapshot
+            && let Err(e) = store.save_snapshot(ROOM, after, &body)
+        {
+            log::warn!("cluster: storing the snapshot: {e}");
+        }
+        if goodbye && let Err(e) = store.leave_cluster(&node) {
+            log::warn!("cluster: leaving the set of nodes: {e}");
+        }
+    }
+}
+
+/// Actions that could not be appended: leaves wait to be retried, the
+/// others go back to the broadcaster to be answered.
+fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Event>) {
+    for record in records {
+        if let Op::Leave { id } = record.op {
+            if retry.len() < MAX_RETRIED_LEAVES {
+                retry.push_back(record);
+            } else {
+                log::error!("Error: cluster: too many leaves waiting for redis; ({id}) dropped");
+            }
+        } else if events
+            .try_send(Event::Cluster(Notice::Refused(record)))
+            .is_err()
+        {
+            // Never wait here: the broadcaster may itself be waiting for
+            // room in this thread's queue.
+            log::warn!(
+                "cluster: a refused message could not be reported (the broadcaster is busy)"
+            );
+        }
+    }
+}
+
+fn read_loop(
+    mut store: Store,
+    mut after: StreamId,
+    events: Sender<Event>,
+    up: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    while !stop.load(Relaxed) {
+        match store.read_after(ROOM, after, READ_BLOCK_MS, READ_COUNT) {
+            Ok(entries) => {
+                up.store(true, Relaxed);
+                backoff.reset();
+                if let Some(last) = entries.last() {
+                    after = last.id;
+                    if events
+                        .send(Event::Cluster(Notice::Entries(entries)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                up.store(false, Relaxed);
+                log::warn!("cluster: reading the stream failed: {e}; reconnecting");
+                loop {
+                    if stop.load(Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(backoff.next().unwrap_or(RETRY_WAIT));
+                    match store.client().reconnect() {
+                        Ok(()) => {
+                            up.store(true, Relaxed);
+                            metrics.redis_reconnects.fetch_add(1, Relaxed);
+                            log::info!("cluster: reader reconnected; reading after {after}");
+                            break;
+                        }
+                        Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<AtomicBool>) {
+    let tick = Duration::from_millis(50);
+    let mut next = Instant::now() + HEARTBEAT_INTERVAL;
+    while !stop.load(Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep(tick);
+            continue;
+        }
+        next = Instant::now() + HEARTBEAT_INTERVAL;
+        if !store.client().is_connected() && store.client().reconnect().is_err() {
+            continue;
+        }
+        if let Err(e) = store.heartbeat(&node, HEARTBEAT_TTL) {
+            log::warn!("cluster: heartbeat failed: {e}");
+            continue;
+        }
+        let dead = match store.dead_nodes() {
+            Ok(dead) => dead,
+            Err(e) => {
+                log::warn!("cluster: listing nodes failed: {e}");
+                continue;
+            }
+        };
+        for gone in dead.into_iter().filter(|gone| *gone != node) {
+            match store.claim_cleanup(&gone, &node, CLEANUP_CLAIM_TTL) {
+                Ok(true) => {
+                    log::info!(
+                        "cluster: node {gone} stopped sending heartbeats; announcing its members as gone"
+                    );
+                    if events.send(Event::Cluster(Notice::NodeDead(gone))).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => log::warn!("cluster: claiming the cleanup of {gone}: {e}"),
+            }
+        }
+    }
+}

@@ -147,7 +147,8 @@ pub fn safe_segments(path: &str) -> Result<Vec<String>, &'static str> {
     Ok(segments)
 }
 
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
+/// Decodes `%XX` escapes; `None` for a malformed one.
+pub(crate) fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -10,12 +10,15 @@
 
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
 use crate::history_file::HistoryLog;
+use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
-use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::protocol::deflate::compress_message;
+use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, encode_frame};
 use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Events from the client threads.
 #[derive(Debug)]
@@ -53,12 +56,26 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 /// readers wait (and so their clients do) instead of memory growing.
 pub const EVENT_QUEUE: usize = 16 * 1024;
 
-/// The broadcast stream a client of `mode` receives.
-pub fn variant(mode: Mode) -> Variant {
-    match mode {
+/// The broadcast stream a client of `mode` receives: 0 and 1 plain, and
+/// 2 and 3 the same frames compressed, for a client that negotiated
+/// permessage-deflate (RFC 7692) in its handshake.
+pub fn variant(mode: Mode, deflate: bool) -> Variant {
+    let plain = match mode {
         Mode::Raw => 0,
         Mode::V1 => 1,
-    }
+    };
+    if deflate { plain + 2 } else { plain }
+}
+
+/// A data frame compressed for a client that negotiated permessage-deflate
+/// (payload compressed once, RSV1 set), counted in the `deflate_*`
+/// metrics. Broadcasts are compressed with it once for all such clients;
+/// a private frame (a welcome: about ten times smaller compressed, an
+/// error reply) to such a client may be too. Never for control frames.
+pub fn compressed_frame(opcode: OpCode, payload: &[u8], metrics: &Metrics) -> Vec<u8> {
+    let compressed = compress_message(payload);
+    metrics.compressed(payload.len(), compressed.len());
+    encode_compressed_frame(opcode, &compressed)
 }
 
 pub struct Broadcaster {
@@ -69,6 +86,10 @@ pub struct Broadcaster {
     pending: Batch,
     /// The room's outputs for the current event (reused).
     out: Vec<Output>,
+    /// Counts compressions, and says whether any chat client negotiated
+    /// permessage-deflate (`deflate_clients`): only then is a broadcast
+    /// compressed.
+    metrics: Arc<Metrics>,
 }
 
 impl Broadcaster {
@@ -77,6 +98,7 @@ impl Broadcaster {
         next_seq: u64,
         log: Option<HistoryLog>,
         delivery: Arc<Delivery>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Broadcaster {
             room: Room::new(history, next_seq),
@@ -84,6 +106,7 @@ impl Broadcaster {
             log,
             pending: Batch::default(),
             out: Vec::new(),
+            metrics,
         }
     }
 
@@ -148,12 +171,23 @@ impl Broadcaster {
                     payload,
                     except,
                 } => {
-                    let frame = match &payload {
-                        Payload::Text(text) => encode_frame(OpCode::Text, text.as_bytes(), None),
-                        Payload::Binary(data) => encode_frame(OpCode::Binary, data, None),
+                    let (opcode, bytes) = match &payload {
+                        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
+                        Payload::Binary(data) => (OpCode::Binary, &data[..]),
                     };
+                    let frame = encode_frame(opcode, bytes, None);
                     self.pending
-                        .push(variant(mode), except, frame.into_boxed_slice());
+                        .push(variant(mode, false), except, frame.into_boxed_slice());
+                    // One compression per broadcast, whatever the number of
+                    // recipients: with server_no_context_takeover the
+                    // compressed bytes depend on the message alone (RFC
+                    // 7692 §7.1.1.1). A client that joins later counted
+                    // itself before its Join was sent, so none is missed.
+                    if self.metrics.deflate_clients.load(Relaxed) > 0 {
+                        let frame = compressed_frame(opcode, bytes, &self.metrics);
+                        self.pending
+                            .push(variant(mode, true), except, frame.into_boxed_slice());
+                    }
                 }
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.

@@ -33,6 +33,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Bytes a client may be behind before it is dropped as too slow.
     pub max_lag_bytes: usize,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it.
+    pub deflate: bool,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -95,6 +97,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            deflate: true,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -136,6 +139,7 @@ Options:
   --handshake-timeout SECS    time allowed for the HTTP request head {handshake} [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) {rate} [default: {DEFAULT_RATE_LIMIT}]
   --max-lag-bytes N           drop a client this many bytes behind {lag} [default: {DEFAULT_MAX_LAG_BYTES}]
+  --deflate on|off            accept permessage-deflate compression when offered [default: on]
   -h, --help                  print this help
   -V, --version               print the version
 
@@ -256,6 +260,13 @@ impl Command {
                         range::MAX_LAG_BYTES,
                     )?
                 }
+                "--deflate" => {
+                    config.deflate = match value("--deflate")?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        v => return Err(format!("--deflate: '{v}' is not on or off")),
+                    }
+                }
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }
         }
@@ -300,6 +311,7 @@ mod tests {
             (c.max_message_bytes, c.history, c.max_clients, c.rate_limit),
             (65536, 100, 10000, 50)
         );
+        assert!(c.deflate);
         let Command::Run(c) = parse(&[
             "--addr",
             "127.0.0.1:0",
@@ -314,6 +326,14 @@ mod tests {
         };
         assert_eq!((c.addr.port(), c.history), (0, 5));
         assert_eq!(c.allow_origins, ["*", "null"]);
+        let Command::Run(c) = parse(&["--deflate", "off"]).unwrap() else {
+            panic!()
+        };
+        assert!(!c.deflate);
+        let Command::Run(c) = parse(&["--deflate=on"]).unwrap() else {
+            panic!()
+        };
+        assert!(c.deflate);
     }
 
     #[test]
@@ -357,6 +377,8 @@ mod tests {
             &["--allow-host", "a b"],
             &["--addr", "nowhere"],
             &["--bogus"],
+            &["--deflate", "yes"],
+            &["--deflate"],
             &["--history"],
         ] {
             let e = parse(args).unwrap_err();

@@ -34,6 +34,16 @@ pub struct Metrics {
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
+    /// Chat clients connected now that negotiated permessage-deflate:
+    /// while there are none, broadcasts are not compressed.
+    pub deflate_clients: AtomicU64,
+    /// Messages compressed (permessage-deflate): one per broadcast, however
+    /// many clients receive it, plus one per compressed private frame.
+    pub deflate_messages: AtomicU64,
+    /// Their bytes before compression...
+    pub deflate_bytes_in: AtomicU64,
+    /// ... and the compressed payload bytes produced.
+    pub deflate_bytes_out: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +66,13 @@ impl Metrics {
         if let Some(i) = REJECTION_STATUSES.iter().position(|&s| s == status) {
             self.rejections[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts one compression of `plain` bytes into `compressed` bytes.
+    pub fn compressed(&self, plain: usize, compressed: usize) {
+        self.deflate_messages.fetch_add(1, Relaxed);
+        self.deflate_bytes_in.fetch_add(plain as u64, Relaxed);
+        self.deflate_bytes_out.fetch_add(compressed as u64, Relaxed);
     }
 
     pub fn queue_depth(&self, depth: usize) {
@@ -169,6 +186,30 @@ impl Metrics {
             "counter",
             "Connection threads that panicked (and were contained).",
             &one(&self.panics),
+        );
+        family(
+            "deflate_clients",
+            "gauge",
+            "Chat clients connected now that negotiated permessage-deflate.",
+            &one(&self.deflate_clients),
+        );
+        family(
+            "deflate_messages_total",
+            "counter",
+            "Messages compressed with permessage-deflate (once per broadcast, whatever the recipients).",
+            &one(&self.deflate_messages),
+        );
+        family(
+            "deflate_bytes_in_total",
+            "counter",
+            "Bytes of the messages compressed, before compression.",
+            &one(&self.deflate_bytes_in),
+        );
+        family(
+            "deflate_bytes_out_total",
+            "counter",
+            "Compressed payload bytes produced.",
+            &one(&self.deflate_bytes_out),
         );
         out
     }

@@ -55,7 +55,7 @@ impl Server {
             metrics: metrics.clone(),
         })?;
         let (events, broadcaster) =
-            Broadcaster::new(history, next_seq, log, delivery.clone()).spawn()?;
+            Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone()).spawn()?;
         let files = StaticFiles::new(config.www.as_deref())?;
         #[cfg(feature = "test-hooks")]
         let limit = config.thread_limit;

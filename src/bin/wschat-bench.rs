@@ -9,6 +9,10 @@
 //! wschat-bench echo --url ws://127.0.0.1:8080/echo --duration 5
 //! ```
 //!
+//! `--deflate on` (fanout, connections) offers permessage-deflate (RFC
+//! 7692) as a browser does, fails if the server declines, and inflates the
+//! compressed frames that arrive with wschat's own `Inflater`.
+//!
 //! Human-readable results go to stderr; one JSON line per run to stdout.
 
 use std::collections::HashMap;
@@ -18,14 +22,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wschat::protocol::frame::{FrameHeader, OpCode, encode_frame_into};
+use wschat::protocol::deflate::Inflater;
+use wschat::protocol::frame::{FrameHeader, OpCode, RSV1, encode_frame_into};
 
 const USAGE: &str =
     "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
               [--window N] [--duration SECS] [--server-pid PID]
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
-  echo        [--duration SECS] [--sizes 16,1024,65536,1048576]";
+  echo        [--duration SECS] [--sizes 16,1024,65536,1048576]
+  --deflate on|off (fanout, connections): offer permessage-deflate [default: off]";
 
 /// The header every fan-out payload starts with: sender, sequence number,
 /// and send time in nanoseconds since the run's epoch.
@@ -182,7 +188,13 @@ impl Options {
 
     fn url(&self) -> Result<Url, String> {
         let url = self.values.get("url").ok_or("--url is required")?;
-        Url::parse(url)
+        let mut url = Url::parse(url)?;
+        url.deflate = match self.values.get("deflate").map(String::as_str) {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(format!("--deflate: on or off, not {other}")),
+        };
+        Ok(url)
     }
 }
 
@@ -191,6 +203,8 @@ struct Url {
     addr: SocketAddr,
     host: String,
     path: String,
+    /// Offer permessage-deflate, and require it.
+    deflate: bool,
 }
 
 impl Url {
@@ -209,6 +223,7 @@ impl Url {
             addr,
             host: host.to_string(),
             path: path.to_string(),
+            deflate: false,
         })
     }
 }
@@ -217,9 +232,15 @@ impl Url {
 fn connect(url: &Url) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect(url.addr)?;
     stream.set_nodelay(true)?;
+    // What Chromium and Firefox offer.
+    let offer = if url.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         url.path, url.host
     );
     stream.write_all(request.as_bytes())?;
@@ -242,6 +263,13 @@ fn connect(url: &Url) -> io::Result<TcpStream> {
             .unwrap_or("")
             .to_string();
         return Err(io::Error::other(format!("handshake refused: {line}")));
+    }
+    if url.deflate
+        && !String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate")
+    {
+        return Err(io::Error::other("the server declined permessage-deflate"));
     }
     Ok(stream)
 }
@@ -628,6 +656,12 @@ fn receive_all(
         .collect();
     let mut events = vec![sys::EpollEvent { events: 0, data: 0 }; 1024];
     let mut pong = Vec::new();
+    // Compressed payload -> its inflated message. A server that compresses
+    // each broadcast once sends every client the same bytes: each distinct
+    // payload is inflated once here, so that this one thread measures the
+    // server rather than its own inflating. (Cleared when large.)
+    let mut inflated: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let inflater = Inflater::new();
     let mut ready = Vec::with_capacity(1024);
     while !stop.load(Relaxed) {
         ready.clear();
@@ -645,7 +679,7 @@ fn receive_all(
             let now_ns = epoch.elapsed().as_nanos() as u64;
             let mut start = 0;
             while let Ok(Some((header, header_len))) =
-                FrameHeader::parse(&conn.buf[start..conn.end])
+                FrameHeader::parse_allowing(&conn.buf[start..conn.end], RSV1)
             {
                 let total = header_len + header.payload_len as usize;
                 if conn.end - start < total {
@@ -654,7 +688,19 @@ fn receive_all(
                     }
                     break;
                 }
-                let payload = &conn.buf[start + header_len..start + total];
+                let mut payload = &conn.buf[start + header_len..start + total];
+                if header.rsv & RSV1 != 0 {
+                    if inflated.len() > 100_000 {
+                        inflated.clear();
+                    }
+                    if !inflated.contains_key(payload) {
+                        let message = inflater
+                            .inflate_message(payload, usize::MAX)
+                            .expect("the server's compressed payload inflates");
+                        inflated.insert(payload.to_vec(), message);
+                    }
+                    payload = &inflated[payload];
+                }
                 match header.opcode {
                     OpCode::Binary | OpCode::Text if payload.len() >= STAMP => {
                         let sender = u32::from_le_bytes(payload[0..4].try_into().unwrap()) as usize;
@@ -793,6 +839,9 @@ fn connections(options: &Options) -> Result<(), String> {
 
 fn echo(options: &Options) -> Result<(), String> {
     let url = options.url()?;
+    if url.deflate {
+        return Err("--deflate is for fanout and connections".into());
+    }
     let duration = Duration::from_secs_f64(options.get("duration", 5.0)?);
     let sizes: String = options.get("sizes", "16,1024,65536,1048576".to_string())?;
     let sizes: Vec<usize> = sizes

@@ -67,12 +67,36 @@ impl Agreement {
 /// assert_eq!(negotiate(["x-webkit-deflate-frame"]), None);
 /// ```
 pub fn negotiate<'a>(header_values: impl IntoIterator<Item = &'a str>) -> Option<Agreement> {
+    negotiate_where(header_values, |_| true)
+}
+
+/// Like [`negotiate`], but an offer that is valid and yet not `wanted` by
+/// the server is declined too, and the next one is tried. A server may
+/// decline any offer (§5); §7.1.2.1 names `server_max_window_bits` as a
+/// parameter a server may refuse. The chat server uses this to keep one
+/// compression per broadcast: it takes only offers that let it use the
+/// full window.
+///
+/// ```
+/// use wschat::protocol::deflate::{Agreement, MAX_WINDOW_BITS, negotiate_where};
+///
+/// let full_window = |a: &Agreement| a.compress_window_bits() == MAX_WINDOW_BITS;
+/// let offers = ["permessage-deflate; server_max_window_bits=10, permessage-deflate"];
+/// let agreement = negotiate_where(offers, full_window).unwrap();
+/// assert_eq!(agreement.server_max_window_bits, None); // the second offer
+/// assert!(negotiate_where(["permessage-deflate; server_max_window_bits=10"], full_window).is_none());
+/// ```
+pub fn negotiate_where<'a>(
+    header_values: impl IntoIterator<Item = &'a str>,
+    wanted: impl Fn(&Agreement) -> bool,
+) -> Option<Agreement> {
     header_values
         .into_iter()
         .flat_map(parse_extensions)
         .flatten()
         .filter(|offer| offer.name.eq_ignore_ascii_case(EXTENSION_NAME))
-        .find_map(|offer| accept(&offer.params))
+        .filter_map(|offer| accept(&offer.params))
+        .find(|agreement| wanted(agreement))
 }
 
 /// One element of the list: a name and its parameters (value unquoted).

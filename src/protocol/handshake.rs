@@ -344,10 +344,15 @@ pub fn response_101_with_extensions(
     protocol: Option<&str>,
     extensions: Option<&str>,
 ) -> Vec<u8> {
-    let mut response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-        accept_key(key)
+    // Sized once: a connection thread keeps the blocks it frees cached for
+    // the connection's life, so the response is not grown piece by piece.
+    let optional = protocol.map_or(0, str::len) + extensions.map_or(0, str::len);
+    let mut response = String::with_capacity(200 + optional);
+    response.push_str(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
+    response.push_str(&accept_key(key));
+    response.push_str("\r\n");
     if let Some(protocol) = protocol {
         response.push_str("Sec-WebSocket-Protocol: ");
         response.push_str(protocol);

@@ -67,6 +67,13 @@ pub fn variant(mode: Mode, deflate: bool) -> Variant {
     if deflate { plain + 2 } else { plain }
 }
 
+/// Whether clients of `variant` negotiated permessage-deflate: their
+/// private frames (a welcome, a reply) may be sent with
+/// [`compressed_frame`] too.
+pub fn is_compressed(variant: Variant) -> bool {
+    variant >= 2
+}
+
 /// A data frame compressed for a client that negotiated permessage-deflate
 /// (payload compressed once, RSV1 set), counted in the `deflate_*`
 /// metrics. Broadcasts are compressed with it once for all such clients;

@@ -220,6 +220,20 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
+fn four_variants_plain_and_compressed() {
+    use wschat::broadcaster::{is_compressed, variant};
+    use wschat::room::Mode;
+    let all = [
+        variant(Mode::Raw, false),
+        variant(Mode::V1, false),
+        variant(Mode::Raw, true),
+        variant(Mode::V1, true),
+    ];
+    assert_eq!(all, [0, 1, 2, 3], "distinct, and plain ones unchanged");
+    assert_eq!(all.map(is_compressed), [false, false, true, true]);
+}
+
+#[test]
 fn negotiation_answers_browsers_and_declines_what_it_cannot_take() {
     let server = common::start();
     let addr = server.addr();

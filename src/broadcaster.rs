@@ -93,9 +93,9 @@ pub struct Broadcaster {
     pending: Batch,
     /// The room's outputs for the current event (reused).
     out: Vec<Output>,
-    /// Counts compressions, and says whether any chat client negotiated
-    /// permessage-deflate (`deflate_clients`): only then is a broadcast
-    /// compressed.
+    /// Counts compressions, and says whether any chat client of a
+    /// protocol negotiated permessage-deflate (`deflate_clients`): only
+    /// then are that protocol's broadcasts compressed.
     metrics: Arc<Metrics>,
 }
 
@@ -190,7 +190,8 @@ impl Broadcaster {
                     // compressed bytes depend on the message alone (RFC
                     // 7692 §7.1.1.1). A client that joins later counted
                     // itself before its Join was sent, so none is missed.
-                    if self.metrics.deflate_clients.load(Relaxed) > 0 {
+                    let compressing = &self.metrics.deflate_clients[variant(mode, false) as usize];
+                    if compressing.load(Relaxed) > 0 {
                         let frame = compressed_frame(opcode, bytes, &self.metrics);
                         self.pending
                             .push(variant(mode, true), except, frame.into_boxed_slice());

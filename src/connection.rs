@@ -158,20 +158,23 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let stream = Arc::new(stream);
     ctx.metrics.connections_total.fetch_add(1, Relaxed);
     let id = ctx.next_id.fetch_add(1, Relaxed);
-    // Leaves the room and frees the --max-clients place however this
-    // connection ends, a panic included (drop runs while unwinding).
-    let chat_deflate = deflate.is_some() && endpoint != Endpoint::Echo;
-    if chat_deflate {
+    let compressing = match endpoint {
+        Endpoint::Chat(mode) if deflate.is_some() => Some(variant(mode, false) as usize),
+        _ => None,
+    };
+    if let Some(mode) = compressing {
         // Counted before the Join is sent, so that the broadcaster
         // compresses every broadcast this client can receive.
-        ctx.metrics.deflate_clients.fetch_add(1, Relaxed);
+        ctx.metrics.deflate_clients[mode].fetch_add(1, Relaxed);
     }
+    // Leaves the room and frees the --max-clients place however this
+    // connection ends, a panic included (drop runs while unwinding).
     let mut registration = Registration {
         id,
         endpoint,
         ctx: &ctx,
         registered: true,
-        chat_deflate,
+        compressing,
     };
     // From here on only the client's delivery thread writes to the socket,
     // the 101 first. A chat client is added to the room and to delivery in
@@ -240,9 +243,9 @@ struct Registration<'a> {
     endpoint: Endpoint,
     ctx: &'a Context,
     registered: bool,
-    /// Counted in `Metrics::deflate_clients` (a chat client that
-    /// negotiated permessage-deflate).
-    chat_deflate: bool,
+    /// Where it is counted in `Metrics::deflate_clients`, if it is a chat
+    /// client that negotiated permessage-deflate.
+    compressing: Option<usize>,
 }
 
 impl Registration<'_> {
@@ -252,8 +255,8 @@ impl Registration<'_> {
                 let _ = self.ctx.events.send(Event::Leave { id: self.id });
             }
             self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
-            if self.chat_deflate {
-                self.ctx.metrics.deflate_clients.fetch_sub(1, Relaxed);
+            if let Some(mode) = self.compressing {
+                self.ctx.metrics.deflate_clients[mode].fetch_sub(1, Relaxed);
             }
         }
     }

@@ -34,9 +34,11 @@ pub struct Metrics {
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
-    /// Chat clients connected now that negotiated permessage-deflate:
-    /// while there are none, broadcasts are not compressed.
-    pub deflate_clients: AtomicU64,
+    /// Chat clients connected now that negotiated permessage-deflate, by
+    /// protocol (indexed by the plain broadcast variant: 0 raw, 1
+    /// wschat.v1): while a protocol has none, its broadcasts are not
+    /// compressed.
+    pub deflate_clients: [AtomicU64; 2],
     /// Messages compressed (permessage-deflate): one per broadcast, however
     /// many clients receive it, plus one per compressed private frame.
     pub deflate_messages: AtomicU64,
@@ -190,8 +192,17 @@ impl Metrics {
         family(
             "deflate_clients",
             "gauge",
-            "Chat clients connected now that negotiated permessage-deflate.",
-            &one(&self.deflate_clients),
+            "Chat clients connected now that negotiated permessage-deflate, by protocol.",
+            &[
+                (
+                    "{protocol=\"raw\"}".into(),
+                    self.deflate_clients[0].load(Relaxed),
+                ),
+                (
+                    "{protocol=\"wschat.v1\"}".into(),
+                    self.deflate_clients[1].load(Relaxed),
+                ),
+            ],
         );
         family(
             "deflate_messages_total",

@@ -423,7 +423,7 @@ fn one_compression_per_broadcast_whatever_the_number_of_recipients() {
             receivers.push(DeflateClient::chat(addr, false));
         }
         assert!(eventually(
-            || metrics.deflate_clients.load(Relaxed) == recipients as u64
+            || metrics.deflate_clients[0].load(Relaxed) == recipients as u64
         ));
         // Once a broadcast sent after the joins has arrived, the
         // broadcaster is done with them (a join is a v1 broadcast).
@@ -466,7 +466,7 @@ fn one_compression_per_broadcast_whatever_the_number_of_recipients() {
     // The gauge follows the clients out, and with none left broadcasts
     // are no longer compressed.
     drop(receivers);
-    assert!(eventually(|| metrics.deflate_clients.load(Relaxed) == 0));
+    assert!(eventually(|| metrics.deflate_clients[0].load(Relaxed) == 0));
     let before = metrics.deflate_messages.load(Relaxed);
     let mut plain = DeflateClient::connect(addr, "/", "");
     sender.send(OpCode::Binary, b"x", false);
@@ -477,7 +477,8 @@ fn one_compression_per_broadcast_whatever_the_number_of_recipients() {
         format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
     );
     for family in [
-        "wschat_deflate_clients ",
+        "wschat_deflate_clients{protocol=\"raw\"} ",
+        "wschat_deflate_clients{protocol=\"wschat.v1\"} ",
         "wschat_deflate_messages_total ",
         "wschat_deflate_bytes_in_total ",
         "wschat_deflate_bytes_out_total ",

@@ -809,7 +809,7 @@ test('Chromium negotiates permessage-deflate with wschat and the chat works over
     await expectMessage(ivy, long, { from: 'ivy' });
     await say(jon, 'short reply é€𝄞');
     await expectMessage(ivy, 'short reply é€𝄞', { from: 'jon' });
-    assert.ok(await metric(baseUrl, 'wschat_deflate_clients') >= 2);
+    assert.ok(await metric(baseUrl, 'wschat_deflate_clients{protocol="wschat.v1"}') >= 2);
     assert.ok(await metric(baseUrl, 'wschat_deflate_messages_total') >= before + 2);
     assert.deepEqual(ivy.pageErrors, []);
     assert.deepEqual(jon.pageErrors, []);

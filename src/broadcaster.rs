@@ -12,11 +12,13 @@ use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
 use crate::history_file::HistoryLog;
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
+use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{
-    MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
+    MAX_HEADER_LEN, OpCode, encode_close, encode_compressed_frame, encode_frame, encode_frame_into,
 };
 use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms};
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -78,12 +80,33 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 /// readers wait (and so their clients do) instead of memory growing.
 pub const EVENT_QUEUE: usize = 16 * 1024;
 
-/// The broadcast stream a client of `mode` receives.
-pub fn variant(mode: Mode) -> Variant {
-    match mode {
+/// The broadcast stream a client of `mode` receives: 0 and 1 plain, and
+/// 2 and 3 the same frames compressed, for a client that negotiated
+/// permessage-deflate (RFC 7692) in its handshake.
+pub fn variant(mode: Mode, deflate: bool) -> Variant {
+    let plain = match mode {
         Mode::Raw => 0,
         Mode::V1 => 1,
-    }
+    };
+    if deflate { plain + 2 } else { plain }
+}
+
+/// Whether clients of `variant` negotiated permessage-deflate: their
+/// private frames (a welcome, a reply) may be sent with
+/// [`compressed_frame`] too.
+pub fn is_compressed(variant: Variant) -> bool {
+    variant >= 2
+}
+
+/// A data frame compressed for a client that negotiated permessage-deflate
+/// (payload compressed once, RSV1 set), counted in the `deflate_*`
+/// metrics. Broadcasts are compressed with it once for all such clients;
+/// a private frame (a welcome: about ten times smaller compressed, an
+/// error reply) to such a client may be too. Never for control frames.
+pub fn compressed_frame(opcode: OpCode, payload: &[u8], metrics: &Metrics) -> Vec<u8> {
+    let compressed = compress_message(payload);
+    metrics.compressed(payload.len(), compressed.len());
+    encode_compressed_frame(opcode, &compressed)
 }
 
 pub struct Broadcaster {
@@ -100,6 +123,9 @@ pub struct Broadcaster {
     out: Vec<Output>,
     /// The last welcome tail and its frame.
     tail: Option<(Arc<str>, Arc<[u8]>)>,
+    /// Clients that negotiated permessage-deflate: their welcome and
+    /// replies are compressed too.
+    pub(crate) compressing: HashSet<ClientId>,
 }
 
 impl Broadcaster {
@@ -120,6 +146,7 @@ impl Broadcaster {
             pending: Batch::default(),
             out: Vec::new(),
             tail: None,
+            compressing: HashSet::new(),
         }
     }
 
@@ -149,7 +176,7 @@ impl Broadcaster {
                     // What is pending is in the history the welcome will
                     // carry: it goes out before the newcomer is a recipient.
                     self.flush();
-                    let _ = joined.send(self.delivery.add(*endpoint));
+                    let _ = joined.send(self.add_client(*endpoint));
                     Action::Join { id, mode, since }
                 }
                 Event::Text { id, text } => {
@@ -160,7 +187,10 @@ impl Broadcaster {
                     Action::Text { id, text }
                 }
                 Event::Binary { id, data } => Action::Binary { id, data },
-                Event::Leave { id } => Action::Leave { id },
+                Event::Leave { id } => {
+                    self.compressing.remove(&id);
+                    Action::Leave { id }
+                }
                 Event::Cluster(_) => continue, // only in cluster mode
                 Event::Shutdown => {
                     self.flush();
@@ -194,17 +224,41 @@ impl Broadcaster {
                     payload,
                     except,
                 } => {
-                    let frame = match &payload {
-                        Payload::Text(text) => encode_frame(OpCode::Text, text.as_bytes(), None),
-                        Payload::Binary(data) => encode_frame(OpCode::Binary, data, None),
+                    let (opcode, bytes) = match &payload {
+                        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
+                        Payload::Binary(data) => (OpCode::Binary, &data[..]),
                     };
+                    let frame = encode_frame(opcode, bytes, None);
                     self.pending
-                        .push(variant(mode), except, frame.into_boxed_slice());
+                        .push(variant(mode, false), except, frame.into_boxed_slice());
+                    // One compression per broadcast, whatever the number of
+                    // recipients: with server_no_context_takeover the
+                    // compressed bytes depend on the message alone (RFC
+                    // 7692 §7.1.1.1). A client that joins later counted
+                    // itself before its Join was sent, so none is missed.
+                    let compressing = &self.metrics.deflate_clients[variant(mode, false) as usize];
+                    if compressing.load(Relaxed) > 0 {
+                        let frame = compressed_frame(opcode, bytes, &self.metrics);
+                        self.pending
+                            .push(variant(mode, true), except, frame.into_boxed_slice());
+                    }
                 }
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.
                     self.flush();
-                    let frame = encode_frame(OpCode::Text, event.as_bytes(), None);
+                    let frame = if self.compressing.contains(&to) {
+                        compressed_frame(OpCode::Text, event.as_bytes(), &self.metrics)
+                    } else {
+                        encode_frame(OpCode::Text, event.as_bytes(), None)
+                    };
+                    self.delivery.send(to, Bytes::Owned(frame));
+                }
+                Output::Welcome { to, head, tail } if self.compressing.contains(&to) => {
+                    // Compressed, the welcome is one message of its own (a
+                    // tenth of the size, history being repetitive JSON).
+                    self.flush();
+                    let text = head + &tail;
+                    let frame = compressed_frame(OpCode::Text, text.as_bytes(), &self.metrics);
                     self.delivery.send(to, Bytes::Owned(frame));
                 }
                 Output::Welcome { to, head, tail } => {
@@ -225,6 +279,14 @@ impl Broadcaster {
             }
         }
         self.out = out;
+    }
+
+    /// Hands a newcomer to delivery (which writes its 101 first).
+    pub(crate) fn add_client(&mut self, endpoint: Endpoint) -> Outlet {
+        if endpoint.variant.is_some_and(is_compressed) {
+            self.compressing.insert(endpoint.tag);
+        }
+        self.delivery.add(endpoint)
     }
 
     /// The continuation frame that ends a welcome: encoded once per history
@@ -253,5 +315,22 @@ impl Broadcaster {
         if !self.pending.is_empty() {
             self.delivery.broadcast(std::mem::take(&mut self.pending));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn four_variants_plain_and_compressed() {
+        let all = [
+            variant(Mode::Raw, false),
+            variant(Mode::V1, false),
+            variant(Mode::Raw, true),
+            variant(Mode::V1, true),
+        ];
+        assert_eq!(all, [0, 1, 2, 3], "distinct, and plain ones unchanged");
+        assert_eq!(all.map(is_compressed), [false, false, true, true]);
     }
 }

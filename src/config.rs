@@ -38,6 +38,8 @@ pub struct Config {
     pub redis: Option<RedisUrl>,
     /// This node's name in the cluster (default: host name and port).
     pub node_name: Option<NodeId>,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it.
+    pub deflate: bool,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -106,6 +108,7 @@ impl Default for Config {
             max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
             redis: None,
             node_name: None,
+            deflate: true,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -153,6 +156,7 @@ Options:
                               the Redis at redis://[:PASSWORD@]HOST:PORT[/DB]
   --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
                               [default: host name and port]
+  --deflate on|off            accept permessage-deflate compression when offered [default: on]
   -h, --help                  print this help
   -V, --version               print the version
 
@@ -282,6 +286,13 @@ impl Command {
                     config.node_name =
                         Some(NodeId::new(&v).map_err(|e| format!("--node-name: {e}"))?);
                 }
+                "--deflate" => {
+                    config.deflate = match value("--deflate")?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        v => return Err(format!("--deflate: '{v}' is not on or off")),
+                    }
+                }
                 other => return Err(format!("unknown option '{other}' (see --help)")),
             }
         }
@@ -332,6 +343,7 @@ mod tests {
             (c.max_message_bytes, c.history, c.max_clients, c.rate_limit),
             (65536, 100, 10000, 50)
         );
+        assert!(c.deflate);
         let Command::Run(c) = parse(&[
             "--addr",
             "127.0.0.1:0",
@@ -355,6 +367,14 @@ mod tests {
         let url = c.redis.unwrap();
         assert_eq!((url.host.as_str(), url.port, url.db), ("10.0.0.5", 6380, 2));
         assert_eq!(c.node_name.unwrap().as_str(), "n-1");
+        let Command::Run(c) = parse(&["--deflate", "off"]).unwrap() else {
+            panic!()
+        };
+        assert!(!c.deflate);
+        let Command::Run(c) = parse(&["--deflate=on"]).unwrap() else {
+            panic!()
+        };
+        assert!(c.deflate);
     }
 
     #[test]
@@ -398,6 +418,8 @@ mod tests {
             &["--allow-host", "a b"],
             &["--addr", "nowhere"],
             &["--bogus"],
+            &["--deflate", "yes"],
+            &["--deflate"],
             &["--history"],
             &["--redis", "http://x"],
             &["--redis", "redis://h", "--history-file", "f"],

@@ -12,7 +12,8 @@ use crate::http::{self, StaticFiles};
 use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::close::CloseCode;
-use crate::protocol::frame::{OpCode, encode_close, encode_frame};
+use crate::protocol::deflate::{Agreement, Compressor, MAX_WINDOW_BITS, negotiate_where};
+use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, encode_frame};
 use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
@@ -152,6 +153,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         .header("Sec-WebSocket-Key")
         .unwrap_or_default()
         .to_string();
+    let deflate = negotiate_deflate(&request, endpoint, &ctx.config);
     let buffered = head[head_len..].to_vec();
     drop(head);
 
@@ -172,6 +174,15 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let stream = Arc::new(stream);
     ctx.metrics.connections_total.fetch_add(1, Relaxed);
     let id = ctx.next_id.fetch_add(1, Relaxed);
+    let compressing = match endpoint {
+        Endpoint::Chat(mode) if deflate.is_some() => Some(variant(mode, false) as usize),
+        _ => None,
+    };
+    if let Some(mode) = compressing {
+        // Counted before the Join is sent, so that the broadcaster
+        // compresses every broadcast this client can receive.
+        ctx.metrics.deflate_clients[mode].fetch_add(1, Relaxed);
+    }
     // Leaves the room and frees the --max-clients place however this
     // connection ends, a panic included (drop runs while unwinding).
     let mut registration = Registration {
@@ -179,14 +190,16 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         endpoint,
         ctx: &ctx,
         registered: true,
+        compressing,
     };
     // From here on only the client's delivery thread writes to the socket,
     // the 101 first. A chat client is added to the room and to delivery in
     // one step by the broadcaster, so that it is in the room by the time it
     // reads its 101: a message sent right after its handshake reaches it.
-    let response = handshake::response_101(&key, protocol);
+    let extensions = deflate.map(|agreement| agreement.response_header());
+    let response = handshake::response_101_with_extensions(&key, protocol, extensions.as_deref());
     let variant = match endpoint {
-        Endpoint::Chat(mode) => Some(variant(mode)),
+        Endpoint::Chat(mode) => Some(variant(mode, deflate.is_some())),
         Endpoint::Echo => None,
     };
     let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
@@ -218,10 +231,19 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         }
         Endpoint::Echo => ctx.delivery.add(delivery_end),
     };
-    log::info!("New connection: ({id}) {peer} {}", describe(endpoint));
+    let compression = if deflate.is_some() {
+        ", permessage-deflate"
+    } else {
+        ""
+    };
+    log::info!(
+        "New connection: ({id}) {peer} {}{compression}",
+        describe(endpoint)
+    );
     let mut client = Client {
         id,
         endpoint,
+        deflate,
         outlet,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
@@ -245,6 +267,9 @@ struct Registration<'a> {
     endpoint: Endpoint,
     ctx: &'a Context,
     registered: bool,
+    /// Where it is counted in `Metrics::deflate_clients`, if it is a chat
+    /// client that negotiated permessage-deflate.
+    compressing: Option<usize>,
 }
 
 impl Registration<'_> {
@@ -254,6 +279,9 @@ impl Registration<'_> {
                 let _ = self.ctx.events.send(Event::Leave { id: self.id });
             }
             self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+            if let Some(mode) = self.compressing {
+                self.ctx.metrics.deflate_clients[mode].fetch_sub(1, Relaxed);
+            }
         }
     }
 }
@@ -269,6 +297,30 @@ fn describe(endpoint: Endpoint) -> &'static str {
         Endpoint::Chat(Mode::Raw) => "chat (raw)",
         Endpoint::Chat(Mode::V1) => "chat (wschat.v1)",
         Endpoint::Echo => "echo",
+    }
+}
+
+/// permessage-deflate (RFC 7692 §5): the first acceptable offer, or `None`
+/// (answer without the extension; a bad offer is declined, never an
+/// error). The chat compresses each broadcast once, with the full window,
+/// for every client that negotiated, so it declines offers that would
+/// limit the server's window (§7.1.2.1 lets a server refuse that
+/// parameter) and takes a later offer instead; `/echo` compresses each
+/// reply for its one client, and honours them.
+fn negotiate_deflate(
+    request: &Request<'_>,
+    endpoint: Endpoint,
+    config: &Config,
+) -> Option<Agreement> {
+    if !config.deflate {
+        return None;
+    }
+    let offers = request.header_values("Sec-WebSocket-Extensions");
+    match endpoint {
+        Endpoint::Chat(_) => negotiate_where(offers, |agreement| {
+            agreement.compress_window_bits() == MAX_WINDOW_BITS
+        }),
+        Endpoint::Echo => negotiate_where(offers, |_| true),
     }
 }
 
@@ -408,6 +460,8 @@ fn drain(mut stream: &TcpStream, limit: Duration) {
 struct Client {
     id: ClientId,
     endpoint: Endpoint,
+    /// The permessage-deflate agreement, if the handshake made one.
+    deflate: Option<Agreement>,
     outlet: Outlet,
     ctx: Arc<Context>,
     tokens: RateLimiter,
@@ -434,6 +488,11 @@ impl Client {
         let ping = self.ctx.config.ping_interval;
         let _ = stream.set_read_timeout(Some(ping));
         let mut reader = MessageReader::with_buffered(stream, Role::Server, max, buffered);
+        if self.deflate.is_some() {
+            // RSV1 now marks a compressed message; `max` bounds its
+            // inflated size, checked while inflating (RFC 7692 §8).
+            reader.enable_deflate();
+        }
         let mut silent_intervals = 0;
         loop {
             let message = match reader.read_message() {
@@ -481,9 +540,7 @@ impl Client {
                         break outcome;
                     }
                     match self.endpoint {
-                        Endpoint::Echo => {
-                            self.send(encode_frame(OpCode::Text, text.as_bytes(), None))
-                        }
+                        Endpoint::Echo => self.echo(OpCode::Text, text.as_bytes()),
                         Endpoint::Chat(_) => {
                             log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
                             let _ = self.ctx.events.send(Event::Text { id: self.id, text });
@@ -495,7 +552,7 @@ impl Client {
                         break outcome;
                     }
                     match self.endpoint {
-                        Endpoint::Echo => self.send(encode_frame(OpCode::Binary, &data, None)),
+                        Endpoint::Echo => self.echo(OpCode::Binary, &data),
                         Endpoint::Chat(_) => {
                             let _ = self.ctx.events.send(Event::Binary { id: self.id, data });
                         }
@@ -542,6 +599,20 @@ impl Client {
 
     fn send(&self, frame: Vec<u8>) {
         self.outlet.reply(frame);
+    }
+
+    /// Sends a message back, compressed if the client negotiated
+    /// permessage-deflate. The compressor's tables (about 320 KiB) are
+    /// made for the message and freed after it: an idle connection keeps
+    /// no compression state.
+    fn echo(&self, opcode: OpCode, payload: &[u8]) {
+        let Some(agreement) = self.deflate else {
+            return self.send(encode_frame(opcode, payload, None));
+        };
+        let mut compressed = Vec::new();
+        Compressor::new().compress(payload, agreement.compress_window_bits(), &mut compressed);
+        self.ctx.metrics.compressed(payload.len(), compressed.len());
+        self.send(encode_compressed_frame(opcode, &compressed));
     }
 
     /// Starts a server-side close (§7.1.2): queue the Close frame; nothing

@@ -53,6 +53,18 @@ pub struct Metrics {
     /// Cluster mode: stream entries missed (trimmed before this node read
     /// them), told by a jump in the sequence numbers.
     pub cluster_gaps: AtomicU64,
+    /// Chat clients connected now that negotiated permessage-deflate, by
+    /// protocol (indexed by the plain broadcast variant: 0 raw, 1
+    /// wschat.v1): while a protocol has none, its broadcasts are not
+    /// compressed.
+    pub deflate_clients: [AtomicU64; 2],
+    /// Messages compressed (permessage-deflate): one per broadcast, however
+    /// many clients receive it, plus one per compressed private frame.
+    pub deflate_messages: AtomicU64,
+    /// Their bytes before compression...
+    pub deflate_bytes_in: AtomicU64,
+    /// ... and the compressed payload bytes produced.
+    pub deflate_bytes_out: AtomicU64,
 }
 
 impl Metrics {
@@ -75,6 +87,13 @@ impl Metrics {
         if let Some(i) = REJECTION_STATUSES.iter().position(|&s| s == status) {
             self.rejections[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts one compression of `plain` bytes into `compressed` bytes.
+    pub fn compressed(&self, plain: usize, compressed: usize) {
+        self.deflate_messages.fetch_add(1, Relaxed);
+        self.deflate_bytes_in.fetch_add(plain as u64, Relaxed);
+        self.deflate_bytes_out.fetch_add(compressed as u64, Relaxed);
     }
 
     pub fn queue_depth(&self, depth: usize) {
@@ -230,6 +249,39 @@ impl Metrics {
             "counter",
             "Cluster mode: connections to Redis made again after one was lost.",
             &one(&self.redis_reconnects),
+        );
+        family(
+            "deflate_clients",
+            "gauge",
+            "Chat clients connected now that negotiated permessage-deflate, by protocol.",
+            &[
+                (
+                    "{protocol=\"raw\"}".into(),
+                    self.deflate_clients[0].load(Relaxed),
+                ),
+                (
+                    "{protocol=\"wschat.v1\"}".into(),
+                    self.deflate_clients[1].load(Relaxed),
+                ),
+            ],
+        );
+        family(
+            "deflate_messages_total",
+            "counter",
+            "Messages compressed with permessage-deflate (once per broadcast, whatever the recipients).",
+            &one(&self.deflate_messages),
+        );
+        family(
+            "deflate_bytes_in_total",
+            "counter",
+            "Bytes of the messages compressed, before compression.",
+            &one(&self.deflate_bytes_in),
+        );
+        family(
+            "deflate_bytes_out_total",
+            "counter",
+            "Compressed payload bytes produced.",
+            &one(&self.deflate_bytes_out),
         );
         out
     }

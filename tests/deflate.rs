@@ -577,6 +577,33 @@ fn a_decoder_with_deflate_never_panics_on_arbitrary_frames() {
 
 /// A chat line, one `wschat.v1` JSON event, and a welcome with 100 similar
 /// messages of history: what a chat server actually sends.
+#[test]
+fn negotiating_allocates_nothing() {
+    // A connection thread keeps the blocks it frees in its allocator's
+    // cache for the life of the connection: the handshake's negotiation
+    // must not allocate, or every idle compressing client costs more.
+    for offers in [
+        &["permessage-deflate; client_max_window_bits"][..],
+        &[
+            "x-custom; a=\"b,c\"",
+            "permessage-deflate; server_max_window_bits=\"10\"",
+        ],
+        &["permessage-deflate; mystery, permessage-deflate ;client_no_context_takeover"],
+        &["foo, bar; baz=2", ""],
+    ] {
+        let (agreement, largest) = largest_allocation_during(|| {
+            wschat::protocol::deflate::negotiate(offers.iter().copied())
+        });
+        assert_eq!(largest, 0, "{offers:?} allocated (agreed: {agreement:?})");
+    }
+    // Nor does the answer to what browsers offer.
+    let (answer, largest) = largest_allocation_during(|| {
+        wschat::protocol::deflate::negotiate(["permessage-deflate; client_max_window_bits"])
+            .map(|agreement| agreement.response_header())
+    });
+    assert_eq!(largest, 0, "{answer:?}");
+}
+
 fn chat_samples() -> [(&'static str, Vec<u8>); 3] {
     let line = b"hey everyone, is the build on main green again after the fix?".to_vec();
     let event = |i: usize| {

@@ -12,6 +12,9 @@
 //! `--url` may list several servers, comma-separated (the nodes of a
 //! `--redis` cluster): client `i` connects to URL `i mod n`, so clients
 //! are spread evenly and sender 0 sits on the first node.
+//! `--deflate on` (fanout, connections) offers permessage-deflate (RFC
+//! 7692) as a browser does, fails if the server declines, and inflates the
+//! compressed frames that arrive with wschat's own `Inflater`.
 //!
 //! Human-readable results go to stderr; one JSON line per run to stdout.
 
@@ -22,14 +25,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wschat::protocol::frame::{FrameHeader, OpCode, encode_frame_into};
+use wschat::protocol::deflate::Inflater;
+use wschat::protocol::frame::{FrameHeader, OpCode, RSV1, encode_frame_into};
 
 const USAGE: &str =
     "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH[,ws://...] [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
               [--window N] [--duration SECS] [--server-pid PID] [--connect-threads N]
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
-  echo        [--duration SECS] [--sizes 16,1024,65536,1048576]";
+  echo        [--duration SECS] [--sizes 16,1024,65536,1048576]
+  --deflate on|off (fanout, connections): offer permessage-deflate [default: off]";
 
 /// The header every fan-out payload starts with: sender, sequence number,
 /// and send time in nanoseconds since the run's epoch.
@@ -243,10 +248,21 @@ impl Options {
         Ok(self.urls()?.swap_remove(0))
     }
 
-    /// Every `--url`, comma-separated.
+    /// Every `--url`, comma-separated, each with `--deflate`'s choice.
     fn urls(&self) -> Result<Vec<Url>, String> {
         let urls = self.values.get("url").ok_or("--url is required")?;
-        urls.split(',').map(Url::parse).collect()
+        let deflate = match self.values.get("deflate").map(String::as_str) {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(format!("--deflate: on or off, not {other}")),
+        };
+        urls.split(',')
+            .map(|u| {
+                let mut url = Url::parse(u)?;
+                url.deflate = deflate;
+                Ok(url)
+            })
+            .collect()
     }
 }
 
@@ -255,6 +271,8 @@ struct Url {
     addr: SocketAddr,
     host: String,
     path: String,
+    /// Offer permessage-deflate, and require it.
+    deflate: bool,
 }
 
 impl Url {
@@ -273,6 +291,7 @@ impl Url {
             addr,
             host: host.to_string(),
             path: path.to_string(),
+            deflate: false,
         })
     }
 }
@@ -325,9 +344,15 @@ fn connect(url: &Url) -> io::Result<TcpStream> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    // What Chromium and Firefox offer.
+    let offer = if url.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         url.path, url.host
     );
     stream.write_all(request.as_bytes())?;
@@ -353,6 +378,13 @@ fn connect(url: &Url) -> io::Result<TcpStream> {
     }
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(None)?;
+    if url.deflate
+        && !String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate")
+    {
+        return Err(io::Error::other("the server declined permessage-deflate"));
+    }
     Ok(stream)
 }
 
@@ -768,6 +800,12 @@ fn receive_all(
         .collect();
     let mut events = vec![sys::EpollEvent { events: 0, data: 0 }; 1024];
     let mut pong = Vec::new();
+    // Compressed payload -> its inflated message. A server that compresses
+    // each broadcast once sends every client the same bytes: each distinct
+    // payload is inflated once here, so that this one thread measures the
+    // server rather than its own inflating. (Cleared when large.)
+    let mut inflated: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let inflater = Inflater::new();
     let mut ready = Vec::with_capacity(1024);
     while !stop.load(Relaxed) {
         ready.clear();
@@ -785,7 +823,7 @@ fn receive_all(
             let now_ns = epoch.elapsed().as_nanos() as u64;
             let mut start = 0;
             while let Ok(Some((header, header_len))) =
-                FrameHeader::parse(&conn.buf[start..conn.end])
+                FrameHeader::parse_allowing(&conn.buf[start..conn.end], RSV1)
             {
                 let total = header_len + header.payload_len as usize;
                 if conn.end - start < total {
@@ -794,7 +832,19 @@ fn receive_all(
                     }
                     break;
                 }
-                let payload = &conn.buf[start + header_len..start + total];
+                let mut payload = &conn.buf[start + header_len..start + total];
+                if header.rsv & RSV1 != 0 {
+                    if inflated.len() > 100_000 {
+                        inflated.clear();
+                    }
+                    if !inflated.contains_key(payload) {
+                        let message = inflater
+                            .inflate_message(payload, usize::MAX)
+                            .expect("the server's compressed payload inflates");
+                        inflated.insert(payload.to_vec(), message);
+                    }
+                    payload = &inflated[payload];
+                }
                 match header.opcode {
                     OpCode::Binary | OpCode::Text if payload.len() >= STAMP => {
                         let sender = u32::from_le_bytes(payload[0..4].try_into().unwrap()) as usize;
@@ -936,6 +986,9 @@ fn connections(options: &Options) -> Result<(), String> {
 
 fn echo(options: &Options) -> Result<(), String> {
     let url = options.url()?;
+    if url.deflate {
+        return Err("--deflate is for fanout and connections".into());
+    }
     let duration = Duration::from_secs_f64(options.get("duration", 5.0)?);
     let sizes: String = options.get("sizes", "16,1024,65536,1048576".to_string())?;
     let sizes: Vec<usize> = sizes

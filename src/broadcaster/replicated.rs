@@ -131,6 +131,7 @@ impl Replicated {
                 Event::Binary { id, data } => self.append_or_refuse(id, Op::Binary { id, data }),
                 Event::Leave { id } => {
                     self.pending_joins.remove(&id);
+                    self.inner.compressing.remove(&id);
                     // Waits if the queue is full: a lost leave would leave
                     // a ghost member in every replica.
                     self.link.send(Job::Append(record(Op::Leave { id })));
@@ -216,7 +217,7 @@ impl Replicated {
                 self.inner.flush();
                 let _ = pending
                     .joined
-                    .send(self.inner.delivery.add(*pending.endpoint));
+                    .send(self.inner.add_client(*pending.endpoint));
                 log::debug!("({id}) joined the room from {}", pending.peer);
                 since = pending.since;
                 if since.is_some_and(|s| s < self.replica.room.history().dropped_through()) {

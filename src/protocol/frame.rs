@@ -25,6 +25,9 @@ use super::mask::apply_mask;
 pub const MAX_HEADER_LEN: usize = 14;
 /// Control frames carry at most this many payload bytes (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
+/// RSV1 in [`FrameHeader::rsv`]: permessage-deflate's "compressed" bit
+/// (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
 
 /// The frame types of §5.2 (and §11.8's registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +264,35 @@ pub fn encode_frame_into(
     }
 }
 
+/// Encodes one final, unmasked data frame whose payload is a compressed
+/// message, with RSV1 set: "Per-Message Compressed" (RFC 7692 §6). Only
+/// Text and Binary may carry it; a control frame never does (§6.1).
+///
+/// ```
+/// use wschat::protocol::frame::{encode_compressed_frame, OpCode};
+///
+/// // RFC 7692 §7.2.3.1: "Hello", compressed, in one frame.
+/// let payload = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+/// assert_eq!(encode_compressed_frame(OpCode::Text, &payload),
+///            [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+/// ```
+pub fn encode_compressed_frame(opcode: OpCode, compressed: &[u8]) -> Vec<u8> {
+    assert!(
+        matches!(opcode, OpCode::Text | OpCode::Binary),
+        "RFC 7692 §6.1: only a message's first data frame carries RSV1"
+    );
+    let header = FrameHeader {
+        rsv: RSV1,
+        ..FrameHeader::server(opcode, compressed.len())
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.format(&mut head);
+    let mut out = Vec::with_capacity(head_len + compressed.len());
+    out.extend_from_slice(&head[..head_len]);
+    out.extend_from_slice(compressed);
+    out
+}
+
 /// Encodes a Close frame with `code` and a reason cut to fit (§5.5.1).
 pub fn encode_close(code: super::close::CloseCode, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     let reason = super::close::truncate_reason(reason);
@@ -342,6 +374,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn compressed_frames_set_rsv1_and_keep_every_length_form() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![7u8; len];
+            let bytes = encode_compressed_frame(OpCode::Binary, &payload);
+            let (header, used) = FrameHeader::parse_allowing(&bytes, RSV1).unwrap().unwrap();
+            assert_eq!(
+                (header.fin, header.rsv, header.opcode),
+                (true, RSV1, OpCode::Binary)
+            );
+            assert_eq!((header.mask, header.payload_len), (None, len as u64));
+            assert_eq!(&bytes[used..], &payload[..]);
+            // Without the extension, the same frame is a protocol error.
+            assert_eq!(
+                FrameHeader::parse(&bytes),
+                Err(ProtocolError::ReservedBits(RSV1))
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "RFC 7692")]
+    fn a_control_frame_is_never_compressed() {
+        encode_compressed_frame(OpCode::Ping, b"");
     }
 
     #[test]

@@ -323,13 +323,44 @@ fn is_token_byte(b: u8) -> bool {
 /// );
 /// ```
 pub fn response_101(key: &str, protocol: Option<&str>) -> Vec<u8> {
-    let mut response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-        accept_key(key)
+    response_101_with_extensions(key, protocol, None)
+}
+
+/// [`response_101`] with a `Sec-WebSocket-Extensions` header when an
+/// extension was accepted (§4.2.2 step 5, §9.1): its value is the
+/// agreement, for instance permessage-deflate's (RFC 7692 §5).
+///
+/// ```
+/// use wschat::protocol::handshake::response_101_with_extensions;
+///
+/// let extensions = "permessage-deflate; server_no_context_takeover";
+/// let response = response_101_with_extensions("dGhlIHNhbXBsZSBub25jZQ==", None, Some(extensions));
+/// assert!(String::from_utf8(response).unwrap().ends_with(
+///     "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
+/// ));
+/// ```
+pub fn response_101_with_extensions(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
+    // Sized once: a connection thread keeps the blocks it frees cached for
+    // the connection's life, so the response is not grown piece by piece.
+    let optional = protocol.map_or(0, str::len) + extensions.map_or(0, str::len);
+    let mut response = String::with_capacity(200 + optional);
+    response.push_str(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
+    response.push_str(&accept_key(key));
+    response.push_str("\r\n");
     if let Some(protocol) = protocol {
         response.push_str("Sec-WebSocket-Protocol: ");
         response.push_str(protocol);
+        response.push_str("\r\n");
+    }
+    if let Some(extensions) = extensions {
+        response.push_str("Sec-WebSocket-Extensions: ");
+        response.push_str(extensions);
         response.push_str("\r\n");
     }
     response.push_str("\r\n");

@@ -6,7 +6,7 @@
 //! message is complete. [`MessageReader`] puts it on top of any `Read`.
 
 use super::close::{CloseFrame, parse_close_payload};
-use super::deflate::{InflateError, Inflater};
+use super::deflate::{InflateError, Inflater, compressed_bound};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::mask::apply_mask;
@@ -197,8 +197,15 @@ impl MessageDecoder {
             _ => {}
         }
         if !header.opcode.is_control() {
+            // A compressed message is checked again, inflated; its
+            // compressed form may be a little larger than the message.
+            let limit = if self.compressed {
+                compressed_bound(self.max_message)
+            } else {
+                self.max_message
+            };
             let total = self.data.len() as u64 + header.payload_len;
-            if total > self.max_message as u64 {
+            if total > limit as u64 {
                 return Err(ProtocolError::MessageTooBig {
                     limit: self.max_message,
                 });
@@ -740,6 +747,37 @@ mod tests {
         let err = decoder.decode(&mut frame).unwrap_err();
         assert_eq!(err, ProtocolError::MessageTooBig { limit: 4096 });
         assert_eq!(err.close_code(), CloseCode::TooBig);
+
+        // A message of exactly the limit that does not compress is larger
+        // compressed, and still accepted; past the compressed bound, the
+        // header alone is refused.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                // xorshift64: bytes with nothing to match
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let stored = crate::protocol::deflate::compress_message(&noise);
+        assert!(stored.len() > 4096);
+        let mut frame = masked_rsv1(true, OpCode::Binary, &stored);
+        let mut decoder = MessageDecoder::new(Role::Server, 4096);
+        decoder.enable_deflate();
+        assert_eq!(
+            decoder.decode(&mut frame).unwrap().1,
+            Some(Message::Binary(noise))
+        );
+        let bound = crate::protocol::deflate::compressed_bound(4096);
+        let mut frame = masked_rsv1(true, OpCode::Binary, &vec![0; bound + 1]);
+        let mut decoder = MessageDecoder::new(Role::Server, 4096);
+        decoder.enable_deflate();
+        assert_eq!(
+            decoder.decode(&mut frame[..8]),
+            Err(ProtocolError::MessageTooBig { limit: 4096 })
+        );
 
         // Compressed bytes that inflate to invalid UTF-8 in a text message.
         let latin1 = crate::protocol::deflate::compress_message(&[0xe9, 0x74, 0xe9]);

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import WsClient from 'ws';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -778,3 +779,138 @@ test('a message over the server limit: explained, kept to shorten, and stopped b
     }
   });
 });
+
+// ------------------------------------------------------------------ compression (RFC 7692)
+
+// One sample of the server's Prometheus text.
+async function metric(url, name) {
+  const text = await (await fetch(new URL('/metrics', url))).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `no ${name} in /metrics`);
+  return Number(line.split(' ')[1]);
+}
+
+test('Chromium negotiates permessage-deflate with wschat and the chat works over it', { timeout: TEST_TIMEOUT }, async () => {
+  const ivy = await newPage(DESKTOP);
+  const jon = await newPage(DESKTOP);
+  try {
+    const before = await metric(baseUrl, 'wschat_deflate_messages_total');
+    await join(ivy, 'ivy');
+    await join(jon, 'jon');
+    for (const page of [ivy, jon]) {
+      const extensions = await page.evaluate(() => window.__sockets.at(-1).extensions);
+      assert.match(extensions, /^permessage-deflate(;|$)/, `negotiated: ${JSON.stringify(extensions)}`);
+    }
+    // Chromium compresses what it sends; the server inflates it, and
+    // compresses the broadcast once for both pages.
+    const long = 'a line that repeats itself, '.repeat(40).trim();
+    await say(ivy, long);
+    await expectMessage(jon, long, { from: 'ivy' });
+    await expectMessage(ivy, long, { from: 'ivy' });
+    await say(jon, 'short reply é€𝄞');
+    await expectMessage(ivy, 'short reply é€𝄞', { from: 'jon' });
+    assert.ok(await metric(baseUrl, 'wschat_deflate_clients{protocol="wschat.v1"}') >= 2);
+    assert.ok(await metric(baseUrl, 'wschat_deflate_messages_total') >= before + 2);
+    assert.deepEqual(ivy.pageErrors, []);
+    assert.deepEqual(jon.pageErrors, []);
+  } finally {
+    await closePage(ivy);
+    await closePage(jon);
+  }
+});
+
+test('with --deflate off Chromium connects without compression and the chat works', { timeout: TEST_TIMEOUT }, async () => {
+  await withServer(['--deflate', 'off'], async (url) => {
+    const kai = await newPage(DESKTOP);
+    try {
+      await join(kai, 'kai', url);
+      assert.equal(await kai.evaluate(() => window.__sockets.at(-1).extensions), '');
+      await say(kai, 'plain as can be');
+      await expectMessage(kai, 'plain as can be', { from: 'kai' });
+    } finally {
+      await closePage(kai);
+    }
+  });
+});
+
+// The npm `ws` package: an independent permessage-deflate (zlib) on both
+// ends of the exchange. threshold 0 makes it compress every message.
+function wsConnect(url) {
+  return new Promise((resolve, reject) => {
+    const ws = new WsClient(url, { perMessageDeflate: { threshold: 0 } });
+    const inbox = [];
+    const waiters = [];
+    ws.on('message', (data, isBinary) => {
+      const item = { data: Buffer.from(data), isBinary };
+      const waiter = waiters.shift();
+      if (waiter) waiter(item); else inbox.push(item);
+    });
+    ws.next = () => new Promise((res, rej) => {
+      if (inbox.length) return res(inbox.shift());
+      const timer = setTimeout(() => rej(new Error('no message within 10 s')), WAIT);
+      waiters.push((item) => { clearTimeout(timer); res(item); });
+    });
+    ws.closed = new Promise((res) => ws.on('close', (code, reason) => res({ code, reason: String(reason) })));
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+// Sizes from 0 to the limit: every size up to 300 (all three length forms'
+// edges), then around each power of two, then the limit itself.
+function sizesUpTo(limit) {
+  const sizes = new Set();
+  for (let n = 0; n <= 300; n++) sizes.add(n);
+  for (let p = 512; p <= limit; p *= 2) for (const n of [p - 1, p, p + 1]) if (n <= limit) sizes.add(n);
+  for (const n of [65535, limit - 1, limit]) sizes.add(n);
+  return [...sizes].filter((n) => n >= 0 && n <= limit).sort((a, b) => a - b);
+}
+
+function payloadOf(n, k) {
+  if (k % 2 === 0) return { data: crypto.randomBytes(n), isBinary: true }; // does not compress
+  // Text that compresses well, cut to n bytes on a character boundary
+  // (UTF-8 continuation bytes are 10xxxxxx), then padded with ASCII.
+  const long = Buffer.from('wschat ✓ compresses chat lines: '.repeat(Math.ceil(n / 30) + 1));
+  let cut = n;
+  while (cut > 0 && (long[cut] & 0xc0) === 0x80) cut--;
+  const data = Buffer.concat([long.subarray(0, cut), Buffer.alloc(n - cut, 'x')]);
+  return { data, isBinary: false };
+}
+
+test('a scripted ws client exchanges compressed messages of every size with wschat, raw chat and echo', { timeout: 120_000 }, async () => {
+  // Hundreds of messages in a burst: no rate limit on this server.
+  await withServer(['--rate-limit', '0'], async (url) => exchangeEverySize(url));
+});
+
+async function exchangeEverySize(url) {
+  const limit = 65536;
+  const raw = url.replace('http://', 'ws://');
+  const sender = await wsConnect(raw);
+  const receiver = await wsConnect(raw);
+  const echo = await wsConnect(`${raw}echo`);
+  try {
+    for (const ws of [sender, receiver, echo]) {
+      assert.match(ws.extensions, /^permessage-deflate/, `negotiated: ${ws.extensions}`);
+    }
+    const sizes = sizesUpTo(limit);
+    let k = 0;
+    for (const n of sizes) {
+      const { data, isBinary } = payloadOf(n, k++);
+      sender.send(data, { binary: isBinary });
+      const got = await receiver.next();
+      assert.equal(got.isBinary, isBinary, `raw chat, ${n} bytes: type`);
+      assert.ok(got.data.equals(data), `raw chat, ${n} bytes: content`);
+      echo.send(data, { binary: isBinary });
+      const back = await echo.next();
+      assert.equal(back.isBinary, isBinary, `echo, ${n} bytes: type`);
+      assert.ok(back.data.equals(data), `echo, ${n} bytes: content`);
+    }
+    console.log(`ws interop: ${sizes.length} sizes from 0 to ${limit} bytes, both ways, raw chat and /echo`);
+    // One byte over the chat's limit, however well it compresses: 1009.
+    sender.send(Buffer.alloc(limit + 1, 'a'));
+    const closed = await sender.closed;
+    assert.equal(closed.code, 1009);
+  } finally {
+    for (const ws of [sender, receiver, echo]) ws.terminate();
+  }
+}

@@ -15,6 +15,7 @@
 //! then simply goes on uncompressed.
 
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS};
+use std::borrow::Cow;
 
 /// The extension's registered name (RFC 7692 §7).
 pub const EXTENSION_NAME: &str = "permessage-deflate";
@@ -35,13 +36,15 @@ impl Agreement {
     /// `client_no_context_takeover` even if the offer did not have it).
     /// `client_max_window_bits` is never sent back: it is optional in the
     /// answer (§7.1.2.2), and the inflater accepts the full 32 KiB window.
-    pub fn response_header(&self) -> String {
-        let mut value =
-            format!("{EXTENSION_NAME}; server_no_context_takeover; client_no_context_takeover");
-        if let Some(bits) = self.server_max_window_bits {
-            value.push_str(&format!("; server_max_window_bits={bits}"));
+    /// Without a window limit (what browsers offer) the answer is a
+    /// constant, so answering allocates nothing.
+    pub fn response_header(&self) -> Cow<'static, str> {
+        const BOTH: &str =
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        match self.server_max_window_bits {
+            None => Cow::Borrowed(BOTH),
+            Some(bits) => Cow::Owned(format!("{BOTH}; server_max_window_bits={bits}")),
         }
-        value
     }
 
     /// The window the compressor must use for this connection.
@@ -67,12 +70,36 @@ impl Agreement {
 /// assert_eq!(negotiate(["x-webkit-deflate-frame"]), None);
 /// ```
 pub fn negotiate<'a>(header_values: impl IntoIterator<Item = &'a str>) -> Option<Agreement> {
+    negotiate_where(header_values, |_| true)
+}
+
+/// Like [`negotiate`], but an offer that is valid and yet not `wanted` by
+/// the server is declined too, and the next one is tried. A server may
+/// decline any offer (§5); §7.1.2.1 names `server_max_window_bits` as a
+/// parameter a server may refuse. The chat server uses this to keep one
+/// compression per broadcast: it takes only offers that let it use the
+/// full window.
+///
+/// ```
+/// use wschat::protocol::deflate::{Agreement, MAX_WINDOW_BITS, negotiate_where};
+///
+/// let full_window = |a: &Agreement| a.compress_window_bits() == MAX_WINDOW_BITS;
+/// let offers = ["permessage-deflate; server_max_window_bits=10, permessage-deflate"];
+/// let agreement = negotiate_where(offers, full_window).unwrap();
+/// assert_eq!(agreement.server_max_window_bits, None); // the second offer
+/// assert!(negotiate_where(["permessage-deflate; server_max_window_bits=10"], full_window).is_none());
+/// ```
+pub fn negotiate_where<'a>(
+    header_values: impl IntoIterator<Item = &'a str>,
+    wanted: impl Fn(&Agreement) -> bool,
+) -> Option<Agreement> {
     header_values
         .into_iter()
-        .flat_map(parse_extensions)
+        .flat_map(elements)
         .flatten()
         .filter(|offer| offer.name.eq_ignore_ascii_case(EXTENSION_NAME))
-        .find_map(|offer| accept(&offer.params))
+        .filter_map(|offer| accept(offer.params()))
+        .find(|agreement| wanted(agreement))
 }
 
 /// One element of the list: a name and its parameters (value unquoted).
@@ -82,32 +109,55 @@ pub struct Extension {
     pub params: Vec<(String, Option<String>)>,
 }
 
+/// One element as the parser finds it, borrowed from the header value:
+/// negotiating allocates nothing (a connection thread would keep the freed
+/// blocks in its allocator's cache for the life of the connection).
+#[derive(Debug, Clone, Copy)]
+struct Element<'a> {
+    name: &'a str,
+    /// What follows the name, already checked against the grammar.
+    params: &'a str,
+}
+
+impl<'a> Element<'a> {
+    /// The parameters, in order: name and value (unquoted; a value is
+    /// copied only if it has `\` escapes).
+    fn params(&self) -> impl Iterator<Item = (&'a str, Option<Cow<'a, str>>)> + 'a {
+        let mut parser = Parser {
+            text: self.params,
+            pos: 0,
+        };
+        std::iter::from_fn(move || parser.param())
+    }
+}
+
 /// Checks one permessage-deflate offer's parameters against §7 and §7.1; `None`
 /// declines it.
-fn accept(params: &[(String, Option<String>)]) -> Option<Agreement> {
+fn accept<'a>(params: impl Iterator<Item = (&'a str, Option<Cow<'a, str>>)>) -> Option<Agreement> {
     let mut agreement = Agreement {
         server_max_window_bits: None,
     };
     let mut seen = [false; 4];
     for (name, value) in params {
-        let index = match name.to_ascii_lowercase().as_str() {
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        let index = if is("server_no_context_takeover") && value.is_none() {
             // §7.1.1.1, §7.1.1.2: no value allowed.
-            "server_no_context_takeover" if value.is_none() => 0,
-            "client_no_context_takeover" if value.is_none() => 1,
+            0
+        } else if is("client_no_context_takeover") && value.is_none() {
+            1
+        } else if is("server_max_window_bits") {
             // §7.1.2.1: a value is required.
-            "server_max_window_bits" => {
-                agreement.server_max_window_bits = Some(window_bits(value.as_deref()?)?);
-                2
-            }
+            agreement.server_max_window_bits = Some(window_bits(value.as_deref()?)?);
+            2
+        } else if is("client_max_window_bits") {
             // §7.1.2.2: the value is optional, but must be valid if present.
-            "client_max_window_bits" => {
-                if let Some(v) = value {
-                    window_bits(v)?;
-                }
-                3
+            if let Some(v) = value {
+                window_bits(&v)?;
             }
+            3
+        } else {
             // §7: an unknown parameter, or a value where none is allowed.
-            _ => return None,
+            return None;
         };
         // §7: an offer with the same parameter twice is declined.
         if std::mem::replace(&mut seen[index], true) {
@@ -138,36 +188,51 @@ fn is_tchar(b: u8) -> bool {
 /// malformed offer is declined without losing the ones after it). Empty
 /// elements (`a, , b`) are skipped, as RFC 7230 §7 allows.
 pub fn parse_extensions(value: &str) -> Vec<Option<Extension>> {
+    elements(value)
+        .map(|element| {
+            element.map(|element| Extension {
+                name: element.name.to_string(),
+                params: element
+                    .params()
+                    .map(|(name, value)| (name.to_string(), value.map(Cow::into_owned)))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The elements of a header value, as [`parse_extensions`] describes them,
+/// without copying anything.
+fn elements(value: &str) -> impl Iterator<Item = Option<Element<'_>>> {
     let mut parser = Parser {
-        bytes: value.as_bytes(),
+        text: value,
         pos: 0,
     };
-    let mut list = Vec::new();
-    loop {
-        parser.skip_spaces();
-        if parser.pos == parser.bytes.len() {
-            return list;
-        }
-        if parser.peek() == Some(b',') {
-            parser.pos += 1;
-            continue;
+    std::iter::from_fn(move || {
+        loop {
+            parser.skip_spaces();
+            match parser.peek() {
+                None => return None,
+                Some(b',') => parser.pos += 1,
+                Some(_) => break,
+            }
         }
         let element = parser.extension();
         if element.is_none() {
             parser.skip_element();
         }
-        list.push(element);
-    }
+        Some(element)
+    })
 }
 
 struct Parser<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
     }
 
     fn skip_spaces(&mut self) {
@@ -176,61 +241,92 @@ impl Parser<'_> {
         }
     }
 
-    fn token(&mut self) -> Option<String> {
+    fn token(&mut self) -> Option<&'a str> {
         let start = self.pos;
         while self.peek().is_some_and(is_tchar) {
             self.pos += 1;
         }
-        (self.pos > start).then(|| String::from_utf8_lossy(&self.bytes[start..self.pos]).into())
+        // Every tchar is ASCII, so the slice ends on a character boundary.
+        (self.pos > start).then(|| &self.text[start..self.pos])
     }
 
     /// RFC 7230 §3.2.6: `"` ... `"` with `\` escaping the next character.
     /// RFC 6455 §9.1: the unescaped value must itself be a token.
-    fn quoted_token(&mut self) -> Option<String> {
+    fn quoted_token(&mut self) -> Option<Cow<'a, str>> {
         self.pos += 1; // the opening quote
-        let mut value = Vec::new();
+        let start = self.pos;
+        let (mut escaped, mut len, mut valid) = (false, 0, true);
+        // Read to the closing quote even past a bad character, so that a
+        // malformed element is skipped from after its quoted string.
         loop {
             match self.peek()? {
                 b'"' => break,
                 b'\\' => {
+                    escaped = true;
                     self.pos += 1;
-                    value.push(self.peek()?);
+                    valid &= is_tchar(self.peek()?);
                 }
-                b => value.push(b),
+                b => valid &= is_tchar(b),
             }
+            len += 1;
             self.pos += 1;
         }
+        let raw = &self.text[start..self.pos];
         self.pos += 1; // the closing quote
-        (!value.is_empty() && value.iter().all(|&b| is_tchar(b)))
-            .then(|| String::from_utf8_lossy(&value).into())
+        if len == 0 || !valid {
+            return None;
+        }
+        Some(if escaped {
+            Cow::Owned(raw.replace('\\', ""))
+        } else {
+            Cow::Borrowed(raw)
+        })
     }
 
-    /// One extension, up to (not including) the comma that ends it.
-    fn extension(&mut self) -> Option<Extension> {
+    /// One `; name[=value]` after an extension's name, or `None` at the
+    /// end of the element.
+    fn param(&mut self) -> Option<(&'a str, Option<Cow<'a, str>>)> {
+        self.skip_spaces();
+        if self.peek() != Some(b';') {
+            return None;
+        }
+        self.pos += 1;
+        self.skip_spaces();
         let name = self.token()?;
-        let mut params = Vec::new();
+        self.skip_spaces();
+        let value = if self.peek() == Some(b'=') {
+            self.pos += 1;
+            self.skip_spaces();
+            Some(if self.peek() == Some(b'"') {
+                self.quoted_token()?
+            } else {
+                Cow::Borrowed(self.token()?)
+            })
+        } else {
+            None
+        };
+        Some((name, value))
+    }
+
+    /// One extension, up to (not including) the comma that ends it; its
+    /// parameters are checked here and read again by [`Element::params`].
+    fn extension(&mut self) -> Option<Element<'a>> {
+        let name = self.token()?;
+        let params_start = self.pos;
         loop {
             self.skip_spaces();
             match self.peek() {
-                None | Some(b',') => return Some(Extension { name, params }),
-                Some(b';') => self.pos += 1,
+                None | Some(b',') => {
+                    return Some(Element {
+                        name,
+                        params: &self.text[params_start..self.pos],
+                    });
+                }
+                Some(b';') => {
+                    self.param()?;
+                }
                 Some(_) => return None,
             }
-            self.skip_spaces();
-            let param = self.token()?;
-            self.skip_spaces();
-            let value = if self.peek() == Some(b'=') {
-                self.pos += 1;
-                self.skip_spaces();
-                Some(if self.peek() == Some(b'"') {
-                    self.quoted_token()?
-                } else {
-                    self.token()?
-                })
-            } else {
-                None
-            };
-            params.push((param, value));
         }
     }
 
@@ -256,7 +352,7 @@ mod tests {
     const BOTH: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
     fn answer(values: &[&str]) -> Option<String> {
-        negotiate(values.iter().copied()).map(|a| a.response_header())
+        negotiate(values.iter().copied()).map(|a| a.response_header().into_owned())
     }
 
     #[test]

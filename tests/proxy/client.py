@@ -165,7 +165,6 @@ class WebSocket:
             if len(buf) >= 2:
                 b0, b1 = buf[0], buf[1]
                 check(b1 & 0x80 == 0, "the server masked a frame")
-                check(b0 & 0x80, "fragmented frame (wschat sends whole messages)")
                 n, at = b1 & 0x7F, 2
                 if n == 126 and len(buf) >= 4:
                     (n,), at = struct.unpack("!H", buf[2:4]), 4
@@ -174,18 +173,30 @@ class WebSocket:
                 if (b1 & 0x7F) < 126 or at > 2:
                     if len(buf) >= at + n:
                         self.peer.buf = buf[at + n :]
-                        return b0 & 0x0F, buf[at : at + n]
+                        return bool(b0 & 0x80), b0 & 0x0F, buf[at : at + n]
             self.peer.read_some()
 
     def recv(self):
-        """The next data or close frame; pings are answered on the way."""
+        """The next message or close frame; pings are answered on the way,
+        and the frames of a fragmented message (a welcome is two: the
+        newcomer's part, then the history shared by every newcomer) are
+        joined."""
+        message = None
         while True:
-            opcode, payload = self.recv_frame()
+            fin, opcode, payload = self.recv_frame()
             if opcode == 0x9:
                 self.pings += 1
                 self.send_frame(0xA, payload)
                 continue
-            return opcode, payload
+            if message is None:
+                if fin or opcode >= 0x8:
+                    return opcode, payload
+                message = (opcode, bytearray(payload))
+                continue
+            check(opcode == 0x0, f"expected a continuation frame, got opcode {opcode}")
+            message[1].extend(payload)
+            if fin:
+                return message[0], bytes(message[1])
 
     def recv_event(self, kind):
         deadline = time.monotonic() + TIMEOUT

@@ -3,7 +3,8 @@
 # tests/cluster.rs, including the ones that plain `cargo test` skips
 # because a fresh machine has no Redis — the Redis layer (src/cluster/),
 # and three wschat nodes (the real binary) sharing one Redis: one order,
-# presence, nicknames, a node killed, Redis restarted, resuming.
+# presence, nicknames, a node killed, Redis restarted, resuming; then a
+# browser page on one node and a raw client on another.
 # Each test starts its own redis-server and wschat processes on free
 # loopback ports and kills them by PID when it ends.
 #
@@ -47,4 +48,26 @@ say "using $("$(find_redis)" --version | cut -d' ' -f1-3)"
 
 cd "$ROOT"
 cargo test --test cluster -- --include-ignored || die "cargo test --test cluster failed"
+
+# A browser page on one node and a raw client on another
+# (tests/browser/cluster.test.mjs): Chromium and the npm packages, installed
+# as tests/browser/run.sh installs them.
+export DEBIAN_FRONTEND=noninteractive
+if [[ ! -x /usr/bin/chromium ]]; then
+    [[ "$(id -u)" == 0 ]] || die "Chromium is missing; run as root to install it"
+    say "installing Chromium"
+    apt-get update -q
+    apt-get install -y -q chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    [[ "$(id -u)" == 0 ]] || die "Node.js is missing; run as root to install it"
+    say "installing Node.js and npm"
+    apt-get update -q
+    apt-get install -y -q nodejs npm
+fi
+(cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+cargo build --release
+export WSCHAT_BIN="${WSCHAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wschat}"
+REDIS_SERVER="$(find_redis)" node --test --test-concurrency=1 --test-reporter=spec \
+    "$ROOT/tests/browser/cluster.test.mjs" || die "the browser test across nodes failed"
 RESULT=PASS

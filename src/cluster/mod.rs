@@ -13,7 +13,9 @@
 //!   reconnection with backoff;
 //! - [`stream`]: the operations cluster mode needs, each one round trip:
 //!   append with a sequence number, read after an id, the room's
-//!   snapshot, and node liveness;
+//!   snapshot;
+//! - [`nodes`]: which nodes are alive (heartbeats) and who cleans up
+//!   after a dead one;
 //! - [`replica`]: what is appended, and how each node applies the stream
 //!   to its own copy of the `Room` (no I/O);
 //! - [`node`]: a node's Redis threads (writer, reader, keeper) and its
@@ -35,12 +37,14 @@
 
 pub mod client;
 pub mod node;
+pub mod nodes;
 pub mod replica;
 pub mod resp;
 pub mod stream;
 pub mod url;
 
 pub use client::{Backoff, Client, RedisError, Timeouts};
+pub use nodes::NodeId;
 pub use resp::Value;
-pub use stream::{Entry, NodeId, Store, StreamId};
+pub use stream::{Entry, Store, StreamId};
 pub use url::RedisUrl;

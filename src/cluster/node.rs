@@ -15,8 +15,9 @@
 //! the room's snapshot and catches up with the stream.
 
 use super::client::{Backoff, Client};
+use super::nodes::NodeId;
 use super::replica::{Applied, Op, ROOM, Record, Replica};
-use super::stream::{Entry, NodeId, Store, StreamId};
+use super::stream::{Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::broadcaster::Event;
 use crate::metrics::Metrics;

@@ -11,6 +11,15 @@
 //! once. A ring that finds the socket's buffer full is dropped: the unread
 //! rings already there wake the poll just as well.
 //!
+//! ```text
+//!   sender:  push(command) ──▶ ring (1 byte; dropped if the buffer is full)
+//!
+//!   thread:  ┌─▶ hush (read every ring) ─▶ take (every command) ─▶ write ─┐
+//!            │                                                          │
+//!            └──── poll(bell, full sockets) ◀───────────────────────────┘
+//!                  returns at once while a ring is unread
+//! ```
+//!
 //! `tests` checks every interleaving of one sender's two steps with one
 //! turn of the thread; swapping the order in `TURN` makes it fail.
 

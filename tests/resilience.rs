@@ -588,6 +588,8 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("--echo-max-message-bytes", 1, 64 * 1024 * 1024),
     ("--history", 0, 100_000),
     ("--max-clients", 1, 1_000_000),
+    ("--max-clients-per-ip", 1, 1_000_000),
+    ("--max-pending-per-ip", 1, 1024),
     ("--ping-interval", 1, 3600),
     ("--handshake-timeout", 1, 300),
     ("--rate-limit", 0, 100_000),

@@ -11,6 +11,8 @@
 //! same cases against wschat and against the calibration servers. Verdicts
 //! and how they relate to Autobahn's: docs/08-testing.md.
 
+// The test front end (tests/conformance) uses parts this binary does not.
+#[allow(dead_code)]
 mod suite;
 
 use std::time::{Duration, Instant};

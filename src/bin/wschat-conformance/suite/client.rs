@@ -247,7 +247,7 @@ impl Client {
                 )));
             }
             let message = match opcode {
-                0x9 | 0xA | 0x8 if !fin || payload.len() > 125 => {
+                0x8..=0xA if !fin || payload.len() > 125 => {
                     return Err(ReadEnd::Violation(format!(
                         "the server sent a control frame (opcode {opcode:x}) that is fragmented or over 125 bytes (§5.5)"
                     )));

@@ -8,7 +8,6 @@ use super::Cases;
 use super::client::{Client, Message};
 use super::steps::*;
 use super::verdict::{Check, Finding};
-use std::time::{Duration, Instant};
 
 const MIB16: usize = 16 << 20;
 
@@ -17,7 +16,6 @@ const MIB16: usize = 16 << 20;
 /// names). Informational either way; a wrong echo, a code no endpoint may
 /// send, or silence fails.
 fn over_limit(client: &mut Client, want: Option<&Message>, what: &str) -> Check {
-    let started = Instant::now();
     match client.next_message(client.wait) {
         Ok(Message::Close(code, _)) => {
             let code_text = code
@@ -31,14 +29,7 @@ fn over_limit(client: &mut Client, want: Option<&Message>, what: &str) -> Check 
                 )));
             }
             let _ = client.write(&close_frame(1000, b""));
-            let quick = if started.elapsed() < Duration::from_millis(1500) {
-                ""
-            } else {
-                " (late)"
-            };
-            Err(Finding::informational(format!(
-                "{what}: Close {code_text}{quick}"
-            )))
+            Err(Finding::informational(format!("{what}: Close {code_text}")))
         }
         Ok(m) => match want {
             Some(w) if &m == w => {

@@ -121,7 +121,11 @@ pub fn cases(c: &mut Cases) {
         fail_case(&bytes, &[], 1002)
     });
     c.add("close_len_126_header_is_1002", || {
-        fail_case(&header_only(true, 0x8, 126), &[], 1002)
+        fail_fast_case(
+            &header_only(true, 0x8, 126),
+            1002,
+            "waits for the payload of a Close over 125 bytes",
+        )
     });
     c.add("close_after_ping_pong_comes_first", || {
         let bytes = cat(&[&frame(true, PING, b"p"), &close_frame(1000, b"")]);

@@ -36,10 +36,18 @@ pub fn cases(c: &mut Cases) {
         fail_case(&raw_frame(true, 0, PING, &[b'x'; 126]), &[], 1002)
     });
     c.add("ping_len_126_header_only_is_1002", || {
-        fail_case(&header_only(true, PING, 126), &[], 1002)
+        fail_fast_case(
+            &header_only(true, PING, 126),
+            1002,
+            "waits for the payload of a control frame over 125 bytes",
+        )
     });
     c.add("ping_64bit_length_form_is_1002", || {
-        fail_case(&header_only(true, PING, 1 << 20), &[], 1002)
+        fail_fast_case(
+            &header_only(true, PING, 1 << 20),
+            1002,
+            "waits for the payload of a control frame over 125 bytes",
+        )
     });
     c.add("ping_fragmented_is_1002", || {
         let bytes = cat(&[

@@ -462,3 +462,55 @@ impl Rng {
         cuts.windows(2).map(|w| w[1] - w[0]).collect()
     }
 }
+
+/// Like [`fail_case`] with nothing expected before the Close, for errors a
+/// server can see before the message (or frame) ends: one that waits for
+/// the end instead, and so says nothing within the wait, is non-strict
+/// (`waits`, Autobahn's rule for 6.4.x), not failed.
+pub fn fail_fast_case(bytes: &[u8], code: u16, waits: &str) -> Check {
+    let mut client = echo()?;
+    let _ = client.write(bytes);
+    match client.next_message(client.wait) {
+        Err(super::client::ReadEnd::Timeout) => Err(Finding::non_strict(format!(
+            "{waits}: nothing within {}s",
+            client.wait.as_secs_f64()
+        ))),
+        Ok(m) => {
+            // Not silent: judge what came like any other case.
+            let mut got = vec![m];
+            if !matches!(got[0], Message::Close(..)) {
+                return Err(Finding::fail(format!(
+                    "expected Close {code}, got {}",
+                    describe_all(&got)
+                )));
+            }
+            let Message::Close(c, reason) = got.remove(0) else {
+                unreachable!()
+            };
+            check_server_close(c, &reason)?;
+            let _ =
+                std::io::Write::write_all(&mut client.stream, &close_frame(c.unwrap_or(1000), b""));
+            if c != Some(code) {
+                let got = c.map(|c| c.to_string()).unwrap_or_else(|| "empty".into());
+                return Err(Finding::non_strict(format!(
+                    "Close {got}; the code for this error is {code} (§7.4.1)"
+                )));
+            }
+            if !client.tcp_closed_after_close()? {
+                return Err(Finding::non_strict(format!(
+                    "after Close {code}, the server left TCP open for {}s (§7.1.1: the server SHOULD close first)",
+                    client.wait.as_secs_f64()
+                )));
+            }
+            transcript::got_event("TCP closed");
+            Ok(())
+        }
+        Err(super::client::ReadEnd::Closed) => {
+            transcript::got_event("TCP closed");
+            Err(Finding::non_strict(format!(
+                "TCP closed with no Close frame (§7.1.7 SHOULD send Close {code})"
+            )))
+        }
+        Err(e) => Err(Finding::fail(e.describe(client.wait))),
+    }
+}

@@ -179,7 +179,7 @@ pub fn cases(c: &mut Cases) {
                         &frame(false, TEXT, "κόσμε".as_bytes()),
                         &frame(false, CONTINUATION, bad),
                     ]);
-                    fail_case(&bytes, &[], 1007)
+                    fail_fast_case(&bytes, 1007, "waits for the final fragment to check UTF-8")
                 },
             );
             c.add(
@@ -194,7 +194,11 @@ pub fn cases(c: &mut Cases) {
                     for (i, b) in bytes[at..].iter_mut().enumerate() {
                         *b ^= MASK[i % 4];
                     }
-                    fail_case(&bytes, &[], 1007)
+                    fail_fast_case(
+                        &bytes,
+                        1007,
+                        "waits for the end of the frame to check UTF-8",
+                    )
                 },
             );
         }
@@ -210,7 +214,7 @@ pub fn cases(c: &mut Cases) {
             ),
             &frame(false, CONTINUATION, b"\x90"),
         ]);
-        fail_case(&bytes, &[], 1007)
+        fail_fast_case(&bytes, 1007, "waits for the final fragment to check UTF-8")
     });
     c.add("fail_fast_with_pauses_between_fragments", || {
         let mut client = echo()?;

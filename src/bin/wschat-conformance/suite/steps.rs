@@ -262,11 +262,25 @@ pub fn expect_close(client: &mut Client, before: &[Message], code: u16) -> Check
                 break None;
             }
             Err(e) => {
-                return Err(Finding::fail(format!(
-                    "expected Close {code}, got {} (after {})",
-                    e.describe(client.wait),
-                    describe_all(&got)
-                )));
+                let extra = got.len().saturating_sub(before.len());
+                let verb = if answering {
+                    "answer our Close"
+                } else {
+                    "fail the connection"
+                };
+                return Err(Finding::fail(if extra > 0 && got.starts_with(before) {
+                    format!(
+                        "did not {verb}: sent back {} where only Close {code} may come, then {}",
+                        describe_all(&got[before.len()..]),
+                        e.describe(client.wait)
+                    )
+                } else {
+                    format!(
+                        "did not {verb}: expected Close {code}, got {} (after {})",
+                        e.describe(client.wait),
+                        describe_all(&got)
+                    )
+                }));
             }
         }
     };

@@ -36,7 +36,7 @@ mod handshake;
 mod limits;
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use suite::verdict::{Finding, Verdict};
 use suite::{Outcome as CaseOutcome, RunOptions, Target};
 
@@ -64,7 +64,12 @@ const BROKEN_SECTIONS: [&str; 7] = [
 /// handshakes per address) and against the broken echo (no limit; most
 /// of its cases wait out the tool's wait, so more at once is faster).
 const WSCHAT_PARALLEL: usize = 8;
-const BROKEN_PARALLEL: usize = 48;
+const BROKEN_PARALLEL: usize = 96;
+/// Longer waits than the tool's default: `cargo test` builds without
+/// optimisation and shares the machine with other test binaries, so a
+/// 16 MiB echo may pause longer than a release build ever does.
+const WSCHAT_WAIT: Duration = Duration::from_secs(10);
+const BROKEN_WAIT: Duration = Duration::from_secs(5);
 
 /// Collects the wschat-only cases of one section.
 pub struct Cases(suite::Cases);
@@ -253,7 +258,7 @@ fn main() {
     let wschat = Target::parse(
         &format!("ws://{}/echo", support::shared_addr()),
         WSCHAT_PARALLEL,
-        suite::DEFAULT_WAIT,
+        WSCHAT_WAIT,
     )
     .expect("wschat's URL");
     let mut cases = select(suite::all_cases());
@@ -280,7 +285,7 @@ fn main() {
     let broken = Target::parse(
         &format!("ws://{}/echo", broken_echo::start()),
         BROKEN_PARALLEL,
-        suite::DEFAULT_WAIT,
+        BROKEN_WAIT,
     )
     .expect("the broken echo's URL");
     let outcomes = suite::run(

@@ -33,43 +33,14 @@ pub fn sent_request(request: &[u8]) {
     });
 }
 
-/// Records the frames in `bytes` (client frames, masked or not).
+/// Records the frames in `bytes` (client frames, masked or not); a frame
+/// cut short waits for the rest in a later call.
 pub fn sent_frames(bytes: &[u8]) {
     TRANSCRIPT.with(|t| {
         let mut t = t.borrow_mut();
         t.pending.extend_from_slice(bytes);
-        loop {
-            let p = &t.pending;
-            if p.len() < 2 {
-                break;
-            }
-            let masked = p[1] & 0x80 != 0;
-            let (head, len) = match p[1] & 0x7f {
-                126 if p.len() >= 4 => (4, u16::from_be_bytes([p[2], p[3]]) as u64),
-                127 if p.len() >= 10 => {
-                    let mut l = [0u8; 8];
-                    l.copy_from_slice(&p[2..10]);
-                    (10, u64::from_be_bytes(l))
-                }
-                126 | 127 => break,
-                n => (2, n as u64),
-            };
-            let head = head + if masked { 4 } else { 0 };
-            let total = (head as u64).saturating_add(len);
-            let summary = frame_summary(
-                p[0],
-                masked,
-                len,
-                p.get(head..).unwrap_or(&[]),
-                p.get(head - 4..head),
-            );
-            if (p.len() as u64) < total {
-                // A header whose payload never (or not yet) follows.
-                if len > 1 << 20 || p.len() - head < len as usize {
-                    let shown = summary + " (header only)";
-                    t.sent.push(shown);
-                    t.pending.clear();
-                }
+        while let Some((summary, total)) = next_frame(&t.pending) {
+            if (t.pending.len() as u64) < total {
                 break;
             }
             t.sent.push(summary);
@@ -78,7 +49,37 @@ pub fn sent_frames(bytes: &[u8]) {
     });
 }
 
-fn frame_summary(b0: u8, masked: bool, len: u64, payload: &[u8], mask: Option<&[u8]>) -> String {
+/// The summary and total size of the frame at the start of `p`, once its
+/// header is complete.
+fn next_frame(p: &[u8]) -> Option<(String, u64)> {
+    if p.len() < 2 {
+        return None;
+    }
+    let masked = p[1] & 0x80 != 0;
+    let (head, len) = match p[1] & 0x7f {
+        126 if p.len() >= 4 => (4, u16::from_be_bytes([p[2], p[3]]) as u64),
+        127 if p.len() >= 10 => {
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&p[2..10]);
+            (10, u64::from_be_bytes(l))
+        }
+        126 | 127 => return None,
+        n => (2, n as u64),
+    };
+    let (head, mask) = if masked {
+        (head + 4, p.get(head..head + 4))
+    } else {
+        (head, None)
+    };
+    if p.len() < head {
+        return None;
+    }
+    let summary = frame_summary(p[0], len, &p[head..], mask);
+    Some((summary, (head as u64).saturating_add(len)))
+}
+
+fn frame_summary(b0: u8, len: u64, payload: &[u8], mask: Option<&[u8]>) -> String {
+    let masked = mask.is_some();
     let kind = match b0 & 0x0f {
         0 => "cont".to_string(),
         1 => "text".into(),
@@ -160,6 +161,11 @@ fn list(items: &[String]) -> String {
 pub fn summary() -> String {
     TRANSCRIPT.with(|t| {
         let t = t.borrow();
-        format!("sent {}; got {}", list(&t.sent), list(&t.got))
+        let mut sent = t.sent.clone();
+        if let Some((summary, total)) = next_frame(&t.pending) {
+            let have = t.pending.len();
+            sent.push(format!("{summary} (only {have} of {total} bytes)"));
+        }
+        format!("sent {}; got {}", list(&sent), list(&t.got))
     })
 }

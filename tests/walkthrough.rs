@@ -365,7 +365,7 @@ chapter!(ch02_frames, "02-frames.md", 3);
 chapter!(ch03_messages, "03-messages.md", 5);
 chapter!(ch04_closing, "04-closing.md", 4);
 chapter!(ch05_threads, "05-threads.md", 2);
-chapter!(ch06_chat_protocols, "06-chat-protocols.md", 3);
+chapter!(ch06_chat_protocols, "06-chat-protocols.md", 2);
 chapter!(ch07_browser_client, "07-browser-client.md", 1);
 chapter!(ch10_security, "10-security.md", 6);
 chapter!(ch13_compression, "13-compression.md", 2);

@@ -33,7 +33,9 @@ fn a_websocket_client_gets_every_message_back() {
         socket.send(message.clone()).unwrap();
         assert_eq!(socket.read().unwrap(), message);
     }
-    socket.send(Message::Ping(b"are you there".to_vec().into())).unwrap();
+    socket
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
     assert_eq!(
         socket.read().unwrap(),
         Message::Pong(b"are you there".to_vec().into())

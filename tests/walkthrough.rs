@@ -45,7 +45,9 @@ fn address_forms(port: u16) -> [String; 2] {
 
 /// Does `text` name `port` on 127.0.0.1?
 fn names_port(text: &str, port: u16) -> bool {
-    address_forms(port).iter().any(|form| text.contains(form.as_str()))
+    address_forms(port)
+        .iter()
+        .any(|form| text.contains(form.as_str()))
 }
 
 /// `text` with `from` replaced by `to` in every address form.
@@ -141,7 +143,9 @@ fn steps(chapter: &str, markdown: &str) -> Vec<Step> {
                 .as_deref()
                 .is_some_and(|c| c.starts_with("not run:") && c.len() > "not run:".len() + 5);
             assert!(
-                !block.in_try_it || block.info.first().map(String::as_str) != Some("sh") || says_why,
+                !block.in_try_it
+                    || block.info.first().map(String::as_str) != Some("sh")
+                    || says_why,
                 "{chapter}:{}: a Try-it `sh` block is neither `sh try-it` nor preceded by \
                  <!-- not run: REASON -->",
                 block.line
@@ -305,7 +309,8 @@ fn check_chapter(chapter: &str) -> usize {
     let steps = steps(chapter, &markdown);
     let mut failures = Vec::new();
     for step in &steps {
-        let wschat = names_port(&step.command, WSCHAT_PORT).then(|| Wschat::start(&step.server_flags));
+        let wschat =
+            names_port(&step.command, WSCHAT_PORT).then(|| Wschat::start(&step.server_flags));
         let mut command = step.command.clone();
         let mut expected = step.expected.clone();
         if let Some(wschat) = &wschat {
@@ -405,9 +410,18 @@ fn every_try_it_block_runs_or_says_why_not() {
 
 #[test]
 fn the_step_runner_itself() {
-    assert!(line_matches("HTTP/1.1 101 Switching Protocols", "HTTP/1.1 101 Switching Protocols"));
-    assert!(!line_matches("HTTP/1.1 101", "HTTP/1.1 101 Switching Protocols"));
-    assert!(line_matches("Listening on [..]/", "Listening on http://127.0.0.1:1/"));
+    assert!(line_matches(
+        "HTTP/1.1 101 Switching Protocols",
+        "HTTP/1.1 101 Switching Protocols"
+    ));
+    assert!(!line_matches(
+        "HTTP/1.1 101",
+        "HTTP/1.1 101 Switching Protocols"
+    ));
+    assert!(line_matches(
+        "Listening on [..]/",
+        "Listening on http://127.0.0.1:1/"
+    ));
     assert!(line_matches("[..]", ""));
     assert!(line_matches("a [..] b [..] c", "a x b y c"));
     assert!(!line_matches("a [..] b [..] c", "a x c"));
@@ -422,5 +436,8 @@ fn the_step_runner_itself() {
     assert_eq!(found[0].expected, "hi\n");
     assert_eq!(found[0].server_flags, ["--rate-limit", "5"]);
     let unexplained = std::panic::catch_unwind(|| steps("x.md", "## Try it\n```sh\nls\n```\n"));
-    assert!(unexplained.is_err(), "a Try-it block that neither runs nor says why");
+    assert!(
+        unexplained.is_err(),
+        "a Try-it block that neither runs nor says why"
+    );
 }

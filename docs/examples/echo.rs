@@ -31,7 +31,10 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1);
     let listener = TcpListener::bind(addr.as_deref().unwrap_or(DEFAULT_ADDR))?;
-    println!("echo server on ws://{}/ (Ctrl+C stops it)", listener.local_addr()?);
+    println!(
+        "echo server on ws://{}/ (Ctrl+C stops it)",
+        listener.local_addr()?
+    );
     serve(listener)
 }
 
@@ -107,7 +110,11 @@ fn handle(mut stream: TcpStream) -> io::Result<()> {
 /// Refuses a request with an HTTP status and a one-line reason. A client
 /// that asked for another version is told which one we speak (§4.2.2).
 fn refuse(stream: &mut TcpStream, status: u16, reason: &str) -> io::Result<()> {
-    let version = if status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
+    let version = if status == 426 {
+        "Sec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
     let response = format!(
         "HTTP/1.1 {status} Refused\r\n{version}Content-Type: text/plain\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",

@@ -1384,13 +1384,13 @@ fn quoted_close_reasons(line: &str) -> Vec<(u16, String)> {
             Some('`') => Some('`'),
             _ => None,
         };
-        if (1000..=1015).contains(&code) || (3000..=4999).contains(&code) {
-            if let Some(close) = close
-                && let Some(end) = rest[1..].find(close)
-                && !rest[1..1 + end].starts_with([',', '.', ')', ' '])
-            {
-                out.push((code, rest[1..1 + end].to_string()));
-            }
+        let is_close_code = (1000..=1015).contains(&code) || (3000..=4999).contains(&code);
+        if is_close_code
+            && let Some(close) = close
+            && let Some(end) = rest[1..].find(close)
+            && !rest[1..1 + end].starts_with([',', '.', ')', ' '])
+        {
+            out.push((code, rest[1..1 + end].to_string()));
         }
         at += 4;
     }

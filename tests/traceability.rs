@@ -1348,7 +1348,7 @@ fn reason_matches(quoted: &str, reason: &str) -> bool {
 /// The close reasons a line quotes right after a close code:
 /// `1008 `rate_limited``, `1001 "ping timeout"`, `**1001** with the
 /// reason `shutting_down``.
-fn quoted_close_reasons(line: &str) -> Vec<(u16, String)> {
+fn quoted_close_reasons(line: &str) -> Vec<(usize, u16, String)> {
     let mut out = Vec::new();
     let bytes = line.as_bytes();
     let mut at = 0;
@@ -1390,9 +1390,37 @@ fn quoted_close_reasons(line: &str) -> Vec<(u16, String)> {
             && let Some(end) = rest[1..].find(close)
             && !rest[1..1 + end].starts_with([',', '.', ')', ' '])
         {
-            out.push((code, rest[1..1 + end].to_string()));
+            out.push((at, code, rest[1..1 + end].to_string()));
         }
         at += 4;
+    }
+    out
+}
+
+/// In a table row that starts with a close code (`| 1008 | ...`), every
+/// "quoted phrase" and every `snake_case` token is a reason for that code.
+fn close_code_row_reasons(line: &str) -> Vec<(u16, String)> {
+    let row = cells(line);
+    let Some(code) = row.first().and_then(|c| c.parse::<u16>().ok()) else {
+        return Vec::new();
+    };
+    if !line.starts_with('|') || !(1000..=4999).contains(&code) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for cell in &row[1..] {
+        out.extend(
+            code_spans(cell)
+                .into_iter()
+                .filter(|span| is_snake_token(span))
+                .map(|span| (code, span)),
+        );
+        out.extend(
+            cell.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(|q| (code, q.to_string())),
+        );
     }
     out
 }
@@ -1407,8 +1435,18 @@ fn every_close_reason_the_docs_quote_is_one_the_code_sends() {
         if doc.relative == TABLE {
             continue; // it quotes the RFC, not the server
         }
-        for (i, line) in doc.all.lines().enumerate() {
-            for (code, quoted) in quoted_close_reasons(line) {
+        let lines: Vec<&str> = doc.all.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            // A quote may run onto the next line: scan both, keep what
+            // starts on this one.
+            let joined = format!("{line} {}", lines.get(i + 1).unwrap_or(&""));
+            let mut found: Vec<(u16, String)> = quoted_close_reasons(&joined)
+                .into_iter()
+                .filter(|(at, _, _)| *at < line.len())
+                .map(|(_, code, reason)| (code, reason))
+                .collect();
+            found.extend(close_code_row_reasons(line));
+            for (code, quoted) in found {
                 checked += 1;
                 // An empty reason is no reason (§5.5.1 allows none).
                 if !quoted.is_empty() && !reasons.iter().any(|r| reason_matches(&quoted, r)) {
@@ -1648,24 +1686,32 @@ fn the_fact_checkers_themselves() {
         diagram_paths("│ queues Close 4000 (Outgoing::Close)"),
         ["Outgoing::Close"]
     );
+    let reasons = |line: &str| -> Vec<(u16, String)> {
+        quoted_close_reasons(line)
+            .into_iter()
+            .map(|(_, code, reason)| (code, reason))
+            .collect()
+    };
     assert_eq!(
-        quoted_close_reasons(
-            r#"closed with 1001 "ping timeout" and **1001** with the reason `shutting_down`"#
-        ),
+        reasons(r#"closed with 1001 "ping timeout" and **1001** with the reason `shutting_down`"#),
         [
             (1001, "ping timeout".to_string()),
             (1001, "shutting_down".to_string())
         ]
     );
+    assert_eq!(reasons("p50 1000 `x`... port 8080 `y`").len(), 1);
     assert_eq!(
-        quoted_close_reasons("p50 1000 `x`... port 8080 `y`").len(),
-        1
+        reasons("Close `1008` `rate_limited`; `1006`, a connection; `code_1002`<br>`x`"),
+        [(1008, "rate_limited".to_string())]
     );
     assert_eq!(
-        quoted_close_reasons(
-            "Close `1008` `rate_limited`; `1006`, a connection; `code_1002`<br>`x`"
+        close_code_row_reasons(
+            r#"| 1008 | `Policy` | too slow ("slow consumer"), or `rate_limited` |"#
         ),
-        [(1008, "rate_limited".to_string())]
+        [
+            (1008, "rate_limited".to_string()),
+            (1008, "slow consumer".to_string())
+        ]
     );
     assert!(reason_matches(
         "message over 65536 bytes",

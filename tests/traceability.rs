@@ -1490,19 +1490,25 @@ fn ci_steps_in_chapter_08() -> Vec<String> {
     steps
 }
 
-/// The commands `.ci/run` runs: its lines that are neither comments, nor
-/// `echo`, nor set-up (`set`, `cd`, `rustup`).
+/// The steps `.ci/run` runs: the command after each line that announces
+/// a step (`stage "name"`, or `echo "== name"`), leaving out those that
+/// only print.
 fn ci_steps_in_ci_run() -> Vec<String> {
-    read(".ci/run")
+    let text = read(".ci/run");
+    let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|l| {
-            !["echo ", "set ", "cd ", "rustup "]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .map(String::from)
+        .collect();
+    let announces = |l: &str| {
+        (l.starts_with("stage \"") && !l.starts_with("stage \"\"")) || l.starts_with("echo \"== ")
+    };
+    lines
+        .windows(2)
+        .filter(|pair| announces(pair[0]) && !announces(pair[1]))
+        // A step that only prints (the summary) checks nothing.
+        .filter(|pair| !pair[1].starts_with("echo ") && !pair[1].starts_with("printf "))
+        .map(|pair| pair[1].to_string())
         .collect()
 }
 

@@ -7,8 +7,8 @@ message received is printed as '< text'. Chapters 06 and 10 use it.
 
 It reads whole frames (a message may come in several, RFC 6455 section
 5.4), answers pings, and prints the Close that ends the connection. At the
-end of its input it waits --wait seconds (default 1) for what is still
-coming, then closes with 1000 and waits for the server's Close.
+end of its input it waits until nothing has arrived for --wait seconds
+(default 1), then closes with 1000 and waits for the server's Close.
 """
 
 import os
@@ -79,8 +79,8 @@ class Connection:
             self.sock.sendall(frame(opcode, payload))
 
 
-def receive(conn, closed):
-    """Prints messages until the connection ends."""
+def receive(conn, closed, heard):
+    """Prints messages until the connection ends; `heard` is set on each."""
     message = b""
     try:
         while True:
@@ -98,6 +98,7 @@ def receive(conn, closed):
                 if fin:
                     print("<", message.decode("utf-8", "replace"), flush=True)
                     message = b""
+                    heard.set()
     except (EOFError, OSError):
         print("(connection lost)", flush=True)
     closed.set()
@@ -115,16 +116,19 @@ def main(argv):
             url = arg
     conn = Connection(url, protocol)
     print(conn.status, flush=True)
-    closed = threading.Event()
-    reader = threading.Thread(target=receive, args=(conn, closed))
+    closed, heard = threading.Event(), threading.Event()
+    reader = threading.Thread(target=receive, args=(conn, closed, heard))
     reader.start()
     for line in sys.stdin:
         if closed.is_set():
             break
         conn.send(1, line.rstrip("\n").encode())
-    if not closed.wait(wait):
-        closed.set()
-        conn.send(8, (1000).to_bytes(2, "big"))
+    # Wait for a silence of `wait` seconds (or the server's Close).
+    while not closed.is_set():
+        heard.clear()
+        if not heard.wait(wait) and not closed.is_set():
+            closed.set()
+            conn.send(8, (1000).to_bytes(2, "big"))
     reader.join()
 
 

@@ -18,7 +18,8 @@ import sys
 from urllib.parse import urlsplit
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-QUIET_SECONDS = 1.0  # how long to wait for more bytes before giving up
+FIRST_REPLY_SECONDS = 5.0  # how long to wait for the server's first answer
+QUIET_SECONDS = 1.0  # then, how long a silence ends the conversation
 OPCODES = {0: "Continuation", 1: "Text", 2: "Binary", 8: "Close", 9: "Ping", 10: "Pong"}
 
 
@@ -72,7 +73,7 @@ def main(argv):
     url = urlsplit(args[0])
     path = url.path or "/"
     s = socket.create_connection((url.hostname, url.port or 80))
-    s.settimeout(QUIET_SECONDS)
+    s.settimeout(FIRST_REPLY_SECONDS)
     request = (
         "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
@@ -98,6 +99,7 @@ def main(argv):
         return
     for hex_frame in args[1:]:
         s.sendall(bytes.fromhex(hex_frame))
+    s.settimeout(QUIET_SECONDS if data else FIRST_REPLY_SECONDS)
     while True:
         done, data = frames(data)
         for frame in done:
@@ -110,6 +112,7 @@ def main(argv):
             print("(the server closed the connection)")
             return
         data += chunk
+        s.settimeout(QUIET_SECONDS)
 
 
 if __name__ == "__main__":

@@ -1735,3 +1735,185 @@ fn the_fact_checkers_themselves() {
     assert!(is_snake_token("ping_timeout"));
     assert!(!is_snake_token("handle"));
 }
+
+/// A constant's value as the code declares it, in base units (bytes or a
+/// count; milliseconds for a time): integer arithmetic with `*` and `<<`,
+/// `Duration::from_secs(N)` / `from_millis(N)`, and `*_MS` / `*_SECS`
+/// names in milliseconds and seconds. `None` for anything else.
+fn constant_values() -> Vec<(String, u64, bool)> {
+    let mut out = Vec::new();
+    let mut files = Vec::new();
+    files_under("src", &mut files);
+    files_under("www", &mut files);
+    for file in files
+        .iter()
+        .filter(|f| f.ends_with(".rs") || f.ends_with(".js"))
+    {
+        let source = fs::read_to_string(root().join(file)).unwrap();
+        for line in source.lines() {
+            let code = line.split("//").next().unwrap_or("").trim();
+            let Some(at) = code.find("const ") else {
+                continue;
+            };
+            let rest = &code[at + "const ".len()..];
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..name_end];
+            if !is_screaming_snake_case(name) {
+                continue;
+            }
+            let Some((_, init)) = rest.split_once('=') else {
+                continue;
+            };
+            let init = init.trim().trim_end_matches(';').trim();
+            let (value, is_time) = if let Some(n) = init
+                .strip_prefix("Duration::from_secs(")
+                .and_then(|n| n.strip_suffix(')'))
+            {
+                (evaluate(n).map(|s| s * 1000), true)
+            } else if let Some(n) = init
+                .strip_prefix("Duration::from_millis(")
+                .and_then(|n| n.strip_suffix(')'))
+            {
+                (evaluate(n), true)
+            } else if name.ends_with("_MS") {
+                (evaluate(init), true)
+            } else if name.ends_with("_SECS") {
+                (evaluate(init).map(|s| s * 1000), true)
+            } else {
+                (evaluate(init), false)
+            };
+            if let Some(value) = value {
+                out.push((name.to_string(), value, is_time));
+            }
+        }
+    }
+    out
+}
+
+/// `16 * 1024`, `1 << 20`, `10_000`: integer products and shifts.
+fn evaluate(expression: &str) -> Option<u64> {
+    let mut product = 1u64;
+    for factor in expression.split('*') {
+        let factor = factor.trim();
+        let value = match factor.split_once("<<") {
+            Some((a, b)) => evaluate(a)? << evaluate(b)?,
+            None => factor.replace('_', "").parse().ok()?,
+        };
+        product = product.checked_mul(value)?;
+    }
+    Some(product)
+}
+
+/// A value as the docs write it, `16 384`, `2 KiB`, `10 s`, `24
+/// characters`, in base units, and whether it is a time.
+fn doc_value(text: &str) -> Option<(u64, bool)> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == ' ' || c == ','))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.replace([' ', ','], "").parse().ok()?;
+    match unit.split_whitespace().next().unwrap_or("") {
+        "" | "characters" | "bytes" | "slots" | "frames" => Some((number, false)),
+        "KiB" => Some((number * 1024, false)),
+        "MiB" => Some((number * 1024 * 1024, false)),
+        "GiB" => Some((number << 30, false)),
+        "s" => Some((number * 1000, true)),
+        "ms" => Some((number, true)),
+        _ => None,
+    }
+}
+
+/// `NAME` (value) in prose, and rows of a limits table with `(constant)
+/// `NAME`` in one cell and the value in the cell before it.
+fn documented_constants(markdown: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in markdown.lines().enumerate() {
+        if line.starts_with('|') {
+            let row = cells(line);
+            for (at, cell) in row.iter().enumerate() {
+                if let Some(name) = cell
+                    .strip_prefix("(constant) `")
+                    .and_then(|c| c.strip_suffix('`'))
+                    && at > 0
+                {
+                    out.push((i + 1, name.to_string(), row[at - 1].clone()));
+                }
+            }
+        }
+        let mut rest = line;
+        while let Some(open) = rest.find('`') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('`') else { break };
+            let name = &after[..close];
+            let tail = &after[close + 1..];
+            if is_screaming_snake_case(name)
+                && let Some(inner) = tail.strip_prefix(" (")
+                && let Some(end) = inner.find(')')
+            {
+                out.push((i + 1, name.to_string(), inner[..end].to_string()));
+            }
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_constant_the_docs_give_a_value_has_that_value() {
+    let constants = constant_values();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        for (line, name, value) in documented_constants(&doc.all) {
+            let Some((documented, doc_is_time)) = doc_value(&value) else {
+                continue; // not a plain value: `(repeatable)`, `(client)`
+            };
+            let declared: Vec<&(String, u64, bool)> =
+                constants.iter().filter(|(n, _, _)| *n == name).collect();
+            if declared.is_empty() {
+                continue; // the name checker reports unknown names
+            }
+            checked += 1;
+            if !declared
+                .iter()
+                .any(|(_, v, is_time)| *v == documented && *is_time == doc_is_time)
+            {
+                wrong.push(format!(
+                    "{}:{line}: `{name}` ({value}), but the code says {:?}",
+                    doc.relative,
+                    declared.iter().map(|(_, v, t)| (v, t)).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} constants with a value found in the docs"
+    );
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_constant_checker_itself() {
+    assert_eq!(evaluate("16 * 1024"), Some(16384));
+    assert_eq!(evaluate("1 << 20"), Some(1 << 20));
+    assert_eq!(evaluate("10_000"), Some(10000));
+    assert_eq!(evaluate("usize::MAX"), None);
+    assert_eq!(doc_value("16 384"), Some((16384, false)));
+    assert_eq!(doc_value("2 KiB"), Some((2048, false)));
+    assert_eq!(doc_value("10 s"), Some((10000, true)));
+    assert_eq!(doc_value("24 characters"), Some((24, false)));
+    assert_eq!(doc_value("repeatable"), None);
+    assert_eq!(
+        documented_constants(
+            "`READER_STACK` (256 KiB) and\n| x | 2 s | (constant) `CLOSE_TIMEOUT` |"
+        ),
+        [
+            (1, "READER_STACK".to_string(), "256 KiB".to_string()),
+            (2, "CLOSE_TIMEOUT".to_string(), "2 s".to_string())
+        ]
+    );
+}

@@ -7,7 +7,10 @@
 //! check the links of the whole walkthrough, that every chapter is
 //! compiled as a doctest, and that every Rust item the prose of docs/ and
 //! README.md names in backticks is declared in the code, so that renaming
-//! a function without its documentation fails `cargo test`.
+//! a function without its documentation fails `cargo test`. Beyond names,
+//! they check facts the docs state about the code (files, diagram paths,
+//! wire tokens, close reasons, constants' values, chapter 08's lists, the
+//! measured figures): see "Facts, not only names" below.
 
 use std::collections::BTreeSet;
 use std::fs;

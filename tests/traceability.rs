@@ -1920,3 +1920,27 @@ fn the_constant_checker_itself() {
         ]
     );
 }
+
+/// The map says "`protocol` imports nothing from the rest of the crate":
+/// every `crate::` path in src/protocol/ stays in `crate::protocol`.
+#[test]
+fn the_protocol_layer_imports_nothing_from_the_server() {
+    assert!(
+        read("docs/00-map.md").contains("`protocol` imports nothing from the rest of the crate")
+    );
+    let mut files = Vec::new();
+    files_under("src/protocol", &mut files);
+    let mut outside = Vec::new();
+    for file in files.iter().filter(|f| f.ends_with(".rs")) {
+        for (i, line) in read(file).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for (at, _) in code.match_indices("crate::") {
+                let path = &code[at + "crate::".len()..];
+                if !path.starts_with("protocol") {
+                    outside.push(format!("{file}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(outside.is_empty(), "\n{}", outside.join("\n"));
+}

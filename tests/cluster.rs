@@ -1390,18 +1390,28 @@ fn a_client_resumes_on_another_node_with_since() {
 // Resuming on a single node (no Redis).
 // ---------------------------------------------------------------------------
 
+/// The epoch of a welcome.
+fn epoch_of(welcome: &Json) -> String {
+    welcome
+        .get("epoch")
+        .and_then(Json::as_str)
+        .expect("a welcome names its epoch")
+        .to_string()
+}
+
 #[test]
 fn a_client_resumes_on_a_single_node_with_since() {
     let server = common::start_with(|c| c.history = 4);
     let mut ann = WsClient::connect(server.addr(), "/", V1);
-    next_event(&mut ann, "welcome");
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
     let mut ids = Vec::new();
     for i in 0..6 {
         ann.text(&format!("line {i}"));
         ids.push(message(&next_event(&mut ann, "message")).0);
     }
     let resume = |since: u64| {
-        let mut client = WsClient::connect(server.addr(), &format!("/?since={since}"), V1);
+        let path = format!("/?since={since}&epoch={epoch}");
+        let mut client = WsClient::connect(server.addr(), &path, V1);
         next_event(&mut client, "welcome")
     };
     let welcome = resume(ids[3]);
@@ -1418,12 +1428,94 @@ fn a_client_resumes_on_a_single_node_with_since() {
         history_ids(&next_event(&mut plain, "welcome")),
         ids[2..].to_vec()
     );
-    // A since that is not a number is refused with a reason.
-    let request = common::handshake_request(server.addr(), "/?since=x", "");
-    let response = common::http_exchange(server.addr(), request.as_bytes());
-    assert_eq!(common::status_of(&response), 400, "{response}");
-    assert!(
-        response.contains("since must be a message id"),
-        "{response}"
+    // A since that is not a number, or an epoch that cannot be one, is
+    // refused with a reason.
+    for (path, reason) in [
+        ("/?since=x", "since must be a message id"),
+        ("/?since=1&epoch=a%20b", "epoch must be"),
+    ] {
+        let request = common::handshake_request(server.addr(), path, "");
+        let response = common::http_exchange(server.addr(), request.as_bytes());
+        assert_eq!(common::status_of(&response), 400, "{response}");
+        assert!(response.contains(reason), "{response}");
+    }
+}
+
+/// A position is only good in its own epoch: the same id with another
+/// epoch, or with none, gets the whole history and `gap`.
+#[test]
+fn a_single_node_answers_a_wrong_or_missing_epoch_with_a_gap() {
+    let server = common::start_with(|c| c.history = 4);
+    let mut ann = WsClient::connect(server.addr(), "/", V1);
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ann.text(&format!("line {i}"));
+        ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    let other = if epoch == "other" { "another" } else { "other" };
+    for query in [
+        format!("since={}&epoch={other}", ids[1]),
+        format!("since={}", ids[1]),
+    ] {
+        let mut client = WsClient::connect(server.addr(), &format!("/?{query}"), V1);
+        let welcome = next_event(&mut client, "welcome");
+        assert_eq!(history_ids(&welcome), ids, "{query}");
+        assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)), "{query}");
+        assert_eq!(epoch_of(&welcome), epoch, "the epoch to come back with");
+    }
+    let metrics = common::http_exchange(
+        server.addr(),
+        format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr()).as_bytes(),
     );
+    assert!(metrics.contains("wschat_resume_gaps_total 2"), "{metrics}");
+}
+
+/// Resuming across a restart: without a history file the ids start again
+/// in a new epoch (a gap, even where the id is a valid one again); with
+/// one, the epoch and the ids go on (no gap).
+#[test]
+fn a_restart_is_a_new_epoch_unless_the_history_file_keeps_it() {
+    let dir = TempDir::new();
+    let path = dir.0.join("history.jsonl");
+    for with_file in [false, true] {
+        let _ = std::fs::remove_file(&path);
+        let start = || {
+            common::start_with(|c| {
+                c.history = 10;
+                c.history_file = with_file.then(|| path.clone());
+            })
+        };
+        let first = start();
+        let mut ann = WsClient::connect(first.addr(), "/", V1);
+        let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+        for i in 0..3 {
+            ann.text(&format!("before {i}"));
+            next_event(&mut ann, "message");
+        }
+        drop(ann);
+        first.shutdown();
+
+        let second = start();
+        // Ids 1..=3 exist again after the restart without a file: only the
+        // epoch tells the two histories apart.
+        let mut bo = WsClient::connect(second.addr(), "/", V1);
+        next_event(&mut bo, "welcome");
+        for i in 0..3 {
+            bo.text(&format!("after {i}"));
+            next_event(&mut bo, "message");
+        }
+        let mut ann = WsClient::connect(second.addr(), &format!("/?since=2&epoch={epoch}"), V1);
+        let welcome = next_event(&mut ann, "welcome");
+        if with_file {
+            assert_eq!(epoch_of(&welcome), epoch, "the file keeps the epoch");
+            assert_eq!(history_ids(&welcome), [3, 4, 5, 6]);
+            assert!(welcome.get("gap").is_none(), "{welcome:?}");
+        } else {
+            assert_ne!(epoch_of(&welcome), epoch, "a new history, a new epoch");
+            assert_eq!(history_ids(&welcome), [1, 2, 3]);
+            assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+        }
+        second.shutdown();
+    }
 }

@@ -466,8 +466,8 @@ fn read_loop(
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let mut check_epoch = false;
-    // The epoch was just checked: numbers going back are then taken as
-    // they are (the counter alone was reset).
+    // The epoch was checked right before this read: numbers going back
+    // are then taken as they are (the counter alone was reset).
     let mut checked = false;
     while !stop.load(Relaxed) {
         let read = if check_epoch {
@@ -505,12 +505,12 @@ fn read_loop(
                 up.store(true, Relaxed);
                 backoff.reset();
                 let first_seq = entries.iter().find_map(Entry::seq);
-                if !checked && at.seq > 0 && first_seq.is_some_and(|seq| seq <= at.seq) {
+                let just_checked = std::mem::take(&mut checked);
+                if !just_checked && at.seq > 0 && first_seq.is_some_and(|seq| seq <= at.seq) {
                     check_epoch = true;
                     continue; // read them again once the epoch is known
                 }
                 if let Some(last) = entries.last() {
-                    checked = false;
                     at.after = last.id;
                     at.seq = entries.iter().rev().find_map(Entry::seq).unwrap_or(at.seq);
                     if events

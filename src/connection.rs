@@ -197,9 +197,9 @@ pub fn handle(
         Ok(endpoint) => endpoint,
         Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
     };
-    let since = match since_param(request.target) {
-        Ok(since) => since,
-        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+    let resume = match crate::room::resume_param(request.target) {
+        Ok(resume) => resume,
+        Err(reason) => return reject(&stream, peer, Rejection::new(400, reason), &ctx.metrics),
     };
     let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
     if cluster_down && matches!(endpoint, Endpoint::Chat(_)) {
@@ -280,7 +280,7 @@ pub fn handle(
                 mode,
                 endpoint: Box::new(delivery_end),
                 joined,
-                since,
+                resume,
             };
             match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
                 Some(outlet) => outlet,
@@ -412,31 +412,6 @@ fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
         _ => Err(Rejection::new(
             404,
             "no WebSocket endpoint here (try / or /echo)",
-        )),
-    }
-}
-
-/// The `since` query parameter of a chat upgrade (`/?since=42`): the last
-/// message id a resuming client saw. Absent is `None`; anything but a
-/// whole number is a 400.
-fn since_param(target: &str) -> Result<Option<u64>, Rejection> {
-    let Some((_, query)) = target.split_once('?') else {
-        return Ok(None);
-    };
-    let query = query.split('#').next().unwrap_or_default();
-    let Some(value) = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("since="))
-    else {
-        return Ok(None);
-    };
-    let digits =
-        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
-    match value.parse::<u64>() {
-        Ok(since) if digits => Ok(Some(since)),
-        _ => Err(Rejection::new(
-            400,
-            "since must be a message id (a whole number)",
         )),
     }
 }
@@ -695,28 +670,5 @@ impl Client {
     fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
         self.outlet.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::since_param;
-
-    #[test]
-    fn since_is_a_whole_number_in_the_query() {
-        assert_eq!(since_param("/").unwrap(), None);
-        assert_eq!(since_param("/?x=1").unwrap(), None);
-        assert_eq!(since_param("/?since=42").unwrap(), Some(42));
-        assert_eq!(since_param("/?a=b&since=0#top").unwrap(), Some(0));
-        for bad in [
-            "/?since=",
-            "/?since=-1",
-            "/?since=+1",
-            "/?since=1x",
-            "/?since=99999999999999999999",
-        ] {
-            let rejection = since_param(bad).unwrap_err();
-            assert_eq!(rejection.status, 400, "{bad}");
-        }
     }
 }

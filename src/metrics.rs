@@ -73,7 +73,7 @@ pub struct Metrics {
     /// Cluster mode: connections to Redis made again after losing one.
     pub redis_reconnects: AtomicU64,
     /// Welcomes sent with `"gap":true`: a client resumed from a message
-    /// older than the history.
+    /// older than the history, or from another epoch (or none).
     pub resume_gaps: AtomicU64,
     /// Cluster mode: stream entries missed (trimmed before this node read
     /// them), told by a jump in the sequence numbers.
@@ -253,7 +253,7 @@ impl Metrics {
         family(
             "resume_gaps_total",
             "counter",
-            "Clients that resumed from a message older than the history (welcome with gap).",
+            "Clients whose resume got a gap: messages no longer kept, or another epoch.",
             &one(&self.resume_gaps),
         );
         family(

@@ -331,62 +331,69 @@ fn numeric_date(value: &Value, name: &'static str, round: Round) -> Result<i64, 
     Ok(rounded as i64) // `as` saturates at the bounds of i64
 }
 
-fn string(value: &Value, name: &'static str) -> Result<String, TokenError> {
+fn string(value: Value, name: &'static str) -> Result<String, TokenError> {
     match value {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s),
         _ => Err(wrong_type(name)),
     }
 }
 
-fn strings(value: &Value, name: &'static str) -> Result<Vec<String>, TokenError> {
+fn strings(value: Value, name: &'static str) -> Result<Vec<String>, TokenError> {
     match value {
-        Value::Array(items) => items.iter().map(|item| string(item, name)).collect(),
+        Value::Array(items) => items.into_iter().map(|item| string(item, name)).collect(),
         _ => Err(wrong_type(name)),
     }
 }
 
-/// Step 5: the claims this server reads, each of its type.
+/// Step 5: the claims this server reads, each of its type. The parsed
+/// values are moved into the claims, not copied.
 fn read_claims(bytes: &[u8], audience: Option<&str>) -> Result<Claims, TokenError> {
-    let members = parse_object(bytes, Part::Claims)?;
-    let get = |name| member(&members, name);
-    let required =
-        |name: &'static str| get(name).ok_or(TokenError::Malformed(Malformed::Missing(name)));
-    let optional_date = |name: &'static str, round| {
-        get(name)
-            .map(|value| numeric_date(value, name, round))
-            .transpose()
+    let mut members = parse_object(bytes, Part::Claims)?;
+    // Names are unique (checked above), so taking the first is taking
+    // the only one.
+    let mut take = |name: &str| {
+        let at = members.iter().position(|(n, _)| n == name)?;
+        Some(members.swap_remove(at).1)
     };
+    let required =
+        |value: Option<Value>, name| value.ok_or(TokenError::Malformed(Malformed::Missing(name)));
 
-    let sub = string(required("sub")?, "sub")?;
+    let sub = string(required(take("sub"), "sub")?, "sub")?;
     if sub.is_empty() {
         return Err(TokenError::Malformed(Malformed::EmptySubject));
     }
-    let exp = numeric_date(required("exp")?, "exp", Round::Down)?;
-    let claims = Claims {
-        sub,
-        exp,
-        name: get("name").map(|v| string(v, "name")).transpose()?,
-        nbf: optional_date("nbf", Round::Up)?,
-        iat: optional_date("iat", Round::Down)?,
-        role: get("role").map(|v| string(v, "role")).transpose()?,
-        rooms: get("rooms")
-            .map(|v| strings(v, "rooms"))
-            .transpose()?
-            .unwrap_or_default(),
-    };
+    let exp = numeric_date(&required(take("exp"), "exp")?, "exp", Round::Down)?;
+    let nbf = take("nbf")
+        .map(|v| numeric_date(&v, "nbf", Round::Up))
+        .transpose()?;
+    let iat = take("iat")
+        .map(|v| numeric_date(&v, "iat", Round::Down))
+        .transpose()?;
+    let name = take("name").map(|v| string(v, "name")).transpose()?;
+    let role = take("role").map(|v| string(v, "role")).transpose()?;
+    let rooms = take("rooms").map(|v| strings(v, "rooms")).transpose()?;
 
     // `aud` is a string or an array of strings (RFC 7519 §4.1.3).
-    let audiences = match get("aud") {
-        None => Vec::new(),
-        Some(Value::String(one)) => vec![one.clone()],
-        Some(value) => strings(value, "aud")?,
+    let audiences = match take("aud") {
+        None => None,
+        Some(Value::String(one)) => Some(vec![one]),
+        Some(value) => Some(strings(value, "aud")?),
     };
-    let accepted = match audience {
-        None => get("aud").is_none(),
-        Some(ours) => audiences.iter().any(|aud| aud == ours),
+    let accepted = match (audience, &audiences) {
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(ours), Some(theirs)) => theirs.iter().any(|aud| aud == ours),
     };
     if !accepted {
         return Err(TokenError::WrongAudience);
     }
-    Ok(claims)
+    Ok(Claims {
+        sub,
+        exp,
+        name,
+        nbf,
+        iat,
+        role,
+        rooms: rooms.unwrap_or_default(),
+    })
 }

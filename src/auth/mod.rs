@@ -111,8 +111,11 @@
 //! # Keys and their rotation
 //!
 //! HS256 keys are at least 32 bytes ([`jwt::MIN_KEY_LEN`], RFC 7518
-//! §3.2): shorter ones can be guessed offline from any single token, since
-//! a token carries both the message and its tag. A [`KeySet`] holds one
+//! §3.2). A token carries both a message and its tag, so anyone holding
+//! one can test guesses of the key offline, as fast as they can compute
+//! HMACs: a short or guessable key falls, 32 random bytes do not. The keys
+//! are secrets of the same rank as the tokens they sign: never in a flag
+//! (`ps` shows flags), never in a log. A [`KeySet`] holds one
 //! key, or two while a key changes: add the new key (a token signed with
 //! either is accepted), move the issuers to it, and remove the old key
 //! once every token it signed has expired. No moment exists at which a

@@ -221,7 +221,7 @@ fn clients_are_charged_only_for_the_frames_they_receive() {
     let _r = delivery.add(Delivery::endpoint(4, Some(0), r_server, vec![]));
     let private = vec![b'p'; LAG / 2];
     for tag in 1..=3 {
-        delivery.send_welcome(tag, Bytes::Owned(private.clone()));
+        delivery.send(tag, Bytes::Owned(private.clone()));
     }
     // 4 MiB of raw frames (from the raw client 3, or from nobody), and
     // their compressed copies, while the raw reader keeps up.

@@ -258,7 +258,10 @@ fn clients_are_charged_only_for_the_frames_they_receive() {
     assert!(read_exactly(&mut v, private.len()) == private);
     assert!(read_exactly(&mut s, private.len()) == private);
     for i in (0..FRAMES).step_by(4) {
-        assert!(read_exactly(&mut s, SIZE) == vec![i as u8; SIZE], "frame {i}");
+        assert!(
+            read_exactly(&mut s, SIZE) == vec![i as u8; SIZE],
+            "frame {i}"
+        );
     }
 }
 
@@ -427,8 +430,12 @@ fn a_slow_consumer_gets_the_rest_of_its_frame_and_a_whole_1008() {
                 assert_eq!(close.reason, "slow_consumer");
             }
             other => panic!(
-                "run {run}: {} messages, the last {other:?}, no Close",
-                received.len()
+                "run {run}: {} messages, no Close at the end ({})",
+                received.len(),
+                match other {
+                    Some(Message::Binary(data)) => format!("a binary of {} bytes", data.len()),
+                    other => format!("{other:?}"),
+                }
             ),
         }
         for (i, message) in received[..received.len() - 1].iter().enumerate() {

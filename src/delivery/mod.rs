@@ -3,17 +3,20 @@
 //!
 //! A fixed set of delivery threads (one per core by default) each own a
 //! share of the clients. Every thread gets the same ordered stream of
-//! broadcast batches from the broadcaster; each batch is kept once per
-//! thread in a log, and a client is only a position in that log plus its
-//! own few private items (the 101, a welcome, a pong, a Close). A turn of
-//! a delivery thread takes every command waiting, then gives each client
-//! with something to send one vectored, non-blocking `sendmsg` of all of
-//! it. A client whose socket is full waits in poll(2), holding no thread:
+//! broadcast batches from the broadcaster, split by *variant* (which
+//! clients want a frame); each thread keeps one log per variant, each part
+//! once, and a client is only a position in its variant's log plus its own
+//! few private items (the 101, a welcome, an error, a pong, a Close). A
+//! turn of a delivery thread takes every command waiting, then gives each
+//! client with something to send one vectored, non-blocking `sendmsg` of
+//! all of it. A client whose socket is full waits in poll(2), holding no
+//! thread:
 //!
 //! ```text
-//!  broadcaster ──Broadcast(Arc<Batch>)──▶ delivery thread 1: log [b7 b8 b9]
-//!              └─────────────────────────▶ delivery thread 2: log [b7 b8 b9]
-//!  reader (pong, echo, Close) ──Send──▶ its client's delivery thread
+//!  broadcaster ──Broadcast(parts)──▶ delivery thread 1: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!              └──────────────────▶ delivery thread 2: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!  broadcaster (welcome, error, /who) ─┐
+//!  reader (pong, echo, Close) ─────────┴─Send─▶ its client's delivery thread
 //!
 //!  delivery thread, one turn:  take commands ─▶ for each client with bytes
 //!                              due: one sendmsg(MSG_DONTWAIT) of them all
@@ -21,14 +24,19 @@
 //! ```
 //!
 //! Only a client's delivery thread ever writes to its socket after the
-//! handshake's request is read, the 101 included: there is no hand-over.
-//! Delivery knows bytes: a frame's *variant* (which clients want it) and
+//! handshake's request is read, the 101 included, and it ends the socket
+//! too: there is no hand-over. Delivery knows bytes: a frame's variant and
 //! *origin* (a client that must not get it back), never chat.
 //!
-//! A client is dropped (1008) when it is far behind (`--max-lag-bytes`) or
-//! has had bytes waiting with no progress for the stall limit; a client
-//! that stalls for a moment keeps every message. The first rule bounds the
-//! memory a delivery thread's log holds for its slowest client.
+//! A client is dropped (1008) when it is far behind (`--max-lag-bytes`,
+//! counting only what it would receive: its variant's frames but its own,
+//! and its private items) or has had bytes waiting with no progress for
+//! the stall limit; a client that stalls for a moment keeps every message.
+//! The first rule bounds the memory each log holds for its slowest client.
+//! A dropped client gets the rest of the frame in flight and a Close 1008
+//! within `CLOSE_WRITE_DEADLINE`, then TCP ends. Private items are charged
+//! what they cost in memory, and past `PRIVATE_BACKLOG_BYTES` the client's
+//! reader stops reading its input until they drain.
 
 mod doorbell;
 mod shard;

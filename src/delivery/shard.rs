@@ -495,7 +495,7 @@ impl Shard {
                     && let Some(&i) = self.index.get(&origin)
                 {
                     let client = &mut self.clients[i];
-                    if client.variant == Some(variant as Variant) {
+                    if client.variant == Some(variant as Variant) && client.state != State::Closed {
                         client.own.push_back((number, frame.bytes.len() as u64));
                         client.own_bytes += frame.bytes.len() as u64;
                     }

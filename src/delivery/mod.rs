@@ -216,8 +216,9 @@ pub struct Endpoint {
 enum Kind {
     /// From the reader (an echo, a ping), counted in the link when queued.
     Reply,
-    /// From the reader: a pong. Only the latest waiting one is sent
-    /// (RFC 6455 §5.5.3 allows answering only the most recent Ping).
+    /// From the reader: a pong. Behind a full socket, only the latest
+    /// waiting one is sent (RFC 6455 §5.5.3 allows answering only the most
+    /// recent Ping).
     Pong,
     /// From the room (an error, a `/who` answer): counted when applied.
     Room,
@@ -418,9 +419,9 @@ impl Outlet {
         self.wait_for_room();
     }
 
-    /// Queues a Pong. If an earlier one is still waiting, this one takes
-    /// its place (§5.5.3): pings from a client that does not read cost one
-    /// pong, not one each.
+    /// Queues a Pong. If an earlier one is still waiting for a full
+    /// socket, this one takes its place (§5.5.3): pings from a client that
+    /// does not read cost one pong, not one each.
     pub fn pong(&self, frame: Vec<u8>) {
         self.queue(frame, Kind::Pong);
         self.wait_for_room();

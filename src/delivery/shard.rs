@@ -424,13 +424,17 @@ impl Shard {
                         .private_cost
                         .fetch_add(private_cost(bytes.len()), Relaxed);
                 }
+                // Pongs pile up only behind a full socket: there, a pong
+                // still waiting is replaced by this one (§5.5.3 allows
+                // answering the most recent Ping only). A client that reads
+                // gets every pong, in order.
                 if kind == Kind::Pong
+                    && client.state == State::Blocked
                     && let Some(number) = client.pong
                 {
                     let index = (number - client.popped) as usize;
                     // Not the piece being written (it may be half out).
                     if index > 0 || client.offset == 0 {
-                        // §5.5.3: the Pong for the latest Ping only.
                         let old = &mut client.private[index];
                         let new_cost = private_cost(bytes.len());
                         client.link.release(old.cost);

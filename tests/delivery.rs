@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::delivery::{
-    Batch, Bytes, Delivery, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD, Settings,
+    Batch, Bytes, COMMAND_QUEUE, Delivery, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD, Settings,
 };
 use wschat::metrics::Metrics;
 use wschat::protocol::OpCode;
@@ -271,6 +271,8 @@ fn pongs_waiting_for_a_client_are_replaced_by_the_latest() {
     let (server, mut client) = pair();
     let outlet = delivery.add(Delivery::endpoint(1, None, server, vec![]));
     delivery.send_welcome(1, Bytes::Owned(vec![b'w'; FILLER]));
+    // Pongs collapse behind a full socket only: let the filler fill it.
+    thread::sleep(Duration::from_millis(300));
     for i in 0..10_000u32 {
         outlet.pong(encode_frame(OpCode::Pong, &i.to_be_bytes(), None));
     }
@@ -359,7 +361,7 @@ fn room_replies_count_against_the_private_cap_and_a_welcome_does_not() {
     let (delivery, _) = start(64 << 20);
     // The room's replies (errors, /who answers) are sent by another
     // thread; the reader waits for them to drain before it reads more.
-    const COUNT: usize = 20_000;
+    const COUNT: usize = 40_000;
     let (queued, mut client, thread) = replying(&delivery, COUNT, |outlet, delivery| {
         delivery.send(1, Bytes::Owned(b"error".to_vec()));
         outlet.wait_for_room();
@@ -367,10 +369,10 @@ fn room_replies_count_against_the_private_cap_and_a_welcome_does_not() {
     let stopped_at = settles(&queued);
     let expected = PRIVATE_BACKLOG_BYTES / (5 + PRIVATE_ITEM_OVERHEAD);
     // They are counted as the delivery thread takes them: the replies
-    // still in its queue come on top (here, where nothing else paces the
-    // sender, up to as many again).
+    // still in its command queue come on top (here, where nothing else
+    // paces the sender, up to a queue's worth on a busy machine).
     assert!(
-        stopped_at < 2 * expected,
+        stopped_at <= expected + COMMAND_QUEUE,
         "the reader went on after {stopped_at} room replies (their cost allows {expected})"
     );
     // The 8 MiB welcome in front of them counted for nothing here.

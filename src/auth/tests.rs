@@ -784,6 +784,81 @@ fn the_algorithm_constant_is_hs256() {
 }
 
 // ---------------------------------------------------------------------------
+// Properties: no change to a signed token survives, no input panics
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_one_byte_change_or_cut_of_a_valid_token_is_refused() {
+    let set = keys(&[KEY_A, KEY_B]);
+    let token = library_token(typical_claims(), KEY_A).into_bytes();
+    assert!(verify(&token, &set, NOW).is_ok());
+    let mut rng = super::test_rng::Rng::new(0x70ce4);
+    // Every position, with a random replacement byte (base64url digits
+    // half of the time, so that many changes still decode).
+    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+    for at in 0..token.len() {
+        for _ in 0..4 {
+            let mut changed = token.clone();
+            changed[at] = if rng.below(2) == 0 {
+                DIGITS[rng.below(DIGITS.len())]
+            } else {
+                rng.next() as u8
+            };
+            if changed == token {
+                continue;
+            }
+            assert!(
+                verify(&changed, &set, NOW).is_err(),
+                "byte {at} changed to {:?} was accepted",
+                changed[at] as char
+            );
+        }
+    }
+    // Every prefix, and every suffix, is refused.
+    for cut in 0..token.len() {
+        assert!(verify(&token[..cut], &set, NOW).is_err(), "prefix of {cut}");
+        assert!(
+            verify(&token[cut + 1..], &set, NOW).is_err(),
+            "suffix from {}",
+            cut + 1
+        );
+    }
+}
+
+#[test]
+fn arbitrary_bytes_are_refused_without_panicking() {
+    let set = keys(&[KEY_A]);
+    let mut rng = super::test_rng::Rng::new(0xa4b17);
+    for round in 0..3_000 {
+        let token = match round % 3 {
+            // Random bytes of random length, some over the limit.
+            0 => {
+                let len = rng.below(MAX_TOKEN_LEN + 200);
+                rng.bytes(len)
+            }
+            // Three random base64url-ish parts.
+            1 => {
+                let part = |rng: &mut super::test_rng::Rng| {
+                    let len = rng.below(60);
+                    b64(&rng.bytes(len))
+                };
+                format!("{}.{}.{}", part(&mut rng), part(&mut rng), part(&mut rng)).into_bytes()
+            }
+            // Signed JSON-ish noise: the claims reader runs on it.
+            _ => {
+                const ALPHABET: &[u8] = b"{}[]\":,0123456789.eE-+ \"subexpnbfroomsaud";
+                let len = rng.below(80);
+                let noise: String = (0..len)
+                    .map(|_| ALPHABET[rng.below(ALPHABET.len())] as char)
+                    .collect();
+                assemble(HS256, &noise, KEY_A).into_bytes()
+            }
+        };
+        assert!(verify(&token, &set, NOW).is_err());
+    }
+}
+
+// ---------------------------------------------------------------------------
 // A benchmark, run by hand:
 //   cargo test --release --lib auth::tests::bench -- --ignored --nocapture
 // It reports CPU time per operation (the thread's own, from

@@ -2,7 +2,7 @@
 //! ([`super::hmac`]) and so under every token signature.
 //!
 //! The message is processed in 64-byte blocks (§5.2.1). Each block goes
-//! through the compression function ([`compress`]): a 64-word message
+//! through the compression function (`compress`): a 64-word message
 //! schedule (§6.2.2 step 1) and 64 rounds over eight 32-bit working
 //! variables (steps 2–4), added back into the hash value. The last block
 //! is padded (§5.1.1): a `1` bit, zeros, and the message length in bits as

@@ -955,6 +955,13 @@ fn bench_verify_a_1_kib_token() {
             black_box(serde_json::from_str::<serde_json::Value>(black_box(&claims_text)).unwrap());
         }),
     );
+    let typical = library_token(typical_claims(), KEY_A);
+    report(
+        &format!("verify a typical {}-byte token, one key", typical.len()),
+        median_cpu_us(n, || {
+            black_box(verify(black_box(typical.as_bytes()), &one, NOW).unwrap());
+        }),
+    );
     let data = vec![0x61u8; 1 << 20];
     let us = median_cpu_us(20, || {
         black_box(super::sha256::digest(black_box(&data)));

@@ -20,7 +20,9 @@
 //!    bytes.
 //! 5. **Claims.** Only now are the claims decoded and read: a JSON object
 //!    without duplicate names, with `sub` and `exp`, each known claim of
-//!    its type. Unknown claims are ignored (RFC 7519 §4).
+//!    its type, and an `aud` only if the server has an audience and is in
+//!    it ([`verify_for_audience`], RFC 7519 §4.1.3). Unknown claims are
+//!    ignored (RFC 7519 §4).
 //! 6. **Time.** `exp` and `nbf` against `now`, with [`LEEWAY_SECONDS`] of
 //!    tolerance each way for clocks that disagree (RFC 7519 §4.1.4, §4.1.5
 //!    allow "some small leeway").

@@ -403,6 +403,51 @@ fn append_numbers_events_and_reads_give_them_back_in_order() {
     );
 }
 
+/// An append sent again with the same idempotency key (its reply was
+/// lost) is stored once: the retry answers `Duplicate`, and the stream and
+/// its numbers are as if it had been sent once. Another writer's counters
+/// are its own.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_retried_with_its_key_is_stored_once() {
+    use wschat::cluster::stream::{AppendKey, Appended};
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let batch = |writer, counters: &[u64]| -> Vec<_> {
+        counters
+            .iter()
+            .map(|&counter| {
+                let text = format!("{writer} {counter}").into_bytes();
+                (AppendKey { writer, counter }, vec![("text", text)])
+            })
+            .collect()
+    };
+    let first = store.append_keyed("lobby", &batch("n1#1", &[1, 2, 3])).unwrap();
+    assert!(first.iter().all(|r| matches!(r, Ok(Appended::New(..)))));
+    // The same three again, and a new one behind them: only it is stored.
+    let again = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3, 4]))
+        .unwrap();
+    let kinds: Vec<bool> = again
+        .iter()
+        .map(|r| matches!(r, Ok(Appended::Duplicate)))
+        .collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    let Ok(Appended::New(_, seq)) = again[3] else {
+        panic!("{again:?}")
+    };
+    assert_eq!(seq, 4, "numbers as if each was sent once");
+    // Another writer's counter 1 is not a duplicate.
+    let other = store.append_keyed("lobby", &batch("n2#2", &[1])).unwrap();
+    assert!(matches!(other[0], Ok(Appended::New(_, 5))));
+    assert_eq!(store.stream_len("lobby").unwrap(), 5);
+    // Appends without a key are never taken for duplicates.
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    assert_eq!(store.stream_len("lobby").unwrap(), 7);
+}
+
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn concurrent_appends_get_gapless_numbers_in_stream_order() {

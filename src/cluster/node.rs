@@ -14,10 +14,10 @@
 //! [`start_up`] runs before any of them, on the starting thread: it loads
 //! the room's snapshot and catches up with the stream.
 
-use super::client::{Backoff, Client};
+use super::client::{Backoff, Client, RedisError};
 use super::nodes::NodeId;
 use super::replica::{Applied, Op, ROOM, Record, Replica};
-use super::stream::{Entry, Store, StreamId};
+use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::broadcaster::Event;
 use crate::metrics::Metrics;
@@ -40,17 +40,26 @@ pub const CLEANUP_CLAIM_TTL: Duration = Duration::from_secs(10);
 /// How long one `XREAD BLOCK` waits before asking again (and the longest
 /// a stopping reader takes to notice).
 pub const READ_BLOCK_MS: u64 = 1000;
-/// Entries asked for per read.
+/// Entries asked for per read, at most (see [`ReadSize`]).
 pub const READ_COUNT: usize = 1000;
-/// Actions appended in one pipeline, at most.
+/// The bytes of entries one read aims at: `XREAD` can only be told how
+/// many entries to give, so the count is fitted to the size of the
+/// entries lately read (see [`ReadSize`]).
+pub const READ_BYTES: usize = 16 * 1024 * 1024;
+/// Actions appended in one pipeline, at most...
 pub const WRITE_BATCH: usize = 256;
+/// ... and the most bytes of messages in one pipeline (at least one
+/// action goes, whatever its size): a burst of large messages is written
+/// in several round trips rather than one of hundreds of MiB.
+pub const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Actions waiting for the writer; when full, a message is refused with
 /// `unavailable` rather than the broadcaster waiting on Redis.
 pub const JOB_QUEUE: usize = 16 * 1024;
-/// Leaves kept for retrying while Redis is away (a leave must not be lost,
-/// or the member would stay in every replica); beyond this, dropped and
-/// logged.
-pub const MAX_RETRIED_LEAVES: usize = 100_000;
+/// Actions kept for retrying while Redis is away: every leave (a leave
+/// must not be lost, or the member would stay in every replica), and
+/// every action whose append may have been stored (its reply was lost);
+/// beyond this, dropped and logged.
+pub const MAX_RETRIED: usize = 100_000;
 /// Reconnection delays: from this...
 pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
 /// ... doubling up to this (with jitter, see `Backoff`): a Redis that
@@ -113,7 +122,7 @@ pub struct Startup {
 /// after it, announces as gone the members an earlier run of this node
 /// left behind, and sends the first heartbeat. Errors are one line.
 pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, String> {
-    let fail = |e: super::RedisError| format!("redis at {}: {e}", settings.url.address());
+    let fail = |e: RedisError| format!("redis at {}: {e}", settings.url.address());
     let client = Client::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(client, settings.stream_maxlen);
     let number = store.next_node_number().map_err(fail)?;
@@ -127,13 +136,20 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
     let loaded = replica.last_id;
     let mut applied = 0;
     let mut discard = Vec::new();
+    let mut size = ReadSize::default();
     loop {
-        let entries = store
-            .read_after(ROOM, replica.last_id, 0, READ_COUNT)
-            .map_err(fail)?;
+        let entries = match store.read_after(ROOM, replica.last_id, 0, size.count) {
+            Err(RedisError::ReplyTooLarge) if size.count > 1 => {
+                size.too_large();
+                store.client().reconnect().map_err(fail)?;
+                continue;
+            }
+            other => other.map_err(fail)?,
+        };
         if entries.is_empty() {
             break;
         }
+        size.after(&entries);
         for entry in entries {
             apply_quietly(&mut replica, &entry, metrics, &mut discard);
             applied += 1;
@@ -203,6 +219,52 @@ pub fn count_missed(metrics: &Metrics, missed: u64) {
     }
 }
 
+/// How many entries the next read asks for. `XREAD` bounds a reply only
+/// by its number of entries, and entries range from a few bytes to the
+/// largest message the flags allow: after a read, the count is fitted so
+/// that entries as large as the largest just read make about
+/// [`READ_BYTES`] (down to 1 after a huge entry), and it grows back by
+/// doubling while entries are small. A reply still too large for the
+/// client (larger entries than any before) makes it 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSize {
+    pub count: usize,
+}
+
+impl Default for ReadSize {
+    fn default() -> ReadSize {
+        ReadSize { count: READ_COUNT }
+    }
+}
+
+impl ReadSize {
+    /// Fits the count to the entries just read.
+    pub fn after(&mut self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return; // a wait that timed out says nothing about sizes
+        }
+        let largest = entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .fields
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let fits = (READ_BYTES / largest).clamp(1, READ_COUNT);
+        self.count = fits.min(self.count.saturating_mul(2)).max(1);
+    }
+
+    /// The last reply was over the client's limit.
+    pub fn too_large(&mut self) {
+        self.count = 1;
+    }
+}
+
 /// The running Redis threads of a node.
 pub struct Link {
     jobs: Option<Sender<Job>>,
@@ -239,7 +301,7 @@ impl Link {
             let node = settings.node.clone();
             std::thread::Builder::new()
                 .name("wschat-cluster-writer".into())
-                .spawn(move || write_loop(store, node, queue, events, up, metrics))?
+                .spawn(move || write_loop(store, node, number, queue, events, up, metrics))?
         };
         {
             let (events, up, metrics, stop) =
@@ -294,15 +356,29 @@ impl Link {
     }
 }
 
+/// An action on its way to the stream, with its idempotency key.
+struct Outgoing {
+    record: Record,
+    /// This writer's counter for it (see `Store::append_keyed`).
+    counter: u64,
+    /// Sent at least once without an answer: it may be stored, so it is
+    /// sent again (the key makes that safe) rather than refused.
+    maybe_stored: bool,
+}
+
 fn write_loop(
     mut store: Store,
     node: NodeId,
+    number: u64,
     queue: Receiver<Job>,
     events: Sender<Event>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
-    let mut retry: VecDeque<Record> = VecDeque::new();
+    // Node numbers are never given twice, so this run's keys are its own.
+    let writer = format!("{node}#{number}");
+    let mut counter = 0u64;
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let mut next_attempt = Instant::now();
     loop {
@@ -319,9 +395,13 @@ fn write_loop(
             }
         };
         let mut batch: Vec<Job> = first.into_iter().collect();
-        while batch.len() < WRITE_BATCH {
+        let mut batch_bytes = batch.iter().map(job_bytes).sum::<usize>();
+        while batch.len() < WRITE_BATCH && batch_bytes < WRITE_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    batch_bytes += job_bytes(&job);
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -338,15 +418,27 @@ fn write_loop(
                 }
             }
         }
-        let mut records: Vec<Record> = retry.drain(..).collect();
+        // What is retried goes first, in its order: keys must grow in the
+        // order they are sent.
+        let mut outgoing: Vec<Outgoing> = retry.drain(..).collect();
         let mut forget = Vec::new();
         let mut snapshot = None;
         let mut goodbye = false;
+        let mut add = |record: Record, outgoing: &mut Vec<Outgoing>| {
+            counter += 1;
+            outgoing.push(Outgoing {
+                record,
+                counter,
+                maybe_stored: false,
+            });
+        };
         for job in batch {
             match job {
-                Job::Append(record) => records.push(record),
+                Job::Append(record) => add(record, &mut outgoing),
                 Job::Cleanup { node, leaves } => {
-                    records.extend(leaves);
+                    for leave in leaves {
+                        add(leave, &mut outgoing);
+                    }
                     forget.push(node);
                 }
                 Job::Snapshot { after, body } => snapshot = Some((after, body)),
@@ -355,37 +447,59 @@ fn write_loop(
         }
         if !store.client().is_connected() {
             up.store(false, Relaxed);
-            refuse(records, &mut retry, &events);
+            refuse(outgoing, &mut retry, &events);
             continue;
         }
-        let fields: Vec<_> = records.iter().map(Record::fields).collect();
+        let fields: Vec<_> = outgoing
+            .iter()
+            .map(|o| {
+                let key = AppendKey {
+                    writer: &writer,
+                    counter: o.counter,
+                };
+                (key, o.record.fields())
+            })
+            .collect();
         let started = Instant::now();
-        match store.append_many(ROOM, &fields) {
+        match store.append_keyed(ROOM, &fields) {
             Ok(results) => {
                 up.store(true, Relaxed);
-                if !records.is_empty() {
+                if !outgoing.is_empty() {
                     metrics.redis_round_trips.fetch_add(1, Relaxed);
                     let micros = started.elapsed().as_micros() as u64;
                     metrics.redis_round_trip_micros.fetch_add(micros, Relaxed);
                 }
-                for (record, result) in records.into_iter().zip(results) {
+                let mut refused = Vec::new();
+                for (mut sent, result) in outgoing.into_iter().zip(results) {
                     match result {
-                        Ok(_) => {
+                        Ok(Appended::New(..)) => {
                             metrics.cluster_entries_out.fetch_add(1, Relaxed);
+                        }
+                        Ok(Appended::Duplicate) => {
+                            log::info!(
+                                "cluster: an append retried after a lost reply was stored already"
+                            );
                         }
                         Err(e) => {
                             log::error!("Error: cluster: redis refused an entry: {e}");
-                            refuse(vec![record], &mut retry, &events);
+                            // Refused outright: not stored.
+                            sent.maybe_stored = false;
+                            refused.push(sent);
                         }
                     }
                 }
+                refuse(refused, &mut retry, &events);
             }
             Err(e) => {
-                // Some of these may have been added all the same (the
-                // reply was lost): see docs/14-cluster.md.
-                log::warn!("cluster: appending failed: {e}");
+                // The reply was lost: some of these may have been stored.
+                // They are sent again with the same keys, which stores
+                // each exactly once (see docs/14-cluster.md).
+                log::warn!("cluster: appending failed: {e}; retrying with the same keys");
                 up.store(false, Relaxed);
-                refuse(records, &mut retry, &events);
+                for mut sent in outgoing {
+                    sent.maybe_stored = true;
+                    keep_for_retry(sent, &mut retry);
+                }
                 next_attempt = Instant::now();
                 continue;
             }
@@ -407,18 +521,41 @@ fn write_loop(
     }
 }
 
-/// Actions that could not be appended: leaves wait to be retried, the
-/// others go back to the broadcaster to be answered.
-fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Event>) {
-    for record in records {
-        if let Op::Leave { id } = record.op {
-            if retry.len() < MAX_RETRIED_LEAVES {
-                retry.push_back(record);
-            } else {
-                log::error!("Error: cluster: too many leaves waiting for redis; ({id}) dropped");
-            }
+/// The bytes of messages a job carries (for `WRITE_BATCH_BYTES`).
+fn job_bytes(job: &Job) -> usize {
+    match job {
+        Job::Append(Record {
+            op: Op::Text { text, .. },
+            ..
+        }) => text.len(),
+        Job::Append(Record {
+            op: Op::Binary { data, .. },
+            ..
+        }) => data.len(),
+        _ => 0,
+    }
+}
+
+fn keep_for_retry(sent: Outgoing, retry: &mut VecDeque<Outgoing>) {
+    if retry.len() < MAX_RETRIED {
+        retry.push_back(sent);
+    } else {
+        log::error!(
+            "Error: cluster: too many actions waiting for redis; ({}) dropped",
+            sent.record.op.client()
+        );
+    }
+}
+
+/// Actions that could not be appended: leaves, and actions that may have
+/// been stored, wait to be retried; the others go back to the broadcaster
+/// to be answered.
+fn refuse(outgoing: Vec<Outgoing>, retry: &mut VecDeque<Outgoing>, events: &Sender<Event>) {
+    for sent in outgoing {
+        if sent.maybe_stored || matches!(sent.record.op, Op::Leave { .. }) {
+            keep_for_retry(sent, retry);
         } else if events
-            .try_send(Event::Cluster(Notice::Refused(record)))
+            .try_send(Event::Cluster(Notice::Refused(sent.record)))
             .is_err()
         {
             // Never wait here: the broadcaster may itself be waiting for
@@ -439,11 +576,13 @@ fn read_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let mut size = ReadSize::default();
     while !stop.load(Relaxed) {
-        match store.read_after(ROOM, after, READ_BLOCK_MS, READ_COUNT) {
+        match store.read_after(ROOM, after, READ_BLOCK_MS, size.count) {
             Ok(entries) => {
                 up.store(true, Relaxed);
                 backoff.reset();
+                size.after(&entries);
                 if let Some(last) = entries.last() {
                     after = last.id;
                     if events
@@ -452,6 +591,18 @@ fn read_loop(
                     {
                         return;
                     }
+                }
+            }
+            Err(RedisError::ReplyTooLarge) if size.count > 1 => {
+                // Entries larger than any before: ask for one at a time,
+                // at once (nothing is wrong with Redis).
+                log::info!(
+                    "cluster: {} entries made a reply too large; reading one at a time",
+                    size.count
+                );
+                size.too_large();
+                if let Err(e) = store.client().reconnect() {
+                    log::warn!("cluster: reader cannot reach redis: {e}");
                 }
             }
             Err(e) => {
@@ -514,5 +665,44 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
                 Err(e) => log::warn!("cluster: claiming the cleanup of {gone}: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_of(bytes: usize) -> Entry {
+        Entry {
+            id: StreamId::ZERO,
+            fields: vec![("text".into(), vec![b'x'; bytes])],
+        }
+    }
+
+    #[test]
+    fn the_read_count_fits_the_entries_lately_read() {
+        let mut size = ReadSize::default();
+        assert_eq!(size.count, READ_COUNT);
+        // Small entries: the most entries a read may ask for.
+        size.after(&[entry_of(100)]);
+        assert_eq!(size.count, READ_COUNT);
+        // 4 MiB entries: four make READ_BYTES.
+        size.after(&[entry_of(100), entry_of(4 << 20)]);
+        assert_eq!(size.count, READ_BYTES / ((4 << 20) + 4));
+        // One larger than READ_BYTES: one at a time.
+        size.after(&[entry_of(READ_BYTES + 1)]);
+        assert_eq!(size.count, 1);
+        // Back to small ones: the count doubles back up to READ_COUNT.
+        let mut counts = Vec::new();
+        while size.count < READ_COUNT {
+            size.after(&[entry_of(10)]);
+            counts.push(size.count);
+        }
+        assert_eq!(&counts[..4], &[2, 4, 8, 16]);
+        // Nothing read: no change.
+        size.after(&[]);
+        assert_eq!(size.count, READ_COUNT);
+        size.too_large();
+        assert_eq!(size.count, 1);
     }
 }

@@ -588,22 +588,26 @@ fn a_node_without_heartbeats_expires() {
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     const CLAIMERS: usize = 8;
+    let beat = Duration::from_millis(300);
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
     let mut store = store(&server, 1000);
     let dead = node("dead");
+    let claim = Duration::from_millis(500);
 
     // Alive: nobody may clean up after it.
     store.heartbeat(&dead, Duration::from_secs(60)).unwrap();
-    assert!(
-        !store
-            .claim_cleanup(&dead, &node("c0"), Duration::from_secs(60))
-            .unwrap()
-    );
+    store.heartbeat(&node("c0"), beat).unwrap();
+    assert!(!store.claim_cleanup(&dead, &node("c0"), claim, beat).unwrap());
     store
         .client()
         .command(&["DEL", "wschat:node:dead"])
         .unwrap();
+    // Its key is gone, but a claimer that has not been beating for a
+    // whole ttl since has no evidence yet.
+    assert!(!store.claim_cleanup(&dead, &node("c0"), claim, beat).unwrap());
+    // Nor has one that never beat at all.
+    assert!(!store.claim_cleanup(&dead, &node("x"), claim, beat).unwrap());
 
     let url = server.url();
     let start = Arc::new(Barrier::new(CLAIMERS));
@@ -612,11 +616,16 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
             let (url, start, dead) = (url.clone(), start.clone(), dead.clone());
             thread::spawn(move || {
                 let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
-                start.wait();
                 let me = node(&format!("c{i}"));
-                store
-                    .claim_cleanup(&dead, &me, Duration::from_millis(500))
-                    .unwrap()
+                // Beating for more than a ttl since the dead node's last.
+                let began = Instant::now();
+                while began.elapsed() < beat + Duration::from_millis(100) {
+                    store.heartbeat(&me, beat).unwrap();
+                    thread::sleep(Duration::from_millis(50));
+                }
+                store.heartbeat(&me, beat).unwrap();
+                start.wait();
+                store.claim_cleanup(&dead, &me, claim, beat).unwrap()
             })
         })
         .collect();
@@ -630,13 +639,56 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     // The claim expires, so that another node can take over if the
     // claimer died before finishing.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !store
-        .claim_cleanup(&dead, &node("late"), Duration::from_secs(60))
-        .unwrap()
-    {
+    let late = node("late");
+    loop {
+        store.heartbeat(&late, beat).unwrap();
+        if store.claim_cleanup(&dead, &late, claim, beat).unwrap() {
+            break;
+        }
         assert!(Instant::now() < deadline, "the claim never expired");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Redis away (or the nodes cut off) for longer than the heartbeat's ttl:
+/// every key expires, for the living too. The first node back must not
+/// declare the others dead: it has no evidence until it has itself been
+/// beating for a whole ttl, and by then they are back. One that really
+/// stays silent for a ttl after that is claimed.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_outage_everyone_shared_declares_nobody_dead() {
+    let ttl = Duration::from_millis(400);
+    let claim = Duration::from_secs(10);
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    for n in [&a, &b, &c] {
+        store.heartbeat(n, ttl).unwrap();
+    }
+    // Nobody beats for twice the ttl: every key expires.
+    thread::sleep(ttl * 2);
+    assert!(!store.is_alive(&b).unwrap() && !store.is_alive(&c).unwrap());
+    // `a` is back first: its run has just begun, so it claims nobody.
+    let run = store.heartbeat(&a, ttl).unwrap();
+    assert!(run < ttl, "a gap longer than the ttl starts a new run: {run:?}");
+    assert!(store.dead_nodes().unwrap().contains(&b));
+    assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap());
+    assert!(!store.claim_cleanup(&c, &a, claim, ttl).unwrap());
+    // `b` comes back within a ttl; `c` never does.
+    let began = Instant::now();
+    while began.elapsed() < ttl * 2 {
+        store.heartbeat(&a, ttl).unwrap();
+        if began.elapsed() > ttl / 2 {
+            store.heartbeat(&b, ttl).unwrap();
+        }
+        assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap(), "b is alive");
+        thread::sleep(Duration::from_millis(50));
+    }
+    store.heartbeat(&a, ttl).unwrap();
+    assert!(store.heartbeat(&a, ttl).unwrap() >= ttl);
+    assert!(store.claim_cleanup(&c, &a, claim, ttl).unwrap(), "c is gone");
 }
 
 // ---------------------------------------------------------------------------

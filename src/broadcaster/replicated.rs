@@ -20,7 +20,7 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
 use crate::room::{ClientId, ErrorCode, History, Mode, Output, error_event, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -28,6 +28,10 @@ use std::time::Instant;
 
 /// What `--redis` shows a client whose message could not be sent.
 const UNAVAILABLE_TEXT: &str = "the chat cannot reach its Redis right now; message not sent";
+/// The Close reason (with 1012) for a connected client that the order
+/// says has left: this node was cut off long enough for another to
+/// announce its users gone. The client reconnects and resumes.
+pub const REJOIN_REASON: &str = "rejoin";
 
 /// A local client waiting for its join entry to come back from the stream.
 struct PendingJoin {
@@ -44,6 +48,9 @@ struct Replicated {
     link: Link,
     metrics: Arc<Metrics>,
     pending_joins: HashMap<ClientId, PendingJoin>,
+    /// This node's clients that are connected and in the room: the ones
+    /// to repair if the order says they left (see `apply`).
+    connected: HashSet<ClientId>,
     /// Applied entries since the last snapshot was stored.
     changed: bool,
     last_snapshot: Instant,
@@ -81,6 +88,7 @@ impl Broadcaster {
             link,
             metrics,
             pending_joins: HashMap::new(),
+            connected: HashSet::new(),
             changed: false,
             last_snapshot: Instant::now(),
         };
@@ -131,6 +139,7 @@ impl Replicated {
                 Event::Binary { id, data } => self.append_or_refuse(id, Op::Binary { id, data }),
                 Event::Leave { id } => {
                     self.pending_joins.remove(&id);
+                    self.connected.remove(&id);
                     self.inner.compressing.remove(&id);
                     // Waits if the queue is full: a lost leave would leave
                     // a ghost member in every replica.
@@ -219,6 +228,7 @@ impl Replicated {
                     .joined
                     .send(self.inner.add_client(*pending.endpoint));
                 log::debug!("({id}) joined the room from {}", pending.peer);
+                self.connected.insert(id);
                 since = pending.since;
                 if since.is_some_and(|s| s < self.replica.room.history().dropped_through()) {
                     self.metrics.resume_gaps.fetch_add(1, Relaxed);
@@ -229,6 +239,23 @@ impl Replicated {
                 // make sure every replica lets it go.
                 self.link.send(Job::Append(record_leave(id)));
             }
+        }
+        if let Op::Leave { id } = &record.op
+            && self.connected.remove(id)
+        {
+            // This node's client, still connected, has left in the order:
+            // another node announced it gone while this one was cut off
+            // from Redis (or stalled) for longer than a heartbeat lasts.
+            // Kept, it would be a member nowhere: everything it sent
+            // would be refused. It is told to reconnect, and resumes
+            // with `since` what it missed.
+            log::warn!(
+                "({id}) was announced as gone while this node was cut off; closing it with 1012 {REJOIN_REASON}"
+            );
+            let close = encode_close(CloseCode::Restart, REJOIN_REASON, None);
+            self.inner.flush();
+            self.inner.delivery.close(*id, close);
+            self.metrics.cluster_rejoins.fetch_add(1, Relaxed);
         }
         self.metrics.cluster_entries_in.fetch_add(1, Relaxed);
         if let Applied::Done { missed } =

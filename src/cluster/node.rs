@@ -67,6 +67,12 @@ pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How often the writer tries leaves again while Redis is away.
 const RETRY_WAIT: Duration = Duration::from_millis(200);
+/// How long a message whose append may have been stored (its reply was
+/// lost) is retried before its sender is told `unavailable`: a Redis
+/// that is only restarting is back well within it, and the retry, safe
+/// thanks to its key, settles whether it was stored. Past it the sender
+/// is told, though Redis, if it kept the message, shows it when back.
+pub const IN_FLIGHT_RETRY: Duration = Duration::from_secs(5);
 /// How often a node stores a snapshot of its replica, if anything changed.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -361,9 +367,10 @@ struct Outgoing {
     record: Record,
     /// This writer's counter for it (see `Store::append_keyed`).
     counter: u64,
-    /// Sent at least once without an answer: it may be stored, so it is
-    /// sent again (the key makes that safe) rather than refused.
-    maybe_stored: bool,
+    /// When it was first sent without an answer: it may be stored, so
+    /// it is sent again (the key makes that safe) rather than refused,
+    /// for up to `IN_FLIGHT_RETRY`.
+    maybe_stored: Option<Instant>,
 }
 
 fn write_loop(
@@ -429,7 +436,7 @@ fn write_loop(
             outgoing.push(Outgoing {
                 record,
                 counter,
-                maybe_stored: false,
+                maybe_stored: None,
             });
         };
         for job in batch {
@@ -483,7 +490,7 @@ fn write_loop(
                         Err(e) => {
                             log::error!("Error: cluster: redis refused an entry: {e}");
                             // Refused outright: not stored.
-                            sent.maybe_stored = false;
+                            sent.maybe_stored = None;
                             refused.push(sent);
                         }
                     }
@@ -497,7 +504,7 @@ fn write_loop(
                 log::warn!("cluster: appending failed: {e}; retrying with the same keys");
                 up.store(false, Relaxed);
                 for mut sent in outgoing {
-                    sent.maybe_stored = true;
+                    sent.maybe_stored.get_or_insert_with(Instant::now);
                     keep_for_retry(sent, &mut retry);
                 }
                 next_attempt = Instant::now();
@@ -547,12 +554,15 @@ fn keep_for_retry(sent: Outgoing, retry: &mut VecDeque<Outgoing>) {
     }
 }
 
-/// Actions that could not be appended: leaves, and actions that may have
-/// been stored, wait to be retried; the others go back to the broadcaster
-/// to be answered.
+/// Actions that could not be appended: leaves, and for a while actions
+/// that may have been stored, wait to be retried; the others go back to
+/// the broadcaster to be answered.
 fn refuse(outgoing: Vec<Outgoing>, retry: &mut VecDeque<Outgoing>, events: &Sender<Event>) {
     for sent in outgoing {
-        if sent.maybe_stored || matches!(sent.record.op, Op::Leave { .. }) {
+        let in_flight = sent
+            .maybe_stored
+            .is_some_and(|since| since.elapsed() < IN_FLIGHT_RETRY);
+        if in_flight || matches!(sent.record.op, Op::Leave { .. }) {
             keep_for_retry(sent, retry);
         } else if events
             .try_send(Event::Cluster(Notice::Refused(sent.record)))
@@ -628,6 +638,12 @@ fn read_loop(
     }
 }
 
+/// The keeper: a heartbeat every `HEARTBEAT_INTERVAL`, then, once this
+/// node has been beating without a break for a whole `HEARTBEAT_TTL`
+/// (never right after Redis or this node was away: everyone's keys may
+/// have expired meanwhile), a look for dead nodes. Whether a node is dead
+/// is decided by Redis, in one clock, on positive evidence
+/// (`Store::claim_cleanup`).
 fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<AtomicBool>) {
     let tick = Duration::from_millis(50);
     let mut next = Instant::now() + HEARTBEAT_INTERVAL;
@@ -640,9 +656,15 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
         if !store.client().is_connected() && store.client().reconnect().is_err() {
             continue;
         }
-        if let Err(e) = store.heartbeat(&node, HEARTBEAT_TTL) {
-            log::warn!("cluster: heartbeat failed: {e}");
-            continue;
+        let run = match store.heartbeat(&node, HEARTBEAT_TTL) {
+            Ok(run) => run,
+            Err(e) => {
+                log::warn!("cluster: heartbeat failed: {e}");
+                continue;
+            }
+        };
+        if run < HEARTBEAT_TTL {
+            continue; // the grace after a break: see above
         }
         let dead = match store.dead_nodes() {
             Ok(dead) => dead,
@@ -652,7 +674,7 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
             }
         };
         for gone in dead.into_iter().filter(|gone| *gone != node) {
-            match store.claim_cleanup(&gone, &node, CLEANUP_CLAIM_TTL) {
+            match store.claim_cleanup(&gone, &node, CLEANUP_CLAIM_TTL, HEARTBEAT_TTL) {
                 Ok(true) => {
                     log::info!(
                         "cluster: node {gone} stopped sending heartbeats; announcing its members as gone"

@@ -301,6 +301,18 @@ impl Delivery {
         });
     }
 
+    /// Sends a Close frame to one client, after every broadcast already
+    /// sent: the last thing it is sent (its reader then ends as for any
+    /// close the server starts).
+    pub fn close(&self, tag: Tag, frame: Vec<u8>) {
+        let _ = self.shard(tag).send(Command::Send {
+            tag,
+            bytes: Bytes::Owned(frame),
+            reply: false,
+            close: true,
+        });
+    }
+
     /// Queues `close` for every client, gives them `SHUTDOWN_DRAIN` to
     /// take what is queued, and stops the delivery threads.
     pub fn stop(&self, close: &[u8]) {

@@ -423,7 +423,9 @@ fn an_append_retried_with_its_key_is_stored_once() {
             })
             .collect()
     };
-    let first = store.append_keyed("lobby", &batch("n1#1", &[1, 2, 3])).unwrap();
+    let first = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3]))
+        .unwrap();
     assert!(first.iter().all(|r| matches!(r, Ok(Appended::New(..)))));
     // The same three again, and a new one behind them: only it is stored.
     let again = store
@@ -598,14 +600,22 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     // Alive: nobody may clean up after it.
     store.heartbeat(&dead, Duration::from_secs(60)).unwrap();
     store.heartbeat(&node("c0"), beat).unwrap();
-    assert!(!store.claim_cleanup(&dead, &node("c0"), claim, beat).unwrap());
+    assert!(
+        !store
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
+            .unwrap()
+    );
     store
         .client()
         .command(&["DEL", "wschat:node:dead"])
         .unwrap();
     // Its key is gone, but a claimer that has not been beating for a
     // whole ttl since has no evidence yet.
-    assert!(!store.claim_cleanup(&dead, &node("c0"), claim, beat).unwrap());
+    assert!(
+        !store
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
+            .unwrap()
+    );
     // Nor has one that never beat at all.
     assert!(!store.claim_cleanup(&dead, &node("x"), claim, beat).unwrap());
 
@@ -672,7 +682,10 @@ fn an_outage_everyone_shared_declares_nobody_dead() {
     assert!(!store.is_alive(&b).unwrap() && !store.is_alive(&c).unwrap());
     // `a` is back first: its run has just begun, so it claims nobody.
     let run = store.heartbeat(&a, ttl).unwrap();
-    assert!(run < ttl, "a gap longer than the ttl starts a new run: {run:?}");
+    assert!(
+        run < ttl,
+        "a gap longer than the ttl starts a new run: {run:?}"
+    );
     assert!(store.dead_nodes().unwrap().contains(&b));
     assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap());
     assert!(!store.claim_cleanup(&c, &a, claim, ttl).unwrap());
@@ -683,12 +696,18 @@ fn an_outage_everyone_shared_declares_nobody_dead() {
         if began.elapsed() > ttl / 2 {
             store.heartbeat(&b, ttl).unwrap();
         }
-        assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap(), "b is alive");
+        assert!(
+            !store.claim_cleanup(&b, &a, claim, ttl).unwrap(),
+            "b is alive"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     store.heartbeat(&a, ttl).unwrap();
     assert!(store.heartbeat(&a, ttl).unwrap() >= ttl);
-    assert!(store.claim_cleanup(&c, &a, claim, ttl).unwrap(), "c is gone");
+    assert!(
+        store.claim_cleanup(&c, &a, claim, ttl).unwrap(),
+        "c is gone"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -926,6 +945,25 @@ impl Node {
                 Instant::now() < deadline,
                 "wschat {name} did not start:\n{text}"
             );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A node started by the test itself: waits for it to listen.
+    fn adopt(child: Child, log: PathBuf) -> Node {
+        let mut node = Node {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let text = node.log_text();
+            if let Some(rest) = text.split("Listening on http://").nth(1) {
+                node.addr = rest.split('/').next().unwrap().parse().unwrap();
+                return node;
+            }
+            assert!(Instant::now() < deadline, "wschat did not start:\n{text}");
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1445,6 +1483,126 @@ fn while_redis_is_away_messages_get_unavailable_and_upgrades_503() {
     next_event(&mut bo, "welcome");
     ann.text("back");
     assert_eq!(message(&next_event(&mut bo, "message")).1, "back");
+}
+
+/// A TCP forwarder in front of Redis that can stop passing Redis's
+/// replies on chosen connections (numbered in the order they were
+/// opened, from 0): a connection that goes silent without closing.
+struct Freezer {
+    addr: SocketAddr,
+    /// Which connections get no replies: `frozen(n)`.
+    frozen: Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>,
+}
+
+impl Freezer {
+    fn start(redis: &RedisServer) -> Freezer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen: Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>> =
+            Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
+        let (port, rules) = (redis.port, frozen.clone());
+        thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                let (mut s_in, mut c_out, rules) = (server, client, rules.clone());
+                thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        while (rules.lock().unwrap())(n) {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(len) => {
+                                while (rules.lock().unwrap())(n) {
+                                    thread::sleep(Duration::from_millis(20));
+                                }
+                                if c_out.write_all(&buf[..len]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Freezer { addr, frozen }
+    }
+
+    fn freeze(&self, rule: impl Fn(usize) -> bool + Send + 'static) {
+        *self.frozen.lock().unwrap() = Box::new(rule);
+    }
+}
+
+/// A node whose reader cannot read the stream (its connection, and every
+/// one it opens again, goes silent) still appends joins: a new chat
+/// connection must not wait for its join to come back forever, but get a
+/// 503 with a reason within the join timeout.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_join_that_never_comes_back_is_answered_503() {
+    // broadcaster::JOIN_TIMEOUT and JOIN_TIMED_OUT (a private module).
+    const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+    const JOIN_TIMED_OUT: &str = "the chat did not take the connection in time";
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let url = format!("redis://{}", freezer.addr);
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--node-name",
+            "n1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.0.join("n1.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node::adopt(child, dir.0.join("n1.log"));
+    let (_ann, _, _) = joined(&node);
+    // Connections: 0 the writer, 1 the reader, 2 the keeper, then the
+    // reader's new ones. The writer and keeper go on working.
+    freezer.freeze(|n| n == 1 || n >= 3);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let request =
+        common::handshake_request(node.addr, "/", "Sec-WebSocket-Protocol: wschat.v1\r\n");
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.set_read_timeout(Some(JOIN_TIMEOUT * 3)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        started.elapsed() < JOIN_TIMEOUT * 2,
+        "answered after {:?}: {response:?}",
+        started.elapsed()
+    );
+    assert_eq!(common::status_of(&response), 503, "{response}");
+    assert!(
+        response.contains(JOIN_TIMED_OUT) || response.contains("cluster unavailable"),
+        "{response}"
+    );
+    // Once the reader can read again, the node takes new clients.
+    freezer.freeze(|_| false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bo = loop {
+        match WsClient::try_connect(node.addr, "/", V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    next_event(&mut bo, "welcome");
 }
 
 #[test]

@@ -10,11 +10,11 @@
 //! and all replicas agree (state-machine replication); no lock is needed
 //! for the order of messages, for presence, or for a `/nick` race.
 
-use super::{Broadcaster, Event, MAX_PENDING_BYTES, MAX_PENDING_FRAMES};
+use super::{Broadcaster, Event, JoinReply, MAX_PENDING_BYTES, MAX_PENDING_FRAMES};
 use crate::cluster::node::{self, Job, Link, Notice, SNAPSHOT_INTERVAL, Settings, Startup};
 use crate::cluster::replica::{Applied, Op, Record, Replica, node_number};
 use crate::cluster::stream::Entry;
-use crate::delivery::{Delivery, Endpoint, Outlet};
+use crate::delivery::{Delivery, Endpoint};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
@@ -37,7 +37,7 @@ pub const REJOIN_REASON: &str = "rejoin";
 struct PendingJoin {
     peer: SocketAddr,
     endpoint: Box<Endpoint>,
-    joined: Sender<Outlet>,
+    joined: JoinReply,
     since: Option<u64>,
 }
 
@@ -224,11 +224,19 @@ impl Replicated {
                 // Its place in the order: what came before goes out first,
                 // then it becomes a recipient (its 101 first).
                 self.inner.flush();
-                let _ = pending
+                let inner = &mut self.inner;
+                if pending
                     .joined
-                    .send(self.inner.add_client(*pending.endpoint));
-                log::debug!("({id}) joined the room from {}", pending.peer);
-                self.connected.insert(id);
+                    .accept(|| inner.add_client(*pending.endpoint))
+                {
+                    log::debug!("({id}) joined the room from {}", pending.peer);
+                    self.connected.insert(id);
+                } else {
+                    // Its reader gave up waiting (and answered 503); its
+                    // leave follows, from the reader, as for any client
+                    // that goes.
+                    log::warn!("({id}) {} gave up waiting to join", pending.peer);
+                }
                 since = pending.since;
                 if since.is_some_and(|s| s < self.replica.room.history().dropped_through()) {
                     self.metrics.resume_gaps.fetch_add(1, Relaxed);

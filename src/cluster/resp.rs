@@ -409,7 +409,11 @@ impl Decoder {
 
     /// Takes bytes of a first line; at its LF, acts on it. Returns the
     /// bytes taken and a value if the line was a whole one.
-    fn line_bytes(&mut self, input: &[u8], mut cr: bool) -> Result<(usize, Option<Value>), RespError> {
+    fn line_bytes(
+        &mut self,
+        input: &[u8],
+        mut cr: bool,
+    ) -> Result<(usize, Option<Value>), RespError> {
         for (i, &byte) in input.iter().enumerate() {
             if cr {
                 if byte != b'\n' {
@@ -798,9 +802,9 @@ mod tests {
                 .map(|_| ALPHABET[rng.below(ALPHABET.len())])
                 .collect();
             let mut whole = Decoder::new();
-            let at_once = whole.feed(&bytes).map(|()| {
-                std::iter::from_fn(|| whole.next_value()).collect::<Vec<_>>()
-            });
+            let at_once = whole
+                .feed(&bytes)
+                .map(|()| std::iter::from_fn(|| whole.next_value()).collect::<Vec<_>>());
             let mut piecewise = Decoder::new();
             let mut values = Vec::new();
             let mut result = Ok(());

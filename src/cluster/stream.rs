@@ -257,7 +257,9 @@ impl Store {
     ) -> Result<(StreamId, u64), RedisError> {
         let fields: Vec<(&str, Vec<u8>)> = fields.iter().map(|(n, v)| (*n, v.to_vec())).collect();
         let mut results = self.append_many(room, &[fields])?;
-        results.pop().unwrap_or_else(|| Err(RedisError::NotConnected))
+        results
+            .pop()
+            .unwrap_or_else(|| Err(RedisError::NotConnected))
     }
 
     /// Appends several events in one round trip (a pipeline of the
@@ -423,7 +425,9 @@ impl Store {
                 [Value::Array(pair)] if pair.len() == 2 => {
                     let mut streams = streams;
                     match streams.pop() {
-                        Some(Value::Array(mut pair)) => entries(pair.pop().unwrap_or(Value::NullArray)),
+                        Some(Value::Array(mut pair)) => {
+                            entries(pair.pop().unwrap_or(Value::NullArray))
+                        }
                         _ => Ok(Vec::new()),
                     }
                 }

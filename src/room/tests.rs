@@ -245,7 +245,10 @@ fn leaving_is_announced_once_and_late_messages_from_a_leaver_reach_nobody() {
     // Only the sender is told (it is gone, unless its node was cut off:
     // see a_message_from_a_non_member_gets_not_member).
     let late = say(&mut room, 2, "still here?");
-    assert!(matches!(&late[..], [Output::Reply { to: 2, .. }]), "{late:?}");
+    assert!(
+        matches!(&late[..], [Output::Reply { to: 2, .. }]),
+        "{late:?}"
+    );
     assert_eq!(room.len(), 1);
     assert_eq!(room.history().len(), 0);
 }

@@ -132,7 +132,17 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
     let client = Client::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(client, settings.stream_maxlen);
     let number = store.next_node_number().map_err(fail)?;
-    let mut replica = match store.load_snapshot(ROOM).map_err(fail)? {
+    let stored = match store.load_snapshot(ROOM) {
+        // Larger than a reply may be (a history of the largest messages,
+        // JSON-escaped): the stream alone is read instead.
+        Err(e @ (RedisError::ReplyTooLarge | RedisError::Protocol(_))) => {
+            log::warn!("cluster: ignoring the stored snapshot: {e}");
+            store.client().reconnect().map_err(fail)?;
+            None
+        }
+        other => other.map_err(fail)?,
+    };
+    let mut replica = match stored {
         Some(text) => Replica::restore(&text, settings.history).unwrap_or_else(|e| {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
             Replica::new(settings.history)

@@ -1492,15 +1492,16 @@ fn while_redis_is_away_messages_get_unavailable_and_upgrades_503() {
 struct Freezer {
     addr: SocketAddr,
     /// Which connections get no replies: `frozen(n)`.
-    frozen: Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>,
+    frozen: FreezeRule,
 }
+
+type FreezeRule = Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>;
 
 impl Freezer {
     fn start(redis: &RedisServer) -> Freezer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let frozen: Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>> =
-            Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
+        let frozen: FreezeRule = Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
         let (port, rules) = (redis.port, frozen.clone());
         thread::spawn(move || {
             for (n, client) in listener.incoming().enumerate() {

@@ -257,9 +257,7 @@ impl Store {
     ) -> Result<(StreamId, u64), RedisError> {
         let fields: Vec<(&str, Vec<u8>)> = fields.iter().map(|(n, v)| (*n, v.to_vec())).collect();
         let mut results = self.append_many(room, &[fields])?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(RedisError::NotConnected))
+        results.pop().unwrap_or(Err(RedisError::NotConnected))
     }
 
     /// Appends several events in one round trip (a pipeline of the

@@ -54,7 +54,8 @@ fn redis_restarted_with_aof_after_5_s_declares_nobody_gone() {
                 .filter(|e| kind(e) == "join")
                 .filter_map(|e| e.get("user")?.get("id")?.as_u64())
                 .collect();
-            ids.iter().all(|id| *id == c.id || joined.contains(id) || c.id > *id)
+            ids.iter()
+                .all(|id| *id == c.id || joined.contains(id) || c.id > *id)
         })
     }));
 
@@ -142,13 +143,26 @@ fn redis_restarted_with_aof_after_5_s_declares_nobody_gone() {
             .collect::<HashSet<_>>()
             .len(),
     );
-    assert!(declared_gone.is_empty(), "live users declared gone: {declared_gone:?}");
-    assert!(all_after, "messages sent after recovery missing: {missing_after:?}");
+    assert!(
+        declared_gone.is_empty(),
+        "live users declared gone: {declared_gone:?}"
+    );
+    assert!(
+        all_after,
+        "messages sent after recovery missing: {missing_after:?}"
+    );
     for client in &clients {
         let messages = client.messages();
         for (id, text) in &acknowledged {
-            let copies = messages.iter().filter(|(i, t)| i == id && t == text).count();
-            assert_eq!(copies, 1, "({}) got {text:?} (#{id}) {copies} times", client.id);
+            let copies = messages
+                .iter()
+                .filter(|(i, t)| i == id && t == text)
+                .count();
+            assert_eq!(
+                copies, 1,
+                "({}) got {text:?} (#{id}) {copies} times",
+                client.id
+            );
         }
     }
     // And /who agrees: all nine are members.
@@ -157,10 +171,9 @@ fn redis_restarted_with_aof_after_5_s_declares_nobody_gone() {
         .wait_for(Duration::from_secs(10), |e| kind(e) == "users")
         .expect("an answer to /who");
     let members: HashSet<u64> = match users.get("users") {
-        Some(wschat::json::Value::Array(users)) => users
-            .iter()
-            .filter_map(|u| u.get("id")?.as_u64())
-            .collect(),
+        Some(wschat::json::Value::Array(users)) => {
+            users.iter().filter_map(|u| u.get("id")?.as_u64()).collect()
+        }
         _ => HashSet::new(),
     };
     assert!(ids.is_subset(&members), "/who: {members:?}");
@@ -195,7 +208,9 @@ fn a_node_stalled_6_s_never_leaves_its_users_muted() {
         let text = format!("probe {n}");
         let echoed = client.messages().iter().any(|(_, t)| *t == text);
         let heard = observer.messages().iter().any(|(_, t)| *t == text);
-        let told = client.closed().is_some_and(|(code, reason)| code == 1012 && reason == "rejoin");
+        let told = client
+            .closed()
+            .is_some_and(|(code, reason)| code == 1012 && reason == "rejoin");
         (echoed && heard) || told
     };
     let all_settled = eventually(Duration::from_secs(10), || {
@@ -247,9 +262,11 @@ fn a_17_mib_message_reaches_every_node() {
     clients[0].send(&big);
     let want = format!("({SIZE} bytes)");
     let delivered = eventually(Duration::from_secs(60), || {
-        clients
-            .iter()
-            .all(|c| c.messages().iter().any(|(_, t)| t.starts_with("big ") && t.ends_with(&want)))
+        clients.iter().all(|c| {
+            c.messages()
+                .iter()
+                .any(|(_, t)| t.starts_with("big ") && t.ends_with(&want))
+        })
     });
     let took = sent.elapsed();
     clients[1].send("after the big one");
@@ -361,7 +378,10 @@ fn a_paused_node_catches_up_under_165_msgs_of_60_kib() {
          {received} of {count} received, in order: {in_order}",
         SIZE / 1024
     );
-    assert!(all, "{received} of {count} messages reached the paused node");
+    assert!(
+        all,
+        "{received} of {count} messages reached the paused node"
+    );
     assert!(in_order);
     assert!(
         caught_up < Duration::from_secs(10),

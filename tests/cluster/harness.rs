@@ -216,7 +216,11 @@ impl Node {
         loop {
             match Chat::try_connect(self.addr, "/") {
                 Ok(chat) => return chat,
-                Err(e) => assert!(Instant::now() < deadline, "{}: never joined: {e}", self.name),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "{}: never joined: {e}",
+                    self.name
+                ),
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -428,7 +432,12 @@ pub fn message(event: &Json) -> (u64, String) {
 /// The user ids of a `leave` event, or none.
 pub fn left(event: &Json) -> Option<u64> {
     (kind(event) == "leave")
-        .then(|| event.get("user").and_then(|u| u.get("id")).and_then(Json::as_u64))
+        .then(|| {
+            event
+                .get("user")
+                .and_then(|u| u.get("id"))
+                .and_then(Json::as_u64)
+        })
         .flatten()
 }
 

@@ -328,6 +328,7 @@ fn a_paused_node_catches_up_under_165_msgs_of_60_kib() {
     };
     thread::sleep(PAUSE_AT);
     nodes[1].signal("STOP");
+    let paused = Instant::now();
     thread::sleep(PAUSE);
     nodes[1].signal("CONT");
     let resumed = Instant::now();
@@ -361,6 +362,16 @@ fn a_paused_node_catches_up_under_165_msgs_of_60_kib() {
         .filter(|(at, _)| *at >= resumed)
         .filter_map(|(at, n)| Some((*at, at.duration_since(*sent_at.get(n)?))))
         .collect();
+    // The backlog: what was sent while the node was paused.
+    let mut backlog: Vec<Duration> = arrivals
+        .iter()
+        .filter_map(|(at, n)| {
+            let sent = *sent_at.get(n)?;
+            (sent >= paused && sent < resumed).then(|| at.duration_since(sent))
+        })
+        .collect();
+    let backlog_longest = backlog.iter().max().copied().unwrap_or_default();
+    let backlog_middle = median(&mut backlog);
     let mut after: Vec<Duration> = delays.iter().map(|(_, d)| *d).collect();
     let longest = after.iter().max().copied().unwrap_or_default();
     let middle = median(&mut after);
@@ -374,8 +385,9 @@ fn a_paused_node_catches_up_under_165_msgs_of_60_kib() {
     let in_order = arrivals.windows(2).all(|w| w[0].1 < w[1].1);
     eprintln!(
         "catch-up under {RATE} msg/s of {} KiB, paused {PAUSE:?}: back in step {caught_up:.2?} after \
-         resuming; delay after resuming: median {middle:.3?}, longest {longest:.2?}; \
-         {received} of {count} received, in order: {in_order}",
+         resuming; delay of what reached it after resuming: median {middle:.3?}, longest \
+         {longest:.2?}; of what was sent while it was paused: median {backlog_middle:.2?}, \
+         longest {backlog_longest:.2?}; {received} of {count} received, in order: {in_order}",
         SIZE / 1024
     );
     assert!(

@@ -154,6 +154,7 @@ impl Drop for Redis {
 /// as the one on main), else the one cargo built with this test.
 pub fn wschat_binary() -> PathBuf {
     std::env::var_os("WSCHAT_BIN")
+        .filter(|path| !path.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wschat")))
 }

@@ -1501,6 +1501,9 @@ struct Freezer {
     addr: SocketAddr,
     /// Which connections get no replies: `frozen(n)`.
     frozen: FreezeRule,
+    /// A request holding these bytes has its connection cut as its
+    /// reply comes back (Redis ran it; the client never hears).
+    cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 type FreezeRule = Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>;
@@ -1510,16 +1513,38 @@ impl Freezer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let frozen: FreezeRule = Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
-        let (port, rules) = (redis.port, frozen.clone());
+        let cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let (port, rules, cut) = (redis.port, frozen.clone(), cut_reply_to.clone());
         thread::spawn(move || {
             for (n, client) in listener.incoming().enumerate() {
                 let Ok(client) = client else { return };
                 let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
                     return;
                 };
+                let marked = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let (mut c_in, mut s_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                let (cut, mark) = (cut.clone(), marked.clone());
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let len = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(len) => len,
+                        };
+                        let mut cut = cut.lock().unwrap();
+                        if let Some(marker) = cut.as_ref()
+                            && buf[..len].windows(marker.len()).any(|w| w == &marker[..])
+                        {
+                            mark.store(true, Ordering::SeqCst);
+                            *cut = None;
+                        }
+                        drop(cut);
+                        if s_out.write_all(&buf[..len]).is_err() {
+                            return;
+                        }
+                    }
+                });
                 let (mut s_in, mut c_out, rules) = (server, client, rules.clone());
                 thread::spawn(move || {
                     let mut buf = [0u8; 16 * 1024];
@@ -1529,6 +1554,11 @@ impl Freezer {
                         }
                         match s_in.read(&mut buf) {
                             Ok(0) | Err(_) => return,
+                            Ok(_) if marked.load(Ordering::SeqCst) => {
+                                let _ = c_out.shutdown(std::net::Shutdown::Both);
+                                let _ = s_in.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
                             Ok(len) => {
                                 while (rules.lock().unwrap())(n) {
                                     thread::sleep(Duration::from_millis(20));
@@ -1542,12 +1572,97 @@ impl Freezer {
                 });
             }
         });
-        Freezer { addr, frozen }
+        Freezer {
+            addr,
+            frozen,
+            cut_reply_to,
+        }
     }
 
     fn freeze(&self, rule: impl Fn(usize) -> bool + Send + 'static) {
         *self.frozen.lock().unwrap() = Box::new(rule);
     }
+
+    /// Cuts the connection that sends `marker`, as Redis's reply comes.
+    fn cut_reply_to(&self, marker: &str) {
+        *self.cut_reply_to.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// A `wschat --redis` node that reaches Redis through this forwarder.
+    fn node(&self, dir: &TempDir, name: &str) -> Node {
+        let url = format!("redis://{}", self.addr);
+        let log = dir.0.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--node-name",
+                name,
+            ])
+            .args(["--rate-limit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Node::adopt(child, log)
+    }
+}
+
+/// Redis runs an append, and the connection breaks before its reply
+/// arrives: the node cannot know the message was stored. It must not
+/// tell the sender `unavailable` for a message everyone then sees, nor
+/// store it twice: it sends the append again with the same idempotency
+/// key, and Redis answers that it has it already.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_whose_reply_was_lost_is_delivered_once_and_not_refused() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let n1 = freezer.node(&dir, "n1");
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (mut bo, _, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    freezer.cut_reply_to("its reply was lost");
+    ann.text("its reply was lost");
+    ann.text("the next line");
+    let seen = |client: &mut WsClient| {
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for event in events_for(client, Duration::from_secs(8)) {
+            match event.get("type").unwrap().as_str() {
+                Some("message") => texts.push(message(&event).1),
+                Some("error") => {
+                    errors.push(event.get("code").unwrap().as_str().unwrap().to_string())
+                }
+                _ => {}
+            }
+        }
+        (texts, errors)
+    };
+    let (ann_texts, ann_errors) = seen(&mut ann);
+    let (bo_texts, _) = seen(&mut bo);
+    let log = std::fs::read_to_string(&n1.log).unwrap();
+    assert!(
+        log.contains("connection dropped"),
+        "the reply was cut:\n{log}"
+    );
+    assert!(ann_errors.is_empty(), "the sender was told {ann_errors:?}");
+    for texts in [&ann_texts, &bo_texts] {
+        assert_eq!(
+            texts,
+            &["its reply was lost", "the next line"],
+            "each line once, in order"
+        );
+    }
+    assert!(
+        log.contains("stored already"),
+        "the retry was a duplicate:\n{log}"
+    );
 }
 
 /// A node whose reader cannot read the stream (its connection, and every

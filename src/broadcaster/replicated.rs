@@ -28,10 +28,6 @@ use std::time::Instant;
 
 /// What `--redis` shows a client whose message could not be sent.
 const UNAVAILABLE_TEXT: &str = "the chat cannot reach its Redis right now; message not sent";
-/// The Close reason (with 1012) for a connected client that the order
-/// says has left: this node was cut off long enough for another to
-/// announce its users gone. The client reconnects and resumes.
-pub const REJOIN_REASON: &str = "rejoin";
 
 /// A local client waiting for its join entry to come back from the stream.
 struct PendingJoin {
@@ -273,9 +269,11 @@ impl Replicated {
             // would be refused. It is told to reconnect, and resumes
             // with `since` what it missed.
             log::warn!(
-                "({id}) was announced as gone while this node was cut off; closing it with 1012 {REJOIN_REASON}"
+                "({id}) was announced as gone while this node was cut off; closing it with 1012 rejoin"
             );
-            let close = encode_close(CloseCode::Restart, REJOIN_REASON, None);
+            // The reason is a stable token (docs/06): the client
+            // reconnects at once and resumes.
+            let close = encode_close(CloseCode::Restart, "rejoin", None);
             self.inner.flush();
             self.inner.delivery.close(*id, close);
             self.metrics.cluster_rejoins.fetch_add(1, Relaxed);

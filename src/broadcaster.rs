@@ -424,6 +424,26 @@ impl Broadcaster {
 mod tests {
     use super::*;
 
+    /// A reader that gave up waiting is never taken in afterwards (its
+    /// 503 and a 101 would both reach the socket), and a join dropped by
+    /// the broadcaster is a refusal, not a wait to its end.
+    #[test]
+    fn a_join_is_taken_in_or_given_up_never_both() {
+        let (reply, wait) = join_channel();
+        assert_eq!(
+            wait.wait(Duration::from_millis(10)).err(),
+            Some(JoinFailed::TimedOut)
+        );
+        assert!(!reply.accept(|| unreachable!("added after its reader gave up")));
+
+        let (reply, wait) = join_channel();
+        drop(reply);
+        assert_eq!(
+            wait.wait(Duration::from_secs(10)).err(),
+            Some(JoinFailed::Refused)
+        );
+    }
+
     #[test]
     fn four_variants_plain_and_compressed() {
         let all = [

@@ -360,7 +360,7 @@ impl Broadcaster {
                     self.flush();
                     let text = head + &tail;
                     let frame = compressed_frame(OpCode::Text, text.as_bytes(), &self.metrics);
-                    self.delivery.send(to, Bytes::Owned(frame));
+                    self.delivery.send_welcome(to, Bytes::Owned(frame));
                 }
                 Output::Welcome { to, head, tail } => {
                     self.flush();
@@ -368,9 +368,9 @@ impl Broadcaster {
                     // final, then the shared tail as its continuation.
                     let mut first = Vec::with_capacity(head.len() + MAX_HEADER_LEN);
                     encode_frame_into(&mut first, false, OpCode::Text, head.as_bytes(), None);
-                    self.delivery.send(to, Bytes::Owned(first));
+                    self.delivery.send_welcome(to, Bytes::Owned(first));
                     let rest = self.welcome_tail(&tail);
-                    self.delivery.send(to, Bytes::Shared(rest));
+                    self.delivery.send_welcome(to, Bytes::Shared(rest));
                 }
                 Output::Said(event) => {
                     if let Some(log) = &self.log {

@@ -334,9 +334,11 @@ pub fn handle(
     // Wait (briefly) for the client's side of the close, and read off what
     // it still sends, so that TCP ends with a FIN rather than a reset.
     drain(&stream, CLOSE_TIMEOUT);
-    // Delivery forgets the client (whatever it could not write is lost).
+    // Delivery forgets the client. The socket is its to end: a Close still
+    // queued (the answer to a client that sent Close and then shut its
+    // half, §5.5.1) and what was queued before it are written first,
+    // within CLOSE_WRITE_DEADLINE, and then TCP is closed.
     drop(client);
-    let _ = stream.shutdown(Shutdown::Both);
     // The reason may carry a client's close reason.
     log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
 }
@@ -554,6 +556,14 @@ impl Client {
         }
         let mut silent_intervals = 0;
         loop {
+            // Backpressure: while this client's private backlog is over
+            // its cap, read nothing more from it.
+            self.outlet.wait_for_room();
+            if self.outlet.is_closed() {
+                // Delivery ended this client (dropped as a slow consumer,
+                // or its socket failed) and has logged why.
+                break (1008, "ended by delivery".into());
+            }
             let message = match reader.read_message() {
                 Ok(message) => message,
                 Err(ReadError::Io(e))
@@ -582,6 +592,10 @@ impl Client {
                         self.id
                     );
                     break self.close(code, &e.to_string());
+                }
+                Err(_) if self.outlet.is_closed() => {
+                    // Delivery ended this client and shut its reading half.
+                    break (1008, "ended by delivery".into());
                 }
                 Err(ReadError::Eof) => {
                     break (1006, "connection closed without a close frame".into());
@@ -618,7 +632,11 @@ impl Client {
                     }
                 }
                 // §5.5.2: a Pong with the same payload, as soon as practical.
-                Message::Ping(payload) => self.send(encode_frame(OpCode::Pong, &payload, None)),
+                // Pongs waiting to be written are replaced by this one
+                // (§5.5.3), so pings cost one pong however many come.
+                Message::Ping(payload) => {
+                    self.outlet.pong(encode_frame(OpCode::Pong, &payload, None))
+                }
                 // §5.5.3: an unsolicited Pong needs no answer.
                 Message::Pong(_) => {}
                 Message::Close(frame) => {

@@ -27,6 +27,19 @@ pub const SUBPROTOCOL: &str = "wschat.v1";
 pub const NOT_MEMBER_TEXT: &str = "you are not in the room any more; reconnect to rejoin";
 /// Nicknames are 1 to this many characters.
 pub const MAX_NICK_CHARS: usize = 24;
+/// An error event quotes at most this many characters of what the client
+/// sent (JSON-escaped, so at most six bytes each), then `…`: an error
+/// costs about the same whatever the input's size.
+pub const MAX_QUOTED_CHARS: usize = 32;
+
+/// The start of `input`, for quoting in an error event: at most
+/// [`MAX_QUOTED_CHARS`] characters, `…` if there were more.
+pub fn excerpt(input: &str) -> String {
+    match input.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_string(),
+    }
+}
 
 /// A client's number, unique for the life of the process.
 pub type ClientId = u64;
@@ -374,7 +387,7 @@ impl Room {
                     out,
                     id,
                     ErrorCode::UnknownCommand,
-                    &format!("unknown command /{command}"),
+                    &format!("unknown command /{}", excerpt(command)),
                 ),
                 Input::Usage(usage) => reply_error(out, id, ErrorCode::Usage, usage),
                 Input::Empty => reply_error(out, id, ErrorCode::EmptyMessage, "empty message"),

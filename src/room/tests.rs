@@ -203,6 +203,28 @@ fn nicknames_are_unique_ignoring_case_and_a_rename_is_announced() {
 }
 
 #[test]
+fn an_error_quotes_a_short_excerpt_of_the_input() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    // 65,000 control characters: each would be six bytes of JSON.
+    let long = format!("/{}", "\u{1}".repeat(65_000));
+    let out = say(&mut room, 1, &long);
+    let event = only_reply(&out, 1);
+    assert_eq!(error_code(event), "unknown_command");
+    let quoted = format!("unknown command /{}…", "\\u0001".repeat(MAX_QUOTED_CHARS));
+    assert!(event.contains(&quoted), "{event}");
+    assert!(event.len() < 300, "{} bytes", event.len());
+    // At the bound: quoted whole, no ellipsis.
+    let exact = format!("/{}", "x".repeat(MAX_QUOTED_CHARS));
+    let out = say(&mut room, 1, &exact);
+    assert!(only_reply(&out, 1).contains(&format!("unknown command {exact}\"")));
+    assert_eq!(
+        excerpt(&"é".repeat(MAX_QUOTED_CHARS + 1)).chars().count(),
+        MAX_QUOTED_CHARS + 1
+    );
+}
+
+#[test]
 fn commands_answer_only_the_asker() {
     let mut room = room();
     join(&mut room, 1, Mode::V1);

@@ -5,8 +5,7 @@
 
 use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::address_limits::{AddressLimits, AddressPlace, Hold};
-use crate::broadcaster::Event;
-use crate::broadcaster::variant;
+use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed, variant};
 use crate::config::Config;
 use crate::delivery::{Delivery, Outlet};
 use crate::forwarded::{self, FORWARDED_FOR};
@@ -21,7 +20,7 @@ use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -273,7 +272,7 @@ pub fn handle(
     let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
     let outlet = match endpoint {
         Endpoint::Chat(mode) => {
-            let (joined, outlet) = crossbeam_channel::bounded(1);
+            let (joined, outlet) = broadcaster::join_channel();
             let join = Event::Join {
                 id,
                 peer: peer.peer,
@@ -282,16 +281,27 @@ pub fn handle(
                 joined,
                 resume,
             };
-            match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
-                Some(outlet) => outlet,
-                None if ctx.cluster_up.is_some() => {
+            let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
+                Ok(()) => outlet.wait(JOIN_TIMEOUT),
+                Err(SendTimeoutError::Timeout(_)) => Err(JoinFailed::TimedOut),
+                Err(SendTimeoutError::Disconnected(_)) => Err(JoinFailed::Refused),
+            };
+            match waited.map_err(|failed| (failed, ctx.cluster_up.is_some())) {
+                Ok(outlet) => outlet,
+                Err((JoinFailed::TimedOut, _)) => {
+                    log::warn!("({id}) {peer} was not taken into the room within {JOIN_TIMEOUT:?}");
+                    registration.leave();
+                    let rejection = Rejection::new(503, JOIN_TIMED_OUT);
+                    return reject(&stream, peer, rejection, &ctx.metrics);
+                }
+                Err((JoinFailed::Refused, true)) => {
                     // Its join could not reach Redis; nothing was written
                     // to the socket yet.
                     registration.leave();
                     let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
                     return reject(&stream, peer, rejection, &ctx.metrics);
                 }
-                None => {
+                Err((JoinFailed::Refused, false)) => {
                     log::error!("Error: ({id}) {peer} could not join: the room has stopped");
                     return;
                 }

@@ -226,9 +226,17 @@ enum Kind {
     Welcome,
     /// The reader's Close: the last thing this client is sent.
     Close,
+    /// A Close from the room (cluster mode's 1012 `rejoin`): the last
+    /// thing this client is sent, counted when applied like `Room`.
+    RoomClose,
 }
 
 impl Kind {
+    /// Whether it is a Close: the last thing the client is sent.
+    fn is_close(self) -> bool {
+        matches!(self, Kind::Close | Kind::RoomClose)
+    }
+
     /// Whether it counts against `PRIVATE_BACKLOG_BYTES`.
     fn capped(self) -> bool {
         !matches!(self, Kind::Welcome)
@@ -384,6 +392,13 @@ impl Delivery {
 
     fn send_kind(&self, tag: Tag, bytes: Bytes, kind: Kind) {
         let _ = self.shard(tag).send(Command::Send { tag, bytes, kind });
+    }
+
+    /// Sends a Close frame to one client, after every broadcast already
+    /// sent: the last thing it is sent (its reader then ends as for any
+    /// close the server starts).
+    pub fn close(&self, tag: Tag, frame: Vec<u8>) {
+        self.send_kind(tag, Bytes::Owned(frame), Kind::RoomClose);
     }
 
     /// Queues `close` for every client, gives them `SHUTDOWN_DRAIN` to

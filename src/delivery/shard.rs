@@ -187,7 +187,7 @@ impl Client {
             {
                 let index = walk.private;
                 walk.private += 1;
-                walk.ended = p.kind == Kind::Close;
+                walk.ended = p.kind.is_close();
                 return Some(Piece {
                     bytes: &p.bytes,
                     kind: PieceKind::Private {
@@ -417,7 +417,7 @@ impl Shard {
                 };
                 let client = &mut self.clients[i];
                 let at = log_of(&self.logs, client.variant).map_or(0, Log::head);
-                if kind == Kind::Room {
+                if matches!(kind, Kind::Room | Kind::RoomClose) {
                     // The reader counted its own items as it queued them.
                     client
                         .link
@@ -454,7 +454,7 @@ impl Shard {
                     let log = log_of(&self.logs, self.clients[i].variant);
                     let client = &mut self.clients[i];
                     if client.state != State::Closed
-                        && client.private.iter().any(|p| p.kind == Kind::Close)
+                        && client.private.iter().any(|p| p.kind.is_close())
                     {
                         // Its last words (a Close answering the client's,
                         // or 1011 from a reader that panicked) still go
@@ -478,7 +478,7 @@ impl Shard {
             }
             Command::Stop(close) => {
                 for client in &mut self.clients {
-                    if !client.private.iter().any(|p| p.kind == Kind::Close) {
+                    if !client.private.iter().any(|p| p.kind.is_close()) {
                         let at = log_of(&self.logs, client.variant).map_or(0, Log::head);
                         client.push_private(at, Bytes::Shared(close.clone()), Kind::Close, false);
                     }

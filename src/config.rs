@@ -194,7 +194,7 @@ Usage: wschat [OPTIONS]
 Options:
   --addr HOST:PORT            address to listen on [default: {DEFAULT_ADDR}]
   --www DIR                   serve the page from DIR instead of the embedded copy
-  --log-level LEVEL           error, warn, info, debug or trace [default: info]
+  --log-level LEVEL           off, error, warn, info, debug or trace [default: info]
   --allow-origin ORIGIN       also accept pages from ORIGIN (repeatable; * = any)
   --allow-host NAME           also accept requests for host NAME (repeatable; .example.com =
                               that domain and its subdomains; * = any) [default: loopback

@@ -73,11 +73,14 @@ pub struct Metrics {
     /// Cluster mode: connections to Redis made again after losing one.
     pub redis_reconnects: AtomicU64,
     /// Welcomes sent with `"gap":true`: a client resumed from a message
-    /// older than the history.
+    /// older than the history, or from another epoch (or none).
     pub resume_gaps: AtomicU64,
     /// Cluster mode: stream entries missed (trimmed before this node read
     /// them), told by a jump in the sequence numbers.
     pub cluster_gaps: AtomicU64,
+    /// Cluster mode: connected clients closed with 1012 `rejoin` because
+    /// the order said they had left (this node was cut off meanwhile).
+    pub cluster_rejoins: AtomicU64,
     /// Chat clients connected now that negotiated permessage-deflate, by
     /// protocol (indexed by the plain broadcast variant: 0 raw, 1
     /// wschat.v1): while a protocol has none, its broadcasts are not
@@ -253,7 +256,7 @@ impl Metrics {
         family(
             "resume_gaps_total",
             "counter",
-            "Clients that resumed from a message older than the history (welcome with gap).",
+            "Clients whose resume got a gap: messages no longer kept, or another epoch.",
             &one(&self.resume_gaps),
         );
         family(
@@ -273,6 +276,12 @@ impl Metrics {
             "counter",
             "Cluster mode: stream entries this node never saw (trimmed first).",
             &one(&self.cluster_gaps),
+        );
+        family(
+            "cluster_rejoins_total",
+            "counter",
+            "Cluster mode: clients told to reconnect (1012 rejoin) after being announced gone.",
+            &one(&self.cluster_rejoins),
         );
         family(
             "redis_round_trips_total",

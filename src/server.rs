@@ -10,11 +10,11 @@ use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::delivery::{self, Delivery};
 use crate::forwarded;
-use crate::history_file::{self, HistoryLog};
+use crate::history_file::HistoryLog;
 use crate::http::StaticFiles;
 use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
-use crate::room::History;
+use crate::room::{Epoch, History};
 use crate::threads::ThreadBudget;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,17 +37,20 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(config.addr)?;
         let metrics = Arc::new(Metrics::default());
-        let (history, next_seq, log) = match &config.history_file {
+        let (history, next_seq, epoch, log) = match &config.history_file {
             Some(path) => {
-                let (history, next_seq) = history_file::load(path, config.history)?;
+                let (loaded, epoch, log) = HistoryLog::open(path, config.history)?;
                 log::info!(
-                    "Loaded {} messages of history from {}",
-                    history.len(),
-                    path.display()
+                    "Loaded {} messages of history from {} (epoch {epoch}, next id {})",
+                    loaded.history.len(),
+                    path.display(),
+                    loaded.next_seq
                 );
-                (history, next_seq, Some(HistoryLog::open(path)?))
+                (loaded.history, loaded.next_seq, epoch, Some(log))
             }
-            None => (History::new(config.history), 1, None),
+            // Nothing kept from an earlier run: ids start again at 1, in a
+            // history of their own.
+            None => (History::new(config.history), 1, Epoch::fresh(), None),
         };
         let delivery = Delivery::start(delivery::Settings {
             threads: delivery_threads(),
@@ -61,8 +64,14 @@ impl Server {
         let (events, broadcaster, cluster_up) = match &config.redis {
             None => {
                 #[allow(unused_mut)]
-                let mut room =
-                    Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone());
+                let mut room = Broadcaster::new(
+                    history,
+                    next_seq,
+                    epoch,
+                    log,
+                    delivery.clone(),
+                    metrics.clone(),
+                );
                 #[cfg(feature = "test-hooks")]
                 {
                     room.panic_trigger = config.broadcaster_panic_trigger.clone();

@@ -203,3 +203,124 @@ fn main() {
     // Exit at once: a case abandoned past its limit may still hold a thread.
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::suite::verdict::Verdict;
+    use super::suite::*;
+    use std::time::Duration;
+
+    #[test]
+    fn patterns_are_substrings_or_globs_separated_by_commas() {
+        assert!(matches("utf8", "utf8::valid_ascii_one_frame"));
+        assert!(matches("close::code_*_is_1002", "close::code_1005_is_1002"));
+        assert!(!matches(
+            "close::code_*_is_1002",
+            "close::code_1000_is_echoed"
+        ));
+        assert!(matches(
+            "nothing,close::code_1000*",
+            "close::code_1000_is_echoed"
+        ));
+        assert!(matches("*echoed", "close::code_1000_is_echoed"));
+        assert!(!matches("", "anything"));
+    }
+
+    #[test]
+    fn urls_give_address_host_and_path() {
+        let t = Target::parse("ws://127.0.0.1:9001/echo?x=1", 4, DEFAULT_WAIT).unwrap();
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("127.0.0.1:9001", "/echo?x=1")
+        );
+        let t = Target::parse("ws://127.0.0.1", 4, DEFAULT_WAIT).unwrap();
+        assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
+        assert!(Target::parse("wss://127.0.0.1/", 4, DEFAULT_WAIT).is_err());
+        assert!(Target::parse("http://127.0.0.1/", 4, DEFAULT_WAIT).is_err());
+        assert!(Target::parse("ws:///echo", 4, DEFAULT_WAIT).is_err());
+    }
+
+    #[test]
+    fn the_connection_limit_holds() {
+        let t = Target::parse("ws://127.0.0.1:1/", 2, DEFAULT_WAIT).unwrap();
+        let (a, b) = (t.permit(), t.permit());
+        let t2 = t.clone();
+        let third = std::thread::spawn(move || {
+            let _p = t2.permit();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !third.is_finished(),
+            "a third connection opened over a limit of 2"
+        );
+        drop(a);
+        third.join().unwrap();
+        drop(b);
+    }
+
+    #[test]
+    fn every_autobahn_mapping_names_a_case_and_case_names_are_unique() {
+        let names: Vec<String> = all_cases().into_iter().map(|c| c.name).collect();
+        for (name, autobahn) in AUTOBAHN {
+            assert!(
+                names.iter().any(|n| n == name),
+                "autobahn {autobahn}: no case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn forbidden_close_codes_are_those_of_7_4() {
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999] {
+            assert!(steps::forbidden_code(code), "{code}");
+        }
+        for code in [1000, 1003, 1007, 1014, 3000, 4999, 5000] {
+            assert!(!steps::forbidden_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn stored_blocks_inflate_to_the_payload() {
+        for len in [0, 1, 5, 65535, 65536, 200_000] {
+            let payload = steps::pattern_bytes(len);
+            assert_eq!(
+                deflate::inflate(&deflate::stored_blocks(&payload)).unwrap(),
+                payload,
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn expected_files_compare_verdicts_and_informational_reasons() {
+        let outcome = |name: &str, verdict, reason: &str| Outcome {
+            section: "s",
+            name: name.into(),
+            rfc: "",
+            autobahn: None,
+            verdict,
+            reason: reason.into(),
+            exchange: String::new(),
+            duration: Duration::ZERO,
+        };
+        let run = [
+            outcome("s::a", Verdict::Pass, "sent x; got x"),
+            outcome("s::b", Verdict::Informational, "Close 1009"),
+        ];
+        let file = report::expected_file(&run);
+        assert_eq!(file, "pass s::a\ninformational s::b | Close 1009\n");
+        assert!(report::compare(&file, &run, false).is_empty());
+        let changed = [
+            outcome("s::a", Verdict::Fail, "no"),
+            outcome("s::b", Verdict::Informational, "echoed"),
+        ];
+        assert_eq!(report::compare(&file, &changed, false).len(), 2);
+        assert_eq!(
+            report::compare(&file, &run[..1], false).len(),
+            1,
+            "a case not run"
+        );
+        assert!(report::compare(&file, &run[..1], true).is_empty());
+    }
+}

@@ -218,6 +218,45 @@ fn cli_checks(wschat: &Target, broken: &Target) -> Vec<String> {
             problems.push(format!("cli: --json report without {needle}"));
         }
     }
+    // Every flag's range at its bounds: inside, `--list` runs (exit 0);
+    // outside, a usage error (exit 2).
+    for (args, code) in [
+        (&["--connections", "1"][..], 0),
+        (&["--connections", "256"], 0),
+        (&["--connections", "0"], 2),
+        (&["--connections", "257"], 2),
+        (&["--wait", "0.1"], 0),
+        (&["--wait", "60"], 0),
+        (&["--wait", "0.09"], 2),
+        (&["--wait", "61"], 2),
+        (&["--case-timeout", "1"], 0),
+        (&["--case-timeout", "600"], 0),
+        (&["--case-timeout", "0.5"], 2),
+        (&["--case-timeout", "601"], 2),
+        (&["--timeout", "1"], 0),
+        (&["--timeout", "3600"], 0),
+        (&["--timeout", "0"], 2),
+        (&["--timeout", "3601"], 2),
+        (&["--no-such-flag"], 2),
+    ] {
+        let got = std::process::Command::new(bin)
+            .args(["ws://127.0.0.1:1/echo", "--list"])
+            .args(args)
+            .output()
+            .expect("run wschat-conformance")
+            .status
+            .code();
+        if got != Some(code) {
+            problems.push(format!("cli: {args:?} must exit {code}, got {got:?}"));
+        }
+    }
+    let unmatched = run(format!("ws://{}/echo", wschat.addr), "no_such_case", &[]);
+    if unmatched.status.code() != Some(2) {
+        problems.push(format!(
+            "cli: --cases matching nothing must exit 2, got {:?}",
+            unmatched.status.code()
+        ));
+    }
     let out = run(
         format!("ws://{}/echo", wschat.addr),
         "close::code_1000_is_echoed",

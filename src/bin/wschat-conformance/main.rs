@@ -40,7 +40,8 @@ options:
   --expect PATH          compare the verdicts with an expected-verdict file;
                          the exit status then says whether they agree
   --write-expected PATH  write the verdicts as an expected-verdict file
-  --verbose              list every case, passes included
+  --verbose              list every case, passes included, and what was sent
+                         and received in the cases that did not pass
   -h, --help             this text
 
 exit status: 0 when no case failed (with --expect: when the verdicts agree

@@ -48,6 +48,10 @@ pub fn text(outcomes: &[Outcome], verbose: bool, elapsed: std::time::Duration) -
         }
         for o in outcomes.iter().filter(|o| o.verdict == v) {
             let _ = writeln!(out, "{}", case_line(o));
+            // The exchange is the reason of a pass; for the others, on ask.
+            if verbose && v != Verdict::Pass && !o.exchange.is_empty() {
+                let _ = writeln!(out, "{:<13}   {}", "", o.exchange);
+            }
         }
     }
     if !out.is_empty() {

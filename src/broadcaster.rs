@@ -262,6 +262,7 @@ impl Broadcaster {
                     }
                     if !joined.accept(|| self.outbox.add_client(*endpoint)) {
                         log::warn!("({id}) {peer} gave up waiting to join");
+                        self.outbox.flush_if_due(rx.is_empty());
                         continue;
                     }
                     Action::Join { id, mode, resume }

@@ -174,24 +174,6 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 /// readers wait (and so their clients do) instead of memory growing.
 pub const EVENT_QUEUE: usize = 16 * 1024;
 
-/// The broadcast stream a client of `mode` receives: 0 and 1 plain, and
-/// 2 and 3 the same frames compressed, for a client that negotiated
-/// permessage-deflate (RFC 7692) in its handshake.
-pub fn variant(mode: Mode, deflate: bool) -> Variant {
-    let plain = match mode {
-        Mode::Raw => 0,
-        Mode::V1 => 1,
-    };
-    if deflate { plain + 2 } else { plain }
-}
-
-/// Whether clients of `variant` negotiated permessage-deflate: their
-/// private frames (a welcome, a reply) may be sent with
-/// [`compressed_frame`] too.
-pub fn is_compressed(variant: Variant) -> bool {
-    variant >= 2
-}
-
 /// A data frame compressed for a client that negotiated permessage-deflate
 /// (payload compressed once, RSV1 set), counted in the `deflate_*`
 /// metrics. Broadcasts are compressed with it once for all such clients;
@@ -331,17 +313,20 @@ impl Broadcaster {
                     };
                     let frame = encode_frame(opcode, bytes, None);
                     self.pending
-                        .push(variant(mode, false), except, frame.into_boxed_slice());
+                        .push(Variant::new(mode, false), except, frame.into_boxed_slice());
                     // One compression per broadcast, whatever the number of
                     // recipients: with server_no_context_takeover the
                     // compressed bytes depend on the message alone (RFC
                     // 7692 §7.1.1.1). A client that joins later counted
                     // itself before its Join was sent, so none is missed.
-                    let compressing = &self.metrics.deflate_clients[variant(mode, false) as usize];
+                    let compressing = self.metrics.deflate_clients_of(mode);
                     if compressing.load(Relaxed) > 0 {
                         let frame = compressed_frame(opcode, bytes, &self.metrics);
-                        self.pending
-                            .push(variant(mode, true), except, frame.into_boxed_slice());
+                        self.pending.push(
+                            Variant::new(mode, true),
+                            except,
+                            frame.into_boxed_slice(),
+                        );
                     }
                 }
                 Output::Reply { to, event } => {
@@ -385,7 +370,7 @@ impl Broadcaster {
 
     /// Hands a newcomer to delivery (which writes its 101 first).
     pub(crate) fn add_client(&mut self, endpoint: Endpoint) -> Outlet {
-        if endpoint.variant.is_some_and(is_compressed) {
+        if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
         self.delivery.add(endpoint)
@@ -442,17 +427,5 @@ mod tests {
             wait.wait(Duration::from_secs(10)).err(),
             Some(JoinFailed::Refused)
         );
-    }
-
-    #[test]
-    fn four_variants_plain_and_compressed() {
-        let all = [
-            variant(Mode::Raw, false),
-            variant(Mode::V1, false),
-            variant(Mode::Raw, true),
-            variant(Mode::V1, true),
-        ];
-        assert_eq!(all, [0, 1, 2, 3], "distinct, and plain ones unchanged");
-        assert_eq!(all.map(is_compressed), [false, false, true, true]);
     }
 }

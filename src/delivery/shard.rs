@@ -3,7 +3,7 @@
 use super::doorbell::{Inbox, Step, TURN};
 use super::sys::{self, IoVec, POLLIN, POLLOUT, PollFd};
 use super::{
-    Bytes, CLOSE_WRITE_DEADLINE, Command, Endpoint, Kind, Link, Part, Parts, Settings, Tag,
+    Bytes, CLOSE_WRITE_DEADLINE, Command, Ending, Endpoint, Kind, Link, Part, Parts, Settings, Tag,
     VARIANTS, Variant, private_cost,
 };
 use crate::metrics::DropReason;
@@ -86,7 +86,7 @@ impl Log {
 
 /// The log a client of `variant` reads (none for an echo client).
 fn log_of(logs: &[Log; VARIANTS], variant: Option<Variant>) -> Option<&Log> {
-    variant.map(|v| &logs[v as usize])
+    variant.map(|v| &logs[v.index()])
 }
 
 /// Bytes for one client at a point in its broadcast stream.
@@ -111,7 +111,7 @@ enum State {
     Closed,
 }
 
-struct Client {
+struct Recipient {
     tag: Tag,
     /// Its log; `None` for an echo client, and for one being ended.
     variant: Option<Variant>,
@@ -165,7 +165,7 @@ struct Walk {
     ended: bool,
 }
 
-impl Client {
+impl Recipient {
     fn walk(&self) -> Walk {
         Walk {
             next: self.next,
@@ -276,7 +276,7 @@ pub(super) struct Shard {
     inbox: Inbox<Command>,
     settings: Settings,
     logs: [Log; VARIANTS],
-    clients: Vec<Client>,
+    clients: Vec<Recipient>,
     index: HashMap<Tag, usize>,
     pieces: Vec<IoVec>,
     last_sweep: Instant,
@@ -293,8 +293,8 @@ enum Sent {
     More,
     /// The socket is full.
     Blocked,
-    /// The Close is out.
-    Closed,
+    /// The Close is out, with this code.
+    Closed(u16),
     Failed(io::Error),
 }
 
@@ -499,7 +499,9 @@ impl Shard {
                     && let Some(&i) = self.index.get(&origin)
                 {
                     let client = &mut self.clients[i];
-                    if client.variant == Some(variant as Variant) && client.state != State::Closed {
+                    if client.variant.map(Variant::index) == Some(variant)
+                        && client.state != State::Closed
+                    {
                         client.own.push_back((number, frame.bytes.len() as u64));
                         client.own_bytes += frame.bytes.len() as u64;
                     }
@@ -511,7 +513,7 @@ impl Shard {
 
     fn add(&mut self, endpoint: Endpoint) {
         let at = log_of(&self.logs, endpoint.variant).map_or(0, Log::head);
-        let mut client = Client {
+        let mut client = Recipient {
             tag: endpoint.tag,
             variant: endpoint.variant,
             stream: endpoint.stream,
@@ -542,7 +544,7 @@ impl Shard {
         if let Some(moved) = self.clients.get(i) {
             self.index.insert(moved.tag, i);
         }
-        client.link.done();
+        client.link.end(Ending::Stopped);
     }
 
     /// Gives every client with something due one write; returns whether
@@ -557,14 +559,14 @@ impl Shard {
                 match self.write(i, now) {
                     Sent::All | Sent::Blocked => {}
                     Sent::More => more = true,
-                    Sent::Closed => {
+                    Sent::Closed(code) => {
                         let client = &mut self.clients[i];
                         client.state = State::Closed;
                         client.deadline = None;
                         // §7.1.1: having sent its Close, the server closes
                         // TCP after the client's Close (the reader waits
                         // for it); our half ends now.
-                        client.link.done();
+                        client.link.end(Ending::Closed(code));
                         let _ = client.stream.shutdown(Shutdown::Write);
                         if client.orphan {
                             self.forget(i);
@@ -583,7 +585,7 @@ impl Shard {
             if client.state != State::Closed {
                 client.skip_to_head(log);
                 if let Some(v) = client.variant {
-                    let oldest = &mut oldest_needed[v as usize];
+                    let oldest = &mut oldest_needed[v.index()];
                     *oldest = (*oldest).min(client.next);
                 }
             }
@@ -602,7 +604,7 @@ impl Shard {
         self.pieces.clear();
         let mut walk = client.walk();
         let mut total = 0;
-        let mut ends_in_close = false;
+        let mut ends_in_close = None;
         while self.pieces.len() < MAX_PIECES && total < MAX_SEND_BYTES {
             let Some(piece) = client.step(&mut walk, log) else {
                 break;
@@ -618,7 +620,9 @@ impl Shard {
                 base: bytes.as_ptr(),
                 len: bytes.len(),
             });
-            ends_in_close = walk.ended;
+            if walk.ended {
+                ends_in_close = Some(close_code(piece.bytes));
+            }
         }
         if self.pieces.is_empty() {
             // Nothing due: the stall clock starts again from here.
@@ -644,8 +648,10 @@ impl Shard {
             self.clients[i].state = State::Blocked;
             return Sent::Blocked;
         }
-        if ends_in_close && complete {
-            return Sent::Closed;
+        if let Some(code) = ends_in_close
+            && complete
+        {
+            return Sent::Closed(code);
         }
         if complete { Sent::All } else { Sent::More }
     }
@@ -800,15 +806,25 @@ impl Shard {
         // socket end also sees the flag. Shutting the reading half wakes
         // the reader (it reads the end of the input), which sends the room
         // its Leave; the writing half stays open for the Close.
-        client.link.done();
+        client.link.end(Ending::SlowConsumer);
         let _ = client.stream.shutdown(Shutdown::Read);
     }
 
     /// Ends client `i`, whose socket failed: nothing more can be sent.
     fn fail(&mut self, i: usize) {
         let client = &self.clients[i];
-        client.link.done();
+        client.link.end(Ending::WriteFailed);
         let _ = client.stream.shutdown(Shutdown::Both);
         self.forget(i);
+    }
+}
+
+/// The status code of a Close frame as this server encodes it: unmasked,
+/// with a payload under 126 bytes (§5.5), so the code is bytes 2 and 3
+/// (§5.5.1); 1005 when it has none (§7.1.5).
+fn close_code(frame: &[u8]) -> u16 {
+    match frame {
+        [_, len, high, low, ..] if *len >= 2 => u16::from_be_bytes([*high, *low]),
+        _ => 1005,
     }
 }

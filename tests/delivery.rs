@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::delivery::{
-    Batch, Bytes, COMMAND_QUEUE, Delivery, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD, Settings,
-    Variant,
+    Batch, Bytes, COMMAND_QUEUE, Delivery, Ending, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD,
+    Settings, Variant,
 };
 use wschat::metrics::Metrics;
 use wschat::protocol::OpCode;
-use wschat::protocol::frame::encode_frame;
+use wschat::protocol::close::CloseCode;
+use wschat::protocol::frame::{encode_close, encode_frame};
 use wschat::protocol::message::{Message, MessageReader, ReadError, Role};
 use wschat::room::Mode;
 
@@ -153,7 +154,7 @@ fn a_client_too_far_behind_is_cut_and_the_others_get_everything() {
     let (delivery, metrics) = start(1 << 20);
     let (sleeper_server, mut sleeper) = pair();
     let (reader_server, reader) = pair();
-    let _s = delivery.add(Delivery::endpoint(1, Some(RAW), sleeper_server, vec![]));
+    let s = delivery.add(Delivery::endpoint(1, Some(RAW), sleeper_server, vec![]));
     let _r = delivery.add(Delivery::endpoint(2, Some(RAW), reader_server, vec![]));
     const FRAMES: usize = 400;
     const SIZE: usize = 16 * 1024;
@@ -179,6 +180,11 @@ fn a_client_too_far_behind_is_cut_and_the_others_get_everything() {
         thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 1);
+    assert_eq!(
+        s.ending(),
+        Some(Ending::SlowConsumer),
+        "its reader is told why"
+    );
     // The sleeper's connection ends; it never got all 6.4 MB.
     let got = read_to_end(&mut sleeper);
     assert!(got.len() < FRAMES * SIZE, "{} bytes", got.len());
@@ -406,6 +412,34 @@ fn pair_with_small_buffer(size: usize) -> (Arc<TcpStream>, TcpStream) {
     let (server, _) = listener.accept().unwrap();
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     (Arc::new(server), client)
+}
+
+/// What the reader is told when delivery ends a client is what went out
+/// on the wire: the room's Close and its code, or, for a socket that
+/// failed, that nothing could be sent (not a slow consumer's 1008).
+#[test]
+fn delivery_tells_the_reader_how_it_ended_a_client() {
+    let (delivery, metrics) = start(1 << 20);
+    let (rejoin_server, mut rejoin) = pair();
+    let told = delivery.add(Delivery::endpoint(1, Some(RAW), rejoin_server, vec![]));
+    delivery.close(1, encode_close(CloseCode::Restart, "rejoin", None));
+    assert!(!read_to_end(&mut rejoin).is_empty());
+    assert_eq!(told.ending(), Some(Ending::Closed(1012)));
+
+    let (reset_server, reset) = pair();
+    let failed = delivery.add(Delivery::endpoint(2, Some(RAW), reset_server, vec![]));
+    // The client resets its connection (SO_LINGER 0): the next writes fail.
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    let deadline = Instant::now() + TIMEOUT;
+    while !failed.is_closed() && Instant::now() < deadline {
+        delivery.broadcast(batch(&[(RAW, None, &[0u8; 4096])]));
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(failed.ending(), Some(Ending::WriteFailed));
+    assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 0);
 }
 
 #[test]

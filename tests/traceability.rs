@@ -254,7 +254,7 @@ fn check_test(item: &str) -> Result<(), String> {
     let (file, name) = item.rsplit_once("::").ok_or("expected FILE::TEST_NAME")?;
     let path = root().join(file);
     let source = fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
-    if file.starts_with("tests/conformance/") {
+    if file.starts_with("tests/conformance/") || file.starts_with("src/bin/wschat-conformance/") {
         // Conformance cases are registered by name: `c.add("name", ...)`.
         return if string_literals(&source)
             .iter()
@@ -902,7 +902,9 @@ impl CodeNames {
         for file in files {
             let source = fs::read_to_string(&file).unwrap();
             declared_names(&source, &mut declared);
-            if file.starts_with(root().join("tests/conformance")) {
+            if file.starts_with(root().join("tests/conformance"))
+                || file.starts_with(root().join("src/bin/wschat-conformance"))
+            {
                 conformance_cases.extend(
                     string_literals(&source)
                         .into_iter()

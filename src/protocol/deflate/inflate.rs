@@ -186,8 +186,8 @@ impl Inflater {
     ///
     /// An empty payload is an empty message. Data after a block marked
     /// final (BFINAL) is refused: RFC 7692 §7.2.3.4 lets a sender end a
-    /// message with a final block, and then only the appended tail may
-    /// follow it.
+    /// message with a final block, and then only one 0x00 (the empty
+    /// stored block the appended tail completes) and the tail may follow.
     pub fn inflate_message(
         &self,
         compressed: &[u8],
@@ -224,8 +224,13 @@ impl Inflater {
             }
             if last {
                 // Only the padding of this byte and the appended tail
-                // (whole or in part) may remain.
-                if input.pos.saturating_sub(input.nbits as usize / 8) < compressed.len() {
+                // (whole or in part) may remain, or one 0x00 byte: the
+                // header bits of the empty stored block whose LEN and NLEN
+                // are the tail the sender removed, as in RFC 7692
+                // §7.2.3.4's own example (f3 48 cd c9 c9 07 00 00).
+                let end = input.pos.saturating_sub(input.nbits as usize / 8);
+                let rest = compressed.get(end..).unwrap_or_default();
+                if !(rest.is_empty() || rest == [0x00]) {
                     return Err(InflateError::Corrupt("data after the final block"));
                 }
                 break;
@@ -443,8 +448,23 @@ mod tests {
             inflate(&[0x00, 0x00, 0x01, 0xff, 0xfe, 0x48, 0x65]),
             Err(TRUNCATED)
         );
-        // Data after a final block.
-        assert!(inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]).is_err());
+        // RFC 7692 §7.2.3.4: a final block, then the 0x00 that the
+        // appended tail makes an empty stored block.
+        assert_eq!(
+            inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // Anything else after a final block.
+        for after in [
+            &[0x01][..],
+            &[0x00, 0x00],
+            &[0x00, 0x00, 0x00, 0xff, 0xff],
+            &[0x48],
+        ] {
+            let mut data = vec![0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+            data.extend_from_slice(after);
+            assert!(inflate(&data).is_err(), "{after:02x?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! command per delivery thread for the lot, and one write per client for
 //! many frames. The last event before a quiet spell goes out at once.
 
-use crate::delivery::{Delivery, Endpoint, Outlet, Variant};
+use crate::delivery::{Delivery, Endpoint, Outlet};
 use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::deflate::compress_message;
@@ -152,14 +152,31 @@ impl JoinWait {
 
 /// However a broadcaster thread ends, other than by `Event::Shutdown` (a
 /// bug that panics, say), the chat has stopped: this says so when dropped,
-/// so that `/healthz` fails and a supervisor restarts the process. Set
-/// `.1` on a clean shutdown.
-pub(crate) struct Watch(pub(crate) Arc<Metrics>, pub(crate) bool);
+/// so that `/healthz` fails and a supervisor restarts the process, unless
+/// [`Watch::clean_shutdown`] was called first.
+pub(crate) struct Watch {
+    metrics: Arc<Metrics>,
+    clean: bool,
+}
+
+impl Watch {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Watch {
+        Watch {
+            metrics,
+            clean: false,
+        }
+    }
+
+    /// The thread is ending because it was told to: nothing to report.
+    pub(crate) fn clean_shutdown(&mut self) {
+        self.clean = true;
+    }
+}
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.broadcaster_down.store(true, Relaxed);
+        if !self.clean {
+            self.metrics.broadcaster_down.store(true, Relaxed);
             log::error!("Error: the broadcaster stopped; the chat is down");
         }
     }
@@ -173,24 +190,6 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024;
 /// Events waiting for the broadcaster. Bounded: if it ever falls behind,
 /// readers wait (and so their clients do) instead of memory growing.
 pub const EVENT_QUEUE: usize = 16 * 1024;
-
-/// The broadcast stream a client of `mode` receives: 0 and 1 plain, and
-/// 2 and 3 the same frames compressed, for a client that negotiated
-/// permessage-deflate (RFC 7692) in its handshake.
-pub fn variant(mode: Mode, deflate: bool) -> Variant {
-    let plain = match mode {
-        Mode::Raw => 0,
-        Mode::V1 => 1,
-    };
-    if deflate { plain + 2 } else { plain }
-}
-
-/// Whether clients of `variant` negotiated permessage-deflate: their
-/// private frames (a welcome, a reply) may be sent with
-/// [`compressed_frame`] too.
-pub fn is_compressed(variant: Variant) -> bool {
-    variant >= 2
-}
 
 /// A data frame compressed for a client that negotiated permessage-deflate
 /// (payload compressed once, RSV1 set), counted in the `deflate_*`
@@ -245,7 +244,7 @@ impl Broadcaster {
     }
 
     fn run(mut self, rx: Receiver<Event>) {
-        let mut watch = Watch(self.metrics.clone(), false);
+        let mut watch = Watch::new(self.metrics.clone());
         while let Ok(event) = rx.recv() {
             let action = match event {
                 Event::Join {
@@ -284,7 +283,7 @@ impl Broadcaster {
                     if let Some(log) = self.log.take() {
                         log.close(); // every accepted message is on disk
                     }
-                    watch.1 = true;
+                    watch.clean_shutdown();
                     return;
                 }
             };
@@ -322,17 +321,5 @@ mod tests {
             wait.wait(Duration::from_secs(10)).err(),
             Some(JoinFailed::Refused)
         );
-    }
-
-    #[test]
-    fn four_variants_plain_and_compressed() {
-        let all = [
-            variant(Mode::Raw, false),
-            variant(Mode::V1, false),
-            variant(Mode::Raw, true),
-            variant(Mode::V1, true),
-        ];
-        assert_eq!(all, [0, 1, 2, 3], "distinct, and plain ones unchanged");
-        assert_eq!(all.map(is_compressed), [false, false, true, true]);
     }
 }

@@ -253,140 +253,131 @@ impl Command {
                 Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
                 _ => (arg.clone(), None),
             };
-            let mut value = |name: &str| -> Result<String, String> {
+            let mut value = || -> Result<String, String> {
                 inline
                     .clone()
                     .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value (see --help)"))
+                    .ok_or_else(|| format!("{flag} needs a value (see --help)"))
             };
             match flag.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
                 "-V" | "--version" => return Ok(Command::Version),
-                "--addr" => {
-                    let v = value("--addr")?;
-                    config.addr = v
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .ok_or_else(|| format!("--addr: '{v}' is not HOST:PORT"))?;
-                }
-                "--www" => config.www = Some(PathBuf::from(value("--www")?)),
-                "--log-level" => {
-                    let v = value("--log-level")?;
-                    config.log_level = v.parse().map_err(|_| {
-                        format!(
-                            "--log-level: '{v}' is not one of off, error, warn, info, debug, trace"
-                        )
-                    })?;
-                }
-                "--allow-origin" => config.allow_origins.push(value("--allow-origin")?),
-                "--allow-host" => {
-                    let v = value("--allow-host")?;
-                    if !crate::access::is_host_pattern(&v) {
-                        return Err(format!(
-                            "--allow-host: '{v}' is not a host name, .domain or *"
-                        ));
-                    }
-                    config.allow_hosts.push(v)
-                }
-                "--max-message-bytes" => {
-                    config.max_message_bytes = number(
-                        &value("--max-message-bytes")?,
-                        "--max-message-bytes",
-                        range::MAX_MESSAGE_BYTES,
-                    )?
-                }
-                "--echo-max-message-bytes" => {
-                    config.echo_max_message_bytes = number(
-                        &value("--echo-max-message-bytes")?,
-                        "--echo-max-message-bytes",
-                        range::ECHO_MAX_MESSAGE_BYTES,
-                    )?
-                }
-                "--history" => {
-                    config.history = number(&value("--history")?, "--history", range::HISTORY)?
-                }
-                "--history-file" => {
-                    config.history_file = Some(PathBuf::from(value("--history-file")?))
-                }
-                "--max-clients" => {
-                    config.max_clients = number(
-                        &value("--max-clients")?,
-                        "--max-clients",
-                        range::MAX_CLIENTS,
-                    )?
-                }
-                "--max-clients-per-ip" => {
-                    config.max_clients_per_ip = PerAddressLimit::everywhere(number(
-                        &value("--max-clients-per-ip")?,
-                        "--max-clients-per-ip",
-                        range::MAX_CLIENTS_PER_IP,
-                    )?)
-                }
-                "--max-pending-per-ip" => {
-                    config.max_pending_per_ip = PerAddressLimit::everywhere(number(
-                        &value("--max-pending-per-ip")?,
-                        "--max-pending-per-ip",
-                        range::MAX_PENDING_PER_IP,
-                    )?)
-                }
-                "--trusted-proxy" => {
-                    let v = value("--trusted-proxy")?;
-                    let block =
-                        AddrBlock::parse(&v).map_err(|e| format!("--trusted-proxy: {e}"))?;
-                    config.trusted_proxies.push(block);
-                }
-                "--ping-interval" => {
-                    config.ping_interval = Duration::from_secs(number(
-                        &value("--ping-interval")?,
-                        "--ping-interval",
-                        range::PING_INTERVAL_SECS,
-                    )?)
-                }
-                "--handshake-timeout" => {
-                    config.handshake_timeout = Duration::from_secs(number(
-                        &value("--handshake-timeout")?,
-                        "--handshake-timeout",
-                        range::HANDSHAKE_TIMEOUT_SECS,
-                    )?)
-                }
-                "--rate-limit" => {
-                    config.rate_limit =
-                        number(&value("--rate-limit")?, "--rate-limit", range::RATE_LIMIT)?
-                }
-                "--max-lag-bytes" => {
-                    config.max_lag_bytes = number(
-                        &value("--max-lag-bytes")?,
-                        "--max-lag-bytes",
-                        range::MAX_LAG_BYTES,
-                    )?
-                }
-                "--redis" => {
-                    let v = value("--redis")?;
-                    config.redis = Some(RedisUrl::parse(&v).map_err(|e| format!("--redis: {e}"))?);
-                }
-                "--node-name" => {
-                    let v = value("--node-name")?;
-                    config.node_name =
-                        Some(NodeId::new(&v).map_err(|e| format!("--node-name: {e}"))?);
-                }
-                "--deflate" => {
-                    config.deflate = match value("--deflate")?.as_str() {
-                        "on" => true,
-                        "off" => false,
-                        v => return Err(format!("--deflate: '{v}' is not on or off")),
-                    }
-                }
-                other => return Err(format!("unknown option '{other}' (see --help)")),
+                _ => {}
+            }
+            if !config.set_limit(&flag, &mut value)? && !config.set_option(&flag, &mut value)? {
+                return Err(format!("unknown option '{flag}' (see --help)"));
             }
         }
-        if config.redis.is_some() && config.history_file.is_some() {
+        config.check_together()?;
+        Ok(Command::Run(Box::new(config)))
+    }
+}
+
+/// Where a flag's value comes from: the `=value` part, or the next
+/// argument.
+type FlagValue<'a> = &'a mut dyn FnMut() -> Result<String, String>;
+
+impl Config {
+    /// Sets a numeric limit if `flag` is one; false if it is not.
+    fn set_limit(&mut self, flag: &str, value: FlagValue) -> Result<bool, String> {
+        match flag {
+            "--max-message-bytes" => {
+                self.max_message_bytes = number(&value()?, flag, range::MAX_MESSAGE_BYTES)?
+            }
+            "--echo-max-message-bytes" => {
+                self.echo_max_message_bytes =
+                    number(&value()?, flag, range::ECHO_MAX_MESSAGE_BYTES)?
+            }
+            "--history" => self.history = number(&value()?, flag, range::HISTORY)?,
+            "--max-clients" => self.max_clients = number(&value()?, flag, range::MAX_CLIENTS)?,
+            "--max-clients-per-ip" => {
+                self.max_clients_per_ip =
+                    PerAddressLimit::everywhere(number(&value()?, flag, range::MAX_CLIENTS_PER_IP)?)
+            }
+            "--max-pending-per-ip" => {
+                self.max_pending_per_ip =
+                    PerAddressLimit::everywhere(number(&value()?, flag, range::MAX_PENDING_PER_IP)?)
+            }
+            "--ping-interval" => {
+                self.ping_interval =
+                    Duration::from_secs(number(&value()?, flag, range::PING_INTERVAL_SECS)?)
+            }
+            "--handshake-timeout" => {
+                self.handshake_timeout =
+                    Duration::from_secs(number(&value()?, flag, range::HANDSHAKE_TIMEOUT_SECS)?)
+            }
+            "--rate-limit" => self.rate_limit = number(&value()?, flag, range::RATE_LIMIT)?,
+            "--max-lag-bytes" => {
+                self.max_lag_bytes = number(&value()?, flag, range::MAX_LAG_BYTES)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Sets any other option if `flag` is one; false if it is not.
+    fn set_option(&mut self, flag: &str, value: FlagValue) -> Result<bool, String> {
+        match flag {
+            "--addr" => {
+                let v = value()?;
+                self.addr = v
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| format!("--addr: '{v}' is not HOST:PORT"))?;
+            }
+            "--www" => self.www = Some(PathBuf::from(value()?)),
+            "--log-level" => {
+                let v = value()?;
+                self.log_level = v.parse().map_err(|_| {
+                    format!("--log-level: '{v}' is not one of off, error, warn, info, debug, trace")
+                })?;
+            }
+            "--allow-origin" => self.allow_origins.push(value()?),
+            "--allow-host" => {
+                let v = value()?;
+                if !crate::access::is_host_pattern(&v) {
+                    return Err(format!(
+                        "--allow-host: '{v}' is not a host name, .domain or *"
+                    ));
+                }
+                self.allow_hosts.push(v)
+            }
+            "--history-file" => self.history_file = Some(PathBuf::from(value()?)),
+            "--trusted-proxy" => {
+                let v = value()?;
+                let block = AddrBlock::parse(&v).map_err(|e| format!("--trusted-proxy: {e}"))?;
+                self.trusted_proxies.push(block);
+            }
+            "--redis" => {
+                let v = value()?;
+                self.redis = Some(RedisUrl::parse(&v).map_err(|e| format!("--redis: {e}"))?);
+            }
+            "--node-name" => {
+                let v = value()?;
+                self.node_name = Some(NodeId::new(&v).map_err(|e| format!("--node-name: {e}"))?);
+            }
+            "--deflate" => {
+                self.deflate = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--deflate: '{v}' is not on or off")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Flags that each parse but do not go together.
+    fn check_together(&self) -> Result<(), String> {
+        if self.redis.is_some() && self.history_file.is_some() {
             return Err("--history-file and --redis cannot be used together: in cluster mode the history lives in Redis".into());
         }
-        if config.redis.is_none() && config.node_name.is_some() {
+        if self.redis.is_none() && self.node_name.is_some() {
             return Err("--node-name needs --redis".into());
         }
-        Ok(Command::Run(Box::new(config)))
+        Ok(())
     }
 }
 

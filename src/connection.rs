@@ -1,13 +1,14 @@
-//! One thread per connection: read the HTTP request head under a deadline,
-//! answer plain HTTP or refuse a bad handshake with a status, or accept the
-//! upgrade and become the client's read pump: frames in, events to the
-//! broadcaster (chat) or straight back to the writer (echo).
+//! One thread per connection, in five steps (`handle`): read the HTTP
+//! request head under a deadline; admit it (answer plain HTTP, or refuse a
+//! bad handshake with a status); register the client with delivery (and,
+//! for the chat, the room); run its read loop: frames in, events to the
+//! broadcaster (chat) or replies to delivery (echo); finish.
 
 use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::address_limits::{AddressLimits, AddressPlace, Hold};
-use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed, variant};
+use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed};
 use crate::config::Config;
-use crate::delivery::{Delivery, Outlet};
+use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
 use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
 use crate::log_text::Untrusted;
@@ -18,7 +19,7 @@ use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, enco
 use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
-use crate::room::{ClientId, Mode, SUBPROTOCOL};
+use crate::room::{ClientId, Mode, Resume, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
@@ -115,15 +116,41 @@ impl std::fmt::Display for Remote {
     }
 }
 
-/// Which WebSocket endpoint a client opened.
+/// Which WebSocket service a client asked for: by path, and on `/` by
+/// subprotocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+enum Service {
     Chat(Mode),
     Echo,
 }
 
-/// Serves one accepted TCP connection from start to end. `address_place`
-/// is its address's pending place, taken by the accept loop.
+/// A request head as read from the socket: `bytes[..len]` is the head, the
+/// rest what the client sent right behind it (a first frame, §4.1).
+struct Head {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// A WebSocket handshake found valid and within every limit: what the
+/// later steps need from the request.
+struct Admitted<'a> {
+    remote: Remote,
+    service: Service,
+    resume: Option<Resume>,
+    /// `Sec-WebSocket-Key`, for the 101's accept key (§4.2.2).
+    key: String,
+    /// The permessage-deflate agreement, if the handshake made one.
+    deflate: Option<Agreement>,
+    /// Bytes the client sent behind the head, for the frame reader.
+    buffered: Vec<u8>,
+    registration: Registration<'a>,
+}
+
+/// Serves one accepted TCP connection from start to end, in the steps
+/// chapter 01 follows: read the request, admit it, register the client,
+/// run its read loop, finish. `address_place` is its address's pending
+/// place, taken by the accept loop. A step that refuses the connection has
+/// answered it already.
 pub fn handle(
     stream: TcpStream,
     peer: SocketAddr,
@@ -131,98 +158,172 @@ pub fn handle(
     ctx: Arc<Context>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(head) = read_request(&stream, peer, address_place, &ctx) else {
+        return;
+    };
+    let Some(admitted) = admit(&stream, peer, head, &ctx) else {
+        return;
+    };
+    let stream = Arc::new(stream);
+    // Bound in this order so that, if the read loop panics, the reader
+    // (which then sends 1011) is dropped before the registration leaves.
+    let Some((registration, buffered, mut reader)) = register(&stream, admitted, &ctx) else {
+        return;
+    };
+    let (code, reason) = reader.run(&stream, &buffered);
+    finish(&stream, reader, registration, code, &reason);
+}
+
+/// Step 1: reads the request head within `--handshake-timeout`, then gives
+/// back the places the accept loop took for a connection still sending
+/// its head. A head too slow or too large is answered (408, 431).
+fn read_request(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    address_place: Option<AddressPlace>,
+    ctx: &Context,
+) -> Option<Head> {
     // The accept loop took these places for us (`server::start_connection`).
     let pending = PendingHandshake(&ctx.pending_handshakes);
-    let mut head = Vec::new();
-    let head_read = read_head(&stream, &mut head, ctx.config.handshake_timeout);
+    let mut bytes = Vec::new();
+    let head_read = read_head(stream, &mut bytes, ctx.config.handshake_timeout);
     drop((pending, address_place));
-    let head_len = match head_read {
-        Ok(len) => len,
-        Err(rejection) => {
-            if let Some(rejection) = rejection {
-                reject(&stream, Remote::direct(peer), rejection, &ctx.metrics);
-            }
-            return;
-        }
-    };
-    let request = match Request::parse(&head[..head_len]) {
+    match head_read {
+        Ok(len) => Some(Head { bytes, len }),
+        Err(Some(rejection)) => refuse(stream, Remote::direct(peer), rejection, ctx),
+        Err(None) => None,
+    }
+}
+
+/// Step 2: parses the request and decides what it gets. Plain HTTP is
+/// answered here. A WebSocket handshake is checked (§4.2.1: `accept`),
+/// and so are its host, origin, path and resume point; it then takes its
+/// places under `--max-clients-per-ip` and `--max-clients`. Whatever is
+/// refused is answered with a status.
+fn admit<'a>(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    head: Head,
+    ctx: &'a Context,
+) -> Option<Admitted<'a>> {
+    let request = match Request::parse(&head.bytes[..head.len]) {
         Ok(request) => request,
-        Err(rejection) => {
-            return reject(&stream, Remote::direct(peer), rejection, &ctx.metrics);
-        }
+        Err(rejection) => return refuse(stream, Remote::direct(peer), rejection, ctx),
     };
-    // From here on, limits and log lines are about the client, which a
-    // trusted proxy names in X-Forwarded-For (read from the right).
+    let remote = client_remote(peer, &request, ctx);
+    if let Err(rejection) = check_host(&request, remote, ctx) {
+        return refuse(stream, remote, rejection, ctx);
+    }
+    if !request.is_websocket_attempt() {
+        answer_http(stream, remote, &request, ctx);
+        return None;
+    }
+    let (service, resume) = match check_upgrade(&request, ctx) {
+        Ok(checked) => checked,
+        Err(rejection) => return refuse(stream, remote, rejection, ctx),
+    };
+    let deflate = negotiate_deflate(&request, service, &ctx.config);
+    let registration = match take_places(remote, service, deflate.is_some(), ctx) {
+        Ok(registration) => registration,
+        Err(rejection) => return refuse(stream, remote, rejection, ctx),
+    };
+    Some(Admitted {
+        remote,
+        service,
+        resume,
+        key: request
+            .header("Sec-WebSocket-Key")
+            .unwrap_or_default()
+            .to_string(),
+        deflate,
+        buffered: head.bytes[head.len..].to_vec(),
+        registration,
+    })
+}
+
+/// Who the request is from: from here on, limits and log lines are about
+/// the client, which a trusted proxy names in `X-Forwarded-For` (read from
+/// the right).
+fn client_remote(peer: SocketAddr, request: &Request<'_>, ctx: &Context) -> Remote {
     let forwarded_for = request
         .headers()
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case(FORWARDED_FOR))
         .map(|h| h.value);
-    let peer = Remote {
+    Remote {
         peer,
         client: forwarded::client_address(peer.ip(), forwarded_for, &ctx.config.trusted_proxies),
-    };
-    // Every request, page and upgrade alike, must name this server (DNS
-    // rebinding, see access.rs). An empty Host is left to the handshake's
-    // own check; HTTP/1.0 requests may have none.
-    let (host, duplicate) = {
-        let mut hosts = request.header_values("Host");
-        (hosts.next(), hosts.next().is_some())
-    };
+    }
+}
+
+/// Every request, page and upgrade alike, must name this server (DNS
+/// rebinding, see access.rs). An empty Host is left to the handshake's
+/// own check; HTTP/1.0 requests may have none.
+fn check_host(request: &Request<'_>, remote: Remote, ctx: &Context) -> Result<(), Rejection> {
+    let mut hosts = request.header_values("Host");
+    let (host, duplicate) = (hosts.next(), hosts.next().is_some());
     if duplicate {
         // RFC 9112 §3.2: more than one Host is a 400, whatever they say.
-        let rejection = Rejection::new(400, "duplicate Host header");
-        return reject(&stream, peer, rejection, &ctx.metrics);
+        return Err(Rejection::new(400, "duplicate Host header"));
     }
     let bound_to_loopback = ctx.config.addr.ip().is_loopback();
     if let Some(host) = host.filter(|host| {
         !host.is_empty() && !access::host_allowed(host, bound_to_loopback, &ctx.config.allow_hosts)
     }) {
-        log::warn!("Rejected request from {peer} for host {}", Untrusted(host));
-        let rejection = Rejection::new(403, HOST_NOT_ALLOWED);
-        return reject(&stream, peer, rejection, &ctx.metrics);
-    }
-    if !request.is_websocket_attempt() {
-        let (status, response) = http::respond(&request, &ctx.files, &ctx.metrics);
-        ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
-        log::debug!(
-            "{peer} {} {} -> {status}",
-            request.method,
-            Untrusted(request.target)
+        log::warn!(
+            "Rejected request from {remote} for host {}",
+            Untrusted(host)
         );
-        return finish_http(&stream, &response);
+        return Err(Rejection::new(403, HOST_NOT_ALLOWED));
     }
-    let endpoint = match accept(&request, &ctx) {
-        Ok(endpoint) => endpoint,
-        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
-    };
-    let resume = match crate::room::resume_param(request.target) {
-        Ok(resume) => resume,
-        Err(reason) => return reject(&stream, peer, Rejection::new(400, reason), &ctx.metrics),
-    };
-    let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
-    if cluster_down && matches!(endpoint, Endpoint::Chat(_)) {
-        let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
-        return reject(&stream, peer, rejection, &ctx.metrics);
-    }
-    let key = request
-        .header("Sec-WebSocket-Key")
-        .unwrap_or_default()
-        .to_string();
-    let deflate = negotiate_deflate(&request, endpoint, &ctx.config);
-    let buffered = head[head_len..].to_vec();
-    drop(head);
+    Ok(())
+}
 
-    // Hold a place under --max-clients-per-ip, then under --max-clients,
-    // before starting anything.
-    let address_place = match ctx.address_limits.take(Hold::Client, peer.client) {
-        Ok(place) => place,
-        Err(_) => {
+/// Answers a request that is not a WebSocket handshake (the page,
+/// `/healthz`, `/metrics`), then closes.
+fn answer_http(stream: &TcpStream, remote: Remote, request: &Request<'_>, ctx: &Context) {
+    let (status, response) = http::respond(request, &ctx.files, &ctx.metrics);
+    ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
+    log::debug!(
+        "{remote} {} {} -> {status}",
+        request.method,
+        Untrusted(request.target)
+    );
+    finish_http(stream, &response);
+}
+
+/// The handshake (§4.2.1), origin and path (`accept`), the resume point,
+/// and whether the chat can take anyone now (cluster mode needs Redis).
+fn check_upgrade(
+    request: &Request<'_>,
+    ctx: &Context,
+) -> Result<(Service, Option<Resume>), Rejection> {
+    let service = accept(request, ctx)?;
+    let resume =
+        crate::room::resume_param(request.target).map_err(|reason| Rejection::new(400, reason))?;
+    let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
+    if cluster_down && matches!(service, Service::Chat(_)) {
+        return Err(Rejection::new(503, CLUSTER_UNAVAILABLE));
+    }
+    Ok((service, resume))
+}
+
+/// Holds a place under `--max-clients-per-ip`, then under `--max-clients`
+/// (and the thread budget), and numbers the client. The [`Registration`]
+/// gives the places back however the connection ends.
+fn take_places(
+    remote: Remote,
+    service: Service,
+    compressed: bool,
+    ctx: &Context,
+) -> Result<Registration<'_>, Rejection> {
+    let address_place = ctx
+        .address_limits
+        .take(Hold::Client, remote.client)
+        .map_err(|_| {
             ctx.metrics.refused(Refusal::ClientsPerAddress);
-            let rejection = Rejection::new(429, CLIENTS_PER_ADDRESS);
-            return reject(&stream, peer, rejection, &ctx.metrics);
-        }
-    };
+            Rejection::new(429, CLIENTS_PER_ADDRESS)
+        })?;
     let current = ctx.metrics.connections_current.fetch_add(1, Relaxed) as usize;
     let full = if current >= ctx.config.max_clients {
         Some((Refusal::MaxClients, "server full (--max-clients reached)"))
@@ -234,80 +335,71 @@ pub fn handle(
     if let Some((limit, reason)) = full {
         ctx.metrics.connections_current.fetch_sub(1, Relaxed);
         ctx.metrics.refused(limit);
-        return reject(&stream, peer, Rejection::new(503, reason), &ctx.metrics);
+        return Err(Rejection::new(503, reason));
     }
-    let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
-    let stream = Arc::new(stream);
     ctx.metrics.connections_total.fetch_add(1, Relaxed);
     let id = ctx.next_id.fetch_add(1, Relaxed);
-    let compressing = match endpoint {
-        Endpoint::Chat(mode) if deflate.is_some() => Some(variant(mode, false) as usize),
+    let compressing = match service {
+        Service::Chat(mode) if compressed => Some(mode),
         _ => None,
     };
     if let Some(mode) = compressing {
         // Counted before the Join is sent, so that the broadcaster
         // compresses every broadcast this client can receive.
-        ctx.metrics.deflate_clients[mode].fetch_add(1, Relaxed);
+        ctx.metrics.deflate_clients_of(mode).fetch_add(1, Relaxed);
     }
-    // Leaves the room and frees the --max-clients place however this
-    // connection ends, a panic included (drop runs while unwinding).
-    let mut registration = Registration {
+    // Leaves the room and frees the places however this connection ends,
+    // a panic included (drop runs while unwinding).
+    Ok(Registration {
         id,
-        endpoint,
-        ctx: &ctx,
+        service,
+        ctx,
         registered: true,
         compressing,
         address_place,
-    };
-    // From here on only the client's delivery thread writes to the socket,
-    // the 101 first. A chat client is added to the room and to delivery in
-    // one step by the broadcaster, so that it is in the room by the time it
-    // reads its 101: a message sent right after its handshake reaches it.
+    })
+}
+
+/// Step 3: hands the client to delivery. From here on only the client's
+/// delivery thread writes to the socket, the 101 first. A chat client is
+/// added to the room and to delivery in one step by the broadcaster, so
+/// that it is in the room by the time it reads its 101: a message sent
+/// right after its handshake reaches it.
+fn register<'a>(
+    stream: &Arc<TcpStream>,
+    admitted: Admitted<'a>,
+    ctx: &Arc<Context>,
+) -> Option<(Registration<'a>, Vec<u8>, Reader)> {
+    let Admitted {
+        remote,
+        service,
+        resume,
+        key,
+        deflate,
+        buffered,
+        mut registration,
+    } = admitted;
+    let id = registration.id;
+    let protocol = (service == Service::Chat(Mode::V1)).then_some(SUBPROTOCOL);
     let extensions = deflate.map(|agreement| agreement.response_header());
     let response = handshake::response_101_with_extensions(&key, protocol, extensions.as_deref());
-    let variant = match endpoint {
-        Endpoint::Chat(mode) => Some(variant(mode, deflate.is_some())),
-        Endpoint::Echo => None,
+    let variant = match service {
+        Service::Chat(mode) => Some(Variant::new(mode, deflate.is_some())),
+        Service::Echo => None,
     };
-    let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
-    let outlet = match endpoint {
-        Endpoint::Chat(mode) => {
-            let (joined, outlet) = broadcaster::join_channel();
-            let join = Event::Join {
-                id,
-                peer: peer.peer,
-                mode,
-                endpoint: Box::new(delivery_end),
-                joined,
-                resume,
-            };
-            let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
-                Ok(()) => outlet.wait(JOIN_TIMEOUT),
-                Err(SendTimeoutError::Timeout(_)) => Err(JoinFailed::TimedOut),
-                Err(SendTimeoutError::Disconnected(_)) => Err(JoinFailed::Refused),
-            };
-            match waited.map_err(|failed| (failed, ctx.cluster_up.is_some())) {
-                Ok(outlet) => outlet,
-                Err((JoinFailed::TimedOut, _)) => {
-                    log::warn!("({id}) {peer} was not taken into the room within {JOIN_TIMEOUT:?}");
-                    registration.leave();
-                    let rejection = Rejection::new(503, JOIN_TIMED_OUT);
-                    return reject(&stream, peer, rejection, &ctx.metrics);
+    let endpoint = Delivery::endpoint(id, variant, stream.clone(), response);
+    let outlet = match service {
+        Service::Chat(mode) => match join_room(id, remote, mode, endpoint, resume, ctx) {
+            Ok(outlet) => outlet,
+            Err(answer) => {
+                registration.leave();
+                if let Some(rejection) = answer {
+                    reject(stream, remote, rejection, &ctx.metrics);
                 }
-                Err((JoinFailed::Refused, true)) => {
-                    // Its join could not reach Redis; nothing was written
-                    // to the socket yet.
-                    registration.leave();
-                    let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
-                    return reject(&stream, peer, rejection, &ctx.metrics);
-                }
-                Err((JoinFailed::Refused, false)) => {
-                    log::error!("Error: ({id}) {peer} could not join: the room has stopped");
-                    return;
-                }
+                return None;
             }
-        }
-        Endpoint::Echo => ctx.delivery.add(delivery_end),
+        },
+        Service::Echo => ctx.delivery.add(endpoint),
     };
     let compression = if deflate.is_some() {
         ", permessage-deflate"
@@ -315,42 +407,97 @@ pub fn handle(
         ""
     };
     log::info!(
-        "New connection: ({id}) {peer} {}{compression}",
-        describe(endpoint)
+        "New connection: ({id}) {remote} {}{compression}",
+        describe(service)
     );
-    let mut client = Client {
+    let reader = Reader {
         id,
-        remote: peer,
-        endpoint,
+        remote,
+        service,
         deflate,
         outlet,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
     };
-    let (code, reason) = client.run(&stream, &buffered);
+    Some((registration, buffered, reader))
+}
+
+/// Sends the broadcaster a chat client's Join and waits, up to
+/// `JOIN_TIMEOUT`, for it to be taken in. The error is the answer the
+/// client is owed, if any: nothing was written to its socket yet.
+fn join_room(
+    id: ClientId,
+    remote: Remote,
+    mode: Mode,
+    endpoint: Endpoint,
+    resume: Option<Resume>,
+    ctx: &Context,
+) -> Result<Outlet, Option<Rejection>> {
+    let (joined, wait) = broadcaster::join_channel();
+    let join = Event::Join {
+        id,
+        peer: remote.peer,
+        mode,
+        endpoint: Box::new(endpoint),
+        joined,
+        resume,
+    };
+    let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
+        Ok(()) => wait.wait(JOIN_TIMEOUT),
+        Err(SendTimeoutError::Timeout(_)) => Err(JoinFailed::TimedOut),
+        Err(SendTimeoutError::Disconnected(_)) => Err(JoinFailed::Refused),
+    };
+    match waited {
+        Ok(outlet) => Ok(outlet),
+        Err(JoinFailed::TimedOut) => {
+            log::warn!("({id}) {remote} was not taken into the room within {JOIN_TIMEOUT:?}");
+            Err(Some(Rejection::new(503, JOIN_TIMED_OUT)))
+        }
+        // Its join could not reach Redis.
+        Err(JoinFailed::Refused) if ctx.cluster_up.is_some() => {
+            Err(Some(Rejection::new(503, CLUSTER_UNAVAILABLE)))
+        }
+        Err(JoinFailed::Refused) => {
+            log::error!("Error: ({id}) {remote} could not join: the room has stopped");
+            Err(None)
+        }
+    }
+}
+
+/// Step 5: ends a connection whose read loop is over.
+fn finish(
+    stream: &TcpStream,
+    reader: Reader,
+    mut registration: Registration,
+    code: u16,
+    reason: &str,
+) {
+    let id = registration.id;
     // Announce the leave now: the tail of the close handshake below can
     // take a while, and the room should not wait for it.
     registration.leave();
     // Wait (briefly) for the client's side of the close, and read off what
     // it still sends, so that TCP ends with a FIN rather than a reset.
-    drain(&stream, CLOSE_TIMEOUT);
+    drain(stream, CLOSE_TIMEOUT);
     // Delivery forgets the client. The socket is its to end: a Close still
     // queued (the answer to a client that sent Close and then shut its
     // half, §5.5.1) and what was queued before it are written first,
     // within CLOSE_WRITE_DEADLINE, and then TCP is closed.
-    drop(client);
+    drop(reader);
     // The reason may carry a client's close reason.
-    log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
+    log::info!("Connection closed: ({id}) {code} {}", Untrusted(reason));
 }
 
+/// A connection's places under the limits and, for a chat client, in the
+/// room: given back once, by `leave` or when dropped.
 struct Registration<'a> {
     id: ClientId,
-    endpoint: Endpoint,
+    service: Service,
     ctx: &'a Context,
     registered: bool,
-    /// Where it is counted in `Metrics::deflate_clients`, if it is a chat
+    /// Where it is counted in `Metrics::deflate_clients_of`, if it is a chat
     /// client that negotiated permessage-deflate.
-    compressing: Option<usize>,
+    compressing: Option<Mode>,
     /// Its place under `--max-clients-per-ip`, if that counts its address.
     address_place: Option<AddressPlace>,
 }
@@ -358,13 +505,16 @@ struct Registration<'a> {
 impl Registration<'_> {
     fn leave(&mut self) {
         if std::mem::take(&mut self.registered) {
-            if let Endpoint::Chat(_) = self.endpoint {
+            if let Service::Chat(_) = self.service {
                 let _ = self.ctx.events.send(Event::Leave { id: self.id });
             }
             self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
             self.address_place = None;
             if let Some(mode) = self.compressing {
-                self.ctx.metrics.deflate_clients[mode].fetch_sub(1, Relaxed);
+                self.ctx
+                    .metrics
+                    .deflate_clients_of(mode)
+                    .fetch_sub(1, Relaxed);
             }
         }
     }
@@ -376,11 +526,17 @@ impl Drop for Registration<'_> {
     }
 }
 
-fn describe(endpoint: Endpoint) -> &'static str {
-    match endpoint {
-        Endpoint::Chat(Mode::Raw) => "chat (raw)",
-        Endpoint::Chat(Mode::V1) => "chat (wschat.v1)",
-        Endpoint::Echo => "echo",
+/// Answers a refused connection and gives nothing to the next step.
+fn refuse<T>(stream: &TcpStream, remote: Remote, rejection: Rejection, ctx: &Context) -> Option<T> {
+    reject(stream, remote, rejection, &ctx.metrics);
+    None
+}
+
+fn describe(service: Service) -> &'static str {
+    match service {
+        Service::Chat(Mode::Raw) => "chat (raw)",
+        Service::Chat(Mode::V1) => "chat (wschat.v1)",
+        Service::Echo => "echo",
     }
 }
 
@@ -393,23 +549,23 @@ fn describe(endpoint: Endpoint) -> &'static str {
 /// reply for its one client, and honours them.
 fn negotiate_deflate(
     request: &Request<'_>,
-    endpoint: Endpoint,
+    service: Service,
     config: &Config,
 ) -> Option<Agreement> {
     if !config.deflate {
         return None;
     }
     let offers = request.header_values("Sec-WebSocket-Extensions");
-    match endpoint {
-        Endpoint::Chat(_) => negotiate_where(offers, |agreement| {
+    match service {
+        Service::Chat(_) => negotiate_where(offers, |agreement| {
             agreement.compress_window_bits() == MAX_WINDOW_BITS
         }),
-        Endpoint::Echo => negotiate_where(offers, |_| true),
+        Service::Echo => negotiate_where(offers, |_| true),
     }
 }
 
 /// Checks the handshake, the origin and the path.
-fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
+fn accept(request: &Request<'_>, ctx: &Context) -> Result<Service, Rejection> {
     let upgrade = request.validate_upgrade()?;
     if !access::origin_allowed(upgrade.origin, upgrade.host, &ctx.config.allow_origins) {
         return Err(Rejection::new(
@@ -418,9 +574,9 @@ fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
         ));
     }
     match request.path() {
-        "/" if request.offers_protocol(SUBPROTOCOL) => Ok(Endpoint::Chat(Mode::V1)),
-        "/" => Ok(Endpoint::Chat(Mode::Raw)),
-        "/echo" => Ok(Endpoint::Echo),
+        "/" if request.offers_protocol(SUBPROTOCOL) => Ok(Service::Chat(Mode::V1)),
+        "/" => Ok(Service::Chat(Mode::Raw)),
+        "/echo" => Ok(Service::Echo),
         _ => Err(Rejection::new(
             404,
             "no WebSocket endpoint here (try / or /echo)",
@@ -516,11 +672,13 @@ fn drain(mut stream: &TcpStream, limit: Duration) {
     }
 }
 
-struct Client {
+/// A client's read loop (step 4): frames in, events to the broadcaster
+/// (chat) or replies to delivery (echo).
+struct Reader {
     id: ClientId,
     /// For the log.
     remote: Remote,
-    endpoint: Endpoint,
+    service: Service,
     /// The permessage-deflate agreement, if the handshake made one.
     deflate: Option<Agreement>,
     outlet: Outlet,
@@ -528,7 +686,7 @@ struct Client {
     tokens: RateLimiter,
 }
 
-impl Drop for Client {
+impl Drop for Reader {
     fn drop(&mut self) {
         // A bug in this connection's code: tell the client (1011) rather
         // than leave it to guess from a dropped connection.
@@ -539,130 +697,146 @@ impl Drop for Client {
     }
 }
 
-impl Client {
-    /// The read pump. Returns the close code and reason for the log.
-    fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> (u16, String) {
-        let max = match self.endpoint {
-            Endpoint::Echo => self.ctx.config.echo_max_message_bytes,
-            Endpoint::Chat(_) => self.ctx.config.max_message_bytes,
+/// How a connection ended, for the log: the close code and reason.
+type Outcome = (u16, String);
+
+impl Reader {
+    /// Step 4, the read loop: runs until the connection closes, and
+    /// returns the close code and reason for the log.
+    fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> Outcome {
+        let max = match self.service {
+            Service::Echo => self.ctx.config.echo_max_message_bytes,
+            Service::Chat(_) => self.ctx.config.max_message_bytes,
         };
-        let ping = self.ctx.config.ping_interval;
-        let _ = stream.set_read_timeout(Some(ping));
-        let mut reader = MessageReader::with_buffered(stream, Role::Server, max, buffered);
+        let _ = stream.set_read_timeout(Some(self.ctx.config.ping_interval));
+        let mut messages = MessageReader::with_buffered(stream, Role::Server, max, buffered);
         if self.deflate.is_some() {
             // RSV1 now marks a compressed message; `max` bounds its
             // inflated size, checked while inflating (RFC 7692 §8).
-            reader.enable_deflate();
+            messages.enable_deflate();
         }
         let mut silent_intervals = 0;
         loop {
             // Backpressure: while this client's private backlog is over
             // its cap, read nothing more from it.
             self.outlet.wait_for_room();
-            if self.outlet.is_closed() {
-                // Delivery ended this client (dropped as a slow consumer,
-                // or its socket failed) and has logged why.
-                break (1008, "ended by delivery".into());
+            if let Some(ending) = self.outlet.ending() {
+                break ended_by_delivery(ending);
             }
-            let message = match reader.read_message() {
-                Ok(message) => message,
+            match messages.read_message() {
+                Ok(message) => {
+                    silent_intervals = 0;
+                    if let Some(outcome) = self.on_message(message) {
+                        break outcome;
+                    }
+                }
                 Err(ReadError::Io(e))
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    // Nothing for a whole ping interval: ask (§5.5.2); a
-                    // live client answers within the next interval.
                     silent_intervals += 1;
-                    if silent_intervals >= 2 {
-                        self.ctx.metrics.client_dropped(DropReason::PingTimeout);
-                        break self.close(CloseCode::Away, "ping_timeout");
-                    }
-                    // An idle client's writer is idle too: the ping is
-                    // written directly, without starting a thread.
-                    self.send(encode_frame(OpCode::Ping, b"", None));
-                    continue;
-                }
-                Err(ReadError::Protocol(e)) => {
-                    let code = e.close_code();
-                    self.ctx.metrics.protocol_error(code.into());
-                    log::warn!(
-                        "Error: ({}) protocol error: {e}, closing with {code}",
-                        self.id
-                    );
-                    break self.close(code, &e.to_string());
-                }
-                Err(_) if self.outlet.is_closed() => {
-                    // Delivery ended this client and shut its reading half.
-                    break (1008, "ended by delivery".into());
-                }
-                Err(ReadError::Eof) => {
-                    break (1006, "connection closed without a close frame".into());
-                }
-                Err(ReadError::Io(e)) => break (1006, format!("read error: {e}")),
-            };
-            silent_intervals = 0;
-            match message {
-                Message::Text(text) => {
-                    #[cfg(feature = "test-hooks")]
-                    if self.ctx.config.panic_trigger.as_deref() == Some(text.as_str()) {
-                        panic!("panic trigger received (a test of panic containment)");
-                    }
-                    if let Some(outcome) = self.data(text.len()) {
+                    if let Some(outcome) = self.on_silence(silent_intervals) {
                         break outcome;
                     }
-                    match self.endpoint {
-                        Endpoint::Echo => self.echo(OpCode::Text, text.as_bytes()),
-                        Endpoint::Chat(_) => {
-                            log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
-                            let _ = self.ctx.events.send(Event::Text { id: self.id, text });
-                        }
-                    }
                 }
-                Message::Binary(data) => {
-                    if let Some(outcome) = self.data(data.len()) {
-                        break outcome;
-                    }
-                    match self.endpoint {
-                        Endpoint::Echo => self.echo(OpCode::Binary, &data),
-                        Endpoint::Chat(_) => {
-                            let _ = self.ctx.events.send(Event::Binary { id: self.id, data });
-                        }
-                    }
-                }
-                // §5.5.2: a Pong with the same payload, as soon as practical.
-                // Pongs waiting to be written are replaced by this one
-                // (§5.5.3), so pings cost one pong however many come.
-                Message::Ping(payload) => {
-                    self.outlet.pong(encode_frame(OpCode::Pong, &payload, None))
-                }
-                // §5.5.3: an unsolicited Pong needs no answer.
-                Message::Pong(_) => {}
-                Message::Close(frame) => {
-                    // §5.5.1: echo the code (an empty Close is answered with
-                    // 1000, since 1005 may not be sent), then close.
-                    // The log says 1005 for an empty Close, as §7.1.5 defines
-                    // the connection's close code in that case.
-                    let (reply, logged, reason) = match frame {
-                        Some(f) => (f.code, u16::from(f.code), f.reason),
-                        None => (CloseCode::Normal, 1005, String::new()),
-                    };
-                    self.outlet.close(encode_close(reply, "", None));
-                    break (
-                        logged,
-                        format!("closed by client {reason}").trim_end().to_string(),
-                    );
-                }
+                Err(error) => break self.on_read_error(error),
             }
         }
     }
 
-    /// Counts an incoming data message and applies the rate limit.
-    fn data(&mut self, len: usize) -> Option<(u16, String)> {
+    /// Nothing for a whole ping interval: ask (§5.5.2); a live client
+    /// answers within the next interval, so a second silent one ends it.
+    fn on_silence(&self, silent_intervals: u32) -> Option<Outcome> {
+        if silent_intervals >= 2 {
+            self.ctx.metrics.client_dropped(DropReason::PingTimeout);
+            return Some(self.close(CloseCode::Away, "ping_timeout"));
+        }
+        // Queued for the client's delivery thread like any reply; with
+        // nothing else queued, it goes out on that thread's next turn.
+        self.send(encode_frame(OpCode::Ping, b"", None));
+        None
+    }
+
+    /// A read that failed for another reason than silence.
+    fn on_read_error(&self, error: ReadError) -> Outcome {
+        match error {
+            ReadError::Protocol(e) => {
+                let code = e.close_code();
+                self.ctx.metrics.protocol_error(code.into());
+                log::warn!(
+                    "Error: ({}) protocol error: {e}, closing with {code}",
+                    self.id
+                );
+                self.close(code, &e.to_string())
+            }
+            // Delivery ended this client and shut its reading half.
+            _ if let Some(ending) = self.outlet.ending() => ended_by_delivery(ending),
+            ReadError::Eof => (1006, "connection closed without a close frame".into()),
+            ReadError::Io(e) => (1006, format!("read error: {e}")),
+        }
+    }
+
+    /// Acts on one message; `Some` when it ends the connection.
+    fn on_message(&mut self, message: Message) -> Option<Outcome> {
+        match message {
+            Message::Text(text) => {
+                #[cfg(feature = "test-hooks")]
+                if self.ctx.config.panic_trigger.as_deref() == Some(text.as_str()) {
+                    panic!("panic trigger received (a test of panic containment)");
+                }
+                if let Some(outcome) = self.count_and_rate_limit(text.len()) {
+                    return Some(outcome);
+                }
+                match self.service {
+                    Service::Echo => self.echo(OpCode::Text, text.as_bytes()),
+                    Service::Chat(_) => {
+                        log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
+                        let _ = self.ctx.events.send(Event::Text { id: self.id, text });
+                    }
+                }
+            }
+            Message::Binary(data) => {
+                if let Some(outcome) = self.count_and_rate_limit(data.len()) {
+                    return Some(outcome);
+                }
+                match self.service {
+                    Service::Echo => self.echo(OpCode::Binary, &data),
+                    Service::Chat(_) => {
+                        let _ = self.ctx.events.send(Event::Binary { id: self.id, data });
+                    }
+                }
+            }
+            // §5.5.2: a Pong with the same payload, as soon as practical.
+            // Pongs waiting to be written are replaced by this one
+            // (§5.5.3), so pings cost one pong however many come.
+            Message::Ping(payload) => self.outlet.pong(encode_frame(OpCode::Pong, &payload, None)),
+            // §5.5.3: an unsolicited Pong needs no answer.
+            Message::Pong(_) => {}
+            Message::Close(frame) => {
+                // §5.5.1: echo the code (an empty Close is answered with
+                // 1000, since 1005 may not be sent), then close.
+                // The log says 1005 for an empty Close, as §7.1.5 defines
+                // the connection's close code in that case.
+                let (reply, logged, reason) = match frame {
+                    Some(f) => (f.code, u16::from(f.code), f.reason),
+                    None => (CloseCode::Normal, 1005, String::new()),
+                };
+                self.outlet.close(encode_close(reply, "", None));
+                let reason = format!("closed by client {reason}").trim_end().to_string();
+                return Some((logged, reason));
+            }
+        }
+        None
+    }
+
+    /// Counts an incoming data message, then applies the rate limit (chat
+    /// only): `Some` when the client is over it and closed.
+    fn count_and_rate_limit(&mut self, len: usize) -> Option<Outcome> {
         self.ctx.metrics.messages_in.fetch_add(1, Relaxed);
         self.ctx.metrics.bytes_in.fetch_add(len as u64, Relaxed);
-        if matches!(self.endpoint, Endpoint::Chat(_)) && !self.tokens.allow() {
+        if matches!(self.service, Service::Chat(_)) && !self.tokens.allow() {
             log::warn!(
                 "Dropping ({}) {} for flooding: over {} messages/s, closing with 1008",
                 self.id,
@@ -695,8 +869,20 @@ impl Client {
 
     /// Starts a server-side close (§7.1.2): queue the Close frame; nothing
     /// is sent after it.
-    fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
+    fn close(&self, code: CloseCode, reason: &str) -> Outcome {
         self.outlet.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
+    }
+}
+
+/// What the log says when delivery ended the client: what went out on
+/// the wire, if anything.
+fn ended_by_delivery(ending: Ending) -> Outcome {
+    match ending {
+        Ending::Closed(code) => (code, "closed by the server".into()),
+        Ending::SlowConsumer => (1008, "slow_consumer".into()),
+        // Nothing could be sent: no Close, so 1006 (§7.1.5).
+        Ending::WriteFailed => (1006, "write failed".into()),
+        Ending::Stopped => (1006, "delivery stopped".into()),
     }
 }

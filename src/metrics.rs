@@ -2,6 +2,7 @@
 //! Plain atomics: every thread bumps them without locks, and the scrape
 //! reads them without stopping anyone.
 
+use crate::room::Mode;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -82,9 +83,8 @@ pub struct Metrics {
     /// the order said they had left (this node was cut off meanwhile).
     pub cluster_rejoins: AtomicU64,
     /// Chat clients connected now that negotiated permessage-deflate, by
-    /// protocol (indexed by the plain broadcast variant: 0 raw, 1
-    /// wschat.v1): while a protocol has none, its broadcasts are not
-    /// compressed.
+    /// protocol (0 raw, 1 wschat.v1: see [`Metrics::deflate_clients_of`]):
+    /// while a protocol has none, its broadcasts are not compressed.
     pub deflate_clients: [AtomicU64; 2],
     /// Messages compressed (permessage-deflate): one per broadcast, however
     /// many clients receive it, plus one per compressed private frame.
@@ -130,6 +130,15 @@ impl Metrics {
         self.deflate_bytes_out.fetch_add(compressed as u64, Relaxed);
     }
 
+    /// The count of chat clients of `mode` that negotiated
+    /// permessage-deflate.
+    pub fn deflate_clients_of(&self, mode: Mode) -> &AtomicU64 {
+        &self.deflate_clients[match mode {
+            Mode::Raw => 0,
+            Mode::V1 => 1,
+        }]
+    }
+
     pub fn queue_depth(&self, depth: usize) {
         self.max_queue_depth.fetch_max(depth as u64, Relaxed);
     }
@@ -137,59 +146,67 @@ impl Metrics {
     /// The exposition text: `# HELP` and `# TYPE` for every family.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP wschat_{name} {help}\n# TYPE wschat_{name} {kind}"
-            );
-            for (labels, value) in samples {
-                let _ = writeln!(out, "wschat_{name}{labels} {value}");
-            }
-        };
-        let one = |v: &AtomicU64| vec![(String::new(), v.load(Relaxed))];
+        self.render_traffic(&mut out);
+        self.render_refusals(&mut out);
+        self.render_health(&mut out);
+        self.render_cluster(&mut out);
+        self.render_deflate(&mut out);
+        out
+    }
+
+    /// Connections, messages and bytes, and the clients the server dropped.
+    fn render_traffic(&self, out: &mut String) {
         family(
+            out,
             "connections",
             "gauge",
             "WebSocket connections open now.",
             &one(&self.connections_current),
         );
         family(
+            out,
             "connections_total",
             "counter",
             "WebSocket connections accepted.",
             &one(&self.connections_total),
         );
         family(
+            out,
             "http_requests_total",
             "counter",
             "HTTP requests answered without an upgrade.",
             &one(&self.http_requests_total),
         );
         family(
+            out,
             "messages_in_total",
             "counter",
             "Data messages received from clients.",
             &one(&self.messages_in),
         );
         family(
+            out,
             "bytes_in_total",
             "counter",
             "Payload bytes of data messages received.",
             &one(&self.bytes_in),
         );
         family(
+            out,
             "messages_out_total",
             "counter",
             "Frames written to clients.",
             &one(&self.messages_out),
         );
         family(
+            out,
             "bytes_out_total",
             "counter",
             "Bytes written to WebSocket clients.",
             &one(&self.bytes_out),
         );
         family(
+            out,
             "drops_total",
             "counter",
             "Clients closed by the server, by reason.",
@@ -208,12 +225,17 @@ impl Metrics {
                 ),
             ],
         );
+    }
+
+    /// What was refused: protocol errors, handshakes, limits.
+    fn render_refusals(&self, out: &mut String) {
         let by_code: Vec<_> = PROTOCOL_ERROR_CODES
             .iter()
             .zip(&self.protocol_errors)
             .map(|(code, v)| (format!("{{code=\"{code}\"}}"), v.load(Relaxed)))
             .collect();
         family(
+            out,
             "protocol_errors_total",
             "counter",
             "Connections failed for a protocol error, by close code.",
@@ -225,6 +247,7 @@ impl Metrics {
             .map(|(status, v)| (format!("{{status=\"{status}\"}}"), v.load(Relaxed)))
             .collect();
         family(
+            out,
             "handshake_rejections_total",
             "counter",
             "Requests refused, by HTTP status.",
@@ -236,104 +259,146 @@ impl Metrics {
             .map(|(limit, v)| (format!("{{limit=\"{limit}\"}}"), v.load(Relaxed)))
             .collect();
         family(
+            out,
             "limit_refusals_total",
             "counter",
             "Connections turned away by a limit (429 per address, 503 server-wide), by limit.",
             &by_limit,
         );
+    }
+
+    /// How the server itself is doing.
+    fn render_health(&self, out: &mut String) {
         family(
+            out,
             "max_queue_depth",
             "gauge",
             "Largest backlog of broadcast bytes a delivery thread has held for its clients.",
             &one(&self.max_queue_depth),
         );
         family(
+            out,
             "panics_total",
             "counter",
             "Connection threads that panicked (and were contained).",
             &one(&self.panics),
         );
         family(
+            out,
             "resume_gaps_total",
             "counter",
             "Clients whose resume got a gap: messages no longer kept, or another epoch.",
             &one(&self.resume_gaps),
         );
+    }
+
+    /// Cluster mode: the stream and the link to Redis.
+    fn render_cluster(&self, out: &mut String) {
         family(
+            out,
             "cluster_entries_in_total",
             "counter",
             "Cluster mode: stream entries read from Redis and applied.",
             &one(&self.cluster_entries_in),
         );
         family(
+            out,
             "cluster_entries_out_total",
             "counter",
             "Cluster mode: this node's entries appended to the stream.",
             &one(&self.cluster_entries_out),
         );
         family(
+            out,
             "cluster_gaps_total",
             "counter",
             "Cluster mode: stream entries this node never saw (trimmed first).",
             &one(&self.cluster_gaps),
         );
         family(
+            out,
             "cluster_rejoins_total",
             "counter",
             "Cluster mode: clients told to reconnect (1012 rejoin) after being announced gone.",
             &one(&self.cluster_rejoins),
         );
         family(
+            out,
             "redis_round_trips_total",
             "counter",
             "Cluster mode: pipelined appends sent to Redis.",
             &one(&self.redis_round_trips),
         );
         family(
+            out,
             "redis_round_trip_microseconds_total",
             "counter",
             "Cluster mode: time spent in those round trips (divide by the count for the mean).",
             &one(&self.redis_round_trip_micros),
         );
         family(
+            out,
             "redis_reconnects_total",
             "counter",
             "Cluster mode: connections to Redis made again after one was lost.",
             &one(&self.redis_reconnects),
         );
+    }
+
+    /// permessage-deflate.
+    fn render_deflate(&self, out: &mut String) {
         family(
+            out,
             "deflate_clients",
             "gauge",
             "Chat clients connected now that negotiated permessage-deflate, by protocol.",
             &[
                 (
                     "{protocol=\"raw\"}".into(),
-                    self.deflate_clients[0].load(Relaxed),
+                    self.deflate_clients_of(Mode::Raw).load(Relaxed),
                 ),
                 (
                     "{protocol=\"wschat.v1\"}".into(),
-                    self.deflate_clients[1].load(Relaxed),
+                    self.deflate_clients_of(Mode::V1).load(Relaxed),
                 ),
             ],
         );
         family(
+            out,
             "deflate_messages_total",
             "counter",
             "Messages compressed with permessage-deflate (once per broadcast, whatever the recipients).",
             &one(&self.deflate_messages),
         );
         family(
+            out,
             "deflate_bytes_in_total",
             "counter",
             "Bytes of the messages compressed, before compression.",
             &one(&self.deflate_bytes_in),
         );
         family(
+            out,
             "deflate_bytes_out_total",
             "counter",
             "Compressed payload bytes produced.",
             &one(&self.deflate_bytes_out),
         );
-        out
     }
+}
+
+/// Writes one family: its `# HELP`, `# TYPE` and samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(
+        out,
+        "# HELP wschat_{name} {help}\n# TYPE wschat_{name} {kind}"
+    );
+    for (labels, value) in samples {
+        let _ = writeln!(out, "wschat_{name}{labels} {value}");
+    }
+}
+
+/// The one unlabelled sample of a family.
+fn one(v: &AtomicU64) -> Vec<(String, u64)> {
+    vec![(String::new(), v.load(Relaxed))]
 }

@@ -37,21 +37,7 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(config.addr)?;
         let metrics = Arc::new(Metrics::default());
-        let (history, next_seq, epoch, log) = match &config.history_file {
-            Some(path) => {
-                let (loaded, epoch, log) = HistoryLog::open(path, config.history)?;
-                log::info!(
-                    "Loaded {} messages of history from {} (epoch {epoch}, next id {})",
-                    loaded.history.len(),
-                    path.display(),
-                    loaded.next_seq
-                );
-                (loaded.history, loaded.next_seq, epoch, Some(log))
-            }
-            // Nothing kept from an earlier run: ids start again at 1, in a
-            // history of their own.
-            None => (History::new(config.history), 1, Epoch::fresh(), None),
-        };
+        let (history, next_seq, epoch, log) = load_history(&config)?;
         let delivery = Delivery::start(delivery::Settings {
             threads: delivery_threads(),
             // A client that takes nothing for two ping intervals has
@@ -109,25 +95,7 @@ impl Server {
             }
         };
         let files = StaticFiles::new(config.www.as_deref())?;
-        #[cfg(feature = "test-hooks")]
-        let limit = config.thread_limit;
-        #[cfg(not(feature = "test-hooks"))]
-        let limit = None;
-        let threads = Arc::new(match limit {
-            Some(limit) => ThreadBudget::new(limit),
-            None => ThreadBudget::from_kernel_limits(),
-        });
-        // A thread per client, and a few kept for plain HTTP.
-        if config.max_clients > threads.websocket_limit() {
-            log::info!(
-                "--max-clients {} is more than this machine's thread limits allow: \
-                 {} threads (vm.max_map_count, kernel.pid_max), so {} clients; \
-                 more are answered 503",
-                config.max_clients,
-                threads.limit(),
-                threads.websocket_limit()
-            );
-        }
+        let threads = thread_budget(&config);
         let address_limits =
             AddressLimits::new(config.max_clients_per_ip, config.max_pending_per_ip);
         let ctx = Arc::new(Context {
@@ -213,6 +181,52 @@ fn default_node_name(port: u16) -> NodeId {
         host
     };
     NodeId::new(&format!("{host}-{port}")).expect("sanitised to a valid node name")
+}
+
+/// The history kept from an earlier run (`--history-file`), or a fresh one:
+/// the messages, the next id, the epoch and the file to append to.
+fn load_history(config: &Config) -> io::Result<(History, u64, Epoch, Option<HistoryLog>)> {
+    let loaded = match &config.history_file {
+        Some(path) => {
+            let (loaded, epoch, log) = HistoryLog::open(path, config.history)?;
+            log::info!(
+                "Loaded {} messages of history from {} (epoch {epoch}, next id {})",
+                loaded.history.len(),
+                path.display(),
+                loaded.next_seq
+            );
+            (loaded.history, loaded.next_seq, epoch, Some(log))
+        }
+        // Nothing kept from an earlier run: ids start again at 1, in a
+        // history of their own.
+        None => (History::new(config.history), 1, Epoch::fresh(), None),
+    };
+    Ok(loaded)
+}
+
+/// The threads this process may start, from the kernel's limits (or a
+/// test's), and a log line if `--max-clients` asks for more.
+fn thread_budget(config: &Config) -> Arc<ThreadBudget> {
+    #[cfg(feature = "test-hooks")]
+    let limit = config.thread_limit;
+    #[cfg(not(feature = "test-hooks"))]
+    let limit = None;
+    let threads = Arc::new(match limit {
+        Some(limit) => ThreadBudget::new(limit),
+        None => ThreadBudget::from_kernel_limits(),
+    });
+    // A thread per client, and a few kept for plain HTTP.
+    if config.max_clients > threads.websocket_limit() {
+        log::info!(
+            "--max-clients {} is more than this machine's thread limits allow: \
+             {} threads (vm.max_map_count, kernel.pid_max), so {} clients; \
+             more are answered 503",
+            config.max_clients,
+            threads.limit(),
+            threads.websocket_limit()
+        );
+    }
+    threads
 }
 
 /// Delivery threads: one per core (at most 16; a core is enough for

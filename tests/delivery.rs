@@ -9,14 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::delivery::{
-    Batch, Bytes, COMMAND_QUEUE, Delivery, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD, Settings,
+    Batch, Bytes, COMMAND_QUEUE, Delivery, Ending, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD,
+    Settings, Variant,
 };
 use wschat::metrics::Metrics;
 use wschat::protocol::OpCode;
-use wschat::protocol::frame::encode_frame;
+use wschat::protocol::close::CloseCode;
+use wschat::protocol::frame::{encode_close, encode_frame};
 use wschat::protocol::message::{Message, MessageReader, ReadError, Role};
+use wschat::room::Mode;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// The two plain broadcast streams.
+const RAW: Variant = Variant::new(Mode::Raw, false);
+const V1: Variant = Variant::new(Mode::V1, false);
 
 fn start(max_behind_bytes: usize) -> (Arc<Delivery>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
@@ -57,7 +63,7 @@ fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-fn batch(frames: &[(u8, Option<u64>, &[u8])]) -> Batch {
+fn batch(frames: &[(Variant, Option<u64>, &[u8])]) -> Batch {
     let mut batch = Batch::default();
     for (variant, origin, bytes) in frames {
         batch.push(*variant, *origin, (*bytes).into());
@@ -71,16 +77,21 @@ fn each_client_gets_its_variant_minus_its_own_frames_after_its_first_bytes() {
     let (a_server, mut a) = pair();
     let (b_server, mut b) = pair();
     let (e_server, mut e) = pair();
-    let _a = delivery.add(Delivery::endpoint(1, Some(0), a_server, b"A101|".to_vec()));
-    let _b = delivery.add(Delivery::endpoint(2, Some(1), b_server, b"B101|".to_vec()));
+    let _a = delivery.add(Delivery::endpoint(
+        1,
+        Some(RAW),
+        a_server,
+        b"A101|".to_vec(),
+    ));
+    let _b = delivery.add(Delivery::endpoint(2, Some(V1), b_server, b"B101|".to_vec()));
     let _e = delivery.add(Delivery::endpoint(3, None, e_server, b"E101|".to_vec()));
     delivery.broadcast(batch(&[
-        (0, Some(1), b"raw-from-1|"),
-        (1, None, b"v1-all|"),
-        (0, Some(2), b"raw-from-2|"),
+        (RAW, Some(1), b"raw-from-1|"),
+        (V1, None, b"v1-all|"),
+        (RAW, Some(2), b"raw-from-2|"),
     ]));
     delivery.send(2, Bytes::Owned(b"b-private|".to_vec()));
-    delivery.broadcast(batch(&[(0, None, b"raw-last|"), (1, None, b"v1-last|")]));
+    delivery.broadcast(batch(&[(RAW, None, b"raw-last|"), (V1, None, b"v1-last|")]));
     assert_eq!(
         read_exactly(&mut a, "A101|raw-from-2|raw-last|".len()),
         b"A101|raw-from-2|raw-last|"
@@ -101,7 +112,7 @@ fn each_client_gets_its_variant_minus_its_own_frames_after_its_first_bytes() {
 fn a_full_socket_gets_everything_in_order_once_it_reads() {
     let (delivery, metrics) = start(64 << 20);
     let (server, mut client) = pair();
-    let outlet = delivery.add(Delivery::endpoint(1, Some(0), server, b"101|".to_vec()));
+    let outlet = delivery.add(Delivery::endpoint(1, Some(RAW), server, b"101|".to_vec()));
     // 8 MiB of broadcasts, private bytes and replies, interleaved, while
     // nobody reads: more than the kernel buffers on both sides.
     let chunk = vec![b'x'; 64 * 1024];
@@ -110,11 +121,11 @@ fn a_full_socket_gets_everything_in_order_once_it_reads() {
         let mut frame = chunk.clone();
         frame[0] = i;
         match i % 3 {
-            0 => delivery.broadcast(batch(&[(0, None, &frame)])),
+            0 => delivery.broadcast(batch(&[(RAW, None, &frame)])),
             1 => delivery.send(1, Bytes::Owned(frame.clone())),
             // A reply waits while a MiB of replies is unwritten: only a few.
             _ if i < 12 => outlet.reply(frame.clone()),
-            _ => delivery.broadcast(batch(&[(0, None, &frame)])),
+            _ => delivery.broadcast(batch(&[(RAW, None, &frame)])),
         }
         expected.extend_from_slice(&frame);
     }
@@ -128,10 +139,10 @@ fn a_full_socket_gets_everything_in_order_once_it_reads() {
 fn nothing_is_written_after_a_close() {
     let (delivery, _) = start(1 << 20);
     let (server, mut client) = pair();
-    let outlet = delivery.add(Delivery::endpoint(1, Some(0), server, b"101|".to_vec()));
-    delivery.broadcast(batch(&[(0, None, b"before|")]));
+    let outlet = delivery.add(Delivery::endpoint(1, Some(RAW), server, b"101|".to_vec()));
+    delivery.broadcast(batch(&[(RAW, None, b"before|")]));
     outlet.close(b"CLOSE".to_vec());
-    delivery.broadcast(batch(&[(0, None, b"after|")]));
+    delivery.broadcast(batch(&[(RAW, None, b"after|")]));
     outlet.reply(b"late reply".to_vec());
     // The server's half of TCP ends after the Close: EOF.
     assert_eq!(read_to_end(&mut client), b"101|before|CLOSE");
@@ -143,8 +154,8 @@ fn a_client_too_far_behind_is_cut_and_the_others_get_everything() {
     let (delivery, metrics) = start(1 << 20);
     let (sleeper_server, mut sleeper) = pair();
     let (reader_server, reader) = pair();
-    let _s = delivery.add(Delivery::endpoint(1, Some(0), sleeper_server, vec![]));
-    let _r = delivery.add(Delivery::endpoint(2, Some(0), reader_server, vec![]));
+    let s = delivery.add(Delivery::endpoint(1, Some(RAW), sleeper_server, vec![]));
+    let _r = delivery.add(Delivery::endpoint(2, Some(RAW), reader_server, vec![]));
     const FRAMES: usize = 400;
     const SIZE: usize = 16 * 1024;
     let reading = thread::spawn(move || {
@@ -158,7 +169,7 @@ fn a_client_too_far_behind_is_cut_and_the_others_get_everything() {
         }
     });
     for i in 0..FRAMES {
-        delivery.broadcast(batch(&[(0, None, &vec![(i % 251) as u8; SIZE])]));
+        delivery.broadcast(batch(&[(RAW, None, &vec![(i % 251) as u8; SIZE])]));
         if i % 50 == 0 {
             thread::sleep(Duration::from_millis(5));
         }
@@ -169,6 +180,11 @@ fn a_client_too_far_behind_is_cut_and_the_others_get_everything() {
         thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 1);
+    assert_eq!(
+        s.ending(),
+        Some(Ending::SlowConsumer),
+        "its reader is told why"
+    );
     // The sleeper's connection ends; it never got all 6.4 MB.
     let got = read_to_end(&mut sleeper);
     assert!(got.len() < FRAMES * SIZE, "{} bytes", got.len());
@@ -179,7 +195,7 @@ fn stopping_sends_every_client_the_close() {
     let (delivery, _) = start(1 << 20);
     let (a_server, mut a) = pair();
     let (b_server, mut b) = pair();
-    let _a = delivery.add(Delivery::endpoint(1, Some(0), a_server, b"a|".to_vec()));
+    let _a = delivery.add(Delivery::endpoint(1, Some(RAW), a_server, b"a|".to_vec()));
     let _b = delivery.add(Delivery::endpoint(2, None, b_server, b"b|".to_vec()));
     delivery.stop(b"BYE");
     assert_eq!(read_to_end(&mut a), b"a|BYE");
@@ -217,9 +233,9 @@ fn clients_are_charged_only_for_the_frames_they_receive() {
     let (s_server, mut s) = pair();
     let (r_server, reader) = pair();
     let _e = delivery.add(Delivery::endpoint(1, None, e_server, vec![]));
-    let _v = delivery.add(Delivery::endpoint(2, Some(1), v_server, vec![]));
-    let _s = delivery.add(Delivery::endpoint(3, Some(0), s_server, vec![]));
-    let _r = delivery.add(Delivery::endpoint(4, Some(0), r_server, vec![]));
+    let _v = delivery.add(Delivery::endpoint(2, Some(V1), v_server, vec![]));
+    let _s = delivery.add(Delivery::endpoint(3, Some(RAW), s_server, vec![]));
+    let _r = delivery.add(Delivery::endpoint(4, Some(RAW), r_server, vec![]));
     let private = vec![b'p'; FILLER];
     for tag in 1..=3 {
         delivery.send(tag, Bytes::Owned(private.clone()));
@@ -238,8 +254,8 @@ fn clients_are_charged_only_for_the_frames_they_receive() {
     for i in 0..FRAMES {
         let origin = (i % 4 != 0).then_some(3);
         delivery.broadcast(batch(&[
-            (0, origin, &vec![i as u8; SIZE]),
-            (2, origin, &vec![i as u8; SIZE]),
+            (RAW, origin, &vec![i as u8; SIZE]),
+            (Variant::new(Mode::Raw, true), origin, &vec![i as u8; SIZE]),
         ]));
         if i % 16 == 0 {
             thread::sleep(Duration::from_millis(5));
@@ -398,12 +414,40 @@ fn pair_with_small_buffer(size: usize) -> (Arc<TcpStream>, TcpStream) {
     (Arc::new(server), client)
 }
 
+/// What the reader is told when delivery ends a client is what went out
+/// on the wire: the room's Close and its code, or, for a socket that
+/// failed, that nothing could be sent (not a slow consumer's 1008).
+#[test]
+fn delivery_tells_the_reader_how_it_ended_a_client() {
+    let (delivery, metrics) = start(1 << 20);
+    let (rejoin_server, mut rejoin) = pair();
+    let told = delivery.add(Delivery::endpoint(1, Some(RAW), rejoin_server, vec![]));
+    delivery.close(1, encode_close(CloseCode::Restart, "rejoin", None));
+    assert!(!read_to_end(&mut rejoin).is_empty());
+    assert_eq!(told.ending(), Some(Ending::Closed(1012)));
+
+    let (reset_server, reset) = pair();
+    let failed = delivery.add(Delivery::endpoint(2, Some(RAW), reset_server, vec![]));
+    // The client resets its connection (SO_LINGER 0): the next writes fail.
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    let deadline = Instant::now() + TIMEOUT;
+    while !failed.is_closed() && Instant::now() < deadline {
+        delivery.broadcast(batch(&[(RAW, None, &[0u8; 4096])]));
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(failed.ending(), Some(Ending::WriteFailed));
+    assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 0);
+}
+
 #[test]
 fn a_slow_consumer_gets_the_rest_of_its_frame_and_a_whole_1008() {
     for run in 0..3 {
         let (delivery, metrics) = start(1 << 20);
         let (server, client) = pair_with_small_buffer(4096);
-        let _outlet = delivery.add(Delivery::endpoint(1, Some(0), server, vec![]));
+        let _outlet = delivery.add(Delivery::endpoint(1, Some(RAW), server, vec![]));
         // It reads, but slowly (4 KiB a millisecond).
         let reading = thread::spawn(move || {
             let mut client = client;
@@ -420,7 +464,7 @@ fn a_slow_consumer_gets_the_rest_of_its_frame_and_a_whole_1008() {
         // 4 MiB of 60 KiB frames at once: it falls 1 MiB behind at once.
         for i in 0..70u8 {
             let frame = encode_frame(OpCode::Binary, &vec![i; 60 * 1024], None);
-            delivery.broadcast(batch(&[(0, None, &frame)]));
+            delivery.broadcast(batch(&[(RAW, None, &frame)]));
         }
         let got = reading.join().unwrap();
         assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 1);
@@ -451,7 +495,7 @@ fn a_close_queued_as_the_reader_leaves_is_written_with_what_came_before() {
     for _ in 0..20 {
         let (delivery, _) = start(1 << 20);
         let (server, mut client) = pair();
-        let outlet = delivery.add(Delivery::endpoint(1, Some(0), server, b"101|".to_vec()));
+        let outlet = delivery.add(Delivery::endpoint(1, Some(RAW), server, b"101|".to_vec()));
         outlet.reply(b"last words|".to_vec());
         outlet.close(b"CLOSE".to_vec());
         drop(outlet); // the reader is gone at once

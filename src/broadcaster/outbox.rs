@@ -6,8 +6,8 @@
 //! full; a private frame (a welcome, a reply, a Close) first flushes what
 //! was broadcast before it, so every client sees the room's order.
 
-use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame, is_compressed, variant};
-use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet};
+use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame};
+use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
@@ -53,7 +53,7 @@ impl Outbox {
     /// pending goes out before: it is in the history the welcome carries.
     pub(super) fn add_client(&mut self, endpoint: Endpoint) -> Outlet {
         self.flush();
-        if endpoint.variant.is_some_and(is_compressed) {
+        if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
         self.delivery.add(endpoint)
@@ -94,17 +94,20 @@ impl Outbox {
                     };
                     let frame = encode_frame(opcode, bytes, None);
                     self.pending
-                        .push(variant(mode, false), except, frame.into_boxed_slice());
+                        .push(Variant::new(mode, false), except, frame.into_boxed_slice());
                     // One compression per broadcast, whatever the number of
                     // recipients: with server_no_context_takeover the
                     // compressed bytes depend on the message alone (RFC
                     // 7692 §7.1.1.1). A client that joins later counted
                     // itself before its Join was sent, so none is missed.
-                    let compressing = &self.metrics.deflate_clients[variant(mode, false) as usize];
+                    let compressing = self.metrics.deflate_clients_of(mode);
                     if compressing.load(Relaxed) > 0 {
                         let frame = compressed_frame(opcode, bytes, &self.metrics);
-                        self.pending
-                            .push(variant(mode, true), except, frame.into_boxed_slice());
+                        self.pending.push(
+                            Variant::new(mode, true),
+                            except,
+                            frame.into_boxed_slice(),
+                        );
                     }
                 }
                 Output::Reply { to, event } => {

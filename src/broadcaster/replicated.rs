@@ -100,13 +100,13 @@ impl Replicated {
     /// Readers' events and the Redis threads' notices, as they come; a
     /// snapshot when one is due.
     fn run(mut self, events: Receiver<Event>, notices: Receiver<Notice>) {
-        let mut watch = Watch(self.metrics.clone(), false);
+        let mut watch = Watch::new(self.metrics.clone());
         loop {
             select! {
                 recv(events) -> event => match event.map(|event| self.on_event(event)) {
                     Ok(Next::Go) => {}
                     Ok(Next::Stop) => {
-                        watch.1 = true;
+                        watch.clean_shutdown();
                         return self.shutdown();
                     }
                     Err(_) => return,

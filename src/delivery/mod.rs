@@ -43,6 +43,7 @@ mod shard;
 pub(crate) mod sys;
 
 use crate::metrics::Metrics;
+use crate::room::Mode;
 use doorbell::Doorbell;
 use std::io;
 use std::net::TcpStream;
@@ -54,14 +55,35 @@ use std::time::Duration;
 /// A client's number, as delivery sees it: an opaque tag.
 pub type Tag = u64;
 
-/// Which broadcast frames a client receives (the broadcaster decides what
-/// each number means).
-pub type Variant = u8;
+/// Which broadcast frames a client receives: those of its chat mode,
+/// plain or compressed for a client that negotiated permessage-deflate
+/// (RFC 7692). Delivery only keeps a log per variant; the broadcaster
+/// decides which frames go in which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub mode: Mode,
+    pub compressed: bool,
+}
+
+impl Variant {
+    pub const fn new(mode: Mode, compressed: bool) -> Variant {
+        Variant { mode, compressed }
+    }
+
+    /// Its place in the per-variant arrays (`0..VARIANTS`).
+    fn index(self) -> usize {
+        let mode = match self.mode {
+            Mode::Raw => 0,
+            Mode::V1 => 1,
+        };
+        2 * mode + usize::from(self.compressed)
+    }
+}
 
 /// Commands waiting for a delivery thread. A full queue makes the sender
 /// wait for the thread's CPU time, never for a client.
 pub const COMMAND_QUEUE: usize = 16 * 1024;
-/// The broadcast streams there are (variants `0..VARIANTS`); each delivery
+/// The broadcast streams there are (two modes, plain or compressed); each delivery
 /// thread keeps one log per variant, so that a client is charged, and
 /// holds memory, only for the frames it receives.
 pub const VARIANTS: usize = 4;
@@ -119,9 +141,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Adds a frame for clients of `variant` (less than [`VARIANTS`]).
+    /// Adds a frame for clients of `variant`.
     pub fn push(&mut self, variant: Variant, origin: Option<Tag>, bytes: Box<[u8]>) {
-        let part = &mut self.parts[variant as usize];
+        let part = &mut self.parts[variant.index()];
         self.bytes += bytes.len();
         self.frames += 1;
         part.bytes += bytes.len();
@@ -142,7 +164,7 @@ impl Batch {
 
     /// The frames for a client of `variant` and `tag`.
     pub fn frames_for(&self, variant: Variant, tag: Tag) -> impl Iterator<Item = &[u8]> {
-        self.parts[variant as usize]
+        self.parts[variant.index()]
             .frames
             .iter()
             .filter(move |f| f.origin != Some(tag))
@@ -176,17 +198,46 @@ pub struct Link {
     /// Nothing more will be written: the Close is out, or the client was
     /// dropped or failed. A reader waiting on its replies stops waiting.
     closed: AtomicBool,
+    /// Why, once `closed` is set (the first reason given).
+    ending: Mutex<Option<Ending>>,
     reader: Thread,
 }
 
+/// Why delivery stopped writing to a client: what went out on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its Close went out, with this code (the room's, or the shutdown's).
+    Closed(u16),
+    /// It fell too far behind or stopped reading: the rest of the frame
+    /// in flight, then Close 1008 `slow_consumer`.
+    SlowConsumer,
+    /// Its socket failed: nothing more could be written, not even a Close.
+    WriteFailed,
+    /// Delivery stopped (or never took the client): nothing was written.
+    Stopped,
+}
+
 impl Link {
-    fn done(&self) {
+    /// Marks the client ended (the first reason given stays) and wakes
+    /// its reader.
+    fn end(&self, ending: Ending) {
+        let mut first = self.ending.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(ending);
+        drop(first);
         self.closed.store(true, Relaxed);
         self.reader.unpark();
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Relaxed)
+    }
+
+    /// Why delivery ended the client, once it has.
+    pub fn ending(&self) -> Option<Ending> {
+        if !self.is_closed() {
+            return None;
+        }
+        *self.ending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes back the cost of written (or dropped) private items, waking
@@ -327,7 +378,6 @@ impl Delivery {
         stream: Arc<TcpStream>,
         first: Vec<u8>,
     ) -> Endpoint {
-        assert!(variant.is_none_or(|v| (v as usize) < VARIANTS));
         Endpoint {
             tag,
             variant,
@@ -335,6 +385,7 @@ impl Delivery {
             link: Arc::new(Link {
                 private_cost: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
+                ending: Mutex::new(None),
                 reader: std::thread::current(),
             }),
             first,
@@ -355,7 +406,7 @@ impl Delivery {
             .send(Command::Add(Box::new(endpoint)))
             .is_err()
         {
-            outlet.link.done();
+            outlet.link.end(Ending::Stopped);
         }
         outlet
     }
@@ -474,13 +525,18 @@ impl Outlet {
             kind,
         });
         if sent.is_err() {
-            self.link.done();
+            self.link.end(Ending::Stopped);
         }
     }
 
     /// Whether delivery has stopped writing to this client.
     pub fn is_closed(&self) -> bool {
         self.link.is_closed()
+    }
+
+    /// Why delivery stopped writing to this client, once it has.
+    pub fn ending(&self) -> Option<Ending> {
+        self.link.ending()
     }
 }
 
@@ -513,7 +569,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let outlet = delivery.add(Delivery::endpoint(1, Some(0), Arc::new(server), vec![]));
+        let outlet = delivery.add(Delivery::endpoint(
+            1,
+            Some(Variant::new(Mode::Raw, false)),
+            Arc::new(server),
+            vec![],
+        ));
         let threads = std::mem::take(&mut *delivery.threads.lock().unwrap());
         drop(outlet);
         drop(delivery);

@@ -3,7 +3,7 @@
 use super::doorbell::{Inbox, Step, TURN};
 use super::sys::{self, IoVec, POLLIN, POLLOUT, PollFd};
 use super::{
-    Bytes, CLOSE_WRITE_DEADLINE, Command, Endpoint, Kind, Link, Part, Parts, Settings, Tag,
+    Bytes, CLOSE_WRITE_DEADLINE, Command, Ending, Endpoint, Kind, Link, Part, Parts, Settings, Tag,
     VARIANTS, Variant, private_cost,
 };
 use crate::metrics::DropReason;
@@ -86,7 +86,7 @@ impl Log {
 
 /// The log a client of `variant` reads (none for an echo client).
 fn log_of(logs: &[Log; VARIANTS], variant: Option<Variant>) -> Option<&Log> {
-    variant.map(|v| &logs[v as usize])
+    variant.map(|v| &logs[v.index()])
 }
 
 /// Bytes for one client at a point in its broadcast stream.
@@ -111,12 +111,30 @@ enum State {
     Closed,
 }
 
-struct Client {
+/// A client as its delivery thread holds it: its socket, and its `Queue`.
+struct Recipient {
     tag: Tag,
     /// Its log; `None` for an echo client, and for one being ended.
     variant: Option<Variant>,
     stream: Arc<TcpStream>,
     link: Arc<Link>,
+    queue: Queue,
+    state: State,
+    last_progress: Instant,
+    /// Its reader is gone: forget it once its queued Close is written.
+    orphan: bool,
+    /// Set when delivery is finishing this client (its last bytes, then
+    /// the Close): past it, the socket is shut whatever is left.
+    deadline: Option<Instant>,
+}
+
+/// What is due for one client, and how far it has got: its position in
+/// its log and its private items. No socket: the order of a client's
+/// bytes, and its lag, are decided here (and unit-tested in `tests.rs`).
+#[derive(Default)]
+struct Queue {
+    /// Its tag: frames from this origin are not for it.
+    tag: Tag,
     /// Position in its log: part `next`, from its frame `frame` on.
     next: u64,
     frame: usize,
@@ -133,13 +151,6 @@ struct Client {
     /// on: in the log, but not sent to it, so not in its lag.
     own: VecDeque<(u64, u64)>,
     own_bytes: u64,
-    state: State,
-    last_progress: Instant,
-    /// Its reader is gone: forget it once its queued Close is written.
-    orphan: bool,
-    /// Set when delivery is finishing this client (its last bytes, then
-    /// the Close): past it, the socket is shut whatever is left.
-    deadline: Option<Instant>,
 }
 
 /// One piece of a client's stream.
@@ -165,7 +176,7 @@ struct Walk {
     ended: bool,
 }
 
-impl Client {
+impl Queue {
     fn walk(&self) -> Walk {
         Walk {
             next: self.next,
@@ -270,13 +281,81 @@ impl Client {
             counted,
         });
     }
+
+    /// Notes one of its own frames (`bytes` long) in part `number` of its
+    /// log: in the log, but never sent to it.
+    fn note_own(&mut self, number: u64, bytes: u64) {
+        self.own.push_back((number, bytes));
+        self.own_bytes += bytes;
+    }
+
+    /// Moves past `written` bytes of what [`Queue::step`] walks.
+    fn advance(&mut self, log: Option<&Log>, mut written: usize) -> Advanced {
+        let mut advanced = Advanced::default();
+        let mut walk = self.walk();
+        let mut popped = 0;
+        while written > 0 {
+            // The walk's private indexes count from before the pops.
+            let Some((len, kind)) = self
+                .step(&mut walk, log)
+                .map(|piece| (piece.bytes.len(), piece.kind))
+            else {
+                break;
+            };
+            let left = len - self.offset;
+            if written < left {
+                self.offset += written;
+                break;
+            }
+            written -= left;
+            self.offset = 0;
+            advanced.pieces += 1;
+            match kind {
+                PieceKind::Frame { next, frame } => {
+                    self.next = next;
+                    self.frame = frame;
+                }
+                PieceKind::Private { index, next } => {
+                    debug_assert_eq!(index, popped);
+                    popped += 1;
+                    self.next = next;
+                    self.frame = 0;
+                }
+            }
+        }
+        for p in self.private.drain(..popped) {
+            self.private_cost -= p.cost;
+            if p.counted {
+                advanced.released += p.cost;
+            }
+        }
+        self.popped += popped as u64;
+        if self.pong.is_some_and(|n| n < self.popped) {
+            self.pong = None;
+        }
+        if popped > 0 && self.private.is_empty() {
+            // An idle client keeps no buffer: it may have ten thousand twins.
+            self.private = VecDeque::new();
+        }
+        advanced
+    }
+}
+
+/// What [`Queue::advance`] got through.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Advanced {
+    /// Pieces (frames and private items) written whole.
+    pieces: u64,
+    /// The cost of the counted private items among them, to give back to
+    /// the link.
+    released: usize,
 }
 
 pub(super) struct Shard {
     inbox: Inbox<Command>,
     settings: Settings,
     logs: [Log; VARIANTS],
-    clients: Vec<Client>,
+    clients: Vec<Recipient>,
     index: HashMap<Tag, usize>,
     pieces: Vec<IoVec>,
     last_sweep: Instant,
@@ -293,8 +372,8 @@ enum Sent {
     More,
     /// The socket is full.
     Blocked,
-    /// The Close is out.
-    Closed,
+    /// The Close is out, with this code.
+    Closed(u16),
     Failed(io::Error),
 }
 
@@ -430,31 +509,32 @@ impl Shard {
                 // gets every pong, in order.
                 if kind == Kind::Pong
                     && client.state == State::Blocked
-                    && let Some(number) = client.pong
+                    && let Some(number) = client.queue.pong
                 {
-                    let index = (number - client.popped) as usize;
+                    let index = (number - client.queue.popped) as usize;
                     // Not the piece being written (it may be half out).
-                    if index > 0 || client.offset == 0 {
-                        let old = &mut client.private[index];
+                    if index > 0 || client.queue.offset == 0 {
+                        let old = &mut client.queue.private[index];
                         let new_cost = private_cost(bytes.len());
                         client.link.release(old.cost);
-                        client.private_cost = client.private_cost - old.cost + new_cost;
+                        client.queue.private_cost = client.queue.private_cost - old.cost + new_cost;
                         old.cost = new_cost;
                         old.bytes = bytes;
                         return;
                     }
                 }
                 if kind == Kind::Pong {
-                    client.pong = Some(client.popped + client.private.len() as u64);
+                    client.queue.pong =
+                        Some(client.queue.popped + client.queue.private.len() as u64);
                 }
-                client.push_private(at, bytes, kind, kind.capped());
+                client.queue.push_private(at, bytes, kind, kind.capped());
             }
             Command::Remove(tag) => {
                 if let Some(i) = self.index.get(&tag).copied() {
                     let log = log_of(&self.logs, self.clients[i].variant);
                     let client = &mut self.clients[i];
                     if client.state != State::Closed
-                        && client.private.iter().any(|p| p.kind.is_close())
+                        && client.queue.private.iter().any(|p| p.kind.is_close())
                     {
                         // Its last words (a Close answering the client's,
                         // or 1011 from a reader that panicked) still go
@@ -465,12 +545,12 @@ impl Shard {
                             Some(client.deadline.map_or(deadline, |d| d.min(deadline)));
                         return;
                     }
-                    if client.state != State::Closed && client.behind(log) > 0 {
+                    if client.state != State::Closed && client.queue.behind(log) > 0 {
                         // Its reader gave up waiting for the close (the
                         // client read nothing): say what did not go out.
                         log::info!(
                             "({tag}) closed with {} bytes it never took",
-                            client.behind(log)
+                            client.queue.behind(log)
                         );
                     }
                     self.forget(i);
@@ -478,9 +558,14 @@ impl Shard {
             }
             Command::Stop(close) => {
                 for client in &mut self.clients {
-                    if !client.private.iter().any(|p| p.kind.is_close()) {
+                    if !client.queue.private.iter().any(|p| p.kind.is_close()) {
                         let at = log_of(&self.logs, client.variant).map_or(0, Log::head);
-                        client.push_private(at, Bytes::Shared(close.clone()), Kind::Close, false);
+                        client.queue.push_private(
+                            at,
+                            Bytes::Shared(close.clone()),
+                            Kind::Close,
+                            false,
+                        );
                     }
                 }
                 self.stopping = Some(Instant::now());
@@ -499,9 +584,10 @@ impl Shard {
                     && let Some(&i) = self.index.get(&origin)
                 {
                     let client = &mut self.clients[i];
-                    if client.variant == Some(variant as Variant) && client.state != State::Closed {
-                        client.own.push_back((number, frame.bytes.len() as u64));
-                        client.own_bytes += frame.bytes.len() as u64;
+                    if client.variant.map(Variant::index) == Some(variant)
+                        && client.state != State::Closed
+                    {
+                        client.queue.note_own(number, frame.bytes.len() as u64);
                     }
                 }
             }
@@ -511,26 +597,24 @@ impl Shard {
 
     fn add(&mut self, endpoint: Endpoint) {
         let at = log_of(&self.logs, endpoint.variant).map_or(0, Log::head);
-        let mut client = Client {
+        let mut client = Recipient {
             tag: endpoint.tag,
             variant: endpoint.variant,
             stream: endpoint.stream,
             link: endpoint.link,
-            next: at,
-            frame: 0,
-            offset: 0,
-            private: VecDeque::new(),
-            private_cost: 0,
-            popped: 0,
-            pong: None,
-            own: VecDeque::new(),
-            own_bytes: 0,
+            queue: Queue {
+                tag: endpoint.tag,
+                next: at,
+                ..Queue::default()
+            },
             state: State::Open,
             last_progress: Instant::now(),
             orphan: false,
             deadline: None,
         };
-        client.push_private(at, Bytes::Owned(endpoint.first), Kind::Welcome, false);
+        client
+            .queue
+            .push_private(at, Bytes::Owned(endpoint.first), Kind::Welcome, false);
         self.index.insert(client.tag, self.clients.len());
         self.clients.push(client);
     }
@@ -542,7 +626,7 @@ impl Shard {
         if let Some(moved) = self.clients.get(i) {
             self.index.insert(moved.tag, i);
         }
-        client.link.done();
+        client.link.end(Ending::Stopped);
     }
 
     /// Gives every client with something due one write; returns whether
@@ -557,14 +641,14 @@ impl Shard {
                 match self.write(i, now) {
                     Sent::All | Sent::Blocked => {}
                     Sent::More => more = true,
-                    Sent::Closed => {
+                    Sent::Closed(code) => {
                         let client = &mut self.clients[i];
                         client.state = State::Closed;
                         client.deadline = None;
                         // §7.1.1: having sent its Close, the server closes
                         // TCP after the client's Close (the reader waits
                         // for it); our half ends now.
-                        client.link.done();
+                        client.link.end(Ending::Closed(code));
                         let _ = client.stream.shutdown(Shutdown::Write);
                         if client.orphan {
                             self.forget(i);
@@ -581,10 +665,10 @@ impl Shard {
             let log = log_of(&self.logs, self.clients[i].variant);
             let client = &mut self.clients[i];
             if client.state != State::Closed {
-                client.skip_to_head(log);
+                client.queue.skip_to_head(log);
                 if let Some(v) = client.variant {
-                    let oldest = &mut oldest_needed[v as usize];
-                    *oldest = (*oldest).min(client.next);
+                    let oldest = &mut oldest_needed[v.index()];
+                    *oldest = (*oldest).min(client.queue.next);
                 }
             }
             i += 1;
@@ -600,15 +684,15 @@ impl Shard {
         let client = &self.clients[i];
         let log = log_of(&self.logs, client.variant);
         self.pieces.clear();
-        let mut walk = client.walk();
+        let mut walk = client.queue.walk();
         let mut total = 0;
-        let mut ends_in_close = false;
+        let mut ends_in_close = None;
         while self.pieces.len() < MAX_PIECES && total < MAX_SEND_BYTES {
-            let Some(piece) = client.step(&mut walk, log) else {
+            let Some(piece) = client.queue.step(&mut walk, log) else {
                 break;
             };
             let skip = if self.pieces.is_empty() {
-                client.offset
+                client.queue.offset
             } else {
                 0
             };
@@ -618,14 +702,16 @@ impl Shard {
                 base: bytes.as_ptr(),
                 len: bytes.len(),
             });
-            ends_in_close = walk.ended;
+            if walk.ended {
+                ends_in_close = Some(close_code(piece.bytes));
+            }
         }
         if self.pieces.is_empty() {
             // Nothing due: the stall clock starts again from here.
             self.clients[i].last_progress = now;
             return Sent::All;
         }
-        let complete = client.step(&mut walk, log).is_none();
+        let complete = client.queue.step(&mut walk, log).is_none();
         // SAFETY: every piece points into the log or the client's private
         // items, neither of which changes until the call returns.
         let result = unsafe { sys::send_vectored(client.stream.as_raw_fd(), &self.pieces) };
@@ -644,66 +730,26 @@ impl Shard {
             self.clients[i].state = State::Blocked;
             return Sent::Blocked;
         }
-        if ends_in_close && complete {
-            return Sent::Closed;
+        if let Some(code) = ends_in_close
+            && complete
+        {
+            return Sent::Closed(code);
         }
         if complete { Sent::All } else { Sent::More }
     }
 
     /// Moves client `i` past `written` bytes.
-    fn advance(&mut self, i: usize, mut written: usize, now: Instant) {
+    fn advance(&mut self, i: usize, written: usize, now: Instant) {
         let metrics = &self.settings.metrics;
         metrics.bytes_out.fetch_add(written as u64, Relaxed);
         let log = log_of(&self.logs, self.clients[i].variant);
         let client = &mut self.clients[i];
         client.last_progress = now;
-        let mut frames = 0;
-        let mut walk = client.walk();
-        let mut popped = 0;
-        while written > 0 {
-            // The walk's private indexes count from before the pops.
-            let Some((len, kind)) = client
-                .step(&mut walk, log)
-                .map(|piece| (piece.bytes.len(), piece.kind))
-            else {
-                break;
-            };
-            let left = len - client.offset;
-            if written < left {
-                client.offset += written;
-                break;
-            }
-            written -= left;
-            client.offset = 0;
-            frames += 1;
-            match kind {
-                PieceKind::Frame { next, frame } => {
-                    client.next = next;
-                    client.frame = frame;
-                }
-                PieceKind::Private { index, next } => {
-                    debug_assert_eq!(index, popped);
-                    popped += 1;
-                    client.next = next;
-                    client.frame = 0;
-                }
-            }
+        let advanced = client.queue.advance(log, written);
+        if advanced.released > 0 {
+            client.link.release(advanced.released);
         }
-        for p in client.private.drain(..popped) {
-            client.private_cost -= p.cost;
-            if p.counted {
-                client.link.release(p.cost);
-            }
-        }
-        client.popped += popped as u64;
-        if client.pong.is_some_and(|n| n < client.popped) {
-            client.pong = None;
-        }
-        if popped > 0 && client.private.is_empty() {
-            // An idle client keeps no buffer: it may have ten thousand twins.
-            client.private = VecDeque::new();
-        }
-        metrics.messages_out.fetch_add(frames, Relaxed);
+        metrics.messages_out.fetch_add(advanced.pieces, Relaxed);
     }
 
     /// Drops clients that are too far behind, or have stopped reading;
@@ -732,8 +778,8 @@ impl Shard {
                 continue;
             }
             let log = log_of(&self.logs, client.variant);
-            let behind = client.behind(log);
-            let held = client.held(log);
+            let behind = client.queue.behind(log);
+            let held = client.queue.held(log);
             let stalled = client.state == State::Blocked
                 && now.duration_since(client.last_progress) >= self.settings.stall_limit;
             let reason = if client.state == State::Closed {
@@ -772,43 +818,58 @@ impl Shard {
         let log = log_of(&self.logs, self.clients[i].variant);
         let client = &self.clients[i];
         let mut last = Vec::new();
-        if client.offset > 0
-            && let Some(piece) = client.step(&mut client.walk(), log)
+        if client.queue.offset > 0
+            && let Some(piece) = client.queue.step(&mut client.queue.walk(), log)
         {
-            last.extend_from_slice(&piece.bytes[client.offset..]);
+            last.extend_from_slice(&piece.bytes[client.queue.offset..]);
         }
         last.extend_from_slice(&encode_close(CloseCode::Policy, "slow_consumer", None));
         let client = &mut self.clients[i];
-        for p in client.private.drain(..) {
+        for p in client.queue.private.drain(..) {
             if p.counted {
                 client.link.release(p.cost);
             }
         }
-        client.private_cost = 0;
-        client.popped = 0;
-        client.pong = None;
-        client.own.clear();
-        client.own_bytes = 0;
+        client.queue.private_cost = 0;
+        client.queue.popped = 0;
+        client.queue.pong = None;
+        client.queue.own.clear();
+        client.queue.own_bytes = 0;
         client.variant = None;
-        client.next = 0;
-        client.frame = 0;
-        client.offset = 0;
-        client.push_private(0, Bytes::Owned(last), Kind::Close, false);
+        client.queue.next = 0;
+        client.queue.frame = 0;
+        client.queue.offset = 0;
+        client
+            .queue
+            .push_private(0, Bytes::Owned(last), Kind::Close, false);
         client.state = State::Open;
         client.deadline = Some(now + CLOSE_WRITE_DEADLINE);
         // Marked closed before the socket is, so that whoever sees the
         // socket end also sees the flag. Shutting the reading half wakes
         // the reader (it reads the end of the input), which sends the room
         // its Leave; the writing half stays open for the Close.
-        client.link.done();
+        client.link.end(Ending::SlowConsumer);
         let _ = client.stream.shutdown(Shutdown::Read);
     }
 
     /// Ends client `i`, whose socket failed: nothing more can be sent.
     fn fail(&mut self, i: usize) {
         let client = &self.clients[i];
-        client.link.done();
+        client.link.end(Ending::WriteFailed);
         let _ = client.stream.shutdown(Shutdown::Both);
         self.forget(i);
     }
 }
+
+/// The status code of a Close frame as this server encodes it: unmasked,
+/// with a payload under 126 bytes (§5.5), so the code is bytes 2 and 3
+/// (§5.5.1); 1005 when it has none (§7.1.5).
+fn close_code(frame: &[u8]) -> u16 {
+    match frame {
+        [_, len, high, low, ..] if *len >= 2 => u16::from_be_bytes([*high, *low]),
+        _ => 1005,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+//! Replays the fuzz corpus (`tests/fuzz/corpus/TARGET/*`, kept minimised
+//! with `cargo fuzz cmin`) through the fuzz targets' own bodies, on stable:
+//! every input the fuzzer found interesting, and every crash it found (each
+//! added to the corpus when fixed), is checked again by `cargo test`.
+
+#[path = "fuzz/targets.rs"]
+mod targets;
+
+use std::path::Path;
+
+fn replay(target: &str) {
+    let (_, body) = targets::TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .expect("a target of that name");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz/corpus")
+        .join(target);
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+    {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        println!("{}", path.display());
+        body(&input);
+        replayed += 1;
+    }
+    // A corpus that went missing would make this test pass vacuously.
+    assert!(replayed >= 10, "{target}: only {replayed} corpus files");
+}
+
+#[test]
+fn frames() {
+    replay("frames");
+}
+
+#[test]
+fn handshake() {
+    replay("handshake");
+}
+
+#[test]
+fn extension_offer() {
+    replay("extension_offer");
+}
+
+#[test]
+fn inflate() {
+    replay("inflate");
+}
+
+#[test]
+fn resp() {
+    replay("resp");
+}
+
+#[test]
+fn json() {
+    replay("json");
+}
+
+#[test]
+fn room_input() {
+    replay("room_input");
+}
+
+#[test]
+fn every_target_has_a_replay_test() {
+    let source = include_str!("fuzz_corpus.rs");
+    for (name, _) in targets::TARGETS {
+        assert!(source.contains(&format!("replay(\"{name}\")")), "{name}");
+    }
+}

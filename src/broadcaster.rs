@@ -9,14 +9,14 @@
 //! The last event before a quiet spell goes out at once.
 
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
-use crate::history_file::HistoryLog;
+use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_compressed_frame, encode_frame, encode_frame_into,
 };
-use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms};
+use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Payload, Resume, Room, now_ms};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -34,8 +34,8 @@ pub enum Event {
         mode: Mode,
         endpoint: Box<Endpoint>,
         joined: Sender<Outlet>,
-        /// The last message id a resuming client saw (`/?since=ID`).
-        since: Option<u64>,
+        /// Where a resuming client stands (`/?since=ID&epoch=E`).
+        resume: Option<Resume>,
     },
     Text {
         id: ClientId,
@@ -132,12 +132,13 @@ impl Broadcaster {
     pub fn new(
         history: History,
         next_seq: u64,
+        epoch: Epoch,
         log: Option<HistoryLog>,
         delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Broadcaster {
-            room: Room::new(history, next_seq),
+            room: Room::new(history, next_seq, epoch),
             metrics,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
@@ -170,14 +171,17 @@ impl Broadcaster {
                     mode,
                     endpoint,
                     joined,
-                    since,
+                    resume,
                 } => {
                     log::debug!("({id}) joined the room from {peer} ({mode:?})");
+                    if resume.as_ref().is_some_and(|r| self.room.is_gap(r)) {
+                        self.metrics.resume_gaps.fetch_add(1, Relaxed);
+                    }
                     // What is pending is in the history the welcome will
                     // carry: it goes out before the newcomer is a recipient.
                     self.flush();
                     let _ = joined.send(self.add_client(*endpoint));
-                    Action::Join { id, mode, since }
+                    Action::Join { id, mode, resume }
                 }
                 Event::Text { id, text } => {
                     #[cfg(feature = "test-hooks")]
@@ -273,7 +277,8 @@ impl Broadcaster {
                 }
                 Output::Said(event) => {
                     if let Some(log) = &self.log {
-                        log.append(event);
+                        let room = &self.room;
+                        log.append(event, || Snapshot::of(room.history(), room.next_seq()));
                     }
                 }
             }

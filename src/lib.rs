@@ -24,6 +24,7 @@ pub mod access;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod forwarded;
 pub mod http;
 pub mod json;
 pub mod log_text;
@@ -34,6 +35,7 @@ pub mod threads;
 
 // The server's own plumbing: threads, sockets and files, used through
 // `Server` alone.
+mod address_limits;
 mod broadcaster;
 mod connection;
 mod history_file;

@@ -1246,7 +1246,8 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
         Node::start(&redis, &dir, "n1"),
         Node::start(&redis, &dir, "n2"),
     ];
-    let (mut sender, _, _) = joined(&nodes[0]);
+    let (mut sender, _, welcome) = joined(&nodes[0]);
+    let epoch = epoch_of(&welcome);
     let (mut receiver, _, _) = joined(&nodes[1]);
     next_event(&mut sender, "join");
     const COUNT: usize = 150;
@@ -1303,6 +1304,13 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
     sender.text("after the restart");
     let (_, text) = message(&next_event(&mut receiver, "message"));
     assert_eq!(text, "after the restart");
+    // With AOF nothing was lost: the same epoch, and resuming is exact.
+    let last = delivered.last().unwrap().0;
+    let path = format!("/?since={last}&epoch={epoch}");
+    let mut late = WsClient::connect(nodes[1].addr, &path, V1);
+    let welcome = next_event(&mut late, "welcome");
+    assert_eq!(epoch_of(&welcome), epoch);
+    assert!(welcome.get("gap").is_none(), "{welcome:?}");
 }
 
 #[test]
@@ -1357,26 +1365,27 @@ fn a_client_resumes_on_another_node_with_since() {
     let redis = RedisServer::start(&dir, &[]);
     let n1 = Node::start_with(&redis, &dir, "n1", &["--history", "4"]);
     let n2 = Node::start_with(&redis, &dir, "n2", &["--history", "4"]);
-    let (mut ann, _, _) = joined(&n1);
+    let (mut ann, _, welcome) = joined(&n1);
+    let epoch = epoch_of(&welcome);
     let mut ids = Vec::new();
     for i in 0..6 {
         ann.text(&format!("line {i}"));
         ids.push(message(&next_event(&mut ann, "message")).0);
     }
     // Saw up to line 3: gets lines 4 and 5, from the other node.
-    let mut bo = WsClient::connect(n2.addr, &format!("/?since={}", ids[3]), V1);
+    let mut bo = WsClient::connect(n2.addr, &format!("/?since={}&epoch={epoch}", ids[3]), V1);
     let welcome = next_event(&mut bo, "welcome");
     assert_eq!(history_ids(&welcome), ids[4..].to_vec());
     assert!(welcome.get("gap").is_none());
     // Saw only line 0: lines 1 is gone from the history of 4.
-    let mut cy = WsClient::connect(n2.addr, &format!("/?since={}", ids[0]), V1);
+    let mut cy = WsClient::connect(n2.addr, &format!("/?since={}&epoch={epoch}", ids[0]), V1);
     let welcome = next_event(&mut cy, "welcome");
     assert_eq!(history_ids(&welcome), ids[2..].to_vec());
     assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
     // A node started later loads the same history from Redis.
     thread::sleep(Duration::from_millis(2500)); // a snapshot is stored
     let n3 = Node::start_with(&redis, &dir, "n3", &["--history", "4"]);
-    let mut di = WsClient::connect(n3.addr, &format!("/?since={}", ids[4]), V1);
+    let mut di = WsClient::connect(n3.addr, &format!("/?since={}&epoch={epoch}", ids[4]), V1);
     let welcome = next_event(&mut di, "welcome");
     assert_eq!(history_ids(&welcome), ids[5..].to_vec());
     let metrics = common::http_exchange(
@@ -1386,22 +1395,163 @@ fn a_client_resumes_on_another_node_with_since() {
     assert!(metrics.contains("wschat_resume_gaps_total 1"), "{metrics}");
 }
 
+/// Connects a v1 client to `node` at `path` once the node takes clients
+/// again (503 while Redis is away); returns it with its welcome.
+fn join_when_back(node: &Node, path: &str) -> (WsClient, Json) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut client = loop {
+        match WsClient::try_connect(node.addr, path, V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let welcome = next_event(&mut client, "welcome");
+    (client, welcome)
+}
+
+/// Sends `text` until it is not refused as `unavailable` (a node's writer
+/// learns that Redis restarted from its first failed append); returns the
+/// id of the message.
+fn say_when_back(client: &mut WsClient, text: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        client.text(text);
+        let event = loop {
+            let event = json::parse(&client.recv_text()).unwrap();
+            match event.get("type").and_then(Json::as_str) {
+                Some("error") => break event,
+                Some("message") if message(&event).1 == text => return message(&event).0,
+                _ => {}
+            }
+        };
+        assert_eq!(
+            event.get("code").and_then(Json::as_str),
+            Some("unavailable")
+        );
+        assert!(Instant::now() < deadline, "{text:?} never got through");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Redis restarted without AOF comes back empty: sequence numbers start
+/// again at 1, so an id alone would resume into another history. The
+/// epoch key went with the data: the nodes start a new epoch, and a client
+/// resuming from the old one is told `gap`, on every node, a new one too.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_redis_restart_without_aof_is_a_new_epoch_and_resumes_get_a_gap() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &[]); // no AOF, no RDB
+    let n1 = Node::start(&redis, &dir, "n1");
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, welcome) = joined(&n1);
+    let old_epoch = epoch_of(&welcome);
+    let mut old_ids = Vec::new();
+    for i in 0..3 {
+        ann.text(&format!("before {i}"));
+        old_ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    // Both nodes agree on the epoch before the restart.
+    let (_bo, _, welcome) = joined(&n2);
+    assert_eq!(epoch_of(&welcome), old_epoch);
+    thread::sleep(Duration::from_millis(2500)); // a snapshot is stored
+
+    redis.kill();
+    thread::sleep(Duration::from_millis(300));
+    redis.spawn().expect("restart redis-server");
+
+    // Resuming from the old epoch, on either node: the whole (new, empty
+    // or short) history and gap, never a continuation of the new ids.
+    let last_old = *old_ids.last().unwrap();
+    let resume_old = format!("/?since={}&epoch={old_epoch}", old_ids[0]);
+    let (mut cy, welcome) = join_when_back(&n2, &resume_old);
+    let new_epoch = epoch_of(&welcome);
+    assert_ne!(new_epoch, old_epoch, "{welcome:?}");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)), "{welcome:?}");
+    for id in history_ids(&welcome) {
+        assert!(!old_ids.contains(&id) || id <= last_old, "{welcome:?}");
+    }
+    let texts = |welcome: &Json| {
+        let Json::Array(history) = welcome.get("history").unwrap() else {
+            panic!("no history")
+        };
+        history.iter().map(|m| message(m).1).collect::<Vec<_>>()
+    };
+    assert!(
+        texts(&welcome).iter().all(|t| !t.starts_with("before")),
+        "the old history is gone: {welcome:?}"
+    );
+    // The chat goes on in the new epoch, with ids from 1 again. (Said by
+    // a client that joined after the restart: the stream lost the joins
+    // of those before it, which a node started later does not know.)
+    say_when_back(&mut ann, "ann is still here");
+    let mut new_ids = Vec::new();
+    for i in 0..3 {
+        new_ids.push(say_when_back(&mut cy, &format!("after {i}")));
+    }
+    assert!(new_ids[0] <= last_old, "numbers started again: {new_ids:?}");
+    let (_di, welcome) = join_when_back(&n1, &resume_old);
+    assert_eq!(epoch_of(&welcome), new_epoch, "one epoch on every node");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    // A position in the new epoch resumes exactly, on a node started now.
+    let n3 = Node::start(&redis, &dir, "n3");
+    let resume_new = format!("/?since={}&epoch={new_epoch}", new_ids[0]);
+    let (_ed, welcome) = join_when_back(&n3, &resume_new);
+    assert_eq!(epoch_of(&welcome), new_epoch);
+    assert_eq!(history_ids(&welcome), new_ids[1..].to_vec());
+    assert!(welcome.get("gap").is_none(), "{welcome:?}");
+}
+
+/// Data lost with no connection dropped (here `FLUSHALL`): the reader
+/// sees the sequence numbers go back, finds the epoch key gone, and a new
+/// epoch starts before the first entry of the new stream.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn data_lost_without_a_disconnection_is_a_new_epoch_too() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start(&redis, &dir, "n1");
+    let (mut ann, _, welcome) = joined(&n1);
+    let old_epoch = epoch_of(&welcome);
+    for i in 0..3 {
+        ann.text(&format!("before {i}"));
+        next_event(&mut ann, "message");
+    }
+    let mut admin = store(&redis, 100);
+    admin.client().command(&[&b"FLUSHALL"[..]]).unwrap();
+    let (_bo, welcome) = join_when_back(&n1, &format!("/?since=1&epoch={old_epoch}"));
+    assert_ne!(epoch_of(&welcome), old_epoch, "{welcome:?}");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    assert_eq!(history_ids(&welcome), Vec::<u64>::new(), "{welcome:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Resuming on a single node (no Redis).
 // ---------------------------------------------------------------------------
+
+/// The epoch of a welcome.
+fn epoch_of(welcome: &Json) -> String {
+    welcome
+        .get("epoch")
+        .and_then(Json::as_str)
+        .expect("a welcome names its epoch")
+        .to_string()
+}
 
 #[test]
 fn a_client_resumes_on_a_single_node_with_since() {
     let server = common::start_with(|c| c.history = 4);
     let mut ann = WsClient::connect(server.addr(), "/", V1);
-    next_event(&mut ann, "welcome");
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
     let mut ids = Vec::new();
     for i in 0..6 {
         ann.text(&format!("line {i}"));
         ids.push(message(&next_event(&mut ann, "message")).0);
     }
     let resume = |since: u64| {
-        let mut client = WsClient::connect(server.addr(), &format!("/?since={since}"), V1);
+        let path = format!("/?since={since}&epoch={epoch}");
+        let mut client = WsClient::connect(server.addr(), &path, V1);
         next_event(&mut client, "welcome")
     };
     let welcome = resume(ids[3]);
@@ -1418,12 +1568,94 @@ fn a_client_resumes_on_a_single_node_with_since() {
         history_ids(&next_event(&mut plain, "welcome")),
         ids[2..].to_vec()
     );
-    // A since that is not a number is refused with a reason.
-    let request = common::handshake_request(server.addr(), "/?since=x", "");
-    let response = common::http_exchange(server.addr(), request.as_bytes());
-    assert_eq!(common::status_of(&response), 400, "{response}");
-    assert!(
-        response.contains("since must be a message id"),
-        "{response}"
+    // A since that is not a number, or an epoch that cannot be one, is
+    // refused with a reason.
+    for (path, reason) in [
+        ("/?since=x", "since must be a message id"),
+        ("/?since=1&epoch=a%20b", "epoch must be"),
+    ] {
+        let request = common::handshake_request(server.addr(), path, "");
+        let response = common::http_exchange(server.addr(), request.as_bytes());
+        assert_eq!(common::status_of(&response), 400, "{response}");
+        assert!(response.contains(reason), "{response}");
+    }
+}
+
+/// A position is only good in its own epoch: the same id with another
+/// epoch, or with none, gets the whole history and `gap`.
+#[test]
+fn a_single_node_answers_a_wrong_or_missing_epoch_with_a_gap() {
+    let server = common::start_with(|c| c.history = 4);
+    let mut ann = WsClient::connect(server.addr(), "/", V1);
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ann.text(&format!("line {i}"));
+        ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    let other = if epoch == "other" { "another" } else { "other" };
+    for query in [
+        format!("since={}&epoch={other}", ids[1]),
+        format!("since={}", ids[1]),
+    ] {
+        let mut client = WsClient::connect(server.addr(), &format!("/?{query}"), V1);
+        let welcome = next_event(&mut client, "welcome");
+        assert_eq!(history_ids(&welcome), ids, "{query}");
+        assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)), "{query}");
+        assert_eq!(epoch_of(&welcome), epoch, "the epoch to come back with");
+    }
+    let metrics = common::http_exchange(
+        server.addr(),
+        format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr()).as_bytes(),
     );
+    assert!(metrics.contains("wschat_resume_gaps_total 2"), "{metrics}");
+}
+
+/// Resuming across a restart: without a history file the ids start again
+/// in a new epoch (a gap, even where the id is a valid one again); with
+/// one, the epoch and the ids go on (no gap).
+#[test]
+fn a_restart_is_a_new_epoch_unless_the_history_file_keeps_it() {
+    let dir = TempDir::new();
+    let path = dir.0.join("history.jsonl");
+    for with_file in [false, true] {
+        let _ = std::fs::remove_file(&path);
+        let start = || {
+            common::start_with(|c| {
+                c.history = 10;
+                c.history_file = with_file.then(|| path.clone());
+            })
+        };
+        let first = start();
+        let mut ann = WsClient::connect(first.addr(), "/", V1);
+        let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+        for i in 0..3 {
+            ann.text(&format!("before {i}"));
+            next_event(&mut ann, "message");
+        }
+        drop(ann);
+        first.shutdown();
+
+        let second = start();
+        // Ids 1..=3 exist again after the restart without a file: only the
+        // epoch tells the two histories apart.
+        let mut bo = WsClient::connect(second.addr(), "/", V1);
+        next_event(&mut bo, "welcome");
+        for i in 0..3 {
+            bo.text(&format!("after {i}"));
+            next_event(&mut bo, "message");
+        }
+        let mut ann = WsClient::connect(second.addr(), &format!("/?since=2&epoch={epoch}"), V1);
+        let welcome = next_event(&mut ann, "welcome");
+        if with_file {
+            assert_eq!(epoch_of(&welcome), epoch, "the file keeps the epoch");
+            assert_eq!(history_ids(&welcome), [3, 4, 5, 6]);
+            assert!(welcome.get("gap").is_none(), "{welcome:?}");
+        } else {
+            assert_ne!(epoch_of(&welcome), epoch, "a new history, a new epoch");
+            assert_eq!(history_ids(&welcome), [1, 2, 3]);
+            assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+        }
+        second.shutdown();
+    }
 }

@@ -294,48 +294,79 @@ fn three_hundred_stalled_handshakes_get_408_and_the_room_carries_on() {
     still_chatting(&mut ann, &mut bo, "after the stall");
 }
 
-#[test]
-fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
-    let _gate = alone();
-    wait_for_quiet();
-    let server = start_with(|c| c.handshake_timeout = Duration::from_secs(30));
-    let addr = server.addr();
-    let (mut ann, mut bo) = bystanders(addr);
-    let threads_before = threads_now();
-
-    // Fill every pending-handshake place with connections that say nothing.
-    let silent: Vec<TcpStream> = (0..wschat::MAX_PENDING_HANDSHAKES)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    // The next one is answered 503 at once, by the accept loop itself.
+/// Connects from `from` and expects to be answered at once, before
+/// sending anything, by the accept loop: returns the response.
+fn answered_at_once(addr: SocketAddr, from: &str) -> String {
     let started = Instant::now();
-    let mut extra = TcpStream::connect(addr).unwrap();
-    let (response, closed) = read_until_closed(&mut extra, 4096, TIMEOUT);
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
-    assert!(
-        response.contains("too many pending handshakes"),
-        "{response}"
-    );
+    let mut stream = connect_from(from.parse().unwrap(), addr);
+    let (response, closed) = read_until_closed(&mut stream, 4096, TIMEOUT);
     assert!(closed);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
     );
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn a_flood_of_silent_connections_is_capped_per_address_and_without_a_thread_each() {
+    let _gate = alone();
+    wait_for_quiet();
+    const PER_ADDRESS: usize = 16;
+    let server = start_with(|c| {
+        c.handshake_timeout = Duration::from_secs(30);
+        // Given explicitly, so that it counts loopback addresses too.
+        c.max_pending_per_ip = wschat::config::PerAddressLimit::everywhere(PER_ADDRESS);
+    });
+    let addr = server.addr();
+    let (mut ann, mut bo) = bystanders(addr);
+    let threads_before = threads_now();
+
+    // One address that says nothing gets its own share of the pending
+    // places and no more: the next is answered 429 by the accept loop...
+    let mut silent: Vec<TcpStream> = (0..PER_ADDRESS)
+        .map(|_| connect_from("127.0.0.1".parse().unwrap(), addr))
+        .collect();
+    let response = answered_at_once(addr, "127.0.0.1");
+    assert!(response.starts_with("HTTP/1.1 429 "), "{response}");
+    assert!(
+        response.ends_with("too many pending handshakes from this address\n"),
+        "{response}"
+    );
+    // ...while everyone else is served.
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut probe = connect_from("127.0.0.2".parse().unwrap(), addr);
+    probe.write_all(healthz.as_bytes()).unwrap();
+    let (response, _) = read_until_closed(&mut probe, 4096, TIMEOUT);
+    assert!(response.starts_with(b"HTTP/1.1 200 "));
+
+    // Many addresses together fill every pending-handshake place; the
+    // next one is answered 503 at once, by the accept loop itself.
+    for n in 1..wschat::MAX_PENDING_HANDSHAKES / PER_ADDRESS {
+        let from = format!("127.0.1.{n}").parse().unwrap();
+        silent.extend((0..PER_ADDRESS).map(|_| connect_from(from, addr)));
+    }
+    assert_eq!(silent.len(), wschat::MAX_PENDING_HANDSHAKES);
+    let response = answered_at_once(addr, "127.0.2.1");
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(
+        response.ends_with("too many pending handshakes\n"),
+        "{response}"
+    );
     let threads_full = threads_now();
     assert!(
         threads_full <= threads_before + wschat::MAX_PENDING_HANDSHAKES + 8,
         "one thread per pending handshake at most: {threads_before} -> {threads_full}"
     );
+    assert_eq!(rejections(&server, 429), 1);
+    assert_eq!(rejections(&server, 503), 1);
     // Chat goes on, and once the silent ones go away, newcomers get in.
     still_chatting(&mut ann, &mut bo, "during the flood");
     drop(silent);
     assert!(eventually(TIMEOUT, || {
         let mut probe = TcpStream::connect(addr).unwrap();
-        probe
-            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .unwrap();
+        probe.write_all(healthz.as_bytes()).unwrap();
         let (response, _) = read_until_closed(&mut probe, 4096, TIMEOUT);
         response.starts_with(b"HTTP/1.1 200 ")
     }));

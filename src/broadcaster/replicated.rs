@@ -18,7 +18,7 @@ use crate::delivery::{Delivery, Endpoint, Outlet};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
-use crate::room::{ClientId, ErrorCode, History, Mode, Output, error_event, now_ms};
+use crate::room::{ClientId, ErrorCode, History, Mode, Output, Resume, error_event, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ struct PendingJoin {
     peer: SocketAddr,
     endpoint: Box<Endpoint>,
     joined: Sender<Outlet>,
-    since: Option<u64>,
+    resume: Option<Resume>,
 }
 
 struct Replicated {
@@ -70,13 +70,20 @@ impl Broadcaster {
             settings,
             store,
             number,
-            replica.last_id,
+            &replica,
             tx.clone(),
             up.clone(),
             metrics.clone(),
         )?;
         let state = Replicated {
-            inner: Broadcaster::new(History::new(0), 1, None, delivery, metrics.clone()),
+            inner: Broadcaster::new(
+                History::new(0),
+                1,
+                replica.room.epoch().clone(),
+                None,
+                delivery,
+                metrics.clone(),
+            ),
             replica,
             link,
             metrics,
@@ -110,13 +117,13 @@ impl Replicated {
                     mode,
                     endpoint,
                     joined,
-                    since,
+                    resume,
                 } => {
                     let pending = PendingJoin {
                         peer,
                         endpoint,
                         joined,
-                        since,
+                        resume,
                     };
                     let node = self.link.node.to_string();
                     let record = record(Op::Join { id, mode, node });
@@ -150,6 +157,14 @@ impl Replicated {
                     Op::Text { id, .. } | Op::Binary { id, .. } => self.refuse(id),
                     Op::Leave { .. } => {}
                 },
+                Event::Cluster(Notice::Epoch(epoch)) => {
+                    log::warn!(
+                        "cluster: the history of epoch {} is lost; epoch {epoch} starts",
+                        self.replica.room.epoch()
+                    );
+                    self.replica.start_epoch(epoch);
+                    self.changed = true;
+                }
                 Event::Cluster(Notice::NodeDead(node)) => {
                     let leaves: Vec<Record> = self
                         .replica
@@ -208,7 +223,7 @@ impl Replicated {
         if self.replica.place(entry.id, seq) == Applied::Duplicate {
             return;
         }
-        let mut since = None;
+        let mut resume = None;
         if let Op::Join { id, .. } = &record.op {
             let id = *id;
             if let Some(pending) = self.pending_joins.remove(&id) {
@@ -219,8 +234,8 @@ impl Replicated {
                     .joined
                     .send(self.inner.add_client(*pending.endpoint));
                 log::debug!("({id}) joined the room from {}", pending.peer);
-                since = pending.since;
-                if since.is_some_and(|s| s < self.replica.room.history().dropped_through()) {
+                resume = pending.resume;
+                if resume.as_ref().is_some_and(|r| self.replica.room.is_gap(r)) {
                     self.metrics.resume_gaps.fetch_add(1, Relaxed);
                 }
             } else if node_number(id) == self.link.number && !self.replica.room.contains(id) {
@@ -233,7 +248,7 @@ impl Replicated {
         self.metrics.cluster_entries_in.fetch_add(1, Relaxed);
         if let Applied::Done { missed } =
             self.replica
-                .apply(entry.id, seq, record, since, &mut self.inner.out)
+                .apply(entry.id, seq, record, resume, &mut self.inner.out)
         {
             node::count_missed(&self.metrics, missed);
         }

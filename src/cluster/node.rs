@@ -21,7 +21,7 @@ use super::stream::{Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::broadcaster::Event;
 use crate::metrics::Metrics;
-use crate::room::now_ms;
+use crate::room::{Epoch, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -98,6 +98,9 @@ pub enum Notice {
     Refused(Record),
     /// This node claimed the cleanup of a dead node.
     NodeDead(NodeId),
+    /// Redis lost the stream's history: the entries that follow belong to
+    /// this new epoch (sent before any of them).
+    Epoch(Epoch),
 }
 
 /// A node ready to run: its Redis connection, its number, and its replica
@@ -117,12 +120,13 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
     let client = Client::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(client, settings.stream_maxlen);
     let number = store.next_node_number().map_err(fail)?;
+    let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
     let mut replica = match store.load_snapshot(ROOM).map_err(fail)? {
-        Some(text) => Replica::restore(&text, settings.history).unwrap_or_else(|e| {
+        Some(text) => Replica::restore(&text, settings.history, &epoch).unwrap_or_else(|e| {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
-            Replica::new(settings.history)
+            Replica::new(settings.history, epoch.clone())
         }),
-        None => Replica::new(settings.history),
+        None => Replica::new(settings.history, epoch.clone()),
     };
     let loaded = replica.last_id;
     let mut applied = 0;
@@ -140,7 +144,7 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
         }
     }
     log::info!(
-        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history",
+        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history, epoch {epoch}",
         settings.node,
         replica.room.len(),
         replica.room.history().len()
@@ -216,12 +220,12 @@ pub struct Link {
 
 impl Link {
     /// Starts the writer, reader and keeper threads; the reader reads
-    /// after `after`.
+    /// after `replica`'s last entry, in its epoch.
     pub fn spawn(
         settings: &Settings,
         store: Store,
         number: u64,
-        after: StreamId,
+        replica: &Replica,
         events: Sender<Event>,
         up: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
@@ -244,9 +248,14 @@ impl Link {
         {
             let (events, up, metrics, stop) =
                 (events.clone(), up.clone(), metrics.clone(), stop.clone());
+            let position = ReadPosition {
+                after: replica.last_id,
+                seq: replica.last_seq,
+                epoch: replica.room.epoch().clone(),
+            };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())
-                .spawn(move || read_loop(reader_store, after, events, up, metrics, stop))?;
+                .spawn(move || read_loop(reader_store, position, events, up, metrics, stop))?;
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
@@ -430,22 +439,80 @@ fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Ev
     }
 }
 
+/// Where the reader is: after this entry, with this sequence number, in
+/// this epoch.
+struct ReadPosition {
+    after: StreamId,
+    seq: u64,
+    epoch: Epoch,
+}
+
+/// Reads the stream in order and hands the entries to the broadcaster.
+///
+/// It also watches for Redis losing the stream's history: after every
+/// reconnection (a Redis restart drops every connection), and whenever the
+/// sequence numbers go back (data lost with no disconnection seen), it
+/// asks for the epoch ([`Store::epoch`], which stores a fresh one if the
+/// key went with the data). A changed epoch goes to the broadcaster
+/// before any entry read after it, so every node starts the new epoch at
+/// the same place in the order.
 fn read_loop(
     mut store: Store,
-    mut after: StreamId,
+    mut at: ReadPosition,
     events: Sender<Event>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let mut check_epoch = false;
+    // The epoch was checked right before this read: numbers going back
+    // are then taken as they are (the counter alone was reset).
+    let mut checked = false;
     while !stop.load(Relaxed) {
-        match store.read_after(ROOM, after, READ_BLOCK_MS, READ_COUNT) {
-            Ok(entries) => {
+        let read = if check_epoch {
+            store.epoch(ROOM, &Epoch::fresh()).map(|epoch| {
+                check_epoch = false;
+                checked = true;
+                if epoch != at.epoch {
+                    log::warn!(
+                        "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
+                        at.epoch
+                    );
+                    at.epoch = epoch.clone();
+                    at.seq = 0;
+                    Some(epoch)
+                } else {
+                    None
+                }
+            })
+        } else {
+            Ok(None)
+        };
+        let read = read.and_then(|epoch| {
+            if let Some(epoch) = epoch
+                && events.send(Event::Cluster(Notice::Epoch(epoch))).is_err()
+            {
+                return Ok(None);
+            }
+            store
+                .read_after(ROOM, at.after, READ_BLOCK_MS, READ_COUNT)
+                .map(Some)
+        });
+        match read {
+            Ok(None) => return, // the broadcaster is gone
+            Ok(Some(entries)) => {
                 up.store(true, Relaxed);
                 backoff.reset();
+                let first_seq = entries.iter().find_map(Entry::seq);
+                let just_checked = std::mem::take(&mut checked);
+                if !just_checked && at.seq > 0 && first_seq.is_some_and(|seq| seq <= at.seq) {
+                    check_epoch = true;
+                    continue; // read them again once the epoch is known
+                }
                 if let Some(last) = entries.last() {
-                    after = last.id;
+                    at.after = last.id;
+                    at.seq = entries.iter().rev().find_map(Entry::seq).unwrap_or(at.seq);
                     if events
                         .send(Event::Cluster(Notice::Entries(entries)))
                         .is_err()
@@ -466,7 +533,8 @@ fn read_loop(
                         Ok(()) => {
                             up.store(true, Relaxed);
                             metrics.redis_reconnects.fetch_add(1, Relaxed);
-                            log::info!("cluster: reader reconnected; reading after {after}");
+                            log::info!("cluster: reader reconnected; reading after {}", at.after);
+                            check_epoch = true;
                             break;
                         }
                         Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),

@@ -8,6 +8,7 @@
 //!   wschat:{ROOM}:events   stream  one entry per chat event, field `seq` + the event's fields
 //!   wschat:{ROOM}:seq      string  the last sequence number given out in the room
 //!   wschat:{ROOM}:snapshot hash    the room's state after entry `after` (field `body`)
+//!   wschat:{ROOM}:epoch    string  the epoch of the stream's history (set once, SET NX)
 //!   wschat:node-numbers    string  the last node number given out
 //!   wschat:node:NODE       string  present while NODE is alive (expires unless renewed)
 //!   wschat:nodes           set     every node that ever sent a heartbeat, until forgotten
@@ -21,6 +22,7 @@
 
 use super::client::{Client, RedisError};
 use super::resp::Value;
+use crate::room::Epoch;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -170,6 +172,15 @@ redis.call('HSET', KEYS[1], 'after', ARGV[1], 'body', ARGV[2])
 return 1
 "#;
 
+/// The stream's epoch: the one stored, or `ARGV[1]` stored now if there
+/// is none (the key is new: the stream's history is new too, or was lost
+/// with it). Concurrent callers all get the first one stored.
+/// KEYS[1] = the epoch key; ARGV[1] = a fresh epoch.
+const EPOCH_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"#;
+
 /// The Redis side of cluster mode, over one [`Client`].
 ///
 /// A `Store` is used by one thread at a time. A node needs at least two:
@@ -316,6 +327,25 @@ impl Store {
         Ok(integer("save_snapshot", reply)? == 1)
     }
 
+    /// The epoch of the room's stream ([`EPOCH_SCRIPT`]): the stored one,
+    /// or `fresh`, stored now, if Redis has none. The key lives beside the
+    /// stream, with no expiry: a Redis that loses its data (restarted
+    /// without AOF or RDB) loses both together, and the next caller starts
+    /// a new epoch.
+    pub fn epoch(&mut self, room: &str, fresh: &Epoch) -> Result<Epoch, RedisError> {
+        let key = epoch_key(room);
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            EPOCH_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            fresh.as_str().as_bytes(),
+        ])?;
+        let stored = text("epoch", &reply)?;
+        Epoch::parse(&stored)
+            .ok_or_else(|| RedisError::UnexpectedReply(format!("{key} holds no valid epoch")))
+    }
+
     /// The room's latest snapshot, if any.
     pub fn load_snapshot(&mut self, room: &str) -> Result<Option<String>, RedisError> {
         let key = snapshot_key(room);
@@ -435,6 +465,11 @@ pub fn seq_key(room: &str) -> String {
 /// The hash that holds a room's latest snapshot (`after`, `body`).
 pub fn snapshot_key(room: &str) -> String {
     format!("wschat:{{{room}}}:snapshot")
+}
+
+/// The epoch of a room's stream ([`Store::epoch`]).
+pub fn epoch_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:epoch")
 }
 
 fn check_count(count: usize) {
@@ -576,6 +611,7 @@ mod tests {
         assert_eq!(events_key("lobby"), "wschat:{lobby}:events");
         assert_eq!(seq_key("lobby"), "wschat:{lobby}:seq");
         assert_eq!(snapshot_key("lobby"), "wschat:{lobby}:snapshot");
+        assert_eq!(epoch_key("lobby"), "wschat:{lobby}:epoch");
         assert_eq!(node_key(&NodeId::new("n1").unwrap()), "wschat:node:n1");
     }
 

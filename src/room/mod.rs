@@ -7,10 +7,12 @@
 //! The broadcaster is the loop around it: it feeds the room one event at a
 //! time, encodes each output once, and hands the bytes to delivery.
 
+mod epoch;
 mod events;
 mod history;
 mod input;
 
+pub use epoch::{Epoch, FRESH_EPOCH_CHARS, MAX_EPOCH_CHARS, Resume, resume_param};
 pub use events::*;
 pub use history::{History, MAX_HISTORY_BYTES};
 pub use input::*;
@@ -93,11 +95,11 @@ impl ErrorCode {
 /// Something a client did, as the room sees it.
 #[derive(Debug)]
 pub enum Action {
-    /// `since`: the last message id a resuming client saw (`/?since=ID`).
+    /// `resume`: where a resuming client stands (`/?since=ID&epoch=E`).
     Join {
         id: ClientId,
         mode: Mode,
-        since: Option<u64>,
+        resume: Option<Resume>,
     },
     Text {
         id: ClientId,
@@ -158,21 +160,45 @@ pub struct Room {
     nicks: HashMap<String, ClientId>,
     history: History,
     next_seq: u64,
+    /// The epoch of this history of ids, in every welcome.
+    epoch: Epoch,
     /// `welcome_tail` of the current history, built on the first join
     /// after it changes.
     tail: Option<Arc<str>>,
 }
 
 impl Room {
-    /// A room that remembers `history` and numbers the next line `next_seq`.
-    pub fn new(history: History, next_seq: u64) -> Room {
+    /// A room that remembers `history`, numbers the next line `next_seq`,
+    /// and calls this history of ids `epoch`.
+    pub fn new(history: History, next_seq: u64, epoch: Epoch) -> Room {
         Room {
             members: BTreeMap::new(),
             nicks: HashMap::new(),
             history,
             next_seq,
+            epoch,
             tail: None,
         }
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The history was lost (cluster mode: Redis lost its data): forget
+    /// the kept messages and call what follows `epoch`. Members stay; ids
+    /// are the caller's to restart.
+    pub fn start_epoch(&mut self, epoch: Epoch) {
+        self.history = History::new(self.history.limit());
+        self.epoch = epoch;
+        self.tail = None;
+    }
+
+    /// Whether a client resuming from `resume` has missed messages that
+    /// are no longer kept, or stands in another history: then its welcome
+    /// carries the whole history and `"gap":true`. See [`welcome_event`].
+    pub fn is_gap(&self, resume: &Resume) -> bool {
+        resume_gap(resume, &self.epoch, &self.history, self.next_seq)
     }
 
     pub fn len(&self) -> usize {
@@ -230,7 +256,7 @@ impl Room {
     /// Applies one action at time `now_ms`, appending what to send to `out`.
     pub fn handle(&mut self, now_ms: u64, action: Action, out: &mut Vec<Output>) {
         match action {
-            Action::Join { id, mode, since } => self.join(id, mode, since, now_ms, out),
+            Action::Join { id, mode, resume } => self.join(id, mode, resume, now_ms, out),
             Action::Text { id, text } => self.text(id, text, now_ms, out),
             Action::Binary { id, data } => self.binary(id, data, out),
             Action::Leave { id } => self.leave(id, now_ms, out),
@@ -247,7 +273,7 @@ impl Room {
         &mut self,
         id: ClientId,
         mode: Mode,
-        since: Option<u64>,
+        resume: Option<Resume>,
         now: u64,
         out: &mut Vec<Output>,
     ) {
@@ -263,11 +289,17 @@ impl Room {
             },
         );
         if mode == Mode::V1 {
-            if since.is_some() {
+            if let Some(resume) = &resume {
                 // A resuming client: its own slice of the history.
-                let next_seq = self.next_seq;
-                let welcome =
-                    welcome_event(id, &nick, self.users(), &self.history, since, next_seq);
+                let welcome = welcome_event(
+                    id,
+                    &nick,
+                    self.users(),
+                    &self.history,
+                    &self.epoch,
+                    Some(resume),
+                    self.next_seq,
+                );
                 out.push(Output::Reply {
                     to: id,
                     event: welcome,
@@ -280,7 +312,7 @@ impl Room {
                     .clone();
                 out.push(Output::Welcome {
                     to: id,
-                    head: welcome_head(id, &nick, self.users()),
+                    head: welcome_head(id, &nick, &self.epoch, self.users()),
                     tail,
                 });
             }

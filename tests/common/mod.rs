@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use wschat::protocol::close::CloseFrame;
 use wschat::protocol::frame::{OpCode, encode_frame_into};
@@ -31,6 +31,21 @@ pub fn start_with(adjust: impl FnOnce(&mut Config)) -> ServerHandle {
 
 pub fn start() -> ServerHandle {
     start_with(|_| {})
+}
+
+/// A TCP connection to `addr` from the source address `from`: on Linux
+/// all of 127.0.0.0/8 is routed to the loopback interface, so one test can
+/// be many client addresses (127.0.0.2, 127.0.0.3, ...).
+pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("cannot connect from {from} to {addr}: {e}"));
+    socket.into()
 }
 
 /// A valid opening handshake for `path` with optional extra header lines.

@@ -15,7 +15,7 @@ use wschat::protocol::deflate::{self, Inflater, extension};
 use wschat::protocol::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use wschat::protocol::handshake::{self, Request};
 use wschat::protocol::{Message, MessageDecoder, ProtocolError, Role};
-use wschat::room::{self, Action, History, Input, Mode, Output, Payload, Room};
+use wschat::room::{self, Action, Epoch, History, Input, Mode, Output, Payload, Room};
 
 #[path = "zlib_oracle.rs"]
 pub mod zlib_oracle;
@@ -199,7 +199,11 @@ pub fn handshake(data: &[u8]) {
     assert!(parsed.headers().len() <= handshake::MAX_HEADERS);
     for header in parsed.headers() {
         assert!(parsed.header_values(header.name).next().is_some());
-        assert!(!header.value.contains(|c: char| c.is_ascii_control() && c != '\t'));
+        assert!(
+            !header
+                .value
+                .contains(|c: char| c.is_ascii_control() && c != '\t')
+        );
     }
     let _ = (parsed.path(), parsed.is_websocket_attempt());
     let _ = parsed.offers_protocol(room::SUBPROTOCOL);
@@ -397,7 +401,7 @@ pub fn json(data: &[u8]) {
 /// Input: lines of text (invalid UTF-8 replaced).
 pub fn room_input(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let mut room = Room::new(History::new(4), 1);
+    let mut room = Room::new(History::new(4), 1, Epoch::from_bits(1));
     let mut out = Vec::new();
     for (id, mode) in [(1, Mode::V1), (2, Mode::V1), (3, Mode::Raw)] {
         room.handle(
@@ -405,7 +409,7 @@ pub fn room_input(data: &[u8]) {
             Action::Join {
                 id,
                 mode,
-                since: None,
+                resume: None,
             },
             &mut out,
         );

@@ -1,7 +1,8 @@
 //! Replays the fuzz corpus (`tests/fuzz/corpus/TARGET/*`, kept minimised
-//! with `cargo fuzz cmin`) through the fuzz targets' own bodies, on stable:
-//! every input the fuzzer found interesting, and every crash it found (each
-//! added to the corpus when fixed), is checked again by `cargo test`.
+//! with `cargo fuzz cmin`) and the regressions (`tests/fuzz/regressions/
+//! TARGET/*`: each input that broke a property, named for what it was,
+//! kept when it was fixed) through the fuzz targets' own bodies, on
+//! stable: everything the fuzzer found is checked again by `cargo test`.
 
 #[path = "fuzz/targets.rs"]
 mod targets;

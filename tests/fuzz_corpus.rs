@@ -14,20 +14,22 @@ fn replay(target: &str) {
         .iter()
         .find(|(name, _)| *name == target)
         .expect("a target of that name");
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz/corpus")
-        .join(target);
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
     let mut replayed = 0;
-    for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-    {
-        let path = entry.unwrap().path();
-        let input = std::fs::read(&path).unwrap();
-        println!("{}", path.display());
-        body(&input);
-        replayed += 1;
+    for folder in ["regressions", "corpus"].map(|kind| fuzz.join(kind).join(target)) {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue; // a target without regressions
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            println!("{}", path.display());
+            body(&input);
+            replayed += 1;
+        }
     }
     // A corpus that went missing would make this test pass vacuously.
-    assert!(replayed >= 10, "{target}: only {replayed} corpus files");
+    assert!(replayed >= 10, "{target}: only {replayed} files");
 }
 
 #[test]

@@ -289,34 +289,35 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
 
 /// Finds the line that starts at `buf[at]`: returns it without its CRLF,
 /// and the index just past the CRLF. A line always has its type byte.
+///
+/// The checks come in the same order whether or not the line's end has
+/// arrived (the type byte, then a CR not followed by LF, then the length),
+/// so a malformed reply is refused for the same reason however the reads
+/// cut it.
 fn read_line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, RespError> {
     let window = &buf[at..buf.len().min(at + MAX_LINE_LEN + 2)];
+    let Some(&first) = window.first() else {
+        return Ok(None);
+    };
+    if !b"+-:$*".contains(&first) {
+        return Err(RespError::UnknownType(first));
+    }
     match window.iter().position(|&b| b == b'\n') {
         Some(lf) => {
-            if lf < 2 || window[lf - 1] != b'\r' {
-                // A bare LF, or a line with nothing before its CRLF.
-                return Err(if lf >= 1 && window[lf - 1] == b'\r' {
-                    RespError::UnknownType(b'\r')
-                } else {
-                    RespError::BadLineEnd
-                });
-            }
+            // `lf` ≥ 1: the first byte is a type byte.
             let line = &window[..lf - 1];
-            if line.contains(&b'\r') {
+            if window[lf - 1] != b'\r' || line.contains(&b'\r') {
                 return Err(RespError::BadLineEnd);
             }
             Ok(Some((line, at + lf + 1)))
         }
-        None if window.len() >= MAX_LINE_LEN + 2 => Err(RespError::LineTooLong),
         None => {
-            // Catch a bad type byte or a stray CR before waiting for more.
-            if let Some(&first) = window.first()
-                && !b"+-:$*".contains(&first)
-            {
-                return Err(RespError::UnknownType(first));
-            }
-            if window.len() >= 2 && window[..window.len() - 1].contains(&b'\r') {
+            // A CR must be the line's last byte but one.
+            if window[..window.len() - 1].contains(&b'\r') {
                 return Err(RespError::BadLineEnd);
+            }
+            if window.len() >= MAX_LINE_LEN + 2 {
+                return Err(RespError::LineTooLong);
             }
             Ok(None)
         }
@@ -495,6 +496,36 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bytes)
             );
+        }
+    }
+
+    #[test]
+    fn an_error_does_not_depend_on_how_the_reply_is_cut() {
+        // Found by the resp fuzz target: a bad type byte was reported as
+        // such when the line's end had not arrived, and as a bad line end
+        // when it had; a stray CR in a line too long, likewise.
+        let mut long_with_cr = b"+a\rb".to_vec();
+        long_with_cr.resize(MAX_LINE_LEN + 10, b'c');
+        let cases: Vec<(&[u8], RespError)> = vec![
+            (b"1\x03*1\r\x02\n", RespError::UnknownType(b'1')),
+            (b"\n", RespError::UnknownType(b'\n')),
+            (b"+\n", RespError::BadLineEnd),
+            (b"+a\rb\n", RespError::BadLineEnd),
+            (&long_with_cr, RespError::BadLineEnd),
+        ];
+        for (bytes, expected) in cases {
+            for cut in 1..=bytes.len().min(8) {
+                let verdict = match parse_reply(&bytes[..cut]) {
+                    Ok(Parse::Partial) => parse_reply(bytes),
+                    verdict => verdict,
+                };
+                assert_eq!(
+                    verdict,
+                    Err(expected),
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(12)])
+                );
+            }
         }
     }
 

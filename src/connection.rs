@@ -5,8 +5,7 @@
 
 use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::address_limits::{AddressLimits, AddressPlace, Hold};
-use crate::broadcaster::Event;
-use crate::broadcaster::variant;
+use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed, variant};
 use crate::config::Config;
 use crate::delivery::{Delivery, Outlet};
 use crate::forwarded::{self, FORWARDED_FOR};
@@ -21,7 +20,7 @@ use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -273,7 +272,7 @@ pub fn handle(
     let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
     let outlet = match endpoint {
         Endpoint::Chat(mode) => {
-            let (joined, outlet) = crossbeam_channel::bounded(1);
+            let (joined, outlet) = broadcaster::join_channel();
             let join = Event::Join {
                 id,
                 peer: peer.peer,
@@ -282,16 +281,27 @@ pub fn handle(
                 joined,
                 resume,
             };
-            match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
-                Some(outlet) => outlet,
-                None if ctx.cluster_up.is_some() => {
+            let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
+                Ok(()) => outlet.wait(JOIN_TIMEOUT),
+                Err(SendTimeoutError::Timeout(_)) => Err(JoinFailed::TimedOut),
+                Err(SendTimeoutError::Disconnected(_)) => Err(JoinFailed::Refused),
+            };
+            match waited.map_err(|failed| (failed, ctx.cluster_up.is_some())) {
+                Ok(outlet) => outlet,
+                Err((JoinFailed::TimedOut, _)) => {
+                    log::warn!("({id}) {peer} was not taken into the room within {JOIN_TIMEOUT:?}");
+                    registration.leave();
+                    let rejection = Rejection::new(503, JOIN_TIMED_OUT);
+                    return reject(&stream, peer, rejection, &ctx.metrics);
+                }
+                Err((JoinFailed::Refused, true)) => {
                     // Its join could not reach Redis; nothing was written
                     // to the socket yet.
                     registration.leave();
                     let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
                     return reject(&stream, peer, rejection, &ctx.metrics);
                 }
-                None => {
+                Err((JoinFailed::Refused, false)) => {
                     log::error!("Error: ({id}) {peer} could not join: the room has stopped");
                     return;
                 }
@@ -324,9 +334,11 @@ pub fn handle(
     // Wait (briefly) for the client's side of the close, and read off what
     // it still sends, so that TCP ends with a FIN rather than a reset.
     drain(&stream, CLOSE_TIMEOUT);
-    // Delivery forgets the client (whatever it could not write is lost).
+    // Delivery forgets the client. The socket is its to end: a Close still
+    // queued (the answer to a client that sent Close and then shut its
+    // half, §5.5.1) and what was queued before it are written first,
+    // within CLOSE_WRITE_DEADLINE, and then TCP is closed.
     drop(client);
-    let _ = stream.shutdown(Shutdown::Both);
     // The reason may carry a client's close reason.
     log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
 }
@@ -544,6 +556,14 @@ impl Client {
         }
         let mut silent_intervals = 0;
         loop {
+            // Backpressure: while this client's private backlog is over
+            // its cap, read nothing more from it.
+            self.outlet.wait_for_room();
+            if self.outlet.is_closed() {
+                // Delivery ended this client (dropped as a slow consumer,
+                // or its socket failed) and has logged why.
+                break (1008, "ended by delivery".into());
+            }
             let message = match reader.read_message() {
                 Ok(message) => message,
                 Err(ReadError::Io(e))
@@ -572,6 +592,10 @@ impl Client {
                         self.id
                     );
                     break self.close(code, &e.to_string());
+                }
+                Err(_) if self.outlet.is_closed() => {
+                    // Delivery ended this client and shut its reading half.
+                    break (1008, "ended by delivery".into());
                 }
                 Err(ReadError::Eof) => {
                     break (1006, "connection closed without a close frame".into());
@@ -608,7 +632,11 @@ impl Client {
                     }
                 }
                 // §5.5.2: a Pong with the same payload, as soon as practical.
-                Message::Ping(payload) => self.send(encode_frame(OpCode::Pong, &payload, None)),
+                // Pongs waiting to be written are replaced by this one
+                // (§5.5.3), so pings cost one pong however many come.
+                Message::Ping(payload) => {
+                    self.outlet.pong(encode_frame(OpCode::Pong, &payload, None))
+                }
                 // §5.5.3: an unsolicited Pong needs no answer.
                 Message::Pong(_) => {}
                 Message::Close(frame) => {

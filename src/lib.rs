@@ -21,6 +21,7 @@
 // tests use them as a library: the RFC 6455 code, the chat rules, delivery,
 // the Redis layer, and the small pure pieces the chapters show.
 pub mod access;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod delivery;

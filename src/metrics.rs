@@ -78,6 +78,9 @@ pub struct Metrics {
     /// Cluster mode: stream entries missed (trimmed before this node read
     /// them), told by a jump in the sequence numbers.
     pub cluster_gaps: AtomicU64,
+    /// Cluster mode: connected clients closed with 1012 `rejoin` because
+    /// the order said they had left (this node was cut off meanwhile).
+    pub cluster_rejoins: AtomicU64,
     /// Chat clients connected now that negotiated permessage-deflate, by
     /// protocol (indexed by the plain broadcast variant: 0 raw, 1
     /// wschat.v1): while a protocol has none, its broadcasts are not
@@ -273,6 +276,12 @@ impl Metrics {
             "counter",
             "Cluster mode: stream entries this node never saw (trimmed first).",
             &one(&self.cluster_gaps),
+        );
+        family(
+            "cluster_rejoins_total",
+            "counter",
+            "Cluster mode: clients told to reconnect (1012 rejoin) after being announced gone.",
+            &one(&self.cluster_rejoins),
         );
         family(
             "redis_round_trips_total",

@@ -403,6 +403,53 @@ fn append_numbers_events_and_reads_give_them_back_in_order() {
     );
 }
 
+/// An append sent again with the same idempotency key (its reply was
+/// lost) is stored once: the retry answers `Duplicate`, and the stream and
+/// its numbers are as if it had been sent once. Another writer's counters
+/// are its own.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_retried_with_its_key_is_stored_once() {
+    use wschat::cluster::stream::{AppendKey, Appended};
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let batch = |writer, counters: &[u64]| -> Vec<_> {
+        counters
+            .iter()
+            .map(|&counter| {
+                let text = format!("{writer} {counter}").into_bytes();
+                (AppendKey { writer, counter }, vec![("text", text)])
+            })
+            .collect()
+    };
+    let first = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3]))
+        .unwrap();
+    assert!(first.iter().all(|r| matches!(r, Ok(Appended::New(..)))));
+    // The same three again, and a new one behind them: only it is stored.
+    let again = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3, 4]))
+        .unwrap();
+    let kinds: Vec<bool> = again
+        .iter()
+        .map(|r| matches!(r, Ok(Appended::Duplicate)))
+        .collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    let Ok(Appended::New(_, seq)) = again[3] else {
+        panic!("{again:?}")
+    };
+    assert_eq!(seq, 4, "numbers as if each was sent once");
+    // Another writer's counter 1 is not a duplicate.
+    let other = store.append_keyed("lobby", &batch("n2#2", &[1])).unwrap();
+    assert!(matches!(other[0], Ok(Appended::New(_, 5))));
+    assert_eq!(store.stream_len("lobby").unwrap(), 5);
+    // Appends without a key are never taken for duplicates.
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    assert_eq!(store.stream_len("lobby").unwrap(), 7);
+}
+
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn concurrent_appends_get_gapless_numbers_in_stream_order() {
@@ -543,22 +590,34 @@ fn a_node_without_heartbeats_expires() {
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     const CLAIMERS: usize = 8;
+    let beat = Duration::from_millis(300);
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
     let mut store = store(&server, 1000);
     let dead = node("dead");
+    let claim = Duration::from_millis(500);
 
     // Alive: nobody may clean up after it.
     store.heartbeat(&dead, Duration::from_secs(60)).unwrap();
+    store.heartbeat(&node("c0"), beat).unwrap();
     assert!(
         !store
-            .claim_cleanup(&dead, &node("c0"), Duration::from_secs(60))
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
             .unwrap()
     );
     store
         .client()
         .command(&["DEL", "wschat:node:dead"])
         .unwrap();
+    // Its key is gone, but a claimer that has not been beating for a
+    // whole ttl since has no evidence yet.
+    assert!(
+        !store
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
+            .unwrap()
+    );
+    // Nor has one that never beat at all.
+    assert!(!store.claim_cleanup(&dead, &node("x"), claim, beat).unwrap());
 
     let url = server.url();
     let start = Arc::new(Barrier::new(CLAIMERS));
@@ -567,11 +626,16 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
             let (url, start, dead) = (url.clone(), start.clone(), dead.clone());
             thread::spawn(move || {
                 let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
-                start.wait();
                 let me = node(&format!("c{i}"));
-                store
-                    .claim_cleanup(&dead, &me, Duration::from_millis(500))
-                    .unwrap()
+                // Beating for more than a ttl since the dead node's last.
+                let began = Instant::now();
+                while began.elapsed() < beat + Duration::from_millis(100) {
+                    store.heartbeat(&me, beat).unwrap();
+                    thread::sleep(Duration::from_millis(50));
+                }
+                store.heartbeat(&me, beat).unwrap();
+                start.wait();
+                store.claim_cleanup(&dead, &me, claim, beat).unwrap()
             })
         })
         .collect();
@@ -585,13 +649,65 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     // The claim expires, so that another node can take over if the
     // claimer died before finishing.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !store
-        .claim_cleanup(&dead, &node("late"), Duration::from_secs(60))
-        .unwrap()
-    {
+    let late = node("late");
+    loop {
+        store.heartbeat(&late, beat).unwrap();
+        if store.claim_cleanup(&dead, &late, claim, beat).unwrap() {
+            break;
+        }
         assert!(Instant::now() < deadline, "the claim never expired");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Redis away (or the nodes cut off) for longer than the heartbeat's ttl:
+/// every key expires, for the living too. The first node back must not
+/// declare the others dead: it has no evidence until it has itself been
+/// beating for a whole ttl, and by then they are back. One that really
+/// stays silent for a ttl after that is claimed.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_outage_everyone_shared_declares_nobody_dead() {
+    let ttl = Duration::from_millis(400);
+    let claim = Duration::from_secs(10);
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    for n in [&a, &b, &c] {
+        store.heartbeat(n, ttl).unwrap();
+    }
+    // Nobody beats for twice the ttl: every key expires.
+    thread::sleep(ttl * 2);
+    assert!(!store.is_alive(&b).unwrap() && !store.is_alive(&c).unwrap());
+    // `a` is back first: its run has just begun, so it claims nobody.
+    let run = store.heartbeat(&a, ttl).unwrap();
+    assert!(
+        run < ttl,
+        "a gap longer than the ttl starts a new run: {run:?}"
+    );
+    assert!(store.dead_nodes().unwrap().contains(&b));
+    assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap());
+    assert!(!store.claim_cleanup(&c, &a, claim, ttl).unwrap());
+    // `b` comes back within a ttl; `c` never does.
+    let began = Instant::now();
+    while began.elapsed() < ttl * 2 {
+        store.heartbeat(&a, ttl).unwrap();
+        if began.elapsed() > ttl / 2 {
+            store.heartbeat(&b, ttl).unwrap();
+        }
+        assert!(
+            !store.claim_cleanup(&b, &a, claim, ttl).unwrap(),
+            "b is alive"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    store.heartbeat(&a, ttl).unwrap();
+    assert!(store.heartbeat(&a, ttl).unwrap() >= ttl);
+    assert!(
+        store.claim_cleanup(&c, &a, claim, ttl).unwrap(),
+        "c is gone"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -829,6 +945,25 @@ impl Node {
                 Instant::now() < deadline,
                 "wschat {name} did not start:\n{text}"
             );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A node started by the test itself: waits for it to listen.
+    fn adopt(child: Child, log: PathBuf) -> Node {
+        let mut node = Node {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let text = node.log_text();
+            if let Some(rest) = text.split("Listening on http://").nth(1) {
+                node.addr = rest.split('/').next().unwrap().parse().unwrap();
+                return node;
+            }
+            assert!(Instant::now() < deadline, "wschat did not start:\n{text}");
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1287,9 +1422,10 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
             _ => {}
         }
     }
-    assert!(refused > 0, "the restart was noticed");
+    // Lines sent while Redis was down are refused; a line in flight when
+    // it went is retried (with its key) and goes through once.
     assert!(
-        delivered.len() > refused && delivered_after_refusal > 0,
+        delivered.len() > refused && (refused == 0 || delivered_after_refusal > 0),
         "lines got through before and after the restart: {} delivered, {refused} refused",
         delivered.len()
     );
@@ -1356,6 +1492,242 @@ fn while_redis_is_away_messages_get_unavailable_and_upgrades_503() {
     next_event(&mut bo, "welcome");
     ann.text("back");
     assert_eq!(message(&next_event(&mut bo, "message")).1, "back");
+}
+
+/// A TCP forwarder in front of Redis that can stop passing Redis's
+/// replies on chosen connections (numbered in the order they were
+/// opened, from 0): a connection that goes silent without closing.
+struct Freezer {
+    addr: SocketAddr,
+    /// Which connections get no replies: `frozen(n)`.
+    frozen: FreezeRule,
+    /// A request holding these bytes has its connection cut as its
+    /// reply comes back (Redis ran it; the client never hears).
+    cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+type FreezeRule = Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>;
+
+impl Freezer {
+    fn start(redis: &RedisServer) -> Freezer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen: FreezeRule = Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
+        let cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let (port, rules, cut) = (redis.port, frozen.clone(), cut_reply_to.clone());
+        thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let marked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (cut, mark) = (cut.clone(), marked.clone());
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let len = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(len) => len,
+                        };
+                        let mut cut = cut.lock().unwrap();
+                        if let Some(marker) = cut.as_ref()
+                            && buf[..len].windows(marker.len()).any(|w| w == &marker[..])
+                        {
+                            mark.store(true, Ordering::SeqCst);
+                            *cut = None;
+                        }
+                        drop(cut);
+                        if s_out.write_all(&buf[..len]).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out, rules) = (server, client, rules.clone());
+                thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        while (rules.lock().unwrap())(n) {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if marked.load(Ordering::SeqCst) => {
+                                let _ = c_out.shutdown(std::net::Shutdown::Both);
+                                let _ = s_in.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            Ok(len) => {
+                                while (rules.lock().unwrap())(n) {
+                                    thread::sleep(Duration::from_millis(20));
+                                }
+                                if c_out.write_all(&buf[..len]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Freezer {
+            addr,
+            frozen,
+            cut_reply_to,
+        }
+    }
+
+    fn freeze(&self, rule: impl Fn(usize) -> bool + Send + 'static) {
+        *self.frozen.lock().unwrap() = Box::new(rule);
+    }
+
+    /// Cuts the connection that sends `marker`, as Redis's reply comes.
+    fn cut_reply_to(&self, marker: &str) {
+        *self.cut_reply_to.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// A `wschat --redis` node that reaches Redis through this forwarder.
+    fn node(&self, dir: &TempDir, name: &str) -> Node {
+        let url = format!("redis://{}", self.addr);
+        let log = dir.0.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--node-name",
+                name,
+            ])
+            .args(["--rate-limit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Node::adopt(child, log)
+    }
+}
+
+/// Redis runs an append, and the connection breaks before its reply
+/// arrives: the node cannot know the message was stored. It must not
+/// tell the sender `unavailable` for a message everyone then sees, nor
+/// store it twice: it sends the append again with the same idempotency
+/// key, and Redis answers that it has it already.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_whose_reply_was_lost_is_delivered_once_and_not_refused() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let n1 = freezer.node(&dir, "n1");
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (mut bo, _, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    freezer.cut_reply_to("its reply was lost");
+    ann.text("its reply was lost");
+    ann.text("the next line");
+    let seen = |client: &mut WsClient| {
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for event in events_for(client, Duration::from_secs(8)) {
+            match event.get("type").unwrap().as_str() {
+                Some("message") => texts.push(message(&event).1),
+                Some("error") => {
+                    errors.push(event.get("code").unwrap().as_str().unwrap().to_string())
+                }
+                _ => {}
+            }
+        }
+        (texts, errors)
+    };
+    let (ann_texts, ann_errors) = seen(&mut ann);
+    let (bo_texts, _) = seen(&mut bo);
+    let log = std::fs::read_to_string(&n1.log).unwrap();
+    assert!(
+        log.contains("connection dropped"),
+        "the reply was cut:\n{log}"
+    );
+    assert!(ann_errors.is_empty(), "the sender was told {ann_errors:?}");
+    for texts in [&ann_texts, &bo_texts] {
+        assert_eq!(
+            texts,
+            &["its reply was lost", "the next line"],
+            "each line once, in order"
+        );
+    }
+    assert!(
+        log.contains("stored already"),
+        "the retry was a duplicate:\n{log}"
+    );
+}
+
+/// A node whose reader cannot read the stream (its connection, and every
+/// one it opens again, goes silent) still appends joins: a new chat
+/// connection must not wait for its join to come back forever, but get a
+/// 503 with a reason within the join timeout.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_join_that_never_comes_back_is_answered_503() {
+    // broadcaster::JOIN_TIMEOUT and JOIN_TIMED_OUT (a private module).
+    const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+    const JOIN_TIMED_OUT: &str = "the chat did not take the connection in time";
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let url = format!("redis://{}", freezer.addr);
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--node-name",
+            "n1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.0.join("n1.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node::adopt(child, dir.0.join("n1.log"));
+    let (_ann, _, _) = joined(&node);
+    // Connections: 0 the writer, 1 the reader, 2 the keeper, then the
+    // reader's new ones. The writer and keeper go on working.
+    freezer.freeze(|n| n == 1 || n >= 3);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let request =
+        common::handshake_request(node.addr, "/", "Sec-WebSocket-Protocol: wschat.v1\r\n");
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.set_read_timeout(Some(JOIN_TIMEOUT * 3)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        started.elapsed() < JOIN_TIMEOUT * 2,
+        "answered after {:?}: {response:?}",
+        started.elapsed()
+    );
+    assert_eq!(common::status_of(&response), 503, "{response}");
+    assert!(
+        response.contains(JOIN_TIMED_OUT) || response.contains("cluster unavailable"),
+        "{response}"
+    );
+    // Once the reader can read again, the node takes new clients.
+    freezer.freeze(|_| false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bo = loop {
+        match WsClient::try_connect(node.addr, "/", V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    next_event(&mut bo, "welcome");
 }
 
 #[test]

@@ -599,6 +599,13 @@
       short: 'Sending too fast', pauseMs: RATE_LIMIT_PAUSE_MS, restore: true,
     },
     slow_consumer: { text: 'Your connection fell too far behind the chat.', short: 'Fell behind' },
+    // Cluster mode: this page's server was cut off long enough for the
+    // others to count this page as gone; reconnecting (with `since`)
+    // puts it back and fetches what it missed.
+    rejoin: {
+      text: 'The chat lost track of this connection for a moment; reconnecting.',
+      short: 'Reconnecting', reset: true, restore: true,
+    },
     internal_error: { text: 'The server ran into a problem and closed the connection.', short: 'Server error' },
   };
   const CLOSE_LOST = { text: 'Connection lost.', short: 'Connection lost' };
@@ -835,6 +842,7 @@
       case 'bad_text': return 'That message was not sent: it contains control characters.';
       case 'text_only': return 'The chat takes text messages only.';
       case 'unavailable': return 'That message was not sent: the chat server has lost its connection to the other servers. Try again in a moment.';
+      case 'not_member': return 'That message was not sent: the chat lost track of this connection. Reconnecting…';
       default: return serverText; // nick_invalid, usage, and codes this page does not know
     }
   }

@@ -293,18 +293,33 @@ fn a_failed_rewrite_is_retried_from_memory() {
     let (loaded, _, log) = HistoryLog::open(&path, 3).unwrap();
     let mut room = FakeRoom::new(&loaded);
     std::fs::remove_dir_all(&dir.0).unwrap();
-    // Fill the queue past its bound so that a rewrite is asked for.
+    // Stall the writer holding one message (so that it has not emptied
+    // the queue by the time it fills), then fill the queue past its
+    // bound so that a rewrite is asked for.
     let stalled = log.shared.stall.lock().unwrap();
+    room.say(&log, "first");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.backlog().0 != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for n in 0..QUEUE_MAX_RECORDS + 10 {
         room.say(&log, &format!("m {n}"));
     }
+    assert!(log.backlog().2, "a rewrite from memory is waiting");
     drop(stalled);
     std::thread::sleep(Duration::from_millis(200)); // the rewrite fails
     std::fs::create_dir_all(&dir.0).unwrap();
     room.say(&log, "after");
-    std::thread::sleep(RETRY_AFTER + Duration::from_millis(500));
-    let loaded = load(&path, 3).unwrap();
-    assert_eq!(loaded.next_seq, room.next_seq, "rewritten on the retry");
+    // The retry comes RETRY_AFTER later; a loaded machine may be slower.
+    let deadline = Instant::now() + RETRY_AFTER * 10;
+    let rewritten = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let seq = load(&path, 3).ok().map(|loaded| loaded.next_seq);
+        if seq == Some(room.next_seq) || Instant::now() > deadline {
+            break seq;
+        }
+    };
+    assert_eq!(rewritten, Some(room.next_seq), "rewritten on the retry");
     log.close();
     let ids: Vec<u64> = load(&path, 3)
         .unwrap()

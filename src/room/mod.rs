@@ -23,8 +23,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The subprotocol a client offers to get JSON events (§1.9, §4.2.2).
 pub const SUBPROTOCOL: &str = "wschat.v1";
+/// The `text` of a `not_member` error.
+pub const NOT_MEMBER_TEXT: &str = "you are not in the room any more; reconnect to rejoin";
 /// Nicknames are 1 to this many characters.
 pub const MAX_NICK_CHARS: usize = 24;
+/// An error event quotes at most this many characters of what the client
+/// sent (JSON-escaped, so at most six bytes each), then `…`: an error
+/// costs about the same whatever the input's size.
+pub const MAX_QUOTED_CHARS: usize = 32;
+
+/// The start of `input`, for quoting in an error event: at most
+/// [`MAX_QUOTED_CHARS`] characters, `…` if there were more.
+pub fn excerpt(input: &str) -> String {
+    match input.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_string(),
+    }
+}
 
 /// A client's number, unique for the life of the process.
 pub type ClientId = u64;
@@ -62,10 +77,14 @@ pub enum ErrorCode {
     TextOnly,
     /// Cluster mode: Redis cannot be reached, so the message was not sent.
     Unavailable,
+    /// A message from a client the room does not count as a member (in
+    /// cluster mode, one announced gone while its node was cut off): not
+    /// sent; the client should reconnect.
+    NotMember,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::NickTaken,
         ErrorCode::NickInvalid,
         ErrorCode::NickUnchanged,
@@ -75,6 +94,7 @@ impl ErrorCode {
         ErrorCode::BadText,
         ErrorCode::TextOnly,
         ErrorCode::Unavailable,
+        ErrorCode::NotMember,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +108,7 @@ impl ErrorCode {
             ErrorCode::BadText => "bad_text",
             ErrorCode::TextOnly => "text_only",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotMember => "not_member",
         }
     }
 }
@@ -333,7 +354,11 @@ impl Room {
 
     fn text(&mut self, id: ClientId, text: String, now: u64, out: &mut Vec<Output>) {
         let Some(member) = self.members.get(&id) else {
-            return; // gone while its message was in flight
+            // Gone while its message was in flight (then nobody hears
+            // this), or, in cluster mode, still connected to a node that
+            // was cut off while the others announced it gone: never
+            // silence.
+            return reply_error(out, id, ErrorCode::NotMember, NOT_MEMBER_TEXT);
         };
         let nick = member.nick.clone();
         match member.mode {
@@ -362,7 +387,7 @@ impl Room {
                     out,
                     id,
                     ErrorCode::UnknownCommand,
-                    &format!("unknown command /{command}"),
+                    &format!("unknown command /{}", excerpt(command)),
                 ),
                 Input::Usage(usage) => reply_error(out, id, ErrorCode::Usage, usage),
                 Input::Empty => reply_error(out, id, ErrorCode::EmptyMessage, "empty message"),
@@ -421,6 +446,7 @@ impl Room {
 
     fn binary(&mut self, id: ClientId, data: Vec<u8>, out: &mut Vec<Output>) {
         match self.members.get(&id).map(|m| m.mode) {
+            None => reply_error(out, id, ErrorCode::NotMember, NOT_MEMBER_TEXT),
             Some(Mode::Raw) => out.push(Output::Broadcast {
                 mode: Mode::Raw,
                 payload: Payload::Binary(data),
@@ -432,7 +458,6 @@ impl Room {
                 ErrorCode::TextOnly,
                 "wschat.v1 takes text messages only",
             ),
-            None => {}
         }
     }
 

@@ -203,6 +203,28 @@ fn nicknames_are_unique_ignoring_case_and_a_rename_is_announced() {
 }
 
 #[test]
+fn an_error_quotes_a_short_excerpt_of_the_input() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    // 65,000 control characters: each would be six bytes of JSON.
+    let long = format!("/{}", "\u{1}".repeat(65_000));
+    let out = say(&mut room, 1, &long);
+    let event = only_reply(&out, 1);
+    assert_eq!(error_code(event), "unknown_command");
+    let quoted = format!("unknown command /{}…", "\\u0001".repeat(MAX_QUOTED_CHARS));
+    assert!(event.contains(&quoted), "{event}");
+    assert!(event.len() < 300, "{} bytes", event.len());
+    // At the bound: quoted whole, no ellipsis.
+    let exact = format!("/{}", "x".repeat(MAX_QUOTED_CHARS));
+    let out = say(&mut room, 1, &exact);
+    assert!(only_reply(&out, 1).contains(&format!("unknown command {exact}\"")));
+    assert_eq!(
+        excerpt(&"é".repeat(MAX_QUOTED_CHARS + 1)).chars().count(),
+        MAX_QUOTED_CHARS + 1
+    );
+}
+
+#[test]
 fn commands_answer_only_the_asker() {
     let mut room = room();
     join(&mut room, 1, Mode::V1);
@@ -240,7 +262,7 @@ fn commands_answer_only_the_asker() {
 }
 
 #[test]
-fn leaving_is_announced_once_and_late_messages_from_a_leaver_are_ignored() {
+fn leaving_is_announced_once_and_late_messages_from_a_leaver_reach_nobody() {
     let mut room = room();
     join(&mut room, 1, Mode::V1);
     join(&mut room, 2, Mode::V1);
@@ -250,8 +272,15 @@ fn leaving_is_announced_once_and_late_messages_from_a_leaver_are_ignored() {
         if text(payload).starts_with(r#"{"type":"leave","user":{"id":2"#))
     );
     assert!(act(&mut room, Action::Leave { id: 2 }).is_empty());
-    assert!(say(&mut room, 2, "still here?").is_empty());
+    // Only the sender is told (it is gone, unless its node was cut off:
+    // see a_message_from_a_non_member_gets_not_member).
+    let late = say(&mut room, 2, "still here?");
+    assert!(
+        matches!(&late[..], [Output::Reply { to: 2, .. }]),
+        "{late:?}"
+    );
     assert_eq!(room.len(), 1);
+    assert_eq!(room.history().len(), 0);
 }
 
 #[test]
@@ -349,6 +378,33 @@ fn a_resuming_member_gets_what_it_missed() {
         w.contains("\"id\":3,") && w.ends_with(",\"gap\":true}"),
         "{w}"
     );
+}
+
+/// A message from a client the room does not count as a member (in
+/// cluster mode: announced gone while its node was cut off, yet still
+/// connected) gets an error, never silence, and reaches nobody else.
+#[test]
+fn a_message_from_a_non_member_gets_not_member() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    act(&mut room, Action::Leave { id: 2 }); // never joined: no-op
+    for out in [
+        say(&mut room, 2, "hello?"),
+        act(
+            &mut room,
+            Action::Binary {
+                id: 2,
+                data: vec![1],
+            },
+        ),
+    ] {
+        assert_eq!(out.len(), 1, "{out:?}");
+        let Output::Reply { to: 2, event } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(event.contains(r#""code":"not_member""#), "{event}");
+    }
+    assert!(room.history().iter().next().is_none(), "nothing said");
 }
 
 /// Ids start again in a new history: a position from another epoch, or

@@ -756,6 +756,7 @@ test('the page says why the server closed the connection, and comes back', { tim
       [1001, 'ping_timeout', 'The server stopped hearing from this page and closed the connection.'],
       [1008, 'slow_consumer', 'Your connection fell too far behind the chat.'],
       [1011, 'internal_error', 'The server ran into a problem and closed the connection.'],
+      [1012, 'rejoin', 'The chat lost track of this connection for a moment; reconnecting.'],
       [1011, '', 'The server ran into a problem and closed the connection.'],
       [1009, 'message over 4096 bytes', 'Your last message was too large for the server (limit 4096 bytes).'],
       [1009, '', 'Your last message was too large for the server.'],

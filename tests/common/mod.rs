@@ -159,6 +159,21 @@ impl Client {
         Self::connect_with(addr, handshake_request(addr, path, &extra).as_bytes())
     }
 
+    /// Performs the handshake `request` over a stream already connected
+    /// (one with socket options of its own) and expects a 101.
+    pub fn over(mut stream: TcpStream, request: &[u8]) -> Client {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.write_all(request).unwrap();
+        let response = read_response_head(&mut stream);
+        assert_eq!(status_of(&response), 101, "{response}");
+        let reader = MessageReader::new(stream.try_clone().unwrap(), Role::Client, 1 << 26);
+        Client {
+            stream,
+            reader,
+            response,
+        }
+    }
+
     /// Sends a handshake request of your own and expects a 101.
     pub fn connect_with(addr: SocketAddr, request: &[u8]) -> Client {
         let client = Self::try_connect_with(addr, request).unwrap_or_else(|e| panic!("{e}"));

@@ -1,12 +1,14 @@
 //! permessage-deflate (RFC 7692) and DEFLATE (RFC 1951) from the outside:
-//! the RFC's examples, round trips of many sizes, cross-checks against an
-//! independent implementation (flate2, pure Rust), arbitrary bytes, and
-//! decompression bombs.
+//! the RFC's examples, round trips of many sizes, cross-checks against
+//! zlib (flate2 on its `zlib-rs` backend, a port of zlib), the same
+//! verdicts as zlib on valid, damaged and random streams, arbitrary bytes,
+//! and decompression bombs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use wschat::protocol::deflate::{
-    InflateError, Inflater, SYNC_FLUSH_TAIL, compress_message, compress_message_with_window,
+    COMPRESSED_SLACK, InflateError, Inflater, SYNC_FLUSH_TAIL, compress_message,
+    compress_message_with_window, max_compressed_len,
 };
 use wschat::protocol::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use wschat::protocol::mask::apply_mask;
@@ -177,14 +179,10 @@ fn rfc_7692_7_2_3_examples() {
         0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
     ];
     assert_eq!(inflate(&stored, 100).unwrap(), b"Hello");
-    // §7.2.3.4: a block with BFINAL set, then the 0x00 the RFC's example
-    // ends with (and without it).
+    // §7.2.3.4: a block with BFINAL set, then the octet of an empty
+    // stored block's header bits and padding.
     assert_eq!(
         inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], 100).unwrap(),
-        b"Hello"
-    );
-    assert_eq!(
-        inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100).unwrap(),
         b"Hello"
     );
     // §7.2.3.5: two blocks in one message.
@@ -314,6 +312,114 @@ fn arbitrary_bytes_never_panic_nor_exceed_the_limit() {
     }
     // The cases are not all refused at the first byte.
     assert!(decoded > 100, "{decoded}");
+}
+
+#[path = "fuzz/zlib_oracle.rs"]
+mod zlib_oracle;
+
+/// The inflater and zlib give the same verdict on `input`: both refuse, or
+/// both accept with the same message. Returns whether they accepted.
+fn same_verdict_as_zlib(input: &[u8], limit: usize, case: &str) -> bool {
+    let ours = inflate(input, limit).ok();
+    let zlib = zlib_oracle::inflate(input, limit);
+    assert!(
+        ours == zlib,
+        "{case}: ours {}, zlib {}; input {:02x?}",
+        ours.as_ref()
+            .map_or("refuses".into(), |m| format!("{} bytes", m.len())),
+        zlib.as_ref()
+            .map_or("refuses".into(), |m| format!("{} bytes", m.len())),
+        &input[..input.len().min(64)]
+    );
+    ours.is_some()
+}
+
+#[test]
+fn verdicts_match_zlib_on_valid_damaged_and_random_streams() {
+    let mut rng = Rng(0x5eed_0005);
+    let limit = 1 << 16;
+    let (mut accepted, mut refused) = (0, 0);
+    for case in 0..16_000 {
+        let kind = rng.below(3);
+        let len = rng.below(600);
+        let data = payload(&mut rng, kind, len);
+        let valid = match case % 4 {
+            0 => compress_message(&data),
+            1 => {
+                let bits = 8 + rng.below(8) as u8;
+                compress_message_with_window(&data, bits)
+            }
+            _ => flate2_compress(&data, rng.below(10) as u32),
+        };
+        let mut input = valid.clone();
+        let damage = rng.below(6);
+        match damage {
+            0 => {}
+            1 => {
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(input.len());
+                    input[at] ^= 1 << rng.below(8);
+                }
+            }
+            2 => input.truncate(rng.below(input.len() + 1)),
+            3 => {
+                let len = 1 + rng.below(4);
+                input.extend(rng.bytes(len));
+            }
+            4 => {
+                let at = rng.below(input.len() + 1);
+                input.insert(at, rng.next() as u8);
+            }
+            _ => {
+                let len = rng.below(40);
+                input = rng.bytes(len);
+            }
+        }
+        if damage == 0 {
+            // zlib reads our output, and we read zlib's.
+            assert_eq!(zlib_oracle::inflate(&input, limit).as_ref(), Some(&data));
+        }
+        if same_verdict_as_zlib(&input, limit, &format!("case {case}, damage {damage}")) {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // Both verdicts are well represented.
+    assert!(
+        accepted > 1000 && refused > 1000,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+#[test]
+fn the_rfc_7692_7_2_3_examples_and_the_flush_after_a_final_block_match_zlib() {
+    let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    for (input, accepted) in [
+        (&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..], true),
+        (&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], true),
+        (&hello_final, true),
+        (&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x01], false),
+        (
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00],
+            false,
+        ),
+        (&[0x00], true),
+        (
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            true,
+        ),
+        // Block type 3; a stored block whose length check fails.
+        (&[0x06], false),
+        (&[0x00, 0x05, 0x00, 0x00, 0x00], false),
+    ] {
+        assert_eq!(
+            same_verdict_as_zlib(input, 100, &format!("{input:02x?}")),
+            accepted
+        );
+    }
 }
 
 /// Writes bits least-significant first, as DEFLATE packs them.
@@ -465,6 +571,95 @@ fn a_bomb_in_a_frame_is_closed_with_1009() {
     let err = decoder.decode(&mut frame).unwrap_err();
     assert_eq!(err, ProtocolError::MessageTooBig { limit: 65536 });
     assert_eq!(err.close_code(), CloseCode::TooBig);
+}
+
+/// 65,536 bytes that do not compress, as the two shapes of real encoders'
+/// worst output: one fixed-Huffman block of literals 144–255, 9 bits each
+/// (RFC 1951 §3.2.6), and stored blocks of 128 bytes (zlib at memory
+/// level 1, 68,117 bytes for this size; Python `websockets`' default,
+/// memory level 5, sends 65,697).
+fn worst_case_encodings(message: &[u8]) -> [(&'static str, Vec<u8>); 2] {
+    let mut fixed = Bits {
+        out: Vec::new(),
+        used: 0,
+    };
+    fixed.put(0b010, 3); // BFINAL 0, BTYPE 01
+    for &byte in message {
+        assert!(byte >= 144);
+        fixed.code(0b1_1001_0000 + (byte as u32 - 144), 9);
+    }
+    fixed.code(0, 7); // end of block
+    fixed.put(0, 3); // the sync flush's empty stored block
+    let mut stored = Vec::new();
+    for chunk in message.chunks(128) {
+        stored.push(0x00);
+        stored.extend((chunk.len() as u16).to_le_bytes());
+        stored.extend((!(chunk.len() as u16)).to_le_bytes());
+        stored.extend_from_slice(chunk);
+    }
+    stored.push(0x00);
+    [
+        ("fixed Huffman", fixed.out),
+        ("stored, 128-byte blocks", stored),
+    ]
+}
+
+#[test]
+fn the_worst_real_encodings_of_a_message_at_the_limit_are_accepted() {
+    let limit = 65_536;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let message: Vec<u8> = (0..limit).map(|_| 144 + rng.below(112) as u8).collect();
+    for (shape, compressed) in worst_case_encodings(&message) {
+        assert!(
+            compressed.len() > limit + limit / 32,
+            "{shape}: {}",
+            compressed.len()
+        );
+        assert!(compressed.len() <= max_compressed_len(limit), "{shape}");
+        assert_eq!(inflate(&compressed, limit).unwrap(), message, "{shape}");
+        let mut frame = client_frame(true, true, OpCode::Binary, &compressed);
+        let mut decoder = MessageDecoder::new(Role::Server, limit);
+        decoder.enable_deflate();
+        assert_eq!(
+            decoder.decode(&mut frame).unwrap().1,
+            Some(Message::Binary(message.clone())),
+            "{shape}"
+        );
+        // One byte less than the message limit: the same bytes are
+        // refused, by the inflater, with 1009.
+        let mut frame = client_frame(true, true, OpCode::Binary, &compressed);
+        let mut decoder = MessageDecoder::new(Role::Server, limit - 1);
+        decoder.enable_deflate();
+        assert_eq!(
+            decoder.decode(&mut frame),
+            Err(ProtocolError::MessageTooBig { limit: limit - 1 }),
+            "{shape}"
+        );
+    }
+}
+
+#[test]
+fn a_compressed_frame_is_held_to_nine_eighths_of_the_limit_and_a_little() {
+    let limit = 65_536;
+    assert_eq!(max_compressed_len(limit), 73_728 + COMPRESSED_SLACK);
+    for (len, refused) in [
+        (max_compressed_len(limit), false),
+        (max_compressed_len(limit) + 1, true),
+    ] {
+        let frame = client_frame(true, true, OpCode::Binary, &vec![0; len]);
+        let mut header = frame[..MAX_HEADER_LEN].to_vec();
+        let mut decoder = MessageDecoder::new(Role::Server, limit);
+        decoder.enable_deflate();
+        let verdict = decoder.decode(&mut header);
+        assert_eq!(
+            verdict.is_err(),
+            refused,
+            "{len} compressed bytes: {verdict:?}"
+        );
+        if refused {
+            assert_eq!(verdict, Err(ProtocolError::MessageTooBig { limit }));
+        }
+    }
 }
 
 #[test]

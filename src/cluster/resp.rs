@@ -357,6 +357,12 @@ impl Decoder {
     }
 
     fn step_inner(&mut self, input: &[u8]) -> Result<(usize, Option<Value>), RespError> {
+        // Look no further than the byte that takes the reply over its
+        // limit: the verdict is then the first wrong byte's, whether the
+        // reply came in one read or many (a bad byte beyond the limit
+        // would otherwise be reported when it came in the same read).
+        let room = (self.max_reply_bytes - self.reply_bytes).saturating_add(1);
+        let input = &input[..input.len().min(room)];
         let mut at = 0;
         while at < input.len() {
             let state = std::mem::replace(&mut self.state, State::Line { cr: false });
@@ -823,6 +829,42 @@ mod tests {
         }
         assert_eq!(decoder.next_value(), Some(reply));
         assert!(decoder.is_idle());
+    }
+
+    #[test]
+    fn an_error_does_not_depend_on_how_the_reply_is_cut() {
+        // Found by the resp fuzz target (on the parser this decoder
+        // replaced: a bad type byte read as a bad line end once the line's
+        // end had arrived), and checked here for the decoder: whatever the
+        // reads, the same verdict, the first wrong byte's.
+        let mut long_with_cr = b"+a\rb".to_vec();
+        long_with_cr.resize(MAX_LINE_LEN + 10, b'c');
+        let cases: Vec<(&[u8], usize)> = vec![
+            (b"1\x03*1\r\x02\n", MAX_REPLY_BYTES),
+            (b"\n", MAX_REPLY_BYTES),
+            (b"+\n", MAX_REPLY_BYTES),
+            (b"+a\rb\n", MAX_REPLY_BYTES),
+            (&long_with_cr, MAX_REPLY_BYTES),
+            // Over the reply limit (10 bytes) before the bad line end.
+            (b"+aaaaaaaaaaaaaaaaaaaa\n", 10),
+            (b"*2\r\n$3\r\nabc\r\n$5\r\nhello!\r\n", 20),
+        ];
+        for (bytes, max) in cases {
+            let at_once = Decoder::new().with_max_reply_bytes(max).feed(bytes);
+            assert!(at_once.is_err());
+            for cut in 1..bytes.len().min(40) {
+                let mut decoder = Decoder::new().with_max_reply_bytes(max);
+                let in_two = decoder
+                    .feed(&bytes[..cut])
+                    .and_then(|()| decoder.feed(&bytes[cut..]));
+                assert_eq!(
+                    in_two,
+                    at_once,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(12)])
+                );
+            }
+        }
     }
 
     #[test]

@@ -123,6 +123,17 @@ impl<'a> Request<'a> {
         let mut lines = text
             .split('\n')
             .map(|line| line.strip_suffix('\r').unwrap_or(line));
+        // RFC 9112 §2.2: a bare CR is invalid; RFC 9110 §5.5: a field value
+        // holding CR, LF or NUL MUST be refused (or cleaned), and no
+        // control character but HTAB belongs in one, nor in the request
+        // line (RFC 9112 §3). Such a value could otherwise reach a log or
+        // another program's parser, which may read it differently.
+        if lines
+            .clone()
+            .any(|line| line.chars().any(|c| c.is_ascii_control() && c != '\t'))
+        {
+            return Err(Rejection::new(400, "control character in the request head"));
+        }
         let request_line = lines.next().unwrap_or("");
         let mut parts = request_line.split(' ');
         let (Some(method), Some(target), Some(version), None) =
@@ -379,6 +390,36 @@ mod tests {
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn control_characters_in_the_head_are_400() {
+        // Found by the handshake fuzz target: a bare CR (and a 0x01) inside
+        // a header value was kept in the value.
+        for bad in [
+            "Origin: http://a\rb",
+            "Origin: http:/\u{1}/a",
+            "Origin: a\0b",
+            "X: \u{7f}",
+        ] {
+            let head = GOOD.replace("Origin: http://example.com", bad);
+            let rejection = Request::parse(head.as_bytes()).unwrap_err();
+            assert_eq!(
+                (rejection.status, rejection.reason),
+                (400, "control character in the request head"),
+                "{bad:?}"
+            );
+        }
+        let head = GOOD.replace("GET /chat", "GET /ch\rat");
+        assert_eq!(Request::parse(head.as_bytes()).unwrap_err().status, 400);
+        // A tab is allowed in a value; lines may end in CRLF or LF.
+        let head = GOOD.replace(
+            "Origin: http://example.com",
+            "Origin:\thttp://example.com\t",
+        );
+        let request = Request::parse(head.as_bytes()).unwrap();
+        assert_eq!(request.header("origin"), Some("http://example.com"));
+        assert!(Request::parse(GOOD.replace("\r\n", "\n").as_bytes()).is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! message is complete. [`MessageReader`] puts it on top of any `Read`.
 
 use super::close::{CloseFrame, parse_close_payload};
-use super::deflate::{InflateError, Inflater, compressed_bound};
+use super::deflate::{InflateError, Inflater, max_compressed_len};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::mask::apply_mask;
@@ -198,9 +198,9 @@ impl MessageDecoder {
         }
         if !header.opcode.is_control() {
             // A compressed message is checked again, inflated; its
-            // compressed form may be a little larger than the message.
+            // compressed form may be larger than the message.
             let limit = if self.compressed {
-                compressed_bound(self.max_message)
+                max_compressed_len(self.max_message)
             } else {
                 self.max_message
             };
@@ -770,7 +770,7 @@ mod tests {
             decoder.decode(&mut frame).unwrap().1,
             Some(Message::Binary(noise))
         );
-        let bound = crate::protocol::deflate::compressed_bound(4096);
+        let bound = crate::protocol::deflate::max_compressed_len(4096);
         let mut frame = masked_rsv1(true, OpCode::Binary, &vec![0; bound + 1]);
         let mut decoder = MessageDecoder::new(Role::Server, 4096);
         decoder.enable_deflate();

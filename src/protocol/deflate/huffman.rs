@@ -69,6 +69,16 @@ pub fn dist_symbol(dist: usize) -> usize {
     DIST_BASE.partition_point(|&base| base as usize <= dist) - 1
 }
 
+/// Which incomplete codes [`DecodeTable::build`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incomplete {
+    /// None: the code-length code (§3.2.7), and the fixed codes.
+    Refused,
+    /// A single symbol with a one-bit code: the literal/length and
+    /// distance codes of a dynamic block.
+    OneBitCodeAllowed,
+}
+
 /// A canonical Huffman code prepared for decoding, in the style of zlib's
 /// `puff.c`: how many codes have each length, and the symbols sorted by
 /// code. Decoding reads one bit at a time and walks the lengths.
@@ -89,11 +99,15 @@ impl DecodeTable {
     }
 
     /// Builds the table from code lengths. Fails if the lengths ask for
-    /// more codes than fit in their bit counts (an over-subscribed code,
-    /// which no encoder can produce). An incomplete code is accepted: RFC
-    /// 1951 allows a single one-bit distance code, and a bit pattern
-    /// without a symbol is caught when it is decoded.
-    pub fn build(&mut self, lengths: &[u8]) -> Result<(), &'static str> {
+    /// more codes than fit in their bit counts (an over-subscribed code),
+    /// or leave some bit patterns without a symbol (an incomplete code),
+    /// except as `incomplete` allows. RFC 1951 §3.2.7 allows a distance
+    /// code of one one-bit code (a block with one distance); zlib, which
+    /// refuses every other incomplete code, allows the same for the
+    /// literal/length code, and so do we. No codes at all is accepted
+    /// too: a block without matches needs no distance code, and any
+    /// attempt to decode with an empty table fails.
+    pub fn build(&mut self, lengths: &[u8], incomplete: Incomplete) -> Result<(), &'static str> {
         self.count = [0; MAX_CODE_BITS + 1];
         for &len in lengths.iter().filter(|&&len| len != 0) {
             self.count[len as usize] += 1;
@@ -105,6 +119,11 @@ impl DecodeTable {
             if left < 0 {
                 return Err("over-subscribed Huffman code");
             }
+        }
+        let used: u16 = self.count.iter().sum();
+        let one_bit_code = used == 1 && self.count[1] == 1;
+        if left > 0 && used > 0 && !(one_bit_code && incomplete == Incomplete::OneBitCodeAllowed) {
+            return Err("incomplete Huffman code");
         }
         let mut offsets = [0u16; MAX_CODE_BITS + 2];
         for len in 1..=MAX_CODE_BITS {
@@ -297,7 +316,7 @@ mod tests {
             .sum();
         assert!(kraft <= 1.0);
         let mut table = DecodeTable::empty();
-        assert!(table.build(&lengths).is_ok());
+        assert!(table.build(&lengths, Incomplete::Refused).is_ok());
     }
 
     #[test]
@@ -311,6 +330,33 @@ mod tests {
 
     #[test]
     fn over_subscribed_lengths_are_refused() {
-        assert!(DecodeTable::empty().build(&[1, 1, 1]).is_err());
+        assert!(
+            DecodeTable::empty()
+                .build(&[1, 1, 1], Incomplete::OneBitCodeAllowed)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn incomplete_codes_are_refused_but_one_one_bit_code() {
+        let build = |lengths: &[u8], incomplete| DecodeTable::empty().build(lengths, incomplete);
+        let allowed = Incomplete::OneBitCodeAllowed;
+        // Lengths 1, 2 leave the pattern 11 without a symbol.
+        assert_eq!(build(&[1, 2, 0], allowed), Err("incomplete Huffman code"));
+        assert_eq!(
+            build(&[0, 3, 3, 2, 2], allowed),
+            Err("incomplete Huffman code")
+        );
+        // One symbol of two bits: incomplete, and not the allowed case.
+        assert_eq!(build(&[0, 2], allowed), Err("incomplete Huffman code"));
+        // One symbol of one bit: allowed where asked, refused elsewhere.
+        assert_eq!(build(&[0, 0, 1], allowed), Ok(()));
+        assert_eq!(
+            build(&[0, 0, 1], Incomplete::Refused),
+            Err("incomplete Huffman code")
+        );
+        // Complete codes, and no code at all, are accepted.
+        assert_eq!(build(&[1, 2, 2], Incomplete::Refused), Ok(()));
+        assert_eq!(build(&[0, 0, 0], Incomplete::Refused), Ok(()));
     }
 }

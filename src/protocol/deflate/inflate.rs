@@ -11,7 +11,7 @@
 
 use super::huffman::{
     CODELEN_ORDER, CODELEN_SYMBOLS, DIST_BASE, DIST_EXTRA, DecodeTable, END_OF_BLOCK,
-    FIXED_DIST_LENGTHS, LENGTH_BASE, LENGTH_EXTRA, MAX_CODE_BITS, fixed_litlen_lengths,
+    FIXED_DIST_LENGTHS, Incomplete, LENGTH_BASE, LENGTH_EXTRA, MAX_CODE_BITS, fixed_litlen_lengths,
 };
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_FLUSH_TAIL};
 use std::fmt;
@@ -92,10 +92,19 @@ impl<'a> BitReader<'a> {
         self.nbits -= drop;
     }
 
-    /// True when every byte has been read and fewer than 8 bits remain:
-    /// the padding of the last byte.
+    /// True when every bit has been read, the appended tail's included. A
+    /// flushed message ends exactly there (its last block is the empty
+    /// stored block whose LEN and NLEN are the tail); bits left over in the
+    /// tail's last byte are the start of a next block header, and are read
+    /// as one (so `ff`'s ones are a reserved block type, as zlib says).
     fn at_end(&self) -> bool {
-        self.pos == self.total_len() && self.nbits < 8
+        self.pos == self.total_len() && self.nbits == 0
+    }
+
+    /// How many of the message's own bytes (the tail not counted) have
+    /// been read, in whole or in part.
+    fn message_bytes_read(&self) -> usize {
+        (self.pos - self.nbits as usize / 8).min(self.data.len())
     }
 
     /// Decodes one symbol of a canonical Huffman code, a bit at a time:
@@ -117,6 +126,11 @@ impl<'a> BitReader<'a> {
         Err(InflateError::Corrupt("no symbol for this Huffman code"))
     }
 }
+
+/// What a sender that flushes after a final block adds (RFC 7692
+/// §7.2.3.4): the header bits of an empty stored block (BFINAL 0, BTYPE
+/// 00) and five bits of padding, whose LEN and NLEN were the removed tail.
+pub const FLUSH_AFTER_FINAL_BLOCK: [u8; 1] = [0x00];
 
 const TRUNCATED: InflateError = InflateError::Corrupt("data ends inside a block");
 
@@ -153,10 +167,10 @@ fn fixed_codes() -> &'static (DecodeTable, DecodeTable) {
         let mut litlen = DecodeTable::empty();
         let mut dist = DecodeTable::empty();
         litlen
-            .build(&fixed_litlen_lengths())
-            .expect("the fixed code is valid");
-        dist.build(&FIXED_DIST_LENGTHS)
-            .expect("the fixed code is valid");
+            .build(&fixed_litlen_lengths(), Incomplete::Refused)
+            .expect("the fixed code is complete");
+        dist.build(&FIXED_DIST_LENGTHS, Incomplete::Refused)
+            .expect("the fixed code is complete");
         (litlen, dist)
     })
 }
@@ -184,10 +198,12 @@ impl Inflater {
     /// never grows past `limit`, so a small payload that would inflate to
     /// gigabytes fails after at most `limit` bytes of work and memory.
     ///
-    /// An empty payload is an empty message. Data after a block marked
-    /// final (BFINAL) is refused: RFC 7692 §7.2.3.4 lets a sender end a
-    /// message with a final block, and then only one 0x00 (the empty
-    /// stored block the appended tail completes) and the tail may follow.
+    /// An empty payload is an empty message. After a block marked final
+    /// (BFINAL), the message may hold nothing more, or exactly one `00`
+    /// octet: RFC 7692 §7.2.3.4 lets a sender end a message with a final
+    /// block and then flush, which adds an empty stored block's header bits
+    /// and padding (`00`) before the `00 00 ff ff` that §7.2.1 removes.
+    /// Anything else after a final block is refused.
     pub fn inflate_message(
         &self,
         compressed: &[u8],
@@ -223,14 +239,10 @@ impl Inflater {
                 _ => return Err(InflateError::Corrupt("reserved block type 3")),
             }
             if last {
-                // Only the padding of this byte and the appended tail
-                // (whole or in part) may remain, or one 0x00 byte: the
-                // header bits of the empty stored block whose LEN and NLEN
-                // are the tail the sender removed, as in RFC 7692
-                // §7.2.3.4's own example (f3 48 cd c9 c9 07 00 00).
-                let end = input.pos.saturating_sub(input.nbits as usize / 8);
-                let rest = compressed.get(end..).unwrap_or_default();
-                if !(rest.is_empty() || rest == [0x00]) {
+                // The final block's last byte is padded; after it, only the
+                // §7.2.3.4 flush octet and the appended tail may remain.
+                let after = &compressed[input.message_bytes_read()..];
+                if !(after.is_empty() || after == FLUSH_AFTER_FINAL_BLOCK) {
                     return Err(InflateError::Corrupt("data after the final block"));
                 }
                 break;
@@ -295,7 +307,7 @@ fn read_dynamic_tables(
     }
     let mut codelen = DecodeTable::empty();
     codelen
-        .build(&codelen_lengths)
+        .build(&codelen_lengths, Incomplete::Refused)
         .map_err(InflateError::Corrupt)?;
 
     let mut lengths = [0u8; 286 + 30];
@@ -319,9 +331,9 @@ fn read_dynamic_tables(
         return Err(InflateError::Corrupt("no end-of-block code"));
     }
     litlen
-        .build(&lengths[..hlit])
+        .build(&lengths[..hlit], Incomplete::OneBitCodeAllowed)
         .map_err(InflateError::Corrupt)?;
-    dist.build(&lengths[hlit..hlit + hdist])
+    dist.build(&lengths[hlit..hlit + hdist], Incomplete::OneBitCodeAllowed)
         .map_err(InflateError::Corrupt)?;
     Ok(())
 }
@@ -401,7 +413,13 @@ mod tests {
             .unwrap(),
             b"Hello"
         );
-        // §7.2.3.4: "Hello" in a final (BFINAL) block.
+        // §7.2.3.4: "Hello" in a final (BFINAL) block, then the octet
+        // holding an empty stored block's header bits and padding.
+        assert_eq!(
+            inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]).unwrap(),
+            b"Hello"
+        );
+        // The same final block with nothing after it.
         assert_eq!(
             inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]).unwrap(),
             b"Hello"
@@ -448,22 +466,121 @@ mod tests {
             inflate(&[0x00, 0x00, 0x01, 0xff, 0xfe, 0x48, 0x65]),
             Err(TRUNCATED)
         );
-        // RFC 7692 §7.2.3.4: a final block, then the 0x00 that the
-        // appended tail makes an empty stored block.
-        assert_eq!(
-            inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]).unwrap(),
-            b"Hello"
-        );
-        // Anything else after a final block.
-        for after in [
+        // After a final block, anything but the one §7.2.3.4 octet.
+        let after_final = Err(InflateError::Corrupt("data after the final block"));
+        let hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        for extra in [
             &[0x01][..],
             &[0x00, 0x00],
             &[0x00, 0x00, 0x00, 0xff, 0xff],
-            &[0x48],
+            &[0x03, 0x00],
         ] {
-            let mut data = vec![0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-            data.extend_from_slice(after);
-            assert!(inflate(&data).is_err(), "{after:02x?}");
+            assert_eq!(
+                inflate(&[&hello[..], extra].concat()),
+                after_final,
+                "{extra:x?}"
+            );
+        }
+    }
+
+    /// Bits written least significant first (RFC 1951 §3.1.1).
+    #[derive(Default)]
+    struct Bits {
+        bytes: Vec<u8>,
+        n: usize,
+    }
+
+    impl Bits {
+        fn put(&mut self, value: u32, n: u32) {
+            for i in 0..n {
+                if self.n.is_multiple_of(8) {
+                    self.bytes.push(0);
+                }
+                self.bytes[self.n / 8] |= (((value >> i) & 1) as u8) << (self.n % 8);
+                self.n += 1;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u32, len: u32) {
+            self.put(code.reverse_bits() >> (32 - len), len);
+        }
+    }
+
+    /// A dynamic block's header (BFINAL, BTYPE 10, then the codes) giving
+    /// the 257 literal/length symbols the lengths `litlen` and the one
+    /// distance symbol length `dist`. The code-length code gives each of
+    /// the lengths 0..=15 four bits (code = the length itself).
+    fn dynamic_header(bits: &mut Bits, last: bool, litlen: &[(usize, u8)], dist: u8) {
+        bits.put(last as u32, 1);
+        bits.put(2, 2);
+        bits.put(0, 5); // HLIT: 257
+        bits.put(0, 5); // HDIST: 1
+        bits.put(15, 4); // HCLEN: 19
+        for symbol in CODELEN_ORDER {
+            bits.put(if symbol < 16 { 4 } else { 0 }, 3);
+        }
+        let mut lengths = [0u8; 258];
+        for &(symbol, len) in litlen {
+            lengths[symbol] = len;
+        }
+        lengths[257] = dist;
+        for len in lengths {
+            bits.code(len as u32, 4);
+        }
+    }
+
+    #[test]
+    fn incomplete_huffman_codes_are_refused_as_zlib_does() {
+        // 'x' is 0 and end-of-block 10; the pattern 11 has no symbol.
+        let mut bits = Bits::default();
+        dynamic_header(&mut bits, true, &[(b'x' as usize, 1), (END_OF_BLOCK, 2)], 0);
+        bits.code(0, 1);
+        bits.code(0b10, 2);
+        assert_eq!(
+            inflate(&bits.bytes),
+            Err(InflateError::Corrupt("incomplete Huffman code"))
+        );
+        // The same with a third symbol on 11 is complete, and inflates.
+        let mut bits = Bits::default();
+        let complete = [(b'x' as usize, 1), (b'y' as usize, 2), (END_OF_BLOCK, 2)];
+        dynamic_header(&mut bits, true, &complete, 0);
+        bits.code(0, 1);
+        bits.code(0b11, 2);
+        assert_eq!(inflate(&bits.bytes).unwrap(), b"x");
+        // A single one-bit code is the one incomplete code allowed: here
+        // an end-of-block alone, and a one-bit distance code.
+        let mut bits = Bits::default();
+        dynamic_header(&mut bits, true, &[(END_OF_BLOCK, 1)], 1);
+        bits.code(0, 1);
+        assert_eq!(inflate(&bits.bytes).unwrap(), b"");
+    }
+
+    #[test]
+    fn bits_left_in_the_appended_tail_are_a_block_header() {
+        // A dynamic block where 'x' is 0 and end-of-block is thirteen 1s
+        // (lengths 1, 2, ..., 12, 13, 13 make a complete code). The
+        // message stops inside it: its padding and the tail's 00 00 decode
+        // as 'x', the first 13 bits of ff ff end the block, and the three
+        // 1s left are a block header with the reserved type 3, as zlib
+        // says ("invalid block type").
+        let mut litlen = vec![(b'x' as usize, 1)];
+        litlen.extend((2..=12).map(|len| (b'a' as usize + len as usize, len)));
+        litlen.extend([(b'y' as usize, 13), (END_OF_BLOCK, 13)]);
+        let mut bits = Bits::default();
+        dynamic_header(&mut bits, false, &litlen, 0);
+        assert_eq!(
+            inflate(&bits.bytes),
+            Err(InflateError::Corrupt("reserved block type 3"))
+        );
+        // With end-of-block 14 and 15 bits long, two and one bits are
+        // left: a block header cut short.
+        for longest in [14, 15] {
+            let mut litlen = vec![(b'x' as usize, 1)];
+            litlen.extend((2..longest).map(|len| (b'a' as usize + len as usize, len)));
+            litlen.extend([(b'y' as usize, longest), (END_OF_BLOCK, longest)]);
+            let mut bits = Bits::default();
+            dynamic_header(&mut bits, false, &litlen, 0);
+            assert_eq!(inflate(&bits.bytes), Err(TRUNCATED), "{longest}");
         }
     }
 

@@ -34,23 +34,36 @@ pub const MIN_WINDOW_BITS: u8 = 8;
 /// The largest, and DEFLATE's own limit: 2^15 = 32 KiB (RFC 1951 §2).
 pub const MAX_WINDOW_BITS: u8 = 15;
 
-/// The most a compressor may need for a message of `len` bytes: zlib's
-/// `deflateBound` for raw DEFLATE. Data that does not compress goes in
-/// stored blocks (RFC 1951 §3.2.4: 5 bytes of header per 65,535 bytes);
-/// the bound leaves room for a little more. A compressed payload is held
-/// to the bound of the message limit, so that a message of exactly the
-/// limit that does not compress is still accepted.
+/// What [`max_compressed_len`] allows above 9/8 of the limit: the
+/// headers and flush bits of a few blocks.
+pub const COMPRESSED_SLACK: usize = 64;
+
+/// How many bytes a compressed message may take, as received, for a
+/// message limit of `limit` bytes: `limit × 9/8 + COMPRESSED_SLACK`. The
+/// payload is buffered up to this before it is inflated, and the inflater
+/// then holds the output to `limit` (RFC 7692 §8 leaves both to the
+/// endpoint). No bound admits every valid stream (empty blocks can make
+/// one as long as you like), so this one covers what real encoders send
+/// for a message of `limit` bytes that does not compress: a single
+/// fixed-Huffman block (RFC 1951 §3.2.6: 9 bits for a literal of 144 or
+/// more, so 9/8 of the message), and stored blocks as small as zlib at
+/// its smallest memory level makes them (5 bytes of header per 128
+/// bytes, about 4 %). A frame that would take a compressed message over
+/// it is refused with 1009 from its header.
 ///
 /// ```
-/// use wschat::protocol::deflate::{compress_message, compressed_bound};
+/// use wschat::protocol::deflate::{COMPRESSED_SLACK, compress_message, max_compressed_len};
 ///
+/// assert_eq!(max_compressed_len(65_536), 73_728 + COMPRESSED_SLACK);
 /// let mut x = 0x2545_f491_4f6c_dd1d_u64; // xorshift64: bytes that do not compress
 /// let noise: Vec<u8> = (0..70_000)
 ///     .map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 32) as u8 })
 ///     .collect();
 /// assert!(compress_message(&noise).len() > noise.len());
-/// assert!(compress_message(&noise).len() <= compressed_bound(noise.len()));
+/// assert!(compress_message(&noise).len() <= max_compressed_len(noise.len()));
 /// ```
-pub fn compressed_bound(len: usize) -> usize {
-    len + (len >> 12) + (len >> 14) + (len >> 25) + 13
+pub fn max_compressed_len(limit: usize) -> usize {
+    limit
+        .saturating_add(limit / 8)
+        .saturating_add(COMPRESSED_SLACK)
 }

@@ -1107,7 +1107,10 @@ fn a_v1_client_that_never_reads_its_errors_is_pushed_back_not_dropped() {
                 errors += 1;
             }
             Ok(Message::Text(_)) => {} // the bystanders' chat
-            Ok(other) => panic!("unexpected {other:?}"),
+            // Reading it all can outlast a ping interval on a loaded
+            // machine: the server's keepalive is not an error.
+            Ok(Message::Ping(_)) => {}
+            Ok(other) => panic!("after {errors} errors: unexpected {other:?}"),
             Err(_) => break,
         }
     }

@@ -396,7 +396,12 @@ mod tests {
     fn control_characters_in_the_head_are_400() {
         // Found by the handshake fuzz target: a bare CR (and a 0x01) inside
         // a header value was kept in the value.
-        for bad in ["Origin: http://a\rb", "Origin: http:/\u{1}/a", "Origin: a\0b", "X: \u{7f}"] {
+        for bad in [
+            "Origin: http://a\rb",
+            "Origin: http:/\u{1}/a",
+            "Origin: a\0b",
+            "X: \u{7f}",
+        ] {
             let head = GOOD.replace("Origin: http://example.com", bad);
             let rejection = Request::parse(head.as_bytes()).unwrap_err();
             assert_eq!(
@@ -408,7 +413,10 @@ mod tests {
         let head = GOOD.replace("GET /chat", "GET /ch\rat");
         assert_eq!(Request::parse(head.as_bytes()).unwrap_err().status, 400);
         // A tab is allowed in a value; lines may end in CRLF or LF.
-        let head = GOOD.replace("Origin: http://example.com", "Origin:\thttp://example.com\t");
+        let head = GOOD.replace(
+            "Origin: http://example.com",
+            "Origin:\thttp://example.com\t",
+        );
         let request = Request::parse(head.as_bytes()).unwrap();
         assert_eq!(request.header("origin"), Some("http://example.com"));
         assert!(Request::parse(GOOD.replace("\r\n", "\n").as_bytes()).is_ok());

@@ -199,7 +199,11 @@ pub fn handshake(data: &[u8]) {
     assert!(parsed.headers().len() <= handshake::MAX_HEADERS);
     for header in parsed.headers() {
         assert!(parsed.header_values(header.name).next().is_some());
-        assert!(!header.value.contains(|c: char| c.is_ascii_control() && c != '\t'));
+        assert!(
+            !header
+                .value
+                .contains(|c: char| c.is_ascii_control() && c != '\t')
+        );
     }
     let _ = (parsed.path(), parsed.is_websocket_attempt());
     let _ = parsed.offers_protocol(room::SUBPROTOCOL);

@@ -58,16 +58,56 @@ pub fn fixed_litlen_lengths() -> [u8; LITLEN_SYMBOLS] {
 pub const FIXED_DIST_LENGTHS: [u8; DIST_SYMBOLS] = [5; DIST_SYMBOLS];
 
 /// The length symbol (257..=285) for a match length of 3..=258.
+#[inline]
 pub fn length_symbol(len: usize) -> usize {
-    // The bases increase, so the symbol is the last base not above `len`.
-    let index = LENGTH_BASE.partition_point(|&base| base as usize <= len) - 1;
-    257 + index
+    257 + LENGTH_INDEX[len - 3] as usize
 }
 
 /// The distance symbol (0..=29) for a distance of 1..=32768.
+#[inline]
 pub fn dist_symbol(dist: usize) -> usize {
-    DIST_BASE.partition_point(|&base| base as usize <= dist) - 1
+    // Distances above 256 share their symbol in runs of at least 128
+    // (their extra bits are 7 or more), so one table serves both ranges
+    // (zlib's `d_code`).
+    let d = dist - 1;
+    DIST_INDEX[if d < 256 { d } else { 256 + (d >> 7) }] as usize
 }
+
+/// `LENGTH_INDEX[len - 3]`: the index in `LENGTH_BASE` of a length's
+/// symbol, the last base not above it.
+const LENGTH_INDEX: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut len = 3;
+    let mut index = 0;
+    while len <= 258 {
+        while index + 1 < LENGTH_BASE.len() && LENGTH_BASE[index + 1] as usize <= len {
+            index += 1;
+        }
+        table[len - 3] = index as u8;
+        len += 1;
+    }
+    table
+};
+
+/// Distance symbols: for `d = distance - 1`, at `d` below 256, and at
+/// `256 + (d >> 7)` above.
+const DIST_INDEX: [u8; 512] = {
+    const fn symbol_of(dist: usize) -> u8 {
+        let mut index = 0;
+        while index + 1 < DIST_BASE.len() && DIST_BASE[index + 1] as usize <= dist {
+            index += 1;
+        }
+        index as u8
+    }
+    let mut table = [0u8; 512];
+    let mut d = 0;
+    while d < 256 {
+        table[d] = symbol_of(d + 1);
+        table[256 + d] = symbol_of((d << 7) + 1);
+        d += 1;
+    }
+    table
+};
 
 /// Which incomplete codes [`DecodeTable::build`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,6 +553,15 @@ mod tests {
         assert_eq!(dist_symbol(5), 4);
         assert_eq!(dist_symbol(6), 4);
         assert_eq!(dist_symbol(32768), 29);
+        // Against the definition, every length and distance.
+        for len in 3..=258 {
+            let index = LENGTH_BASE.partition_point(|&base| base as usize <= len) - 1;
+            assert_eq!(length_symbol(len), 257 + index, "{len}");
+        }
+        for dist in 1..=32768 {
+            let index = DIST_BASE.partition_point(|&base| base as usize <= dist) - 1;
+            assert_eq!(dist_symbol(dist), index, "{dist}");
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ impl std::error::Error for InflateError {}
 /// The bits wait in a 64-bit buffer, refilled eight bytes at a time while
 /// eight bytes are left, so that one refill covers a whole length and
 /// distance pair (at most 15 + 5 + 15 + 13 = 48 bits).
+#[derive(Clone, Copy)]
 struct BitReader<'a> {
     data: &'a [u8],
     /// Bytes moved into `bits` from `data` then `SYNC_FLUSH_TAIL`.
@@ -133,24 +134,24 @@ impl<'a> BitReader<'a> {
     }
 
     /// Decodes one symbol with one table lookup (two for a code longer
-    /// than the table's root), from the buffer as it is.
+    /// than the table's root), from the buffer as it is, and reads its
+    /// extra bits (§3.2.5) with it: the entry, and its value plus the
+    /// extra bits' (a literal, a length, or a distance).
     #[inline(always)]
     fn symbol<const ROOT: u32, const SIZE: usize>(
         &mut self,
         table: &super::huffman::DecodeTable<ROOT, SIZE>,
-    ) -> Result<Entry, InflateError> {
+    ) -> Result<(Entry, u32), InflateError> {
         let (entry, len) = table.lookup(self.bits);
-        // A code longer than the bits left: the input ends inside it.
-        if len > self.nbits {
+        let extra = entry.extra();
+        // A code or extra bits longer than the bits left: the input ends
+        // inside them.
+        if len + extra > self.nbits {
             return Err(TRUNCATED);
         }
-        self.consume(len);
-        if entry.kind() == Entry::INVALID {
-            return Err(InflateError::Corrupt(
-                Entry::INVALID_REASONS[entry.value() as usize],
-            ));
-        }
-        Ok(entry)
+        let extra_value = (self.bits >> len) as u32 & ((1 << extra) - 1);
+        self.consume(len + extra);
+        Ok((entry, entry.value() + extra_value))
     }
 
     /// Drops the bits left in the current byte (before a stored block).
@@ -464,7 +465,11 @@ fn read_dynamic_tables(
     let mut n = 0;
     while n < hlit + hdist {
         input.refill();
-        let symbol = input.symbol(&codelen)?.value();
+        let (entry, symbol) = input.symbol(&codelen)?;
+        if entry.kind() == Entry::INVALID {
+            // No code-length code at all: nothing decodes.
+            return Err(invalid(entry));
+        }
         let (value, times) = match symbol {
             0..=15 => (symbol as u8, 1),
             16 if n == 0 => return Err(InflateError::Corrupt("repeat with no previous length")),
@@ -497,38 +502,60 @@ fn read_dynamic_tables(
     Ok(())
 }
 
-/// The most bits a match takes after its length symbol: the length's
-/// extra bits, the distance code and its extra bits (§3.2.5).
-const MATCH_BITS_AFTER_LENGTH: u32 = 5 + MAX_CODE_BITS as u32 + 13;
+/// The most bits a literal/length code and its extra bits take, and a
+/// distance code and its extra bits (§3.2.5).
+const LENGTH_BITS: u32 = MAX_CODE_BITS as u32 + 5;
+const DISTANCE_BITS: u32 = MAX_CODE_BITS as u32 + 13;
+
+/// The error for an entry that no valid stream reaches.
+#[cold]
+fn invalid(entry: Entry) -> InflateError {
+    InflateError::Corrupt(Entry::INVALID_REASONS[entry.value() as usize])
+}
 
 /// §3.2.5: literals are copied; a length symbol and a distance symbol
 /// (each with extra bits) copy `length` bytes from `distance` bytes back
 /// in the output. The bit buffer is refilled only when it may hold less
 /// than the next field needs, so a refill serves several literals.
 fn huffman_block(
-    input: &mut BitReader,
-    out: &mut Output,
+    reader: &mut BitReader,
+    writer: &mut Output,
     max_distance: usize,
     (litlen, dist): &(LitLenTable, DistTable),
 ) -> Result<(), InflateError> {
+    // Copies in locals, which stay in registers; written back at the end
+    // of the block (an error ends the message, so then it does not matter).
+    let mut input = *reader;
+    let input = &mut input;
+    let mut output = std::mem::replace(writer, Output::new(0, 0));
+    let out = &mut output;
     loop {
-        if input.nbits < MAX_CODE_BITS as u32 {
+        if input.nbits < LENGTH_BITS {
             input.refill();
         }
-        let entry = input.symbol(litlen)?;
-        if entry.kind() == Entry::LITERAL {
-            out.push(entry.value() as u8)?;
-            continue;
+        let (entry, value) = input.symbol(litlen)?;
+        match entry.kind() {
+            Entry::LITERAL => {
+                out.push(value as u8)?;
+                continue;
+            }
+            Entry::BASE => {}
+            Entry::END_OF_BLOCK => {
+                *reader = *input;
+                *writer = output;
+                return Ok(());
+            }
+            _ => return Err(invalid(entry)),
         }
-        if entry.kind() == Entry::END_OF_BLOCK {
-            return Ok(());
-        }
-        if input.nbits < MATCH_BITS_AFTER_LENGTH {
+        let length = value as usize;
+        if input.nbits < DISTANCE_BITS {
             input.refill();
         }
-        let length = (entry.value() + input.take(entry.extra())?) as usize;
-        let entry = input.symbol(dist)?;
-        let distance = (entry.value() + input.take(entry.extra())?) as usize;
+        let (entry, distance) = input.symbol(dist)?;
+        if entry.kind() != Entry::BASE {
+            return Err(invalid(entry));
+        }
+        let distance = distance as usize;
         if distance > out.len {
             return Err(InflateError::Corrupt("distance reaches before the message"));
         }

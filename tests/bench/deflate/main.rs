@@ -10,9 +10,9 @@
 //! sync-flushed, `00 00 ff ff` removed), except "chat events", which is
 //! many small messages, each compressed and inflated on its own as the
 //! server does. Both inflaters decode zlib's output. Each figure is the
-//! median of three rounds taken in the same run, the two sides
-//! interleaved; a round repeats the work for at least `--ms` milliseconds
-//! (default 300); `--only TEXT` runs the inputs whose name contains TEXT.
+//! median of three rounds taken in the same run; in a round, wschat and
+//! zlib take turns (20 ms slices) for at least `--ms` milliseconds
+//! together (default 600); `--only TEXT` runs the inputs whose name contains TEXT.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::hint::black_box;
@@ -228,16 +228,37 @@ fn zlib_inflate(zlib: &mut Decompress, payload: &[u8], out: &mut Vec<u8>, len: u
     }
 }
 
-/// MB/s (10^6 bytes of message per second) of `work` over `bytes`,
-/// repeated for at least `min`.
-fn speed(bytes: usize, min: Duration, mut work: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut runs = 0u64;
-    while runs == 0 || start.elapsed() < min {
-        work();
-        runs += 1;
+/// MB/s (10^6 bytes of message per second) of `ours` and `theirs`, each
+/// doing `bytes`, over one round of at least `min`: the two take turns in
+/// slices of about 20 ms, so that what else the machine is doing weighs
+/// on both alike.
+fn speeds(
+    bytes: usize,
+    min: Duration,
+    mut ours: impl FnMut(),
+    mut theirs: impl FnMut(),
+) -> (f64, f64) {
+    let slice = Duration::from_millis(20).min(min);
+    let mut time = [Duration::ZERO; 2];
+    let mut runs = [0u64; 2];
+    while time[0] + time[1] < min || runs.contains(&0) {
+        for (side, work) in [&mut ours as &mut dyn FnMut(), &mut theirs]
+            .into_iter()
+            .enumerate()
+        {
+            let start = Instant::now();
+            loop {
+                work();
+                runs[side] += 1;
+                if start.elapsed() >= slice {
+                    break;
+                }
+            }
+            time[side] += start.elapsed();
+        }
     }
-    (bytes as u64 * runs) as f64 / start.elapsed().as_secs_f64() / 1e6
+    let speed = |side: usize| (bytes as u64 * runs[side]) as f64 / time[side].as_secs_f64() / 1e6;
+    (speed(0), speed(1))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -249,7 +270,7 @@ fn main() {
     let ms = std::env::args()
         .skip_while(|a| a != "--ms")
         .nth(1)
-        .map_or(300, |v| v.parse().expect("--ms takes milliseconds"));
+        .map_or(600, |v| v.parse().expect("--ms takes milliseconds"));
     let min = Duration::from_millis(ms);
     // `--only TEXT`: the inputs whose name contains TEXT.
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -257,6 +278,7 @@ fn main() {
     let mut zd = Decompress::new(false);
     let inflater = Inflater::new();
     let mut scratch = Vec::new();
+    let mut inflated = Vec::new();
 
     println!(
         "| input | bytes | compress: wschat MB/s | zlib -6 MB/s | wschat ÷ zlib | size: wschat | zlib -6 | wschat ÷ zlib | inflate: wschat MB/s | zlib MB/s | wschat ÷ zlib |"
@@ -291,26 +313,38 @@ fn main() {
 
         let mut figures = [const { Vec::new() }; 4];
         for _ in 0..ROUNDS {
-            figures[0].push(speed(bytes, min, || {
-                for m in &messages {
-                    black_box(compress_message(black_box(m)));
-                }
-            }));
-            figures[1].push(speed(bytes, min, || {
-                for m in &messages {
-                    zlib_compress(&mut zc, black_box(m), &mut scratch);
-                }
-            }));
-            figures[2].push(speed(bytes, min, || {
-                for (m, z) in messages.iter().zip(&zlib) {
-                    black_box(inflater.inflate_message(black_box(z), m.len()).unwrap());
-                }
-            }));
-            figures[3].push(speed(bytes, min, || {
-                for (m, z) in messages.iter().zip(&zlib) {
-                    zlib_inflate(&mut zd, black_box(z), &mut scratch, m.len());
-                }
-            }));
+            let (ours, zlib_speed) = speeds(
+                bytes,
+                min,
+                || {
+                    for m in &messages {
+                        black_box(compress_message(black_box(m)));
+                    }
+                },
+                || {
+                    for m in &messages {
+                        zlib_compress(&mut zc, black_box(m), &mut scratch);
+                    }
+                },
+            );
+            figures[0].push(ours);
+            figures[1].push(zlib_speed);
+            let (ours, zlib_speed) = speeds(
+                bytes,
+                min,
+                || {
+                    for (m, z) in messages.iter().zip(&zlib) {
+                        black_box(inflater.inflate_message(black_box(z), m.len()).unwrap());
+                    }
+                },
+                || {
+                    for (m, z) in messages.iter().zip(&zlib) {
+                        zlib_inflate(&mut zd, black_box(z), &mut inflated, m.len());
+                    }
+                },
+            );
+            figures[2].push(ours);
+            figures[3].push(zlib_speed);
         }
         let [oc, zc_, oi, zi] = figures.map(median);
         println!(

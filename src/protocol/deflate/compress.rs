@@ -25,6 +25,9 @@ const MIN_MATCH_KEPT: usize = 4;
 /// Positions are hashed on their first four bytes into this many chains.
 const HASH_BITS: u32 = 15;
 const HASH_SIZE: usize = 1 << HASH_BITS;
+/// The farthest a match may reach back (32 KiB), and so how many chain
+/// links are kept.
+const WINDOW: usize = 1 << MAX_WINDOW_BITS;
 /// How many earlier positions with the same hash are tried for each match
 /// (zlib's level 6): enough to find the repeats in chat traffic, bounded
 /// so that a hostile payload (all one byte, or a small alphabet) stays
@@ -88,9 +91,9 @@ struct Token {
 pub struct Compressor {
     /// `head[h]`: the latest position (plus one; 0 = none) whose three bytes
     /// hash to `h`.
-    head: Vec<u32>,
+    head: Box<[u32; HASH_SIZE]>,
     /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
-    prev: Vec<u32>,
+    prev: Box<[u32; WINDOW]>,
     tokens: Vec<Token>,
     /// The fixed Huffman codes (§3.2.6), built once.
     fixed: FixedCodes,
@@ -110,8 +113,8 @@ impl Default for Compressor {
 impl Compressor {
     pub fn new() -> Self {
         Compressor {
-            head: vec![0; HASH_SIZE],
-            prev: vec![0; 1 << MAX_WINDOW_BITS],
+            head: vec![0; HASH_SIZE].try_into().expect("HASH_SIZE entries"),
+            prev: vec![0; WINDOW].try_into().expect("WINDOW entries"),
             tokens: Vec::with_capacity(BLOCK_TOKENS),
             fixed: FixedCodes {
                 litlen: EncodeTable::from_lengths(&fixed_litlen_lengths()),
@@ -146,18 +149,20 @@ impl Compressor {
         while pos < payload.len() {
             let mut current = match ahead.take() {
                 Some(found) => found,
-                None => self.find(payload, pos, max_dist, &mut hashed),
+                None => {
+                    hashed = pos + 1;
+                    self.find(payload, pos, max_dist)
+                }
             };
             let end = pos + current.len;
             if current.len > MAX_INSERT_MATCH {
                 hashed = end - 1;
             }
-            while hashed < end {
-                self.insert(payload, hashed);
-                hashed += 1;
-            }
+            self.insert_range(payload, hashed, end);
+            hashed = end;
             if end < payload.len() {
-                let mut next = self.find(payload, end, max_dist, &mut hashed);
+                hashed = end + 1;
+                let mut next = self.find(payload, end, max_dist);
                 if current.len >= MIN_MATCH_KEPT && next.len >= MIN_MATCH_KEPT {
                     Self::move_back(payload, pos, &mut current, end, &mut next);
                 }
@@ -204,12 +209,15 @@ impl Compressor {
 
     /// The match to code at `pos` (hashing `pos`): the longest on its
     /// chain, or a literal (length 1) if none is [`MIN_MATCH_KEPT`] long.
-    fn find(&mut self, payload: &[u8], pos: usize, max_dist: usize, hashed: &mut usize) -> Match {
-        let (len, dist) = self.longest_match(payload, pos, max_dist);
-        if *hashed <= pos {
-            self.insert(payload, pos);
-            *hashed = pos + 1;
+    #[inline(always)]
+    fn find(&mut self, payload: &[u8], pos: usize, max_dist: usize) -> Match {
+        if pos + MIN_MATCH_KEPT > payload.len() {
+            return Match { len: 1, dist: 0 };
         }
+        let h = Self::hash(payload, pos);
+        let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
+        self.prev[pos & (WINDOW - 1)] = self.head[h];
+        self.head[h] = pos as u32 + 1;
         if len >= MIN_MATCH_KEPT {
             Match { len, dist }
         } else {
@@ -233,7 +241,7 @@ impl Compressor {
         while moved < current.len
             && next.len + moved < MAX_MATCH
             && next_pos - moved > pos
-            && next_pos - moved - 1 >= next.dist
+            && next_pos - moved > next.dist
             && payload[next_pos - moved - 1] == payload[next_pos - moved - 1 - next.dist]
         {
             moved += 1;
@@ -251,11 +259,13 @@ impl Compressor {
         (u32::from_le_bytes(bytes).wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
     }
 
-    fn insert(&mut self, payload: &[u8], pos: usize) {
-        if pos + MIN_MATCH_KEPT <= payload.len() {
+    /// Hashes the positions `from..to` (those with four bytes to hash).
+    #[inline]
+    fn insert_range(&mut self, payload: &[u8], from: usize, to: usize) {
+        let to = to.min((payload.len() + 1).saturating_sub(MIN_MATCH_KEPT));
+        for pos in from..to {
             let h = Self::hash(payload, pos);
-            let slot = pos & (self.prev.len() - 1);
-            self.prev[slot] = self.head[h];
+            self.prev[pos & (WINDOW - 1)] = self.head[h];
             self.head[h] = pos as u32 + 1;
         }
     }
@@ -263,60 +273,89 @@ impl Compressor {
     /// Walks the chain of earlier positions with the same hash, newest
     /// first, and returns the longest match (length, distance) found of at
     /// least [`MIN_MATCH_KEPT`] bytes, or (0, 0).
-    fn longest_match(&self, payload: &[u8], pos: usize, max_dist: usize) -> (usize, usize) {
-        if pos + MIN_MATCH_KEPT > payload.len() {
-            return (0, 0);
-        }
+    #[inline(always)]
+    fn longest_match(
+        &self,
+        payload: &[u8],
+        pos: usize,
+        max_dist: usize,
+        mut candidate: usize,
+    ) -> (usize, usize) {
         let max_len = (payload.len() - pos).min(MAX_MATCH);
         let scan = &payload[pos..pos + max_len];
-        // The first eight bytes, compared with each candidate's in one go
-        // (fewer than eight only at the very end of the message).
-        let scan_head = (max_len >= 8).then(|| word(scan, 0));
         let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
-        let mut candidate = self.head[Self::hash(payload, pos)] as usize;
-        for _ in 0..MAX_CHAIN {
-            if candidate == 0 {
-                break;
+        let nice = NICE_MATCH.min(max_len);
+        let mut chain = MAX_CHAIN;
+        // The next candidate on the chain, or `None` at its end: links to
+        // positions that are not older mean the slot was reused by a
+        // newer position, and the chain ends there too.
+        let next = |start: usize| {
+            let next = self.prev[start & (WINDOW - 1)] as usize;
+            (next != 0 && next <= start).then_some(next)
+        };
+        if max_len < 8 {
+            // The very end of the message: byte by byte.
+            while candidate != 0 && pos - (candidate - 1) <= max_dist && chain > 0 {
+                let start = candidate - 1;
+                let len = common_prefix(&payload[start..start + max_len], scan);
+                if len > best_len {
+                    (best_len, best_dist) = (len, pos - start);
+                }
+                candidate = next(start).unwrap_or(0);
+                chain -= 1;
+            }
+            return if best_dist == 0 {
+                (0, 0)
+            } else {
+                (best_len, best_dist)
+            };
+        }
+        // While the best is under eight bytes, one 8-byte comparison per
+        // candidate gives its length: the first differing byte.
+        let head = word(scan, 0);
+        while best_len < 8 {
+            if candidate == 0 || chain == 0 || pos - (candidate - 1) > max_dist {
+                return if best_dist == 0 {
+                    (0, 0)
+                } else {
+                    (best_len, best_dist)
+                };
             }
             let start = candidate - 1;
-            let dist = pos - start;
-            if dist > max_dist {
-                break;
-            }
-            let against = &payload[start..start + max_len];
-            let len = match scan_head {
-                // Short so far: the length shared in the first eight
-                // bytes is the first differing bit's byte.
-                Some(head) if best_len < 8 => match word(against, 0) ^ head {
-                    0 => 8 + common_prefix(&against[8..], &scan[8..]),
-                    differ => (differ.trailing_zeros() / 8) as usize,
-                },
-                // Only a longer match can win: the eight bytes up to the
-                // one that would make it longer must match first.
-                Some(_) if word(against, best_len - 7) != word(scan, best_len - 7) => 0,
-                Some(_) => common_prefix(against, scan),
-                None if against[best_len] != scan[best_len] => 0,
-                None => common_prefix(against, scan),
+            let len = match word(payload, start) ^ head {
+                0 => 8 + common_prefix(&payload[start + 8..start + max_len], &scan[8..]),
+                differ => (differ.trailing_zeros() / 8) as usize,
             };
             if len > best_len {
-                (best_len, best_dist) = (len, dist);
-                if len >= NICE_MATCH.min(max_len) {
-                    break;
+                (best_len, best_dist) = (len, pos - start);
+                if len >= nice {
+                    return (best_len, best_dist);
                 }
             }
-            let next = self.prev[start & (self.prev.len() - 1)] as usize;
-            // Links to positions that are not older mean the slot was
-            // reused by a newer position: the chain ends here.
-            if next == 0 || next > start {
-                break;
+            candidate = next(start).unwrap_or(0);
+            chain -= 1;
+        }
+        // A good match in hand: search a quarter of what is left (zlib's
+        // `good_length`, 8 at its level 6).
+        chain /= 4;
+        // Only a longer match can win: the eight bytes up to the one that
+        // would make it longer must be equal before the whole is compared.
+        while candidate != 0 && chain > 0 && pos - (candidate - 1) <= max_dist {
+            let start = candidate - 1;
+            let at = best_len - 7;
+            if word(payload, start + at) == word(scan, at) {
+                let len = common_prefix(&payload[start..start + max_len], scan);
+                if len > best_len {
+                    (best_len, best_dist) = (len, pos - start);
+                    if len >= nice {
+                        break;
+                    }
+                }
             }
-            candidate = next;
+            candidate = next(start).unwrap_or(0);
+            chain -= 1;
         }
-        if best_dist == 0 {
-            (0, 0)
-        } else {
-            (best_len, best_dist)
-        }
+        (best_len, best_dist)
     }
 
     /// Resets the chain heads this payload set, so that the next message

@@ -134,24 +134,20 @@ impl<'a> BitReader<'a> {
     }
 
     /// Decodes one symbol with one table lookup (two for a code longer
-    /// than the table's root), from the buffer as it is, and reads its
-    /// extra bits (§3.2.5) with it: the entry, and its value plus the
-    /// extra bits' (a literal, a length, or a distance).
+    /// than the table's root), from the buffer as it is: its entry says
+    /// what it means, and how many extra bits follow (§3.2.5).
     #[inline(always)]
     fn symbol<const ROOT: u32, const SIZE: usize>(
         &mut self,
         table: &super::huffman::DecodeTable<ROOT, SIZE>,
-    ) -> Result<(Entry, u32), InflateError> {
+    ) -> Result<Entry, InflateError> {
         let (entry, len) = table.lookup(self.bits);
-        let extra = entry.extra();
-        // A code or extra bits longer than the bits left: the input ends
-        // inside them.
-        if len + extra > self.nbits {
+        // A code longer than the bits left: the input ends inside it.
+        if len > self.nbits {
             return Err(TRUNCATED);
         }
-        let extra_value = (self.bits >> len) as u32 & ((1 << extra) - 1);
-        self.consume(len + extra);
-        Ok((entry, entry.value() + extra_value))
+        self.consume(len);
+        Ok(entry)
     }
 
     /// Drops the bits left in the current byte (before a stored block).
@@ -465,7 +461,8 @@ fn read_dynamic_tables(
     let mut n = 0;
     while n < hlit + hdist {
         input.refill();
-        let (entry, symbol) = input.symbol(&codelen)?;
+        let entry = input.symbol(&codelen)?;
+        let symbol = entry.value();
         if entry.kind() == Entry::INVALID {
             // No code-length code at all: nothing decodes.
             return Err(invalid(entry));
@@ -533,29 +530,28 @@ fn huffman_block(
         if input.nbits < LENGTH_BITS {
             input.refill();
         }
-        let (entry, value) = input.symbol(litlen)?;
-        match entry.kind() {
-            Entry::LITERAL => {
-                out.push(value as u8)?;
-                continue;
-            }
-            Entry::BASE => {}
-            Entry::END_OF_BLOCK => {
+        let entry = input.symbol(litlen)?;
+        if entry.kind() == Entry::LITERAL {
+            out.push(entry.value() as u8)?;
+            continue;
+        }
+        if entry.kind() != Entry::BASE {
+            if entry.kind() == Entry::END_OF_BLOCK {
                 *reader = *input;
                 *writer = output;
                 return Ok(());
             }
-            _ => return Err(invalid(entry)),
+            return Err(invalid(entry));
         }
-        let length = value as usize;
+        let length = (entry.value() + input.take(entry.extra())?) as usize;
         if input.nbits < DISTANCE_BITS {
             input.refill();
         }
-        let (entry, distance) = input.symbol(dist)?;
+        let entry = input.symbol(dist)?;
         if entry.kind() != Entry::BASE {
             return Err(invalid(entry));
         }
-        let distance = distance as usize;
+        let distance = (entry.value() + input.take(entry.extra())?) as usize;
         if distance > out.len {
             return Err(InflateError::Corrupt("distance reaches before the message"));
         }

@@ -11,8 +11,10 @@
 //! many small messages, each compressed and inflated on its own as the
 //! server does. Both inflaters decode zlib's output. Each figure is the
 //! median of three rounds taken in the same run; in a round, wschat and
-//! zlib take turns (20 ms slices) for at least `--ms` milliseconds
-//! together (default 600); `--only TEXT` runs the inputs whose name contains TEXT.
+//! zlib take turns (20 ms slices) for at least `--ms` milliseconds of CPU
+//! time together (default 600). Speeds are per second of CPU time (the
+//! thread's, from /proc/thread-self/schedstat), so that a busy machine
+//! slows both sides' figures less; `--only TEXT` runs the inputs whose name contains TEXT.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::hint::black_box;
@@ -228,10 +230,19 @@ fn zlib_inflate(zlib: &mut Decompress, payload: &[u8], out: &mut Vec<u8>, len: u
     }
 }
 
-/// MB/s (10^6 bytes of message per second) of `ours` and `theirs`, each
-/// doing `bytes`, over one round of at least `min`: the two take turns in
-/// slices of about 20 ms, so that what else the machine is doing weighs
-/// on both alike.
+/// Nanoseconds this thread has run on a CPU (Linux's schedstat): time
+/// spent waiting for a CPU, on a busy machine, is not counted.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("/proc/thread-self/schedstat (Linux)");
+    let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    Duration::from_nanos(ns.expect("schedstat starts with nanoseconds on CPU"))
+}
+
+/// MB/s (10^6 bytes of message per CPU second) of `ours` and `theirs`,
+/// each doing `bytes`, over one round of at least `min`: the two take
+/// turns in slices of about 20 ms, so that what else the machine is doing
+/// weighs on both alike.
 fn speeds(
     bytes: usize,
     min: Duration,
@@ -246,7 +257,7 @@ fn speeds(
             .into_iter()
             .enumerate()
         {
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), cpu_time());
             loop {
                 work();
                 runs[side] += 1;
@@ -254,7 +265,7 @@ fn speeds(
                     break;
                 }
             }
-            time[side] += start.elapsed();
+            time[side] += cpu_time() - cpu_start;
         }
     }
     let speed = |side: usize| (bytes as u64 * runs[side]) as f64 / time[side].as_secs_f64() / 1e6;

@@ -9,19 +9,20 @@
 //! The last event before a quiet spell goes out at once.
 
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
-use crate::history_file::HistoryLog;
+use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_compressed_frame, encode_frame, encode_frame_into,
 };
-use crate::room::{Action, ClientId, History, Mode, Output, Payload, Room, now_ms};
-use crossbeam_channel::{Receiver, Sender};
+use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Payload, Resume, Room, now_ms};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
 
 /// Events from the client threads.
 #[derive(Debug)]
@@ -33,9 +34,9 @@ pub enum Event {
         peer: SocketAddr,
         mode: Mode,
         endpoint: Box<Endpoint>,
-        joined: Sender<Outlet>,
-        /// The last message id a resuming client saw (`/?since=ID`).
-        since: Option<u64>,
+        joined: JoinReply,
+        /// Where a resuming client stands (`/?since=ID&epoch=E`).
+        resume: Option<Resume>,
     },
     Text {
         id: ClientId,
@@ -55,6 +56,99 @@ pub enum Event {
 }
 
 mod replicated;
+
+/// How long a new chat connection waits for the room to take it in
+/// (single process: the broadcaster's queue; cluster mode: its join
+/// appended to Redis and read back by the node's reader). Normally
+/// milliseconds; past this, something is stuck (a reader that cannot
+/// read the stream, say), and the client is answered 503
+/// [`JOIN_TIMED_OUT`] rather than left waiting.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The reason of that 503.
+pub const JOIN_TIMED_OUT: &str = "the chat did not take the connection in time; try again";
+
+const JOIN_WAITING: u8 = 0;
+const JOIN_TAKEN: u8 = 1;
+const JOIN_ABANDONED: u8 = 2;
+
+/// A join's two ends: the broadcaster's [`JoinReply`] and the reader's
+/// [`JoinWait`]. They agree, once, on whether the newcomer is taken in
+/// (then delivery writes its 101) or given up by its reader (then the
+/// reader answers 503): never both.
+pub fn join_channel() -> (JoinReply, JoinWait) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let state = Arc::new(AtomicU8::new(JOIN_WAITING));
+    (
+        JoinReply {
+            tx,
+            state: state.clone(),
+        },
+        JoinWait { rx, state },
+    )
+}
+
+/// The broadcaster's end of a join.
+#[derive(Debug)]
+pub struct JoinReply {
+    tx: Sender<Outlet>,
+    state: Arc<AtomicU8>,
+}
+
+impl JoinReply {
+    /// Takes the newcomer in if its reader still waits: runs `add` (which
+    /// hands it to delivery) and sends the reader its outlet. False, and
+    /// `add` not run, if the reader gave up.
+    pub fn accept(self, add: impl FnOnce() -> Outlet) -> bool {
+        let taken = self
+            .state
+            .compare_exchange(JOIN_WAITING, JOIN_TAKEN, Relaxed, Relaxed)
+            .is_ok();
+        if taken {
+            let _ = self.tx.send(add());
+        }
+        taken
+    }
+}
+
+/// The reader's end of a join.
+#[derive(Debug)]
+pub struct JoinWait {
+    rx: Receiver<Outlet>,
+    state: Arc<AtomicU8>,
+}
+
+/// Why a join did not come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinFailed {
+    /// The broadcaster dropped it (cluster mode: Redis refused it), or
+    /// has stopped.
+    Refused,
+    /// Not taken in within the wait; the broadcaster will not take it in
+    /// later.
+    TimedOut,
+}
+
+impl JoinWait {
+    /// Waits up to `timeout` for the newcomer's outlet.
+    pub fn wait(self, timeout: Duration) -> Result<Outlet, JoinFailed> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(outlet) => Ok(outlet),
+            Err(RecvTimeoutError::Disconnected) => Err(JoinFailed::Refused),
+            Err(RecvTimeoutError::Timeout) => {
+                let abandoned = self
+                    .state
+                    .compare_exchange(JOIN_WAITING, JOIN_ABANDONED, Relaxed, Relaxed)
+                    .is_ok();
+                if abandoned {
+                    Err(JoinFailed::TimedOut)
+                } else {
+                    // Taken in at this very moment: the outlet is on its way.
+                    self.rx.recv().map_err(|_| JoinFailed::Refused)
+                }
+            }
+        }
+    }
+}
 
 /// However a broadcaster thread ends, other than by `Event::Shutdown` (a
 /// bug that panics, say), the chat has stopped: this says so when dropped,
@@ -132,12 +226,13 @@ impl Broadcaster {
     pub fn new(
         history: History,
         next_seq: u64,
+        epoch: Epoch,
         log: Option<HistoryLog>,
         delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Broadcaster {
-            room: Room::new(history, next_seq),
+            room: Room::new(history, next_seq, epoch),
             metrics,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
@@ -170,14 +265,20 @@ impl Broadcaster {
                     mode,
                     endpoint,
                     joined,
-                    since,
+                    resume,
                 } => {
                     log::debug!("({id}) joined the room from {peer} ({mode:?})");
+                    if resume.as_ref().is_some_and(|r| self.room.is_gap(r)) {
+                        self.metrics.resume_gaps.fetch_add(1, Relaxed);
+                    }
                     // What is pending is in the history the welcome will
                     // carry: it goes out before the newcomer is a recipient.
                     self.flush();
-                    let _ = joined.send(self.add_client(*endpoint));
-                    Action::Join { id, mode, since }
+                    if !joined.accept(|| self.add_client(*endpoint)) {
+                        log::warn!("({id}) {peer} gave up waiting to join");
+                        continue;
+                    }
+                    Action::Join { id, mode, resume }
                 }
                 Event::Text { id, text } => {
                     #[cfg(feature = "test-hooks")]
@@ -259,7 +360,7 @@ impl Broadcaster {
                     self.flush();
                     let text = head + &tail;
                     let frame = compressed_frame(OpCode::Text, text.as_bytes(), &self.metrics);
-                    self.delivery.send(to, Bytes::Owned(frame));
+                    self.delivery.send_welcome(to, Bytes::Owned(frame));
                 }
                 Output::Welcome { to, head, tail } => {
                     self.flush();
@@ -267,13 +368,14 @@ impl Broadcaster {
                     // final, then the shared tail as its continuation.
                     let mut first = Vec::with_capacity(head.len() + MAX_HEADER_LEN);
                     encode_frame_into(&mut first, false, OpCode::Text, head.as_bytes(), None);
-                    self.delivery.send(to, Bytes::Owned(first));
+                    self.delivery.send_welcome(to, Bytes::Owned(first));
                     let rest = self.welcome_tail(&tail);
-                    self.delivery.send(to, Bytes::Shared(rest));
+                    self.delivery.send_welcome(to, Bytes::Shared(rest));
                 }
                 Output::Said(event) => {
                     if let Some(log) = &self.log {
-                        log.append(event);
+                        let room = &self.room;
+                        log.append(event, || Snapshot::of(room.history(), room.next_seq()));
                     }
                 }
             }
@@ -321,6 +423,26 @@ impl Broadcaster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that gave up waiting is never taken in afterwards (its
+    /// 503 and a 101 would both reach the socket), and a join dropped by
+    /// the broadcaster is a refusal, not a wait to its end.
+    #[test]
+    fn a_join_is_taken_in_or_given_up_never_both() {
+        let (reply, wait) = join_channel();
+        assert_eq!(
+            wait.wait(Duration::from_millis(10)).err(),
+            Some(JoinFailed::TimedOut)
+        );
+        assert!(!reply.accept(|| unreachable!("added after its reader gave up")));
+
+        let (reply, wait) = join_channel();
+        drop(reply);
+        assert_eq!(
+            wait.wait(Duration::from_secs(10)).err(),
+            Some(JoinFailed::Refused)
+        );
+    }
 
     #[test]
     fn four_variants_plain_and_compressed() {

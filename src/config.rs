@@ -2,7 +2,8 @@
 //! design allows no argument-parsing crate, and there are only a few flags.
 
 use crate::cluster::{NodeId, RedisUrl};
-use std::net::{SocketAddr, ToSocketAddrs};
+use crate::forwarded::AddrBlock;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +29,14 @@ pub struct Config {
     pub history_file: Option<PathBuf>,
     /// WebSocket connections held at once; more are answered 503.
     pub max_clients: usize,
+    /// WebSocket connections from one client address; more are answered 429.
+    pub max_clients_per_ip: PerAddressLimit,
+    /// Connections from one address still sending their request head;
+    /// more are answered 429 by the accept loop. Trusted proxies are exempt.
+    pub max_pending_per_ip: PerAddressLimit,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see
+    /// `forwarded.rs`); from anyone else the header is ignored.
+    pub trusted_proxies: Vec<AddrBlock>,
     pub ping_interval: Duration,
     pub handshake_timeout: Duration,
     /// Chat messages per second per client (burst twice that); 0 is off.
@@ -59,6 +68,12 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HISTORY: usize = 100;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// A household or an office behind one NAT address, each with a few tabs.
+pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
+/// A request head takes one round trip: even 16 at once from one address
+/// is a burst of reconnections. 64 addresses are needed to fill the
+/// server-wide `MAX_PENDING_HANDSHAKES`.
+pub const DEFAULT_MAX_PENDING_PER_IP: usize = 16;
 pub const DEFAULT_PING_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_RATE_LIMIT: u32 = 50;
@@ -80,6 +95,9 @@ pub mod range {
     /// Each kept message is held in memory and sent to every newcomer.
     pub const HISTORY: RangeInclusive<u64> = 0..=100_000;
     pub const MAX_CLIENTS: RangeInclusive<u64> = 1..=1_000_000;
+    pub const MAX_CLIENTS_PER_IP: RangeInclusive<u64> = 1..=1_000_000;
+    /// Up to the server-wide cap, `MAX_PENDING_HANDSHAKES`.
+    pub const MAX_PENDING_PER_IP: RangeInclusive<u64> = 1..=1024;
     /// One hour: a ping interval longer than that no longer keeps
     /// proxies and NAT tables from dropping an idle connection.
     pub const PING_INTERVAL_SECS: RangeInclusive<u64> = 1..=3600;
@@ -102,6 +120,9 @@ impl Default for Config {
             history: DEFAULT_HISTORY,
             history_file: None,
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_ip: PerAddressLimit::by_default(DEFAULT_MAX_CLIENTS_PER_IP),
+            max_pending_per_ip: PerAddressLimit::by_default(DEFAULT_MAX_PENDING_PER_IP),
+            trusted_proxies: Vec::new(),
             ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_SECS),
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             rate_limit: DEFAULT_RATE_LIMIT,
@@ -116,6 +137,41 @@ impl Default for Config {
             #[cfg(feature = "test-hooks")]
             broadcaster_panic_trigger: None,
         }
+    }
+}
+
+/// A limit per client address. A default limit leaves loopback addresses
+/// alone (local tools, tests and benchmarks open thousands of connections
+/// from 127.0.0.1, and behind a proxy with no `--trusted-proxy` every
+/// client comes from there); a limit given on the command line applies to
+/// every address, loopback included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerAddressLimit {
+    pub max: usize,
+    /// Loopback addresses are counted too: the limit was asked for.
+    pub loopback_too: bool,
+}
+
+impl PerAddressLimit {
+    /// A default: not applied to loopback addresses.
+    pub const fn by_default(max: usize) -> Self {
+        PerAddressLimit {
+            max,
+            loopback_too: false,
+        }
+    }
+
+    /// Given explicitly: applied to every address.
+    pub const fn everywhere(max: usize) -> Self {
+        PerAddressLimit {
+            max,
+            loopback_too: true,
+        }
+    }
+
+    /// Does this limit count connections from `ip`?
+    pub fn applies_to(&self, ip: IpAddr) -> bool {
+        self.loopback_too || !ip.to_canonical().is_loopback()
     }
 }
 
@@ -138,7 +194,7 @@ Usage: wschat [OPTIONS]
 Options:
   --addr HOST:PORT            address to listen on [default: {DEFAULT_ADDR}]
   --www DIR                   serve the page from DIR instead of the embedded copy
-  --log-level LEVEL           error, warn, info, debug or trace [default: info]
+  --log-level LEVEL           off, error, warn, info, debug or trace [default: info]
   --allow-origin ORIGIN       also accept pages from ORIGIN (repeatable; * = any)
   --allow-host NAME           also accept requests for host NAME (repeatable; .example.com =
                               that domain and its subdomains; * = any) [default: loopback
@@ -148,6 +204,12 @@ Options:
   --history N                 chat messages kept for newcomers {history} [default: {DEFAULT_HISTORY}]
   --history-file PATH         append messages to PATH and reload them on start
   --max-clients N             WebSocket connections at once {max_clients} [default: {DEFAULT_MAX_CLIENTS}]
+  --max-clients-per-ip N      WebSocket connections from one client address {per_ip}
+                              [default: {DEFAULT_MAX_CLIENTS_PER_IP}; loopback addresses exempt unless given]
+  --max-pending-per-ip N      connections from one address still sending their head {pending}
+                              [default: {DEFAULT_MAX_PENDING_PER_IP}; loopback addresses exempt unless given]
+  --trusted-proxy ADDR[/LEN]  a reverse proxy (or a block, 10.0.0.0/8) whose X-Forwarded-For
+                              names the client; ignored from anyone else (repeatable)
   --ping-interval SECS        ping a client silent this long; drop it after two {ping} [default: {DEFAULT_PING_INTERVAL_SECS}]
   --handshake-timeout SECS    time allowed for the HTTP request head {handshake} [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) {rate} [default: {DEFAULT_RATE_LIMIT}]
@@ -171,6 +233,8 @@ with 1001, the history file is flushed, and the exit status is 0.
         echo_max = r(ECHO_MAX_MESSAGE_BYTES),
         history = r(HISTORY),
         max_clients = r(MAX_CLIENTS),
+        per_ip = r(MAX_CLIENTS_PER_IP),
+        pending = r(MAX_PENDING_PER_IP),
         ping = r(PING_INTERVAL_SECS),
         handshake = r(HANDSHAKE_TIMEOUT_SECS),
         rate = r(RATE_LIMIT),
@@ -251,6 +315,26 @@ impl Command {
                         "--max-clients",
                         range::MAX_CLIENTS,
                     )?
+                }
+                "--max-clients-per-ip" => {
+                    config.max_clients_per_ip = PerAddressLimit::everywhere(number(
+                        &value("--max-clients-per-ip")?,
+                        "--max-clients-per-ip",
+                        range::MAX_CLIENTS_PER_IP,
+                    )?)
+                }
+                "--max-pending-per-ip" => {
+                    config.max_pending_per_ip = PerAddressLimit::everywhere(number(
+                        &value("--max-pending-per-ip")?,
+                        "--max-pending-per-ip",
+                        range::MAX_PENDING_PER_IP,
+                    )?)
+                }
+                "--trusted-proxy" => {
+                    let v = value("--trusted-proxy")?;
+                    let block =
+                        AddrBlock::parse(&v).map_err(|e| format!("--trusted-proxy: {e}"))?;
+                    config.trusted_proxies.push(block);
                 }
                 "--ping-interval" => {
                     config.ping_interval = Duration::from_secs(number(
@@ -344,6 +428,9 @@ mod tests {
             (65536, 100, 10000, 50)
         );
         assert!(c.deflate);
+        assert_eq!(c.max_clients_per_ip, PerAddressLimit::by_default(64));
+        assert_eq!(c.max_pending_per_ip, PerAddressLimit::by_default(16));
+        assert!(c.trusted_proxies.is_empty());
         let Command::Run(c) = parse(&[
             "--addr",
             "127.0.0.1:0",
@@ -399,11 +486,42 @@ mod tests {
         assert_eq!(c.handshake_timeout, Duration::from_secs(300));
         assert_eq!((c.history, c.echo_max_message_bytes), (0, 64 << 20));
         assert_eq!(c.allow_hosts, ["chat.example.com", ".example.org"]);
+        let Command::Run(c) = parse(&[
+            "--max-clients-per-ip",
+            "1",
+            "--max-pending-per-ip=1024",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy=10.0.0.0/8",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.max_clients_per_ip, PerAddressLimit::everywhere(1));
+        assert_eq!(c.max_pending_per_ip, PerAddressLimit::everywhere(1024));
+        let proxies: Vec<String> = c.trusted_proxies.iter().map(|b| b.to_string()).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
         let e = parse(&["--ping-interval", "3601"]).unwrap_err();
         assert_eq!(
             e,
             "--ping-interval: '3601' is not a whole number from 1 to 3600"
         );
+    }
+
+    #[test]
+    fn a_default_limit_leaves_loopback_alone() {
+        let loopback: [IpAddr; 3] = [
+            "127.0.0.1".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "::ffff:127.0.0.2".parse().unwrap(),
+        ];
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let default = PerAddressLimit::by_default(64);
+        let given = PerAddressLimit::everywhere(64);
+        for ip in loopback {
+            assert!(!default.applies_to(ip) && given.applies_to(ip), "{ip}");
+        }
+        assert!(default.applies_to(other) && given.applies_to(other));
     }
 
     #[test]
@@ -425,6 +543,11 @@ mod tests {
             &["--redis", "redis://h", "--history-file", "f"],
             &["--redis", "redis://h", "--node-name", "a b"],
             &["--node-name", "n1"],
+            &["--max-clients-per-ip", "0"],
+            &["--max-pending-per-ip", "1025"],
+            &["--trusted-proxy", "proxy.example"],
+            &["--trusted-proxy", "10.0.0.1/8"],
+            &["--trusted-proxy"],
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{e}");

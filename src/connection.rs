@@ -4,13 +4,14 @@
 //! broadcaster (chat) or straight back to the writer (echo).
 
 use crate::access::{self, HOST_NOT_ALLOWED};
-use crate::broadcaster::Event;
-use crate::broadcaster::variant;
+use crate::address_limits::{AddressLimits, AddressPlace, Hold};
+use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed, variant};
 use crate::config::Config;
 use crate::delivery::{Delivery, Outlet};
+use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
 use crate::log_text::Untrusted;
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, Metrics, Refusal};
 use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::{Agreement, Compressor, MAX_WINDOW_BITS, negotiate_where};
 use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, encode_frame};
@@ -19,9 +20,9 @@ use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
 use crate::room::{ClientId, Mode, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ const HEAD_READ_CHUNK: usize = 2048;
 
 /// What every connection thread shares.
 pub struct Context {
+    /// The places each client address holds (`--max-clients-per-ip`,
+    /// `--max-pending-per-ip`).
+    pub address_limits: Arc<AddressLimits>,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub events: Sender<Event>,
@@ -58,6 +62,10 @@ pub struct Context {
     /// connections are then answered 503).
     pub cluster_up: Option<Arc<AtomicBool>>,
 }
+
+/// The answer to an address with `--max-clients-per-ip` WebSockets open.
+pub const CLIENTS_PER_ADDRESS: &str =
+    "too many connections from this address (--max-clients-per-ip)";
 
 /// The answer to a chat upgrade while the cluster's Redis is unreachable.
 pub const CLUSTER_UNAVAILABLE: &str = "cluster unavailable";
@@ -78,6 +86,35 @@ impl Drop for PendingHandshake<'_> {
     }
 }
 
+/// Who is at the other end, for the limits and the log: the TCP peer, and
+/// the client's address, which is the peer's unless a trusted proxy named
+/// another in `X-Forwarded-For` (see `forwarded.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Remote {
+    peer: SocketAddr,
+    client: IpAddr,
+}
+
+impl Remote {
+    fn direct(peer: SocketAddr) -> Remote {
+        Remote {
+            peer,
+            client: peer.ip().to_canonical(),
+        }
+    }
+}
+
+/// `192.0.2.7:50312`, or `203.0.113.9 via 127.0.0.1:50312` behind a proxy.
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.client == self.peer.ip().to_canonical() {
+            write!(f, "{}", self.peer)
+        } else {
+            write!(f, "{} via {}", self.client, self.peer)
+        }
+    }
+}
+
 /// Which WebSocket endpoint a client opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -85,26 +122,45 @@ enum Endpoint {
     Echo,
 }
 
-/// Serves one accepted TCP connection from start to end.
-pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serves one accepted TCP connection from start to end. `address_place`
+/// is its address's pending place, taken by the accept loop.
+pub fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    address_place: Option<AddressPlace>,
+    ctx: Arc<Context>,
+) {
     let _ = stream.set_nodelay(true);
-    // The accept loop took this place for us (`server::start_connection`).
+    // The accept loop took these places for us (`server::start_connection`).
     let pending = PendingHandshake(&ctx.pending_handshakes);
     let mut head = Vec::new();
     let head_read = read_head(&stream, &mut head, ctx.config.handshake_timeout);
-    drop(pending);
+    drop((pending, address_place));
     let head_len = match head_read {
         Ok(len) => len,
         Err(rejection) => {
             if let Some(rejection) = rejection {
-                reject(&stream, peer, rejection, &ctx.metrics);
+                reject(&stream, Remote::direct(peer), rejection, &ctx.metrics);
             }
             return;
         }
     };
     let request = match Request::parse(&head[..head_len]) {
         Ok(request) => request,
-        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+        Err(rejection) => {
+            return reject(&stream, Remote::direct(peer), rejection, &ctx.metrics);
+        }
+    };
+    // From here on, limits and log lines are about the client, which a
+    // trusted proxy names in X-Forwarded-For (read from the right).
+    let forwarded_for = request
+        .headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(FORWARDED_FOR))
+        .map(|h| h.value);
+    let peer = Remote {
+        peer,
+        client: forwarded::client_address(peer.ip(), forwarded_for, &ctx.config.trusted_proxies),
     };
     // Every request, page and upgrade alike, must name this server (DNS
     // rebinding, see access.rs). An empty Host is left to the handshake's
@@ -140,9 +196,9 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         Ok(endpoint) => endpoint,
         Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
     };
-    let since = match since_param(request.target) {
-        Ok(since) => since,
-        Err(rejection) => return reject(&stream, peer, rejection, &ctx.metrics),
+    let resume = match crate::room::resume_param(request.target) {
+        Ok(resume) => resume,
+        Err(reason) => return reject(&stream, peer, Rejection::new(400, reason), &ctx.metrics),
     };
     let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
     if cluster_down && matches!(endpoint, Endpoint::Chat(_)) {
@@ -157,17 +213,27 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let buffered = head[head_len..].to_vec();
     drop(head);
 
-    // Hold a place under --max-clients before starting anything.
+    // Hold a place under --max-clients-per-ip, then under --max-clients,
+    // before starting anything.
+    let address_place = match ctx.address_limits.take(Hold::Client, peer.client) {
+        Ok(place) => place,
+        Err(_) => {
+            ctx.metrics.refused(Refusal::ClientsPerAddress);
+            let rejection = Rejection::new(429, CLIENTS_PER_ADDRESS);
+            return reject(&stream, peer, rejection, &ctx.metrics);
+        }
+    };
     let current = ctx.metrics.connections_current.fetch_add(1, Relaxed) as usize;
     let full = if current >= ctx.config.max_clients {
-        Some("server full (--max-clients reached)")
+        Some((Refusal::MaxClients, "server full (--max-clients reached)"))
     } else if current >= ctx.threads.websocket_limit() {
-        Some("server at its thread limit")
+        Some((Refusal::ThreadLimit, "server at its thread limit"))
     } else {
         None
     };
-    if let Some(reason) = full {
+    if let Some((limit, reason)) = full {
         ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+        ctx.metrics.refused(limit);
         return reject(&stream, peer, Rejection::new(503, reason), &ctx.metrics);
     }
     let protocol = (endpoint == Endpoint::Chat(Mode::V1)).then_some(SUBPROTOCOL);
@@ -191,6 +257,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         ctx: &ctx,
         registered: true,
         compressing,
+        address_place,
     };
     // From here on only the client's delivery thread writes to the socket,
     // the 101 first. A chat client is added to the room and to delivery in
@@ -205,25 +272,36 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let delivery_end = Delivery::endpoint(id, variant, stream.clone(), response);
     let outlet = match endpoint {
         Endpoint::Chat(mode) => {
-            let (joined, outlet) = crossbeam_channel::bounded(1);
+            let (joined, outlet) = broadcaster::join_channel();
             let join = Event::Join {
                 id,
-                peer,
+                peer: peer.peer,
                 mode,
                 endpoint: Box::new(delivery_end),
                 joined,
-                since,
+                resume,
             };
-            match ctx.events.send(join).ok().and_then(|_| outlet.recv().ok()) {
-                Some(outlet) => outlet,
-                None if ctx.cluster_up.is_some() => {
+            let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
+                Ok(()) => outlet.wait(JOIN_TIMEOUT),
+                Err(SendTimeoutError::Timeout(_)) => Err(JoinFailed::TimedOut),
+                Err(SendTimeoutError::Disconnected(_)) => Err(JoinFailed::Refused),
+            };
+            match waited.map_err(|failed| (failed, ctx.cluster_up.is_some())) {
+                Ok(outlet) => outlet,
+                Err((JoinFailed::TimedOut, _)) => {
+                    log::warn!("({id}) {peer} was not taken into the room within {JOIN_TIMEOUT:?}");
+                    registration.leave();
+                    let rejection = Rejection::new(503, JOIN_TIMED_OUT);
+                    return reject(&stream, peer, rejection, &ctx.metrics);
+                }
+                Err((JoinFailed::Refused, true)) => {
                     // Its join could not reach Redis; nothing was written
                     // to the socket yet.
                     registration.leave();
                     let rejection = Rejection::new(503, CLUSTER_UNAVAILABLE);
                     return reject(&stream, peer, rejection, &ctx.metrics);
                 }
-                None => {
+                Err((JoinFailed::Refused, false)) => {
                     log::error!("Error: ({id}) {peer} could not join: the room has stopped");
                     return;
                 }
@@ -242,6 +320,7 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     );
     let mut client = Client {
         id,
+        remote: peer,
         endpoint,
         deflate,
         outlet,
@@ -255,9 +334,11 @@ pub fn handle(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     // Wait (briefly) for the client's side of the close, and read off what
     // it still sends, so that TCP ends with a FIN rather than a reset.
     drain(&stream, CLOSE_TIMEOUT);
-    // Delivery forgets the client (whatever it could not write is lost).
+    // Delivery forgets the client. The socket is its to end: a Close still
+    // queued (the answer to a client that sent Close and then shut its
+    // half, §5.5.1) and what was queued before it are written first,
+    // within CLOSE_WRITE_DEADLINE, and then TCP is closed.
     drop(client);
-    let _ = stream.shutdown(Shutdown::Both);
     // The reason may carry a client's close reason.
     log::info!("Connection closed: ({id}) {code} {}", Untrusted(&reason));
 }
@@ -270,6 +351,8 @@ struct Registration<'a> {
     /// Where it is counted in `Metrics::deflate_clients`, if it is a chat
     /// client that negotiated permessage-deflate.
     compressing: Option<usize>,
+    /// Its place under `--max-clients-per-ip`, if that counts its address.
+    address_place: Option<AddressPlace>,
 }
 
 impl Registration<'_> {
@@ -279,6 +362,7 @@ impl Registration<'_> {
                 let _ = self.ctx.events.send(Event::Leave { id: self.id });
             }
             self.ctx.metrics.connections_current.fetch_sub(1, Relaxed);
+            self.address_place = None;
             if let Some(mode) = self.compressing {
                 self.ctx.metrics.deflate_clients[mode].fetch_sub(1, Relaxed);
             }
@@ -344,31 +428,6 @@ fn accept(request: &Request<'_>, ctx: &Context) -> Result<Endpoint, Rejection> {
     }
 }
 
-/// The `since` query parameter of a chat upgrade (`/?since=42`): the last
-/// message id a resuming client saw. Absent is `None`; anything but a
-/// whole number is a 400.
-fn since_param(target: &str) -> Result<Option<u64>, Rejection> {
-    let Some((_, query)) = target.split_once('?') else {
-        return Ok(None);
-    };
-    let query = query.split('#').next().unwrap_or_default();
-    let Some(value) = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("since="))
-    else {
-        return Ok(None);
-    };
-    let digits =
-        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
-    match value.parse::<u64>() {
-        Ok(since) if digits => Ok(Some(since)),
-        _ => Err(Rejection::new(
-            400,
-            "since must be a message id (a whole number)",
-        )),
-    }
-}
-
 /// Reads until the blank line that ends the head. `Err(None)` means the
 /// client went away, `Err(Some(..))` deserves an answer.
 fn read_head(
@@ -425,7 +484,7 @@ fn read_head(
     }
 }
 
-fn reject(stream: &TcpStream, peer: SocketAddr, rejection: Rejection, metrics: &Metrics) {
+fn reject(stream: &TcpStream, peer: Remote, rejection: Rejection, metrics: &Metrics) {
     log::warn!("Rejected handshake from {peer}: {rejection}");
     metrics.rejection(rejection.status);
     finish_http(stream, &rejection.response());
@@ -459,6 +518,8 @@ fn drain(mut stream: &TcpStream, limit: Duration) {
 
 struct Client {
     id: ClientId,
+    /// For the log.
+    remote: Remote,
     endpoint: Endpoint,
     /// The permessage-deflate agreement, if the handshake made one.
     deflate: Option<Agreement>,
@@ -495,6 +556,14 @@ impl Client {
         }
         let mut silent_intervals = 0;
         loop {
+            // Backpressure: while this client's private backlog is over
+            // its cap, read nothing more from it.
+            self.outlet.wait_for_room();
+            if self.outlet.is_closed() {
+                // Delivery ended this client (dropped as a slow consumer,
+                // or its socket failed) and has logged why.
+                break (1008, "ended by delivery".into());
+            }
             let message = match reader.read_message() {
                 Ok(message) => message,
                 Err(ReadError::Io(e))
@@ -523,6 +592,10 @@ impl Client {
                         self.id
                     );
                     break self.close(code, &e.to_string());
+                }
+                Err(_) if self.outlet.is_closed() => {
+                    // Delivery ended this client and shut its reading half.
+                    break (1008, "ended by delivery".into());
                 }
                 Err(ReadError::Eof) => {
                     break (1006, "connection closed without a close frame".into());
@@ -559,7 +632,11 @@ impl Client {
                     }
                 }
                 // §5.5.2: a Pong with the same payload, as soon as practical.
-                Message::Ping(payload) => self.send(encode_frame(OpCode::Pong, &payload, None)),
+                // Pongs waiting to be written are replaced by this one
+                // (§5.5.3), so pings cost one pong however many come.
+                Message::Ping(payload) => {
+                    self.outlet.pong(encode_frame(OpCode::Pong, &payload, None))
+                }
                 // §5.5.3: an unsolicited Pong needs no answer.
                 Message::Pong(_) => {}
                 Message::Close(frame) => {
@@ -587,8 +664,9 @@ impl Client {
         self.ctx.metrics.bytes_in.fetch_add(len as u64, Relaxed);
         if matches!(self.endpoint, Endpoint::Chat(_)) && !self.tokens.allow() {
             log::warn!(
-                "Dropping ({}) for flooding: over {} messages/s, closing with 1008",
+                "Dropping ({}) {} for flooding: over {} messages/s, closing with 1008",
                 self.id,
+                self.remote,
                 self.tokens.rate
             );
             self.ctx.metrics.client_dropped(DropReason::RateLimit);
@@ -620,28 +698,5 @@ impl Client {
     fn close(&self, code: CloseCode, reason: &str) -> (u16, String) {
         self.outlet.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::since_param;
-
-    #[test]
-    fn since_is_a_whole_number_in_the_query() {
-        assert_eq!(since_param("/").unwrap(), None);
-        assert_eq!(since_param("/?x=1").unwrap(), None);
-        assert_eq!(since_param("/?since=42").unwrap(), Some(42));
-        assert_eq!(since_param("/?a=b&since=0#top").unwrap(), Some(0));
-        for bad in [
-            "/?since=",
-            "/?since=-1",
-            "/?since=+1",
-            "/?since=1x",
-            "/?since=99999999999999999999",
-        ] {
-            let rejection = since_param(bad).unwrap_err();
-            assert_eq!(rejection.status, 400, "{bad}");
-        }
     }
 }

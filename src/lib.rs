@@ -21,9 +21,11 @@
 // tests use them as a library: the RFC 6455 code, the chat rules, delivery,
 // the Redis layer, and the small pure pieces the chapters show.
 pub mod access;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod forwarded;
 pub mod http;
 pub mod json;
 pub mod log_text;
@@ -34,6 +36,7 @@ pub mod threads;
 
 // The server's own plumbing: threads, sockets and files, used through
 // `Server` alone.
+mod address_limits;
 mod broadcaster;
 mod connection;
 mod history_file;

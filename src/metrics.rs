@@ -13,8 +13,32 @@ pub enum DropReason {
     PingTimeout,
 }
 
+/// Which limit turned a connection away (before or during its handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-pending-per-ip`: 429 from the accept loop.
+    PendingPerAddress = 0,
+    /// `--max-clients-per-ip`: 429.
+    ClientsPerAddress,
+    /// `MAX_PENDING_HANDSHAKES`: 503 from the accept loop.
+    PendingHandshakes,
+    /// `--max-clients`: 503.
+    MaxClients,
+    /// The thread budget (`threads.rs`), or a thread that could not start: 503.
+    ThreadLimit,
+}
+
+/// The `limit` label of each [`Refusal`], in its order.
+pub const REFUSAL_LIMITS: [&str; 5] = [
+    "pending_per_address",
+    "clients_per_address",
+    "pending_handshakes",
+    "max_clients",
+    "thread_limit",
+];
+
 /// The HTTP statuses a handshake can be refused with.
-pub const REJECTION_STATUSES: [u16; 10] = [400, 403, 404, 405, 408, 426, 431, 500, 503, 505];
+pub const REJECTION_STATUSES: [u16; 11] = [400, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
 /// The close codes the server sends for protocol errors.
 pub const PROTOCOL_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
 
@@ -32,6 +56,7 @@ pub struct Metrics {
     pub drops_ping_timeout: AtomicU64,
     pub protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len()],
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
+    pub refusals: [AtomicU64; REFUSAL_LIMITS.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
     /// The broadcaster thread ended other than by a shutdown: the chat has
@@ -48,11 +73,14 @@ pub struct Metrics {
     /// Cluster mode: connections to Redis made again after losing one.
     pub redis_reconnects: AtomicU64,
     /// Welcomes sent with `"gap":true`: a client resumed from a message
-    /// older than the history.
+    /// older than the history, or from another epoch (or none).
     pub resume_gaps: AtomicU64,
     /// Cluster mode: stream entries missed (trimmed before this node read
     /// them), told by a jump in the sequence numbers.
     pub cluster_gaps: AtomicU64,
+    /// Cluster mode: connected clients closed with 1012 `rejoin` because
+    /// the order said they had left (this node was cut off meanwhile).
+    pub cluster_rejoins: AtomicU64,
     /// Chat clients connected now that negotiated permessage-deflate, by
     /// protocol (indexed by the plain broadcast variant: 0 raw, 1
     /// wschat.v1): while a protocol has none, its broadcasts are not
@@ -87,6 +115,12 @@ impl Metrics {
         if let Some(i) = REJECTION_STATUSES.iter().position(|&s| s == status) {
             self.rejections[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a connection turned away by `limit` (its status is counted
+    /// by [`Metrics::rejection`]).
+    pub fn refused(&self, limit: Refusal) {
+        self.refusals[limit as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts one compression of `plain` bytes into `compressed` bytes.
@@ -196,6 +230,17 @@ impl Metrics {
             "Requests refused, by HTTP status.",
             &by_status,
         );
+        let by_limit: Vec<_> = REFUSAL_LIMITS
+            .iter()
+            .zip(&self.refusals)
+            .map(|(limit, v)| (format!("{{limit=\"{limit}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            "limit_refusals_total",
+            "counter",
+            "Connections turned away by a limit (429 per address, 503 server-wide), by limit.",
+            &by_limit,
+        );
         family(
             "max_queue_depth",
             "gauge",
@@ -211,7 +256,7 @@ impl Metrics {
         family(
             "resume_gaps_total",
             "counter",
-            "Clients that resumed from a message older than the history (welcome with gap).",
+            "Clients whose resume got a gap: messages no longer kept, or another epoch.",
             &one(&self.resume_gaps),
         );
         family(
@@ -231,6 +276,12 @@ impl Metrics {
             "counter",
             "Cluster mode: stream entries this node never saw (trimmed first).",
             &one(&self.cluster_gaps),
+        );
+        family(
+            "cluster_rejoins_total",
+            "counter",
+            "Cluster mode: clients told to reconnect (1012 rejoin) after being announced gone.",
+            &one(&self.cluster_rejoins),
         );
         family(
             "redis_round_trips_total",

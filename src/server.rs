@@ -3,16 +3,18 @@
 //! handshake, with its deadline, happens on the new thread, so a slow or
 //! silent client can never hold up the next one.
 
+use crate::address_limits::{AddressLimits, Hold};
 use crate::broadcaster::{Broadcaster, Event};
 use crate::cluster::{self, NodeId, replica::NODE_ID_BLOCK, stream::DEFAULT_STREAM_MAXLEN};
 use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::delivery::{self, Delivery};
-use crate::history_file::{self, HistoryLog};
+use crate::forwarded;
+use crate::history_file::HistoryLog;
 use crate::http::StaticFiles;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
-use crate::room::History;
+use crate::room::{Epoch, History};
 use crate::threads::ThreadBudget;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,17 +37,20 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(config.addr)?;
         let metrics = Arc::new(Metrics::default());
-        let (history, next_seq, log) = match &config.history_file {
+        let (history, next_seq, epoch, log) = match &config.history_file {
             Some(path) => {
-                let (history, next_seq) = history_file::load(path, config.history)?;
+                let (loaded, epoch, log) = HistoryLog::open(path, config.history)?;
                 log::info!(
-                    "Loaded {} messages of history from {}",
-                    history.len(),
-                    path.display()
+                    "Loaded {} messages of history from {} (epoch {epoch}, next id {})",
+                    loaded.history.len(),
+                    path.display(),
+                    loaded.next_seq
                 );
-                (history, next_seq, Some(HistoryLog::open(path)?))
+                (loaded.history, loaded.next_seq, epoch, Some(log))
             }
-            None => (History::new(config.history), 1, None),
+            // Nothing kept from an earlier run: ids start again at 1, in a
+            // history of their own.
+            None => (History::new(config.history), 1, Epoch::fresh(), None),
         };
         let delivery = Delivery::start(delivery::Settings {
             threads: delivery_threads(),
@@ -59,8 +64,14 @@ impl Server {
         let (events, broadcaster, cluster_up) = match &config.redis {
             None => {
                 #[allow(unused_mut)]
-                let mut room =
-                    Broadcaster::new(history, next_seq, log, delivery.clone(), metrics.clone());
+                let mut room = Broadcaster::new(
+                    history,
+                    next_seq,
+                    epoch,
+                    log,
+                    delivery.clone(),
+                    metrics.clone(),
+                );
                 #[cfg(feature = "test-hooks")]
                 {
                     room.panic_trigger = config.broadcaster_panic_trigger.clone();
@@ -117,7 +128,10 @@ impl Server {
                 threads.websocket_limit()
             );
         }
+        let address_limits =
+            AddressLimits::new(config.max_clients_per_ip, config.max_pending_per_ip);
         let ctx = Arc::new(Context {
+            address_limits,
             config,
             metrics,
             events,
@@ -235,15 +249,39 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Context>, stopping: &AtomicBool
     }
 }
 
+/// The answer to an address with `--max-pending-per-ip` heads pending.
+pub const PENDING_PER_ADDRESS: &str = "too many pending handshakes from this address";
+
 fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let metrics = ctx.metrics.clone();
+    // Its own share of the pending places first, so that one address
+    // cannot fill them all. Not for a trusted proxy: all of its clients
+    // share its address (their own is in a header not read yet).
+    let address_place = if forwarded::is_trusted(peer.ip(), &ctx.config.trusted_proxies) {
+        None
+    } else {
+        match ctx.address_limits.take(Hold::Pending, peer.ip()) {
+            Ok(place) => place,
+            Err(max) => {
+                log::warn!(
+                    "Rejected {peer}: {max} handshakes from its address already pending \
+                     (--max-pending-per-ip), answering 429"
+                );
+                metrics.rejection(429);
+                metrics.refused(Refusal::PendingPerAddress);
+                answer_now(&stream, Rejection::new(429, PENDING_PER_ADDRESS));
+                return;
+            }
+        }
+    };
     let Some(place) = ctx.threads.try_take() else {
         log::warn!(
             "Rejected {peer}: all {} thread places taken, answering 503",
             ctx.threads.limit()
         );
         metrics.rejection(503);
+        metrics.refused(Refusal::ThreadLimit);
         answer_now(&stream, Rejection::new(503, "server at its thread limit"));
         return;
     };
@@ -253,6 +291,7 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
             "Rejected {peer}: {MAX_PENDING_HANDSHAKES} handshakes already pending, answering 503"
         );
         metrics.rejection(503);
+        metrics.refused(Refusal::PendingHandshakes);
         answer_now(&stream, Rejection::new(503, "too many pending handshakes"));
         return;
     }
@@ -267,7 +306,7 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
             let _place = place; // given back when this thread ends
             let metrics = thread_ctx.metrics.clone();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                connection::handle(stream, peer, thread_ctx)
+                connection::handle(stream, peer, address_place, thread_ctx)
             }));
             if outcome.is_err() {
                 // The panic message was printed by the panic hook; the
@@ -280,6 +319,7 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
         ctx.pending_handshakes.fetch_sub(1, Relaxed);
         log::error!("Error: cannot start a thread for {peer}: {e}; answering 503");
         metrics.rejection(503);
+        metrics.refused(Refusal::ThreadLimit);
         if let Some(spare) = spare {
             answer_now(&spare, Rejection::new(503, "server out of threads"));
         }

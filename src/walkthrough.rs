@@ -8,6 +8,9 @@
 #[doc = include_str!("../docs/README.md")]
 pub struct Readme;
 
+#[doc = include_str!("../docs/00-intro.md")]
+pub struct Intro;
+
 #[doc = include_str!("../docs/00-map.md")]
 pub struct Map;
 

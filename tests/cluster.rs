@@ -403,6 +403,53 @@ fn append_numbers_events_and_reads_give_them_back_in_order() {
     );
 }
 
+/// An append sent again with the same idempotency key (its reply was
+/// lost) is stored once: the retry answers `Duplicate`, and the stream and
+/// its numbers are as if it had been sent once. Another writer's counters
+/// are its own.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_retried_with_its_key_is_stored_once() {
+    use wschat::cluster::stream::{AppendKey, Appended};
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let batch = |writer, counters: &[u64]| -> Vec<_> {
+        counters
+            .iter()
+            .map(|&counter| {
+                let text = format!("{writer} {counter}").into_bytes();
+                (AppendKey { writer, counter }, vec![("text", text)])
+            })
+            .collect()
+    };
+    let first = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3]))
+        .unwrap();
+    assert!(first.iter().all(|r| matches!(r, Ok(Appended::New(..)))));
+    // The same three again, and a new one behind them: only it is stored.
+    let again = store
+        .append_keyed("lobby", &batch("n1#1", &[1, 2, 3, 4]))
+        .unwrap();
+    let kinds: Vec<bool> = again
+        .iter()
+        .map(|r| matches!(r, Ok(Appended::Duplicate)))
+        .collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    let Ok(Appended::New(_, seq)) = again[3] else {
+        panic!("{again:?}")
+    };
+    assert_eq!(seq, 4, "numbers as if each was sent once");
+    // Another writer's counter 1 is not a duplicate.
+    let other = store.append_keyed("lobby", &batch("n2#2", &[1])).unwrap();
+    assert!(matches!(other[0], Ok(Appended::New(_, 5))));
+    assert_eq!(store.stream_len("lobby").unwrap(), 5);
+    // Appends without a key are never taken for duplicates.
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    store.append("lobby", &[("text", b"plain")]).unwrap();
+    assert_eq!(store.stream_len("lobby").unwrap(), 7);
+}
+
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn concurrent_appends_get_gapless_numbers_in_stream_order() {
@@ -543,22 +590,34 @@ fn a_node_without_heartbeats_expires() {
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     const CLAIMERS: usize = 8;
+    let beat = Duration::from_millis(300);
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
     let mut store = store(&server, 1000);
     let dead = node("dead");
+    let claim = Duration::from_millis(500);
 
     // Alive: nobody may clean up after it.
     store.heartbeat(&dead, Duration::from_secs(60)).unwrap();
+    store.heartbeat(&node("c0"), beat).unwrap();
     assert!(
         !store
-            .claim_cleanup(&dead, &node("c0"), Duration::from_secs(60))
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
             .unwrap()
     );
     store
         .client()
         .command(&["DEL", "wschat:node:dead"])
         .unwrap();
+    // Its key is gone, but a claimer that has not been beating for a
+    // whole ttl since has no evidence yet.
+    assert!(
+        !store
+            .claim_cleanup(&dead, &node("c0"), claim, beat)
+            .unwrap()
+    );
+    // Nor has one that never beat at all.
+    assert!(!store.claim_cleanup(&dead, &node("x"), claim, beat).unwrap());
 
     let url = server.url();
     let start = Arc::new(Barrier::new(CLAIMERS));
@@ -567,11 +626,16 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
             let (url, start, dead) = (url.clone(), start.clone(), dead.clone());
             thread::spawn(move || {
                 let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
-                start.wait();
                 let me = node(&format!("c{i}"));
-                store
-                    .claim_cleanup(&dead, &me, Duration::from_millis(500))
-                    .unwrap()
+                // Beating for more than a ttl since the dead node's last.
+                let began = Instant::now();
+                while began.elapsed() < beat + Duration::from_millis(100) {
+                    store.heartbeat(&me, beat).unwrap();
+                    thread::sleep(Duration::from_millis(50));
+                }
+                store.heartbeat(&me, beat).unwrap();
+                start.wait();
+                store.claim_cleanup(&dead, &me, claim, beat).unwrap()
             })
         })
         .collect();
@@ -585,13 +649,65 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
     // The claim expires, so that another node can take over if the
     // claimer died before finishing.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !store
-        .claim_cleanup(&dead, &node("late"), Duration::from_secs(60))
-        .unwrap()
-    {
+    let late = node("late");
+    loop {
+        store.heartbeat(&late, beat).unwrap();
+        if store.claim_cleanup(&dead, &late, claim, beat).unwrap() {
+            break;
+        }
         assert!(Instant::now() < deadline, "the claim never expired");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Redis away (or the nodes cut off) for longer than the heartbeat's ttl:
+/// every key expires, for the living too. The first node back must not
+/// declare the others dead: it has no evidence until it has itself been
+/// beating for a whole ttl, and by then they are back. One that really
+/// stays silent for a ttl after that is claimed.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_outage_everyone_shared_declares_nobody_dead() {
+    let ttl = Duration::from_millis(400);
+    let claim = Duration::from_secs(10);
+    let dir = TempDir::new();
+    let server = RedisServer::start(&dir, &[]);
+    let mut store = store(&server, 1000);
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    for n in [&a, &b, &c] {
+        store.heartbeat(n, ttl).unwrap();
+    }
+    // Nobody beats for twice the ttl: every key expires.
+    thread::sleep(ttl * 2);
+    assert!(!store.is_alive(&b).unwrap() && !store.is_alive(&c).unwrap());
+    // `a` is back first: its run has just begun, so it claims nobody.
+    let run = store.heartbeat(&a, ttl).unwrap();
+    assert!(
+        run < ttl,
+        "a gap longer than the ttl starts a new run: {run:?}"
+    );
+    assert!(store.dead_nodes().unwrap().contains(&b));
+    assert!(!store.claim_cleanup(&b, &a, claim, ttl).unwrap());
+    assert!(!store.claim_cleanup(&c, &a, claim, ttl).unwrap());
+    // `b` comes back within a ttl; `c` never does.
+    let began = Instant::now();
+    while began.elapsed() < ttl * 2 {
+        store.heartbeat(&a, ttl).unwrap();
+        if began.elapsed() > ttl / 2 {
+            store.heartbeat(&b, ttl).unwrap();
+        }
+        assert!(
+            !store.claim_cleanup(&b, &a, claim, ttl).unwrap(),
+            "b is alive"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    store.heartbeat(&a, ttl).unwrap();
+    assert!(store.heartbeat(&a, ttl).unwrap() >= ttl);
+    assert!(
+        store.claim_cleanup(&c, &a, claim, ttl).unwrap(),
+        "c is gone"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -829,6 +945,25 @@ impl Node {
                 Instant::now() < deadline,
                 "wschat {name} did not start:\n{text}"
             );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A node started by the test itself: waits for it to listen.
+    fn adopt(child: Child, log: PathBuf) -> Node {
+        let mut node = Node {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let text = node.log_text();
+            if let Some(rest) = text.split("Listening on http://").nth(1) {
+                node.addr = rest.split('/').next().unwrap().parse().unwrap();
+                return node;
+            }
+            assert!(Instant::now() < deadline, "wschat did not start:\n{text}");
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1246,7 +1381,8 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
         Node::start(&redis, &dir, "n1"),
         Node::start(&redis, &dir, "n2"),
     ];
-    let (mut sender, _, _) = joined(&nodes[0]);
+    let (mut sender, _, welcome) = joined(&nodes[0]);
+    let epoch = epoch_of(&welcome);
     let (mut receiver, _, _) = joined(&nodes[1]);
     next_event(&mut sender, "join");
     const COUNT: usize = 150;
@@ -1286,9 +1422,10 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
             _ => {}
         }
     }
-    assert!(refused > 0, "the restart was noticed");
+    // Lines sent while Redis was down are refused; a line in flight when
+    // it went is retried (with its key) and goes through once.
     assert!(
-        delivered.len() > refused && delivered_after_refusal > 0,
+        delivered.len() > refused && (refused == 0 || delivered_after_refusal > 0),
         "lines got through before and after the restart: {} delivered, {refused} refused",
         delivered.len()
     );
@@ -1303,6 +1440,13 @@ fn redis_restarting_mid_stream_loses_and_duplicates_nothing() {
     sender.text("after the restart");
     let (_, text) = message(&next_event(&mut receiver, "message"));
     assert_eq!(text, "after the restart");
+    // With AOF nothing was lost: the same epoch, and resuming is exact.
+    let last = delivered.last().unwrap().0;
+    let path = format!("/?since={last}&epoch={epoch}");
+    let mut late = WsClient::connect(nodes[1].addr, &path, V1);
+    let welcome = next_event(&mut late, "welcome");
+    assert_eq!(epoch_of(&welcome), epoch);
+    assert!(welcome.get("gap").is_none(), "{welcome:?}");
 }
 
 #[test]
@@ -1350,6 +1494,242 @@ fn while_redis_is_away_messages_get_unavailable_and_upgrades_503() {
     assert_eq!(message(&next_event(&mut bo, "message")).1, "back");
 }
 
+/// A TCP forwarder in front of Redis that can stop passing Redis's
+/// replies on chosen connections (numbered in the order they were
+/// opened, from 0): a connection that goes silent without closing.
+struct Freezer {
+    addr: SocketAddr,
+    /// Which connections get no replies: `frozen(n)`.
+    frozen: FreezeRule,
+    /// A request holding these bytes has its connection cut as its
+    /// reply comes back (Redis ran it; the client never hears).
+    cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+type FreezeRule = Arc<std::sync::Mutex<Box<dyn Fn(usize) -> bool + Send>>>;
+
+impl Freezer {
+    fn start(redis: &RedisServer) -> Freezer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen: FreezeRule = Arc::new(std::sync::Mutex::new(Box::new(|_| false)));
+        let cut_reply_to: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let (port, rules, cut) = (redis.port, frozen.clone(), cut_reply_to.clone());
+        thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let marked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (cut, mark) = (cut.clone(), marked.clone());
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let len = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(len) => len,
+                        };
+                        let mut cut = cut.lock().unwrap();
+                        if let Some(marker) = cut.as_ref()
+                            && buf[..len].windows(marker.len()).any(|w| w == &marker[..])
+                        {
+                            mark.store(true, Ordering::SeqCst);
+                            *cut = None;
+                        }
+                        drop(cut);
+                        if s_out.write_all(&buf[..len]).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out, rules) = (server, client, rules.clone());
+                thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        while (rules.lock().unwrap())(n) {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if marked.load(Ordering::SeqCst) => {
+                                let _ = c_out.shutdown(std::net::Shutdown::Both);
+                                let _ = s_in.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            Ok(len) => {
+                                while (rules.lock().unwrap())(n) {
+                                    thread::sleep(Duration::from_millis(20));
+                                }
+                                if c_out.write_all(&buf[..len]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Freezer {
+            addr,
+            frozen,
+            cut_reply_to,
+        }
+    }
+
+    fn freeze(&self, rule: impl Fn(usize) -> bool + Send + 'static) {
+        *self.frozen.lock().unwrap() = Box::new(rule);
+    }
+
+    /// Cuts the connection that sends `marker`, as Redis's reply comes.
+    fn cut_reply_to(&self, marker: &str) {
+        *self.cut_reply_to.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// A `wschat --redis` node that reaches Redis through this forwarder.
+    fn node(&self, dir: &TempDir, name: &str) -> Node {
+        let url = format!("redis://{}", self.addr);
+        let log = dir.0.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                &url,
+                "--node-name",
+                name,
+            ])
+            .args(["--rate-limit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Node::adopt(child, log)
+    }
+}
+
+/// Redis runs an append, and the connection breaks before its reply
+/// arrives: the node cannot know the message was stored. It must not
+/// tell the sender `unavailable` for a message everyone then sees, nor
+/// store it twice: it sends the append again with the same idempotency
+/// key, and Redis answers that it has it already.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn an_append_whose_reply_was_lost_is_delivered_once_and_not_refused() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let n1 = freezer.node(&dir, "n1");
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, _) = joined(&n1);
+    let (mut bo, _, _) = joined(&n2);
+    next_event(&mut ann, "join");
+    freezer.cut_reply_to("its reply was lost");
+    ann.text("its reply was lost");
+    ann.text("the next line");
+    let seen = |client: &mut WsClient| {
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for event in events_for(client, Duration::from_secs(8)) {
+            match event.get("type").unwrap().as_str() {
+                Some("message") => texts.push(message(&event).1),
+                Some("error") => {
+                    errors.push(event.get("code").unwrap().as_str().unwrap().to_string())
+                }
+                _ => {}
+            }
+        }
+        (texts, errors)
+    };
+    let (ann_texts, ann_errors) = seen(&mut ann);
+    let (bo_texts, _) = seen(&mut bo);
+    let log = std::fs::read_to_string(&n1.log).unwrap();
+    assert!(
+        log.contains("connection dropped"),
+        "the reply was cut:\n{log}"
+    );
+    assert!(ann_errors.is_empty(), "the sender was told {ann_errors:?}");
+    for texts in [&ann_texts, &bo_texts] {
+        assert_eq!(
+            texts,
+            &["its reply was lost", "the next line"],
+            "each line once, in order"
+        );
+    }
+    assert!(
+        log.contains("stored already"),
+        "the retry was a duplicate:\n{log}"
+    );
+}
+
+/// A node whose reader cannot read the stream (its connection, and every
+/// one it opens again, goes silent) still appends joins: a new chat
+/// connection must not wait for its join to come back forever, but get a
+/// 503 with a reason within the join timeout.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_join_that_never_comes_back_is_answered_503() {
+    // broadcaster::JOIN_TIMEOUT and JOIN_TIMED_OUT (a private module).
+    const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+    const JOIN_TIMED_OUT: &str = "the chat did not take the connection in time";
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let freezer = Freezer::start(&redis);
+    let url = format!("redis://{}", freezer.addr);
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--node-name",
+            "n1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.0.join("n1.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node::adopt(child, dir.0.join("n1.log"));
+    let (_ann, _, _) = joined(&node);
+    // Connections: 0 the writer, 1 the reader, 2 the keeper, then the
+    // reader's new ones. The writer and keeper go on working.
+    freezer.freeze(|n| n == 1 || n >= 3);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let request =
+        common::handshake_request(node.addr, "/", "Sec-WebSocket-Protocol: wschat.v1\r\n");
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.set_read_timeout(Some(JOIN_TIMEOUT * 3)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        started.elapsed() < JOIN_TIMEOUT * 2,
+        "answered after {:?}: {response:?}",
+        started.elapsed()
+    );
+    assert_eq!(common::status_of(&response), 503, "{response}");
+    assert!(
+        response.contains(JOIN_TIMED_OUT) || response.contains("cluster unavailable"),
+        "{response}"
+    );
+    // Once the reader can read again, the node takes new clients.
+    freezer.freeze(|_| false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut bo = loop {
+        match WsClient::try_connect(node.addr, "/", V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    next_event(&mut bo, "welcome");
+}
+
 #[test]
 #[ignore = "needs redis-server: run tests/cluster/run.sh"]
 fn a_client_resumes_on_another_node_with_since() {
@@ -1357,26 +1737,27 @@ fn a_client_resumes_on_another_node_with_since() {
     let redis = RedisServer::start(&dir, &[]);
     let n1 = Node::start_with(&redis, &dir, "n1", &["--history", "4"]);
     let n2 = Node::start_with(&redis, &dir, "n2", &["--history", "4"]);
-    let (mut ann, _, _) = joined(&n1);
+    let (mut ann, _, welcome) = joined(&n1);
+    let epoch = epoch_of(&welcome);
     let mut ids = Vec::new();
     for i in 0..6 {
         ann.text(&format!("line {i}"));
         ids.push(message(&next_event(&mut ann, "message")).0);
     }
     // Saw up to line 3: gets lines 4 and 5, from the other node.
-    let mut bo = WsClient::connect(n2.addr, &format!("/?since={}", ids[3]), V1);
+    let mut bo = WsClient::connect(n2.addr, &format!("/?since={}&epoch={epoch}", ids[3]), V1);
     let welcome = next_event(&mut bo, "welcome");
     assert_eq!(history_ids(&welcome), ids[4..].to_vec());
     assert!(welcome.get("gap").is_none());
     // Saw only line 0: lines 1 is gone from the history of 4.
-    let mut cy = WsClient::connect(n2.addr, &format!("/?since={}", ids[0]), V1);
+    let mut cy = WsClient::connect(n2.addr, &format!("/?since={}&epoch={epoch}", ids[0]), V1);
     let welcome = next_event(&mut cy, "welcome");
     assert_eq!(history_ids(&welcome), ids[2..].to_vec());
     assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
     // A node started later loads the same history from Redis.
     thread::sleep(Duration::from_millis(2500)); // a snapshot is stored
     let n3 = Node::start_with(&redis, &dir, "n3", &["--history", "4"]);
-    let mut di = WsClient::connect(n3.addr, &format!("/?since={}", ids[4]), V1);
+    let mut di = WsClient::connect(n3.addr, &format!("/?since={}&epoch={epoch}", ids[4]), V1);
     let welcome = next_event(&mut di, "welcome");
     assert_eq!(history_ids(&welcome), ids[5..].to_vec());
     let metrics = common::http_exchange(
@@ -1386,22 +1767,163 @@ fn a_client_resumes_on_another_node_with_since() {
     assert!(metrics.contains("wschat_resume_gaps_total 1"), "{metrics}");
 }
 
+/// Connects a v1 client to `node` at `path` once the node takes clients
+/// again (503 while Redis is away); returns it with its welcome.
+fn join_when_back(node: &Node, path: &str) -> (WsClient, Json) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut client = loop {
+        match WsClient::try_connect(node.addr, path, V1) {
+            Ok(client) => break client,
+            Err(e) => assert!(Instant::now() < deadline, "never back: {e}"),
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let welcome = next_event(&mut client, "welcome");
+    (client, welcome)
+}
+
+/// Sends `text` until it is not refused as `unavailable` (a node's writer
+/// learns that Redis restarted from its first failed append); returns the
+/// id of the message.
+fn say_when_back(client: &mut WsClient, text: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        client.text(text);
+        let event = loop {
+            let event = json::parse(&client.recv_text()).unwrap();
+            match event.get("type").and_then(Json::as_str) {
+                Some("error") => break event,
+                Some("message") if message(&event).1 == text => return message(&event).0,
+                _ => {}
+            }
+        };
+        assert_eq!(
+            event.get("code").and_then(Json::as_str),
+            Some("unavailable")
+        );
+        assert!(Instant::now() < deadline, "{text:?} never got through");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Redis restarted without AOF comes back empty: sequence numbers start
+/// again at 1, so an id alone would resume into another history. The
+/// epoch key went with the data: the nodes start a new epoch, and a client
+/// resuming from the old one is told `gap`, on every node, a new one too.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_redis_restart_without_aof_is_a_new_epoch_and_resumes_get_a_gap() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &[]); // no AOF, no RDB
+    let n1 = Node::start(&redis, &dir, "n1");
+    let n2 = Node::start(&redis, &dir, "n2");
+    let (mut ann, _, welcome) = joined(&n1);
+    let old_epoch = epoch_of(&welcome);
+    let mut old_ids = Vec::new();
+    for i in 0..3 {
+        ann.text(&format!("before {i}"));
+        old_ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    // Both nodes agree on the epoch before the restart.
+    let (_bo, _, welcome) = joined(&n2);
+    assert_eq!(epoch_of(&welcome), old_epoch);
+    thread::sleep(Duration::from_millis(2500)); // a snapshot is stored
+
+    redis.kill();
+    thread::sleep(Duration::from_millis(300));
+    redis.spawn().expect("restart redis-server");
+
+    // Resuming from the old epoch, on either node: the whole (new, empty
+    // or short) history and gap, never a continuation of the new ids.
+    let last_old = *old_ids.last().unwrap();
+    let resume_old = format!("/?since={}&epoch={old_epoch}", old_ids[0]);
+    let (mut cy, welcome) = join_when_back(&n2, &resume_old);
+    let new_epoch = epoch_of(&welcome);
+    assert_ne!(new_epoch, old_epoch, "{welcome:?}");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)), "{welcome:?}");
+    for id in history_ids(&welcome) {
+        assert!(!old_ids.contains(&id) || id <= last_old, "{welcome:?}");
+    }
+    let texts = |welcome: &Json| {
+        let Json::Array(history) = welcome.get("history").unwrap() else {
+            panic!("no history")
+        };
+        history.iter().map(|m| message(m).1).collect::<Vec<_>>()
+    };
+    assert!(
+        texts(&welcome).iter().all(|t| !t.starts_with("before")),
+        "the old history is gone: {welcome:?}"
+    );
+    // The chat goes on in the new epoch, with ids from 1 again. (Said by
+    // a client that joined after the restart: the stream lost the joins
+    // of those before it, which a node started later does not know.)
+    say_when_back(&mut ann, "ann is still here");
+    let mut new_ids = Vec::new();
+    for i in 0..3 {
+        new_ids.push(say_when_back(&mut cy, &format!("after {i}")));
+    }
+    assert!(new_ids[0] <= last_old, "numbers started again: {new_ids:?}");
+    let (_di, welcome) = join_when_back(&n1, &resume_old);
+    assert_eq!(epoch_of(&welcome), new_epoch, "one epoch on every node");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    // A position in the new epoch resumes exactly, on a node started now.
+    let n3 = Node::start(&redis, &dir, "n3");
+    let resume_new = format!("/?since={}&epoch={new_epoch}", new_ids[0]);
+    let (_ed, welcome) = join_when_back(&n3, &resume_new);
+    assert_eq!(epoch_of(&welcome), new_epoch);
+    assert_eq!(history_ids(&welcome), new_ids[1..].to_vec());
+    assert!(welcome.get("gap").is_none(), "{welcome:?}");
+}
+
+/// Data lost with no connection dropped (here `FLUSHALL`): the reader
+/// sees the sequence numbers go back, finds the epoch key gone, and a new
+/// epoch starts before the first entry of the new stream.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn data_lost_without_a_disconnection_is_a_new_epoch_too() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let n1 = Node::start(&redis, &dir, "n1");
+    let (mut ann, _, welcome) = joined(&n1);
+    let old_epoch = epoch_of(&welcome);
+    for i in 0..3 {
+        ann.text(&format!("before {i}"));
+        next_event(&mut ann, "message");
+    }
+    let mut admin = store(&redis, 100);
+    admin.client().command(&[&b"FLUSHALL"[..]]).unwrap();
+    let (_bo, welcome) = join_when_back(&n1, &format!("/?since=1&epoch={old_epoch}"));
+    assert_ne!(epoch_of(&welcome), old_epoch, "{welcome:?}");
+    assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+    assert_eq!(history_ids(&welcome), Vec::<u64>::new(), "{welcome:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Resuming on a single node (no Redis).
 // ---------------------------------------------------------------------------
+
+/// The epoch of a welcome.
+fn epoch_of(welcome: &Json) -> String {
+    welcome
+        .get("epoch")
+        .and_then(Json::as_str)
+        .expect("a welcome names its epoch")
+        .to_string()
+}
 
 #[test]
 fn a_client_resumes_on_a_single_node_with_since() {
     let server = common::start_with(|c| c.history = 4);
     let mut ann = WsClient::connect(server.addr(), "/", V1);
-    next_event(&mut ann, "welcome");
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
     let mut ids = Vec::new();
     for i in 0..6 {
         ann.text(&format!("line {i}"));
         ids.push(message(&next_event(&mut ann, "message")).0);
     }
     let resume = |since: u64| {
-        let mut client = WsClient::connect(server.addr(), &format!("/?since={since}"), V1);
+        let path = format!("/?since={since}&epoch={epoch}");
+        let mut client = WsClient::connect(server.addr(), &path, V1);
         next_event(&mut client, "welcome")
     };
     let welcome = resume(ids[3]);
@@ -1418,12 +1940,94 @@ fn a_client_resumes_on_a_single_node_with_since() {
         history_ids(&next_event(&mut plain, "welcome")),
         ids[2..].to_vec()
     );
-    // A since that is not a number is refused with a reason.
-    let request = common::handshake_request(server.addr(), "/?since=x", "");
-    let response = common::http_exchange(server.addr(), request.as_bytes());
-    assert_eq!(common::status_of(&response), 400, "{response}");
-    assert!(
-        response.contains("since must be a message id"),
-        "{response}"
+    // A since that is not a number, or an epoch that cannot be one, is
+    // refused with a reason.
+    for (path, reason) in [
+        ("/?since=x", "since must be a message id"),
+        ("/?since=1&epoch=a%20b", "epoch must be"),
+    ] {
+        let request = common::handshake_request(server.addr(), path, "");
+        let response = common::http_exchange(server.addr(), request.as_bytes());
+        assert_eq!(common::status_of(&response), 400, "{response}");
+        assert!(response.contains(reason), "{response}");
+    }
+}
+
+/// A position is only good in its own epoch: the same id with another
+/// epoch, or with none, gets the whole history and `gap`.
+#[test]
+fn a_single_node_answers_a_wrong_or_missing_epoch_with_a_gap() {
+    let server = common::start_with(|c| c.history = 4);
+    let mut ann = WsClient::connect(server.addr(), "/", V1);
+    let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ann.text(&format!("line {i}"));
+        ids.push(message(&next_event(&mut ann, "message")).0);
+    }
+    let other = if epoch == "other" { "another" } else { "other" };
+    for query in [
+        format!("since={}&epoch={other}", ids[1]),
+        format!("since={}", ids[1]),
+    ] {
+        let mut client = WsClient::connect(server.addr(), &format!("/?{query}"), V1);
+        let welcome = next_event(&mut client, "welcome");
+        assert_eq!(history_ids(&welcome), ids, "{query}");
+        assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)), "{query}");
+        assert_eq!(epoch_of(&welcome), epoch, "the epoch to come back with");
+    }
+    let metrics = common::http_exchange(
+        server.addr(),
+        format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr()).as_bytes(),
     );
+    assert!(metrics.contains("wschat_resume_gaps_total 2"), "{metrics}");
+}
+
+/// Resuming across a restart: without a history file the ids start again
+/// in a new epoch (a gap, even where the id is a valid one again); with
+/// one, the epoch and the ids go on (no gap).
+#[test]
+fn a_restart_is_a_new_epoch_unless_the_history_file_keeps_it() {
+    let dir = TempDir::new();
+    let path = dir.0.join("history.jsonl");
+    for with_file in [false, true] {
+        let _ = std::fs::remove_file(&path);
+        let start = || {
+            common::start_with(|c| {
+                c.history = 10;
+                c.history_file = with_file.then(|| path.clone());
+            })
+        };
+        let first = start();
+        let mut ann = WsClient::connect(first.addr(), "/", V1);
+        let epoch = epoch_of(&next_event(&mut ann, "welcome"));
+        for i in 0..3 {
+            ann.text(&format!("before {i}"));
+            next_event(&mut ann, "message");
+        }
+        drop(ann);
+        first.shutdown();
+
+        let second = start();
+        // Ids 1..=3 exist again after the restart without a file: only the
+        // epoch tells the two histories apart.
+        let mut bo = WsClient::connect(second.addr(), "/", V1);
+        next_event(&mut bo, "welcome");
+        for i in 0..3 {
+            bo.text(&format!("after {i}"));
+            next_event(&mut bo, "message");
+        }
+        let mut ann = WsClient::connect(second.addr(), &format!("/?since=2&epoch={epoch}"), V1);
+        let welcome = next_event(&mut ann, "welcome");
+        if with_file {
+            assert_eq!(epoch_of(&welcome), epoch, "the file keeps the epoch");
+            assert_eq!(history_ids(&welcome), [3, 4, 5, 6]);
+            assert!(welcome.get("gap").is_none(), "{welcome:?}");
+        } else {
+            assert_ne!(epoch_of(&welcome), epoch, "a new history, a new epoch");
+            assert_eq!(history_ids(&welcome), [1, 2, 3]);
+            assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
+        }
+        second.shutdown();
+    }
 }

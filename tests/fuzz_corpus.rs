@@ -1,7 +1,8 @@
 //! Replays the fuzz corpus (`tests/fuzz/corpus/TARGET/*`, kept minimised
-//! with `cargo fuzz cmin`) through the fuzz targets' own bodies, on stable:
-//! every input the fuzzer found interesting, and every crash it found (each
-//! added to the corpus when fixed), is checked again by `cargo test`.
+//! with `cargo fuzz cmin`) and the regressions (`tests/fuzz/regressions/
+//! TARGET/*`: each input that broke a property, named for what it was,
+//! kept when it was fixed) through the fuzz targets' own bodies, on
+//! stable: everything the fuzzer found is checked again by `cargo test`.
 
 #[path = "fuzz/targets.rs"]
 mod targets;
@@ -13,20 +14,22 @@ fn replay(target: &str) {
         .iter()
         .find(|(name, _)| *name == target)
         .expect("a target of that name");
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz/corpus")
-        .join(target);
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
     let mut replayed = 0;
-    for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-    {
-        let path = entry.unwrap().path();
-        let input = std::fs::read(&path).unwrap();
-        println!("{}", path.display());
-        body(&input);
-        replayed += 1;
+    for folder in ["regressions", "corpus"].map(|kind| fuzz.join(kind).join(target)) {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue; // a target without regressions
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            println!("{}", path.display());
+            body(&input);
+            replayed += 1;
+        }
     }
     // A corpus that went missing would make this test pass vacuously.
-    assert!(replayed >= 10, "{target}: only {replayed} corpus files");
+    assert!(replayed >= 10, "{target}: only {replayed} files");
 }
 
 #[test]

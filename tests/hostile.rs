@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use wschat::metrics::{PROTOCOL_ERROR_CODES, REJECTION_STATUSES};
 use wschat::protocol::OpCode;
-use wschat::protocol::message::{Message, ReadError};
+use wschat::protocol::message::{Message, ReadError, Role};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -294,48 +294,79 @@ fn three_hundred_stalled_handshakes_get_408_and_the_room_carries_on() {
     still_chatting(&mut ann, &mut bo, "after the stall");
 }
 
-#[test]
-fn a_flood_of_silent_connections_is_capped_without_a_thread_each() {
-    let _gate = alone();
-    wait_for_quiet();
-    let server = start_with(|c| c.handshake_timeout = Duration::from_secs(30));
-    let addr = server.addr();
-    let (mut ann, mut bo) = bystanders(addr);
-    let threads_before = threads_now();
-
-    // Fill every pending-handshake place with connections that say nothing.
-    let silent: Vec<TcpStream> = (0..wschat::MAX_PENDING_HANDSHAKES)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    // The next one is answered 503 at once, by the accept loop itself.
+/// Connects from `from` and expects to be answered at once, before
+/// sending anything, by the accept loop: returns the response.
+fn answered_at_once(addr: SocketAddr, from: &str) -> String {
     let started = Instant::now();
-    let mut extra = TcpStream::connect(addr).unwrap();
-    let (response, closed) = read_until_closed(&mut extra, 4096, TIMEOUT);
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
-    assert!(
-        response.contains("too many pending handshakes"),
-        "{response}"
-    );
+    let mut stream = connect_from(from.parse().unwrap(), addr);
+    let (response, closed) = read_until_closed(&mut stream, 4096, TIMEOUT);
     assert!(closed);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
     );
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn a_flood_of_silent_connections_is_capped_per_address_and_without_a_thread_each() {
+    let _gate = alone();
+    wait_for_quiet();
+    const PER_ADDRESS: usize = 16;
+    let server = start_with(|c| {
+        c.handshake_timeout = Duration::from_secs(30);
+        // Given explicitly, so that it counts loopback addresses too.
+        c.max_pending_per_ip = wschat::config::PerAddressLimit::everywhere(PER_ADDRESS);
+    });
+    let addr = server.addr();
+    let (mut ann, mut bo) = bystanders(addr);
+    let threads_before = threads_now();
+
+    // One address that says nothing gets its own share of the pending
+    // places and no more: the next is answered 429 by the accept loop...
+    let mut silent: Vec<TcpStream> = (0..PER_ADDRESS)
+        .map(|_| connect_from("127.0.0.1".parse().unwrap(), addr))
+        .collect();
+    let response = answered_at_once(addr, "127.0.0.1");
+    assert!(response.starts_with("HTTP/1.1 429 "), "{response}");
+    assert!(
+        response.ends_with("too many pending handshakes from this address\n"),
+        "{response}"
+    );
+    // ...while everyone else is served.
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut probe = connect_from("127.0.0.2".parse().unwrap(), addr);
+    probe.write_all(healthz.as_bytes()).unwrap();
+    let (response, _) = read_until_closed(&mut probe, 4096, TIMEOUT);
+    assert!(response.starts_with(b"HTTP/1.1 200 "));
+
+    // Many addresses together fill every pending-handshake place; the
+    // next one is answered 503 at once, by the accept loop itself.
+    for n in 1..wschat::MAX_PENDING_HANDSHAKES / PER_ADDRESS {
+        let from = format!("127.0.1.{n}").parse().unwrap();
+        silent.extend((0..PER_ADDRESS).map(|_| connect_from(from, addr)));
+    }
+    assert_eq!(silent.len(), wschat::MAX_PENDING_HANDSHAKES);
+    let response = answered_at_once(addr, "127.0.2.1");
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(
+        response.ends_with("too many pending handshakes\n"),
+        "{response}"
+    );
     let threads_full = threads_now();
     assert!(
         threads_full <= threads_before + wschat::MAX_PENDING_HANDSHAKES + 8,
         "one thread per pending handshake at most: {threads_before} -> {threads_full}"
     );
+    assert_eq!(rejections(&server, 429), 1);
+    assert_eq!(rejections(&server, 503), 1);
     // Chat goes on, and once the silent ones go away, newcomers get in.
     still_chatting(&mut ann, &mut bo, "during the flood");
     drop(silent);
     assert!(eventually(TIMEOUT, || {
         let mut probe = TcpStream::connect(addr).unwrap();
-        probe
-            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .unwrap();
+        probe.write_all(healthz.as_bytes()).unwrap();
         let (response, _) = read_until_closed(&mut probe, 4096, TIMEOUT);
         response.starts_with(b"HTTP/1.1 200 ")
     }));
@@ -877,6 +908,42 @@ fn a_client_that_sends_but_never_reads_is_dropped_by_the_ping_timeout() {
     let server = start_with(|c| c.ping_interval = Duration::from_secs(1));
     let addr = server.addr();
     let metrics = server.metrics();
+    let mut mute = Client::echo(addr);
+    // A few messages (their echoes fit in the socket's buffers), then
+    // nothing: it neither reads nor sends, so it answers no ping.
+    for i in 0..10 {
+        mute.text(&format!("hello {i}"));
+    }
+    let started = Instant::now();
+    let dropped = eventually(Duration::from_secs(6), || {
+        metrics.connections_current.load(Relaxed) == 0
+    });
+    assert!(dropped, "still connected {:?} later", started.elapsed());
+    assert_eq!(metrics.drops_ping_timeout.load(Relaxed), 1);
+    assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 0);
+    // Its echoes, the unanswered pings, then Close 1001 ping_timeout.
+    let mut echoes = 0;
+    let close = loop {
+        match mute.recv() {
+            Message::Text(_) => echoes += 1,
+            Message::Ping(_) => {}
+            Message::Close(close) => break close.expect("a close code"),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(echoes, 10);
+    assert_eq!(u16::from(close.code), 1001);
+    assert_eq!(close.reason, "ping_timeout");
+    mute.expect_tcp_closed();
+    echo_works(addr);
+}
+
+#[test]
+fn a_client_whose_socket_stays_full_is_dropped_by_the_stall_rule() {
+    let _gate = alone();
+    let server = start_with(|c| c.ping_interval = Duration::from_secs(1));
+    let addr = server.addr();
+    let metrics = server.metrics();
     let mut stuck = Client::echo(addr);
     stuck
         .stream
@@ -884,7 +951,9 @@ fn a_client_that_sends_but_never_reads_is_dropped_by_the_ping_timeout() {
         .unwrap();
     // Echo 64 KiB messages into a socket nobody reads, until TCP pushes
     // back (at most 256 MiB): from then on the server can neither send to
-    // it nor, waiting to queue the next echo, read from it.
+    // it nor, waiting for its backlog to drain, read from it. Its input
+    // is not silent (it waits unread), so this is the stall rule's case
+    // (two ping intervals without progress), not the ping timeout's.
     let frame = zero_masked_binary(64 * 1024);
     let mut sent = 0;
     while sent < 4096 && stuck.stream.write_all(&frame).is_ok() {
@@ -905,12 +974,180 @@ fn a_client_that_sends_but_never_reads_is_dropped_by_the_ping_timeout() {
     assert!(
         dropped,
         "a client that stopped reading was still connected {:?} after its socket stalled \
-         (ping interval 1 s)",
+         (stall limit 2 s)",
         stalled.elapsed()
     );
+    assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 1);
+    assert_eq!(metrics.drops_ping_timeout.load(Relaxed), 0);
     let (_, closed) = read_until_closed(&mut stuck.stream, 1 << 30, TIMEOUT);
     assert!(closed, "the server did not close TCP");
     echo_works(addr);
+}
+
+/// A client whose receive buffer is 4 KiB: little of what it does not read
+/// waits in its own kernel.
+fn small_buffer_client(addr: SocketAddr, path: &str, protocols: &[&str]) -> Client {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let extra = if protocols.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Protocol: {}\r\n", protocols.join(", "))
+    };
+    let request = handshake_request(addr, path, &extra);
+    Client::over(socket.into(), request.as_bytes())
+}
+
+/// Sends `client` (an echo client that does not read) 256 KiB messages
+/// until the server can no longer write their echoes at once: from then
+/// on, what it is sent waits in the server, not in the kernel.
+fn fill_the_kernel_buffers(client: &mut Client, metrics: &wschat::metrics::Metrics) {
+    let frame = zero_masked_binary(256 * 1024);
+    for _ in 0..100 {
+        let before = metrics.bytes_out.load(Relaxed);
+        client.send_raw(&frame);
+        thread::sleep(Duration::from_millis(100));
+        if metrics.bytes_out.load(Relaxed) - before < frame.len() as u64 - 14 {
+            return;
+        }
+    }
+    panic!("the kernel took 25 MiB for a client that does not read");
+}
+
+#[test]
+fn an_echo_client_that_pings_or_sends_tiny_messages_and_never_reads_is_held_small() {
+    let _gate = alone();
+    let server = start();
+    let addr = server.addr();
+    let metrics = server.metrics();
+    const COUNT: usize = 200_000;
+    // Empty pings: one pong each, two bytes on the wire, far more in a
+    // queue. Then one-byte messages, echoed: three bytes each.
+    let ping = masked(true, OpCode::Ping, b"");
+    let tiny = masked(true, OpCode::Binary, b"x");
+    for (what, frame) in [("pings", ping), ("1-byte messages", tiny.clone())] {
+        let mut hoarder = Client::echo(addr);
+        fill_the_kernel_buffers(&mut hoarder, metrics);
+        let rss_before = rss_kib();
+        hoarder
+            .stream
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let many = frame.repeat(1000);
+        let mut sent = 0;
+        while sent < COUNT && hoarder.stream.write_all(&many).is_ok() {
+            sent += 1000;
+        }
+        // A last message: once it is read, everything before it was.
+        let _ = hoarder.stream.write_all(&tiny);
+        let mut read = u64::MAX;
+        while read != metrics.messages_in.load(Relaxed) {
+            read = metrics.messages_in.load(Relaxed);
+            thread::sleep(Duration::from_millis(500));
+        }
+        let growth = rss_kib().saturating_sub(rss_before) / 1024;
+        eprintln!("never-reading echo client, {what}: {sent} sent, RSS grew by {growth} MiB");
+        assert!(
+            growth < 8,
+            "the server held {growth} MiB for {sent} {what} from one client that never reads"
+        );
+        assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 0);
+    }
+}
+
+#[test]
+fn a_v1_client_that_never_reads_its_errors_is_pushed_back_not_dropped() {
+    let _gate = alone();
+    let server = start();
+    let addr = server.addr();
+    let metrics = server.metrics();
+    let (mut ann, mut bo) = bystanders(addr);
+    let mut asker = small_buffer_client(addr, "/", &["wschat.v1"]);
+    assert!(asker.recv_text().starts_with("{\"type\":\"welcome\""));
+    asker
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Unknown commands of 200 control characters, each answered with an
+    // error, none read.
+    let command = format!("/{}", "\u{1}".repeat(200));
+    let many = masked(true, OpCode::Text, command.as_bytes()).repeat(100);
+    let mut sent = 0;
+    let pushed_back = loop {
+        if sent >= 60_000 {
+            break false;
+        }
+        match asker.stream.write_all(&many) {
+            Ok(()) => sent += 100,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true;
+            }
+            Err(e) => panic!("after {sent} commands: {e} (dropped?)"),
+        }
+    };
+    eprintln!("never-reading v1 client: {sent} unknown commands sent, pushed back: {pushed_back}");
+    assert!(pushed_back, "no back-pressure after {sent} commands");
+    assert_eq!(metrics.drops_slow_consumer.load(Relaxed), 0);
+    still_chatting(&mut ann, &mut bo, "beside the asker");
+    // Once it reads, every error it was sent comes, each short.
+    asker.stream.set_write_timeout(None).unwrap();
+    let mut errors = 0;
+    asker
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    loop {
+        match asker.try_recv() {
+            Ok(Message::Text(text)) if text.contains("unknown_command") => {
+                assert!(text.len() < 300, "{} bytes: {text}", text.len());
+                errors += 1;
+            }
+            Ok(Message::Text(_)) => {} // the bystanders' chat
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!(errors >= sent, "{errors} errors for {sent} commands");
+}
+
+#[test]
+fn a_close_then_a_half_close_gets_the_close_back_and_what_came_before_it() {
+    let _gate = together();
+    let server = start();
+    let addr = server.addr();
+    // §5.5.1: the server MUST answer a Close with a Close, even when the
+    // client has shut its sending half right after it (and so is at EOF
+    // as soon as the server reads the Close).
+    for path in ["/echo", "/"] {
+        for run in 0..15 {
+            let mut client = Client::connect(addr, path, &[]);
+            let mut bytes = Vec::new();
+            if path == "/echo" {
+                bytes.extend(masked(true, OpCode::Text, b"last words"));
+            }
+            bytes.extend(masked(true, OpCode::Close, &close_payload(1000, b"")));
+            client.send_raw(&bytes);
+            client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let (got, closed) = read_until_closed(&mut client.stream, 1 << 20, TIMEOUT);
+            assert!(closed, "{path} run {run}: TCP left open");
+            let mut reader =
+                wschat::protocol::message::MessageReader::new(&got[..], Role::Client, 1 << 20);
+            let mut messages = Vec::new();
+            while let Ok(message) = reader.read_message() {
+                messages.push(message);
+            }
+            let close = match messages.pop() {
+                Some(Message::Close(Some(close))) => close,
+                other => panic!("{path} run {run}: no Close back, the last was {other:?}"),
+            };
+            assert_eq!(u16::from(close.code), 1000, "{path} run {run}");
+            if path == "/echo" {
+                assert_eq!(messages, [Message::Text("last words".into())], "run {run}");
+            }
+        }
+    }
 }
 
 #[test]

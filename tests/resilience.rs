@@ -416,6 +416,114 @@ fn a_restart_over_real_sockets_keeps_history_after_a_tear() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Sends `count` raw messages of `size` control characters (each shown to
+/// v1 clients as U+FFFD, so its line in the file is several times larger)
+/// and waits until `observer` has seen the last; returns the last id.
+fn flood_raw(addr: SocketAddr, observer: &mut Client, count: usize, size: usize) -> u64 {
+    let mut raw = Client::connect(addr, "/", &[]);
+    let text = "\u{1}".repeat(size);
+    let mut last = 0;
+    for _ in 0..count {
+        raw.text(&text);
+        last = loop {
+            let event = observer.recv_text();
+            if event.starts_with("{\"type\":\"message\"") {
+                break message_id(&event);
+            }
+        };
+    }
+    last
+}
+
+fn file_size(path: &Path) -> usize {
+    std::fs::metadata(path).map_or(0, |m| m.len() as usize)
+}
+
+/// The file stays within its bound however much is said (it is compacted
+/// to the kept history), and numbering goes on after a restart.
+#[test]
+fn the_history_file_is_compacted_and_numbering_survives_it() {
+    let dir = temp_dir("compact");
+    let path = dir.join("history.jsonl");
+    // The kept history (at most 512 KiB here), what may be appended before
+    // compacting (1 MiB), the header and a line of slack.
+    let bound = (512 + 1024 + 256) * 1024;
+    for (history, restarted_history) in [(5, 5), (0, 0)] {
+        let _ = std::fs::remove_file(&path);
+        let server = start_with(|c| {
+            c.history = history;
+            c.history_file = Some(path.clone());
+        });
+        let (mut observer, _) = v1_welcome(server.addr());
+        let mut largest = 0;
+        let mut last = 0;
+        for _ in 0..10 {
+            last = flood_raw(server.addr(), &mut observer, 4, 60_000);
+            largest = largest.max(file_size(&path));
+        }
+        drop(observer);
+        server.shutdown();
+        assert_eq!(last, 40);
+        let written = 40 * 60_000 * 3;
+        assert!(
+            largest <= bound && file_size(&path) <= bound,
+            "--history {history}: the file reached {largest} bytes for {written} bytes of messages"
+        );
+        let second = start_with(|c| {
+            c.history = restarted_history;
+            c.history_file = Some(path.clone());
+        });
+        let (mut client, welcome) = v1_welcome(second.addr());
+        let kept = history_ids(&welcome);
+        if history == 0 {
+            assert!(kept.is_empty(), "{kept:?}");
+        } else {
+            assert_eq!(kept.last(), Some(&40), "{kept:?}");
+        }
+        client.text("next");
+        let id = message_id(&recv_until(&mut client, "next"));
+        assert_eq!(id, 41, "--history {history}: numbering goes on");
+        second.shutdown();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file written before the format had a header (bare message lines) is
+/// loaded, and rewritten with a header that names the welcome's epoch.
+#[test]
+fn an_old_history_file_without_a_header_is_loaded_and_migrated() {
+    let dir = temp_dir("old-format");
+    let path = dir.join("history.jsonl");
+    let old: String = (1..=3)
+        .map(|seq| {
+            let line =
+                wschat::room::message_event(seq, 1, "ann", &format!("old {seq}"), 1_000, false);
+            format!("{line}\n")
+        })
+        .collect();
+    std::fs::write(&path, &old).unwrap();
+    let server = start_with(|c| c.history_file = Some(path.clone()));
+    let (mut client, welcome) = v1_welcome(server.addr());
+    assert_eq!(history_ids(&welcome), [1, 2, 3]);
+    let epoch = welcome
+        .split("\"epoch\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no epoch: {welcome}"))
+        .to_string();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header = text.lines().next().unwrap();
+    assert_eq!(
+        header,
+        format!("{{\"wschat_history\":1,\"epoch\":\"{epoch}\",\"next_seq\":4}}")
+    );
+    assert!(text.ends_with(&old), "the old lines are kept as they were");
+    client.text("new");
+    assert_eq!(message_id(&recv_until(&mut client, "new")), 4);
+    server.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // 2. Stopping on SIGTERM and SIGINT
 
@@ -588,6 +696,8 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("--echo-max-message-bytes", 1, 64 * 1024 * 1024),
     ("--history", 0, 100_000),
     ("--max-clients", 1, 1_000_000),
+    ("--max-clients-per-ip", 1, 1_000_000),
+    ("--max-pending-per-ip", 1, 1024),
     ("--ping-interval", 1, 3600),
     ("--handshake-timeout", 1, 300),
     ("--rate-limit", 0, 100_000),

@@ -7,7 +7,10 @@
 //! check the links of the whole walkthrough, that every chapter is
 //! compiled as a doctest, and that every Rust item the prose of docs/ and
 //! README.md names in backticks is declared in the code, so that renaming
-//! a function without its documentation fails `cargo test`.
+//! a function without its documentation fails `cargo test`. Beyond names,
+//! they check facts the docs state about the code (files, diagram paths,
+//! wire tokens, close reasons, constants' values, chapter 08's lists, the
+//! measured figures): see "Facts, not only names" below.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -1020,4 +1023,921 @@ fn the_docs_name_checker_itself() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(declared, expected);
+}
+
+// ---------------------------------------------------------------------------
+// Facts, not only names: what the docs say about the code, checked against
+// the code. Each check reads both sides; none keeps a list of phrases.
+//
+// - every `file.rs` the docs name (in prose, link labels and diagrams)
+//   exists;
+// - every `Type::item` path in a ```text diagram is declared;
+// - every snake_case word in backticks (a wire token such as a close
+//   reason or an error code, a metric, a flag's field) occurs in the code;
+// - every close reason quoted after a close code ("1001 `ping_timeout`",
+//   "Close 1002 \"client frames must be masked\"") is one the code sends;
+// - chapter 08's list of CI steps is `.ci/run`'s, in order, and its table
+//   of test layers names every test target and test script in tests/;
+// - the map's list of protocol files without `mod tests` is exactly the
+//   files in src/protocol/ without one;
+// - every figure in the tables of chapter 09's and chapter 14's measured
+//   runs is in tests/bench/BENCHMARKS.md, the log of the runs.
+// ---------------------------------------------------------------------------
+
+/// Every Markdown file of the docs, with the lines of its ```text blocks
+/// (diagrams and outputs) and of its prose, fenced blocks blanked out.
+struct Doc {
+    relative: String,
+    prose: String,
+    /// (line, text) of every line inside a ```text block.
+    diagram_lines: Vec<(usize, String)>,
+    /// Every line, fenced or not.
+    all: String,
+}
+
+fn docs() -> Vec<Doc> {
+    prose_files()
+        .into_iter()
+        .map(|path| {
+            let text = fs::read_to_string(&path).unwrap();
+            let mut prose = String::new();
+            let mut diagram_lines = Vec::new();
+            let mut fence: Option<String> = None;
+            for (i, line) in text.lines().enumerate() {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with("```") {
+                    fence = match fence {
+                        Some(_) => None,
+                        None => Some(trimmed.trim_start_matches('`').trim().to_string()),
+                    };
+                    prose.push('\n');
+                    continue;
+                }
+                match fence.as_deref() {
+                    None => prose.push_str(line),
+                    Some("text") => diagram_lines.push((i + 1, line.to_string())),
+                    Some(_) => {}
+                }
+                prose.push('\n');
+            }
+            Doc {
+                relative: path.strip_prefix(root()).unwrap().display().to_string(),
+                prose,
+                diagram_lines,
+                all: text,
+            }
+        })
+        .collect()
+}
+
+/// Every file under `dir` (build output and node_modules left out), as
+/// paths relative to the crate's root with `/` separators.
+fn files_under(dir: &str, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(root().join(dir)) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let relative = format!("{dir}/{name}");
+        if path.is_dir() {
+            if name != "target" && name != "node_modules" {
+                files_under(&relative, out);
+            }
+        } else {
+            out.push(relative);
+        }
+    }
+}
+
+/// The `*.rs` names in a piece of text: `handshake.rs`, `src/room/mod.rs`,
+/// `delivery/shard.rs` (a URL or a glob is not a name).
+fn rust_file_names(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "_/.-*:".contains(c)))
+        .flat_map(|token| token.split("::"))
+        .map(|token| token.trim_start_matches("../").trim_end_matches('.'))
+        .filter(|token| {
+            token.ends_with(".rs")
+                && token.len() > 3
+                && !token.contains('*')
+                && !token.contains("//")
+                && token
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Does a file named `name` (a path, or its end) exist in the crate?
+fn rust_file_exists(name: &str, files: &[String]) -> bool {
+    files
+        .iter()
+        .any(|f| f == name || f.ends_with(&format!("/{name}")))
+}
+
+fn crate_files() -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "docs", "www", ".ci"] {
+        files_under(dir, &mut files);
+    }
+    files
+}
+
+#[test]
+fn every_rust_file_named_in_the_docs_exists() {
+    let files = crate_files();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        let mut places: Vec<(usize, String)> = prose_code_spans(&doc.prose);
+        places.extend(doc.diagram_lines.iter().cloned());
+        for (line, text) in places {
+            for name in rust_file_names(&text) {
+                checked += 1;
+                if !rust_file_exists(&name, &files) {
+                    missing.push(format!("{}:{line}: no file {name}", doc.relative));
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} file names found in the docs");
+    assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+}
+
+/// The `A::B` paths of a line of a diagram.
+fn diagram_paths(line: &str) -> Vec<String> {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .map(|token| token.trim_matches(':'))
+        .filter(|token| token.contains("::") && token.split("::").all(is_ident))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_rust_path_in_the_diagrams_exists() {
+    let code = CodeNames::read();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        for (line, text) in &doc.diagram_lines {
+            for path in diagram_paths(text) {
+                for name in named_items(&path) {
+                    checked += 1;
+                    if !code.contains(&name) {
+                        missing.push(format!(
+                            "{}:{line}: `{path}`: no item named {name}",
+                            doc.relative
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} paths found in the diagrams");
+    assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+}
+
+/// Every word of the code and of the files the docs quote from (the
+/// nginx configuration, the CI script, the examples).
+fn code_words() -> BTreeSet<String> {
+    let mut words = BTreeSet::new();
+    for file in crate_files() {
+        let is_code = file.starts_with("src/")
+            || file.starts_with("tests/")
+            || file.starts_with("www/")
+            || file.starts_with(".ci/")
+            || file.starts_with("docs/examples/")
+            || file.starts_with("docs/nginx/");
+        if !is_code || file.ends_with(".md") {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(root().join(&file)) else {
+            continue; // not text
+        };
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !word.is_empty() {
+                words.insert(word.to_string());
+            }
+        }
+    }
+    words
+}
+
+/// `ping_timeout`, `nick_taken`: lower case words joined by underscores.
+fn is_snake_token(s: &str) -> bool {
+    s.contains('_')
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[test]
+fn every_wire_token_named_in_the_docs_occurs_in_the_code() {
+    let words = code_words();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        if NOT_OURS.iter().any(|n| doc.relative.ends_with(n)) {
+            continue; // it names nginx's directives, not ours
+        }
+        for (line, span) in prose_code_spans(&doc.prose) {
+            let span = span.trim();
+            if !is_snake_token(span) {
+                continue;
+            }
+            checked += 1;
+            // A metric is its family's name after the `wschat_` prefix.
+            let found = words.contains(span)
+                || span
+                    .strip_prefix("wschat_")
+                    .is_some_and(|family| words.contains(family));
+            if !found {
+                missing.push(format!(
+                    "{}:{line}: `{span}` occurs nowhere in the code",
+                    doc.relative
+                ));
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} snake_case tokens found in the docs"
+    );
+    assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+}
+
+/// The close reasons the server can send: every `CloseCode::X, "reason"`
+/// in src/, and the reasons of `ProtocolError` (the string literals of
+/// error.rs and close.rs, `{..}` standing for a value).
+fn close_reasons() -> Vec<String> {
+    let mut reasons = Vec::new();
+    let mut files = Vec::new();
+    files_under("src", &mut files);
+    for file in files.iter().filter(|f| f.ends_with(".rs")) {
+        let source = fs::read_to_string(root().join(file)).unwrap();
+        let all_literals =
+            file.ends_with("protocol/error.rs") || file.ends_with("protocol/close.rs");
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find("CloseCode::") {
+            rest = &rest[at + "CloseCode::".len()..];
+            let variant_end = rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            let after = rest[variant_end..].trim_start();
+            if let Some(after) = after.strip_prefix(',').map(str::trim_start)
+                && let Some(literal) = after.strip_prefix('"')
+                && let Some(end) = literal.find('"')
+            {
+                reasons.push(literal[..end].to_string());
+            }
+        }
+        if all_literals {
+            reasons.extend(string_literals(&source).into_iter().map(String::from));
+        }
+    }
+    // A literal that is all placeholder (`"{}"`) says nothing.
+    reasons.retain(|r| {
+        let mut outside = String::new();
+        let mut depth = 0;
+        for c in r.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                c if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        outside.chars().filter(|c| c.is_ascii_alphabetic()).count() >= 3
+    });
+    reasons
+}
+
+/// Does `quoted` (as the docs quote it) match `reason` (as the code writes
+/// it, `{..}` standing for any value)? A quote ending in `...` is a prefix.
+fn reason_matches(quoted: &str, reason: &str) -> bool {
+    if let Some(prefix) = quoted
+        .strip_suffix("...")
+        .or_else(|| quoted.strip_suffix('…'))
+    {
+        let fixed = reason.split('{').next().unwrap_or("");
+        return reason.starts_with(prefix.trim_end())
+            || prefix.trim_end().starts_with(fixed) && !fixed.is_empty();
+    }
+    fn matches(pattern: &str, text: &str) -> bool {
+        match pattern.find('{') {
+            None => pattern == text,
+            Some(open) => {
+                let Some(close) = pattern[open..].find('}') else {
+                    return pattern == text;
+                };
+                let (prefix, rest) = (&pattern[..open], &pattern[open + close + 1..]);
+                let Some(tail) = text.strip_prefix(prefix) else {
+                    return false;
+                };
+                (1..=tail.len()).any(|n| {
+                    tail.is_char_boundary(n)
+                        && !tail[..n].contains(' ')
+                        && matches(rest, &tail[n..])
+                })
+            }
+        }
+    }
+    matches(reason, quoted)
+}
+
+/// The close reasons a line quotes right after a close code:
+/// `1008 `rate_limited``, `1001 "ping timeout"`, `**1001** with the
+/// reason `shutting_down``.
+fn quoted_close_reasons(line: &str) -> Vec<(usize, u16, String)> {
+    let mut out = Vec::new();
+    let bytes = line.as_bytes();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let before = if at == 0 { None } else { Some(bytes[at - 1]) };
+        let is_code = bytes[at..at + 4].iter().all(u8::is_ascii_digit)
+            && before.is_none_or(|b| !b.is_ascii_alphanumeric() && b != b'_')
+            && bytes
+                .get(at + 4)
+                .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+        if !is_code {
+            at += 1;
+            continue;
+        }
+        let code: u16 = line[at..at + 4].parse().unwrap();
+        let mut rest = &line[at + 4..];
+        // `1008` in a code span of its own: its closing backtick.
+        if before == Some(b'`') {
+            match rest.strip_prefix('`') {
+                Some(after) => rest = after,
+                None => {
+                    at += 4;
+                    continue; // inside a longer span: `code_1002_...`
+                }
+            }
+        }
+        let mut rest = rest.trim_start_matches('*').trim_start();
+        for filler in ["with the reason", "with", "and the reason"] {
+            rest = rest.strip_prefix(filler).unwrap_or(rest).trim_start();
+        }
+        let close = match rest.chars().next() {
+            Some('"') => Some('"'),
+            Some('`') => Some('`'),
+            _ => None,
+        };
+        let is_close_code = (1000..=1015).contains(&code) || (3000..=4999).contains(&code);
+        if is_close_code
+            && let Some(close) = close
+            && let Some(end) = rest[1..].find(close)
+            && !rest[1..1 + end].starts_with([',', '.', ')', ' '])
+        {
+            out.push((at, code, rest[1..1 + end].to_string()));
+        }
+        at += 4;
+    }
+    out
+}
+
+/// In a table row that starts with a close code (`| 1008 | ...`), every
+/// "quoted phrase" and every `snake_case` token is a reason for that code.
+fn close_code_row_reasons(line: &str) -> Vec<(u16, String)> {
+    let row = cells(line);
+    let Some(code) = row.first().and_then(|c| c.parse::<u16>().ok()) else {
+        return Vec::new();
+    };
+    if !line.starts_with('|') || !(1000..=4999).contains(&code) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for cell in &row[1..] {
+        out.extend(
+            code_spans(cell)
+                .into_iter()
+                .filter(|span| is_snake_token(span))
+                .map(|span| (code, span)),
+        );
+        out.extend(
+            cell.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(|q| (code, q.to_string())),
+        );
+    }
+    out
+}
+
+#[test]
+fn every_close_reason_the_docs_quote_is_one_the_code_sends() {
+    let reasons = close_reasons();
+    assert!(reasons.iter().any(|r| r == "slow_consumer"), "{reasons:?}");
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        if doc.relative == TABLE {
+            continue; // it quotes the RFC, not the server
+        }
+        let lines: Vec<&str> = doc.all.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            // A quote may run onto the next line: scan both, keep what
+            // starts on this one.
+            let joined = format!("{line} {}", lines.get(i + 1).unwrap_or(&""));
+            let mut found: Vec<(u16, String)> = quoted_close_reasons(&joined)
+                .into_iter()
+                .filter(|(at, _, _)| *at < line.len())
+                .map(|(_, code, reason)| (code, reason))
+                .collect();
+            found.extend(close_code_row_reasons(line));
+            for (code, quoted) in found {
+                checked += 1;
+                // An empty reason is no reason (§5.5.1 allows none).
+                if !quoted.is_empty() && !reasons.iter().any(|r| reason_matches(&quoted, r)) {
+                    wrong.push(format!(
+                        "{}:{}: {code} \"{quoted}\" is not a close reason the code sends",
+                        doc.relative,
+                        i + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} close reasons found in the docs"
+    );
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// The bulleted list that follows the paragraph naming `.ci/run` in
+/// chapter 08: the first code span of each item.
+fn ci_steps_in_chapter_08() -> Vec<String> {
+    let text = read("docs/08-testing.md");
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("(../.ci/run)"))
+        .expect("chapter 08 links .ci/run");
+    let mut steps = Vec::new();
+    let mut in_list = false;
+    for line in &lines[start..] {
+        if let Some(item) = line.strip_prefix("- ") {
+            in_list = true;
+            if let Some(span) = code_spans(item).into_iter().next() {
+                steps.push(span);
+            }
+        } else if in_list && !line.starts_with("  ") {
+            break;
+        }
+    }
+    steps
+}
+
+/// The steps `.ci/run` runs: the command after each line that announces
+/// a step (`stage "name"`, or `echo "== name"`), leaving out those that
+/// only print.
+fn ci_steps_in_ci_run() -> Vec<String> {
+    let text = read(".ci/run");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let announces = |l: &str| {
+        (l.starts_with("stage \"") && !l.starts_with("stage \"\"")) || l.starts_with("echo \"== ")
+    };
+    lines
+        .windows(2)
+        .filter(|pair| announces(pair[0]) && !announces(pair[1]))
+        // A step that only prints (the summary) checks nothing.
+        .filter(|pair| !pair[1].starts_with("echo ") && !pair[1].starts_with("printf "))
+        .map(|pair| pair[1].to_string())
+        .collect()
+}
+
+#[test]
+fn chapter_08_lists_the_steps_of_ci_in_order() {
+    let documented = ci_steps_in_chapter_08();
+    let run = ci_steps_in_ci_run();
+    assert!(run.len() >= 5, "{run:?}");
+    assert_eq!(
+        documented, run,
+        "docs/08-testing.md's list of CI steps is not .ci/run's (left: the chapter)"
+    );
+}
+
+#[test]
+fn chapter_08_table_names_every_test_target_and_script() {
+    let text = read("docs/08-testing.md");
+    let linked: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .flat_map(|l| links(l).into_iter().map(|(_, target)| target))
+        .filter_map(|t| {
+            t.strip_prefix("../")
+                .map(|t| t.trim_end_matches('/').to_string())
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for entry in fs::read_dir(root().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        // A test target (tests/*.rs, or a directory with a main.rs named
+        // in Cargo.toml), or a directory with a script to run.
+        let is_target = path.extension().and_then(|e| e.to_str()) == Some("rs")
+            || path.join("main.rs").is_file()
+            || path.join("run.sh").is_file();
+        if is_target {
+            expected.push(format!("tests/{name}"));
+        }
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|t| {
+            !linked
+                .iter()
+                .any(|l| l == *t || l.starts_with(&format!("{t}/")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/08-testing.md's table of test layers does not link {missing:?}"
+    );
+}
+
+#[test]
+fn the_map_names_the_protocol_files_without_unit_tests() {
+    let text = read("docs/00-map.md");
+    let bullet: String = text
+        .split("\n- ")
+        .find(|b| b.starts_with("**Tests are at the bottom.**"))
+        .expect("the map's bullet about tests")
+        .to_string();
+    // The list is the first parenthesis of the bullet that names files.
+    let named: BTreeSet<String> = bullet
+        .split('(')
+        .skip(1)
+        .map(|group| group.split(')').next().unwrap_or(""))
+        .map(rust_file_names)
+        .find(|names| !names.is_empty())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut files = Vec::new();
+    files_under("src/protocol", &mut files);
+    let without: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.ends_with(".rs"))
+        .filter(|f| !read(f).contains("mod tests"))
+        .map(|f| f.trim_start_matches("src/protocol/").to_string())
+        .collect();
+    assert_eq!(
+        named, without,
+        "docs/00-map.md says which protocol files have no `mod tests` (left); the files say (right)"
+    );
+}
+
+/// The figures of a Markdown table row: numbers with a thousands separator
+/// or a decimal point (`9,082,891`, `4.5`), which is what a measurement
+/// looks like; small counts and section numbers are left alone.
+fn figures(row: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = row.chars().collect();
+    let mut at = 0;
+    while at < chars.len() {
+        let after_section_sign = at > 0 && "§.".contains(chars[at - 1]);
+        if !chars[at].is_ascii_digit()
+            || after_section_sign
+            || (at > 0 && chars[at - 1].is_ascii_alphanumeric())
+        {
+            at += 1;
+            continue;
+        }
+        let mut end = at;
+        while end < chars.len()
+            && (chars[end].is_ascii_digit()
+                || ((chars[end] == ',' || chars[end] == '.')
+                    && chars.get(end + 1).is_some_and(char::is_ascii_digit)))
+        {
+            end += 1;
+        }
+        let token: String = chars[at..end].iter().collect();
+        if token.contains(',') || token.contains('.') {
+            out.push(token);
+        }
+        at = end.max(at + 1);
+    }
+    out
+}
+
+/// The table rows of the section of `file` whose heading is `heading`,
+/// or, with `after`, of the first table after a line containing it.
+fn table_rows_after(file: &str, marker: &str) -> Vec<(usize, String)> {
+    let text = read(file);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("{file}: no line with {marker:?}"));
+    lines[start..]
+        .iter()
+        .enumerate()
+        .skip_while(|(_, l)| !l.starts_with('|'))
+        .take_while(|(_, l)| l.starts_with('|'))
+        .map(|(i, l)| (start + i + 1, l.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_measured_figures_of_the_docs_are_in_the_benchmark_log() {
+    let log: BTreeSet<String> = read("tests/bench/BENCHMARKS.md")
+        .lines()
+        .flat_map(figures)
+        .collect();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (file, marker) in [
+        ("docs/09-performance.md", "## Figures"),
+        ("docs/14-cluster.md", "tests/bench/cluster.sh"),
+    ] {
+        for (line, row) in table_rows_after(file, marker) {
+            for figure in figures(&row) {
+                checked += 1;
+                if !log.contains(figure.as_str()) {
+                    missing.push(format!("{file}:{line}: {figure}"));
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} figures found");
+    assert!(
+        missing.is_empty(),
+        "figures in the docs that tests/bench/BENCHMARKS.md does not record:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_fact_checkers_themselves() {
+    assert_eq!(
+        rust_file_names("see `room.rs` and [`src/room/mod.rs`](../src/room/mod.rs)"),
+        ["room.rs", "src/room/mod.rs", "src/room/mod.rs"]
+    );
+    assert_eq!(
+        rust_file_names("`src/connection.rs::negotiate_deflate`"),
+        ["src/connection.rs"]
+    );
+    assert!(rust_file_names("tests/*.rs and https://x.rs").is_empty());
+    let files = vec!["src/room/mod.rs".to_string()];
+    assert!(rust_file_exists("room/mod.rs", &files));
+    assert!(!rust_file_exists("room.rs", &files));
+    assert_eq!(
+        diagram_paths("│ queues Close 4000 (Outgoing::Close)"),
+        ["Outgoing::Close"]
+    );
+    let reasons = |line: &str| -> Vec<(u16, String)> {
+        quoted_close_reasons(line)
+            .into_iter()
+            .map(|(_, code, reason)| (code, reason))
+            .collect()
+    };
+    assert_eq!(
+        reasons(r#"closed with 1001 "ping timeout" and **1001** with the reason `shutting_down`"#),
+        [
+            (1001, "ping timeout".to_string()),
+            (1001, "shutting_down".to_string())
+        ]
+    );
+    assert_eq!(reasons("p50 1000 `x`... port 8080 `y`").len(), 1);
+    assert_eq!(
+        reasons("Close `1008` `rate_limited`; `1006`, a connection; `code_1002`<br>`x`"),
+        [(1008, "rate_limited".to_string())]
+    );
+    assert_eq!(
+        close_code_row_reasons(
+            r#"| 1008 | `Policy` | too slow ("slow consumer"), or `rate_limited` |"#
+        ),
+        [
+            (1008, "rate_limited".to_string()),
+            (1008, "slow consumer".to_string())
+        ]
+    );
+    assert!(reason_matches(
+        "message over 65536 bytes",
+        "message over {limit} bytes"
+    ));
+    assert!(reason_matches(
+        "message over ...",
+        "message over {limit} bytes"
+    ));
+    assert!(!reason_matches("ping timeout", "ping_timeout"));
+    assert_eq!(
+        figures("| a 100 × 10 | **9,082,891** | 4.5 / 9.2 ms | §5.2 |"),
+        ["9,082,891", "4.5", "9.2"]
+    );
+    assert!(is_snake_token("ping_timeout"));
+    assert!(!is_snake_token("handle"));
+}
+
+/// A constant's value as the code declares it, in base units (bytes or a
+/// count; milliseconds for a time): integer arithmetic with `*` and `<<`,
+/// `Duration::from_secs(N)` / `from_millis(N)`, and `*_MS` / `*_SECS`
+/// names in milliseconds and seconds. `None` for anything else.
+fn constant_values() -> Vec<(String, u64, bool)> {
+    let mut out = Vec::new();
+    let mut files = Vec::new();
+    files_under("src", &mut files);
+    files_under("www", &mut files);
+    for file in files
+        .iter()
+        .filter(|f| f.ends_with(".rs") || f.ends_with(".js"))
+    {
+        let source = fs::read_to_string(root().join(file)).unwrap();
+        for line in source.lines() {
+            let code = line.split("//").next().unwrap_or("").trim();
+            let Some(at) = code.find("const ") else {
+                continue;
+            };
+            let rest = &code[at + "const ".len()..];
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..name_end];
+            if !is_screaming_snake_case(name) {
+                continue;
+            }
+            let Some((_, init)) = rest.split_once('=') else {
+                continue;
+            };
+            let init = init.trim().trim_end_matches(';').trim();
+            let (value, is_time) = if let Some(n) = init
+                .strip_prefix("Duration::from_secs(")
+                .and_then(|n| n.strip_suffix(')'))
+            {
+                (evaluate(n).map(|s| s * 1000), true)
+            } else if let Some(n) = init
+                .strip_prefix("Duration::from_millis(")
+                .and_then(|n| n.strip_suffix(')'))
+            {
+                (evaluate(n), true)
+            } else if name.ends_with("_MS") {
+                (evaluate(init), true)
+            } else if name.ends_with("_SECS") {
+                (evaluate(init).map(|s| s * 1000), true)
+            } else {
+                (evaluate(init), false)
+            };
+            if let Some(value) = value {
+                out.push((name.to_string(), value, is_time));
+            }
+        }
+    }
+    out
+}
+
+/// `16 * 1024`, `1 << 20`, `10_000`: integer products and shifts.
+fn evaluate(expression: &str) -> Option<u64> {
+    let mut product = 1u64;
+    for factor in expression.split('*') {
+        let factor = factor.trim();
+        let value = match factor.split_once("<<") {
+            Some((a, b)) => evaluate(a)? << evaluate(b)?,
+            None => factor.replace('_', "").parse().ok()?,
+        };
+        product = product.checked_mul(value)?;
+    }
+    Some(product)
+}
+
+/// A value as the docs write it, `16 384`, `2 KiB`, `10 s`, `24
+/// characters`, in base units, and whether it is a time.
+fn doc_value(text: &str) -> Option<(u64, bool)> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == ' ' || c == ','))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.replace([' ', ','], "").parse().ok()?;
+    match unit.split_whitespace().next().unwrap_or("") {
+        "" | "characters" | "bytes" | "slots" | "frames" => Some((number, false)),
+        "KiB" => Some((number * 1024, false)),
+        "MiB" => Some((number * 1024 * 1024, false)),
+        "GiB" => Some((number << 30, false)),
+        "s" => Some((number * 1000, true)),
+        "ms" => Some((number, true)),
+        _ => None,
+    }
+}
+
+/// `NAME` (value) in prose, and rows of a limits table with `(constant)
+/// `NAME`` in one cell and the value in the cell before it.
+fn documented_constants(markdown: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in markdown.lines().enumerate() {
+        if line.starts_with('|') {
+            let row = cells(line);
+            for (at, cell) in row.iter().enumerate() {
+                if let Some(name) = cell
+                    .strip_prefix("(constant) `")
+                    .and_then(|c| c.strip_suffix('`'))
+                    && at > 0
+                {
+                    out.push((i + 1, name.to_string(), row[at - 1].clone()));
+                }
+            }
+        }
+        let mut rest = line;
+        while let Some(open) = rest.find('`') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('`') else { break };
+            let name = &after[..close];
+            let tail = &after[close + 1..];
+            if is_screaming_snake_case(name)
+                && let Some(inner) = tail.strip_prefix(" (")
+                && let Some(end) = inner.find(')')
+            {
+                out.push((i + 1, name.to_string(), inner[..end].to_string()));
+            }
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_constant_the_docs_give_a_value_has_that_value() {
+    let constants = constant_values();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for doc in docs() {
+        for (line, name, value) in documented_constants(&doc.all) {
+            let Some((documented, doc_is_time)) = doc_value(&value) else {
+                continue; // not a plain value: `(repeatable)`, `(client)`
+            };
+            let declared: Vec<&(String, u64, bool)> =
+                constants.iter().filter(|(n, _, _)| *n == name).collect();
+            if declared.is_empty() {
+                continue; // the name checker reports unknown names
+            }
+            checked += 1;
+            if !declared
+                .iter()
+                .any(|(_, v, is_time)| *v == documented && *is_time == doc_is_time)
+            {
+                wrong.push(format!(
+                    "{}:{line}: `{name}` ({value}), but the code says {:?}",
+                    doc.relative,
+                    declared.iter().map(|(_, v, t)| (v, t)).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} constants with a value found in the docs"
+    );
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_constant_checker_itself() {
+    assert_eq!(evaluate("16 * 1024"), Some(16384));
+    assert_eq!(evaluate("1 << 20"), Some(1 << 20));
+    assert_eq!(evaluate("10_000"), Some(10000));
+    assert_eq!(evaluate("usize::MAX"), None);
+    assert_eq!(doc_value("16 384"), Some((16384, false)));
+    assert_eq!(doc_value("2 KiB"), Some((2048, false)));
+    assert_eq!(doc_value("10 s"), Some((10000, true)));
+    assert_eq!(doc_value("24 characters"), Some((24, false)));
+    assert_eq!(doc_value("repeatable"), None);
+    assert_eq!(
+        documented_constants(
+            "`READER_STACK` (256 KiB) and\n| x | 2 s | (constant) `CLOSE_TIMEOUT` |"
+        ),
+        [
+            (1, "READER_STACK".to_string(), "256 KiB".to_string()),
+            (2, "CLOSE_TIMEOUT".to_string(), "2 s".to_string())
+        ]
+    );
+}
+
+/// The map says "`protocol` imports nothing from the rest of the crate":
+/// every `crate::` path in src/protocol/ stays in `crate::protocol`.
+#[test]
+fn the_protocol_layer_imports_nothing_from_the_server() {
+    let mut files = Vec::new();
+    files_under("src/protocol", &mut files);
+    let mut outside = Vec::new();
+    for file in files.iter().filter(|f| f.ends_with(".rs")) {
+        for (i, line) in read(file).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for (at, _) in code.match_indices("crate::") {
+                let path = &code[at + "crate::".len()..];
+                if !path.starts_with("protocol") {
+                    outside.push(format!("{file}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(outside.is_empty(), "\n{}", outside.join("\n"));
 }

@@ -61,6 +61,7 @@
     users: new Map(),       // id -> {id, nick}
     seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
     lastId: 0,              // newest message id seen: a reconnect resumes after it
+    epoch: null,            // the server's history the ids belong to (from the welcome)
     attempt: 0,             // consecutive failed connection attempts
     retryTimer: null,
     countdownTimer: null,
@@ -506,10 +507,16 @@
 
   function socketUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    // `since`: the server sends only the messages after the last one this
-    // page has, so a reconnect neither repeats nor drops a line (chapter 06).
-    const since = state.lastId > 0 ? '?since=' + state.lastId : '';
-    return scheme + '//' + location.host + '/' + since;
+    // `since` and `epoch`: the server sends only the messages after the
+    // last one this page has, so a reconnect neither repeats nor drops a
+    // line; if that id belongs to a history the server no longer has (its
+    // epoch changed), it says `gap` and sends what it has (chapter 06).
+    let query = '';
+    if (state.lastId > 0) {
+      query = '?since=' + state.lastId;
+      if (state.epoch) query += '&epoch=' + encodeURIComponent(state.epoch);
+    }
+    return scheme + '//' + location.host + '/' + query;
   }
 
   function connect() {
@@ -592,6 +599,13 @@
       short: 'Sending too fast', pauseMs: RATE_LIMIT_PAUSE_MS, restore: true,
     },
     slow_consumer: { text: 'Your connection fell too far behind the chat.', short: 'Fell behind' },
+    // Cluster mode: this page's server was cut off long enough for the
+    // others to count this page as gone; reconnecting (with `since`)
+    // puts it back and fetches what it missed.
+    rejoin: {
+      text: 'The chat lost track of this connection for a moment; reconnecting.',
+      short: 'Reconnecting', reset: true, restore: true,
+    },
     internal_error: { text: 'The server ran into a problem and closed the connection.', short: 'Server error' },
   };
   const CLOSE_LOST = { text: 'Connection lost.', short: 'Connection lost' };
@@ -679,9 +693,15 @@
     renderUsers();
 
     const history = (Array.isArray(msg.history) ? msg.history : []).filter((m) => m && typeof m === 'object');
-    // A restarted server (without persistence) numbers messages from 1 again:
-    // if a known id now carries a different message, or the history is older
-    // than what we have, forget the old ids so that new messages show.
+    // A server that lost its history (restarted without a history file, or
+    // its Redis lost its data) numbers messages from 1 again, under a new
+    // epoch: the ids this page knows mean nothing there any more.
+    const epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
+    const newEpoch = state.epoch !== null && epoch !== null && epoch !== state.epoch;
+    state.epoch = epoch;
+    // Without an epoch (an older server): if a known id now carries a
+    // different message, or the history is older than what we have, forget
+    // the old ids so that new messages show.
     let maxSeen = 0;
     for (const id of state.seen.keys()) if (id > maxSeen) maxSeen = id;
     let maxHist = 0;
@@ -696,10 +716,10 @@
     // ours in a history, or a gap with nothing newer, mean a new session.
     const gap = msg.gap === true;
     const older = maxHist < maxSeen && (history.length > 0 || gap);
-    if (state.seen.size && (conflict || older)) {
+    if (state.seen.size && (newEpoch || conflict || older)) {
       state.seen.clear();
       state.lastId = 0;
-      appendItems(renderNotice('restart', ['The server was restarted. Messages below are from its new session.']));
+      appendItems(renderNotice('restart', ['The server started a new history (it was restarted without keeping its messages). Messages below are from its new session.']));
     } else if (state.seen.size && gap) {
       appendItems(renderNotice('restart', ['Some messages sent while you were away are no longer available.']));
     }
@@ -822,6 +842,7 @@
       case 'bad_text': return 'That message was not sent: it contains control characters.';
       case 'text_only': return 'The chat takes text messages only.';
       case 'unavailable': return 'That message was not sent: the chat server has lost its connection to the other servers. Try again in a moment.';
+      case 'not_member': return 'That message was not sent: the chat lost track of this connection. Reconnecting…';
       default: return serverText; // nick_invalid, usage, and codes this page does not know
     }
   }

@@ -10,17 +10,17 @@
 //! and all replicas agree (state-machine replication); no lock is needed
 //! for the order of messages, for presence, or for a `/nick` race.
 
-use super::{Broadcaster, Event, MAX_PENDING_BYTES, MAX_PENDING_FRAMES};
+use super::{Broadcaster, Event, JoinReply, MAX_PENDING_BYTES, MAX_PENDING_FRAMES};
 use crate::cluster::node::{self, Job, Link, Notice, SNAPSHOT_INTERVAL, Settings, Startup};
 use crate::cluster::replica::{Applied, Op, Record, Replica, node_number};
 use crate::cluster::stream::Entry;
-use crate::delivery::{Delivery, Endpoint, Outlet};
+use crate::delivery::{Delivery, Endpoint};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
-use crate::room::{ClientId, ErrorCode, History, Mode, Output, error_event, now_ms};
+use crate::room::{ClientId, ErrorCode, History, Mode, Output, Resume, error_event, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -33,8 +33,8 @@ const UNAVAILABLE_TEXT: &str = "the chat cannot reach its Redis right now; messa
 struct PendingJoin {
     peer: SocketAddr,
     endpoint: Box<Endpoint>,
-    joined: Sender<Outlet>,
-    since: Option<u64>,
+    joined: JoinReply,
+    resume: Option<Resume>,
 }
 
 struct Replicated {
@@ -44,6 +44,9 @@ struct Replicated {
     link: Link,
     metrics: Arc<Metrics>,
     pending_joins: HashMap<ClientId, PendingJoin>,
+    /// This node's clients that are connected and in the room: the ones
+    /// to repair if the order says they left (see `apply`).
+    connected: HashSet<ClientId>,
     /// Applied entries since the last snapshot was stored.
     changed: bool,
     last_snapshot: Instant,
@@ -70,17 +73,25 @@ impl Broadcaster {
             settings,
             store,
             number,
-            replica.last_id,
+            &replica,
             tx.clone(),
             up.clone(),
             metrics.clone(),
         )?;
         let state = Replicated {
-            inner: Broadcaster::new(History::new(0), 1, None, delivery, metrics.clone()),
+            inner: Broadcaster::new(
+                History::new(0),
+                1,
+                replica.room.epoch().clone(),
+                None,
+                delivery,
+                metrics.clone(),
+            ),
             replica,
             link,
             metrics,
             pending_joins: HashMap::new(),
+            connected: HashSet::new(),
             changed: false,
             last_snapshot: Instant::now(),
         };
@@ -110,13 +121,13 @@ impl Replicated {
                     mode,
                     endpoint,
                     joined,
-                    since,
+                    resume,
                 } => {
                     let pending = PendingJoin {
                         peer,
                         endpoint,
                         joined,
-                        since,
+                        resume,
                     };
                     let node = self.link.node.to_string();
                     let record = record(Op::Join { id, mode, node });
@@ -131,6 +142,7 @@ impl Replicated {
                 Event::Binary { id, data } => self.append_or_refuse(id, Op::Binary { id, data }),
                 Event::Leave { id } => {
                     self.pending_joins.remove(&id);
+                    self.connected.remove(&id);
                     self.inner.compressing.remove(&id);
                     // Waits if the queue is full: a lost leave would leave
                     // a ghost member in every replica.
@@ -150,6 +162,14 @@ impl Replicated {
                     Op::Text { id, .. } | Op::Binary { id, .. } => self.refuse(id),
                     Op::Leave { .. } => {}
                 },
+                Event::Cluster(Notice::Epoch(epoch)) => {
+                    log::warn!(
+                        "cluster: the history of epoch {} is lost; epoch {epoch} starts",
+                        self.replica.room.epoch()
+                    );
+                    self.replica.start_epoch(epoch);
+                    self.changed = true;
+                }
                 Event::Cluster(Notice::NodeDead(node)) => {
                     let leaves: Vec<Record> = self
                         .replica
@@ -208,19 +228,28 @@ impl Replicated {
         if self.replica.place(entry.id, seq) == Applied::Duplicate {
             return;
         }
-        let mut since = None;
+        let mut resume = None;
         if let Op::Join { id, .. } = &record.op {
             let id = *id;
             if let Some(pending) = self.pending_joins.remove(&id) {
                 // Its place in the order: what came before goes out first,
                 // then it becomes a recipient (its 101 first).
                 self.inner.flush();
-                let _ = pending
+                let inner = &mut self.inner;
+                if pending
                     .joined
-                    .send(self.inner.add_client(*pending.endpoint));
-                log::debug!("({id}) joined the room from {}", pending.peer);
-                since = pending.since;
-                if since.is_some_and(|s| s < self.replica.room.history().dropped_through()) {
+                    .accept(|| inner.add_client(*pending.endpoint))
+                {
+                    log::debug!("({id}) joined the room from {}", pending.peer);
+                    self.connected.insert(id);
+                } else {
+                    // Its reader gave up waiting (and answered 503); its
+                    // leave follows, from the reader, as for any client
+                    // that goes.
+                    log::warn!("({id}) {} gave up waiting to join", pending.peer);
+                }
+                resume = pending.resume;
+                if resume.as_ref().is_some_and(|r| self.replica.room.is_gap(r)) {
                     self.metrics.resume_gaps.fetch_add(1, Relaxed);
                 }
             } else if node_number(id) == self.link.number && !self.replica.room.contains(id) {
@@ -230,10 +259,29 @@ impl Replicated {
                 self.link.send(Job::Append(record_leave(id)));
             }
         }
+        if let Op::Leave { id } = &record.op
+            && self.connected.remove(id)
+        {
+            // This node's client, still connected, has left in the order:
+            // another node announced it gone while this one was cut off
+            // from Redis (or stalled) for longer than a heartbeat lasts.
+            // Kept, it would be a member nowhere: everything it sent
+            // would be refused. It is told to reconnect, and resumes
+            // with `since` what it missed.
+            log::warn!(
+                "({id}) was announced as gone while this node was cut off; closing it with 1012 rejoin"
+            );
+            // The reason is a stable token (docs/06): the client
+            // reconnects at once and resumes.
+            let close = encode_close(CloseCode::Restart, "rejoin", None);
+            self.inner.flush();
+            self.inner.delivery.close(*id, close);
+            self.metrics.cluster_rejoins.fetch_add(1, Relaxed);
+        }
         self.metrics.cluster_entries_in.fetch_add(1, Relaxed);
         if let Applied::Done { missed } =
             self.replica
-                .apply(entry.id, seq, record, since, &mut self.inner.out)
+                .apply(entry.id, seq, record, resume, &mut self.inner.out)
         {
             node::count_missed(&self.metrics, missed);
         }

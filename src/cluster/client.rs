@@ -12,12 +12,12 @@
 //! be taken as the answer to the next command. Later calls fail with
 //! [`RedisError::NotConnected`] until [`Client::reconnect`] succeeds.
 
-use super::resp::{Parse, RespError, Value, encode_command, parse_reply};
+use super::resp::{Decoder, RespError, Value, encode_command};
 use super::url::RedisUrl;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long connecting may take, per address the host name resolves to.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,12 +25,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// same network answers in well under a millisecond; seconds mean it is
 /// gone or stuck.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most bytes one reply (or one pipeline's replies) may take in the
-/// read buffer before the client gives up on it. Bounds memory even when
-/// every element of a reply is within the parser's own limits.
-pub const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// The most bytes one reply may take before the client gives up on it
+/// (the decoder's limit): bounds memory even when every element of a
+/// reply is within the parser's own limits, and holds one stream entry
+/// of the largest message `--max-message-bytes` allows.
+pub use super::resp::MAX_REPLY_BYTES;
 /// How much is read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// The client's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +126,10 @@ pub struct Client {
     timeouts: Timeouts,
     /// `None` after an error broke the connection.
     stream: Option<TcpStream>,
-    /// Bytes read but not yet parsed into a reply.
-    buf: Vec<u8>,
+    /// Replies being read: every byte read goes through it once.
+    decoder: Decoder,
+    /// Where each read lands before it is fed to the decoder (reused).
+    chunk: Vec<u8>,
 }
 
 impl Client {
@@ -142,7 +145,8 @@ impl Client {
             url: url.clone(),
             timeouts,
             stream: None,
-            buf: Vec::new(),
+            decoder: Decoder::new(),
+            chunk: Vec::new(),
         };
         client.reconnect()?;
         Ok(client)
@@ -163,7 +167,7 @@ impl Client {
     /// The old connection, if any, is dropped first.
     pub fn reconnect(&mut self) -> Result<(), RedisError> {
         self.stream = None;
-        self.buf.clear();
+        self.decoder = Decoder::new();
         let stream = open(&self.url, self.timeouts)?;
         self.stream = Some(stream);
         let mut setup: Vec<Vec<Vec<u8>>> = Vec::with_capacity(3);
@@ -283,39 +287,46 @@ impl Client {
         result.map_err(|e| self.broken(e.into()))
     }
 
-    /// Reads until the buffer holds one whole reply, and takes it out.
+    /// Reads until the decoder has one whole reply, and takes it out. Each
+    /// read is fed to the decoder once; `timeout` bounds each wait for
+    /// bytes. A read interrupted by a signal (EINTR: a process stopped
+    /// and continued gets one from a read with a timeout, see signal(7))
+    /// is tried again within what is left of its wait.
     fn read_reply(&mut self, timeout: Duration) -> Result<Value, RedisError> {
         loop {
-            match parse_reply(&self.buf) {
-                Ok(Parse::Complete { value, used }) => {
-                    self.buf.drain(..used);
-                    return Ok(value);
-                }
-                Ok(Parse::Partial) if self.buf.len() > MAX_REPLY_BYTES => {
-                    return Err(self.broken(RedisError::ReplyTooLarge));
-                }
-                Ok(Parse::Partial) => {}
-                Err(e) => return Err(self.broken(e.into())),
+            if let Some(value) = self.decoder.next_value() {
+                return Ok(value);
             }
-            // The parser starts again from the reply's first byte after each
-            // read; reads are large, so a big reply is parsed a few times at
-            // most, and replies here are small.
             let stream = self.stream.as_mut().ok_or(RedisError::NotConnected)?;
-            let start = self.buf.len();
-            self.buf.resize(start + READ_CHUNK, 0);
-            let result = stream
-                .set_read_timeout(Some(timeout))
-                .and_then(|()| stream.read(&mut self.buf[start..]));
+            if self.chunk.len() != READ_CHUNK {
+                self.chunk = vec![0; READ_CHUNK];
+            }
+            let deadline = Instant::now() + timeout;
+            let result = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                match stream
+                    .set_read_timeout(Some(left))
+                    .and_then(|()| stream.read(&mut self.chunk))
+                {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
             match result {
-                Ok(0) => {
-                    self.buf.truncate(start);
-                    return Err(self.broken(RedisError::Closed));
+                Ok(0) => return Err(self.broken(RedisError::Closed)),
+                Ok(n) => {
+                    if let Err(e) = self.decoder.feed(&self.chunk[..n]) {
+                        let error = match e {
+                            RespError::ReplyTooLong => RedisError::ReplyTooLarge,
+                            e => RedisError::Protocol(e),
+                        };
+                        return Err(self.broken(error));
+                    }
                 }
-                Ok(n) => self.buf.truncate(start + n),
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(self.broken(e.into()));
-                }
+                Err(e) => return Err(self.broken(e.into())),
             }
         }
     }
@@ -324,7 +335,7 @@ impl Client {
     fn broken(&mut self, error: RedisError) -> RedisError {
         log::warn!("{}: connection dropped: {error}", self.url);
         self.stream = None;
-        self.buf.clear();
+        self.decoder = Decoder::new();
         error
     }
 }
@@ -343,7 +354,15 @@ impl fmt::Debug for Client {
 fn open(url: &RedisUrl, timeouts: Timeouts) -> Result<TcpStream, RedisError> {
     let mut last = None;
     for addr in (url.host.as_str(), url.port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeouts.connect) {
+        let mut attempt = TcpStream::connect_timeout(&addr, timeouts.connect);
+        if attempt
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::Interrupted)
+        {
+            // A signal (the process stopped and continued): once more.
+            attempt = TcpStream::connect_timeout(&addr, timeouts.connect);
+        }
+        match attempt {
             Ok(stream) => {
                 // Commands are small and each waits for its reply: Nagle's
                 // algorithm would only delay them.

@@ -14,14 +14,14 @@
 //! [`start_up`] runs before any of them, on the starting thread: it loads
 //! the room's snapshot and catches up with the stream.
 
-use super::client::{Backoff, Client};
+use super::client::{Backoff, Client, RedisError};
 use super::nodes::NodeId;
 use super::replica::{Applied, Op, ROOM, Record, Replica};
-use super::stream::{Entry, Store, StreamId};
+use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::broadcaster::Event;
 use crate::metrics::Metrics;
-use crate::room::now_ms;
+use crate::room::{Epoch, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,17 +40,26 @@ pub const CLEANUP_CLAIM_TTL: Duration = Duration::from_secs(10);
 /// How long one `XREAD BLOCK` waits before asking again (and the longest
 /// a stopping reader takes to notice).
 pub const READ_BLOCK_MS: u64 = 1000;
-/// Entries asked for per read.
+/// Entries asked for per read, at most (see [`ReadSize`]).
 pub const READ_COUNT: usize = 1000;
-/// Actions appended in one pipeline, at most.
+/// The bytes of entries one read aims at: `XREAD` can only be told how
+/// many entries to give, so the count is fitted to the size of the
+/// entries lately read (see [`ReadSize`]).
+pub const READ_BYTES: usize = 16 * 1024 * 1024;
+/// Actions appended in one pipeline, at most...
 pub const WRITE_BATCH: usize = 256;
+/// ... and the most bytes of messages in one pipeline (at least one
+/// action goes, whatever its size): a burst of large messages is written
+/// in several round trips rather than one of hundreds of MiB.
+pub const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Actions waiting for the writer; when full, a message is refused with
 /// `unavailable` rather than the broadcaster waiting on Redis.
 pub const JOB_QUEUE: usize = 16 * 1024;
-/// Leaves kept for retrying while Redis is away (a leave must not be lost,
-/// or the member would stay in every replica); beyond this, dropped and
-/// logged.
-pub const MAX_RETRIED_LEAVES: usize = 100_000;
+/// Actions kept for retrying while Redis is away: every leave (a leave
+/// must not be lost, or the member would stay in every replica), and
+/// every action whose append may have been stored (its reply was lost);
+/// beyond this, dropped and logged.
+pub const MAX_RETRIED: usize = 100_000;
 /// Reconnection delays: from this...
 pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
 /// ... doubling up to this (with jitter, see `Backoff`): a Redis that
@@ -58,6 +67,12 @@ pub const RECONNECT_BASE: Duration = Duration::from_millis(50);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How often the writer tries leaves again while Redis is away.
 const RETRY_WAIT: Duration = Duration::from_millis(200);
+/// How long a message whose append may have been stored (its reply was
+/// lost) is retried before its sender is told `unavailable`: a Redis
+/// that is only restarting is back well within it, and the retry, safe
+/// thanks to its key, settles whether it was stored. Past it the sender
+/// is told, though Redis, if it kept the message, shows it when back.
+pub const IN_FLIGHT_RETRY: Duration = Duration::from_secs(5);
 /// How often a node stores a snapshot of its replica, if anything changed.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -98,6 +113,9 @@ pub enum Notice {
     Refused(Record),
     /// This node claimed the cleanup of a dead node.
     NodeDead(NodeId),
+    /// Redis lost the stream's history: the entries that follow belong to
+    /// this new epoch (sent before any of them).
+    Epoch(Epoch),
 }
 
 /// A node ready to run: its Redis connection, its number, and its replica
@@ -113,34 +131,52 @@ pub struct Startup {
 /// after it, announces as gone the members an earlier run of this node
 /// left behind, and sends the first heartbeat. Errors are one line.
 pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, String> {
-    let fail = |e: super::RedisError| format!("redis at {}: {e}", settings.url.address());
+    let fail = |e: RedisError| format!("redis at {}: {e}", settings.url.address());
     let client = Client::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(client, settings.stream_maxlen);
     let number = store.next_node_number().map_err(fail)?;
-    let mut replica = match store.load_snapshot(ROOM).map_err(fail)? {
-        Some(text) => Replica::restore(&text, settings.history).unwrap_or_else(|e| {
+    let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
+    let stored = match store.load_snapshot(ROOM) {
+        // Larger than a reply may be (a history of the largest messages,
+        // JSON-escaped): the stream alone is read instead.
+        Err(e @ (RedisError::ReplyTooLarge | RedisError::Protocol(_))) => {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
-            Replica::new(settings.history)
+            store.client().reconnect().map_err(fail)?;
+            None
+        }
+        other => other.map_err(fail)?,
+    };
+    let mut replica = match stored {
+        Some(text) => Replica::restore(&text, settings.history, &epoch).unwrap_or_else(|e| {
+            log::warn!("cluster: ignoring the stored snapshot: {e}");
+            Replica::new(settings.history, epoch.clone())
         }),
-        None => Replica::new(settings.history),
+        None => Replica::new(settings.history, epoch.clone()),
     };
     let loaded = replica.last_id;
     let mut applied = 0;
     let mut discard = Vec::new();
+    let mut size = ReadSize::default();
     loop {
-        let entries = store
-            .read_after(ROOM, replica.last_id, 0, READ_COUNT)
-            .map_err(fail)?;
+        let entries = match store.read_after(ROOM, replica.last_id, 0, size.count) {
+            Err(RedisError::ReplyTooLarge) if size.count > 1 => {
+                size.too_large();
+                store.client().reconnect().map_err(fail)?;
+                continue;
+            }
+            other => other.map_err(fail)?,
+        };
         if entries.is_empty() {
             break;
         }
+        size.after(&entries);
         for entry in entries {
             apply_quietly(&mut replica, &entry, metrics, &mut discard);
             applied += 1;
         }
     }
     log::info!(
-        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history",
+        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history, epoch {epoch}",
         settings.node,
         replica.room.len(),
         replica.room.history().len()
@@ -203,6 +239,52 @@ pub fn count_missed(metrics: &Metrics, missed: u64) {
     }
 }
 
+/// How many entries the next read asks for. `XREAD` bounds a reply only
+/// by its number of entries, and entries range from a few bytes to the
+/// largest message the flags allow: after a read, the count is fitted so
+/// that entries as large as the largest just read make about
+/// [`READ_BYTES`] (down to 1 after a huge entry), and it grows back by
+/// doubling while entries are small. A reply still too large for the
+/// client (larger entries than any before) makes it 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSize {
+    pub count: usize,
+}
+
+impl Default for ReadSize {
+    fn default() -> ReadSize {
+        ReadSize { count: READ_COUNT }
+    }
+}
+
+impl ReadSize {
+    /// Fits the count to the entries just read.
+    pub fn after(&mut self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return; // a wait that timed out says nothing about sizes
+        }
+        let largest = entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .fields
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let fits = (READ_BYTES / largest).clamp(1, READ_COUNT);
+        self.count = fits.min(self.count.saturating_mul(2)).max(1);
+    }
+
+    /// The last reply was over the client's limit.
+    pub fn too_large(&mut self) {
+        self.count = 1;
+    }
+}
+
 /// The running Redis threads of a node.
 pub struct Link {
     jobs: Option<Sender<Job>>,
@@ -216,12 +298,12 @@ pub struct Link {
 
 impl Link {
     /// Starts the writer, reader and keeper threads; the reader reads
-    /// after `after`.
+    /// after `replica`'s last entry, in its epoch.
     pub fn spawn(
         settings: &Settings,
         store: Store,
         number: u64,
-        after: StreamId,
+        replica: &Replica,
         events: Sender<Event>,
         up: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
@@ -239,14 +321,19 @@ impl Link {
             let node = settings.node.clone();
             std::thread::Builder::new()
                 .name("wschat-cluster-writer".into())
-                .spawn(move || write_loop(store, node, queue, events, up, metrics))?
+                .spawn(move || write_loop(store, node, number, queue, events, up, metrics))?
         };
         {
             let (events, up, metrics, stop) =
                 (events.clone(), up.clone(), metrics.clone(), stop.clone());
+            let position = ReadPosition {
+                after: replica.last_id,
+                seq: replica.last_seq,
+                epoch: replica.room.epoch().clone(),
+            };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())
-                .spawn(move || read_loop(reader_store, after, events, up, metrics, stop))?;
+                .spawn(move || read_loop(reader_store, position, events, up, metrics, stop))?;
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
@@ -294,15 +381,30 @@ impl Link {
     }
 }
 
+/// An action on its way to the stream, with its idempotency key.
+struct Outgoing {
+    record: Record,
+    /// This writer's counter for it (see `Store::append_keyed`).
+    counter: u64,
+    /// When it was first sent without an answer: it may be stored, so
+    /// it is sent again (the key makes that safe) rather than refused,
+    /// for up to `IN_FLIGHT_RETRY`.
+    maybe_stored: Option<Instant>,
+}
+
 fn write_loop(
     mut store: Store,
     node: NodeId,
+    number: u64,
     queue: Receiver<Job>,
     events: Sender<Event>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
-    let mut retry: VecDeque<Record> = VecDeque::new();
+    // Node numbers are never given twice, so this run's keys are its own.
+    let writer = format!("{node}#{number}");
+    let mut counter = 0u64;
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let mut next_attempt = Instant::now();
     loop {
@@ -319,9 +421,13 @@ fn write_loop(
             }
         };
         let mut batch: Vec<Job> = first.into_iter().collect();
-        while batch.len() < WRITE_BATCH {
+        let mut batch_bytes = batch.iter().map(job_bytes).sum::<usize>();
+        while batch.len() < WRITE_BATCH && batch_bytes < WRITE_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    batch_bytes += job_bytes(&job);
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -338,15 +444,27 @@ fn write_loop(
                 }
             }
         }
-        let mut records: Vec<Record> = retry.drain(..).collect();
+        // What is retried goes first, in its order: keys must grow in the
+        // order they are sent.
+        let mut outgoing: Vec<Outgoing> = retry.drain(..).collect();
         let mut forget = Vec::new();
         let mut snapshot = None;
         let mut goodbye = false;
+        let mut add = |record: Record, outgoing: &mut Vec<Outgoing>| {
+            counter += 1;
+            outgoing.push(Outgoing {
+                record,
+                counter,
+                maybe_stored: None,
+            });
+        };
         for job in batch {
             match job {
-                Job::Append(record) => records.push(record),
+                Job::Append(record) => add(record, &mut outgoing),
                 Job::Cleanup { node, leaves } => {
-                    records.extend(leaves);
+                    for leave in leaves {
+                        add(leave, &mut outgoing);
+                    }
                     forget.push(node);
                 }
                 Job::Snapshot { after, body } => snapshot = Some((after, body)),
@@ -355,37 +473,59 @@ fn write_loop(
         }
         if !store.client().is_connected() {
             up.store(false, Relaxed);
-            refuse(records, &mut retry, &events);
+            refuse(outgoing, &mut retry, &events);
             continue;
         }
-        let fields: Vec<_> = records.iter().map(Record::fields).collect();
+        let fields: Vec<_> = outgoing
+            .iter()
+            .map(|o| {
+                let key = AppendKey {
+                    writer: &writer,
+                    counter: o.counter,
+                };
+                (key, o.record.fields())
+            })
+            .collect();
         let started = Instant::now();
-        match store.append_many(ROOM, &fields) {
+        match store.append_keyed(ROOM, &fields) {
             Ok(results) => {
                 up.store(true, Relaxed);
-                if !records.is_empty() {
+                if !outgoing.is_empty() {
                     metrics.redis_round_trips.fetch_add(1, Relaxed);
                     let micros = started.elapsed().as_micros() as u64;
                     metrics.redis_round_trip_micros.fetch_add(micros, Relaxed);
                 }
-                for (record, result) in records.into_iter().zip(results) {
+                let mut refused = Vec::new();
+                for (mut sent, result) in outgoing.into_iter().zip(results) {
                     match result {
-                        Ok(_) => {
+                        Ok(Appended::New(..)) => {
                             metrics.cluster_entries_out.fetch_add(1, Relaxed);
+                        }
+                        Ok(Appended::Duplicate) => {
+                            log::info!(
+                                "cluster: an append retried after a lost reply was stored already"
+                            );
                         }
                         Err(e) => {
                             log::error!("Error: cluster: redis refused an entry: {e}");
-                            refuse(vec![record], &mut retry, &events);
+                            // Refused outright: not stored.
+                            sent.maybe_stored = None;
+                            refused.push(sent);
                         }
                     }
                 }
+                refuse(refused, &mut retry, &events);
             }
             Err(e) => {
-                // Some of these may have been added all the same (the
-                // reply was lost): see docs/14-cluster.md.
-                log::warn!("cluster: appending failed: {e}");
+                // The reply was lost: some of these may have been stored.
+                // They are sent again with the same keys, which stores
+                // each exactly once (see docs/14-cluster.md).
+                log::warn!("cluster: appending failed: {e}; retrying with the same keys");
                 up.store(false, Relaxed);
-                refuse(records, &mut retry, &events);
+                for mut sent in outgoing {
+                    sent.maybe_stored.get_or_insert_with(Instant::now);
+                    keep_for_retry(sent, &mut retry);
+                }
                 next_attempt = Instant::now();
                 continue;
             }
@@ -407,18 +547,44 @@ fn write_loop(
     }
 }
 
-/// Actions that could not be appended: leaves wait to be retried, the
-/// others go back to the broadcaster to be answered.
-fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Event>) {
-    for record in records {
-        if let Op::Leave { id } = record.op {
-            if retry.len() < MAX_RETRIED_LEAVES {
-                retry.push_back(record);
-            } else {
-                log::error!("Error: cluster: too many leaves waiting for redis; ({id}) dropped");
-            }
+/// The bytes of messages a job carries (for `WRITE_BATCH_BYTES`).
+fn job_bytes(job: &Job) -> usize {
+    match job {
+        Job::Append(Record {
+            op: Op::Text { text, .. },
+            ..
+        }) => text.len(),
+        Job::Append(Record {
+            op: Op::Binary { data, .. },
+            ..
+        }) => data.len(),
+        _ => 0,
+    }
+}
+
+fn keep_for_retry(sent: Outgoing, retry: &mut VecDeque<Outgoing>) {
+    if retry.len() < MAX_RETRIED {
+        retry.push_back(sent);
+    } else {
+        log::error!(
+            "Error: cluster: too many actions waiting for redis; ({}) dropped",
+            sent.record.op.client()
+        );
+    }
+}
+
+/// Actions that could not be appended: leaves, and for a while actions
+/// that may have been stored, wait to be retried; the others go back to
+/// the broadcaster to be answered.
+fn refuse(outgoing: Vec<Outgoing>, retry: &mut VecDeque<Outgoing>, events: &Sender<Event>) {
+    for sent in outgoing {
+        let in_flight = sent
+            .maybe_stored
+            .is_some_and(|since| since.elapsed() < IN_FLIGHT_RETRY);
+        if in_flight || matches!(sent.record.op, Op::Leave { .. }) {
+            keep_for_retry(sent, retry);
         } else if events
-            .try_send(Event::Cluster(Notice::Refused(record)))
+            .try_send(Event::Cluster(Notice::Refused(sent.record)))
             .is_err()
         {
             // Never wait here: the broadcaster may itself be waiting for
@@ -430,28 +596,101 @@ fn refuse(records: Vec<Record>, retry: &mut VecDeque<Record>, events: &Sender<Ev
     }
 }
 
+/// Where the reader is: after this entry, with this sequence number, in
+/// this epoch.
+struct ReadPosition {
+    after: StreamId,
+    seq: u64,
+    epoch: Epoch,
+}
+
+/// Reads the stream in order and hands the entries to the broadcaster.
+///
+/// It also watches for Redis losing the stream's history: after every
+/// reconnection (a Redis restart drops every connection), and whenever the
+/// sequence numbers go back (data lost with no disconnection seen), it
+/// asks for the epoch ([`Store::epoch`], which stores a fresh one if the
+/// key went with the data). A changed epoch goes to the broadcaster
+/// before any entry read after it, so every node starts the new epoch at
+/// the same place in the order.
 fn read_loop(
     mut store: Store,
-    mut after: StreamId,
+    mut at: ReadPosition,
     events: Sender<Event>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let mut size = ReadSize::default();
+    let mut check_epoch = false;
+    // The epoch was checked right before this read: numbers going back
+    // are then taken as they are (the counter alone was reset).
+    let mut checked = false;
     while !stop.load(Relaxed) {
-        match store.read_after(ROOM, after, READ_BLOCK_MS, READ_COUNT) {
-            Ok(entries) => {
+        let read = if check_epoch {
+            store.epoch(ROOM, &Epoch::fresh()).map(|epoch| {
+                check_epoch = false;
+                checked = true;
+                if epoch != at.epoch {
+                    log::warn!(
+                        "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
+                        at.epoch
+                    );
+                    at.epoch = epoch.clone();
+                    at.seq = 0;
+                    Some(epoch)
+                } else {
+                    None
+                }
+            })
+        } else {
+            Ok(None)
+        };
+        let read = read.and_then(|epoch| {
+            if let Some(epoch) = epoch
+                && events.send(Event::Cluster(Notice::Epoch(epoch))).is_err()
+            {
+                return Ok(None);
+            }
+            store
+                .read_after(ROOM, at.after, READ_BLOCK_MS, size.count)
+                .map(Some)
+        });
+        match read {
+            Ok(None) => return, // the broadcaster is gone
+            Ok(Some(entries)) => {
                 up.store(true, Relaxed);
                 backoff.reset();
+                let first_seq = entries.iter().find_map(Entry::seq);
+                let just_checked = std::mem::take(&mut checked);
+                if !just_checked && at.seq > 0 && first_seq.is_some_and(|seq| seq <= at.seq) {
+                    check_epoch = true;
+                    continue; // read them again once the epoch is known
+                }
+                size.after(&entries);
                 if let Some(last) = entries.last() {
-                    after = last.id;
+                    at.after = last.id;
+                    at.seq = entries.iter().rev().find_map(Entry::seq).unwrap_or(at.seq);
                     if events
                         .send(Event::Cluster(Notice::Entries(entries)))
                         .is_err()
                     {
                         return;
                     }
+                }
+            }
+            Err(RedisError::ReplyTooLarge) if size.count > 1 => {
+                // Entries larger than any before: ask for one at a time,
+                // at once (nothing is wrong with Redis).
+                log::info!(
+                    "cluster: {} entries made a reply too large; reading one at a time",
+                    size.count
+                );
+                size.too_large();
+                match store.client().reconnect() {
+                    Ok(()) => check_epoch = true,
+                    Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
                 }
             }
             Err(e) => {
@@ -466,7 +705,8 @@ fn read_loop(
                         Ok(()) => {
                             up.store(true, Relaxed);
                             metrics.redis_reconnects.fetch_add(1, Relaxed);
-                            log::info!("cluster: reader reconnected; reading after {after}");
+                            log::info!("cluster: reader reconnected; reading after {}", at.after);
+                            check_epoch = true;
                             break;
                         }
                         Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
@@ -477,6 +717,12 @@ fn read_loop(
     }
 }
 
+/// The keeper: a heartbeat every `HEARTBEAT_INTERVAL`, then, once this
+/// node has been beating without a break for a whole `HEARTBEAT_TTL`
+/// (never right after Redis or this node was away: everyone's keys may
+/// have expired meanwhile), a look for dead nodes. Whether a node is dead
+/// is decided by Redis, in one clock, on positive evidence
+/// (`Store::claim_cleanup`).
 fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<AtomicBool>) {
     let tick = Duration::from_millis(50);
     let mut next = Instant::now() + HEARTBEAT_INTERVAL;
@@ -489,9 +735,15 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
         if !store.client().is_connected() && store.client().reconnect().is_err() {
             continue;
         }
-        if let Err(e) = store.heartbeat(&node, HEARTBEAT_TTL) {
-            log::warn!("cluster: heartbeat failed: {e}");
-            continue;
+        let run = match store.heartbeat(&node, HEARTBEAT_TTL) {
+            Ok(run) => run,
+            Err(e) => {
+                log::warn!("cluster: heartbeat failed: {e}");
+                continue;
+            }
+        };
+        if run < HEARTBEAT_TTL {
+            continue; // the grace after a break: see above
         }
         let dead = match store.dead_nodes() {
             Ok(dead) => dead,
@@ -501,7 +753,7 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
             }
         };
         for gone in dead.into_iter().filter(|gone| *gone != node) {
-            match store.claim_cleanup(&gone, &node, CLEANUP_CLAIM_TTL) {
+            match store.claim_cleanup(&gone, &node, CLEANUP_CLAIM_TTL, HEARTBEAT_TTL) {
                 Ok(true) => {
                     log::info!(
                         "cluster: node {gone} stopped sending heartbeats; announcing its members as gone"
@@ -514,5 +766,44 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
                 Err(e) => log::warn!("cluster: claiming the cleanup of {gone}: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_of(bytes: usize) -> Entry {
+        Entry {
+            id: StreamId::ZERO,
+            fields: vec![("text".into(), vec![b'x'; bytes])],
+        }
+    }
+
+    #[test]
+    fn the_read_count_fits_the_entries_lately_read() {
+        let mut size = ReadSize::default();
+        assert_eq!(size.count, READ_COUNT);
+        // Small entries: the most entries a read may ask for.
+        size.after(&[entry_of(100)]);
+        assert_eq!(size.count, READ_COUNT);
+        // 4 MiB entries: four make READ_BYTES.
+        size.after(&[entry_of(100), entry_of(4 << 20)]);
+        assert_eq!(size.count, READ_BYTES / ((4 << 20) + 4));
+        // One larger than READ_BYTES: one at a time.
+        size.after(&[entry_of(READ_BYTES + 1)]);
+        assert_eq!(size.count, 1);
+        // Back to small ones: the count doubles back up to READ_COUNT.
+        let mut counts = Vec::new();
+        while size.count < READ_COUNT {
+            size.after(&[entry_of(10)]);
+            counts.push(size.count);
+        }
+        assert_eq!(&counts[..4], &[2, 4, 8, 16]);
+        // Nothing read: no change.
+        size.after(&[]);
+        assert_eq!(size.count, READ_COUNT);
+        size.too_large();
+        assert_eq!(size.count, 1);
     }
 }

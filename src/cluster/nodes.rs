@@ -3,7 +3,6 @@
 //! The same `Store` as the stream operations, in a file of its own.
 
 use super::client::RedisError;
-use super::resp::Value;
 use super::stream::{MAX_NODE_NAME, Store, integer, strings};
 use std::fmt;
 use std::time::Duration;
@@ -52,15 +51,63 @@ end
 return found
 "#;
 
-/// Claims the cleanup of a node, only if it is dead and nobody else has
-/// claimed it: `SET NX` lets exactly one claimer through. KEYS[1] = the
-/// dead node's heartbeat key, KEYS[2] = its cleanup key; ARGV[1] = the
-/// claimer, ARGV[2] = the claim's time to live in ms.
+/// A heartbeat: the node's key, renewed for `ttl`, and the times (in
+/// Redis's clock, the one clock every node shares) of its last beat and of
+/// the start of its current run of beats. A run starts again after any
+/// gap longer than `ttl`: the node was stopped, cut off, or Redis was
+/// down or restarted. Returns how long the run has lasted, in ms.
+///
+/// KEYS[1] = the node's key, KEYS[2] = the set of nodes, KEYS[3] = the
+/// last beats, KEYS[4] = the runs' starts; ARGV[1] = the node, ARGV[2] =
+/// `ttl` in ms.
+const HEARTBEAT_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local seen = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-1')
+local since = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '-1')
+if seen < 0 or since < 0 or now - seen > ttl then
+  since = now
+  redis.call('HSET', KEYS[4], ARGV[1], string.format('%d', since))
+end
+redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', now))
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return now - since
+"#;
+
+/// Claims the cleanup of a node, only on positive evidence that it is
+/// dead and only if nobody else has claimed it (`SET NX` lets exactly one
+/// claimer through). A missing heartbeat key is not evidence enough: after
+/// Redis was down or restarted every key may have expired at once, though
+/// every node is alive. The evidence is that the claimer itself has been
+/// beating without a break, for at least the heartbeat's `ttl`, since the
+/// dead node's last beat: an outage that everyone shared breaks the
+/// claimer's run too, and the dead node gets a full `ttl` after it to
+/// beat again.
+///
+/// KEYS[1] = the dead node's heartbeat key, KEYS[2] = its cleanup key,
+/// KEYS[3] = the last beats, KEYS[4] = the runs' starts; ARGV[1] = the
+/// dead node, ARGV[2] = the claimer, ARGV[3] = the claim's time to live in
+/// ms, ARGV[4] = the heartbeat's `ttl` in ms.
 const CLAIM_CLEANUP_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+local my_seen = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '-1')
+local my_since = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '-1')
+if my_seen < 0 or my_since < 0 or now - my_seen > ttl then
+  return 0
+end
+local dead_seen = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-1')
+if now - math.max(my_since, dead_seen) < ttl then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return 1
 end
 return 0
@@ -70,6 +117,10 @@ return 0
 const NODE_NUMBERS_KEY: &str = "wschat:node-numbers";
 const NODES_KEY: &str = "wschat:nodes";
 const NODE_KEY_PREFIX: &str = "wschat:node:";
+/// Each node's last heartbeat, in Redis's clock (ms).
+const NODE_SEEN_KEY: &str = "wschat:node-seen";
+/// When each node's current run of heartbeats began (ms).
+const NODE_SINCE_KEY: &str = "wschat:node-since";
 
 impl Store {
     /// A number for a starting node, never given before (`INCR`).
@@ -93,23 +144,27 @@ impl Store {
         Ok(())
     }
 
-    /// Says that `node` is alive for the next `ttl` (`SET … PX`), and
-    /// registers it in the set of nodes; a node repeats this well within
-    /// its ttl (a third of it, say), so that one late heartbeat does not
-    /// declare it dead. Pipelined: one round trip.
-    pub fn heartbeat(&mut self, node: &NodeId, ttl: Duration) -> Result<(), RedisError> {
+    /// Says that `node` is alive for the next `ttl` (`SET … PX`),
+    /// registers it in the set of nodes, and notes the beat in Redis's
+    /// clock ([`HEARTBEAT_SCRIPT`]); a node repeats this well within its
+    /// ttl (a third of it, say), so that one late heartbeat does not
+    /// declare it dead. Returns how long the node has been beating without
+    /// a break longer than `ttl`.
+    pub fn heartbeat(&mut self, node: &NodeId, ttl: Duration) -> Result<Duration, RedisError> {
         let key = node_key(node);
         let ttl_ms = ttl.as_millis().max(1).to_string();
-        let commands = [
-            vec![&b"SET"[..], key.as_bytes(), b"1", b"PX", ttl_ms.as_bytes()],
-            vec![&b"SADD"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()],
-        ];
-        for reply in self.client.pipeline(&commands)? {
-            if let Value::Error(text) = reply {
-                return Err(RedisError::Server(text));
-            }
-        }
-        Ok(())
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            HEARTBEAT_SCRIPT.as_bytes(),
+            b"4",
+            key.as_bytes(),
+            NODES_KEY.as_bytes(),
+            NODE_SEEN_KEY.as_bytes(),
+            NODE_SINCE_KEY.as_bytes(),
+            node.as_str().as_bytes(),
+            ttl_ms.as_bytes(),
+        ])?;
+        Ok(Duration::from_millis(integer("heartbeat", reply)?))
     }
 
     /// True while `node`'s last heartbeat has not expired.
@@ -152,27 +207,37 @@ impl Store {
 
     /// Claims the job of cleaning up after `dead`: announcing its users'
     /// departure and releasing their nicks. True for exactly one of the
-    /// nodes that ask while the claim lasts, and false for all if `dead` is
-    /// in fact alive. The claim expires after `ttl`, so that if the
-    /// claimer dies too, another node can take over; the claimer calls
+    /// nodes that ask while the claim lasts, and only on positive evidence
+    /// ([`CLAIM_CLEANUP_SCRIPT`]): the claimer has been beating (every
+    /// `heartbeat_ttl` at least) for a whole `heartbeat_ttl` since `dead`'s
+    /// last beat. False for all if `dead` is in fact alive, or if the
+    /// claimer's own beats broke off meanwhile (Redis was away for
+    /// everyone). The claim expires after `ttl`, so that if the claimer
+    /// dies too, another node can take over; the claimer calls
     /// [`Store::forget_node`] once done.
     pub fn claim_cleanup(
         &mut self,
         dead: &NodeId,
         claimer: &NodeId,
         ttl: Duration,
+        heartbeat_ttl: Duration,
     ) -> Result<bool, RedisError> {
         let heartbeat = node_key(dead);
         let cleanup = format!("wschat:cleanup:{dead}");
         let ttl_ms = ttl.as_millis().max(1).to_string();
+        let heartbeat_ms = heartbeat_ttl.as_millis().max(1).to_string();
         let reply = self.client.command(&[
             &b"EVAL"[..],
             CLAIM_CLEANUP_SCRIPT.as_bytes(),
-            b"2",
+            b"4",
             heartbeat.as_bytes(),
             cleanup.as_bytes(),
+            NODE_SEEN_KEY.as_bytes(),
+            NODE_SINCE_KEY.as_bytes(),
+            dead.as_str().as_bytes(),
             claimer.as_str().as_bytes(),
             ttl_ms.as_bytes(),
+            heartbeat_ms.as_bytes(),
         ])?;
         Ok(integer("claim_cleanup", reply)? == 1)
     }

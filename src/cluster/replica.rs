@@ -9,7 +9,7 @@
 //! its own clients only.
 
 use super::stream::{Entry, StreamId};
-use crate::room::{Action, ClientId, History, Mode, Output, Room};
+use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Resume, Room};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -179,14 +179,24 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// An empty room that keeps `history` messages, before any entry.
-    pub fn new(history: usize) -> Replica {
+    /// An empty room that keeps `history` messages, before any entry, in
+    /// the stream's `epoch`.
+    pub fn new(history: usize, epoch: Epoch) -> Replica {
         Replica {
-            room: Room::new(History::new(history), 1),
+            room: Room::new(History::new(history), 1, epoch),
             nodes: HashMap::new(),
             last_id: StreamId::ZERO,
             last_seq: 0,
         }
+    }
+
+    /// Redis lost the stream's history (its epoch key is new): what was
+    /// kept is forgotten, the room's ids start again, and the entries read
+    /// from now on belong to `epoch`. Every node starts it at the same
+    /// place in the order: before the first entry of the new stream.
+    pub fn start_epoch(&mut self, epoch: Epoch) {
+        self.room.start_epoch(epoch);
+        self.last_seq = 0;
     }
 
     /// Checks an entry's place: a duplicate (its id is not past the last
@@ -207,8 +217,8 @@ impl Replica {
         }
     }
 
-    /// Applies one entry at its place in the stream. `since` is for a
-    /// local client's join (its resume point); the room's outputs go to
+    /// Applies one entry at its place in the stream. `resume` is for a
+    /// local client's join (where it resumes from); the room's outputs go to
     /// `out`. A text's message is numbered with the entry's `seq`, and
     /// every event carries the record's `ts`.
     pub fn apply(
@@ -216,7 +226,7 @@ impl Replica {
         id: StreamId,
         seq: u64,
         record: Record,
-        since: Option<u64>,
+        resume: Option<Resume>,
         out: &mut Vec<Output>,
     ) -> Applied {
         let applied = self.place(id, seq);
@@ -234,7 +244,7 @@ impl Replica {
         let action = match record.op {
             Op::Join { id, mode, node } => {
                 self.nodes.entry(id).or_insert(node);
-                Action::Join { id, mode, since }
+                Action::Join { id, mode, resume }
             }
             Op::Text { id, text } => {
                 self.room.set_next_seq(seq);
@@ -265,7 +275,8 @@ impl Replica {
     /// The state as text, to store in Redis:
     ///
     /// ```text
-    /// wschat-snapshot 1
+    /// wschat-snapshot 2
+    /// epoch k3x9a2bq
     /// after 1764093600000-0
     /// seq 42
     /// dropped 17
@@ -275,8 +286,10 @@ impl Replica {
     ///
     /// Nicknames and node names contain no spaces or line breaks, and a
     /// message's JSON no raw line break, so lines and fields split cleanly.
+    /// (Version 1 had no `epoch` line.)
     pub fn snapshot(&self) -> String {
-        let mut out = String::from("wschat-snapshot 1\n");
+        let mut out = String::from("wschat-snapshot 2\n");
+        let _ = writeln!(out, "epoch {}", self.room.epoch());
         let _ = writeln!(out, "after {}", self.last_id);
         let _ = writeln!(out, "seq {}", self.last_seq);
         let _ = writeln!(out, "dropped {}", self.room.history().dropped_through());
@@ -290,11 +303,15 @@ impl Replica {
         out
     }
 
-    /// The replica a snapshot describes, keeping up to `history` messages.
-    pub fn restore(text: &str, history: usize) -> Result<Replica, String> {
+    /// The replica a snapshot describes, keeping up to `history` messages,
+    /// if it belongs to the stream's `epoch`: a snapshot of another epoch
+    /// describes a history Redis has lost since (an error). A version 1
+    /// snapshot, from before epochs, is taken to be of the current one.
+    pub fn restore(text: &str, history: usize, epoch: &Epoch) -> Result<Replica, String> {
         let mut lines = text.lines();
-        if lines.next() != Some("wschat-snapshot 1") {
-            return Err("snapshot: unknown format".into());
+        match lines.next() {
+            Some("wschat-snapshot 1" | "wschat-snapshot 2") => {}
+            _ => return Err("snapshot: unknown format".into()),
         }
         let bad = |line: &str| {
             let shown: String = line.chars().take(80).collect();
@@ -306,6 +323,12 @@ impl Replica {
         for line in lines {
             let (key, rest) = line.split_once(' ').ok_or_else(|| bad(line))?;
             match key {
+                "epoch" if rest != epoch.as_str() => {
+                    return Err(format!(
+                        "snapshot: of epoch {rest:?}, but the stream is in epoch {epoch} (redis lost its data since)"
+                    ));
+                }
+                "epoch" => {}
                 "after" => last_id = rest.parse().map_err(|_| bad(line))?,
                 "seq" => last_seq = rest.parse().map_err(|_| bad(line))?,
                 "dropped" => dropped = rest.parse().map_err(|_| bad(line))?,
@@ -326,7 +349,7 @@ impl Replica {
         // the oldest; the mark covers both.
         kept.set_dropped_through(kept.dropped_through().max(dropped));
         let mut replica = Replica {
-            room: Room::new(kept, last_seq + 1),
+            room: Room::new(kept, last_seq + 1, epoch.clone()),
             nodes: HashMap::new(),
             last_id,
             last_seq,
@@ -344,6 +367,10 @@ impl Replica {
 mod tests {
     use super::*;
     use crate::room::{Output, Payload};
+
+    fn epoch() -> Epoch {
+        Epoch::parse("e1").unwrap()
+    }
 
     fn entry(record: &Record, id: u64, seq: u64) -> Entry {
         let mut fields = vec![("seq".to_string(), seq.to_string().into_bytes())];
@@ -413,7 +440,7 @@ mod tests {
             (text(2_000_000_001, "/nick ann"), 13),
             (text(2_000_000_001, "hello"), 14),
         ];
-        let mut replicas = [Replica::new(10), Replica::new(10)];
+        let mut replicas = [Replica::new(10, epoch()), Replica::new(10, epoch())];
         let mut outs = [Vec::new(), Vec::new()];
         for (i, replica) in replicas.iter_mut().enumerate() {
             for (n, (record, seq)) in entries.iter().enumerate() {
@@ -450,7 +477,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_skipped_and_gaps_counted() {
-        let mut replica = Replica::new(10);
+        let mut replica = Replica::new(10, epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
         let first = replica.apply(at(1), 1, join(1, "a"), None, &mut out);
@@ -467,7 +494,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_restores_the_same_room() {
-        let mut replica = Replica::new(2);
+        let mut replica = Replica::new(2, epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
         replica.apply(at(1), 1, join(1_000_000_001, "a"), None, &mut out);
@@ -477,13 +504,24 @@ mod tests {
         }
         replica.apply(at(6), 6, join(2_000_000_001, "b"), None, &mut out);
         let text_form = replica.snapshot();
-        let back = Replica::restore(&text_form, 2).unwrap();
+        let back = Replica::restore(&text_form, 2, &epoch()).unwrap();
         assert_eq!(back.snapshot(), text_form);
         assert_eq!(back.last_id, at(6));
         assert_eq!(back.room.history().dropped_through(), 3);
         assert_eq!(back.members_of("a"), vec![1_000_000_001]);
         assert_eq!(back.room.nick(1_000_000_001), Some("ann"));
-        assert!(Replica::restore("nonsense", 2).is_err());
-        assert!(Replica::restore("wschat-snapshot 1\nmember x", 2).is_err());
+        assert!(Replica::restore("nonsense", 2, &epoch()).is_err());
+        assert!(Replica::restore("wschat-snapshot 1\nmember x", 2, &epoch()).is_err());
+        // Another epoch's snapshot is refused; one from before epochs is
+        // taken to be of the current one.
+        let other = Epoch::parse("other").unwrap();
+        let refused = Replica::restore(&text_form, 2, &other).unwrap_err();
+        assert!(refused.contains("epoch"), "{refused}");
+        let version_1 = text_form
+            .replace("wschat-snapshot 2", "wschat-snapshot 1")
+            .replace("epoch e1\n", "");
+        let back = Replica::restore(&version_1, 2, &other).unwrap();
+        assert_eq!(back.room.epoch(), &other);
+        assert_eq!(back.last_id, at(6));
     }
 }

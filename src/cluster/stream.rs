@@ -8,6 +8,8 @@
 //!   wschat:{ROOM}:events   stream  one entry per chat event, field `seq` + the event's fields
 //!   wschat:{ROOM}:seq      string  the last sequence number given out in the room
 //!   wschat:{ROOM}:snapshot hash    the room's state after entry `after` (field `body`)
+//!   wschat:{ROOM}:appended hash    per writer, the last append counter stored (dedupes retries)
+//!   wschat:{ROOM}:epoch    string  the epoch of the stream's history (set once, SET NX)
 //!   wschat:node-numbers    string  the last node number given out
 //!   wschat:node:NODE       string  present while NODE is alive (expires unless renewed)
 //!   wschat:nodes           set     every node that ever sent a heartbeat, until forgotten
@@ -21,6 +23,7 @@
 
 use super::client::{Client, RedisError};
 use super::resp::Value;
+use crate::room::Epoch;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -137,17 +140,50 @@ impl Entry {
 /// to end with nothing in between, so here the number given out and the
 /// entry's place in the stream are decided together.
 ///
-/// KEYS[1] = the stream, KEYS[2] = the counter; ARGV[1] = MAXLEN, then
-/// field, value, field, value...
+/// The same script makes a retried append safe: a writer that lost the
+/// reply to an append cannot know whether it was stored, so it sends it
+/// again with the same idempotency key (its writer name and a counter
+/// that grows with each append it makes, in the order it makes them).
+/// The script keeps each writer's last counter and answers `0` for a
+/// counter not past it: the entry is stored once, however often it is
+/// sent.
+///
+/// KEYS[1] = the stream, KEYS[2] = the counter, KEYS[3] = the writers'
+/// last counters; ARGV[1] = MAXLEN, ARGV[2] = the writer (empty: no key),
+/// ARGV[3] = its counter, then field, value, field, value...
 const APPEND_SCRIPT: &str = r#"
+if ARGV[2] ~= '' then
+  local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+  if tonumber(ARGV[3]) <= last then
+    return 0
+  end
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+end
 local seq = redis.call('INCR', KEYS[2])
 local xadd = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'seq', string.format('%d', seq)}
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   xadd[#xadd + 1] = ARGV[i]
 end
 local id = redis.call(unpack(xadd))
 return {id, seq}
 "#;
+
+/// What an append with an idempotency key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now, with this id and sequence number.
+    New(StreamId, u64),
+    /// Stored already, by an earlier send of the same key.
+    Duplicate,
+}
+
+/// An append's idempotency key: which writer, and its counter (growing
+/// with each append, in the order they are sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendKey<'a> {
+    pub writer: &'a str,
+    pub counter: u64,
+}
 
 /// Stores a room's snapshot only if it was taken after the stored one
 /// (nodes write theirs independently; an older one must not win).
@@ -168,6 +204,15 @@ if old then
 end
 redis.call('HSET', KEYS[1], 'after', ARGV[1], 'body', ARGV[2])
 return 1
+"#;
+
+/// The stream's epoch: the one stored, or `ARGV[1]` stored now if there
+/// is none (the key is new: the stream's history is new too, or was lost
+/// with it). Concurrent callers all get the first one stored.
+/// KEYS[1] = the epoch key; ARGV[1] = a fresh epoch.
+const EPOCH_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
 "#;
 
 /// The Redis side of cluster mode, over one [`Client`].
@@ -221,32 +266,9 @@ impl Store {
         room: &str,
         fields: &[(&str, &[u8])],
     ) -> Result<(StreamId, u64), RedisError> {
-        assert!(
-            fields.iter().all(|(name, _)| *name != SEQ_FIELD),
-            "the field name {SEQ_FIELD:?} is reserved for the sequence number"
-        );
-        let events = events_key(room);
-        let seq = seq_key(room);
-        let maxlen = self.stream_maxlen.to_string();
-        let mut args: Vec<&[u8]> = vec![
-            b"EVAL",
-            APPEND_SCRIPT.as_bytes(),
-            b"2",
-            events.as_bytes(),
-            seq.as_bytes(),
-            maxlen.as_bytes(),
-        ];
-        for (name, value) in fields {
-            args.push(name.as_bytes());
-            args.push(value);
-        }
-        match self.client.command(&args)? {
-            Value::Array(reply) => match reply.as_slice() {
-                [id, Value::Integer(seq)] if *seq > 0 => Ok((stream_id(id)?, *seq as u64)),
-                _ => Err(unexpected("append", &Value::Array(reply))),
-            },
-            other => Err(unexpected("append", &other)),
-        }
+        let fields: Vec<(&str, Vec<u8>)> = fields.iter().map(|(n, v)| (*n, v.to_vec())).collect();
+        let mut results = self.append_many(room, &[fields])?;
+        results.pop().unwrap_or(Err(RedisError::NotConnected))
     }
 
     /// Appends several events in one round trip (a pipeline of the
@@ -259,21 +281,67 @@ impl Store {
         room: &str,
         events: &[Vec<(&str, Vec<u8>)>],
     ) -> Result<Vec<Result<(StreamId, u64), RedisError>>, RedisError> {
+        let keyed: Vec<_> = events.iter().map(|fields| (None, fields)).collect();
+        Ok(self
+            .append_pipeline(room, &keyed)?
+            .into_iter()
+            .map(|result| match result? {
+                Appended::New(id, seq) => Ok((id, seq)),
+                Appended::Duplicate => Err(RedisError::UnexpectedReply(
+                    "append: a duplicate without a key".into(),
+                )),
+            })
+            .collect())
+    }
+
+    /// Like [`Store::append_many`], each event with an idempotency key
+    /// ([`APPEND_SCRIPT`] says how it is used): after a failed call, the
+    /// same events with the same keys can be sent again safely, and
+    /// those stored the first time come back as [`Appended::Duplicate`].
+    /// A writer's counters must grow in the order it sends them.
+    #[allow(clippy::type_complexity)]
+    pub fn append_keyed(
+        &mut self,
+        room: &str,
+        events: &[(AppendKey<'_>, Vec<(&str, Vec<u8>)>)],
+    ) -> Result<Vec<Result<Appended, RedisError>>, RedisError> {
+        let keyed: Vec<_> = events
+            .iter()
+            .map(|(key, fields)| (Some(*key), fields))
+            .collect();
+        self.append_pipeline(room, &keyed)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn append_pipeline(
+        &mut self,
+        room: &str,
+        events: &[(Option<AppendKey<'_>>, &Vec<(&str, Vec<u8>)>)],
+    ) -> Result<Vec<Result<Appended, RedisError>>, RedisError> {
         let events_key = events_key(room);
         let seq = seq_key(room);
+        let appended = appended_key(room);
         let maxlen = self.stream_maxlen.to_string();
+        let counters: Vec<String> = events
+            .iter()
+            .map(|(key, _)| key.map_or(0, |k| k.counter).to_string())
+            .collect();
         let commands: Vec<Vec<&[u8]>> = events
             .iter()
-            .map(|fields| {
+            .zip(&counters)
+            .map(|((key, fields), counter)| {
                 let mut args: Vec<&[u8]> = vec![
                     b"EVAL",
                     APPEND_SCRIPT.as_bytes(),
-                    b"2",
+                    b"3",
                     events_key.as_bytes(),
                     seq.as_bytes(),
+                    appended.as_bytes(),
                     maxlen.as_bytes(),
+                    key.map_or(&b""[..], |k| k.writer.as_bytes()),
+                    counter.as_bytes(),
                 ];
-                for (name, value) in fields {
+                for (name, value) in fields.iter() {
                     assert!(*name != SEQ_FIELD, "{SEQ_FIELD:?} is reserved");
                     args.push(name.as_bytes());
                     args.push(value);
@@ -286,9 +354,12 @@ impl Store {
             .into_iter()
             .map(|reply| match reply {
                 Value::Array(reply) => match reply.as_slice() {
-                    [id, Value::Integer(seq)] if *seq > 0 => Ok((stream_id(id)?, *seq as u64)),
+                    [id, Value::Integer(seq)] if *seq > 0 => {
+                        Ok(Appended::New(stream_id(id)?, *seq as u64))
+                    }
                     _ => Err(unexpected("append", &Value::Array(reply))),
                 },
+                Value::Integer(0) => Ok(Appended::Duplicate),
                 Value::Error(text) => Err(RedisError::Server(text)),
                 other => Err(unexpected("append", &other)),
             })
@@ -314,6 +385,25 @@ impl Store {
             body.as_bytes(),
         ])?;
         Ok(integer("save_snapshot", reply)? == 1)
+    }
+
+    /// The epoch of the room's stream ([`EPOCH_SCRIPT`]): the stored one,
+    /// or `fresh`, stored now, if Redis has none. The key lives beside the
+    /// stream, with no expiry: a Redis that loses its data (restarted
+    /// without AOF or RDB) loses both together, and the next caller starts
+    /// a new epoch.
+    pub fn epoch(&mut self, room: &str, fresh: &Epoch) -> Result<Epoch, RedisError> {
+        let key = epoch_key(room);
+        let reply = self.client.command(&[
+            &b"EVAL"[..],
+            EPOCH_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            fresh.as_str().as_bytes(),
+        ])?;
+        let stored = text("epoch", &reply)?;
+        Epoch::parse(&stored)
+            .ok_or_else(|| RedisError::UnexpectedReply(format!("{key} holds no valid epoch")))
     }
 
     /// The room's latest snapshot, if any.
@@ -360,7 +450,15 @@ impl Store {
             // One stream asked for: [[key, entries]].
             Value::Array(streams) => match streams.as_slice() {
                 [] => Ok(Vec::new()),
-                [Value::Array(pair)] if pair.len() == 2 => entries(&pair[1]),
+                [Value::Array(pair)] if pair.len() == 2 => {
+                    let mut streams = streams;
+                    match streams.pop() {
+                        Some(Value::Array(mut pair)) => {
+                            entries(pair.pop().unwrap_or(Value::NullArray))
+                        }
+                        _ => Ok(Vec::new()),
+                    }
+                }
                 _ => Err(unexpected("XREAD", &Value::Array(streams))),
             },
             other => Err(unexpected("XREAD", &other)),
@@ -381,7 +479,7 @@ impl Store {
             b"COUNT",
             count.as_bytes(),
         ])?;
-        let mut found = entries(&reply)?;
+        let mut found = entries(reply)?;
         found.reverse();
         Ok(found)
     }
@@ -407,7 +505,7 @@ impl Store {
             b"COUNT",
             count.as_bytes(),
         ])?;
-        entries(&reply)
+        entries(reply)
     }
 
     /// How many entries the room's stream holds now (`XLEN`).
@@ -432,9 +530,19 @@ pub fn seq_key(room: &str) -> String {
     format!("wschat:{{{room}}}:seq")
 }
 
+/// The hash of each writer's last append counter (see [`Store::append_keyed`]).
+pub fn appended_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:appended")
+}
+
 /// The hash that holds a room's latest snapshot (`after`, `body`).
 pub fn snapshot_key(room: &str) -> String {
     format!("wschat:{{{room}}}:snapshot")
+}
+
+/// The epoch of a room's stream ([`Store::epoch`]).
+pub fn epoch_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:epoch")
 }
 
 fn check_count(count: usize) {
@@ -487,38 +595,41 @@ pub(super) fn strings(command: &str, reply: &Value) -> Result<Vec<String>, Redis
 }
 
 /// Stream entries, as XRANGE, XREVRANGE and XREAD give them:
-/// `[[id, [field, value, ...]], ...]`.
-fn entries(reply: &Value) -> Result<Vec<Entry>, RedisError> {
+/// `[[id, [field, value, ...]], ...]`. Taken by value: each field's bytes
+/// move into the entry, never copied.
+fn entries(reply: Value) -> Result<Vec<Entry>, RedisError> {
     let Value::Array(items) = reply else {
-        return Err(unexpected("stream entries", reply));
+        return Err(unexpected("stream entries", &reply));
     };
-    items.iter().map(entry).collect()
+    items.into_iter().map(entry).collect()
 }
 
-fn entry(item: &Value) -> Result<Entry, RedisError> {
+fn entry(item: Value) -> Result<Entry, RedisError> {
     let Value::Array(pair) = item else {
-        return Err(unexpected("stream entry", item));
+        return Err(unexpected("stream entry", &item));
     };
-    let [id, flat] = pair.as_slice() else {
-        return Err(unexpected("stream entry", item));
+    let Ok([id, flat]) = <[Value; 2]>::try_from(pair) else {
+        return Err(RedisError::UnexpectedReply(
+            "stream entry: not [id, fields]".into(),
+        ));
     };
-    let flat: &[Value] = match flat {
+    let flat = match flat {
         Value::Array(flat) if flat.len() % 2 == 0 => flat,
         // An entry deleted while being read has no fields.
-        Value::NullArray => &[],
-        _ => return Err(unexpected("stream entry", item)),
+        Value::NullArray => Vec::new(),
+        other => return Err(unexpected("stream entry", &other)),
     };
     let mut fields = Vec::with_capacity(flat.len() / 2);
-    for pair in flat.chunks_exact(2) {
-        let name = text("stream field name", &pair[0])?;
-        let value = match &pair[1] {
-            Value::Bulk(bytes) => bytes.clone(),
-            other => return Err(unexpected("stream field value", other)),
+    let mut flat = flat.into_iter();
+    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+        let name = text("stream field name", &name)?;
+        let Value::Bulk(value) = value else {
+            return Err(unexpected("stream field value", &value));
         };
         fields.push((name, value));
     }
     Ok(Entry {
-        id: stream_id(id)?,
+        id: stream_id(&id)?,
         fields,
     })
 }
@@ -576,6 +687,7 @@ mod tests {
         assert_eq!(events_key("lobby"), "wschat:{lobby}:events");
         assert_eq!(seq_key("lobby"), "wschat:{lobby}:seq");
         assert_eq!(snapshot_key("lobby"), "wschat:{lobby}:snapshot");
+        assert_eq!(epoch_key("lobby"), "wschat:{lobby}:epoch");
         assert_eq!(node_key(&NodeId::new("n1").unwrap()), "wschat:node:n1");
     }
 
@@ -588,7 +700,7 @@ mod tests {
             ]),
             Value::Array(vec![bulk("1-1"), Value::NullArray]),
         ]);
-        let found = entries(&reply).unwrap();
+        let found = entries(reply).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].id, StreamId { ms: 1, seq: 0 });
         assert_eq!(found[0].seq(), Some(7));
@@ -611,7 +723,7 @@ mod tests {
         ];
         for reply in bad {
             assert!(
-                matches!(entries(&reply), Err(RedisError::UnexpectedReply(_))),
+                matches!(entries(reply.clone()), Err(RedisError::UnexpectedReply(_))),
                 "{reply:?}"
             );
         }

@@ -8,8 +8,10 @@
 //!   redis://[::1]:6379                 an IPv6 address in brackets
 //! ```
 //!
-//! The user and password may be percent-encoded (`%40` for `@`). Errors are
-//! one line, fit to print after the flag's name, and never echo the password.
+//! The user and password may be percent-encoded (`%40` for `@`, `%2F` for
+//! `/`); raw, they are taken up to the last `@`. Errors are one line, fit
+//! to print after the flag's name, and never echo any part of the user or
+//! password.
 
 use std::fmt;
 
@@ -77,16 +79,19 @@ impl RedisUrl {
                 return Err(err("expected redis://[[user]:password@]host[:port][/db]"));
             }
         };
-        // The authority ends at the first '/'; what follows is the db.
-        let (authority, path) = match rest.split_once('/') {
-            Some((authority, path)) => (authority, Some(path)),
-            None => (rest, None),
+        // The user and password come before the last '@' of the whole URL
+        // (the db after the host is a number, never holding one): so a
+        // raw '/' or '@' in a password, which should be percent-encoded,
+        // still lands in the password and never in the host, port or db,
+        // whose errors quote what they got.
+        let (userinfo, after_userinfo) = match rest.rsplit_once('@') {
+            Some((userinfo, after)) => (Some(userinfo), after),
+            None => (None, rest),
         };
-        // The password may contain '@' only percent-encoded, but split at
-        // the last '@' anyway, as browsers do.
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
+        // The host ends at the first '/'; what follows is the db.
+        let (hostport, path) = match after_userinfo.split_once('/') {
+            Some((hostport, path)) => (hostport, Some(path)),
+            None => (after_userinfo, None),
         };
         let (username, password) = match userinfo {
             None => (None, None),
@@ -108,11 +113,9 @@ impl RedisUrl {
                 .parse::<u32>()
                 .ok()
                 .filter(|&n| n <= MAX_DB && n.to_string() == db) // "/03" and "/+3" too
-                .ok_or_else(|| {
-                    err(format!(
-                        "database must be a number 0..={MAX_DB}, got {db:?}"
-                    ))
-                })?,
+                // Not quoted: in a URL missing its '@', this could be
+                // the end of a password.
+                .ok_or_else(|| err(format!("database must be a number 0..={MAX_DB}")))?,
         };
         Ok(RedisUrl {
             host,
@@ -165,7 +168,9 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), UrlError> {
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0 && p.to_string() == port)
-            .ok_or_else(|| err(format!("port must be a number 1..=65535, got {port:?}")))?,
+            // Not quoted: in a URL missing its '@', `user:password`
+            // reads as `host:port`.
+            .ok_or_else(|| err("port must be a number 1..=65535"))?,
     };
     Ok((host.to_string(), port))
 }
@@ -274,6 +279,33 @@ mod tests {
             assert!(e.contains(expected), "{text}: {e}");
             assert!(!e.contains('\n'), "{text}: {e}");
             assert!(!e.contains("secret"), "{text}: {e}");
+        }
+    }
+
+    /// A raw `/`, `@` or `:` in a password (not percent-encoded) stays in
+    /// the password: it is never taken for a host, port or db, and no
+    /// error quotes it.
+    #[test]
+    fn a_raw_slash_in_the_password_is_never_echoed() {
+        let u = url("redis://:Sup3r/Secret@h:7/1");
+        assert_eq!(u.password.as_deref(), Some("Sup3r/Secret"));
+        assert_eq!((u.host.as_str(), u.port, u.db), ("h", 7, 1));
+        let u = url("redis://chat:a@b/c:d@h");
+        assert_eq!(u.password.as_deref(), Some("a@b/c:d"));
+        let refused = [
+            "redis://chat:Sup3rSecret/x@h:port",
+            "redis://chat:Sup3r/Secret@h/db",
+            "redis://chat:Sup3rSecret",
+            "redis://chat:Sup3r/Secret",
+            "redis://chat:Sup3rSecret/9999999",
+            "redis://:Sup3r/Secret@",
+            "redis://:Sup3r%zz/Secret@h",
+        ];
+        for text in refused {
+            let e = RedisUrl::parse(text).expect_err(text).to_string();
+            for part in ["Sup3r", "Secret", "chat"] {
+                assert!(!e.contains(part), "{text}: {e}");
+            }
         }
     }
 

@@ -23,11 +23,15 @@
 //! `tests` checks every interleaving of one sender's two steps with one
 //! turn of the thread; swapping the order in `TURN` makes it fail.
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+
+/// Every sender is gone: no command will come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HungUp;
 
 /// The sending side: any thread may hold a clone.
 #[derive(Debug)]
@@ -104,9 +108,15 @@ impl<T> Inbox<T> {
         while matches!((&self.bell).read(&mut scratch), Ok(n) if n > 0) {}
     }
 
-    /// The next command, if one is queued.
-    pub fn try_take(&self) -> Option<T> {
-        self.rx.try_recv().ok()
+    /// The next command, if one is queued; `Err` once every sender is
+    /// gone and the queue is empty (the bell then reads as hung up, and
+    /// would wake every poll at once: the thread must end).
+    pub fn try_take(&self) -> Result<Option<T>, HungUp> {
+        match self.rx.try_recv() {
+            Ok(command) => Ok(Some(command)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(HungUp),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -158,7 +168,7 @@ mod tests {
                     match TURN[turn] {
                         Step::Hush => inbox.hush(),
                         Step::Take => {
-                            while inbox.try_take().is_some() {
+                            while let Ok(Some(_)) = inbox.try_take() {
                                 taken += 1;
                             }
                         }
@@ -184,7 +194,7 @@ mod tests {
         assert!(rung(&inbox));
         inbox.hush();
         let mut n = 0;
-        while inbox.try_take().is_some() {
+        while let Ok(Some(_)) = inbox.try_take() {
             n += 1;
         }
         assert_eq!(n, 200_000);

@@ -3,17 +3,20 @@
 //!
 //! A fixed set of delivery threads (one per core by default) each own a
 //! share of the clients. Every thread gets the same ordered stream of
-//! broadcast batches from the broadcaster; each batch is kept once per
-//! thread in a log, and a client is only a position in that log plus its
-//! own few private items (the 101, a welcome, a pong, a Close). A turn of
-//! a delivery thread takes every command waiting, then gives each client
-//! with something to send one vectored, non-blocking `sendmsg` of all of
-//! it. A client whose socket is full waits in poll(2), holding no thread:
+//! broadcast batches from the broadcaster, split by *variant* (which
+//! clients want a frame); each thread keeps one log per variant, each part
+//! once, and a client is only a position in its variant's log plus its own
+//! few private items (the 101, a welcome, an error, a pong, a Close). A
+//! turn of a delivery thread takes every command waiting, then gives each
+//! client with something to send one vectored, non-blocking `sendmsg` of
+//! all of it. A client whose socket is full waits in poll(2), holding no
+//! thread:
 //!
 //! ```text
-//!  broadcaster ──Broadcast(Arc<Batch>)──▶ delivery thread 1: log [b7 b8 b9]
-//!              └─────────────────────────▶ delivery thread 2: log [b7 b8 b9]
-//!  reader (pong, echo, Close) ──Send──▶ its client's delivery thread
+//!  broadcaster ──Broadcast(parts)──▶ delivery thread 1: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!              └──────────────────▶ delivery thread 2: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!  broadcaster (welcome, error, /who) ─┐
+//!  reader (pong, echo, Close) ─────────┴─Send─▶ its client's delivery thread
 //!
 //!  delivery thread, one turn:  take commands ─▶ for each client with bytes
 //!                              due: one sendmsg(MSG_DONTWAIT) of them all
@@ -21,14 +24,19 @@
 //! ```
 //!
 //! Only a client's delivery thread ever writes to its socket after the
-//! handshake's request is read, the 101 included: there is no hand-over.
-//! Delivery knows bytes: a frame's *variant* (which clients want it) and
+//! handshake's request is read, the 101 included, and it ends the socket
+//! too: there is no hand-over. Delivery knows bytes: a frame's variant and
 //! *origin* (a client that must not get it back), never chat.
 //!
-//! A client is dropped (1008) when it is far behind (`--max-lag-bytes`) or
-//! has had bytes waiting with no progress for the stall limit; a client
-//! that stalls for a moment keeps every message. The first rule bounds the
-//! memory a delivery thread's log holds for its slowest client.
+//! A client is dropped (1008) when it is far behind (`--max-lag-bytes`,
+//! counting only what it would receive: its variant's frames but its own,
+//! and its private items) or has had bytes waiting with no progress for
+//! the stall limit; a client that stalls for a moment keeps every message.
+//! The first rule bounds the memory each log holds for its slowest client.
+//! A dropped client gets the rest of the frame in flight and a Close 1008
+//! within `CLOSE_WRITE_DEADLINE`, then TCP ends. Private items are charged
+//! what they cost in memory, and past `PRIVATE_BACKLOG_BYTES` the client's
+//! reader stops reading its input until they drain.
 
 mod doorbell;
 mod shard;
@@ -53,47 +61,79 @@ pub type Variant = u8;
 /// Commands waiting for a delivery thread. A full queue makes the sender
 /// wait for the thread's CPU time, never for a client.
 pub const COMMAND_QUEUE: usize = 16 * 1024;
-/// Bytes of replies (pongs, echoes) a reader may have waiting before it
-/// waits itself: backpressure on that client alone.
-pub const REPLY_BACKLOG_BYTES: usize = 1024 * 1024;
+/// The broadcast streams there are (variants `0..VARIANTS`); each delivery
+/// thread keeps one log per variant, so that a client is charged, and
+/// holds memory, only for the frames it receives.
+pub const VARIANTS: usize = 4;
+/// What a client's private items (errors, `/who` answers, pongs, echoes,
+/// its Close) may cost before its reader stops reading its input until
+/// they drain: backpressure on that client alone. Its welcome is not
+/// counted here (it is bounded by the history, and counted in its lag).
+pub const PRIVATE_BACKLOG_BYTES: usize = 1024 * 1024;
+/// What one private item costs beyond its bytes: its place in the client's
+/// queue (counted twice: a growing queue is up to half empty) and the
+/// allocator's header and rounding for its bytes.
+pub const PRIVATE_ITEM_OVERHEAD: usize = 2 * std::mem::size_of::<shard::Private>() + 32;
+/// How long delivery keeps writing a client's last bytes once it has ended
+/// it (a slow consumer: the rest of the frame in flight, then Close 1008)
+/// or its reader has gone with a Close still queued; then the socket is
+/// shut whatever is left.
+pub const CLOSE_WRITE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long shutting down waits for Close frames to be written.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 /// Stack for delivery threads (nothing large lives on it).
 const DELIVERY_STACK: usize = 256 * 1024;
 
+/// What a private item of `len` bytes costs.
+pub fn private_cost(len: usize) -> usize {
+    len + PRIVATE_ITEM_OVERHEAD
+}
+
 /// One frame of a batch.
 #[derive(Debug)]
 pub struct Frame {
-    pub variant: Variant,
     /// Not sent to this client (a raw chat line's sender).
     pub origin: Option<Tag>,
     pub bytes: Box<[u8]>,
 }
 
-/// Frames the broadcaster had ready at once, in order; shared by every
-/// delivery thread and read by every client (no copy per recipient).
+/// The frames of one variant from one batch, in order: what a delivery
+/// thread logs, shared by every thread and read by every client of that
+/// variant (no copy per recipient).
 #[derive(Debug, Default)]
-pub struct Batch {
+pub struct Part {
     frames: Vec<Frame>,
     bytes: usize,
 }
 
+/// A batch as the delivery threads get it: one part per variant that has
+/// frames.
+type Parts = [Option<Arc<Part>>; VARIANTS];
+
+/// Frames the broadcaster had ready at once, in order within each variant.
+#[derive(Debug, Default)]
+pub struct Batch {
+    parts: [Part; VARIANTS],
+    frames: usize,
+    bytes: usize,
+}
+
 impl Batch {
+    /// Adds a frame for clients of `variant` (less than [`VARIANTS`]).
     pub fn push(&mut self, variant: Variant, origin: Option<Tag>, bytes: Box<[u8]>) {
+        let part = &mut self.parts[variant as usize];
         self.bytes += bytes.len();
-        self.frames.push(Frame {
-            variant,
-            origin,
-            bytes,
-        });
+        self.frames += 1;
+        part.bytes += bytes.len();
+        part.frames.push(Frame { origin, bytes });
     }
 
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.frames == 0
     }
 
     pub fn bytes(&self) -> usize {
@@ -102,9 +142,10 @@ impl Batch {
 
     /// The frames for a client of `variant` and `tag`.
     pub fn frames_for(&self, variant: Variant, tag: Tag) -> impl Iterator<Item = &[u8]> {
-        self.frames
+        self.parts[variant as usize]
+            .frames
             .iter()
-            .filter(move |f| f.variant == variant && f.origin != Some(tag))
+            .filter(move |f| f.origin != Some(tag))
             .map(|f| &*f.bytes)
     }
 }
@@ -129,8 +170,9 @@ impl std::ops::Deref for Bytes {
 /// What a client's reader and its delivery thread share.
 #[derive(Debug)]
 pub struct Link {
-    /// Reply bytes queued by the reader and not yet written.
-    reply_bytes: AtomicUsize,
+    /// The cost of the private items counted against
+    /// `PRIVATE_BACKLOG_BYTES` and not yet written.
+    private_cost: AtomicUsize,
     /// Nothing more will be written: the Close is out, or the client was
     /// dropped or failed. A reader waiting on its replies stops waiting.
     closed: AtomicBool,
@@ -146,6 +188,15 @@ impl Link {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Relaxed)
     }
+
+    /// Takes back the cost of written (or dropped) private items, waking
+    /// the reader if that brings the backlog under the cap.
+    fn release(&self, cost: usize) {
+        let before = self.private_cost.fetch_sub(cost, Relaxed);
+        if before > PRIVATE_BACKLOG_BYTES && before - cost <= PRIVATE_BACKLOG_BYTES {
+            self.reader.unpark();
+        }
+    }
 }
 
 /// A client, handed to its delivery thread.
@@ -160,16 +211,45 @@ pub struct Endpoint {
     first: Vec<u8>,
 }
 
+/// What a private item is, for its accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// From the reader (an echo, a ping), counted in the link when queued.
+    Reply,
+    /// From the reader: a pong. Behind a full socket, only the latest
+    /// waiting one is sent (RFC 6455 §5.5.3 allows answering only the most
+    /// recent Ping).
+    Pong,
+    /// From the room (an error, a `/who` answer): counted when applied.
+    Room,
+    /// A welcome, or the 101: counted in the lag only.
+    Welcome,
+    /// The reader's Close: the last thing this client is sent.
+    Close,
+    /// A Close from the room (cluster mode's 1012 `rejoin`): the last
+    /// thing this client is sent, counted when applied like `Room`.
+    RoomClose,
+}
+
+impl Kind {
+    /// Whether it is a Close: the last thing the client is sent.
+    fn is_close(self) -> bool {
+        matches!(self, Kind::Close | Kind::RoomClose)
+    }
+
+    /// Whether it counts against `PRIVATE_BACKLOG_BYTES`.
+    fn capped(self) -> bool {
+        !matches!(self, Kind::Welcome)
+    }
+}
+
 enum Command {
     Add(Box<Endpoint>),
-    Broadcast(Arc<Batch>),
+    Broadcast(Arc<Parts>),
     Send {
         tag: Tag,
         bytes: Bytes,
-        /// Counted in the client's `reply_bytes`.
-        reply: bool,
-        /// A Close frame: the last thing this client is sent.
-        close: bool,
+        kind: Kind,
     },
     Remove(Tag),
     /// Queue `frame` (a Close) for every client, write what can be written
@@ -188,7 +268,8 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
 }
 
-/// The handle to the delivery threads.
+/// The handle to the delivery threads. Dropping the last handle without
+/// [`Delivery::stop`] ends the threads too (without Close frames).
 #[derive(Debug)]
 pub struct Delivery {
     shards: Vec<Doorbell<Command>>,
@@ -246,12 +327,13 @@ impl Delivery {
         stream: Arc<TcpStream>,
         first: Vec<u8>,
     ) -> Endpoint {
+        assert!(variant.is_none_or(|v| (v as usize) < VARIANTS));
         Endpoint {
             tag,
             variant,
             stream,
             link: Arc::new(Link {
-                reply_bytes: AtomicUsize::new(0),
+                private_cost: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 reader: std::thread::current(),
             }),
@@ -285,20 +367,38 @@ impl Delivery {
         if batch.is_empty() {
             return;
         }
-        let batch = Arc::new(batch);
+        let parts: Arc<Parts> = Arc::new(
+            batch
+                .parts
+                .map(|part| (!part.frames.is_empty()).then(|| Arc::new(part))),
+        );
         for shard in &self.shards {
-            let _ = shard.send(Command::Broadcast(batch.clone()));
+            let _ = shard.send(Command::Broadcast(parts.clone()));
         }
     }
 
-    /// Sends bytes to one client, after every broadcast already sent.
+    /// Sends bytes to one client, after every broadcast already sent,
+    /// counted against its `PRIVATE_BACKLOG_BYTES` (an error, a `/who`
+    /// answer).
     pub fn send(&self, tag: Tag, bytes: Bytes) {
-        let _ = self.shard(tag).send(Command::Send {
-            tag,
-            bytes,
-            reply: false,
-            close: false,
-        });
+        self.send_kind(tag, bytes, Kind::Room);
+    }
+
+    /// Sends a newcomer its welcome: like [`Delivery::send`], but counted
+    /// in its lag only, not against `PRIVATE_BACKLOG_BYTES`.
+    pub fn send_welcome(&self, tag: Tag, bytes: Bytes) {
+        self.send_kind(tag, bytes, Kind::Welcome);
+    }
+
+    fn send_kind(&self, tag: Tag, bytes: Bytes, kind: Kind) {
+        let _ = self.shard(tag).send(Command::Send { tag, bytes, kind });
+    }
+
+    /// Sends a Close frame to one client, after every broadcast already
+    /// sent: the last thing it is sent (its reader then ends as for any
+    /// close the server starts).
+    pub fn close(&self, tag: Tag, frame: Vec<u8>) {
+        self.send_kind(tag, Bytes::Owned(frame), Kind::RoomClose);
     }
 
     /// Queues `close` for every client, gives them `SHUTDOWN_DRAIN` to
@@ -316,7 +416,8 @@ impl Delivery {
 }
 
 /// A reader's handle to its client's delivery: pongs, pings, echoes and
-/// the Close. Dropping it forgets the client.
+/// the Close. Dropping it forgets the client; a Close still queued is
+/// written first (within `CLOSE_WRITE_DEADLINE`).
 #[derive(Debug)]
 pub struct Outlet {
     tag: Tag,
@@ -325,33 +426,52 @@ pub struct Outlet {
 }
 
 impl Outlet {
-    /// Queues a frame for this client, then waits while more than
-    /// `REPLY_BACKLOG_BYTES` of its replies are unwritten: a reader that
+    /// Queues a frame for this client (an echo, a ping), then waits while
+    /// its private backlog is over `PRIVATE_BACKLOG_BYTES`: a reader that
     /// echoes to a client that does not read waits for that client alone.
     pub fn reply(&self, frame: Vec<u8>) {
-        self.queue(frame, false);
-        while self.link.reply_bytes.load(Relaxed) > REPLY_BACKLOG_BYTES && !self.link.is_closed() {
+        self.queue(frame, Kind::Reply);
+        self.wait_for_room();
+    }
+
+    /// Queues a Pong. If an earlier one is still waiting for a full
+    /// socket, this one takes its place (§5.5.3): pings from a client that
+    /// does not read cost one pong, not one each.
+    pub fn pong(&self, frame: Vec<u8>) {
+        self.queue(frame, Kind::Pong);
+        self.wait_for_room();
+    }
+
+    /// Queues a Close frame: the last thing this client is sent.
+    pub fn close(&self, frame: Vec<u8>) {
+        self.queue(frame, Kind::Close);
+    }
+
+    /// Waits while this client's private backlog is over
+    /// `PRIVATE_BACKLOG_BYTES` (replies from the room count too), or until
+    /// delivery has ended the client. The reader calls it before reading
+    /// more input: backpressure on this client alone.
+    pub fn wait_for_room(&self) {
+        while self.link.private_cost.load(Relaxed) > PRIVATE_BACKLOG_BYTES && !self.is_closed() {
             // The delivery thread unparks us as it writes; the timeout is
             // only a safety net.
             std::thread::park_timeout(Duration::from_millis(100));
         }
     }
 
-    /// Queues a Close frame: the last thing this client is sent.
-    pub fn close(&self, frame: Vec<u8>) {
-        self.queue(frame, true);
-    }
-
-    fn queue(&self, frame: Vec<u8>, close: bool) {
+    fn queue(&self, frame: Vec<u8>, kind: Kind) {
         if self.link.is_closed() {
             return;
         }
-        self.link.reply_bytes.fetch_add(frame.len(), Relaxed);
+        // Counted now, before the delivery thread sees it, so that a fast
+        // reader cannot run ahead of the count.
+        self.link
+            .private_cost
+            .fetch_add(private_cost(frame.len()), Relaxed);
         let sent = self.delivery.shard(self.tag).send(Command::Send {
             tag: self.tag,
             bytes: Bytes::Owned(frame),
-            reply: true,
-            close,
+            kind,
         });
         if sent.is_err() {
             self.link.done();
@@ -370,5 +490,40 @@ impl Drop for Outlet {
             .delivery
             .shard(self.tag)
             .send(Command::Remove(self.tag));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// An embedder (or a test) that drops every handle without `stop`:
+    /// the threads must end, not poll a hung-up bell forever at full CPU.
+    #[test]
+    fn dropping_every_handle_without_stop_ends_the_delivery_threads() {
+        let delivery = Delivery::start(Settings {
+            threads: 2,
+            stall_limit: Duration::from_secs(60),
+            max_behind_bytes: 1 << 20,
+            metrics: Arc::default(),
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let outlet = delivery.add(Delivery::endpoint(1, Some(0), Arc::new(server), vec![]));
+        let threads = std::mem::take(&mut *delivery.threads.lock().unwrap());
+        drop(outlet);
+        drop(delivery);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !threads.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            threads.iter().all(JoinHandle::is_finished),
+            "delivery threads still running 5 s after their handles were dropped"
+        );
     }
 }

@@ -2,7 +2,10 @@
 
 use super::doorbell::{Inbox, Step, TURN};
 use super::sys::{self, IoVec, POLLIN, POLLOUT, PollFd};
-use super::{Batch, Bytes, Command, Endpoint, Link, Settings, Tag, Variant};
+use super::{
+    Bytes, CLOSE_WRITE_DEADLINE, Command, Endpoint, Kind, Link, Part, Parts, Settings, Tag,
+    VARIANTS, Variant, private_cost,
+};
 use crate::metrics::DropReason;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
@@ -22,28 +25,35 @@ const MAX_SEND_BYTES: usize = 1024 * 1024;
 /// Commands taken per turn, so that writing is not put off for long while
 /// commands keep coming.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
-/// How often the stall rule is checked for clients that wait in poll.
+/// How often the stall rule and the close deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// A client whose position holds more than this many times
+/// `--max-lag-bytes` of its log is dropped even if most of it is its own
+/// lines (which it never receives, so they are not in its lag): the log's
+/// memory stays bounded.
+const MAX_HELD_FACTOR: u64 = 2;
 
-/// The broadcast batches not yet written to every client, numbered.
+/// The broadcast frames of one variant not yet written to every client of
+/// it, numbered.
+#[derive(Default)]
 struct Log {
-    /// Number of `batches[0]`.
+    /// Number of `parts[0]`.
     first: u64,
-    batches: VecDeque<Arc<Batch>>,
-    /// Bytes ever logged before `batches[i]`, and in all (for how far
-    /// behind a client is: `total - before[its batch]`).
+    parts: VecDeque<Arc<Part>>,
+    /// Bytes ever logged before `parts[i]`, and in all (for how far behind
+    /// a client is: `total - before[its part]`).
     before: VecDeque<u64>,
     total: u64,
 }
 
 impl Log {
     fn head(&self) -> u64 {
-        self.first + self.batches.len() as u64
+        self.first + self.parts.len() as u64
     }
 
-    fn get(&self, number: u64) -> Option<&Batch> {
+    fn get(&self, number: u64) -> Option<&Part> {
         let index = number.checked_sub(self.first)?;
-        self.batches.get(index as usize).map(|b| &**b)
+        self.parts.get(index as usize).map(|b| &**b)
     }
 
     fn bytes_from(&self, number: u64) -> u64 {
@@ -53,30 +63,43 @@ impl Log {
         }
     }
 
-    fn push(&mut self, batch: Arc<Batch>) {
-        self.before.push_back(self.total);
-        self.total += batch.bytes() as u64;
-        self.batches.push_back(batch);
+    /// Everything it holds.
+    fn bytes(&self) -> u64 {
+        self.bytes_from(self.first)
     }
 
-    /// Forgets batches every client is past.
+    fn push(&mut self, part: Arc<Part>) {
+        self.before.push_back(self.total);
+        self.total += part.bytes as u64;
+        self.parts.push_back(part);
+    }
+
+    /// Forgets parts every client is past.
     fn trim(&mut self, oldest_needed: u64) {
-        while self.first < oldest_needed && !self.batches.is_empty() {
-            self.batches.pop_front();
+        while self.first < oldest_needed && !self.parts.is_empty() {
+            self.parts.pop_front();
             self.before.pop_front();
             self.first += 1;
         }
     }
 }
 
-/// Bytes for one client at a point in the broadcast stream.
-struct Private {
-    /// Written once the client is at batch `at`: after every broadcast
-    /// logged before it was queued.
+/// The log a client of `variant` reads (none for an echo client).
+fn log_of(logs: &[Log; VARIANTS], variant: Option<Variant>) -> Option<&Log> {
+    variant.map(|v| &logs[v as usize])
+}
+
+/// Bytes for one client at a point in its broadcast stream.
+pub(crate) struct Private {
+    /// Written once the client is at part `at` of its log: after every
+    /// broadcast logged before it was queued.
     at: u64,
     bytes: Bytes,
-    reply: bool,
-    close: bool,
+    kind: Kind,
+    /// What it costs ([`private_cost`]), counted while it waits.
+    cost: usize,
+    /// Counted in its link against `PRIVATE_BACKLOG_BYTES`.
+    counted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,20 +113,33 @@ enum State {
 
 struct Client {
     tag: Tag,
+    /// Its log; `None` for an echo client, and for one being ended.
     variant: Option<Variant>,
     stream: Arc<TcpStream>,
     link: Arc<Link>,
-    /// Position in the log: batch `next`, from its frame `frame` on.
+    /// Position in its log: part `next`, from its frame `frame` on.
     next: u64,
     frame: usize,
     /// Bytes of the current piece already written.
     offset: usize,
     private: VecDeque<Private>,
-    private_bytes: usize,
+    /// The cost of everything in `private`.
+    private_cost: usize,
+    /// Private items ever written: `private[0]`'s number.
+    popped: u64,
+    /// The number of the pong waiting in `private`, if one is.
+    pong: Option<u64>,
+    /// Its own frames (a raw client's lines) in its log from part `.0`
+    /// on: in the log, but not sent to it, so not in its lag.
+    own: VecDeque<(u64, u64)>,
+    own_bytes: u64,
     state: State,
     last_progress: Instant,
     /// Its reader is gone: forget it once its queued Close is written.
     orphan: bool,
+    /// Set when delivery is finishing this client (its last bytes, then
+    /// the Close): past it, the socket is shut whatever is left.
+    deadline: Option<Instant>,
 }
 
 /// One piece of a client's stream.
@@ -116,7 +152,7 @@ struct Piece<'a> {
 enum PieceKind {
     /// A broadcast frame; the position after it.
     Frame { next: u64, frame: usize },
-    /// The private item at this index of `private`; it comes at batch
+    /// The private item at this index of `private`; it comes at part
     /// `next`, before any of its frames.
     Private { index: usize, next: u64 },
 }
@@ -141,7 +177,7 @@ impl Client {
 
     /// The next piece of the walk: a private item whose time has come, or
     /// the next broadcast frame for this client. Nothing after a Close.
-    fn step<'a>(&'a self, walk: &mut Walk, log: &'a Log) -> Option<Piece<'a>> {
+    fn step<'a>(&'a self, walk: &mut Walk, log: Option<&'a Log>) -> Option<Piece<'a>> {
         if walk.ended {
             return None;
         }
@@ -151,7 +187,7 @@ impl Client {
             {
                 let index = walk.private;
                 walk.private += 1;
-                walk.ended = p.close;
+                walk.ended = p.kind.is_close();
                 return Some(Piece {
                     bytes: &p.bytes,
                     kind: PieceKind::Private {
@@ -160,18 +196,16 @@ impl Client {
                     },
                 });
             }
-            let batch = log.get(walk.next)?;
-            let found = self.variant.and_then(|variant| {
-                batch.frames[walk.frame.min(batch.frames.len())..]
-                    .iter()
-                    .position(|f| f.variant == variant && f.origin != Some(self.tag))
-            });
+            let part = log?.get(walk.next)?;
+            let found = part.frames[walk.frame.min(part.frames.len())..]
+                .iter()
+                .position(|f| f.origin != Some(self.tag));
             match found {
                 Some(i) => {
                     let index = walk.frame + i;
                     walk.frame = index + 1;
                     return Some(Piece {
-                        bytes: &batch.frames[index].bytes,
+                        bytes: &part.frames[index].bytes,
                         kind: PieceKind::Frame {
                             next: walk.next,
                             frame: index + 1,
@@ -186,35 +220,69 @@ impl Client {
         }
     }
 
-    /// Whether anything is due.
-    fn has_due(&self, log: &Log) -> bool {
-        self.step(&mut self.walk(), log).is_some()
+    /// Bytes waiting for this client: the frames of its log it will
+    /// receive (parts counted whole) and its private items.
+    fn behind(&self, log: Option<&Log>) -> u64 {
+        self.held(log) - self.own_bytes.min(self.held(log)) + self.private_cost as u64
     }
 
-    /// Bytes waiting for this client (broadcasts counted whole).
-    fn behind(&self, log: &Log) -> u64 {
-        log.bytes_from(self.next) + self.private_bytes as u64
+    /// Bytes of its log its position holds in memory.
+    fn held(&self, log: Option<&Log>) -> u64 {
+        log.map_or(0, |log| log.bytes_from(self.next))
     }
 
-    /// Moves past the end of the broadcasts that are not for this client,
-    /// so that an idle client never holds the log back.
-    fn skip_to_head(&mut self, log: &Log) {
-        if self.private.is_empty() && self.offset == 0 && !self.has_due(log) {
+    /// Moves past the end of its log if no frame there is for it (none
+    /// are, for an echo client), so that an idle client never holds the
+    /// log back; private items waiting keep their order, since no frame
+    /// for it comes before them.
+    fn skip_to_head(&mut self, log: Option<&Log>) {
+        let Some(log) = log else {
+            self.next = 0;
+            return;
+        };
+        let mut frames_only = Walk {
+            next: self.next,
+            frame: self.frame,
+            private: usize::MAX,
+            ended: false,
+        };
+        if self.offset == 0 && self.step(&mut frames_only, Some(log)).is_none() {
             self.next = log.head();
             self.frame = 0;
         }
+        while let Some(&(at, bytes)) = self.own.front()
+            && at < self.next
+        {
+            self.own.pop_front();
+            self.own_bytes -= bytes;
+        }
+    }
+
+    /// Queues a private item at the end of its stream.
+    fn push_private(&mut self, at: u64, bytes: Bytes, kind: Kind, counted: bool) {
+        let cost = private_cost(bytes.len());
+        self.private_cost += cost;
+        self.private.push_back(Private {
+            at,
+            bytes,
+            kind,
+            cost,
+            counted,
+        });
     }
 }
 
 pub(super) struct Shard {
     inbox: Inbox<Command>,
     settings: Settings,
-    log: Log,
+    logs: [Log; VARIANTS],
     clients: Vec<Client>,
     index: HashMap<Tag, usize>,
     pieces: Vec<IoVec>,
     last_sweep: Instant,
     stopping: Option<Instant>,
+    /// Every `Delivery` handle is gone: no command will ever come.
+    hung_up: bool,
 }
 
 /// How one attempt to write to a client ended.
@@ -235,18 +303,19 @@ impl Shard {
         Shard {
             inbox,
             settings,
-            log: Log {
-                first: 0,
-                batches: VecDeque::new(),
-                before: VecDeque::new(),
-                total: 0,
-            },
+            logs: Default::default(),
             clients: Vec::new(),
             index: HashMap::new(),
             pieces: Vec::with_capacity(MAX_PIECES),
             last_sweep: Instant::now(),
             stopping: None,
+            hung_up: false,
         }
+    }
+
+    /// What the logs hold, all variants together.
+    fn logged_bytes(&self) -> u64 {
+        self.logs.iter().map(Log::bytes).sum()
     }
 
     pub(super) fn run(mut self) {
@@ -260,16 +329,22 @@ impl Shard {
                     Step::Take => more_commands = self.take_commands(),
                 }
             }
-            // The deepest backlog: what the log holds before this turn's writes.
+            if self.hung_up {
+                // Nobody can send a command or a Close any more (the
+                // handles are gone, and with them every reader's outlet):
+                // end rather than poll a hung-up bell forever.
+                return;
+            }
+            // The deepest backlog: what the logs hold before this turn's writes.
             self.settings
                 .metrics
-                .queue_depth(self.log.bytes_from(self.log.first) as usize);
+                .queue_depth(self.logged_bytes() as usize);
             let more_to_write = self.write_all();
-            // The log holds only what some client still needs: past the
+            // A log holds only what some client still needs: past the
             // limit, someone is too far behind; check now, not at the next
             // sweep, so that memory stays bounded however fast the room.
-            let urgent =
-                self.log.bytes_from(self.log.first) > self.settings.max_behind_bytes as u64;
+            let limit = self.settings.max_behind_bytes as u64;
+            let urgent = self.logs.iter().any(|log| log.bytes() > limit);
             self.sweep(urgent);
             // Stopping: done once every Close is out (or cannot be).
             if let Some(since) = self.stopping
@@ -286,7 +361,9 @@ impl Shard {
                 events: POLLIN,
                 revents: 0,
             });
+            let mut deadlines = false;
             for (i, client) in self.clients.iter().enumerate() {
+                deadlines |= client.deadline.is_some();
                 if client.state == State::Blocked {
                     fds.push(PollFd {
                         fd: client.stream.as_raw_fd(),
@@ -298,7 +375,7 @@ impl Shard {
             }
             let timeout = if more_commands || more_to_write {
                 0
-            } else if polled.is_empty() && self.stopping.is_none() {
+            } else if polled.is_empty() && !deadlines && self.stopping.is_none() {
                 -1
             } else {
                 SWEEP_EVERY.as_millis() as i32
@@ -318,10 +395,14 @@ impl Shard {
     /// Applies waiting commands; true if more are left for the next turn.
     fn take_commands(&mut self) -> bool {
         for _ in 0..MAX_COMMANDS_PER_TURN {
-            let Some(command) = self.inbox.try_take() else {
-                return false;
-            };
-            self.apply(command);
+            match self.inbox.try_take() {
+                Ok(Some(command)) => self.apply(command),
+                Ok(None) => return false,
+                Err(_) => {
+                    self.hung_up = true;
+                    return false;
+                }
+            }
         }
         !self.inbox.is_empty()
     }
@@ -329,63 +410,77 @@ impl Shard {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Add(endpoint) => self.add(*endpoint),
-            Command::Broadcast(batch) => self.log.push(batch),
-            Command::Send {
-                tag,
-                bytes,
-                reply,
-                close,
-            } => {
-                let at = self.log.head();
-                match self.index.get(&tag) {
-                    Some(&i) => {
-                        let client = &mut self.clients[i];
-                        client.private_bytes += bytes.len();
-                        client.private.push_back(Private {
-                            at,
-                            bytes,
-                            reply,
-                            close,
-                        });
-                    }
-                    None if reply => {
-                        // Gone: nobody waits on these bytes any more.
-                        let _ = bytes;
-                    }
-                    None => {}
+            Command::Broadcast(parts) => self.log(&parts),
+            Command::Send { tag, bytes, kind } => {
+                let Some(&i) = self.index.get(&tag) else {
+                    return; // gone: nobody waits on these bytes any more
+                };
+                let client = &mut self.clients[i];
+                let at = log_of(&self.logs, client.variant).map_or(0, Log::head);
+                if matches!(kind, Kind::Room | Kind::RoomClose) {
+                    // The reader counted its own items as it queued them.
+                    client
+                        .link
+                        .private_cost
+                        .fetch_add(private_cost(bytes.len()), Relaxed);
                 }
+                // Pongs pile up only behind a full socket: there, a pong
+                // still waiting is replaced by this one (§5.5.3 allows
+                // answering the most recent Ping only). A client that reads
+                // gets every pong, in order.
+                if kind == Kind::Pong
+                    && client.state == State::Blocked
+                    && let Some(number) = client.pong
+                {
+                    let index = (number - client.popped) as usize;
+                    // Not the piece being written (it may be half out).
+                    if index > 0 || client.offset == 0 {
+                        let old = &mut client.private[index];
+                        let new_cost = private_cost(bytes.len());
+                        client.link.release(old.cost);
+                        client.private_cost = client.private_cost - old.cost + new_cost;
+                        old.cost = new_cost;
+                        old.bytes = bytes;
+                        return;
+                    }
+                }
+                if kind == Kind::Pong {
+                    client.pong = Some(client.popped + client.private.len() as u64);
+                }
+                client.push_private(at, bytes, kind, kind.capped());
             }
             Command::Remove(tag) => {
                 if let Some(i) = self.index.get(&tag).copied() {
+                    let log = log_of(&self.logs, self.clients[i].variant);
                     let client = &mut self.clients[i];
-                    if client.state != State::Closed && client.private.iter().any(|p| p.close) {
-                        // Its last words (a reader that panicked sends
-                        // 1011 as it unwinds) still go out.
+                    if client.state != State::Closed
+                        && client.private.iter().any(|p| p.kind.is_close())
+                    {
+                        // Its last words (a Close answering the client's,
+                        // or 1011 from a reader that panicked) still go
+                        // out, within a deadline: §5.5.1.
                         client.orphan = true;
+                        let deadline = Instant::now() + CLOSE_WRITE_DEADLINE;
+                        client.deadline =
+                            Some(client.deadline.map_or(deadline, |d| d.min(deadline)));
                         return;
                     }
-                    if client.state != State::Closed && client.behind(&self.log) > 0 {
+                    if client.state != State::Closed && client.behind(log) > 0 {
                         // Its reader gave up waiting for the close (the
                         // client read nothing): say what did not go out.
                         log::info!(
                             "({tag}) closed with {} bytes it never took",
-                            client.behind(&self.log)
+                            client.behind(log)
                         );
                     }
                     self.forget(i);
                 }
             }
             Command::Stop(close) => {
-                let at = self.log.head();
                 for client in &mut self.clients {
-                    if !client.private.iter().any(|p| p.close) {
-                        client.private_bytes += close.len();
-                        client.private.push_back(Private {
-                            at,
-                            bytes: Bytes::Shared(close.clone()),
-                            reply: false,
-                            close: true,
-                        });
+                    if !client.private.iter().any(|p| p.kind.is_close()) {
+                        let at = log_of(&self.logs, client.variant).map_or(0, Log::head);
+                        client.push_private(at, Bytes::Shared(close.clone()), Kind::Close, false);
                     }
                 }
                 self.stopping = Some(Instant::now());
@@ -393,18 +488,30 @@ impl Shard {
         }
     }
 
+    /// Logs a batch: each part in its variant's log, its senders' own
+    /// frames noted so that they are not counted in their lag.
+    fn log(&mut self, parts: &Parts) {
+        for (variant, part) in parts.iter().enumerate() {
+            let Some(part) = part else { continue };
+            let number = self.logs[variant].head();
+            for frame in &part.frames {
+                if let Some(origin) = frame.origin
+                    && let Some(&i) = self.index.get(&origin)
+                {
+                    let client = &mut self.clients[i];
+                    if client.variant == Some(variant as Variant) && client.state != State::Closed {
+                        client.own.push_back((number, frame.bytes.len() as u64));
+                        client.own_bytes += frame.bytes.len() as u64;
+                    }
+                }
+            }
+            self.logs[variant].push(part.clone());
+        }
+    }
+
     fn add(&mut self, endpoint: Endpoint) {
-        let at = self.log.head();
-        let mut private = VecDeque::new();
-        let first_len = endpoint.first.len();
-        private.push_back(Private {
-            at,
-            bytes: Bytes::Owned(endpoint.first),
-            reply: false,
-            close: false,
-        });
-        self.index.insert(endpoint.tag, self.clients.len());
-        self.clients.push(Client {
+        let at = log_of(&self.logs, endpoint.variant).map_or(0, Log::head);
+        let mut client = Client {
             tag: endpoint.tag,
             variant: endpoint.variant,
             stream: endpoint.stream,
@@ -412,12 +519,20 @@ impl Shard {
             next: at,
             frame: 0,
             offset: 0,
-            private,
-            private_bytes: first_len,
+            private: VecDeque::new(),
+            private_cost: 0,
+            popped: 0,
+            pong: None,
+            own: VecDeque::new(),
+            own_bytes: 0,
             state: State::Open,
             last_progress: Instant::now(),
             orphan: false,
-        });
+            deadline: None,
+        };
+        client.push_private(at, Bytes::Owned(endpoint.first), Kind::Welcome, false);
+        self.index.insert(client.tag, self.clients.len());
+        self.clients.push(client);
     }
 
     /// Removes client `i` (swapped with the last one).
@@ -435,7 +550,7 @@ impl Shard {
     fn write_all(&mut self) -> bool {
         let now = Instant::now();
         let mut more = false;
-        let mut oldest_needed = self.log.head();
+        let mut oldest_needed: [u64; VARIANTS] = std::array::from_fn(|v| self.logs[v].head());
         let mut i = 0;
         while i < self.clients.len() {
             if self.clients[i].state == State::Open {
@@ -445,6 +560,7 @@ impl Shard {
                     Sent::Closed => {
                         let client = &mut self.clients[i];
                         client.state = State::Closed;
+                        client.deadline = None;
                         // §7.1.1: having sent its Close, the server closes
                         // TCP after the client's Close (the reader waits
                         // for it); our half ends now.
@@ -457,31 +573,38 @@ impl Shard {
                     }
                     Sent::Failed(e) => {
                         log::debug!("({}) write failed: {e}", self.clients[i].tag);
-                        self.cut(i);
+                        self.fail(i);
                         continue;
                     }
                 }
             }
+            let log = log_of(&self.logs, self.clients[i].variant);
             let client = &mut self.clients[i];
             if client.state != State::Closed {
-                client.skip_to_head(&self.log);
-                oldest_needed = oldest_needed.min(client.next);
+                client.skip_to_head(log);
+                if let Some(v) = client.variant {
+                    let oldest = &mut oldest_needed[v as usize];
+                    *oldest = (*oldest).min(client.next);
+                }
             }
             i += 1;
         }
-        self.log.trim(oldest_needed);
+        for (log, oldest) in self.logs.iter_mut().zip(oldest_needed) {
+            log.trim(oldest);
+        }
         more
     }
 
     /// One non-blocking vectored write of what is due for client `i`.
     fn write(&mut self, i: usize, now: Instant) -> Sent {
         let client = &self.clients[i];
+        let log = log_of(&self.logs, client.variant);
         self.pieces.clear();
         let mut walk = client.walk();
         let mut total = 0;
         let mut ends_in_close = false;
         while self.pieces.len() < MAX_PIECES && total < MAX_SEND_BYTES {
-            let Some(piece) = client.step(&mut walk, &self.log) else {
+            let Some(piece) = client.step(&mut walk, log) else {
                 break;
             };
             let skip = if self.pieces.is_empty() {
@@ -502,7 +625,7 @@ impl Shard {
             self.clients[i].last_progress = now;
             return Sent::All;
         }
-        let complete = client.step(&mut walk, &self.log).is_none();
+        let complete = client.step(&mut walk, log).is_none();
         // SAFETY: every piece points into the log or the client's private
         // items, neither of which changes until the call returns.
         let result = unsafe { sys::send_vectored(client.stream.as_raw_fd(), &self.pieces) };
@@ -531,7 +654,7 @@ impl Shard {
     fn advance(&mut self, i: usize, mut written: usize, now: Instant) {
         let metrics = &self.settings.metrics;
         metrics.bytes_out.fetch_add(written as u64, Relaxed);
-        let log = &self.log;
+        let log = log_of(&self.logs, self.clients[i].variant);
         let client = &mut self.clients[i];
         client.last_progress = now;
         let mut frames = 0;
@@ -567,13 +690,14 @@ impl Shard {
             }
         }
         for p in client.private.drain(..popped) {
-            client.private_bytes -= p.bytes.len();
-            if p.reply {
-                let before = client.link.reply_bytes.fetch_sub(p.bytes.len(), Relaxed);
-                if before > super::REPLY_BACKLOG_BYTES {
-                    client.link.reader.unpark();
-                }
+            client.private_cost -= p.cost;
+            if p.counted {
+                client.link.release(p.cost);
             }
+        }
+        client.popped += popped as u64;
+        if client.pong.is_some_and(|n| n < client.popped) {
+            client.pong = None;
         }
         if popped > 0 && client.private.is_empty() {
             // An idle client keeps no buffer: it may have ten thousand twins.
@@ -582,23 +706,42 @@ impl Shard {
         metrics.messages_out.fetch_add(frames, Relaxed);
     }
 
-    /// Drops clients that are too far behind, or have stopped reading.
+    /// Drops clients that are too far behind, or have stopped reading;
+    /// gives up on the last bytes of those past their deadline.
     fn sweep(&mut self, urgent: bool) {
         let now = Instant::now();
         if !urgent && now.duration_since(self.last_sweep) < SWEEP_EVERY {
             return;
         }
         self.last_sweep = now;
+        let limit = self.settings.max_behind_bytes as u64;
         let mut i = 0;
         while i < self.clients.len() {
             let client = &self.clients[i];
-            let behind = client.behind(&self.log);
+            if let Some(deadline) = client.deadline {
+                if now >= deadline {
+                    log::debug!(
+                        "({}) its last bytes were not taken within {CLOSE_WRITE_DEADLINE:?}",
+                        client.tag
+                    );
+                    let _ = client.stream.shutdown(Shutdown::Both);
+                    self.forget(i);
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            let log = log_of(&self.logs, client.variant);
+            let behind = client.behind(log);
+            let held = client.held(log);
             let stalled = client.state == State::Blocked
                 && now.duration_since(client.last_progress) >= self.settings.stall_limit;
             let reason = if client.state == State::Closed {
                 None
-            } else if behind > self.settings.max_behind_bytes as u64 {
+            } else if behind > limit {
                 Some(format!("{behind} bytes behind"))
+            } else if held > MAX_HELD_FACTOR * limit {
+                Some(format!("{held} bytes of the log held"))
             } else if stalled {
                 Some(format!(
                     "nothing written for {:?}",
@@ -607,38 +750,63 @@ impl Shard {
             } else {
                 None
             };
-            match reason {
-                Some(reason) => {
-                    log::warn!(
-                        "Dropping slow consumer: ({}) {reason}, closing with 1008",
-                        client.tag
-                    );
-                    self.settings
-                        .metrics
-                        .client_dropped(DropReason::SlowConsumer);
-                    self.cut(i);
-                }
-                None => i += 1,
+            if let Some(reason) = reason {
+                log::warn!(
+                    "Dropping slow consumer: ({}) {reason}, closing with 1008",
+                    client.tag
+                );
+                self.settings
+                    .metrics
+                    .client_dropped(DropReason::SlowConsumer);
+                self.cut(i, now);
             }
+            i += 1;
         }
     }
 
-    /// Ends client `i` now: a Close 1008 if its socket has room and no
-    /// frame is half written, then the socket is shut, which also ends its
-    /// reader's wait. The reader sends the room its Leave.
-    fn cut(&mut self, i: usize) {
+    /// Ends client `i`, a slow consumer: it keeps only the rest of the
+    /// frame in flight and a Close 1008, written as its socket takes them
+    /// within `CLOSE_WRITE_DEADLINE` (§7.1.2: a Close, then TCP ends). It
+    /// no longer holds the log, and its reader is told to stop.
+    fn cut(&mut self, i: usize, now: Instant) {
+        let log = log_of(&self.logs, self.clients[i].variant);
         let client = &self.clients[i];
-        if client.offset == 0 {
-            let frame = encode_close(CloseCode::Policy, "slow_consumer", None);
-            let piece = [IoVec {
-                base: frame.as_ptr(),
-                len: frame.len(),
-            }];
-            // SAFETY: `frame` lives until the call returns.
-            let _ = unsafe { sys::send_vectored(client.stream.as_raw_fd(), &piece) };
+        let mut last = Vec::new();
+        if client.offset > 0
+            && let Some(piece) = client.step(&mut client.walk(), log)
+        {
+            last.extend_from_slice(&piece.bytes[client.offset..]);
         }
+        last.extend_from_slice(&encode_close(CloseCode::Policy, "slow_consumer", None));
+        let client = &mut self.clients[i];
+        for p in client.private.drain(..) {
+            if p.counted {
+                client.link.release(p.cost);
+            }
+        }
+        client.private_cost = 0;
+        client.popped = 0;
+        client.pong = None;
+        client.own.clear();
+        client.own_bytes = 0;
+        client.variant = None;
+        client.next = 0;
+        client.frame = 0;
+        client.offset = 0;
+        client.push_private(0, Bytes::Owned(last), Kind::Close, false);
+        client.state = State::Open;
+        client.deadline = Some(now + CLOSE_WRITE_DEADLINE);
         // Marked closed before the socket is, so that whoever sees the
-        // socket end also sees the flag.
+        // socket end also sees the flag. Shutting the reading half wakes
+        // the reader (it reads the end of the input), which sends the room
+        // its Leave; the writing half stays open for the Close.
+        client.link.done();
+        let _ = client.stream.shutdown(Shutdown::Read);
+    }
+
+    /// Ends client `i`, whose socket failed: nothing more can be sent.
+    fn fail(&mut self, i: usize) {
+        let client = &self.clients[i];
         client.link.done();
         let _ = client.stream.shutdown(Shutdown::Both);
         self.forget(i);

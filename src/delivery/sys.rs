@@ -1,6 +1,10 @@
 //! The two system calls delivery needs that std does not offer: a
-//! vectored send that never blocks, and poll(2). Declared here, once, so
-//! that every `unsafe` block of the crate is in this file.
+//! vectored send that never blocks, and poll(2), declared here, once.
+//! Every `unsafe` of the library is in this file, except the one call of
+//! [`send_vectored`] in `shard.rs` (whose pieces point into buffers the
+//! caller must keep alive: the safety argument is at the call). The
+//! binary's signal handler (`main.rs`) and the benchmark's epoll calls
+//! (`bin/wschat-bench.rs`) have their own.
 //!
 //! Why not std: the socket is shared with the client's reader thread,
 //! which blocks in `read` with a timeout. `set_nonblocking` sets
@@ -43,6 +47,9 @@ struct MsgHdr {
     flags: i32,
 }
 
+/// `nfds_t`: `unsigned long` on Linux, 32 bits on 32-bit targets.
+type NfdsT = std::ffi::c_ulong;
+
 /// `struct pollfd`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +61,7 @@ pub struct PollFd {
 
 unsafe extern "C" {
     fn sendmsg(fd: RawFd, msg: *const MsgHdr, flags: i32) -> isize;
-    fn poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
+    fn poll(fds: *mut PollFd, nfds: NfdsT, timeout: i32) -> i32;
 }
 
 /// Writes as much of `pieces` as the socket takes now; `WouldBlock` if it
@@ -85,7 +92,7 @@ pub unsafe fn send_vectored(fd: RawFd, pieces: &[IoVec]) -> io::Result<usize> {
 /// Waits until one of `fds` is ready or `timeout_ms` passes (-1: no limit).
 pub fn wait(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: `fds` is a valid, exclusively borrowed array of `len` pollfds.
-    let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) };
+    let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as NfdsT, timeout_ms) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

@@ -330,6 +330,11 @@ mod tests {
         let (h, n) = parse_all(&[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!((h.payload_len, n), (65536, 10));
 
+        // Each in its shortest length form (§5.2): 7 bits, 16, then 64.
+        assert_eq!(
+            encode_frame(OpCode::Text, b"Hello", None),
+            [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        );
         assert_eq!(
             &encode_frame(OpCode::Binary, &[0; 256], None)[..4],
             &[0x82, 0x7e, 0x01, 0x00]

@@ -1,7 +1,7 @@
 //! The `wschat.v1` events as JSON text. Every event is built by pushing
 //! known keys; user text goes through `json::push_string`.
 
-use super::{ClientId, ErrorCode, History};
+use super::{ClientId, Epoch, ErrorCode, History, Resume};
 use crate::json::push_string;
 use std::fmt::Write;
 
@@ -90,29 +90,32 @@ pub fn users_event<'a>(users: impl Iterator<Item = (ClientId, &'a str)>) -> Stri
     out
 }
 
-/// The `welcome` a newcomer gets: who it is, who is here, the history.
-/// `since` is the last message id a resuming client saw: it then gets only
-/// the messages after it, or, if some of those are no longer kept or
-/// `since` is not an id given yet (`next_seq` or more: the client saw a
-/// server that has since lost its history), the whole history and
-/// `"gap":true`.
+/// The `welcome` a newcomer gets: which history of ids this is (`epoch`),
+/// who it is, who is here, the history. `resume` is where a resuming
+/// client stands: it then gets only the messages after its `since`, or,
+/// if [`resume_gap`] says it missed what is no longer kept or stands in
+/// another history, the whole history and `"gap":true`.
 ///
-/// Without `since` it is `welcome_head` (this newcomer's own) followed by
+/// Without `resume` it is `welcome_head` (this newcomer's own) followed by
 /// `welcome_tail`, the same for every newcomer until the history changes:
 /// the server sends them as two frames of one message, the tail built and
 /// encoded once.
+#[allow(clippy::too_many_arguments)]
 pub fn welcome_event<'a>(
     id: ClientId,
     nick: &str,
     users: impl Iterator<Item = (ClientId, &'a str)>,
     history: &History,
-    since: Option<u64>,
+    epoch: &Epoch,
+    resume: Option<&Resume>,
     next_seq: u64,
 ) -> String {
-    let mut out = welcome_head(id, nick, users);
-    let (events, gap) = match since {
-        Some(since) if since >= next_seq => (history.iter().collect(), true),
-        Some(since) => history.after(since),
+    let mut out = welcome_head(id, nick, epoch, users);
+    let (events, gap) = match resume {
+        Some(resume) if resume_gap(resume, epoch, history, next_seq) => {
+            (history.iter().collect(), true)
+        }
+        Some(resume) => history.after(resume.since),
         None => (history.iter().collect(), false),
     };
     out.push('[');
@@ -130,15 +133,29 @@ pub fn welcome_event<'a>(
     out
 }
 
-/// `{"type":"welcome","you":{..},"users":[..],"history":`
+/// Whether a client resuming from `resume` cannot be given exactly what
+/// it missed: it names another epoch or none (its ids belong to a history
+/// this server does not have), its `since` is not an id given yet
+/// (`next_seq` or more: the same epoch, but the ids after it were lost,
+/// say by a crash before they reached the disk), or messages after it are
+/// no longer kept.
+pub fn resume_gap(resume: &Resume, epoch: &Epoch, history: &History, next_seq: u64) -> bool {
+    resume.epoch.as_ref() != Some(epoch)
+        || resume.since >= next_seq
+        || resume.since < history.dropped_through()
+}
+
+/// `{"type":"welcome","you":{..},"epoch":"..","users":[..],"history":`
 pub fn welcome_head<'a>(
     id: ClientId,
     nick: &str,
+    epoch: &Epoch,
     users: impl Iterator<Item = (ClientId, &'a str)>,
 ) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
     push_user(&mut out, id, nick);
-    out.push_str(",\"users\":");
+    // An epoch needs no escaping (letters, digits, - and _).
+    let _ = write!(out, ",\"epoch\":\"{epoch}\",\"users\":");
     push_users(&mut out, users);
     out.push_str(",\"history\":");
     out
@@ -188,10 +205,11 @@ mod tests {
                 "guest-1",
                 [(1, "guest-1"), (2, "bo")].into_iter(),
                 &history,
+                &Epoch::parse("e1").unwrap(),
                 None,
                 1
             ),
-            r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
+            r#"{"type":"welcome","you":{"id":1,"nick":"guest-1"},"epoch":"e1","users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"bo"}],"history":[{"b":2},{"c":3}]}"#
         );
         assert_eq!(raw_line("ann", "waves", true), "* ann waves");
         assert_eq!(

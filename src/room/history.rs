@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub const MAX_HISTORY_BYTES: usize = 512 * 1024;
 
 /// The last N `message` events, as their JSON text, oldest first.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct History {
     limit: usize,
     bytes: usize,
@@ -53,6 +53,17 @@ impl History {
         if let Some(id) = message_id(event) {
             self.dropped_through = self.dropped_through.max(id);
         }
+    }
+
+    /// The most messages kept (`--history`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The kept events themselves, shared (for the history file's
+    /// compaction: no copy of the text).
+    pub fn events(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.events.iter()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {

@@ -7,10 +7,12 @@
 //! The broadcaster is the loop around it: it feeds the room one event at a
 //! time, encodes each output once, and hands the bytes to delivery.
 
+mod epoch;
 mod events;
 mod history;
 mod input;
 
+pub use epoch::{Epoch, FRESH_EPOCH_CHARS, MAX_EPOCH_CHARS, Resume, resume_param};
 pub use events::*;
 pub use history::{History, MAX_HISTORY_BYTES};
 pub use input::*;
@@ -21,8 +23,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The subprotocol a client offers to get JSON events (§1.9, §4.2.2).
 pub const SUBPROTOCOL: &str = "wschat.v1";
+/// The `text` of a `not_member` error.
+pub const NOT_MEMBER_TEXT: &str = "you are not in the room any more; reconnect to rejoin";
 /// Nicknames are 1 to this many characters.
 pub const MAX_NICK_CHARS: usize = 24;
+/// An error event quotes at most this many characters of what the client
+/// sent (JSON-escaped, so at most six bytes each), then `…`: an error
+/// costs about the same whatever the input's size.
+pub const MAX_QUOTED_CHARS: usize = 32;
+
+/// The start of `input`, for quoting in an error event: at most
+/// [`MAX_QUOTED_CHARS`] characters, `…` if there were more.
+pub fn excerpt(input: &str) -> String {
+    match input.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_string(),
+    }
+}
 
 /// A client's number, unique for the life of the process.
 pub type ClientId = u64;
@@ -60,10 +77,14 @@ pub enum ErrorCode {
     TextOnly,
     /// Cluster mode: Redis cannot be reached, so the message was not sent.
     Unavailable,
+    /// A message from a client the room does not count as a member (in
+    /// cluster mode, one announced gone while its node was cut off): not
+    /// sent; the client should reconnect.
+    NotMember,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::NickTaken,
         ErrorCode::NickInvalid,
         ErrorCode::NickUnchanged,
@@ -73,6 +94,7 @@ impl ErrorCode {
         ErrorCode::BadText,
         ErrorCode::TextOnly,
         ErrorCode::Unavailable,
+        ErrorCode::NotMember,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +108,7 @@ impl ErrorCode {
             ErrorCode::BadText => "bad_text",
             ErrorCode::TextOnly => "text_only",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotMember => "not_member",
         }
     }
 }
@@ -93,11 +116,11 @@ impl ErrorCode {
 /// Something a client did, as the room sees it.
 #[derive(Debug)]
 pub enum Action {
-    /// `since`: the last message id a resuming client saw (`/?since=ID`).
+    /// `resume`: where a resuming client stands (`/?since=ID&epoch=E`).
     Join {
         id: ClientId,
         mode: Mode,
-        since: Option<u64>,
+        resume: Option<Resume>,
     },
     Text {
         id: ClientId,
@@ -158,21 +181,45 @@ pub struct Room {
     nicks: HashMap<String, ClientId>,
     history: History,
     next_seq: u64,
+    /// The epoch of this history of ids, in every welcome.
+    epoch: Epoch,
     /// `welcome_tail` of the current history, built on the first join
     /// after it changes.
     tail: Option<Arc<str>>,
 }
 
 impl Room {
-    /// A room that remembers `history` and numbers the next line `next_seq`.
-    pub fn new(history: History, next_seq: u64) -> Room {
+    /// A room that remembers `history`, numbers the next line `next_seq`,
+    /// and calls this history of ids `epoch`.
+    pub fn new(history: History, next_seq: u64, epoch: Epoch) -> Room {
         Room {
             members: BTreeMap::new(),
             nicks: HashMap::new(),
             history,
             next_seq,
+            epoch,
             tail: None,
         }
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The history was lost (cluster mode: Redis lost its data): forget
+    /// the kept messages and call what follows `epoch`. Members stay; ids
+    /// are the caller's to restart.
+    pub fn start_epoch(&mut self, epoch: Epoch) {
+        self.history = History::new(self.history.limit());
+        self.epoch = epoch;
+        self.tail = None;
+    }
+
+    /// Whether a client resuming from `resume` has missed messages that
+    /// are no longer kept, or stands in another history: then its welcome
+    /// carries the whole history and `"gap":true`. See [`welcome_event`].
+    pub fn is_gap(&self, resume: &Resume) -> bool {
+        resume_gap(resume, &self.epoch, &self.history, self.next_seq)
     }
 
     pub fn len(&self) -> usize {
@@ -230,7 +277,7 @@ impl Room {
     /// Applies one action at time `now_ms`, appending what to send to `out`.
     pub fn handle(&mut self, now_ms: u64, action: Action, out: &mut Vec<Output>) {
         match action {
-            Action::Join { id, mode, since } => self.join(id, mode, since, now_ms, out),
+            Action::Join { id, mode, resume } => self.join(id, mode, resume, now_ms, out),
             Action::Text { id, text } => self.text(id, text, now_ms, out),
             Action::Binary { id, data } => self.binary(id, data, out),
             Action::Leave { id } => self.leave(id, now_ms, out),
@@ -247,7 +294,7 @@ impl Room {
         &mut self,
         id: ClientId,
         mode: Mode,
-        since: Option<u64>,
+        resume: Option<Resume>,
         now: u64,
         out: &mut Vec<Output>,
     ) {
@@ -263,11 +310,17 @@ impl Room {
             },
         );
         if mode == Mode::V1 {
-            if since.is_some() {
+            if let Some(resume) = &resume {
                 // A resuming client: its own slice of the history.
-                let next_seq = self.next_seq;
-                let welcome =
-                    welcome_event(id, &nick, self.users(), &self.history, since, next_seq);
+                let welcome = welcome_event(
+                    id,
+                    &nick,
+                    self.users(),
+                    &self.history,
+                    &self.epoch,
+                    Some(resume),
+                    self.next_seq,
+                );
                 out.push(Output::Reply {
                     to: id,
                     event: welcome,
@@ -280,7 +333,7 @@ impl Room {
                     .clone();
                 out.push(Output::Welcome {
                     to: id,
-                    head: welcome_head(id, &nick, self.users()),
+                    head: welcome_head(id, &nick, &self.epoch, self.users()),
                     tail,
                 });
             }
@@ -301,7 +354,11 @@ impl Room {
 
     fn text(&mut self, id: ClientId, text: String, now: u64, out: &mut Vec<Output>) {
         let Some(member) = self.members.get(&id) else {
-            return; // gone while its message was in flight
+            // Gone while its message was in flight (then nobody hears
+            // this), or, in cluster mode, still connected to a node that
+            // was cut off while the others announced it gone: never
+            // silence.
+            return reply_error(out, id, ErrorCode::NotMember, NOT_MEMBER_TEXT);
         };
         let nick = member.nick.clone();
         match member.mode {
@@ -330,7 +387,7 @@ impl Room {
                     out,
                     id,
                     ErrorCode::UnknownCommand,
-                    &format!("unknown command /{command}"),
+                    &format!("unknown command /{}", excerpt(command)),
                 ),
                 Input::Usage(usage) => reply_error(out, id, ErrorCode::Usage, usage),
                 Input::Empty => reply_error(out, id, ErrorCode::EmptyMessage, "empty message"),
@@ -389,6 +446,7 @@ impl Room {
 
     fn binary(&mut self, id: ClientId, data: Vec<u8>, out: &mut Vec<Output>) {
         match self.members.get(&id).map(|m| m.mode) {
+            None => reply_error(out, id, ErrorCode::NotMember, NOT_MEMBER_TEXT),
             Some(Mode::Raw) => out.push(Output::Broadcast {
                 mode: Mode::Raw,
                 payload: Payload::Binary(data),
@@ -400,7 +458,6 @@ impl Room {
                 ErrorCode::TextOnly,
                 "wschat.v1 takes text messages only",
             ),
-            None => {}
         }
     }
 

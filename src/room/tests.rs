@@ -4,8 +4,12 @@ use super::*;
 
 const NOW: u64 = 1_000;
 
+fn epoch(text: &str) -> Epoch {
+    Epoch::parse(text).unwrap()
+}
+
 fn room() -> Room {
-    Room::new(History::new(3), 1)
+    Room::new(History::new(3), 1, epoch("e1"))
 }
 
 fn act(room: &mut Room, action: Action) -> Vec<Output> {
@@ -20,7 +24,7 @@ fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
         Action::Join {
             id,
             mode,
-            since: None,
+            resume: None,
         },
     )
 }
@@ -65,7 +69,11 @@ fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_joi
         panic!("the welcome comes first: {out:?}")
     };
     let event = &format!("{head}{tail}");
-    assert!(event.starts_with(r#"{"type":"welcome","you":{"id":2,"nick":"guest-2"}"#));
+    assert!(
+        event.starts_with(
+            r#"{"type":"welcome","you":{"id":2,"nick":"guest-2"},"epoch":"e1","users":"#
+        )
+    );
     assert!(event.contains(r#""users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]"#));
     assert!(event.contains(r#""text":"before""#));
     match &out[1] {
@@ -195,6 +203,28 @@ fn nicknames_are_unique_ignoring_case_and_a_rename_is_announced() {
 }
 
 #[test]
+fn an_error_quotes_a_short_excerpt_of_the_input() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    // 65,000 control characters: each would be six bytes of JSON.
+    let long = format!("/{}", "\u{1}".repeat(65_000));
+    let out = say(&mut room, 1, &long);
+    let event = only_reply(&out, 1);
+    assert_eq!(error_code(event), "unknown_command");
+    let quoted = format!("unknown command /{}…", "\\u0001".repeat(MAX_QUOTED_CHARS));
+    assert!(event.contains(&quoted), "{event}");
+    assert!(event.len() < 300, "{} bytes", event.len());
+    // At the bound: quoted whole, no ellipsis.
+    let exact = format!("/{}", "x".repeat(MAX_QUOTED_CHARS));
+    let out = say(&mut room, 1, &exact);
+    assert!(only_reply(&out, 1).contains(&format!("unknown command {exact}\"")));
+    assert_eq!(
+        excerpt(&"é".repeat(MAX_QUOTED_CHARS + 1)).chars().count(),
+        MAX_QUOTED_CHARS + 1
+    );
+}
+
+#[test]
 fn commands_answer_only_the_asker() {
     let mut room = room();
     join(&mut room, 1, Mode::V1);
@@ -232,7 +262,7 @@ fn commands_answer_only_the_asker() {
 }
 
 #[test]
-fn leaving_is_announced_once_and_late_messages_from_a_leaver_are_ignored() {
+fn leaving_is_announced_once_and_late_messages_from_a_leaver_reach_nobody() {
     let mut room = room();
     join(&mut room, 1, Mode::V1);
     join(&mut room, 2, Mode::V1);
@@ -242,13 +272,20 @@ fn leaving_is_announced_once_and_late_messages_from_a_leaver_are_ignored() {
         if text(payload).starts_with(r#"{"type":"leave","user":{"id":2"#))
     );
     assert!(act(&mut room, Action::Leave { id: 2 }).is_empty());
-    assert!(say(&mut room, 2, "still here?").is_empty());
+    // Only the sender is told (it is gone, unless its node was cut off:
+    // see a_message_from_a_non_member_gets_not_member).
+    let late = say(&mut room, 2, "still here?");
+    assert!(
+        matches!(&late[..], [Output::Reply { to: 2, .. }]),
+        "{late:?}"
+    );
     assert_eq!(room.len(), 1);
+    assert_eq!(room.history().len(), 0);
 }
 
 #[test]
 fn the_history_keeps_the_last_lines_and_numbering_continues_from_the_loaded_history() {
-    let mut room = Room::new(History::new(2), 41);
+    let mut room = Room::new(History::new(2), 41, epoch("e1"));
     join(&mut room, 1, Mode::V1);
     for line in ["a", "b", "c"] {
         say(&mut room, 1, line);
@@ -287,8 +324,33 @@ fn newcomers_share_the_welcome_tail_until_the_history_changes() {
     assert!(!Arc::ptr_eq(&a, &c) && c.contains("\"text\":\"two\""));
 }
 
-/// `/?since=ID`: a resuming client gets the messages after ID only; an id
-/// older than the history, or one never given, gets everything and a gap.
+/// The welcome of a resuming client `id` (`/?since=ID&epoch=E`), which
+/// then leaves again; checks that `Room::is_gap` says what it says.
+fn welcome_of(room: &mut Room, id: ClientId, since: u64, epoch_text: Option<&str>) -> String {
+    let resume = Resume {
+        since,
+        epoch: epoch_text.map(epoch),
+    };
+    let predicted = room.is_gap(&resume);
+    let out = act(
+        room,
+        Action::Join {
+            id,
+            mode: Mode::V1,
+            resume: Some(resume),
+        },
+    );
+    let Some(Output::Reply { event, .. }) = out.into_iter().next() else {
+        panic!("no welcome")
+    };
+    assert_eq!(predicted, event.ends_with(",\"gap\":true}"), "{event}");
+    act(room, Action::Leave { id });
+    event
+}
+
+/// `/?since=ID&epoch=E`: a resuming client gets the messages after ID
+/// only; an id older than the history, or one never given, gets
+/// everything and a gap.
 #[test]
 fn a_resuming_member_gets_what_it_missed() {
     let mut room = room(); // keeps 3
@@ -296,36 +358,111 @@ fn a_resuming_member_gets_what_it_missed() {
     for n in 0..5 {
         say(&mut room, 1, &format!("line {n}")); // ids 1..=5
     }
-    let welcome_of = |room: &mut Room, id, since| {
-        let out = act(
-            room,
-            Action::Join {
-                id,
-                mode: Mode::V1,
-                since,
-            },
-        );
-        let Some(Output::Reply { event, .. }) = out.into_iter().next() else {
-            panic!("no welcome")
-        };
-        event
-    };
-    let w = welcome_of(&mut room, 2, Some(3));
+    let e1 = Some("e1");
+    let w = welcome_of(&mut room, 2, 3, e1);
     assert!(
         w.contains("\"id\":4,") && w.contains("\"id\":5,") && !w.contains("\"id\":3,"),
         "{w}"
     );
     assert!(!w.contains("gap"), "{w}");
-    let w = welcome_of(&mut room, 3, Some(5));
+    assert!(w.contains(",\"epoch\":\"e1\",\"users\":"), "{w}");
+    let w = welcome_of(&mut room, 3, 5, e1);
     assert!(w.ends_with("\"history\":[]}"), "{w}");
-    let w = welcome_of(&mut room, 4, Some(1));
+    let w = welcome_of(&mut room, 4, 1, e1);
     assert!(
         w.contains("\"id\":3,") && w.ends_with(",\"gap\":true}"),
         "{w}"
     );
-    let w = welcome_of(&mut room, 5, Some(6));
+    let w = welcome_of(&mut room, 5, 6, e1);
     assert!(
         w.contains("\"id\":3,") && w.ends_with(",\"gap\":true}"),
         "{w}"
+    );
+}
+
+/// A message from a client the room does not count as a member (in
+/// cluster mode: announced gone while its node was cut off, yet still
+/// connected) gets an error, never silence, and reaches nobody else.
+#[test]
+fn a_message_from_a_non_member_gets_not_member() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    act(&mut room, Action::Leave { id: 2 }); // never joined: no-op
+    for out in [
+        say(&mut room, 2, "hello?"),
+        act(
+            &mut room,
+            Action::Binary {
+                id: 2,
+                data: vec![1],
+            },
+        ),
+    ] {
+        assert_eq!(out.len(), 1, "{out:?}");
+        let Output::Reply { to: 2, event } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(event.contains(r#""code":"not_member""#), "{event}");
+    }
+    assert!(room.history().iter().next().is_none(), "nothing said");
+}
+
+/// Ids start again in a new history: a position from another epoch, or
+/// from none, names messages this room never had, however the numbers
+/// compare.
+#[test]
+fn a_position_from_another_epoch_or_none_is_a_gap() {
+    let mut room = room(); // keeps 3, epoch e1
+    join(&mut room, 1, Mode::V1);
+    for n in 0..5 {
+        say(&mut room, 1, &format!("line {n}")); // ids 1..=5
+    }
+    let whole_with_gap = |w: &str| {
+        w.contains("\"id\":3,") && w.contains("\"id\":5,") && w.ends_with(",\"gap\":true}")
+    };
+    // The same id in the right epoch is exact; in another or none, a gap.
+    assert!(!welcome_of(&mut room, 2, 4, Some("e1")).contains("gap"));
+    let w = welcome_of(&mut room, 3, 4, Some("e0"));
+    assert!(whole_with_gap(&w), "{w}");
+    let w = welcome_of(&mut room, 4, 4, None);
+    assert!(whole_with_gap(&w), "{w}");
+    // Epochs are compared exactly (no folding of case).
+    let w = welcome_of(&mut room, 5, 4, Some("E1"));
+    assert!(whole_with_gap(&w), "{w}");
+    // A newcomer without `since` is told the epoch to come back with.
+    let out = join(&mut room, 6, Mode::V1);
+    let Some(Output::Welcome { head, .. }) = out.first() else {
+        panic!("no welcome: {out:?}")
+    };
+    assert!(head.contains(",\"epoch\":\"e1\",\"users\":"), "{head}");
+}
+
+/// Cluster mode: when Redis loses its data, the room starts a new epoch;
+/// the old history goes, members stay, and old positions are gaps.
+#[test]
+fn a_new_epoch_forgets_the_history_but_not_the_members() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    for n in 0..3 {
+        say(&mut room, 1, &format!("old {n}")); // ids 1..=3
+    }
+    room.start_epoch(epoch("e2"));
+    assert_eq!(room.epoch(), &epoch("e2"));
+    assert!(room.history().is_empty() && room.contains(1));
+    room.set_next_seq(1);
+    say(&mut room, 1, "new 0"); // id 1 again, in e2
+    let w = welcome_of(&mut room, 2, 3, Some("e1"));
+    assert!(w.ends_with(",\"gap\":true}") && w.contains("new 0"), "{w}");
+    assert!(!w.contains("old "), "{w}");
+    let w = welcome_of(&mut room, 3, 0, Some("e2"));
+    assert!(!w.contains("gap") && w.contains("new 0"), "{w}");
+    // A fresh newcomer's shared welcome is rebuilt too.
+    let out = join(&mut room, 4, Mode::V1);
+    let Some(Output::Welcome { head, tail, .. }) = out.first() else {
+        panic!("no welcome: {out:?}")
+    };
+    assert!(
+        head.contains("\"epoch\":\"e2\"") && !tail.contains("old "),
+        "{tail}"
     );
 }

@@ -559,6 +559,65 @@ test('both pages reconnect by themselves after the server restarts', { timeout: 
   }
 });
 
+// Resuming sends `since` and `epoch`: with --history-file a restart keeps
+// the epoch (no notice, nothing repeated); without the file the history is
+// new, and the page says so instead of taking new ids for old ones.
+test('a page resumes across restarts by its epoch, and says when the history is new', { timeout: 90_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-epoch-'));
+  const file = path.join(dir, 'history.jsonl');
+  let s = await startServer('127.0.0.1:0', ['--history-file', file]);
+  extraServers.add(s);
+  const url = `http://127.0.0.1:${s.port}/`;
+  const restart = async (args) => {
+    await stopServer(s, 'SIGTERM');
+    extraServers.delete(s);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        s = await startServer(`127.0.0.1:${s.port}`, args);
+        extraServers.add(s);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await sleep(250);
+      }
+    }
+  };
+  const restartNotice = (page) => page.locator('#messages li.notice.restart .notice-text');
+  const ivy = await newPage(DESKTOP);
+  try {
+    await join(ivy, 'ivy', url);
+    for (const t of ['kept one', 'kept two']) await say(ivy, t);
+    await expectMessage(ivy, 'kept two');
+
+    // Same file: the same epoch; the page resumes after its last id.
+    await restart(['--history-file', file]);
+    await waitOnline(ivy, RECONNECT_WAIT);
+    const resumed = await ivy.evaluate(() => window.__sockets.at(-1).url);
+    assert.match(resumed, /\?since=\d+&epoch=[0-9a-z]+$/, 'since and epoch sent');
+    await say(ivy, 'after the same history');
+    await expectMessage(ivy, 'after the same history');
+    assert.equal(await restartNotice(ivy).count(), 0, 'no notice: nothing was lost');
+    for (const t of ['kept one', 'kept two']) assert.equal(await messageCount(ivy, t), 1, `"${t}" once`);
+
+    // No file: a new epoch. Ids start again at 1, and the page says why.
+    fs.rmSync(file);
+    await restart([]);
+    await waitOnline(ivy, RECONNECT_WAIT);
+    await expectText(restartNotice(ivy).last(), /new history/);
+    await say(ivy, 'in the new history');
+    await expectMessage(ivy, 'in the new history');
+    const ids = await ivy.locator('#messages li.msg').evaluateAll((lis) => lis.map((li) => li.dataset.id));
+    assert.equal(ids.at(-1), '1', 'numbering started again, and the new line is shown');
+    await shot(ivy, 'desktop-ivy-new-history');
+  } finally {
+    await closePage(ivy);
+    await stopServer(s);
+    extraServers.delete(s);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an HTML payload is shown as literal text', { timeout: TEST_TIMEOUT }, async () => {
   const ivy = await newPage(DESKTOP);
   const jon = await newPage(DESKTOP);
@@ -697,6 +756,7 @@ test('the page says why the server closed the connection, and comes back', { tim
       [1001, 'ping_timeout', 'The server stopped hearing from this page and closed the connection.'],
       [1008, 'slow_consumer', 'Your connection fell too far behind the chat.'],
       [1011, 'internal_error', 'The server ran into a problem and closed the connection.'],
+      [1012, 'rejoin', 'The chat lost track of this connection for a moment; reconnecting.'],
       [1011, '', 'The server ran into a problem and closed the connection.'],
       [1009, 'message over 4096 bytes', 'Your last message was too large for the server (limit 4096 bytes).'],
       [1009, '', 'Your last message was too large for the server.'],

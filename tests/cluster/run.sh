@@ -3,8 +3,9 @@
 # tests/cluster.rs, including the ones that plain `cargo test` skips
 # because a fresh machine has no Redis — the Redis layer (src/cluster/),
 # and three wschat nodes (the real binary) sharing one Redis: one order,
-# presence, nicknames, a node killed, Redis restarted, resuming; then a
-# browser page on one node and a raw client on another.
+# presence, nicknames, a node killed, Redis restarted, resuming; then the
+# faults of tests/cluster/fault.rs; then a browser page on one node and a
+# raw client on another.
 # Each test starts its own redis-server and wschat processes on free
 # loopback ports and kills them by PID when it ends.
 #
@@ -48,6 +49,18 @@ say "using $("$(find_redis)" --version | cut -d' ' -f1-3)"
 
 cd "$ROOT"
 cargo test --test cluster -- --include-ignored || die "cargo test --test cluster failed"
+
+# Faults (tests/cluster/fault.rs): Redis restarted with AOF after 5 s
+# down, a node stalled 6 s, a 17 MiB message, a paused node catching up
+# under 10 MB/s. Release mode (they measure catching up), one at a time;
+# the run itself is bounded at 10 minutes.
+say "building the fault test (release)"
+cargo test --release --test cluster_fault --no-run || die "building the fault test failed"
+say "fault test"
+fault_started=$SECONDS
+timeout 600 cargo test --release --test cluster_fault -- --include-ignored --test-threads=1 --nocapture \
+    || die "the fault test failed (tests/cluster/fault.rs)"
+say "fault test took $((SECONDS - fault_started)) s"
 
 # A browser page on one node and a raw client on another
 # (tests/browser/cluster.test.mjs): Chromium and the npm packages, installed

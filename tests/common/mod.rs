@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use wschat::protocol::close::CloseFrame;
 use wschat::protocol::frame::{OpCode, encode_frame_into};
@@ -31,6 +31,21 @@ pub fn start_with(adjust: impl FnOnce(&mut Config)) -> ServerHandle {
 
 pub fn start() -> ServerHandle {
     start_with(|_| {})
+}
+
+/// A TCP connection to `addr` from the source address `from`: on Linux
+/// all of 127.0.0.0/8 is routed to the loopback interface, so one test can
+/// be many client addresses (127.0.0.2, 127.0.0.3, ...).
+pub fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("cannot connect from {from} to {addr}: {e}"));
+    socket.into()
 }
 
 /// A valid opening handshake for `path` with optional extra header lines.
@@ -142,6 +157,21 @@ impl Client {
             format!("Sec-WebSocket-Protocol: {}\r\n", protocols.join(", "))
         };
         Self::connect_with(addr, handshake_request(addr, path, &extra).as_bytes())
+    }
+
+    /// Performs the handshake `request` over a stream already connected
+    /// (one with socket options of its own) and expects a 101.
+    pub fn over(mut stream: TcpStream, request: &[u8]) -> Client {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.write_all(request).unwrap();
+        let response = read_response_head(&mut stream);
+        assert_eq!(status_of(&response), 101, "{response}");
+        let reader = MessageReader::new(stream.try_clone().unwrap(), Role::Client, 1 << 26);
+        Client {
+            stream,
+            reader,
+            response,
+        }
     }
 
     /// Sends a handshake request of your own and expects a 101.

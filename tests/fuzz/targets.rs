@@ -15,7 +15,7 @@ use wschat::protocol::deflate::{self, Inflater, extension};
 use wschat::protocol::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use wschat::protocol::handshake::{self, Request};
 use wschat::protocol::{Message, MessageDecoder, ProtocolError, Role};
-use wschat::room::{self, Action, History, Input, Mode, Output, Payload, Room};
+use wschat::room::{self, Action, Epoch, History, Input, Mode, Output, Payload, Room};
 
 #[path = "zlib_oracle.rs"]
 pub mod zlib_oracle;
@@ -291,42 +291,56 @@ pub fn inflate(data: &[u8]) {
 
 // ------------------------------------------------------------------ resp
 
-/// What a RESP decoder made of a stream: its values, then the error that
+/// What a RESP decoder made of a stream: its replies, then the error that
 /// stopped it, if one did.
 type Replies = (Vec<resp::Value>, Option<RespError>);
 
-fn decode_replies(pieces: &[&[u8]]) -> Replies {
-    let mut buffer = Vec::new();
+fn decode_replies(pieces: &[&[u8]], max_reply_bytes: usize) -> Replies {
+    let mut decoder = resp::Decoder::new().with_max_reply_bytes(max_reply_bytes);
     let mut values = Vec::new();
     for piece in pieces {
-        buffer.extend_from_slice(piece);
-        loop {
-            match resp::parse_reply(&buffer) {
-                Ok(Parse::Complete { value, used }) => {
-                    assert!(used > 0 && used <= buffer.len());
-                    buffer.drain(..used);
-                    values.push(value);
-                }
-                Ok(Parse::Partial) => break,
-                Err(error) => return (values, Some(error)),
-            }
+        let fed = decoder.feed(piece);
+        // Replies completed before an error are still handed out.
+        while let Some(value) = decoder.next_value() {
+            values.push(value);
+        }
+        if let Err(error) = fed {
+            // A failed decoder stays failed.
+            assert_eq!(decoder.feed(b"+OK\r\n"), Err(error));
+            assert_eq!(decoder.next_value(), None);
+            return (values, Some(error));
         }
     }
     (values, None)
 }
 
-/// The RESP2 reply decoder, fed at once and in random pieces: the same
-/// replies and the same verdict; each reply encodes back to bytes that
-/// decode to it.
+/// The incremental RESP2 decoder (`resp::Decoder`), fed at once and in
+/// random pieces: the same replies and the same verdict; `parse_reply`
+/// agrees on the first reply; each reply encodes back to bytes that decode
+/// to it.
 ///
-/// Input: two bytes of seed for the pieces, then the stream.
+/// Input: a byte choosing the decoder's reply size limit, two bytes of
+/// seed for the pieces, then the stream.
 pub fn resp(data: &[u8]) {
-    let Some(([seed_low, seed_high], stream)) = settings::<2>(data) else {
+    let Some(([limit, seed_low, seed_high], stream)) = settings::<3>(data) else {
         return;
     };
-    let at_once = decode_replies(&[stream]);
+    let max_reply_bytes = [resp::MAX_REPLY_BYTES, 16, 100, 1000][limit as usize % 4];
+    let at_once = decode_replies(&[stream], max_reply_bytes);
     let pieces = Pieces::new(u16::from_le_bytes([seed_low, seed_high])).cut(stream);
-    assert_eq!(at_once, decode_replies(&pieces));
+    assert_eq!(at_once, decode_replies(&pieces, max_reply_bytes));
+    if max_reply_bytes == resp::MAX_REPLY_BYTES {
+        let first = match (at_once.0.first(), at_once.1) {
+            (Some(value), _) => Ok(Some(value.clone())),
+            (None, Some(error)) => Err(error),
+            (None, None) => Ok(None),
+        };
+        let parsed = resp::parse_reply(stream).map(|parse| match parse {
+            Parse::Complete { value, .. } => Some(value),
+            Parse::Partial => None,
+        });
+        assert_eq!(parsed, first);
+    }
     for value in &at_once.0 {
         let mut encoded = Vec::new();
         resp::encode_value(value, &mut encoded);
@@ -401,7 +415,7 @@ pub fn json(data: &[u8]) {
 /// Input: lines of text (invalid UTF-8 replaced).
 pub fn room_input(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let mut room = Room::new(History::new(4), 1);
+    let mut room = Room::new(History::new(4), 1, Epoch::from_bits(1));
     let mut out = Vec::new();
     for (id, mode) in [(1, Mode::V1), (2, Mode::V1), (3, Mode::Raw)] {
         room.handle(
@@ -409,7 +423,7 @@ pub fn room_input(data: &[u8]) {
             Action::Join {
                 id,
                 mode,
-                since: None,
+                resume: None,
             },
             &mut out,
         );

@@ -21,6 +21,8 @@ import time
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIMEOUT = 10.0
+# wschat's --max-clients-per-ip in run.sh.
+PER_IP = 3
 
 
 class Fail(Exception):
@@ -37,11 +39,13 @@ def step(text):
 
 
 class Peer:
-    """One TLS connection to nginx, with a read buffer."""
+    """One TLS connection to nginx, with a read buffer. `source` is the
+    client's own address: Linux routes all of 127.0.0.0/8 to lo, so one
+    machine can be several clients (127.0.0.2, 127.0.0.3, ...)."""
 
-    def __init__(self, port, ca):
+    def __init__(self, port, ca, source="127.0.0.1"):
         context = ssl.create_default_context(cafile=ca)
-        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0))
         self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
         self.buf = b""
 
@@ -118,8 +122,8 @@ def http_get(port, path):
 class WebSocket:
     """A WebSocket client over TLS: handshake, masked frames out, pings answered."""
 
-    def __init__(self, port, ca, origin, path="/", protocol="wschat.v1"):
-        self.peer = Peer(port, ca)
+    def __init__(self, port, ca, origin, path="/", protocol="wschat.v1", source="127.0.0.1", extra=""):
+        self.peer = Peer(port, ca, source)
         self.pings = 0
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
@@ -133,7 +137,7 @@ class WebSocket:
         )
         if protocol:
             request += f"Sec-WebSocket-Protocol: {protocol}\r\n"
-        self.peer.sock.sendall((request + "\r\n").encode())
+        self.peer.sock.sendall((request + extra + "\r\n").encode())
         self.status, self.headers = self.peer.read_head()
         if self.status == 101:
             expected = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
@@ -288,6 +292,33 @@ def scenario(args):
     check(opcode == 0x1 and payload == big.encode(), "60 KB echo came back changed")
     echo.close()
     step("wss://.../echo returns a 60 KB message, clean close 1000")
+
+    # Limits per address: wschat runs with --trusted-proxy 127.0.0.1 and
+    # --max-clients-per-ip PER_IP, so the address it counts is the one nginx
+    # appends to X-Forwarded-For, not what a client writes there itself.
+    held = []
+    for n in range(PER_IP):
+        forged = f"X-Forwarded-For: 203.0.113.{n + 1}\r\n"
+        ws = WebSocket(port, ca, origin, path="/echo", protocol=None, source="127.0.0.2", extra=forged)
+        check(ws.status == 101, f"client {n + 1} from 127.0.0.2: {ws.status}")
+        held.append(ws)
+    forged = "X-Forwarded-For: 198.51.100.77\r\n"
+    over = WebSocket(port, ca, origin, path="/echo", protocol=None, source="127.0.0.2", extra=forged)
+    check(over.status == 429, f"client {PER_IP + 1} from 127.0.0.2: {over.status}")
+    # nginx keeps the browser's connection open after an error: read the body by its length.
+    body = over.peer.read_exact(int(over.headers.get("content-length", "0")))
+    check(b"too many connections from this address" in body, f"429 body {body!r}")
+    over.peer.close()
+    deadline = time.monotonic() + TIMEOUT
+    while b"Rejected handshake from 127.0.0.2 via 127.0.0.1:" not in open(args.wschat_log, "rb").read():
+        check(time.monotonic() < deadline, "the 429 is not logged with the client's address")
+        time.sleep(0.05)
+    other = WebSocket(port, ca, origin, path="/echo", protocol=None, source="127.0.0.3", extra=forged)
+    check(other.status == 101, f"a client from 127.0.0.3: {other.status}")
+    for ws in held + [other]:
+        ws.close()
+    step(f"{PER_IP} sockets from 127.0.0.2 with forged X-Forwarded-For, then 429 logged as "
+         "'127.0.0.2 via 127.0.0.1'; 127.0.0.3 still connects")
 
     hold = 3.0
     end = time.monotonic() + hold

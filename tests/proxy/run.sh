@@ -4,7 +4,8 @@
 # docs/nginx/wschat.conf itself, with only the ports and the certificate
 # paths substituted. A Python client (standard library only, in client.py)
 # then chats over wss:// through the proxy, checks /healthz, the Origin
-# check, pings, a clean close, and what clients see when wschat restarts.
+# check, the limit per client address (X-Forwarded-For from the trusted
+# proxy), pings, a clean close, and what clients see when wschat restarts.
 #
 # Usage: tests/proxy/run.sh        (as root to install nginx if missing)
 # Non-interactive; prints PASS or FAIL last; exits non-zero on failure.
@@ -101,8 +102,11 @@ say "building wschat (cargo build --release)"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wschat"
 [[ -x "$BIN" ]] || die "no binary at $BIN"
 
-# --ping-interval 1 so that pings through the proxy are seen within the test.
-"$BIN" --addr 127.0.0.1:0 --ping-interval 1 2>"$TMP/wschat.log" &
+# --ping-interval 1 so that pings through the proxy are seen within the test;
+# nginx on 127.0.0.1 is the trusted proxy, and the limit per client address
+# is client.py's PER_IP.
+LIMITS=(--trusted-proxy 127.0.0.1 --max-clients-per-ip 3)
+"$BIN" --addr 127.0.0.1:0 --ping-interval 1 "${LIMITS[@]}" 2>"$TMP/wschat.log" &
 echo $! >"$TMP/wschat.pid"
 WS_PORT=""
 for _ in $(seq 100); do
@@ -177,5 +181,5 @@ say "nginx: https://127.0.0.1:$TLS_PORT/ (and http on $HTTP_PORT) -> 127.0.0.1:$
 # ---- the client
 python3 "$HERE/client.py" --tls-port "$TLS_PORT" --http-port "$HTTP_PORT" --ca "$TMP/cert.pem" \
     --wschat-pid-file "$TMP/wschat.pid" --wschat-log "$TMP/wschat.log" \
-    -- "$BIN" --addr "127.0.0.1:$WS_PORT" --ping-interval 1 || die "the client's checks failed"
+    -- "$BIN" --addr "127.0.0.1:$WS_PORT" --ping-interval 1 "${LIMITS[@]}" || die "the client's checks failed"
 RESULT=PASS

@@ -1,24 +1,23 @@
 //! The broadcaster: one thread, the loop around the `Room`. Readers send it
-//! events over one channel, so it alone decides who is in the room and in
-//! which order things happen. For each event it asks the room what to
-//! send, encodes each frame once, and hands the bytes to delivery.
+//! events over one channel, and one orderer decides in which order the
+//! room takes them: here, the order of this queue ([`Broadcaster`]); in
+//! cluster mode, the order of a log every node shares (`replicated.rs`).
+//! Whoever orders, for each action the room says what to send, and the
+//! [`outbox`](outbox::Outbox) encodes each frame once and hands the bytes
+//! to delivery.
 //!
-//! While events are waiting it gathers the frames of several into one
-//! batch (`MAX_PENDING_FRAMES`, `MAX_PENDING_BYTES`): one command per
-//! delivery thread for the lot, and one write per client for many frames.
-//! The last event before a quiet spell goes out at once.
+//! While events are waiting the outbox gathers the frames of several
+//! into one batch (`MAX_PENDING_FRAMES`, `MAX_PENDING_BYTES`): one
+//! command per delivery thread for the lot, and one write per client for
+//! many frames. The last event before a quiet spell goes out at once.
 
-use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
+use crate::delivery::{Delivery, Endpoint, Outlet, Variant};
 use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
-use crate::protocol::close::CloseCode;
 use crate::protocol::deflate::compress_message;
-use crate::protocol::frame::{
-    MAX_HEADER_LEN, OpCode, encode_close, encode_compressed_frame, encode_frame, encode_frame_into,
-};
-use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Payload, Resume, Room, now_ms};
+use crate::protocol::frame::{OpCode, encode_compressed_frame};
+use crate::room::{Action, ClientId, Epoch, History, Mode, Resume, Room, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -49,13 +48,14 @@ pub enum Event {
     Leave {
         id: ClientId,
     },
-    /// Cluster mode: from the Redis threads (see `replicated.rs`).
-    Cluster(crate::cluster::node::Notice),
     /// Close every client with 1001 and stop.
     Shutdown,
 }
 
+mod outbox;
 mod replicated;
+
+use outbox::Outbox;
 
 /// How long a new chat connection waits for the room to take it in
 /// (single process: the broadcaster's queue; cluster mode: its join
@@ -203,23 +203,16 @@ pub fn compressed_frame(opcode: OpCode, payload: &[u8], metrics: &Metrics) -> Ve
     encode_compressed_frame(opcode, &compressed)
 }
 
+/// The single-process broadcaster: the room, its history file, and the
+/// outbox, in the order of its own queue.
 pub struct Broadcaster {
     room: Room,
-    metrics: Arc<Metrics>,
     /// Tests only: a chat text that makes this thread panic.
     #[cfg(feature = "test-hooks")]
     pub(crate) panic_trigger: Option<String>,
-    delivery: Arc<Delivery>,
     log: Option<HistoryLog>,
-    /// Frames not yet handed to delivery.
-    pending: Batch,
-    /// The room's outputs for the current event (reused).
-    out: Vec<Output>,
-    /// The last welcome tail and its frame.
-    tail: Option<(Arc<str>, Arc<[u8]>)>,
-    /// Clients that negotiated permessage-deflate: their welcome and
-    /// replies are compressed too.
-    pub(crate) compressing: HashSet<ClientId>,
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
 }
 
 impl Broadcaster {
@@ -233,15 +226,11 @@ impl Broadcaster {
     ) -> Self {
         Broadcaster {
             room: Room::new(history, next_seq, epoch),
-            metrics,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
-            delivery,
             log,
-            pending: Batch::default(),
-            out: Vec::new(),
-            tail: None,
-            compressing: HashSet::new(),
+            outbox: Outbox::new(delivery, metrics.clone()),
+            metrics,
         }
     }
 
@@ -271,11 +260,9 @@ impl Broadcaster {
                     if resume.as_ref().is_some_and(|r| self.room.is_gap(r)) {
                         self.metrics.resume_gaps.fetch_add(1, Relaxed);
                     }
-                    // What is pending is in the history the welcome will
-                    // carry: it goes out before the newcomer is a recipient.
-                    self.flush();
-                    if !joined.accept(|| self.add_client(*endpoint)) {
+                    if !joined.accept(|| self.outbox.add_client(*endpoint)) {
                         log::warn!("({id}) {peer} gave up waiting to join");
+                        self.outbox.flush_if_due(rx.is_empty());
                         continue;
                     }
                     Action::Join { id, mode, resume }
@@ -289,14 +276,11 @@ impl Broadcaster {
                 }
                 Event::Binary { id, data } => Action::Binary { id, data },
                 Event::Leave { id } => {
-                    self.compressing.remove(&id);
+                    self.outbox.remove_client(id);
                     Action::Leave { id }
                 }
-                Event::Cluster(_) => continue, // only in cluster mode
                 Event::Shutdown => {
-                    self.flush();
-                    let close = encode_close(CloseCode::Away, "shutting_down", None);
-                    self.delivery.stop(&close);
+                    self.outbox.shut_down();
                     if let Some(log) = self.log.take() {
                         log.close(); // every accepted message is on disk
                     }
@@ -304,118 +288,14 @@ impl Broadcaster {
                     return;
                 }
             };
-            self.room.handle(now_ms(), action, &mut self.out);
-            self.emit();
-            if rx.is_empty()
-                || self.pending.len() >= MAX_PENDING_FRAMES
-                || self.pending.bytes() >= MAX_PENDING_BYTES
-            {
-                self.flush();
-            }
-        }
-    }
-
-    /// Encodes the room's outputs, each once.
-    fn emit(&mut self) {
-        let mut out = std::mem::take(&mut self.out);
-        for output in out.drain(..) {
-            match output {
-                Output::Broadcast {
-                    mode,
-                    payload,
-                    except,
-                } => {
-                    let (opcode, bytes) = match &payload {
-                        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
-                        Payload::Binary(data) => (OpCode::Binary, &data[..]),
-                    };
-                    let frame = encode_frame(opcode, bytes, None);
-                    self.pending
-                        .push(variant(mode, false), except, frame.into_boxed_slice());
-                    // One compression per broadcast, whatever the number of
-                    // recipients: with server_no_context_takeover the
-                    // compressed bytes depend on the message alone (RFC
-                    // 7692 §7.1.1.1). A client that joins later counted
-                    // itself before its Join was sent, so none is missed.
-                    let compressing = &self.metrics.deflate_clients[variant(mode, false) as usize];
-                    if compressing.load(Relaxed) > 0 {
-                        let frame = compressed_frame(opcode, bytes, &self.metrics);
-                        self.pending
-                            .push(variant(mode, true), except, frame.into_boxed_slice());
-                    }
+            self.room.handle(now_ms(), action, self.outbox.outputs());
+            let (room, log) = (&self.room, &self.log);
+            self.outbox.emit(|event| {
+                if let Some(log) = log {
+                    log.append(event, || Snapshot::of(room.history(), room.next_seq()));
                 }
-                Output::Reply { to, event } => {
-                    // In order: what was broadcast before this goes first.
-                    self.flush();
-                    let frame = if self.compressing.contains(&to) {
-                        compressed_frame(OpCode::Text, event.as_bytes(), &self.metrics)
-                    } else {
-                        encode_frame(OpCode::Text, event.as_bytes(), None)
-                    };
-                    self.delivery.send(to, Bytes::Owned(frame));
-                }
-                Output::Welcome { to, head, tail } if self.compressing.contains(&to) => {
-                    // Compressed, the welcome is one message of its own (a
-                    // tenth of the size, history being repetitive JSON).
-                    self.flush();
-                    let text = head + &tail;
-                    let frame = compressed_frame(OpCode::Text, text.as_bytes(), &self.metrics);
-                    self.delivery.send_welcome(to, Bytes::Owned(frame));
-                }
-                Output::Welcome { to, head, tail } => {
-                    self.flush();
-                    // Two frames of one text message (§5.4): the head, not
-                    // final, then the shared tail as its continuation.
-                    let mut first = Vec::with_capacity(head.len() + MAX_HEADER_LEN);
-                    encode_frame_into(&mut first, false, OpCode::Text, head.as_bytes(), None);
-                    self.delivery.send_welcome(to, Bytes::Owned(first));
-                    let rest = self.welcome_tail(&tail);
-                    self.delivery.send_welcome(to, Bytes::Shared(rest));
-                }
-                Output::Said(event) => {
-                    if let Some(log) = &self.log {
-                        let room = &self.room;
-                        log.append(event, || Snapshot::of(room.history(), room.next_seq()));
-                    }
-                }
-            }
-        }
-        self.out = out;
-    }
-
-    /// Hands a newcomer to delivery (which writes its 101 first).
-    pub(crate) fn add_client(&mut self, endpoint: Endpoint) -> Outlet {
-        if endpoint.variant.is_some_and(is_compressed) {
-            self.compressing.insert(endpoint.tag);
-        }
-        self.delivery.add(endpoint)
-    }
-
-    /// The continuation frame that ends a welcome: encoded once per history
-    /// change, shared by every newcomer until then.
-    fn welcome_tail(&mut self, tail: &Arc<str>) -> Arc<[u8]> {
-        match &self.tail {
-            Some((text, frame)) if Arc::ptr_eq(text, tail) => frame.clone(),
-            _ => {
-                let mut frame = Vec::with_capacity(tail.len() + MAX_HEADER_LEN);
-                encode_frame_into(
-                    &mut frame,
-                    true,
-                    OpCode::Continuation,
-                    tail.as_bytes(),
-                    None,
-                );
-                let frame: Arc<[u8]> = frame.into();
-                self.tail = Some((tail.clone(), frame.clone()));
-                frame
-            }
-        }
-    }
-
-    /// Hands the pending frames to delivery as one batch.
-    fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            self.delivery.broadcast(std::mem::take(&mut self.pending));
+            });
+            self.outbox.flush_if_due(rx.is_empty());
         }
     }
 }

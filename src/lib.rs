@@ -9,9 +9,12 @@
 //!                        then reads frames (protocol::message) and sends events ─┐
 //!                                                                                 ▼
 //!                        broadcaster thread (broadcaster.rs): the loop around the
-//!                        sans-I/O Room (room/); encodes each outgoing frame once and
-//!                        gathers frames into batches while events wait ─┐
-//!                                                                       ▼
+//!                        sans-I/O Room (room/), in the order of its queue (or, in
+//!                        cluster mode, broadcaster/replicated.rs: of the room's
+//!                        stream, cluster/); its Outbox (broadcaster/outbox.rs)
+//!                        encodes each outgoing frame once and gathers frames into
+//!                        batches while events wait ─┐
+//!                                                   ▼
 //!                        delivery threads (delivery/), one per core, each owning a
 //!                        share of the clients: one non-blocking sendmsg per client
 //!                        per turn for everything due; full sockets wait in poll(2)

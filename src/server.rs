@@ -81,7 +81,7 @@ impl Server {
             }
             Some(url) => {
                 let port = listener.local_addr()?.port();
-                let settings = cluster::node::Settings {
+                let settings = cluster::node::NodeSettings {
                     url: url.clone(),
                     node: config
                         .node_name

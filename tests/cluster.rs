@@ -27,7 +27,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::cluster::resp::{Parse, RespError, Value, parse_reply};
-use wschat::cluster::{Backoff, Client, NodeId, RedisError, RedisUrl, Store, StreamId, Timeouts};
+use wschat::cluster::{
+    Backoff, NodeId, RedisConnection, RedisError, RedisUrl, Store, StreamId, Timeouts,
+};
 
 const NEEDS_REDIS: &str = "needs redis-server: run tests/cluster/run.sh";
 /// How long a test waits for redis-server to start answering.
@@ -182,11 +184,32 @@ impl Drop for RedisServer {
 }
 
 fn store(server: &RedisServer, maxlen: usize) -> Store {
-    Store::new(Client::connect(&server.url()).unwrap(), maxlen)
+    Store::new(RedisConnection::connect(&server.url()).unwrap(), maxlen)
 }
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
+}
+
+/// The Redis limits hold the largest message `--max-message-bytes`
+/// allows (a test here, not in `cluster::resp`: the Redis layer does not
+/// depend on the command line).
+#[test]
+fn the_limits_carry_the_largest_message_the_flags_allow() {
+    use wschat::cluster::resp::{Decoder, MAX_BULK_LEN, MAX_REPLY_BYTES};
+    let largest = *wschat::config::range::MAX_MESSAGE_BYTES.end() as usize;
+    assert!(MAX_BULK_LEN >= largest);
+    // One stream entry of that size (its other fields are short).
+    assert!(MAX_REPLY_BYTES >= largest + 64 * 1024);
+    // A bulk string of exactly MAX_BULK_LEN is accepted, whole.
+    let mut bytes = format!("${MAX_BULK_LEN}\r\n").into_bytes();
+    bytes.resize(bytes.len() + MAX_BULK_LEN, b'x');
+    bytes.extend_from_slice(b"\r\n");
+    let mut decoder = Decoder::new();
+    for piece in bytes.chunks(1 << 20) {
+        decoder.feed(piece).unwrap();
+    }
+    assert!(matches!(decoder.next_value(), Some(Value::Bulk(b)) if b.len() == MAX_BULK_LEN));
 }
 
 // ---------------------------------------------------------------------------
@@ -198,7 +221,7 @@ fn node(name: &str) -> NodeId {
 fn commands_pipelines_and_error_replies() {
     let dir = TempDir::new();
     let server = RedisServer::start(&dir, &[]);
-    let mut redis = Client::connect(&server.url()).unwrap();
+    let mut redis = RedisConnection::connect(&server.url()).unwrap();
 
     assert_eq!(
         redis.command(&["PING"]).unwrap(),
@@ -246,19 +269,19 @@ fn auth_and_select_come_from_the_url() {
     let server = RedisServer::start(&dir, &["--requirepass", "s3cret"]);
 
     // No password: the PING that ends connecting is refused.
-    match Client::connect(&server.url()) {
+    match RedisConnection::connect(&server.url()) {
         Err(RedisError::Server(text)) => assert!(text.starts_with("NOAUTH"), "{text}"),
         other => panic!("{:?}", other.map(|_| "connected")),
     }
     // A wrong one: refused by AUTH.
-    match Client::connect(&server.url_with((":wrong@", ""))) {
+    match RedisConnection::connect(&server.url_with((":wrong@", ""))) {
         Err(RedisError::Server(text)) => assert!(text.starts_with("WRONGPASS"), "{text}"),
         other => panic!("{:?}", other.map(|_| "connected")),
     }
 
     // The right one, in db 3 and in db 0 (as the ACL user "default").
-    let mut db3 = Client::connect(&server.url_with((":s3cret@", "/3"))).unwrap();
-    let mut db0 = Client::connect(&server.url_with(("default:s3cret@", "/0"))).unwrap();
+    let mut db3 = RedisConnection::connect(&server.url_with((":s3cret@", "/3"))).unwrap();
+    let mut db0 = RedisConnection::connect(&server.url_with(("default:s3cret@", "/0"))).unwrap();
     db3.command(&["SET", "where", "three"]).unwrap();
     assert_eq!(
         db3.command(&["GET", "where"]).unwrap(),
@@ -272,7 +295,7 @@ fn auth_and_select_come_from_the_url() {
     );
 
     // A db the server does not have: refused by SELECT.
-    match Client::connect(&server.url_with((":s3cret@", "/99"))) {
+    match RedisConnection::connect(&server.url_with((":s3cret@", "/99"))) {
         Err(RedisError::Server(text)) => assert!(text.contains("out of range"), "{text}"),
         other => panic!("{:?}", other.map(|_| "connected")),
     }
@@ -294,7 +317,7 @@ fn reconnect_after_a_restart_loses_nothing_acknowledged_with_aof() {
         ],
     );
     let url = server.url_with((":pw@", "/2"));
-    let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
+    let mut store = Store::new(RedisConnection::connect(&url).unwrap(), 1000);
     let mut acknowledged = Vec::new();
     for i in 0..20 {
         let text = format!("message {i}");
@@ -313,7 +336,7 @@ fn reconnect_after_a_restart_loses_nothing_acknowledged_with_aof() {
     // The next call finds the connection gone, and the one after knows it.
     let err = store.stream_len("lobby").unwrap_err();
     assert!(err.is_connection_error(), "{err}");
-    assert!(!store.client().is_connected());
+    assert!(!store.redis().is_connected());
     assert!(matches!(
         store.stream_len("lobby"),
         Err(RedisError::NotConnected)
@@ -321,9 +344,9 @@ fn reconnect_after_a_restart_loses_nothing_acknowledged_with_aof() {
 
     let mut backoff =
         Backoff::new(Duration::from_millis(20), Duration::from_millis(200)).with_max_attempts(100);
-    store.client().reconnect_with(&mut backoff).unwrap();
+    store.redis().reconnect_with(&mut backoff).unwrap();
     let _server = restarter.join().unwrap();
-    assert!(store.client().is_connected());
+    assert!(store.redis().is_connected());
 
     // AUTH and SELECT were run again: the entries are in db 2, and all of
     // them survived the SIGKILL.
@@ -463,7 +486,7 @@ fn concurrent_appends_get_gapless_numbers_in_stream_order() {
         .map(|t| {
             let (url, start) = (url.clone(), start.clone());
             thread::spawn(move || {
-                let mut store = Store::new(Client::connect(&url).unwrap(), 10_000);
+                let mut store = Store::new(RedisConnection::connect(&url).unwrap(), 10_000);
                 start.wait();
                 (0..EACH)
                     .map(|i| {
@@ -516,7 +539,7 @@ fn read_after_blocks_until_an_event_arrives_or_the_wait_ends() {
             .unwrap()
             .is_empty()
     );
-    assert!(reader.client().is_connected());
+    assert!(reader.redis().is_connected());
 
     // A long wait returns as soon as an event is appended.
     let blocked = thread::spawn(move || {
@@ -605,10 +628,7 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
             .claim_cleanup(&dead, &node("c0"), claim, beat)
             .unwrap()
     );
-    store
-        .client()
-        .command(&["DEL", "wschat:node:dead"])
-        .unwrap();
+    store.redis().command(&["DEL", "wschat:node:dead"]).unwrap();
     // Its key is gone, but a claimer that has not been beating for a
     // whole ttl since has no evidence yet.
     assert!(
@@ -625,7 +645,7 @@ fn exactly_one_node_claims_a_dead_nodes_cleanup() {
         .map(|i| {
             let (url, start, dead) = (url.clone(), start.clone(), dead.clone());
             thread::spawn(move || {
-                let mut store = Store::new(Client::connect(&url).unwrap(), 1000);
+                let mut store = Store::new(RedisConnection::connect(&url).unwrap(), 1000);
                 let me = node(&format!("c{i}"));
                 // Beating for more than a ttl since the dead node's last.
                 let began = Instant::now();
@@ -769,7 +789,7 @@ fn pong() -> Option<Vec<u8>> {
 #[test]
 fn a_silent_server_is_a_timeout_not_a_hang() {
     let url = fake_redis(vec![pong(), None]);
-    let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+    let mut client = RedisConnection::connect_with(&url, short_timeouts()).unwrap();
     assert!(matches!(
         client.command(&["GET", "k"]),
         Err(RedisError::Timeout)
@@ -799,7 +819,10 @@ fn a_blocking_command_gets_its_wait_plus_the_io_timeout() {
         let _ = stream.read(&mut buf); // until the client closes
     });
     let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
+    let mut store = Store::new(
+        RedisConnection::connect_with(&url, short_timeouts()).unwrap(),
+        100,
+    );
     assert!(
         store
             .read_after("lobby", StreamId::ZERO, 1000, 10)
@@ -821,7 +844,7 @@ fn malformed_replies_are_protocol_errors_and_drop_the_connection() {
     ];
     for (reply, expected) in cases {
         let url = fake_redis(vec![pong(), Some(reply.to_vec())]);
-        let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+        let mut client = RedisConnection::connect_with(&url, short_timeouts()).unwrap();
         let err = client.command(&["GET", "k"]).unwrap_err();
         assert!(
             matches!(&err, RedisError::Protocol(e) if *e == expected),
@@ -835,7 +858,7 @@ fn malformed_replies_are_protocol_errors_and_drop_the_connection() {
 #[test]
 fn a_reply_cut_short_by_a_close_is_closed() {
     let url = fake_redis(vec![pong(), Some(b"$10\r\nhal".to_vec())]);
-    let mut client = Client::connect_with(&url, short_timeouts()).unwrap();
+    let mut client = RedisConnection::connect_with(&url, short_timeouts()).unwrap();
     match client.command(&["GET", "k"]) {
         Err(RedisError::Closed) | Err(RedisError::Io(_)) => {}
         other => panic!("{other:?}"),
@@ -850,7 +873,10 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
         Some(b"*1\r\n$3\r\nx-y\r\n".to_vec()), // XRANGE wants entries
         Some(b"+OK\r\n".to_vec()),             // INCR wants an integer
     ]);
-    let mut store = Store::new(Client::connect_with(&url, short_timeouts()).unwrap(), 100);
+    let mut store = Store::new(
+        RedisConnection::connect_with(&url, short_timeouts()).unwrap(),
+        100,
+    );
     let unexpected = |r: Result<(), RedisError>| {
         let e = r.unwrap_err();
         assert!(matches!(e, RedisError::UnexpectedReply(_)), "{e:?}");
@@ -859,13 +885,13 @@ fn replies_of_the_wrong_shape_are_unexpected_and_keep_the_connection() {
     unexpected(store.append("lobby", &[("text", b"x")]).map(drop));
     unexpected(store.range_after("lobby", StreamId::ZERO, 10).map(drop));
     unexpected(store.next_node_number().map(drop));
-    assert!(store.client().is_connected());
+    assert!(store.redis().is_connected());
 }
 
 #[test]
 fn connecting_to_nothing_fails_quickly_with_an_io_error() {
     let url = RedisUrl::parse(&format!("redis://127.0.0.1:{}", free_port())).unwrap();
-    match Client::connect_with(&url, short_timeouts()) {
+    match RedisConnection::connect_with(&url, short_timeouts()) {
         Err(RedisError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
         other => panic!("{:?}", other.map(|_| "connected")),
     }
@@ -873,7 +899,7 @@ fn connecting_to_nothing_fails_quickly_with_an_io_error() {
     let mut backoff =
         Backoff::new(Duration::from_millis(1), Duration::from_millis(4)).with_max_attempts(3);
     let url2 = fake_redis(vec![pong()]);
-    let mut client = Client::connect_with(&url2, short_timeouts()).unwrap();
+    let mut client = RedisConnection::connect_with(&url2, short_timeouts()).unwrap();
     // The fake closes after its one reply: the next command sees it.
     assert!(client.command(&["PING"]).unwrap_err().is_connection_error());
     assert!(client.reconnect_with(&mut backoff).is_err());
@@ -1891,7 +1917,7 @@ fn data_lost_without_a_disconnection_is_a_new_epoch_too() {
         next_event(&mut ann, "message");
     }
     let mut admin = store(&redis, 100);
-    admin.client().command(&[&b"FLUSHALL"[..]]).unwrap();
+    admin.redis().command(&[&b"FLUSHALL"[..]]).unwrap();
     let (_bo, welcome) = join_when_back(&n1, &format!("/?since=1&epoch={old_epoch}"));
     assert_ne!(epoch_of(&welcome), old_epoch, "{welcome:?}");
     assert_eq!(welcome.get("gap"), Some(&Json::Bool(true)));
@@ -2030,4 +2056,62 @@ fn a_restart_is_a_new_epoch_unless_the_history_file_keeps_it() {
         }
         second.shutdown();
     }
+}
+
+/// A stream written by a version that named the node on joins only (its
+/// entries, field for field) still loads: at start-up, and read live.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_stream_that_names_the_node_on_joins_only_still_loads() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let mut old = store(&redis, 10_000);
+    let mut append = |fields: &[(&str, &[u8])]| {
+        old.append(wschat::cluster::replica::ROOM, fields).unwrap();
+    };
+    let ann = b"90000000001";
+    append(&[
+        ("op", b"join"),
+        ("id", ann),
+        ("ts", b"1764093600000"),
+        ("mode", b"v1"),
+        ("node", b"old"),
+    ]);
+    append(&[
+        ("op", b"text"),
+        ("id", ann),
+        ("ts", b"1764093601000"),
+        ("text", b"/nick ann"),
+    ]);
+    append(&[
+        ("op", b"text"),
+        ("id", ann),
+        ("ts", b"1764093602000"),
+        ("text", b"before"),
+    ]);
+    let node = Node::start(&redis, &dir, "n1");
+    let (mut bo, _, welcome) = joined(&node);
+    let Json::Array(history) = welcome.get("history").unwrap() else {
+        panic!("history is not an array")
+    };
+    let [line] = &history[..] else {
+        panic!("one message in the history: {history:?}")
+    };
+    assert_eq!(message(line).1, "before");
+    let from = line.get("from").unwrap();
+    assert_eq!(from.get("nick").unwrap().as_str(), Some("ann"));
+    assert!(user_ids(welcome.get("users").unwrap()).contains(&90_000_000_001));
+    // Read live, after start-up: a text and a leave without a node.
+    append(&[
+        ("op", b"text"),
+        ("id", ann),
+        ("ts", b"1764093603000"),
+        ("text", b"live"),
+    ]);
+    let (_, text) = message(&next_event(&mut bo, "message"));
+    assert_eq!(text, "live");
+    append(&[("op", b"leave"), ("id", ann), ("ts", b"1764093604000")]);
+    let leave = next_event(&mut bo, "leave");
+    let user = leave.get("user").unwrap();
+    assert_eq!(user.get("id").unwrap().as_u64(), Some(90_000_000_001));
 }

@@ -254,7 +254,7 @@ fn check_test(item: &str) -> Result<(), String> {
     let (file, name) = item.rsplit_once("::").ok_or("expected FILE::TEST_NAME")?;
     let path = root().join(file);
     let source = fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
-    if file.starts_with("tests/conformance/") {
+    if file.starts_with("tests/conformance/") || file.starts_with("src/bin/wschat-conformance/") {
         // Conformance cases are registered by name: `c.add("name", ...)`.
         return if string_literals(&source)
             .iter()
@@ -460,6 +460,130 @@ fn every_chapter_is_compiled_as_a_doctest() {
         missing.is_empty(),
         "chapters not included in src/walkthrough.rs: {missing:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// No import circle: no two top-level modules of src/ use each other.
+// ---------------------------------------------------------------------------
+
+/// The top-level modules a file's code names through `crate::` (in `use`
+/// lines, `use crate::{a, b::c}` groups and inline paths; comments are
+/// skipped), other than `own`.
+fn crate_modules_used(source: &str, own: &str) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    let code: String = source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident_at = |rest: &str| -> String {
+        rest.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `use crate::{a, b::{c, d}}`: the first name of each entry at
+            // the group's top level.
+            let mut depth = 0;
+            let mut entry_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => entry_start = true,
+                    c if entry_start && (c.is_ascii_alphabetic() || c == '_') => {
+                        used.insert(ident_at(&group[i..]));
+                        entry_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            used.insert(ident_at(rest));
+        }
+    }
+    used.remove(own);
+    used.remove("");
+    used
+}
+
+/// Every top-level module of src/ (a file `src/x.rs` and its folder
+/// `src/x/`; not the crate root, `main.rs` or `src/bin/`) and the modules
+/// its code uses.
+fn module_uses() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut uses = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    for file in files {
+        let relative = file.strip_prefix(root().join("src")).unwrap();
+        let first = relative.components().next().unwrap();
+        let first = first.as_os_str().to_str().unwrap();
+        if matches!(first, "bin" | "lib.rs" | "main.rs") {
+            continue;
+        }
+        let module = first.trim_end_matches(".rs").to_string();
+        let source = fs::read_to_string(&file).unwrap();
+        let used = crate_modules_used(&source, &module);
+        uses.entry(module).or_default().extend(used);
+    }
+    uses
+}
+
+/// The pairs of modules that use each other.
+fn import_circles(
+    uses: &std::collections::BTreeMap<String, BTreeSet<String>>,
+) -> Vec<(String, String)> {
+    let mut circles = Vec::new();
+    for (module, used) in uses {
+        for other in used {
+            let back = uses
+                .get(other)
+                .is_some_and(|theirs| theirs.contains(module));
+            if back && module < other {
+                circles.push((module.clone(), other.clone()));
+            }
+        }
+    }
+    circles
+}
+
+/// A reader can take the modules of src/ one at a time, each only after
+/// the ones it uses: no two use each other (cluster mode, for one, never
+/// names the broadcaster that drives it).
+#[test]
+fn no_two_modules_of_src_use_each_other() {
+    let uses = module_uses();
+    assert!(
+        uses.get("broadcaster")
+            .is_some_and(|used| used.contains("cluster")),
+        "the checker sees the broadcaster use cluster/: {uses:?}"
+    );
+    assert_eq!(import_circles(&uses), [], "modules that use each other");
+}
+
+#[test]
+fn the_import_checker_itself() {
+    let used = crate_modules_used(
+        "use crate::a::B;\nuse crate::{b, c::{D, E}, self_mod::X};\n\
+         // use crate::commented;\nlet x = crate::d::f();\nuse crate::self_mod::Y;",
+        "self_mod",
+    );
+    assert_eq!(
+        used.into_iter().collect::<Vec<_>>(),
+        ["a", "b", "c", "d"],
+        "use lines, groups and inline paths; not comments or itself"
+    );
+    let mut uses = std::collections::BTreeMap::new();
+    uses.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+    uses.insert(
+        "b".to_string(),
+        BTreeSet::from(["a".to_string(), "c".to_string()]),
+    );
+    uses.insert("c".to_string(), BTreeSet::new());
+    assert_eq!(import_circles(&uses), [("a".to_string(), "b".to_string())]);
 }
 
 #[test]
@@ -902,7 +1026,9 @@ impl CodeNames {
         for file in files {
             let source = fs::read_to_string(&file).unwrap();
             declared_names(&source, &mut declared);
-            if file.starts_with(root().join("tests/conformance")) {
+            if file.starts_with(root().join("tests/conformance"))
+                || file.starts_with(root().join("src/bin/wschat-conformance"))
+            {
                 conformance_cases.extend(
                     string_literals(&source)
                         .into_iter()

@@ -4,13 +4,13 @@
 //!
 //! Every call has a deadline: a write or read that takes longer than the
 //! client's I/O timeout fails with [`RedisError::Timeout`] instead of
-//! hanging the thread, and [`Client::command_blocking`] gives commands that
+//! hanging the thread, and [`RedisConnection::command_blocking`] gives commands that
 //! wait on purpose (`XREAD BLOCK`) their own, longer one.
 //!
 //! After any I/O, timeout or protocol error the connection is dropped: a
 //! reply that arrives late, or the rest of a malformed one, would otherwise
 //! be taken as the answer to the next command. Later calls fail with
-//! [`RedisError::NotConnected`] until [`Client::reconnect`] succeeds.
+//! [`RedisError::NotConnected`] until [`RedisConnection::reconnect`] succeeds.
 
 use super::resp::{Decoder, RespError, Value, encode_command};
 use super::url::RedisUrl;
@@ -121,7 +121,7 @@ impl From<RespError> for RedisError {
 /// One connection to Redis. Not shared between threads: a thread that
 /// blocks in `XREAD BLOCK` needs a connection of its own anyway, since
 /// Redis answers a connection's commands strictly in order.
-pub struct Client {
+pub struct RedisConnection {
     url: RedisUrl,
     timeouts: Timeouts,
     /// `None` after an error broke the connection.
@@ -132,16 +132,16 @@ pub struct Client {
     chunk: Vec<u8>,
 }
 
-impl Client {
+impl RedisConnection {
     /// Connects with the default timeouts: TCP, then `AUTH` and `SELECT` as
     /// the URL says.
-    pub fn connect(url: &RedisUrl) -> Result<Client, RedisError> {
-        Client::connect_with(url, Timeouts::default())
+    pub fn connect(url: &RedisUrl) -> Result<RedisConnection, RedisError> {
+        RedisConnection::connect_with(url, Timeouts::default())
     }
 
     /// Connects with the given timeouts.
-    pub fn connect_with(url: &RedisUrl, timeouts: Timeouts) -> Result<Client, RedisError> {
-        let mut client = Client {
+    pub fn connect_with(url: &RedisUrl, timeouts: Timeouts) -> Result<RedisConnection, RedisError> {
+        let mut client = RedisConnection {
             url: url.clone(),
             timeouts,
             stream: None,
@@ -198,7 +198,7 @@ impl Client {
         Ok(())
     }
 
-    /// Tries [`Client::reconnect`] once per delay of `backoff`, sleeping
+    /// Tries [`RedisConnection::reconnect`] once per delay of `backoff`, sleeping
     /// that delay before each attempt, until one succeeds. Returns the last
     /// error when the backoff runs out of attempts.
     pub fn reconnect_with(&mut self, backoff: &mut Backoff) -> Result<(), RedisError> {
@@ -220,9 +220,9 @@ impl Client {
     /// as [`RedisError::Server`] with Redis's text.
     ///
     /// ```no_run
-    /// use wschat::cluster::{client::Client, resp::Value, url::RedisUrl};
+    /// use wschat::cluster::{client::RedisConnection, resp::Value, url::RedisUrl};
     ///
-    /// let mut redis = Client::connect(&RedisUrl::parse("redis://127.0.0.1").unwrap()).unwrap();
+    /// let mut redis = RedisConnection::connect(&RedisUrl::parse("redis://127.0.0.1").unwrap()).unwrap();
     /// assert_eq!(redis.command(&[b"PING"]).unwrap(), Value::Simple("PONG".into()));
     /// ```
     pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Value, RedisError> {
@@ -230,7 +230,7 @@ impl Client {
         self.command_within(args, timeout)
     }
 
-    /// Like [`Client::command`], for a command that waits on purpose before
+    /// Like [`RedisConnection::command`], for a command that waits on purpose before
     /// answering (`XREAD BLOCK ms`, `BLPOP`): the reply may take up to
     /// `wait` plus the usual I/O timeout.
     pub fn command_blocking<A: AsRef<[u8]>>(
@@ -341,9 +341,9 @@ impl Client {
 }
 
 /// Shows the URL (password masked) and whether the client is connected.
-impl fmt::Debug for Client {
+impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct("RedisConnection")
             .field("url", &self.url)
             .field("connected", &self.is_connected())
             .finish()

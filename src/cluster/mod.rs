@@ -22,11 +22,11 @@
 //!   start-up.
 //!
 //! ```no_run
-//! use wschat::cluster::{Client, RedisUrl, StreamId, Store};
+//! use wschat::cluster::{RedisConnection, RedisUrl, StreamId, Store};
 //!
 //! let url = RedisUrl::parse("redis://127.0.0.1:6379").unwrap();
-//! let mut writer = Store::new(Client::connect(&url).unwrap(), 10_000);
-//! let mut reader = Store::new(Client::connect(&url).unwrap(), 10_000);
+//! let mut writer = Store::new(RedisConnection::connect(&url).unwrap(), 10_000);
+//! let mut reader = Store::new(RedisConnection::connect(&url).unwrap(), 10_000);
 //!
 //! let (id, seq) = writer.append("lobby", &[("text", b"hello")]).unwrap();
 //! let events = reader.read_after("lobby", StreamId::ZERO, 1000, 100).unwrap();
@@ -43,7 +43,7 @@ pub mod resp;
 pub mod stream;
 pub mod url;
 
-pub use client::{Backoff, Client, RedisError, Timeouts};
+pub use client::{Backoff, RedisConnection, RedisError, Timeouts};
 pub use nodes::NodeId;
 pub use resp::Value;
 pub use stream::{Entry, Store, StreamId};

@@ -1,27 +1,28 @@
-//! A node's Redis threads, so that the broadcaster never waits on Redis:
+//! A node's Redis threads, so that the node's loop (whatever applies the
+//! room's order: it sends [`Job`]s, and takes [`Notice`]s from the
+//! channel [`NodeThreads::spawn`] returns) never waits on Redis:
 //!
-//! - the **writer** takes this node's chat actions from the broadcaster
-//!   and appends them to the room's stream, pipelining whatever is
-//!   waiting (one round trip for the lot);
+//! - the **writer** takes this node's chat actions and appends them to
+//!   the room's stream, pipelining whatever is waiting (one round trip
+//!   for the lot);
 //! - the **reader** waits in `XREAD BLOCK` after the last entry it has
-//!   seen and hands new entries to the broadcaster, in stream order; when
-//!   Redis goes away it reconnects with backoff and goes on from that
-//!   same id, so no entry is missed or read twice;
+//!   seen and hands new entries on, in stream order; when Redis goes away
+//!   it reconnects with backoff and goes on from that same id, so no
+//!   entry is missed or read twice;
 //! - the **keeper** renews this node's heartbeat and, when another node's
-//!   heartbeat expires and this node wins the claim, asks the broadcaster
-//!   to announce that node's members leaving.
+//!   heartbeat expires and this node wins the claim, says so, for that
+//!   node's members to be announced leaving.
 //!
 //! [`start_up`] runs before any of them, on the starting thread: it loads
 //! the room's snapshot and catches up with the stream.
 
-use super::client::{Backoff, Client, RedisError};
+use super::client::{Backoff, RedisConnection, RedisError};
 use super::nodes::NodeId;
-use super::replica::{Applied, Op, ROOM, Record, Replica};
+use super::replica::{Applied, ROOM, Record, Replica};
 use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
-use crate::broadcaster::Event;
 use crate::metrics::Metrics;
-use crate::room::{Epoch, now_ms};
+use crate::room::{Action, Epoch, Output};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub const WRITE_BATCH: usize = 256;
 /// in several round trips rather than one of hundreds of MiB.
 pub const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Actions waiting for the writer; when full, a message is refused with
-/// `unavailable` rather than the broadcaster waiting on Redis.
+/// `unavailable` rather than the node's loop waiting on Redis.
 pub const JOB_QUEUE: usize = 16 * 1024;
 /// Actions kept for retrying while Redis is away: every leave (a leave
 /// must not be lost, or the member would stay in every replica), and
@@ -78,7 +79,7 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What cluster mode is told on the command line.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct NodeSettings {
     pub url: RedisUrl,
     pub node: NodeId,
     /// Entries the stream keeps, about (`MAXLEN ~`).
@@ -104,7 +105,7 @@ pub enum Job {
     Goodbye,
 }
 
-/// What the Redis threads tell the broadcaster.
+/// What the Redis threads tell the node's loop, on their own channel.
 #[derive(Debug)]
 pub enum Notice {
     /// New stream entries, oldest first.
@@ -130,10 +131,10 @@ pub struct Startup {
 /// Connects, takes a node number, loads the snapshot, applies the stream
 /// after it, announces as gone the members an earlier run of this node
 /// left behind, and sends the first heartbeat. Errors are one line.
-pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, String> {
+pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, String> {
     let fail = |e: RedisError| format!("redis at {}: {e}", settings.url.address());
-    let client = Client::connect(&settings.url).map_err(fail)?;
-    let mut store = Store::new(client, settings.stream_maxlen);
+    let redis = RedisConnection::connect(&settings.url).map_err(fail)?;
+    let mut store = Store::new(redis, settings.stream_maxlen);
     let number = store.next_node_number().map_err(fail)?;
     let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
     let stored = match store.load_snapshot(ROOM) {
@@ -141,7 +142,7 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
         // JSON-escaped): the stream alone is read instead.
         Err(e @ (RedisError::ReplyTooLarge | RedisError::Protocol(_))) => {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
-            store.client().reconnect().map_err(fail)?;
+            store.redis().reconnect().map_err(fail)?;
             None
         }
         other => other.map_err(fail)?,
@@ -161,7 +162,7 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
         let entries = match store.read_after(ROOM, replica.last_id, 0, size.count) {
             Err(RedisError::ReplyTooLarge) if size.count > 1 => {
                 size.too_large();
-                store.client().reconnect().map_err(fail)?;
+                store.redis().reconnect().map_err(fail)?;
                 continue;
             }
             other => other.map_err(fail)?,
@@ -191,7 +192,7 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
         );
         let leaves: Vec<_> = left_behind
             .into_iter()
-            .map(|id| leave(id).fields())
+            .map(|id| Record::leave(id, &settings.node).fields())
             .collect();
         for result in store.append_many(ROOM, &leaves).map_err(fail)? {
             result.map_err(fail)?;
@@ -207,25 +208,18 @@ pub fn start_up(settings: &Settings, metrics: &Metrics) -> Result<Startup, Strin
     })
 }
 
-fn leave(id: u64) -> Record {
-    Record {
-        op: Op::Leave { id },
-        ts: now_ms(),
-    }
-}
-
 /// Applies an entry with no local clients to tell (start-up).
 fn apply_quietly(
     replica: &mut Replica,
     entry: &Entry,
     metrics: &Metrics,
-    discard: &mut Vec<crate::room::Output>,
+    discard: &mut Vec<Output>,
 ) {
     let (Some(seq), Ok(record)) = (entry.seq(), Record::decode(entry)) else {
         log::warn!("cluster: skipping malformed entry {}", entry.id);
         return;
     };
-    if let Applied::Done { missed } = replica.apply(entry.id, seq, record, None, discard) {
+    if let Applied::Done { missed } = replica.apply(entry.id, seq, record, discard) {
         count_missed(metrics, missed);
     }
     discard.clear();
@@ -285,8 +279,13 @@ impl ReadSize {
     }
 }
 
-/// The running Redis threads of a node.
-pub struct Link {
+/// Notices waiting for the node's loop (entries read, refusals, dead
+/// nodes). Bounded: a reader that gets ahead waits for the loop.
+pub const NOTICE_QUEUE: usize = 16 * 1024;
+
+/// The running Redis threads of a node: the writer's queue of [`Job`]s
+/// in, and (returned by [`NodeThreads::spawn`]) their [`Notice`]s out.
+pub struct NodeThreads {
     jobs: Option<Sender<Job>>,
     /// False while Redis cannot be reached.
     pub up: Arc<AtomicBool>,
@@ -296,36 +295,43 @@ pub struct Link {
     writer: Option<JoinHandle<()>>,
 }
 
-impl Link {
+impl NodeThreads {
     /// Starts the writer, reader and keeper threads; the reader reads
-    /// after `replica`'s last entry, in its epoch.
+    /// after `replica`'s last entry, in its epoch. Returns the threads and
+    /// the channel of their notices, in the order they happened.
     pub fn spawn(
-        settings: &Settings,
+        settings: &NodeSettings,
         store: Store,
         number: u64,
         replica: &Replica,
-        events: Sender<Event>,
-        up: Arc<AtomicBool>,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<Link> {
+    ) -> std::io::Result<(NodeThreads, Receiver<Notice>)> {
         let connect = || {
-            Client::connect(&settings.url)
-                .map(|client| Store::new(client, settings.stream_maxlen))
+            RedisConnection::connect(&settings.url)
+                .map(|redis| Store::new(redis, settings.stream_maxlen))
                 .map_err(|e| std::io::Error::other(format!("redis: {e}")))
         };
         let (reader_store, keeper_store) = (connect()?, connect()?);
+        let up = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (jobs, queue) = crossbeam_channel::bounded(JOB_QUEUE);
+        let (notices, notices_out) = crossbeam_channel::bounded(NOTICE_QUEUE);
         let writer = {
-            let (events, up, metrics) = (events.clone(), up.clone(), metrics.clone());
-            let node = settings.node.clone();
+            let writer = Writer::new(
+                store,
+                &settings.node,
+                number,
+                notices.clone(),
+                up.clone(),
+                metrics.clone(),
+            );
             std::thread::Builder::new()
                 .name("wschat-cluster-writer".into())
-                .spawn(move || write_loop(store, node, number, queue, events, up, metrics))?
+                .spawn(move || writer.run(queue))?
         };
         {
-            let (events, up, metrics, stop) =
-                (events.clone(), up.clone(), metrics.clone(), stop.clone());
+            let (notices, up, metrics, stop) =
+                (notices.clone(), up.clone(), metrics.clone(), stop.clone());
             let position = ReadPosition {
                 after: replica.last_id,
                 seq: replica.last_seq,
@@ -333,23 +339,24 @@ impl Link {
             };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())
-                .spawn(move || read_loop(reader_store, position, events, up, metrics, stop))?;
+                .spawn(move || read_loop(reader_store, position, notices, up, metrics, stop))?;
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("wschat-cluster-keeper".into())
-                .spawn(move || keep_loop(keeper_store, node, events, stop))?;
+                .spawn(move || keep_loop(keeper_store, node, notices, stop))?;
         }
         up.store(true, Relaxed);
-        Ok(Link {
+        let threads = NodeThreads {
             jobs: Some(jobs),
             up,
             node: settings.node.clone(),
             number,
             stop,
             writer: Some(writer),
-        })
+        };
+        Ok((threads, notices_out))
     }
 
     pub fn is_up(&self) -> bool {
@@ -392,32 +399,84 @@ struct Outgoing {
     maybe_stored: Option<Instant>,
 }
 
-fn write_loop(
-    mut store: Store,
+/// One turn's jobs, sorted: the appends in order, and what follows them.
+#[derive(Default)]
+struct Turn {
+    outgoing: Vec<Outgoing>,
+    forget: Vec<NodeId>,
+    snapshot: Option<(StreamId, String)>,
+    goodbye: bool,
+}
+
+/// The writer thread: appends this node's actions, pipelined, each with a
+/// key that makes a retry safe.
+struct Writer {
+    store: Store,
     node: NodeId,
-    number: u64,
-    queue: Receiver<Job>,
-    events: Sender<Event>,
+    /// This run's name for its keys: node numbers are never given twice,
+    /// so its keys are its own.
+    key_prefix: String,
+    counter: u64,
+    retry: VecDeque<Outgoing>,
+    backoff: Backoff,
+    next_attempt: Instant,
+    notices: Sender<Notice>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-) {
-    // Node numbers are never given twice, so this run's keys are its own.
-    let writer = format!("{node}#{number}");
-    let mut counter = 0u64;
-    let mut retry: VecDeque<Outgoing> = VecDeque::new();
-    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
-    let mut next_attempt = Instant::now();
-    loop {
-        let first = if retry.is_empty() {
-            match queue.recv() {
-                Ok(job) => Some(job),
-                Err(_) => return,
+}
+
+impl Writer {
+    fn new(
+        store: Store,
+        node: &NodeId,
+        number: u64,
+        notices: Sender<Notice>,
+        up: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Writer {
+        Writer {
+            store,
+            node: node.clone(),
+            key_prefix: format!("{node}#{number}"),
+            counter: 0,
+            retry: VecDeque::new(),
+            backoff: Backoff::new(RECONNECT_BASE, RECONNECT_MAX),
+            next_attempt: Instant::now(),
+            notices,
+            up,
+            metrics,
+        }
+    }
+
+    /// Until the queue closes: take what is waiting, reconnect if due,
+    /// append, then do what follows the appends.
+    fn run(mut self, queue: Receiver<Job>) {
+        while let Some(batch) = self.next_batch(&queue) {
+            self.reconnect_if_due();
+            let turn = self.sort(batch);
+            if !self.store.redis().is_connected() {
+                self.up.store(false, Relaxed);
+                refuse(turn.outgoing, &mut self.retry, &self.notices);
+                continue;
             }
+            if !self.append(turn.outgoing) {
+                continue;
+            }
+            self.after_appends(turn.forget, turn.snapshot, turn.goodbye);
+        }
+    }
+
+    /// The jobs waiting, up to [`WRITE_BATCH`] or [`WRITE_BATCH_BYTES`];
+    /// empty after [`RETRY_WAIT`] when there is something to retry; None
+    /// once the queue is closed.
+    fn next_batch(&self, queue: &Receiver<Job>) -> Option<Vec<Job>> {
+        let first = if self.retry.is_empty() {
+            Some(queue.recv().ok()?)
         } else {
             match queue.recv_timeout(RETRY_WAIT) {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return None,
             }
         };
         let mut batch: Vec<Job> = first.into_iter().collect();
@@ -431,117 +490,136 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if !store.client().is_connected() && Instant::now() >= next_attempt {
-            match store.client().reconnect() {
-                Ok(()) => {
-                    metrics.redis_reconnects.fetch_add(1, Relaxed);
-                    log::info!("cluster: writer reconnected to redis");
-                    backoff.reset();
-                }
-                Err(e) => {
-                    log::warn!("cluster: writer cannot reach redis: {e}");
-                    next_attempt = Instant::now() + backoff.next().unwrap_or(RETRY_WAIT);
-                }
+        Some(batch)
+    }
+
+    fn reconnect_if_due(&mut self) {
+        if self.store.redis().is_connected() || Instant::now() < self.next_attempt {
+            return;
+        }
+        match self.store.redis().reconnect() {
+            Ok(()) => {
+                self.metrics.redis_reconnects.fetch_add(1, Relaxed);
+                log::info!("cluster: writer reconnected to redis");
+                self.backoff.reset();
+            }
+            Err(e) => {
+                log::warn!("cluster: writer cannot reach redis: {e}");
+                self.next_attempt = Instant::now() + self.backoff.next().unwrap_or(RETRY_WAIT);
             }
         }
-        // What is retried goes first, in its order: keys must grow in the
-        // order they are sent.
-        let mut outgoing: Vec<Outgoing> = retry.drain(..).collect();
-        let mut forget = Vec::new();
-        let mut snapshot = None;
-        let mut goodbye = false;
+    }
+
+    /// What is retried goes first, in its order (keys must grow in the
+    /// order they are sent), then the batch's appends, each numbered.
+    fn sort(&mut self, batch: Vec<Job>) -> Turn {
+        let mut turn = Turn {
+            outgoing: self.retry.drain(..).collect(),
+            ..Turn::default()
+        };
         let mut add = |record: Record, outgoing: &mut Vec<Outgoing>| {
-            counter += 1;
+            self.counter += 1;
             outgoing.push(Outgoing {
                 record,
-                counter,
+                counter: self.counter,
                 maybe_stored: None,
             });
         };
         for job in batch {
             match job {
-                Job::Append(record) => add(record, &mut outgoing),
+                Job::Append(record) => add(record, &mut turn.outgoing),
                 Job::Cleanup { node, leaves } => {
                     for leave in leaves {
-                        add(leave, &mut outgoing);
+                        add(leave, &mut turn.outgoing);
                     }
-                    forget.push(node);
+                    turn.forget.push(node);
                 }
-                Job::Snapshot { after, body } => snapshot = Some((after, body)),
-                Job::Goodbye => goodbye = true,
+                Job::Snapshot { after, body } => turn.snapshot = Some((after, body)),
+                Job::Goodbye => turn.goodbye = true,
             }
         }
-        if !store.client().is_connected() {
-            up.store(false, Relaxed);
-            refuse(outgoing, &mut retry, &events);
-            continue;
-        }
+        turn
+    }
+
+    /// Appends in one pipeline. False if the reply was lost: then every
+    /// action waits to be sent again with the same key.
+    fn append(&mut self, outgoing: Vec<Outgoing>) -> bool {
         let fields: Vec<_> = outgoing
             .iter()
             .map(|o| {
                 let key = AppendKey {
-                    writer: &writer,
+                    writer: &self.key_prefix,
                     counter: o.counter,
                 };
                 (key, o.record.fields())
             })
             .collect();
         let started = Instant::now();
-        match store.append_keyed(ROOM, &fields) {
-            Ok(results) => {
-                up.store(true, Relaxed);
-                if !outgoing.is_empty() {
-                    metrics.redis_round_trips.fetch_add(1, Relaxed);
-                    let micros = started.elapsed().as_micros() as u64;
-                    metrics.redis_round_trip_micros.fetch_add(micros, Relaxed);
-                }
-                let mut refused = Vec::new();
-                for (mut sent, result) in outgoing.into_iter().zip(results) {
-                    match result {
-                        Ok(Appended::New(..)) => {
-                            metrics.cluster_entries_out.fetch_add(1, Relaxed);
-                        }
-                        Ok(Appended::Duplicate) => {
-                            log::info!(
-                                "cluster: an append retried after a lost reply was stored already"
-                            );
-                        }
-                        Err(e) => {
-                            log::error!("Error: cluster: redis refused an entry: {e}");
-                            // Refused outright: not stored.
-                            sent.maybe_stored = None;
-                            refused.push(sent);
-                        }
-                    }
-                }
-                refuse(refused, &mut retry, &events);
-            }
+        let results = match self.store.append_keyed(ROOM, &fields) {
+            Ok(results) => results,
             Err(e) => {
                 // The reply was lost: some of these may have been stored.
                 // They are sent again with the same keys, which stores
                 // each exactly once (see docs/14-cluster.md).
                 log::warn!("cluster: appending failed: {e}; retrying with the same keys");
-                up.store(false, Relaxed);
+                self.up.store(false, Relaxed);
                 for mut sent in outgoing {
                     sent.maybe_stored.get_or_insert_with(Instant::now);
-                    keep_for_retry(sent, &mut retry);
+                    keep_for_retry(sent, &mut self.retry);
                 }
-                next_attempt = Instant::now();
-                continue;
+                self.next_attempt = Instant::now();
+                return false;
+            }
+        };
+        self.up.store(true, Relaxed);
+        if !outgoing.is_empty() {
+            self.metrics.redis_round_trips.fetch_add(1, Relaxed);
+            let micros = started.elapsed().as_micros() as u64;
+            self.metrics
+                .redis_round_trip_micros
+                .fetch_add(micros, Relaxed);
+        }
+        let mut refused = Vec::new();
+        for (mut sent, result) in outgoing.into_iter().zip(results) {
+            match result {
+                Ok(Appended::New(..)) => {
+                    self.metrics.cluster_entries_out.fetch_add(1, Relaxed);
+                }
+                Ok(Appended::Duplicate) => {
+                    log::info!("cluster: an append retried after a lost reply was stored already");
+                }
+                Err(e) => {
+                    log::error!("Error: cluster: redis refused an entry: {e}");
+                    // Refused outright: not stored.
+                    sent.maybe_stored = None;
+                    refused.push(sent);
+                }
             }
         }
+        refuse(refused, &mut self.retry, &self.notices);
+        true
+    }
+
+    /// Forgets dead nodes, stores a snapshot, leaves the set of nodes: in
+    /// that order, after the appends they follow.
+    fn after_appends(
+        &mut self,
+        forget: Vec<NodeId>,
+        snapshot: Option<(StreamId, String)>,
+        goodbye: bool,
+    ) {
         for node in forget {
-            match store.forget_node(&node) {
+            match self.store.forget_node(&node) {
                 Ok(()) => log::info!("cluster: cleaned up after node {node}"),
                 Err(e) => log::warn!("cluster: forgetting node {node}: {e}"),
             }
         }
         if let Some((after, body)) = snapshot
-            && let Err(e) = store.save_snapshot(ROOM, after, &body)
+            && let Err(e) = self.store.save_snapshot(ROOM, after, &body)
         {
             log::warn!("cluster: storing the snapshot: {e}");
         }
-        if goodbye && let Err(e) = store.leave_cluster(&node) {
+        if goodbye && let Err(e) = self.store.leave_cluster(&self.node) {
             log::warn!("cluster: leaving the set of nodes: {e}");
         }
     }
@@ -551,11 +629,11 @@ fn write_loop(
 fn job_bytes(job: &Job) -> usize {
     match job {
         Job::Append(Record {
-            op: Op::Text { text, .. },
+            action: Action::Text { text, .. },
             ..
         }) => text.len(),
         Job::Append(Record {
-            op: Op::Binary { data, .. },
+            action: Action::Binary { data, .. },
             ..
         }) => data.len(),
         _ => 0,
@@ -568,29 +646,26 @@ fn keep_for_retry(sent: Outgoing, retry: &mut VecDeque<Outgoing>) {
     } else {
         log::error!(
             "Error: cluster: too many actions waiting for redis; ({}) dropped",
-            sent.record.op.client()
+            sent.record.client()
         );
     }
 }
 
 /// Actions that could not be appended: leaves, and for a while actions
 /// that may have been stored, wait to be retried; the others go back to
-/// the broadcaster to be answered.
-fn refuse(outgoing: Vec<Outgoing>, retry: &mut VecDeque<Outgoing>, events: &Sender<Event>) {
+/// the node's loop to be answered.
+fn refuse(outgoing: Vec<Outgoing>, retry: &mut VecDeque<Outgoing>, notices: &Sender<Notice>) {
     for sent in outgoing {
         let in_flight = sent
             .maybe_stored
             .is_some_and(|since| since.elapsed() < IN_FLIGHT_RETRY);
-        if in_flight || matches!(sent.record.op, Op::Leave { .. }) {
+        if in_flight || matches!(sent.record.action, Action::Leave { .. }) {
             keep_for_retry(sent, retry);
-        } else if events
-            .try_send(Event::Cluster(Notice::Refused(sent.record)))
-            .is_err()
-        {
-            // Never wait here: the broadcaster may itself be waiting for
+        } else if notices.try_send(Notice::Refused(sent.record)).is_err() {
+            // Never wait here: the node's loop may itself be waiting for
             // room in this thread's queue.
             log::warn!(
-                "cluster: a refused message could not be reported (the broadcaster is busy)"
+                "cluster: a refused message could not be reported (the node's loop is busy)"
             );
         }
     }
@@ -604,19 +679,19 @@ struct ReadPosition {
     epoch: Epoch,
 }
 
-/// Reads the stream in order and hands the entries to the broadcaster.
+/// Reads the stream in order and hands the entries on, as notices.
 ///
 /// It also watches for Redis losing the stream's history: after every
 /// reconnection (a Redis restart drops every connection), and whenever the
 /// sequence numbers go back (data lost with no disconnection seen), it
 /// asks for the epoch ([`Store::epoch`], which stores a fresh one if the
-/// key went with the data). A changed epoch goes to the broadcaster
+/// key went with the data). A changed epoch is told
 /// before any entry read after it, so every node starts the new epoch at
 /// the same place in the order.
 fn read_loop(
     mut store: Store,
     mut at: ReadPosition,
-    events: Sender<Event>,
+    notices: Sender<Notice>,
     up: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
@@ -649,7 +724,7 @@ fn read_loop(
         };
         let read = read.and_then(|epoch| {
             if let Some(epoch) = epoch
-                && events.send(Event::Cluster(Notice::Epoch(epoch))).is_err()
+                && notices.send(Notice::Epoch(epoch)).is_err()
             {
                 return Ok(None);
             }
@@ -658,7 +733,7 @@ fn read_loop(
                 .map(Some)
         });
         match read {
-            Ok(None) => return, // the broadcaster is gone
+            Ok(None) => return, // the node's loop is gone
             Ok(Some(entries)) => {
                 up.store(true, Relaxed);
                 backoff.reset();
@@ -672,10 +747,7 @@ fn read_loop(
                 if let Some(last) = entries.last() {
                     at.after = last.id;
                     at.seq = entries.iter().rev().find_map(Entry::seq).unwrap_or(at.seq);
-                    if events
-                        .send(Event::Cluster(Notice::Entries(entries)))
-                        .is_err()
-                    {
+                    if notices.send(Notice::Entries(entries)).is_err() {
                         return;
                     }
                 }
@@ -688,7 +760,7 @@ fn read_loop(
                     size.count
                 );
                 size.too_large();
-                match store.client().reconnect() {
+                match store.redis().reconnect() {
                     Ok(()) => check_epoch = true,
                     Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
                 }
@@ -696,23 +768,28 @@ fn read_loop(
             Err(e) => {
                 up.store(false, Relaxed);
                 log::warn!("cluster: reading the stream failed: {e}; reconnecting");
-                loop {
-                    if stop.load(Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(backoff.next().unwrap_or(RETRY_WAIT));
-                    match store.client().reconnect() {
-                        Ok(()) => {
-                            up.store(true, Relaxed);
-                            metrics.redis_reconnects.fetch_add(1, Relaxed);
-                            log::info!("cluster: reader reconnected; reading after {}", at.after);
-                            check_epoch = true;
-                            break;
-                        }
-                        Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
-                    }
+                if !reconnect_reader(&mut store, &mut backoff, &stop) {
+                    return;
                 }
+                up.store(true, Relaxed);
+                metrics.redis_reconnects.fetch_add(1, Relaxed);
+                log::info!("cluster: reader reconnected; reading after {}", at.after);
+                check_epoch = true;
             }
+        }
+    }
+}
+
+/// Reconnects with backoff until it works (true) or the node stops.
+fn reconnect_reader(store: &mut Store, backoff: &mut Backoff, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Relaxed) {
+            return false;
+        }
+        std::thread::sleep(backoff.next().unwrap_or(RETRY_WAIT));
+        match store.redis().reconnect() {
+            Ok(()) => return true,
+            Err(e) => log::warn!("cluster: reader cannot reach redis: {e}"),
         }
     }
 }
@@ -723,7 +800,7 @@ fn read_loop(
 /// have expired meanwhile), a look for dead nodes. Whether a node is dead
 /// is decided by Redis, in one clock, on positive evidence
 /// (`Store::claim_cleanup`).
-fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<AtomicBool>) {
+fn keep_loop(mut store: Store, node: NodeId, notices: Sender<Notice>, stop: Arc<AtomicBool>) {
     let tick = Duration::from_millis(50);
     let mut next = Instant::now() + HEARTBEAT_INTERVAL;
     while !stop.load(Relaxed) {
@@ -732,7 +809,7 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
             continue;
         }
         next = Instant::now() + HEARTBEAT_INTERVAL;
-        if !store.client().is_connected() && store.client().reconnect().is_err() {
+        if !store.redis().is_connected() && store.redis().reconnect().is_err() {
             continue;
         }
         let run = match store.heartbeat(&node, HEARTBEAT_TTL) {
@@ -758,7 +835,7 @@ fn keep_loop(mut store: Store, node: NodeId, events: Sender<Event>, stop: Arc<At
                     log::info!(
                         "cluster: node {gone} stopped sending heartbeats; announcing its members as gone"
                     );
-                    if events.send(Event::Cluster(Notice::NodeDead(gone))).is_err() {
+                    if notices.send(Notice::NodeDead(gone)).is_err() {
                         return;
                     }
                 }

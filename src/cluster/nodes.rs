@@ -127,7 +127,7 @@ impl Store {
     pub fn next_node_number(&mut self) -> Result<u64, RedisError> {
         integer(
             "INCR",
-            self.client
+            self.redis
                 .command(&[&b"INCR"[..], NODE_NUMBERS_KEY.as_bytes()])?,
         )
     }
@@ -140,7 +140,7 @@ impl Store {
             vec![&b"DEL"[..], key.as_bytes()],
             vec![&b"SREM"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()],
         ];
-        self.client.pipeline(&commands)?;
+        self.redis.pipeline(&commands)?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Store {
     pub fn heartbeat(&mut self, node: &NodeId, ttl: Duration) -> Result<Duration, RedisError> {
         let key = node_key(node);
         let ttl_ms = ttl.as_millis().max(1).to_string();
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"EVAL"[..],
             HEARTBEAT_SCRIPT.as_bytes(),
             b"4",
@@ -172,7 +172,7 @@ impl Store {
         let key = node_key(node);
         Ok(integer(
             "EXISTS",
-            self.client.command(&[&b"EXISTS"[..], key.as_bytes()])?,
+            self.redis.command(&[&b"EXISTS"[..], key.as_bytes()])?,
         )? == 1)
     }
 
@@ -189,7 +189,7 @@ impl Store {
     }
 
     fn nodes(&mut self, alive: bool) -> Result<Vec<NodeId>, RedisError> {
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"EVAL"[..],
             NODES_SCRIPT.as_bytes(),
             b"1",
@@ -226,7 +226,7 @@ impl Store {
         let cleanup = format!("wschat:cleanup:{dead}");
         let ttl_ms = ttl.as_millis().max(1).to_string();
         let heartbeat_ms = heartbeat_ttl.as_millis().max(1).to_string();
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"EVAL"[..],
             CLAIM_CLEANUP_SCRIPT.as_bytes(),
             b"4",
@@ -244,7 +244,7 @@ impl Store {
 
     /// Removes a node from the set of nodes, once its cleanup is done.
     pub fn forget_node(&mut self, node: &NodeId) -> Result<(), RedisError> {
-        self.client
+        self.redis
             .command(&[&b"SREM"[..], NODES_KEY.as_bytes(), node.as_str().as_bytes()])?;
         Ok(())
     }

@@ -8,8 +8,9 @@
 //! history and message ids; each node then delivers the room's outputs to
 //! its own clients only.
 
+use super::nodes::NodeId;
 use super::stream::{Entry, StreamId};
-use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Resume, Room};
+use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Room, now_ms};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -27,44 +28,17 @@ pub fn node_number(id: ClientId) -> u64 {
     id / NODE_ID_BLOCK
 }
 
-/// One chat action, as appended to the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// A client entered the room on node `node`.
-    Join {
-        id: ClientId,
-        mode: Mode,
-        node: String,
-    },
-    Text {
-        id: ClientId,
-        text: String,
-    },
-    Binary {
-        id: ClientId,
-        data: Vec<u8>,
-    },
-    Leave {
-        id: ClientId,
-    },
-}
-
-impl Op {
-    pub fn client(&self) -> ClientId {
-        match self {
-            Op::Join { id, .. }
-            | Op::Text { id, .. }
-            | Op::Binary { id, .. }
-            | Op::Leave { id } => *id,
-        }
-    }
-}
-
-/// An action and the time it happened on the node that appended it: every
-/// replica uses this `ts`, so events carry the same time everywhere.
+/// One chat action as appended to the stream: the room's own [`Action`],
+/// the node that appended it, and the time it happened there. Every
+/// replica uses this `ts`, so events carry the same time everywhere. A
+/// join's `resume` is never written: it matters only to the node whose
+/// client resumes, which puts it back when the entry returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub op: Op,
+    pub action: Action,
+    /// The node that appended it (empty for an entry other than a join
+    /// written by a version that named the node on joins only).
+    pub node: String,
     pub ts: u64,
 }
 
@@ -83,40 +57,70 @@ fn parse_mode(name: &str) -> Option<Mode> {
     }
 }
 
+/// The client an action is about.
+pub fn client_of(action: &Action) -> ClientId {
+    match action {
+        Action::Join { id, .. }
+        | Action::Text { id, .. }
+        | Action::Binary { id, .. }
+        | Action::Leave { id } => *id,
+    }
+}
+
 impl Record {
+    /// `action`, appended by `node`, happening now.
+    pub fn now(action: Action, node: &NodeId) -> Record {
+        Record {
+            action,
+            node: node.to_string(),
+            ts: now_ms(),
+        }
+    }
+
+    /// `id` leaving, announced by `node` now.
+    pub fn leave(id: ClientId, node: &NodeId) -> Record {
+        Record::now(Action::Leave { id }, node)
+    }
+
+    /// The client it is about.
+    pub fn client(&self) -> ClientId {
+        client_of(&self.action)
+    }
+
     /// The stream fields (the `seq` field is added by the append script).
     ///
     /// ```text
-    ///   op join   id 3000000001  ts 1764093600000  mode v1  node n1
-    ///   op text   id 3000000001  ts 1764093601000  text hello
-    ///   op binary id 3000000002  ts ...            data <bytes>
-    ///   op leave  id 3000000001  ts ...
+    ///   op join   id 3000000001  ts 1764093600000  node n1  mode v1
+    ///   op text   id 3000000001  ts 1764093601000  node n1  text hello
+    ///   op binary id 3000000002  ts ...            node n2  data <bytes>
+    ///   op leave  id 3000000001  ts ...            node n1
     /// ```
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let (name, id) = match &self.op {
-            Op::Join { id, .. } => ("join", id),
-            Op::Text { id, .. } => ("text", id),
-            Op::Binary { id, .. } => ("binary", id),
-            Op::Leave { id } => ("leave", id),
+        let name = match &self.action {
+            Action::Join { .. } => "join",
+            Action::Text { .. } => "text",
+            Action::Binary { .. } => "binary",
+            Action::Leave { .. } => "leave",
         };
         let mut fields = vec![
             ("op", name.as_bytes().to_vec()),
-            ("id", id.to_string().into_bytes()),
+            ("id", self.client().to_string().into_bytes()),
             ("ts", self.ts.to_string().into_bytes()),
+            ("node", self.node.as_bytes().to_vec()),
         ];
-        match &self.op {
-            Op::Join { mode, node, .. } => {
-                fields.push(("mode", mode_name(*mode).as_bytes().to_vec()));
-                fields.push(("node", node.as_bytes().to_vec()));
+        match &self.action {
+            Action::Join { mode, .. } => {
+                fields.push(("mode", mode_name(*mode).as_bytes().to_vec()))
             }
-            Op::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
-            Op::Binary { data, .. } => fields.push(("data", data.clone())),
-            Op::Leave { .. } => {}
+            Action::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
+            Action::Binary { data, .. } => fields.push(("data", data.clone())),
+            Action::Leave { .. } => {}
         }
         fields
     }
 
     /// Reads a stream entry back; the error says which field is wrong.
+    /// Entries from versions that named the node on joins only load too.
     pub fn decode(entry: &Entry) -> Result<Record, String> {
         let text = |name: &str| -> Result<&str, String> {
             let value = entry
@@ -132,28 +136,33 @@ impl Record {
         };
         let id = number("id")?;
         let ts = number("ts")?;
-        let op = match text("op")? {
-            "join" => Op::Join {
+        let op = text("op")?;
+        let node = match (op, entry.get("node")) {
+            (_, Some(_)) | ("join", None) => text("node")?.to_string(),
+            (_, None) => String::new(),
+        };
+        let action = match op {
+            "join" => Action::Join {
                 id,
                 mode: parse_mode(text("mode")?)
                     .ok_or_else(|| format!("entry {}: unknown mode", entry.id))?,
-                node: text("node")?.to_string(),
+                resume: None,
             },
-            "text" => Op::Text {
+            "text" => Action::Text {
                 id,
                 text: text("text")?.to_string(),
             },
-            "binary" => Op::Binary {
+            "binary" => Action::Binary {
                 id,
                 data: entry
                     .get("data")
                     .ok_or_else(|| format!("entry {} has no data", entry.id))?
                     .to_vec(),
             },
-            "leave" => Op::Leave { id },
+            "leave" => Action::Leave { id },
             other => return Err(format!("entry {}: unknown op {other:?}", entry.id)),
         };
-        Ok(Record { op, ts })
+        Ok(Record { action, node, ts })
     }
 }
 
@@ -217,8 +226,8 @@ impl Replica {
         }
     }
 
-    /// Applies one entry at its place in the stream. `resume` is for a
-    /// local client's join (where it resumes from); the room's outputs go to
+    /// Applies one entry at its place in the stream (a local client's
+    /// join carries where it resumes from); the room's outputs go to
     /// `out`. A text's message is numbered with the entry's `seq`, and
     /// every event carries the record's `ts`.
     pub fn apply(
@@ -226,7 +235,6 @@ impl Replica {
         id: StreamId,
         seq: u64,
         record: Record,
-        resume: Option<Resume>,
         out: &mut Vec<Output>,
     ) -> Applied {
         let applied = self.place(id, seq);
@@ -241,22 +249,17 @@ impl Replica {
         }
         self.last_id = id;
         self.last_seq = seq;
-        let action = match record.op {
-            Op::Join { id, mode, node } => {
-                self.nodes.entry(id).or_insert(node);
-                Action::Join { id, mode, resume }
+        match &record.action {
+            Action::Join { id, .. } => {
+                self.nodes.entry(*id).or_insert(record.node);
             }
-            Op::Text { id, text } => {
-                self.room.set_next_seq(seq);
-                Action::Text { id, text }
+            Action::Text { .. } => self.room.set_next_seq(seq),
+            Action::Binary { .. } => {}
+            Action::Leave { id } => {
+                self.nodes.remove(id);
             }
-            Op::Binary { id, data } => Action::Binary { id, data },
-            Op::Leave { id } => {
-                self.nodes.remove(&id);
-                Action::Leave { id }
-            }
-        };
-        self.room.handle(record.ts, action, out);
+        }
+        self.room.handle(record.ts, record.action, out);
         applied
     }
 
@@ -385,21 +388,23 @@ mod tests {
 
     fn join(id: ClientId, node: &str) -> Record {
         Record {
-            op: Op::Join {
+            action: Action::Join {
                 id,
                 mode: Mode::V1,
-                node: node.into(),
+                resume: None,
             },
+            node: node.into(),
             ts: 5,
         }
     }
 
     fn text(id: ClientId, text: &str) -> Record {
         Record {
-            op: Op::Text {
+            action: Action::Text {
                 id,
                 text: text.into(),
             },
+            node: "n1".into(),
             ts: 7,
         }
     }
@@ -410,14 +415,16 @@ mod tests {
             join(3_000_000_001, "n1"),
             text(3_000_000_001, "hi\nthere"),
             Record {
-                op: Op::Binary {
+                action: Action::Binary {
                     id: 4,
                     data: vec![0, 255, 10],
                 },
+                node: "n2".into(),
                 ts: 9,
             },
             Record {
-                op: Op::Leave { id: 4 },
+                action: Action::Leave { id: 4 },
+                node: "n2".into(),
                 ts: 10,
             },
         ];
@@ -428,6 +435,67 @@ mod tests {
         let mut broken = entry(&join(1, "n1"), 1, 1);
         broken.fields.retain(|(name, _)| name != "mode");
         assert!(Record::decode(&broken).unwrap_err().contains("mode"));
+    }
+
+    /// A stream written before every entry named its node (only joins
+    /// did) still loads: these are the fields such a version appended,
+    /// byte for byte.
+    #[test]
+    fn entries_that_name_the_node_on_joins_only_still_load() {
+        let written = |fields: &[(&str, &[u8])]| Entry {
+            id: StreamId { ms: 1, seq: 0 },
+            fields: fields
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
+                .collect(),
+        };
+        let mut nameless = entry(&join(1, "n1"), 1, 1);
+        let join = written(&[
+            ("seq", b"1"),
+            ("op", b"join"),
+            ("id", b"3000000001"),
+            ("ts", b"1764093600000"),
+            ("mode", b"v1"),
+            ("node", b"n1"),
+        ]);
+        let text = written(&[
+            ("seq", b"2"),
+            ("op", b"text"),
+            ("id", b"3000000001"),
+            ("ts", b"1764093601000"),
+            ("text", b"hello"),
+        ]);
+        let leave = written(&[
+            ("seq", b"3"),
+            ("op", b"leave"),
+            ("id", b"3000000001"),
+            ("ts", b"1764093602000"),
+        ]);
+        let join = Record::decode(&join).unwrap();
+        assert_eq!(join.node, "n1");
+        assert!(matches!(
+            join.action,
+            Action::Join {
+                id: 3_000_000_001,
+                mode: Mode::V1,
+                resume: None
+            }
+        ));
+        let text = Record::decode(&text).unwrap();
+        assert_eq!(text.node, "", "not named: unknown");
+        assert_eq!(
+            text.action,
+            Action::Text {
+                id: 3_000_000_001,
+                text: "hello".into()
+            }
+        );
+        assert_eq!(text.ts, 1_764_093_601_000);
+        let leave = Record::decode(&leave).unwrap();
+        assert_eq!(leave.action, Action::Leave { id: 3_000_000_001 });
+        // A join must still name its node.
+        nameless.fields.retain(|(name, _)| name != "node");
+        assert!(Record::decode(&nameless).unwrap_err().contains("node"));
     }
 
     /// Two replicas fed the same entries agree, and a text's id is its seq.
@@ -448,7 +516,7 @@ mod tests {
                     ms: n as u64 + 1,
                     seq: 0,
                 };
-                replica.apply(id, *seq, record.clone(), None, &mut outs[i]);
+                replica.apply(id, *seq, record.clone(), &mut outs[i]);
             }
         }
         assert_eq!(outs[0], outs[1]);
@@ -480,14 +548,14 @@ mod tests {
         let mut replica = Replica::new(10, epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
-        let first = replica.apply(at(1), 1, join(1, "a"), None, &mut out);
+        let first = replica.apply(at(1), 1, join(1, "a"), &mut out);
         assert_eq!(first, Applied::Done { missed: 0 });
-        let again = replica.apply(at(1), 1, join(1, "a"), None, &mut out);
+        let again = replica.apply(at(1), 1, join(1, "a"), &mut out);
         assert_eq!(again, Applied::Duplicate);
-        let later = replica.apply(at(5), 4, text(1, "x"), None, &mut out);
+        let later = replica.apply(at(5), 4, text(1, "x"), &mut out);
         assert_eq!(later, Applied::Done { missed: 2 });
         // A Redis that lost its data numbers from 1 again: still applied.
-        let renumbered = replica.apply(at(9), 1, text(1, "y"), None, &mut out);
+        let renumbered = replica.apply(at(9), 1, text(1, "y"), &mut out);
         assert_eq!(renumbered, Applied::Done { missed: 0 });
         assert_eq!(replica.last_seq, 1);
     }
@@ -497,12 +565,12 @@ mod tests {
         let mut replica = Replica::new(2, epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
-        replica.apply(at(1), 1, join(1_000_000_001, "a"), None, &mut out);
-        replica.apply(at(2), 2, text(1_000_000_001, "/nick ann"), None, &mut out);
+        replica.apply(at(1), 1, join(1_000_000_001, "a"), &mut out);
+        replica.apply(at(2), 2, text(1_000_000_001, "/nick ann"), &mut out);
         for (n, seq) in [(3, 3), (4, 4), (5, 5)] {
-            replica.apply(at(n), seq, text(1_000_000_001, "hi"), None, &mut out);
+            replica.apply(at(n), seq, text(1_000_000_001, "hi"), &mut out);
         }
-        replica.apply(at(6), 6, join(2_000_000_001, "b"), None, &mut out);
+        replica.apply(at(6), 6, join(2_000_000_001, "b"), &mut out);
         let text_form = replica.snapshot();
         let back = Replica::restore(&text_form, 2, &epoch()).unwrap();
         assert_eq!(back.snapshot(), text_form);

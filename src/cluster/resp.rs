@@ -731,23 +731,6 @@ mod tests {
     }
 
     #[test]
-    fn the_limits_carry_the_largest_message_the_flags_allow() {
-        let largest = *crate::config::range::MAX_MESSAGE_BYTES.end() as usize;
-        assert!(MAX_BULK_LEN >= largest);
-        // One stream entry of that size (its other fields are short).
-        assert!(MAX_REPLY_BYTES >= largest + 64 * 1024);
-        // A bulk string of exactly MAX_BULK_LEN is accepted, whole.
-        let mut bytes = format!("${MAX_BULK_LEN}\r\n").into_bytes();
-        bytes.resize(bytes.len() + MAX_BULK_LEN, b'x');
-        bytes.extend_from_slice(b"\r\n");
-        let mut decoder = Decoder::new();
-        for piece in bytes.chunks(1 << 20) {
-            decoder.feed(piece).unwrap();
-        }
-        assert!(matches!(decoder.next_value(), Some(Value::Bulk(b)) if b.len() == MAX_BULK_LEN));
-    }
-
-    #[test]
     fn a_reply_over_the_decoders_limit_is_refused() {
         let mut decoder = Decoder::new().with_max_reply_bytes(20);
         decoder.feed(b"*2\r\n$3\r\nabc\r\n").unwrap(); // 13 bytes

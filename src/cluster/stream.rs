@@ -21,7 +21,7 @@
 //! layer is for one Redis (a primary, with or without replicas), not for
 //! Redis Cluster.
 
-use super::client::{Client, RedisError};
+use super::client::{RedisConnection, RedisError};
 use super::resp::Value;
 use crate::room::Epoch;
 use std::fmt;
@@ -215,7 +215,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 "#;
 
-/// The Redis side of cluster mode, over one [`Client`].
+/// The Redis side of cluster mode, over one [`RedisConnection`].
 ///
 /// A `Store` is used by one thread at a time. A node needs at least two:
 /// one that blocks in [`Store::read_after`] waiting for new events, and one
@@ -223,7 +223,7 @@ return redis.call('GET', KEYS[1])
 /// nothing else until the read returns).
 #[derive(Debug)]
 pub struct Store {
-    pub(super) client: Client,
+    pub(super) redis: RedisConnection,
     stream_maxlen: usize,
 }
 
@@ -233,20 +233,20 @@ impl Store {
     /// # Panics
     /// If `stream_maxlen` is not in `1..=MAX_STREAM_MAXLEN`; a configuration
     /// parser checks the value first, with a message for the user.
-    pub fn new(client: Client, stream_maxlen: usize) -> Store {
+    pub fn new(redis: RedisConnection, stream_maxlen: usize) -> Store {
         assert!(
             (1..=MAX_STREAM_MAXLEN).contains(&stream_maxlen),
             "stream_maxlen must be in 1..={MAX_STREAM_MAXLEN}"
         );
         Store {
-            client,
+            redis,
             stream_maxlen,
         }
     }
 
     /// The connection, for `reconnect` and for commands not wrapped here.
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
+    pub fn redis(&mut self) -> &mut RedisConnection {
+        &mut self.redis
     }
 
     /// How many events a room's stream keeps, about (`MAXLEN ~`).
@@ -349,7 +349,7 @@ impl Store {
                 args
             })
             .collect();
-        let replies = self.client.pipeline(&commands)?;
+        let replies = self.redis.pipeline(&commands)?;
         Ok(replies
             .into_iter()
             .map(|reply| match reply {
@@ -376,7 +376,7 @@ impl Store {
     ) -> Result<bool, RedisError> {
         let key = snapshot_key(room);
         let after = after.to_string();
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"EVAL"[..],
             SAVE_SNAPSHOT_SCRIPT.as_bytes(),
             b"1",
@@ -394,7 +394,7 @@ impl Store {
     /// a new epoch.
     pub fn epoch(&mut self, room: &str, fresh: &Epoch) -> Result<Epoch, RedisError> {
         let key = epoch_key(room);
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"EVAL"[..],
             EPOCH_SCRIPT.as_bytes(),
             b"1",
@@ -410,7 +410,7 @@ impl Store {
     pub fn load_snapshot(&mut self, room: &str) -> Result<Option<String>, RedisError> {
         let key = snapshot_key(room);
         let reply = self
-            .client
+            .redis
             .command(&[&b"HGET"[..], key.as_bytes(), b"body"])?;
         if reply.is_null() {
             return Ok(None);
@@ -442,7 +442,7 @@ impl Store {
         }
         args.extend_from_slice(&[b"STREAMS", key.as_bytes(), after.as_bytes()]);
         let reply = self
-            .client
+            .redis
             .command_blocking(&args, Duration::from_millis(block_ms))?;
         match reply {
             // Timed out (or, without BLOCK, nothing new).
@@ -471,7 +471,7 @@ impl Store {
         check_count(count);
         let key = events_key(room);
         let count = count.to_string();
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"XREVRANGE"[..],
             key.as_bytes(),
             b"+",
@@ -497,7 +497,7 @@ impl Store {
         check_count(count);
         let key = events_key(room);
         let (start, count) = (format!("({after}"), count.to_string());
-        let reply = self.client.command(&[
+        let reply = self.redis.command(&[
             &b"XRANGE"[..],
             key.as_bytes(),
             start.as_bytes(),
@@ -511,10 +511,7 @@ impl Store {
     /// How many entries the room's stream holds now (`XLEN`).
     pub fn stream_len(&mut self, room: &str) -> Result<u64, RedisError> {
         let key = events_key(room);
-        integer(
-            "XLEN",
-            self.client.command(&[&b"XLEN"[..], key.as_bytes()])?,
-        )
+        integer("XLEN", self.redis.command(&[&b"XLEN"[..], key.as_bytes()])?)
     }
 }
 

@@ -13,10 +13,10 @@
 //! thread:
 //!
 //! ```text
-//!  broadcaster ──Broadcast(parts)──▶ delivery thread 1: raw log [b7 b9]  v1 log [b7 b8 b9]
-//!              └──────────────────▶ delivery thread 2: raw log [b7 b9]  v1 log [b7 b8 b9]
-//!  broadcaster (welcome, error, /who) ─┐
-//!  reader (pong, echo, Close) ─────────┴─Send─▶ its client's delivery thread
+//!  broadcaster's Outbox ──Broadcast(parts)──▶ delivery thread 1: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!                       └──────────────────▶ delivery thread 2: raw log [b7 b9]  v1 log [b7 b8 b9]
+//!  broadcaster's Outbox (welcome, error, /who) ─┐
+//!  reader (pong, echo, Close) ──────────────────┴─Send─▶ its client's delivery thread
 //!
 //!  delivery thread, one turn:  take commands ─▶ for each client with bytes
 //!                              due: one sendmsg(MSG_DONTWAIT) of them all

@@ -114,7 +114,7 @@ impl ErrorCode {
 }
 
 /// Something a client did, as the room sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `resume`: where a resuming client stands (`/?since=ID&epoch=E`).
     Join {

@@ -5,7 +5,6 @@ use crate::common::{self, Client, Outcome};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use wschat::protocol::frame::{OpCode, encode_frame_into};
 use wschat::protocol::message::Message;
 use wschat::{Config, ServerHandle};
@@ -41,10 +40,6 @@ pub fn text(s: &str) -> Message {
 
 pub fn binary(b: &[u8]) -> Message {
     Message::Binary(b.to_vec())
-}
-
-pub fn pong(b: &[u8]) -> Message {
-    Message::Pong(b.to_vec())
 }
 
 /// A masked frame with any header bits (reserved bits and opcodes
@@ -92,28 +87,6 @@ pub fn header_only(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
     out
 }
 
-/// The message split into `pieces` fragments of about equal size (the
-/// first carries the opcode, the rest are continuations).
-pub fn fragmented(opcode: OpCode, payload: &[u8], pieces: usize) -> Vec<u8> {
-    let pieces = pieces.max(1);
-    let size = payload.len().div_ceil(pieces).max(1);
-    let mut chunks: Vec<&[u8]> = payload.chunks(size).collect();
-    while chunks.len() < pieces {
-        chunks.push(&[]); // fewer bytes than fragments: pad with empty ones
-    }
-    fragments_of(opcode, &chunks)
-}
-
-/// The message made of exactly these fragments.
-pub fn fragments_of(opcode: OpCode, chunks: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let op = if i == 0 { opcode } else { OpCode::Continuation };
-        encode_frame_into(&mut out, i + 1 == chunks.len(), op, chunk, Some(MASK));
-    }
-    out
-}
-
 /// Ends a case the clean way: a Close 1000 from us, answered with 1000
 /// and nothing before it (so nothing unexpected was pending).
 pub fn finish(mut client: Client) -> Outcome {
@@ -152,25 +125,6 @@ pub fn echo_case(bytes: Vec<u8>, want: &[Message]) -> Outcome {
     join_writer(writer)?;
     finish(client)
 }
-
-/// On a fresh `/echo` connection: sends `bytes`, expects exactly `before`,
-/// then a Close with `code`, then TCP closed. Write errors are ignored,
-/// since the server may close before it has read everything.
-pub fn fail_case(bytes: &[u8], before: &[Message], code: u16) -> Outcome {
-    let mut client = echo()?;
-    let _ = client.write(bytes);
-    client.expect_close_after(before, code)
-}
-
-/// Like [`fail_case`], in pieces of `piece` bytes.
-pub fn fail_case_chopped(bytes: &[u8], piece: usize, before: &[Message], code: u16) -> Outcome {
-    let mut client = echo()?;
-    let _ = client.write_chopped(bytes, piece);
-    client.expect_close_after(before, code)
-}
-
-/// A short pause so that two writes reach the server as two reads.
-pub const PAUSE: Duration = Duration::from_millis(2);
 
 pub fn ensure(condition: bool, what: impl FnOnce() -> String) -> Outcome {
     if condition { Ok(()) } else { Err(what()) }

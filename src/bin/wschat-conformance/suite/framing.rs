@@ -2,12 +2,11 @@
 //! delivered whole, a byte at a time, split at every header boundary, and
 //! many frames in one write (Autobahn sections 1 and 9 in spirit).
 
-use crate::Cases;
-use crate::common::Rng;
-use crate::support::*;
+use super::Cases;
+
+use super::client::Message;
+use super::steps::*;
 use std::time::Duration;
-use wschat::protocol::frame::OpCode;
-use wschat::protocol::message::Message;
 
 const LENGTHS: [usize; 8] = [0, 1, 125, 126, 127, 128, 65535, 65536];
 const MIB: [usize; 5] = [1, 2, 4, 8, 16];
@@ -26,15 +25,15 @@ impl Kind {
         }
     }
 
-    fn message(self, len: usize) -> (OpCode, Vec<u8>, Message) {
+    fn message(self, len: usize) -> (u8, Vec<u8>, Message) {
         match self {
             Kind::Text => {
                 let t = pattern_text(len);
-                (OpCode::Text, t.clone().into_bytes(), Message::Text(t))
+                (TEXT, t.clone().into_bytes(), Message::Text(t.into_bytes()))
             }
             Kind::Binary => {
                 let b = pattern_bytes(len);
-                (OpCode::Binary, b.clone(), Message::Binary(b))
+                (BINARY, b.clone(), Message::Binary(b))
             }
         }
     }
@@ -89,7 +88,7 @@ pub fn cases(c: &mut Cases) {
                         client.write(&bytes[cut..])?;
                         client
                             .expect(&want)
-                            .map_err(|e| format!("cut at {cut}: {e}"))?;
+                            .map_err(|e| e.prefixed(&format!("cut at {cut}: ")))?;
                     }
                     finish(client)
                 },
@@ -141,7 +140,7 @@ pub fn cases(c: &mut Cases) {
             bytes.extend(frame(true, op, &payload));
             want.push(m);
             let ping = format!("ping {i}");
-            bytes.extend(frame(true, OpCode::Ping, ping.as_bytes()));
+            bytes.extend(frame(true, PING, ping.as_bytes()));
             want.push(pong(ping.as_bytes()));
         }
         echo_case(bytes, &want)
@@ -156,7 +155,7 @@ pub fn cases(c: &mut Cases) {
         for i in 0..64u8 {
             let mut b = pattern_bytes(256 << 10);
             b[0] = i;
-            bytes.extend(frame(true, OpCode::Binary, &b));
+            bytes.extend(frame(true, BINARY, &b));
             want.push(Message::Binary(b));
         }
         let writer = write_in_background(&client, bytes)?;
@@ -170,10 +169,10 @@ pub fn cases(c: &mut Cases) {
         let mut want = Vec::new();
         for i in 0..100 {
             if i % 2 == 0 {
-                bytes.extend(frame(true, OpCode::Text, b""));
+                bytes.extend(frame(true, TEXT, b""));
                 want.push(text(""));
             } else {
-                bytes.extend(frame(true, OpCode::Binary, b""));
+                bytes.extend(frame(true, BINARY, b""));
                 want.push(binary(b""));
             }
         }
@@ -194,11 +193,11 @@ pub fn cases(c: &mut Cases) {
                     };
                     if rng.chance(1, 2) {
                         let t = rng.text(len);
-                        bytes.extend(frame(true, OpCode::Text, t.as_bytes()));
-                        want.push(Message::Text(t));
+                        bytes.extend(frame(true, TEXT, t.as_bytes()));
+                        want.push(Message::Text(t.into_bytes()));
                     } else {
                         let b = rng.bytes(len);
-                        bytes.extend(frame(true, OpCode::Binary, &b));
+                        bytes.extend(frame(true, BINARY, &b));
                         want.push(Message::Binary(b));
                     }
                 }
@@ -207,7 +206,7 @@ pub fn cases(c: &mut Cases) {
                     .stream
                     .try_clone()
                     .map_err(|e| format!("clone: {e}"))?;
-                let writer = std::thread::spawn(move || -> crate::Outcome {
+                let writer = std::thread::spawn(move || -> Result<(), String> {
                     use std::io::Write;
                     let mut at = 0;
                     while at < bytes.len() {

@@ -1,12 +1,8 @@
 //! Ping and Pong (RFC 6455 §5.5.2, §5.5.3; Autobahn section 2).
 
-use crate::Cases;
-use crate::support::*;
+use super::Cases;
+use super::steps::*;
 use std::time::Duration;
-use wschat::protocol::frame::OpCode;
-
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
 
 pub fn cases(c: &mut Cases) {
     let payloads: Vec<(&str, Vec<u8>)> = vec![
@@ -25,12 +21,12 @@ pub fn cases(c: &mut Cases) {
     for (name, payload) in payloads {
         let p = payload.clone();
         c.add(format!("ping_{name}_gets_pong"), move || {
-            echo_case(frame(true, OpCode::Ping, &p), &[pong(&p)])
+            echo_case(frame(true, PING, &p), &[pong(&p)])
         });
         if name == "len_125" {
             c.add("ping_len_125_byte_by_byte_gets_pong", move || {
                 let mut client = echo()?;
-                client.write_chopped(&frame(true, OpCode::Ping, &payload), 1)?;
+                client.write_chopped(&frame(true, PING, &payload), 1)?;
                 client.expect(&pong(&payload))?;
                 finish(client)
             });
@@ -40,10 +36,18 @@ pub fn cases(c: &mut Cases) {
         fail_case(&raw_frame(true, 0, PING, &[b'x'; 126]), &[], 1002)
     });
     c.add("ping_len_126_header_only_is_1002", || {
-        fail_case(&header_only(true, PING, 126), &[], 1002)
+        fail_fast_case(
+            &header_only(true, PING, 126),
+            1002,
+            "waits for the payload of a control frame over 125 bytes",
+        )
     });
     c.add("ping_64bit_length_form_is_1002", || {
-        fail_case(&header_only(true, PING, 1 << 20), &[], 1002)
+        fail_fast_case(
+            &header_only(true, PING, 1 << 20),
+            1002,
+            "waits for the payload of a control frame over 125 bytes",
+        )
     });
     c.add("ping_fragmented_is_1002", || {
         let bytes = cat(&[
@@ -58,19 +62,19 @@ pub fn cases(c: &mut Cases) {
     });
     c.add("ping_between_fragments_answered_first", || {
         let bytes = cat(&[
-            &frame(false, OpCode::Text, b"Hello, "),
-            &frame(true, OpCode::Ping, b"in between"),
-            &frame(true, OpCode::Continuation, b"world"),
+            &frame(false, TEXT, b"Hello, "),
+            &frame(true, PING, b"in between"),
+            &frame(true, CONTINUATION, b"world"),
         ]);
         echo_case(bytes, &[pong(b"in between"), text("Hello, world")])
     });
     c.add("ping_between_fragments_in_separate_writes", || {
         let mut client = echo()?;
-        client.write(&frame(false, OpCode::Binary, b"one"))?;
+        client.write(&frame(false, BINARY, b"one"))?;
         std::thread::sleep(PAUSE);
-        client.write(&frame(true, OpCode::Ping, b"p"))?;
+        client.write(&frame(true, PING, b"p"))?;
         client.expect(&pong(b"p"))?; // answered before the message completes
-        client.write(&frame(true, OpCode::Continuation, b"two"))?;
+        client.write(&frame(true, CONTINUATION, b"two"))?;
         client.expect(&binary(b"onetwo"))?;
         finish(client)
     });
@@ -79,7 +83,7 @@ pub fn cases(c: &mut Cases) {
         let mut want = Vec::new();
         for i in 0..10 {
             let p = format!("ping #{i}");
-            bytes.extend(frame(true, OpCode::Ping, p.as_bytes()));
+            bytes.extend(frame(true, PING, p.as_bytes()));
             want.push(pong(p.as_bytes()));
         }
         echo_case(bytes, &want)
@@ -87,7 +91,7 @@ pub fn cases(c: &mut Cases) {
     c.add("ten_pings_in_separate_writes_answered_in_order", || {
         let mut client = echo()?;
         for i in 0..10 {
-            client.write(&frame(true, OpCode::Ping, &[i; 10]))?;
+            client.write(&frame(true, PING, &[i; 10]))?;
         }
         for i in 0..10 {
             client.expect(&pong(&[i; 10]))?;
@@ -98,7 +102,7 @@ pub fn cases(c: &mut Cases) {
         let mut bytes = Vec::new();
         let mut want = Vec::new();
         for i in 0..1000u32 {
-            bytes.extend(frame(true, OpCode::Ping, &i.to_be_bytes()));
+            bytes.extend(frame(true, PING, &i.to_be_bytes()));
             want.push(pong(&i.to_be_bytes()));
         }
         echo_case(bytes, &want)
@@ -106,9 +110,9 @@ pub fn cases(c: &mut Cases) {
     c.add("pings_between_messages_keep_their_place", || {
         let bytes = cat(&[
             &text_frame("a"),
-            &frame(true, OpCode::Ping, b"1"),
-            &frame(true, OpCode::Binary, b"b"),
-            &frame(true, OpCode::Ping, b"2"),
+            &frame(true, PING, b"1"),
+            &frame(true, BINARY, b"b"),
+            &frame(true, PING, b"2"),
             &text_frame("c"),
         ]);
         echo_case(
@@ -122,25 +126,22 @@ pub fn cases(c: &mut Cases) {
         ("len_125", pattern_bytes(125)),
     ] {
         c.add(format!("unsolicited_pong_{name}_ignored"), move || {
-            let bytes = cat(&[
-                &frame(true, OpCode::Pong, &payload),
-                &text_frame("after the pong"),
-            ]);
+            let bytes = cat(&[&frame(true, PONG, &payload), &text_frame("after the pong")]);
             echo_case(bytes, &[text("after the pong")])
         });
     }
     c.add("unsolicited_pong_then_ping_gets_only_the_pong", || {
         let bytes = cat(&[
-            &frame(true, OpCode::Pong, b"not an answer"),
-            &frame(true, OpCode::Ping, b"question"),
+            &frame(true, PONG, b"not an answer"),
+            &frame(true, PING, b"question"),
         ]);
         echo_case(bytes, &[pong(b"question")])
     });
     c.add("pong_between_fragments_ignored", || {
         let bytes = cat(&[
-            &frame(false, OpCode::Text, b"frag"),
-            &frame(true, OpCode::Pong, b"x"),
-            &frame(true, OpCode::Continuation, b"ment"),
+            &frame(false, TEXT, b"frag"),
+            &frame(true, PONG, b"x"),
+            &frame(true, CONTINUATION, b"ment"),
         ]);
         echo_case(bytes, &[text("fragment")])
     });
@@ -155,22 +156,16 @@ pub fn cases(c: &mut Cases) {
         fail_case(&bytes, &[], 1002)
     });
     c.add("ping_then_close_pong_comes_first", || {
-        let bytes = cat(&[
-            &frame(true, OpCode::Ping, b"last words"),
-            &close_frame(1000, b""),
-        ]);
+        let bytes = cat(&[&frame(true, PING, b"last words"), &close_frame(1000, b"")]);
         fail_case(&bytes, &[pong(b"last words")], 1000)
     });
     c.add("ping_after_close_is_not_answered", || {
-        let bytes = cat(&[
-            &close_frame(1000, b""),
-            &frame(true, OpCode::Ping, b"too late"),
-        ]);
+        let bytes = cat(&[&close_frame(1000, b""), &frame(true, PING, b"too late")]);
         fail_case(&bytes, &[], 1000)
     });
     c.add("ping_payload_split_across_writes", || {
         let mut client = echo()?;
-        let bytes = frame(true, OpCode::Ping, b"split payload");
+        let bytes = frame(true, PING, b"split payload");
         client.write_paced(&bytes, 5, Duration::from_millis(1))?;
         client.expect(&pong(b"split payload"))?;
         finish(client)

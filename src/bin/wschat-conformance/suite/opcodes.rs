@@ -3,9 +3,8 @@
 //! message (which is echoed first), and in the middle of a fragmented
 //! message (Autobahn section 4).
 
-use crate::Cases;
-use crate::support::*;
-use wschat::protocol::frame::OpCode;
+use super::Cases;
+use super::steps::*;
 
 const RESERVED: [u8; 10] = [0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF];
 
@@ -20,7 +19,7 @@ pub fn cases(c: &mut Cases) {
                 let bytes = cat(&[
                     &text_frame("valid first"),
                     &raw_frame(true, 0, op, b"reserved payload"),
-                    &frame(true, OpCode::Ping, b"never answered"),
+                    &frame(true, PING, b"never answered"),
                 ]);
                 fail_case(&bytes, &[text("valid first")], 1002)
             },
@@ -29,9 +28,9 @@ pub fn cases(c: &mut Cases) {
             format!("opcode_{op:x}_mid_fragmentation_is_1002"),
             move || {
                 let bytes = cat(&[
-                    &frame(false, OpCode::Text, b"half a "),
+                    &frame(false, TEXT, b"half a "),
                     &raw_frame(true, 0, op, b""),
-                    &frame(true, OpCode::Continuation, b"message"),
+                    &frame(true, CONTINUATION, b"message"),
                 ]);
                 fail_case(&bytes, &[], 1002)
             },
@@ -41,10 +40,7 @@ pub fn cases(c: &mut Cases) {
         });
     }
     c.add("reserved_opcode_after_ping_answers_the_ping_first", || {
-        let bytes = cat(&[
-            &frame(true, OpCode::Ping, b"p"),
-            &raw_frame(true, 0, 0xB, b""),
-        ]);
+        let bytes = cat(&[&frame(true, PING, b"p"), &raw_frame(true, 0, 0xB, b"")]);
         fail_case(&bytes, &[pong(b"p")], 1002)
     });
 }

@@ -3,9 +3,8 @@
 //! frame fails the connection with 1002, after echoing what preceded it
 //! and without echoing what follows (Autobahn section 3).
 
-use crate::Cases;
-use crate::support::*;
-use wschat::protocol::frame::OpCode;
+use super::Cases;
+use super::steps::*;
 
 pub fn cases(c: &mut Cases) {
     let kinds: [(&str, u8); 6] = [
@@ -26,7 +25,7 @@ pub fn cases(c: &mut Cases) {
                 };
                 if kind == "continuation" {
                     // A continuation needs an open message to continue.
-                    bytes.extend(frame(false, OpCode::Text, b"open "));
+                    bytes.extend(frame(false, TEXT, b"open "));
                 }
                 bytes.extend(raw_frame(true, rsv, opcode, &payload));
                 bytes.extend(text_frame("after"));
@@ -37,7 +36,7 @@ pub fn cases(c: &mut Cases) {
     c.add("rsv_1_on_first_fragment_is_1002", || {
         let bytes = cat(&[
             &raw_frame(false, 4, 0x1, b"frag"),
-            &frame(true, OpCode::Continuation, b"ment"),
+            &frame(true, CONTINUATION, b"ment"),
         ]);
         fail_case(&bytes, &[], 1002)
     });
@@ -54,7 +53,7 @@ pub fn cases(c: &mut Cases) {
     });
     c.add("rsv_on_ping_after_ping_answers_only_the_first", || {
         let bytes = cat(&[
-            &frame(true, OpCode::Ping, b"good"),
+            &frame(true, PING, b"good"),
             &raw_frame(true, 7, 0x9, b"bad"),
         ]);
         fail_case(&bytes, &[pong(b"good")], 1002)

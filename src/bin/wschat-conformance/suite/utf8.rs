@@ -5,10 +5,9 @@
 //! as soon as the bytes cannot be UTF-8 any more: before the final
 //! fragment, even before the end of the frame.
 
-use crate::Cases;
-use crate::support::*;
+use super::Cases;
+use super::steps::*;
 use std::time::Duration;
-use wschat::protocol::frame::OpCode;
 
 /// (name, text) that must be echoed unchanged.
 const VALID: [(&str, &str); 20] = [
@@ -124,7 +123,7 @@ pub fn cases(c: &mut Cases) {
         });
         c.add(format!("valid_{name}_one_byte_per_fragment"), move || {
             let chunks: Vec<&[u8]> = t.as_bytes().chunks(1).collect();
-            echo_case(fragments_of(OpCode::Text, &chunks), &[text(t)])
+            echo_case(fragments_of(TEXT, &chunks), &[text(t)])
         });
         c.add(format!("valid_{name}_one_byte_per_write"), move || {
             let mut client = echo()?;
@@ -147,12 +146,12 @@ pub fn cases(c: &mut Cases) {
         let b = [
             0xc0, 0x80, 0xed, 0xa0, 0x80, 0xf4, 0x90, 0x80, 0x80, 0xff, 0xfe, 0xc2,
         ];
-        echo_case(frame(true, OpCode::Binary, &b), &[binary(&b)])
+        echo_case(frame(true, BINARY, &b), &[binary(&b)])
     });
 
     for (name, bad, fail_fast) in INVALID {
         c.add(format!("invalid_{name}_one_frame_is_1007"), move || {
-            fail_case(&frame(true, OpCode::Text, bad), &[], 1007)
+            fail_case(&frame(true, TEXT, bad), &[], 1007)
         });
         c.add(
             format!("invalid_{name}_one_byte_per_fragment_is_1007"),
@@ -160,13 +159,13 @@ pub fn cases(c: &mut Cases) {
                 let mut payload = b"ok ".to_vec();
                 payload.extend_from_slice(bad);
                 let chunks: Vec<&[u8]> = payload.chunks(1).collect();
-                fail_case(&fragments_of(OpCode::Text, &chunks), &[], 1007)
+                fail_case(&fragments_of(TEXT, &chunks), &[], 1007)
             },
         );
         c.add(
             format!("invalid_{name}_after_a_valid_message_is_1007"),
             move || {
-                let bytes = cat(&[&text_frame("fine"), &frame(true, OpCode::Text, bad)]);
+                let bytes = cat(&[&text_frame("fine"), &frame(true, TEXT, bad)]);
                 fail_case(&bytes, &[text("fine")], 1007)
             },
         );
@@ -177,10 +176,10 @@ pub fn cases(c: &mut Cases) {
                     // κόσμε, then the bad bytes in a fragment without FIN; the
                     // final fragment is never sent.
                     let bytes = cat(&[
-                        &frame(false, OpCode::Text, "κόσμε".as_bytes()),
-                        &frame(false, OpCode::Continuation, bad),
+                        &frame(false, TEXT, "κόσμε".as_bytes()),
+                        &frame(false, CONTINUATION, bad),
                     ]);
-                    fail_case(&bytes, &[], 1007)
+                    fail_fast_case(&bytes, 1007, "waits for the final fragment to check UTF-8")
                 },
             );
             c.add(
@@ -195,7 +194,11 @@ pub fn cases(c: &mut Cases) {
                     for (i, b) in bytes[at..].iter_mut().enumerate() {
                         *b ^= MASK[i % 4];
                     }
-                    fail_case(&bytes, &[], 1007)
+                    fail_fast_case(
+                        &bytes,
+                        1007,
+                        "waits for the end of the frame to check UTF-8",
+                    )
                 },
             );
         }
@@ -206,36 +209,33 @@ pub fn cases(c: &mut Cases) {
         let bytes = cat(&[
             &frame(
                 false,
-                OpCode::Text,
+                TEXT,
                 b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4",
             ),
-            &frame(false, OpCode::Continuation, b"\x90"),
+            &frame(false, CONTINUATION, b"\x90"),
         ]);
-        fail_case(&bytes, &[], 1007)
+        fail_fast_case(&bytes, 1007, "waits for the final fragment to check UTF-8")
     });
     c.add("fail_fast_with_pauses_between_fragments", || {
         let mut client = echo()?;
-        client.write(&frame(false, OpCode::Text, "κόσμε".as_bytes()))?;
+        client.write(&frame(false, TEXT, "κόσμε".as_bytes()))?;
         std::thread::sleep(PAUSE);
-        client.write(&frame(false, OpCode::Continuation, b"\xed"))?;
+        client.write(&frame(false, CONTINUATION, b"\xed"))?;
         std::thread::sleep(PAUSE);
-        client.write(&frame(false, OpCode::Continuation, b"\xa0"))?;
-        client.expect_close_after(&[], 1007)
+        client.write(&frame(false, CONTINUATION, b"\xa0"))?;
+        expect_close(&mut client, &[], 1007)
     });
     c.add("truncated_character_before_a_new_message_is_1007", || {
         // The first message ends inside a character: invalid even though
         // the next message would "complete" it.
         let bytes = cat(&[
-            &frame(true, OpCode::Text, &[0xe2, 0x82]),
-            &frame(true, OpCode::Text, &[0xac]),
+            &frame(true, TEXT, &[0xe2, 0x82]),
+            &frame(true, TEXT, &[0xac]),
         ]);
         fail_case(&bytes, &[], 1007)
     });
     c.add("valid_text_after_binary_with_invalid_utf8", || {
-        let bytes = cat(&[
-            &frame(true, OpCode::Binary, &[0xff, 0xc0]),
-            &text_frame("€"),
-        ]);
+        let bytes = cat(&[&frame(true, BINARY, &[0xff, 0xc0]), &text_frame("€")]);
         echo_case(bytes, &[binary(&[0xff, 0xc0]), text("€")])
     });
 }

@@ -3,20 +3,20 @@
 //! error, the reason must fit and be UTF-8, nothing is processed after a
 //! Close, and the server then closes TCP.
 
-use crate::Cases;
-use crate::support::*;
-use wschat::protocol::frame::OpCode;
+use super::Cases;
+use super::steps::*;
 
 const VALID: [u16; 16] = [
     1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
 ];
-const INVALID: [u16; 12] = [
-    0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-];
+/// Codes no endpoint may send (§7.4.1, §7.4.2).
+const INVALID: [u16; 10] = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999];
+/// Codes above the ranges §7.4.2 defines: the RFC says nothing of them.
+const UNDEFINED: [u16; 2] = [5000, 65535];
 
 pub fn cases(c: &mut Cases) {
     c.add("empty_payload_is_answered_with_1000", || {
-        fail_case(&frame(true, OpCode::Close, b""), &[], 1000)
+        fail_case(&frame(true, CLOSE, b""), &[], 1000)
     });
     for code in VALID {
         c.add(format!("code_{code}_is_echoed"), move || {
@@ -31,9 +31,22 @@ pub fn cases(c: &mut Cases) {
             fail_case(&close_frame(code, b""), &[], 1002)
         });
     }
+    for code in UNDEFINED {
+        c.add(format!("code_{code}"), move || {
+            let mut client = echo()?;
+            client.write(&close_frame(code, b""))?;
+            let answer = match client.next_message(client.wait) {
+                Ok(m) => super::client::describe(&m),
+                Err(e) => e.describe(client.wait),
+            };
+            Err(super::verdict::Finding::informational(format!(
+                "close code {code} (outside the ranges of §7.4.2) answered with {answer}"
+            )))
+        });
+    }
     for byte in [0x03u8, 0x00, 0xff] {
         c.add(format!("one_byte_payload_{byte:02x}_is_1002"), move || {
-            fail_case(&frame(true, OpCode::Close, &[byte]), &[], 1002)
+            fail_case(&frame(true, CLOSE, &[byte]), &[], 1002)
         });
     }
     c.add("reason_of_123_bytes_is_accepted", || {
@@ -66,8 +79,8 @@ pub fn cases(c: &mut Cases) {
         let bytes = cat(&[
             &close_frame(1000, b""),
             &text_frame("after close"),
-            &frame(true, OpCode::Binary, b"after close"),
-            &frame(true, OpCode::Ping, b"after close"),
+            &frame(true, BINARY, b"after close"),
+            &frame(true, PING, b"after close"),
         ]);
         fail_case(&bytes, &[], 1000)
     });
@@ -84,7 +97,7 @@ pub fn cases(c: &mut Cases) {
         client.write(&close_frame(1000, b""))?;
         std::thread::sleep(PAUSE);
         let _ = client.write(&text_frame("too late"));
-        client.expect_close_after(&[], 1000)
+        expect_close(&mut client, &[], 1000)
     });
     c.add("message_then_close", || {
         let bytes = cat(&[&text_frame("last message"), &close_frame(1000, b"bye")]);
@@ -95,7 +108,7 @@ pub fn cases(c: &mut Cases) {
     });
     c.add("close_mid_fragmented_message", || {
         let bytes = cat(&[
-            &frame(false, OpCode::Binary, b"unfinished"),
+            &frame(false, BINARY, b"unfinished"),
             &close_frame(1000, b""),
         ]);
         fail_case(&bytes, &[], 1000)
@@ -103,15 +116,19 @@ pub fn cases(c: &mut Cases) {
     c.add("close_fragmented_is_1002", || {
         let bytes = cat(&[
             &raw_frame(false, 0, 0x8, &close_payload(1000, b"")),
-            &frame(true, OpCode::Continuation, b""),
+            &frame(true, CONTINUATION, b""),
         ]);
         fail_case(&bytes, &[], 1002)
     });
     c.add("close_len_126_header_is_1002", || {
-        fail_case(&header_only(true, 0x8, 126), &[], 1002)
+        fail_fast_case(
+            &header_only(true, 0x8, 126),
+            1002,
+            "waits for the payload of a Close over 125 bytes",
+        )
     });
     c.add("close_after_ping_pong_comes_first", || {
-        let bytes = cat(&[&frame(true, OpCode::Ping, b"p"), &close_frame(1000, b"")]);
+        let bytes = cat(&[&frame(true, PING, b"p"), &close_frame(1000, b"")]);
         fail_case(&bytes, &[pong(b"p")], 1000)
     });
 }

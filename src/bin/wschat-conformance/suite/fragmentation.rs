@@ -3,29 +3,28 @@
 //! the two sequencing errors (a continuation with nothing to continue, a
 //! new message inside an open one).
 
-use crate::Cases;
-use crate::common::Rng;
-use crate::support::*;
-use wschat::protocol::frame::OpCode;
-use wschat::protocol::message::Message;
+use super::Cases;
+
+use super::client::Message;
+use super::steps::*;
 
 pub fn cases(c: &mut Cases) {
     for pieces in [1usize, 2, 3, 5, 16, 100, 1000] {
         c.add(format!("text_in_{pieces}_fragments"), move || {
             let t = pattern_text(3000);
-            echo_case(fragmented(OpCode::Text, t.as_bytes(), pieces), &[text(&t)])
+            echo_case(fragmented(TEXT, t.as_bytes(), pieces), &[text(&t)])
         });
         c.add(format!("binary_in_{pieces}_fragments"), move || {
             let b = pattern_bytes(3000);
-            echo_case(fragmented(OpCode::Binary, &b, pieces), &[binary(&b)])
+            echo_case(fragmented(BINARY, &b, pieces), &[binary(&b)])
         });
     }
     c.add("text_in_3_fragments_separate_writes", || {
         let mut client = echo()?;
         for part in [
-            frame(false, OpCode::Text, b"one "),
-            frame(false, OpCode::Continuation, b"two "),
-            frame(true, OpCode::Continuation, b"three"),
+            frame(false, TEXT, b"one "),
+            frame(false, CONTINUATION, b"two "),
+            frame(true, CONTINUATION, b"three"),
         ] {
             client.write(&part)?;
             std::thread::sleep(PAUSE);
@@ -36,15 +35,15 @@ pub fn cases(c: &mut Cases) {
     c.add("binary_fragments_byte_by_byte", || {
         let b = pattern_bytes(40);
         let mut client = echo()?;
-        client.write_chopped(&fragmented(OpCode::Binary, &b, 4), 1)?;
+        client.write_chopped(&fragmented(BINARY, &b, 4), 1)?;
         client.expect(&binary(&b))?;
         finish(client)
     });
     c.add("two_fragmented_messages_back_to_back", || {
         let bytes = cat(&[
-            &fragments_of(OpCode::Text, &[b"first ", b"message"]),
-            &fragments_of(OpCode::Binary, &[b"second", b" ", b"message"]),
-            &fragments_of(OpCode::Text, &[b"third"]),
+            &fragments_of(TEXT, &[b"first ", b"message"]),
+            &fragments_of(BINARY, &[b"second", b" ", b"message"]),
+            &fragments_of(TEXT, &[b"third"]),
         ]);
         echo_case(
             bytes,
@@ -57,44 +56,39 @@ pub fn cases(c: &mut Cases) {
     });
 
     // Empty fragments are fragments like any other.
-    let empties: [(&str, OpCode, &[&[u8]], Message); 7] = [
+    let empties: [(&str, u8, &[&[u8]], Message); 7] = [
         (
             "empty_first_fragment",
-            OpCode::Text,
+            TEXT,
             &[b"", b"abc", b"def"],
             text("abcdef"),
         ),
         (
             "empty_middle_fragment",
-            OpCode::Text,
+            TEXT,
             &[b"abc", b"", b"def"],
             text("abcdef"),
         ),
         (
             "empty_last_fragment",
-            OpCode::Text,
+            TEXT,
             &[b"abc", b"def", b""],
             text("abcdef"),
         ),
-        (
-            "all_fragments_empty_text",
-            OpCode::Text,
-            &[b"", b"", b""],
-            text(""),
-        ),
+        ("all_fragments_empty_text", TEXT, &[b"", b"", b""], text("")),
         (
             "all_fragments_empty_binary",
-            OpCode::Binary,
+            BINARY,
             &[b"", b"", b"", b""],
             binary(b""),
         ),
         (
             "empty_fragments_binary_mixed",
-            OpCode::Binary,
+            BINARY,
             &[b"", b"\x00", b"", b"\xff", b""],
             binary(b"\x00\xff"),
         ),
-        ("single_empty_text_frame", OpCode::Text, &[b""], text("")),
+        ("single_empty_text_frame", TEXT, &[b""], text("")),
     ];
     for (name, op, chunks, want) in empties {
         c.add(name, move || echo_case(fragments_of(op, chunks), &[want]));
@@ -102,18 +96,18 @@ pub fn cases(c: &mut Cases) {
 
     // A continuation with nothing to continue.
     c.add("continuation_without_start_fin_is_1002", || {
-        fail_case(&frame(true, OpCode::Continuation, b"orphan"), &[], 1002)
+        fail_case(&frame(true, CONTINUATION, b"orphan"), &[], 1002)
     });
     c.add("continuation_without_start_no_fin_is_1002", || {
-        fail_case(&frame(false, OpCode::Continuation, b"orphan"), &[], 1002)
+        fail_case(&frame(false, CONTINUATION, b"orphan"), &[], 1002)
     });
     c.add("empty_continuation_without_start_is_1002", || {
-        fail_case(&frame(true, OpCode::Continuation, b""), &[], 1002)
+        fail_case(&frame(true, CONTINUATION, b""), &[], 1002)
     });
     c.add("continuation_after_a_complete_message_is_1002", || {
         let bytes = cat(&[
             &text_frame("complete"),
-            &frame(true, OpCode::Continuation, b"orphan"),
+            &frame(true, CONTINUATION, b"orphan"),
         ]);
         fail_case(&bytes, &[text("complete")], 1002)
     });
@@ -121,27 +115,24 @@ pub fn cases(c: &mut Cases) {
         "continuation_after_a_complete_fragmented_message_is_1002",
         || {
             let bytes = cat(&[
-                &fragments_of(OpCode::Binary, &[b"a", b"b"]),
-                &frame(true, OpCode::Continuation, b"c"),
+                &fragments_of(BINARY, &[b"a", b"b"]),
+                &frame(true, CONTINUATION, b"c"),
             ]);
             fail_case(&bytes, &[binary(b"ab")], 1002)
         },
     );
     c.add("continuation_then_text_sent_byte_by_byte_is_1002", || {
-        let bytes = cat(&[
-            &frame(false, OpCode::Continuation, b"orphan"),
-            &text_frame("never"),
-        ]);
+        let bytes = cat(&[&frame(false, CONTINUATION, b"orphan"), &text_frame("never")]);
         fail_case_chopped(&bytes, 1, &[], 1002)
     });
 
     // A new data message inside an open one.
     for (first, second, fin) in [
-        (OpCode::Text, OpCode::Text, true),
-        (OpCode::Text, OpCode::Text, false),
-        (OpCode::Text, OpCode::Binary, true),
-        (OpCode::Binary, OpCode::Text, true),
-        (OpCode::Binary, OpCode::Binary, false),
+        (TEXT, TEXT, true),
+        (TEXT, TEXT, false),
+        (TEXT, BINARY, true),
+        (BINARY, TEXT, true),
+        (BINARY, BINARY, false),
     ] {
         let name = format!(
             "{}_inside_open_{}{}_is_1002",
@@ -153,7 +144,7 @@ pub fn cases(c: &mut Cases) {
             let bytes = cat(&[
                 &frame(false, first, b"open "),
                 &frame(fin, second, b"intruder"),
-                &frame(true, OpCode::Continuation, b"end"),
+                &frame(true, CONTINUATION, b"end"),
             ]);
             fail_case(&bytes, &[], 1002)
         });
@@ -163,7 +154,7 @@ pub fn cases(c: &mut Cases) {
         || {
             let bytes = cat(&[
                 &text_frame("fine"),
-                &frame(false, OpCode::Text, b"open"),
+                &frame(false, TEXT, b"open"),
                 &text_frame("intruder"),
             ]);
             fail_case(&bytes, &[text("fine")], 1002)
@@ -177,15 +168,11 @@ pub fn cases(c: &mut Cases) {
         let mut bytes = Vec::new();
         let mut want = Vec::new();
         for (i, part) in parts.iter().enumerate() {
-            let op = if i == 0 {
-                OpCode::Text
-            } else {
-                OpCode::Continuation
-            };
+            let op = if i == 0 { TEXT } else { CONTINUATION };
             bytes.extend(frame(i + 1 == parts.len(), op, part));
             if i + 1 < parts.len() {
                 let p = format!("p{i}");
-                bytes.extend(frame(true, OpCode::Ping, p.as_bytes()));
+                bytes.extend(frame(true, PING, p.as_bytes()));
                 want.push(pong(p.as_bytes()));
             }
         }
@@ -194,30 +181,30 @@ pub fn cases(c: &mut Cases) {
     });
     c.add("pings_and_pongs_between_fragments", || {
         let bytes = cat(&[
-            &frame(false, OpCode::Binary, b"1"),
-            &frame(true, OpCode::Pong, b"ignored"),
-            &frame(true, OpCode::Ping, b"a"),
-            &frame(false, OpCode::Continuation, b"2"),
-            &frame(true, OpCode::Ping, b"b"),
-            &frame(true, OpCode::Pong, b""),
-            &frame(true, OpCode::Continuation, b"3"),
+            &frame(false, BINARY, b"1"),
+            &frame(true, PONG, b"ignored"),
+            &frame(true, PING, b"a"),
+            &frame(false, CONTINUATION, b"2"),
+            &frame(true, PING, b"b"),
+            &frame(true, PONG, b""),
+            &frame(true, CONTINUATION, b"3"),
         ]);
         echo_case(bytes, &[pong(b"a"), pong(b"b"), binary(b"123")])
     });
     c.add("ping_before_first_fragment_and_after_last", || {
         let bytes = cat(&[
-            &frame(true, OpCode::Ping, b"before"),
-            &frame(false, OpCode::Text, b"x"),
-            &frame(true, OpCode::Continuation, b"y"),
-            &frame(true, OpCode::Ping, b"after"),
+            &frame(true, PING, b"before"),
+            &frame(false, TEXT, b"x"),
+            &frame(true, CONTINUATION, b"y"),
+            &frame(true, PING, b"after"),
         ]);
         echo_case(bytes, &[pong(b"before"), text("xy"), pong(b"after")])
     });
     c.add("close_between_fragments_ends_without_the_message", || {
         let bytes = cat(&[
-            &frame(false, OpCode::Text, b"never "),
+            &frame(false, TEXT, b"never "),
             &close_frame(1000, b""),
-            &frame(true, OpCode::Continuation, b"finished"),
+            &frame(true, CONTINUATION, b"finished"),
         ]);
         fail_case(&bytes, &[], 1000)
     });
@@ -225,15 +212,11 @@ pub fn cases(c: &mut Cases) {
         let mut client = echo()?;
         let parts: [&[u8]; 4] = [b"slow", b"ly ", b"but ", b"surely"];
         for (i, part) in parts.iter().enumerate() {
-            let op = if i == 0 {
-                OpCode::Text
-            } else {
-                OpCode::Continuation
-            };
+            let op = if i == 0 { TEXT } else { CONTINUATION };
             client.write(&frame(i == 3, op, part))?;
             std::thread::sleep(std::time::Duration::from_millis(20));
             if i < 3 {
-                client.write(&frame(true, OpCode::Ping, &[i as u8]))?;
+                client.write(&frame(true, PING, &[i as u8]))?;
                 client.expect(&pong(&[i as u8]))?;
             }
         }
@@ -247,28 +230,28 @@ pub fn cases(c: &mut Cases) {
         let bytes = MULTI.as_bytes();
         let mut client = echo()?;
         for cut in 0..=bytes.len() {
-            client.write(&fragments_of(OpCode::Text, &[&bytes[..cut], &bytes[cut..]]))?;
+            client.write(&fragments_of(TEXT, &[&bytes[..cut], &bytes[cut..]]))?;
             client
                 .expect(&text(MULTI))
-                .map_err(|e| format!("cut at {cut}: {e}"))?;
+                .map_err(|e| e.prefixed(&format!("cut at {cut}: ")))?;
         }
         finish(client)
     });
     c.add("text_one_fragment_per_byte", || {
         let chunks: Vec<&[u8]> = MULTI.as_bytes().chunks(1).collect();
-        echo_case(fragments_of(OpCode::Text, &chunks), &[text(MULTI)])
+        echo_case(fragments_of(TEXT, &chunks), &[text(MULTI)])
     });
     c.add("four_byte_character_split_in_three_fragments", || {
         let b = "𝄞".as_bytes();
-        let bytes = fragments_of(OpCode::Text, &[&b[..1], &b[1..3], &b[3..]]);
+        let bytes = fragments_of(TEXT, &[&b[..1], &b[1..3], &b[3..]]);
         echo_case(bytes, &[text("𝄞")])
     });
     c.add("three_byte_character_split_with_ping_between", || {
         let b = "€".as_bytes();
         let bytes = cat(&[
-            &frame(false, OpCode::Text, &b[..2]),
-            &frame(true, OpCode::Ping, b""),
-            &frame(true, OpCode::Continuation, &b[2..]),
+            &frame(false, TEXT, &b[..2]),
+            &frame(true, PING, b""),
+            &frame(true, CONTINUATION, &b[2..]),
         ]);
         echo_case(bytes, &[pong(b""), text("€")])
     });
@@ -289,7 +272,7 @@ pub fn cases(c: &mut Cases) {
                         chunks.push(&t.as_bytes()[at..at + s]);
                         at += s;
                     }
-                    bytes.extend(fragments_of(OpCode::Text, &chunks));
+                    bytes.extend(fragments_of(TEXT, &chunks));
                     want.push(text(&t));
                 }
                 echo_case(bytes, &want)
@@ -298,10 +281,10 @@ pub fn cases(c: &mut Cases) {
     }
 }
 
-fn opname(op: OpCode) -> &'static str {
+fn opname(op: u8) -> &'static str {
     match op {
-        OpCode::Text => "text",
-        OpCode::Binary => "binary",
+        TEXT => "text",
+        BINARY => "binary",
         _ => "control",
     }
 }

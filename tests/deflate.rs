@@ -179,10 +179,14 @@ fn rfc_7692_7_2_3_examples() {
         0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
     ];
     assert_eq!(inflate(&stored, 100).unwrap(), b"Hello");
-    // §7.2.3.4: a block with BFINAL set, then the octet of an empty
-    // stored block's header bits and padding.
+    // §7.2.3.4: a block with BFINAL set, then the 0x00 the RFC's example
+    // ends with (and without it).
     assert_eq!(
         inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], 100).unwrap(),
+        b"Hello"
+    );
+    assert_eq!(
+        inflate(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100).unwrap(),
         b"Hello"
     );
     // §7.2.3.5: two blocks in one message.

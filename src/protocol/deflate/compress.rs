@@ -16,21 +16,30 @@ use super::huffman::{
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 use std::cell::RefCell;
 
-/// The shortest match worth coding (§3.2.5: lengths are 3..=258).
-const MIN_MATCH: usize = 3;
+/// The longest match DEFLATE can code (§3.2.5: lengths are 3..=258).
 const MAX_MATCH: usize = 258;
-/// Positions are hashed on their first three bytes into this many chains.
+/// The shortest match kept: a 3-byte match (the shortest DEFLATE can
+/// code) far back costs about as much as three literals, so (as zlib-ng's level 6) shorter ones are sent as
+/// literals. Positions are hashed on this many bytes.
+const MIN_MATCH_KEPT: usize = 4;
+/// Positions are hashed on their first four bytes into this many chains.
 const HASH_BITS: u32 = 15;
 const HASH_SIZE: usize = 1 << HASH_BITS;
-/// How many earlier positions with the same hash are tried for each match:
-/// enough to find the repeats in chat traffic, bounded so that a hostile
-/// payload (all one byte) stays linear.
-const MAX_CHAIN: usize = 64;
+/// The farthest a match may reach back (32 KiB), and so how many chain
+/// links are kept.
+const WINDOW: usize = 1 << MAX_WINDOW_BITS;
+/// How many earlier positions with the same hash are tried for each match
+/// (zlib's level 6): enough to find the repeats in chat traffic, bounded
+/// so that a hostile payload (all one byte, or a small alphabet) stays
+/// linear.
+const MAX_CHAIN: usize = 128;
 /// A match this long is good enough: stop searching the chain.
 const NICE_MATCH: usize = 128;
-/// A match shorter than this is kept only if the next byte does not start
-/// a longer one (zlib's `max_lazy` at its default level).
-const LAZY_MATCH: usize = 16;
+/// The positions inside a match longer than this are not hashed (only
+/// its last one is): long matches are runs and repeats that the chains
+/// already reach, and hashing each of their bytes would cost more than
+/// it finds (zlib-ng: 16 × its lazy limit of 16).
+const MAX_INSERT_MATCH: usize = 256;
 /// Tokens per block: each block gets codes fitted to its own statistics.
 const BLOCK_TOKENS: usize = 16 * 1024;
 /// A stored block holds at most 65535 bytes (§3.2.4: LEN is 16 bits).
@@ -82,9 +91,9 @@ struct Token {
 pub struct Compressor {
     /// `head[h]`: the latest position (plus one; 0 = none) whose three bytes
     /// hash to `h`.
-    head: Vec<u32>,
+    head: Box<[u32; HASH_SIZE]>,
     /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
-    prev: Vec<u32>,
+    prev: Box<[u32; WINDOW]>,
     tokens: Vec<Token>,
     /// The fixed Huffman codes (§3.2.6), built once.
     fixed: FixedCodes,
@@ -104,8 +113,8 @@ impl Default for Compressor {
 impl Compressor {
     pub fn new() -> Self {
         Compressor {
-            head: vec![0; HASH_SIZE],
-            prev: vec![0; 1 << MAX_WINDOW_BITS],
+            head: vec![0; HASH_SIZE].try_into().expect("HASH_SIZE entries"),
+            prev: vec![0; WINDOW].try_into().expect("WINDOW entries"),
             tokens: Vec::with_capacity(BLOCK_TOKENS),
             fixed: FixedCodes {
                 litlen: EncodeTable::from_lengths(&fixed_litlen_lengths()),
@@ -116,6 +125,15 @@ impl Compressor {
 
     /// Appends the compressed form of `payload` to `out` (see
     /// [`compress_message_with_window`]).
+    ///
+    /// The parse is zlib-ng's for its level 6 ("medium"): at each
+    /// position the longest match on the hash chain is taken if it is at
+    /// least [`MIN_MATCH_KEPT`] long, and the match that starts where it
+    /// ends is looked up at once. If that next match also fits
+    /// backwards, over the whole of the current one, the current one
+    /// becomes a literal and the next one starts earlier (one longer
+    /// match codes in fewer bits than two). Every position is searched
+    /// once.
     pub fn compress(&mut self, payload: &[u8], window_bits: u8, out: &mut Vec<u8>) {
         let window_bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
         let max_dist = 1usize << window_bits;
@@ -123,35 +141,46 @@ impl Compressor {
         let mut bits = BitWriter::new(out);
         let mut pos = 0;
         let mut block_start = 0;
+        // Positions below this are in the hash chains.
+        let mut hashed = 0;
+        // The match found at the end of the previous one, if any.
+        let mut ahead: Option<Match> = None;
         self.tokens.clear();
         while pos < payload.len() {
-            let (mut len, dist) = self.longest_match(payload, pos, max_dist);
-            self.insert(payload, pos);
-            // Lazy matching (as zlib does): if a longer match starts at the
-            // next byte, send this byte as a literal and take that one.
-            if (MIN_MATCH..LAZY_MATCH).contains(&len) {
-                let (next_len, _) = self.longest_match(payload, pos + 1, max_dist);
-                if next_len > len {
-                    len = 0;
+            let mut current = match ahead.take() {
+                Some(found) => found,
+                None => {
+                    hashed = pos + 1;
+                    self.find(payload, pos, max_dist)
                 }
+            };
+            let end = pos + current.len;
+            if current.len > MAX_INSERT_MATCH {
+                hashed = end - 1;
             }
-            if len >= MIN_MATCH {
-                self.tokens.push(Token {
-                    len: len as u16,
-                    dist: dist as u16,
-                });
-                for p in pos + 1..pos + len {
-                    self.insert(payload, p);
+            self.insert_range(payload, hashed, end);
+            hashed = end;
+            if end < payload.len() {
+                hashed = end + 1;
+                let mut next = self.find(payload, end, max_dist);
+                if current.len >= MIN_MATCH_KEPT && next.len >= MIN_MATCH_KEPT {
+                    Self::move_back(payload, pos, &mut current, end, &mut next);
                 }
-                pos += len;
-            } else {
+                ahead = Some(next);
+            }
+            if current.len >= MIN_MATCH_KEPT {
+                self.tokens.push(Token {
+                    len: current.len as u16,
+                    dist: current.dist as u16,
+                });
+            } else if current.len == 1 {
                 self.tokens.push(Token {
                     len: payload[pos] as u16,
                     dist: 0,
                 });
-                pos += 1;
             }
-            if self.tokens.len() == BLOCK_TOKENS {
+            pos += current.len;
+            if self.tokens.len() >= BLOCK_TOKENS {
                 write_block(
                     &mut bits,
                     &self.fixed,
@@ -178,60 +207,153 @@ impl Compressor {
         self.clear(payload);
     }
 
-    fn hash(payload: &[u8], pos: usize) -> usize {
-        let v =
-            (payload[pos] as u32) << 16 | (payload[pos + 1] as u32) << 8 | payload[pos + 2] as u32;
-        (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+    /// The match to code at `pos` (hashing `pos`): the longest on its
+    /// chain, or a literal (length 1) if none is [`MIN_MATCH_KEPT`] long.
+    #[inline(always)]
+    fn find(&mut self, payload: &[u8], pos: usize, max_dist: usize) -> Match {
+        if pos + MIN_MATCH_KEPT > payload.len() {
+            return Match { len: 1, dist: 0 };
+        }
+        let h = Self::hash(payload, pos);
+        let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
+        self.prev[pos & (WINDOW - 1)] = self.head[h];
+        self.head[h] = pos as u32 + 1;
+        if len >= MIN_MATCH_KEPT {
+            Match { len, dist }
+        } else {
+            Match { len: 1, dist: 0 }
+        }
     }
 
-    fn insert(&mut self, payload: &[u8], pos: usize) {
-        if pos + MIN_MATCH <= payload.len() {
+    /// zlib-ng's `fizzle_matches`: if the bytes before `next` (at
+    /// `next_pos`) repeat the bytes before its source, it can start
+    /// earlier, taking bytes from the end of `current` (at `pos`). Done
+    /// only when that takes all of `current` but at most its first byte,
+    /// which is then a literal (or nothing): the next match swallows it.
+    fn move_back(
+        payload: &[u8],
+        pos: usize,
+        current: &mut Match,
+        next_pos: usize,
+        next: &mut Match,
+    ) {
+        let mut moved = 0;
+        while moved < current.len
+            && next.len + moved < MAX_MATCH
+            && next_pos - moved > pos
+            && next_pos - moved > next.dist
+            && payload[next_pos - moved - 1] == payload[next_pos - moved - 1 - next.dist]
+        {
+            moved += 1;
+        }
+        if moved > 0 && current.len - moved <= 1 {
+            current.len -= moved;
+            next.len += moved;
+        }
+    }
+
+    fn hash(payload: &[u8], pos: usize) -> usize {
+        let bytes: [u8; MIN_MATCH_KEPT] = payload[pos..pos + MIN_MATCH_KEPT]
+            .try_into()
+            .expect("four bytes");
+        (u32::from_le_bytes(bytes).wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+    }
+
+    /// Hashes the positions `from..to` (those with four bytes to hash).
+    #[inline]
+    fn insert_range(&mut self, payload: &[u8], from: usize, to: usize) {
+        let to = to.min((payload.len() + 1).saturating_sub(MIN_MATCH_KEPT));
+        for pos in from..to {
             let h = Self::hash(payload, pos);
-            let slot = pos & (self.prev.len() - 1);
-            self.prev[slot] = self.head[h];
+            self.prev[pos & (WINDOW - 1)] = self.head[h];
             self.head[h] = pos as u32 + 1;
         }
     }
 
     /// Walks the chain of earlier positions with the same hash, newest
-    /// first, and returns the longest match (length, distance) found.
-    fn longest_match(&self, payload: &[u8], pos: usize, max_dist: usize) -> (usize, usize) {
-        if pos + MIN_MATCH > payload.len() {
-            return (0, 0);
-        }
+    /// first, and returns the longest match (length, distance) found of at
+    /// least [`MIN_MATCH_KEPT`] bytes, or (0, 0).
+    #[inline(always)]
+    fn longest_match(
+        &self,
+        payload: &[u8],
+        pos: usize,
+        max_dist: usize,
+        mut candidate: usize,
+    ) -> (usize, usize) {
         let max_len = (payload.len() - pos).min(MAX_MATCH);
-        let (mut best_len, mut best_dist) = (0, 0);
-        let mut candidate = self.head[Self::hash(payload, pos)] as usize;
-        for _ in 0..MAX_CHAIN {
-            if candidate == 0 {
-                break;
+        let scan = &payload[pos..pos + max_len];
+        let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
+        let nice = NICE_MATCH.min(max_len);
+        let mut chain = MAX_CHAIN;
+        // The next candidate on the chain, or `None` at its end: links to
+        // positions that are not older mean the slot was reused by a
+        // newer position, and the chain ends there too.
+        let next = |start: usize| {
+            let next = self.prev[start & (WINDOW - 1)] as usize;
+            (next != 0 && next <= start).then_some(next)
+        };
+        if max_len < 8 {
+            // The very end of the message: byte by byte.
+            while candidate != 0 && pos - (candidate - 1) <= max_dist && chain > 0 {
+                let start = candidate - 1;
+                let len = common_prefix(&payload[start..start + max_len], scan);
+                if len > best_len {
+                    (best_len, best_dist) = (len, pos - start);
+                }
+                candidate = next(start).unwrap_or(0);
+                chain -= 1;
+            }
+            return if best_dist == 0 {
+                (0, 0)
+            } else {
+                (best_len, best_dist)
+            };
+        }
+        // While the best is under eight bytes, one 8-byte comparison per
+        // candidate gives its length: the first differing byte.
+        let head = word(scan, 0);
+        while best_len < 8 {
+            if candidate == 0 || chain == 0 || pos - (candidate - 1) > max_dist {
+                return if best_dist == 0 {
+                    (0, 0)
+                } else {
+                    (best_len, best_dist)
+                };
             }
             let start = candidate - 1;
-            let dist = pos - start;
-            if dist > max_dist {
-                break;
+            let len = match word(payload, start) ^ head {
+                0 => 8 + common_prefix(&payload[start + 8..start + max_len], &scan[8..]),
+                differ => (differ.trailing_zeros() / 8) as usize,
+            };
+            if len > best_len {
+                (best_len, best_dist) = (len, pos - start);
+                if len >= nice {
+                    return (best_len, best_dist);
+                }
             }
-            // Only a longer match can win: check its last byte first.
-            if payload[start + best_len] == payload[pos + best_len] || best_len == 0 {
-                let len = payload[start..start + max_len]
-                    .iter()
-                    .zip(&payload[pos..pos + max_len])
-                    .take_while(|(a, b)| a == b)
-                    .count();
+            candidate = next(start).unwrap_or(0);
+            chain -= 1;
+        }
+        // A good match in hand: search a quarter of what is left (zlib's
+        // `good_length`, 8 at its level 6).
+        chain /= 4;
+        // Only a longer match can win: the eight bytes up to the one that
+        // would make it longer must be equal before the whole is compared.
+        while candidate != 0 && chain > 0 && pos - (candidate - 1) <= max_dist {
+            let start = candidate - 1;
+            let at = best_len - 7;
+            if word(payload, start + at) == word(scan, at) {
+                let len = common_prefix(&payload[start..start + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, dist);
-                    if len >= NICE_MATCH.min(max_len) {
+                    (best_len, best_dist) = (len, pos - start);
+                    if len >= nice {
                         break;
                     }
                 }
             }
-            let next = self.prev[start & (self.prev.len() - 1)] as usize;
-            // Links to positions that are not older mean the slot was
-            // reused by a newer position: the chain ends here.
-            if next == 0 || next > start {
-                break;
-            }
-            candidate = next;
+            candidate = next(start).unwrap_or(0);
+            chain -= 1;
         }
         (best_len, best_dist)
     }
@@ -244,11 +366,42 @@ impl Compressor {
         if payload.len() >= HASH_SIZE {
             self.head.fill(0);
         } else {
-            for pos in 0..payload.len().saturating_sub(MIN_MATCH - 1) {
+            for pos in 0..payload.len().saturating_sub(MIN_MATCH_KEPT - 1) {
                 self.head[Self::hash(payload, pos)] = 0;
             }
         }
     }
+}
+
+/// A match to code, or a literal (`len` 1, `dist` 0).
+#[derive(Debug, Clone, Copy)]
+struct Match {
+    len: usize,
+    dist: usize,
+}
+
+/// The eight bytes at `at`, as one number.
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+/// How many leading bytes `a` and `b` (of equal length) share, compared
+/// eight at a time.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let (x, y) = (word(a, i), word(b, i));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < a.len() && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// Writes bits least-significant first, as DEFLATE packs them (§3.1.1).
@@ -267,20 +420,27 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Appends the low `n` (≤ 32) bits of `value`; whole 32-bit words go
+    /// out at once.
+    #[inline]
     fn put(&mut self, value: u32, n: u32) {
         self.acc |= (value as u64) << self.nbits;
         self.nbits += n;
-        while self.nbits >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.nbits -= 8;
+        if self.nbits >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.nbits -= 32;
         }
     }
 
-    /// Pads with zero bits to a byte boundary.
+    /// Pads with zero bits to a byte boundary, and writes every whole byte
+    /// out (a stored block's bytes follow directly).
     fn flush_byte(&mut self) {
-        if self.nbits > 0 {
-            self.put(0, 8 - self.nbits);
+        self.nbits = self.nbits.next_multiple_of(8);
+        while self.nbits > 0 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.nbits -= 8;
         }
     }
 }

@@ -10,8 +10,9 @@
 //! - *dynamic Huffman* (10): the same, in codes sent at the block's start.
 
 use super::huffman::{
-    CODELEN_ORDER, CODELEN_SYMBOLS, DIST_BASE, DIST_EXTRA, DecodeTable, END_OF_BLOCK,
-    FIXED_DIST_LENGTHS, Incomplete, LENGTH_BASE, LENGTH_EXTRA, MAX_CODE_BITS, fixed_litlen_lengths,
+    CODELEN_ORDER, CODELEN_SYMBOLS, CodeLenTable, DistTable, END_OF_BLOCK, Entry,
+    FIXED_DIST_LENGTHS, Incomplete, LitLenTable, MAX_CODE_BITS, codelen_entry, dist_entry,
+    fixed_litlen_lengths, litlen_entry,
 };
 use super::{MAX_WINDOW_BITS, MIN_WINDOW_BITS, SYNC_FLUSH_TAIL};
 use std::fmt;
@@ -41,10 +42,19 @@ impl std::error::Error for InflateError {}
 /// Reads bits least-significant first from the message's bytes followed by
 /// the four bytes `00 00 ff ff` (RFC 7692 §7.2.2), without copying the
 /// message to append them.
+///
+/// The bits wait in a 64-bit buffer, refilled eight bytes at a time while
+/// eight bytes are left, so that one refill covers a whole length and
+/// distance pair (at most 15 + 5 + 15 + 13 = 48 bits).
+#[derive(Clone, Copy)]
 struct BitReader<'a> {
     data: &'a [u8],
-    /// Bytes consumed from `data` then `SYNC_FLUSH_TAIL`.
+    /// Bytes moved into `bits` from `data` then `SYNC_FLUSH_TAIL`.
     pos: usize,
+    /// The next `nbits` input bits, first bit lowest. Above them, `bits`
+    /// holds zeros or the input's next bits, never anything else: a
+    /// Huffman lookup may read past `nbits`, and the code it finds is then
+    /// checked against `nbits`.
     bits: u64,
     nbits: u32,
 }
@@ -63,33 +73,115 @@ impl<'a> BitReader<'a> {
         self.data.len() + SYNC_FLUSH_TAIL.len()
     }
 
-    fn next_byte(&mut self) -> Option<u8> {
-        let byte = match self.data.get(self.pos) {
-            Some(&b) => b,
-            None => *SYNC_FLUSH_TAIL.get(self.pos - self.data.len())?,
-        };
-        self.pos += 1;
-        Some(byte)
+    /// Tops the buffer up to at least 56 bits, or to every bit left.
+    #[inline(always)]
+    fn refill(&mut self) {
+        if let Some(word) = self.data.get(self.pos..self.pos + 8) {
+            // The whole word goes in; the bytes that fit are counted. The
+            // rest of the last one sits above `nbits`, and is loaded again
+            // (the same bits) next time.
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            self.bits |= word << self.nbits;
+            let whole_bytes = (63 - self.nbits) / 8;
+            self.pos += whole_bytes as usize;
+            self.nbits += 8 * whole_bytes;
+        } else {
+            self.refill_near_the_end();
+        }
+    }
+
+    /// Byte by byte, the message's last bytes and then the tail.
+    #[cold]
+    fn refill_near_the_end(&mut self) {
+        while self.nbits <= 56 {
+            let byte = match self.data.get(self.pos) {
+                Some(&b) => b,
+                None => match SYNC_FLUSH_TAIL.get(self.pos - self.data.len()) {
+                    Some(&b) => b,
+                    None => return,
+                },
+            };
+            self.bits |= (byte as u64) << self.nbits;
+            self.nbits += 8;
+            self.pos += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.bits >>= n;
+        self.nbits -= n;
+    }
+
+    /// The next `n` (≤ 32) bits as a number, first bit lowest, from the
+    /// buffer as it is (the caller refilled it).
+    #[inline(always)]
+    fn take(&mut self, n: u32) -> Result<u32, InflateError> {
+        if n > self.nbits {
+            return Err(TRUNCATED);
+        }
+        let value = (self.bits & ((1u64 << n) - 1)) as u32;
+        self.consume(n);
+        Ok(value)
     }
 
     /// The next `n` (≤ 32) bits as a number, first bit lowest.
     fn bits(&mut self, n: u32) -> Result<u32, InflateError> {
-        while self.nbits < n {
-            let byte = self.next_byte().ok_or(TRUNCATED)?;
-            self.bits |= (byte as u64) << self.nbits;
-            self.nbits += 8;
+        if self.nbits < n {
+            self.refill();
         }
-        let value = (self.bits & ((1u64 << n) - 1)) as u32;
-        self.bits >>= n;
-        self.nbits -= n;
-        Ok(value)
+        self.take(n)
+    }
+
+    /// Decodes one symbol with one table lookup (two for a code longer
+    /// than the table's root), from the buffer as it is: its entry says
+    /// what it means, and how many extra bits follow (§3.2.5).
+    #[inline(always)]
+    fn symbol<const ROOT: u32, const SIZE: usize>(
+        &mut self,
+        table: &super::huffman::DecodeTable<ROOT, SIZE>,
+    ) -> Result<Entry, InflateError> {
+        let (entry, len) = table.lookup(self.bits);
+        // A code longer than the bits left: the input ends inside it.
+        if len > self.nbits {
+            return Err(TRUNCATED);
+        }
+        self.consume(len);
+        Ok(entry)
     }
 
     /// Drops the bits left in the current byte (before a stored block).
     fn align(&mut self) {
         let drop = self.nbits % 8;
-        self.bits >>= drop;
-        self.nbits -= drop;
+        self.consume(drop);
+    }
+
+    /// Appends the next `n` bytes (the reader byte-aligned) to `out`: the
+    /// whole bytes in the buffer, then a bulk copy from the input.
+    fn copy_bytes(&mut self, n: usize, out: &mut Output) -> Result<(), InflateError> {
+        debug_assert_eq!(self.nbits % 8, 0);
+        let buffered = (self.nbits / 8) as usize;
+        if buffered + (self.total_len() - self.pos) < n {
+            return Err(TRUNCATED);
+        }
+        let from_buffer = buffered.min(n);
+        for _ in 0..from_buffer {
+            out.push_unchecked_room(self.bits as u8);
+            self.consume(8);
+        }
+        let rest = n - from_buffer;
+        if rest > 0 {
+            // The buffer is empty now; the bits above `nbits` are bytes
+            // that follow, counted again below.
+            self.bits = 0;
+            let data_left = self.data.get(self.pos..).unwrap_or_default();
+            let tail_left = &SYNC_FLUSH_TAIL[self.pos.saturating_sub(self.data.len())..];
+            let from_data = data_left.len().min(rest);
+            out.extend_unchecked_room(&data_left[..from_data]);
+            out.extend_unchecked_room(&tail_left[..rest - from_data]);
+            self.pos += rest;
+        }
+        Ok(())
     }
 
     /// True when every bit has been read, the appended tail's included. A
@@ -106,24 +198,105 @@ impl<'a> BitReader<'a> {
     fn message_bytes_read(&self) -> usize {
         (self.pos - self.nbits as usize / 8).min(self.data.len())
     }
+}
 
-    /// Decodes one symbol of a canonical Huffman code, a bit at a time:
-    /// codes of each length are consecutive numbers, so after `len` bits
-    /// the code is a symbol of that length if it is below the first code
-    /// of that length plus their count (zlib's `puff.c`, `decode`).
-    fn symbol(&mut self, table: &DecodeTable) -> Result<usize, InflateError> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..=MAX_CODE_BITS {
-            code |= self.bits(1)? as i32;
-            let count = table.count[len] as i32;
-            if code - first < count {
-                return Ok(table.symbol[(index + code - first) as usize] as usize);
-            }
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
+/// The message being inflated: a buffer that grows (doubling, like `Vec`,
+/// but never past the limit) ahead of what is written, so that writes are
+/// plain stores and short copies can move eight bytes at a time.
+struct Output {
+    /// Written bytes, then zeros or scratch: `buf.len()` is the room.
+    buf: Vec<u8>,
+    len: usize,
+    limit: usize,
+}
+
+impl Output {
+    fn new(initial: usize, limit: usize) -> Self {
+        Output {
+            buf: vec![0; initial.min(limit)],
+            len: 0,
+            limit,
         }
-        Err(InflateError::Corrupt("no symbol for this Huffman code"))
+    }
+
+    /// Makes room for `more` bytes; fails if they would take the message
+    /// over the limit.
+    #[inline(always)]
+    fn room_for(&mut self, more: usize) -> Result<(), InflateError> {
+        if self.buf.len() - self.len < more {
+            self.grow(more)?;
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn grow(&mut self, more: usize) -> Result<(), InflateError> {
+        let needed = self.len + more;
+        if needed > self.limit {
+            return Err(InflateError::TooBig { limit: self.limit });
+        }
+        let target = (self.buf.len() * 2).clamp(needed, self.limit);
+        // `resize` alone could double the capacity past the limit.
+        self.buf.reserve_exact(target - self.buf.len());
+        self.buf.resize(target, 0);
+        Ok(())
+    }
+
+    /// One byte; fails if it would take the message over the limit.
+    #[inline(always)]
+    fn push(&mut self, byte: u8) -> Result<(), InflateError> {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => *slot = byte,
+            None => {
+                self.grow(1)?;
+                self.buf[self.len] = byte;
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// One byte, room already made.
+    #[inline(always)]
+    fn push_unchecked_room(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn extend_unchecked_room(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// §3.2.5: copies `length` bytes from `distance` back (room made,
+    /// `distance` ≤ `len` checked). The copy may overlap what it writes:
+    /// "abcabcabc" is "abc" then length 6, distance 3.
+    #[inline(always)]
+    fn copy_match(&mut self, distance: usize, length: usize) {
+        let (to, from) = (self.len, self.len - distance);
+        if distance >= 8 && to + length.next_multiple_of(8) <= self.buf.len() {
+            // Eight bytes at a time, past the end if need be: each chunk's
+            // source lies before its destination, so it is already
+            // written, and bytes past `to + length` are scratch.
+            for i in (0..length).step_by(8) {
+                self.buf.copy_within(from + i..from + i + 8, to + i);
+            }
+        } else if distance >= length {
+            self.buf.copy_within(from..from + length, to);
+        } else if distance == 1 {
+            let byte = self.buf[from];
+            self.buf[to..to + length].fill(byte);
+        } else {
+            for i in to..to + length {
+                self.buf[i] = self.buf[i - distance];
+            }
+        }
+        self.len += length;
+    }
+
+    fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
     }
 }
 
@@ -161,15 +334,15 @@ impl Default for Inflater {
 }
 
 /// The fixed Huffman codes (§3.2.6), built on first use.
-fn fixed_codes() -> &'static (DecodeTable, DecodeTable) {
-    static FIXED: OnceLock<(DecodeTable, DecodeTable)> = OnceLock::new();
+fn fixed_codes() -> &'static (LitLenTable, DistTable) {
+    static FIXED: OnceLock<(LitLenTable, DistTable)> = OnceLock::new();
     FIXED.get_or_init(|| {
-        let mut litlen = DecodeTable::empty();
-        let mut dist = DecodeTable::empty();
+        let mut litlen = LitLenTable::empty();
+        let mut dist = DistTable::empty();
         litlen
-            .build(&fixed_litlen_lengths(), Incomplete::Refused)
+            .build(&fixed_litlen_lengths(), Incomplete::Refused, litlen_entry)
             .expect("the fixed code is complete");
-        dist.build(&FIXED_DIST_LENGTHS, Incomplete::Refused)
+        dist.build(&FIXED_DIST_LENGTHS, Incomplete::Refused, dist_entry)
             .expect("the fixed code is complete");
         (litlen, dist)
     })
@@ -209,32 +382,28 @@ impl Inflater {
         compressed: &[u8],
         limit: usize,
     ) -> Result<Vec<u8>, InflateError> {
-        let mut out = Vec::new();
         if compressed.is_empty() {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        out.reserve_exact(compressed.len().saturating_mul(4).min(limit));
+        let mut out = Output::new(compressed.len().saturating_mul(4), limit);
         let mut input = BitReader::new(compressed);
-        // A dynamic block's codes, rebuilt for each such block.
-        let (mut litlen, mut dist) = (DecodeTable::empty(), DecodeTable::empty());
+        // A dynamic block's codes, rebuilt for each such block (on the
+        // heap: 13 KiB).
+        let mut dynamic: Option<Box<(LitLenTable, DistTable)>> = None;
         while !input.at_end() {
             let last = input.bits(1)? == 1;
             match input.bits(2)? {
-                0 => stored_block(&mut input, &mut out, limit)?,
+                0 => stored_block(&mut input, &mut out)?,
                 1 => {
-                    let (litlen, dist) = fixed_codes();
-                    huffman_block(
-                        &mut input,
-                        &mut out,
-                        limit,
-                        self.max_distance,
-                        (litlen, dist),
-                    )?;
+                    let codes = fixed_codes();
+                    huffman_block(&mut input, &mut out, self.max_distance, codes)?;
                 }
                 2 => {
-                    read_dynamic_tables(&mut input, &mut litlen, &mut dist)?;
-                    let codes = (&litlen, &dist);
-                    huffman_block(&mut input, &mut out, limit, self.max_distance, codes)?;
+                    let codes = dynamic.get_or_insert_with(|| {
+                        Box::new((LitLenTable::unbuilt(), DistTable::unbuilt()))
+                    });
+                    read_dynamic_tables(&mut input, codes)?;
+                    huffman_block(&mut input, &mut out, self.max_distance, codes)?;
                 }
                 _ => return Err(InflateError::Corrupt("reserved block type 3")),
             }
@@ -248,42 +417,21 @@ impl Inflater {
                 break;
             }
         }
-        Ok(out)
+        Ok(out.into_vec())
     }
-}
-
-/// Makes room for `more` bytes in `out`, doubling like `Vec` does but never
-/// past `limit`; fails if `more` would take the message over `limit`.
-fn reserve(out: &mut Vec<u8>, more: usize, limit: usize) -> Result<(), InflateError> {
-    let needed = out.len() + more;
-    if needed > limit {
-        return Err(InflateError::TooBig { limit });
-    }
-    if needed > out.capacity() {
-        let target = (out.capacity() * 2).clamp(needed, limit);
-        out.reserve_exact(target - out.len());
-    }
-    Ok(())
 }
 
 /// §3.2.4: skip to a byte boundary, then LEN and its complement NLEN, then
-/// LEN bytes copied as they are.
-fn stored_block(
-    input: &mut BitReader,
-    out: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), InflateError> {
+/// LEN bytes copied as they are, in one piece.
+fn stored_block(input: &mut BitReader, out: &mut Output) -> Result<(), InflateError> {
     input.align();
     let len = input.bits(16)?;
     let nlen = input.bits(16)?;
     if len != !nlen & 0xffff {
         return Err(InflateError::Corrupt("stored block length check failed"));
     }
-    reserve(out, len as usize, limit)?;
-    for _ in 0..len {
-        out.push(input.bits(8)? as u8);
-    }
-    Ok(())
+    out.room_for(len as usize)?;
+    input.copy_bytes(len as usize, out)
 }
 
 /// §3.2.7: a dynamic block starts with the sizes of its two codes, then the
@@ -292,8 +440,7 @@ fn stored_block(
 /// times), 17 (3–10 zeros) and 18 (11–138 zeros).
 fn read_dynamic_tables(
     input: &mut BitReader,
-    litlen: &mut DecodeTable,
-    dist: &mut DecodeTable,
+    (litlen, dist): &mut (LitLenTable, DistTable),
 ) -> Result<(), InflateError> {
     let hlit = input.bits(5)? as usize + 257;
     let hdist = input.bits(5)? as usize + 1;
@@ -305,21 +452,27 @@ fn read_dynamic_tables(
     for &symbol in &CODELEN_ORDER[..hclen] {
         codelen_lengths[symbol] = input.bits(3)? as u8;
     }
-    let mut codelen = DecodeTable::empty();
+    let mut codelen = CodeLenTable::unbuilt();
     codelen
-        .build(&codelen_lengths, Incomplete::Refused)
+        .build(&codelen_lengths, Incomplete::Refused, codelen_entry)
         .map_err(InflateError::Corrupt)?;
 
     let mut lengths = [0u8; 286 + 30];
     let mut n = 0;
     while n < hlit + hdist {
-        let symbol = input.symbol(&codelen)?;
+        input.refill();
+        let entry = input.symbol(&codelen)?;
+        let symbol = entry.value();
+        if entry.kind() == Entry::INVALID {
+            // No code-length code at all: nothing decodes.
+            return Err(invalid(entry));
+        }
         let (value, times) = match symbol {
             0..=15 => (symbol as u8, 1),
             16 if n == 0 => return Err(InflateError::Corrupt("repeat with no previous length")),
-            16 => (lengths[n - 1], 3 + input.bits(2)? as usize),
-            17 => (0, 3 + input.bits(3)? as usize),
-            _ => (0, 11 + input.bits(7)? as usize),
+            16 => (lengths[n - 1], 3 + input.take(2)? as usize),
+            17 => (0, 3 + input.take(3)? as usize),
+            _ => (0, 11 + input.take(7)? as usize),
         };
         if n + times > hlit + hdist {
             return Err(InflateError::Corrupt("code lengths overrun"));
@@ -331,59 +484,82 @@ fn read_dynamic_tables(
         return Err(InflateError::Corrupt("no end-of-block code"));
     }
     litlen
-        .build(&lengths[..hlit], Incomplete::OneBitCodeAllowed)
+        .build(
+            &lengths[..hlit],
+            Incomplete::OneBitCodeAllowed,
+            litlen_entry,
+        )
         .map_err(InflateError::Corrupt)?;
-    dist.build(&lengths[hlit..hlit + hdist], Incomplete::OneBitCodeAllowed)
-        .map_err(InflateError::Corrupt)?;
+    dist.build(
+        &lengths[hlit..hlit + hdist],
+        Incomplete::OneBitCodeAllowed,
+        dist_entry,
+    )
+    .map_err(InflateError::Corrupt)?;
     Ok(())
+}
+
+/// The most bits a literal/length code and its extra bits take, and a
+/// distance code and its extra bits (§3.2.5).
+const LENGTH_BITS: u32 = MAX_CODE_BITS as u32 + 5;
+const DISTANCE_BITS: u32 = MAX_CODE_BITS as u32 + 13;
+
+/// The error for an entry that no valid stream reaches.
+#[cold]
+fn invalid(entry: Entry) -> InflateError {
+    InflateError::Corrupt(Entry::INVALID_REASONS[entry.value() as usize])
 }
 
 /// §3.2.5: literals are copied; a length symbol and a distance symbol
 /// (each with extra bits) copy `length` bytes from `distance` bytes back
-/// in the output, which may overlap what is being written ("abcabcabc"
-/// is "abc" then length 6, distance 3).
+/// in the output. The bit buffer is refilled only when it may hold less
+/// than the next field needs, so a refill serves several literals.
 fn huffman_block(
-    input: &mut BitReader,
-    out: &mut Vec<u8>,
-    limit: usize,
+    reader: &mut BitReader,
+    writer: &mut Output,
     max_distance: usize,
-    (litlen, dist): (&DecodeTable, &DecodeTable),
+    (litlen, dist): &(LitLenTable, DistTable),
 ) -> Result<(), InflateError> {
+    // Copies in locals, which stay in registers; written back at the end
+    // of the block (an error ends the message, so then it does not matter).
+    let mut input = *reader;
+    let input = &mut input;
+    let mut output = std::mem::replace(writer, Output::new(0, 0));
+    let out = &mut output;
     loop {
-        let symbol = input.symbol(litlen)?;
-        if symbol < 256 {
-            reserve(out, 1, limit)?;
-            out.push(symbol as u8);
+        if input.nbits < LENGTH_BITS {
+            input.refill();
+        }
+        let entry = input.symbol(litlen)?;
+        if entry.kind() == Entry::LITERAL {
+            out.push(entry.value() as u8)?;
             continue;
         }
-        if symbol == END_OF_BLOCK {
-            return Ok(());
+        if entry.kind() != Entry::BASE {
+            if entry.kind() == Entry::END_OF_BLOCK {
+                *reader = *input;
+                *writer = output;
+                return Ok(());
+            }
+            return Err(invalid(entry));
         }
-        let index = symbol - 257;
-        if index >= LENGTH_BASE.len() {
-            return Err(InflateError::Corrupt("invalid length symbol"));
+        let length = (entry.value() + input.take(entry.extra())?) as usize;
+        if input.nbits < DISTANCE_BITS {
+            input.refill();
         }
-        let length = LENGTH_BASE[index] as usize + input.bits(LENGTH_EXTRA[index] as u32)? as usize;
-        let dsym = input.symbol(dist)?;
-        if dsym >= DIST_BASE.len() {
-            return Err(InflateError::Corrupt("invalid distance symbol"));
+        let entry = input.symbol(dist)?;
+        if entry.kind() != Entry::BASE {
+            return Err(invalid(entry));
         }
-        let distance = DIST_BASE[dsym] as usize + input.bits(DIST_EXTRA[dsym] as u32)? as usize;
-        if distance > out.len() {
+        let distance = (entry.value() + input.take(entry.extra())?) as usize;
+        if distance > out.len {
             return Err(InflateError::Corrupt("distance reaches before the message"));
         }
         if distance > max_distance {
             return Err(InflateError::Corrupt("distance beyond the window"));
         }
-        reserve(out, length, limit)?;
-        let start = out.len() - distance;
-        if distance >= length {
-            out.extend_from_within(start..start + length);
-        } else {
-            for i in 0..length {
-                out.push(out[start + i]);
-            }
-        }
+        out.room_for(length)?;
+        out.copy_match(distance, length);
     }
 }
 

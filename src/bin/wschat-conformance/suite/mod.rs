@@ -16,6 +16,7 @@ pub mod opcodes;
 pub mod pingpong;
 pub mod report;
 pub mod reserved_bits;
+pub mod rng;
 pub mod steps;
 pub mod transcript;
 pub mod utf8;

@@ -10,6 +10,8 @@ use wschat::protocol::message::Message;
 use wschat::{Config, ServerHandle};
 
 pub use common::{MASK, close_payload, pattern_bytes, pattern_text};
+// Pure byte builders the tool's cases use too (one copy of each).
+pub use crate::suite::steps::{cat, header_only};
 
 /// The one server most cases share (its `/echo` and `/`), started on first
 /// use and never stopped.
@@ -68,25 +70,6 @@ pub fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
     frame(true, OpCode::Close, &close_payload(code, reason))
 }
 
-/// Just the header of a masked frame that claims `len` payload bytes
-/// (any 64-bit value, written in the 64-bit form when over 65535).
-pub fn header_only(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    match len {
-        0..=125 => out.push(0x80 | len as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out
-}
-
 /// Ends a case the clean way: a Close 1000 from us, answered with 1000
 /// and nothing before it (so nothing unexpected was pending).
 pub fn finish(mut client: Client) -> Outcome {
@@ -128,9 +111,4 @@ pub fn echo_case(bytes: Vec<u8>, want: &[Message]) -> Outcome {
 
 pub fn ensure(condition: bool, what: impl FnOnce() -> String) -> Outcome {
     if condition { Ok(()) } else { Err(what()) }
-}
-
-/// `[a, b, c]` concatenated.
-pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
 }

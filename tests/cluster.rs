@@ -17,7 +17,12 @@
 //!   and resuming with `/?since=ID` on a single node (no Redis needed).
 
 mod common;
+// Temporary directories, free ports and the redis-server binary, shared
+// with the fault test.
+#[path = "cluster/harness.rs"]
+mod harness;
 
+use harness::{TempDir, free_port, redis_server_binary};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -31,55 +36,12 @@ use wschat::cluster::{
     Backoff, NodeId, RedisConnection, RedisError, RedisUrl, Store, StreamId, Timeouts,
 };
 
-const NEEDS_REDIS: &str = "needs redis-server: run tests/cluster/run.sh";
 /// How long a test waits for redis-server to start answering.
 const STARTUP: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // A real redis-server, started and stopped by the test.
 // ---------------------------------------------------------------------------
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "wschat-cluster-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn redis_server_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("redis-server"))
-        .chain([PathBuf::from("/usr/bin/redis-server")])
-        .find(|path| path.is_file());
-    on_path.unwrap_or_else(|| panic!("redis-server not found ({NEEDS_REDIS}, which installs it)"))
-}
-
-/// A port that was free a moment ago (bind to port 0, read it, release).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One redis-server process; killed (SIGKILL) and reaped on drop.
 struct RedisServer {

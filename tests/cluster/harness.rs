@@ -31,7 +31,7 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new() -> TempDir {
         let path = std::env::temp_dir().join(format!(
-            "wschat-fault-{}-{}",
+            "wschat-cluster-test-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -47,7 +47,7 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -64,7 +64,7 @@ pub fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "kill -{signal} {}", child.id());
 }
 
-fn redis_server_binary() -> PathBuf {
+pub fn redis_server_binary() -> PathBuf {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())

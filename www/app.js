@@ -475,8 +475,7 @@
     el.convLeave.hidden = false;
     el.convLeave.setAttribute('aria-label', room ? 'Leave ' + conv.name : 'Close the conversation with ' + conv.nick);
     el.convLeave.textContent = room ? 'Leave' : 'Close';
-    const who = state.you ? ' as ' + state.you.nick : '';
-    el.input.placeholder = (room ? 'Message ' + conv.name : 'Message ' + conv.nick) + who + '…';
+    el.input.placeholder = 'Message ' + (room ? conv.name : conv.nick) + '…';
   }
 
   function unreadBadge(n) {

@@ -126,9 +126,12 @@ export async function newPage(viewport = DESKTOP) {
     const Native = window.WebSocket;
     window.__sockets = [];
     window.__closes = []; // {code, reason} of every close the page saw
+    // window.__blockSockets = true: every new socket goes to a closed port
+    // instead, so that a test can keep the page offline for a while.
+    window.__blockSockets = false;
     window.WebSocket = class extends Native {
-      constructor(...args) {
-        super(...args);
+      constructor(url, ...rest) {
+        super(window.__blockSockets ? 'ws://127.0.0.1:9/' : url, ...rest);
         window.__sockets.push(this);
         this.addEventListener('close', (e) => window.__closes.push({ code: e.code, reason: e.reason }));
       }

@@ -240,6 +240,7 @@
     current: null,          // key of the conversation shown
     rooms: [],              // the rooms this page is in, in the server's order
     wantShow: null,         // a room the user asked to open, shown once joined
+    quietTopic: new Set(),  // rooms whose topic the page asked for itself (no notice)
     lastId: 0,              // newest message id seen in any room: a reconnect resumes after it
     epoch: null,            // the server's history the ids belong to (from the welcome)
     attempt: 0,             // consecutive failed connection attempts
@@ -508,6 +509,9 @@
   // The room list (rooms this page is in, in the server's order) and the
   // direct-message list, each with its unread count.
   function renderConvs() {
+    // The lists are rebuilt whole: keep the keyboard focus on the same entry.
+    const focused = document.activeElement;
+    const focusKey = focused && focused.classList && focused.classList.contains('conv') ? focused.dataset.key : null;
     el.roomList.replaceChildren();
     el.dmList.replaceChildren();
     let elsewhere = 0;
@@ -527,10 +531,20 @@
       if (conv.key !== state.current) elsewhere += conv.unread;
     }
     el.dmEmpty.hidden = el.dmList.childElementCount > 0;
+    if (focusKey !== null) {
+      for (const b of el.people.querySelectorAll('button.conv')) if (b.dataset.key === focusKey) b.focus();
+    }
     el.toggleUnread.hidden = elsewhere === 0;
     el.toggleUnread.textContent = elsewhere > UNREAD_SHOWN_MAX ? UNREAD_SHOWN_MAX + '+' : String(elsewhere);
-    el.peopleToggle.setAttribute('aria-label', 'Rooms and people' +
-      (elsewhere ? ', ' + elsewhere + ' unread in other conversations' : ''));
+    toggleUnreadLabel = elsewhere ? ', ' + elsewhere + ' unread in other conversations' : '';
+    labelToggle();
+  }
+
+  // The toggle's name for screen readers: what it opens, how many people
+  // are in the room shown, and the unread messages elsewhere.
+  let toggleUnreadLabel = '';
+  function labelToggle() {
+    el.peopleToggle.setAttribute('aria-label', 'Rooms and people (' + el.peopleToggle.title + ')' + toggleUnreadLabel);
   }
 
   // ---------------------------------------------------------------- the URL fragment
@@ -745,6 +759,9 @@
       if (isYou(b)) return 1;
       return String(a.nick).localeCompare(String(b.nick), undefined, { sensitivity: 'base' });
     });
+    const focused = document.activeElement;
+    const focusId = focused && focused.classList && focused.classList.contains('user-button')
+      ? focused.parentElement.dataset.id : null;
     el.userList.replaceChildren();
     for (const u of list) {
       const li = node('li', 'user' + (isYou(u) ? ' me' : ''));
@@ -762,6 +779,7 @@
       if (isYou(u)) holder.appendChild(node('span', 'you-tag', 'you'));
       else holder.appendChild(node('span', 'visually-hidden', ': send a direct message'));
       el.userList.appendChild(li);
+      if (focusId !== null && li.dataset.id === focusId && holder !== li) holder.focus();
     }
     const n = String(list.length);
     el.onlineCount.textContent = n;
@@ -769,6 +787,7 @@
     el.peopleHeading.textContent = conv && conv.kind === 'room' ? 'In ' + conv.name : 'People';
     el.peopleToggle.title = (list.length === 1 ? '1 person' : n + ' people') +
       (conv && conv.kind === 'room' ? ' in ' + conv.name : '');
+    labelToggle();
   }
 
   function openDm(user) {
@@ -1319,6 +1338,10 @@
       const conv = roomConv(MAIN);
       setMembers(conv, msg.users);
       showHistory(conv, history, gap);
+      // The welcome carries no topic for #main: ask, quietly (a server
+      // without rooms, which sends no `rooms`, has no topics either).
+      if (typeof msg.topic === 'string' || msg.topic === null) conv.topic = msg.topic || null;
+      else if (Array.isArray(msg.rooms)) { state.quietTopic.add(MAIN); send('/topic ' + MAIN); }
     }
     if (!current()) {
       const first = inMain ? MAIN : rooms[0] || firstDm();
@@ -1526,6 +1549,10 @@
     const topic = typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : null;
     const by = validUser(msg.by) ? msg.by : null;
     if (conv) conv.topic = topic;
+    if (!by && state.quietTopic.delete(name)) {
+      if (conv && conv.key === state.current) renderHeader();
+      return;
+    }
     let parts;
     if (!by) { // the answer to "/topic #room" alone
       parts = topic ? ['The topic of ' + name + ' is: ' + topic] : [name + ' has no topic.'];

@@ -128,7 +128,8 @@
             const m = /^(\S+)(?:[ \t]+([\s\S]*))?$/.exec(arg);
             const room = foldRoom(m[1]);
             if (!room) return { problem: 'room_invalid' };
-            return { line: '/topic ' + room + (m[2] !== undefined && m[2] !== '' ? ' ' + m[2] : '') };
+            // "/topic #rust" asks; "/topic #rust " (a space, no text) clears.
+            return { line: '/topic ' + room + (m[2] !== undefined ? ' ' + m[2] : '') };
           }
           if (!here) return { problem: 'not_a_room' };
           return { line: '/topic ' + here + (arg ? ' ' + arg : '') };
@@ -152,8 +153,12 @@
     }
     if (!conv) return { problem: 'no_conversation' };
     if (here === MAIN) return { line: text };
-    if (here) return { line: '/say ' + here + ' ' + text };
-    return { line: '/msg ' + conv.nick + ' ' + text, dm: conv.nick };
+    // "//text" means the literal "/text" in #main; /say and /msg take their
+    // text as it is, so one slash goes. (Except "//me …": after /say that
+    // would be an action, so it keeps both.)
+    const said = text.startsWith('//') && !/^\/\/me(\s|$)/.test(text) ? text.slice(1) : text;
+    if (here) return { line: '/say ' + here + ' ' + said };
+    return { line: '/msg ' + conv.nick + ' ' + said, dm: conv.nick };
   }
 
   const pure = {
@@ -240,7 +245,7 @@
     current: null,          // key of the conversation shown
     rooms: [],              // the rooms this page is in, in the server's order
     wantShow: null,         // a room the user asked to open, shown once joined
-    quietTopic: new Set(),  // rooms whose topic the page asked for itself (no notice)
+    roomsAvailable: true,   // false: this server has no rooms (an older one, or a cluster)
     lastId: 0,              // newest message id seen in any room: a reconnect resumes after it
     epoch: null,            // the server's history the ids belong to (from the welcome)
     attempt: 0,             // consecutive failed connection attempts
@@ -340,7 +345,7 @@
       nick: kind === 'dm' ? name : null,
       list: node('ol', 'messages'),
       users: new Map(),       // id -> {id, nick}: the room's members
-      topic: null,
+      topic: undefined,       // a string, null (none), or undefined (not known yet)
       unread: 0,
       seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
       lastItem: null,         // {kind, fromId, ts} of the last rendered list item
@@ -467,9 +472,8 @@
       el.convTitle.appendChild(nickSpan({ nick: conv.nick }));
     }
     el.convTopic.classList.toggle('empty', room && !conv.topic);
-    el.convTopic.textContent = room
-      ? (conv.topic || 'No topic')
-      : 'Direct messages: only the two of you see them, and they are not kept.';
+    el.convTopic.textContent = !room ? 'Direct messages: only the two of you see them, and they are not kept.'
+      : conv.topic ? conv.topic : conv.topic === null ? 'No topic' : '';
     el.convTopic.title = room && conv.topic ? conv.topic : '';
     el.topicEdit.hidden = !room;
     el.topicEdit.setAttribute('aria-label', room ? 'Set the topic of ' + conv.name : 'Set the topic');
@@ -767,7 +771,7 @@
       const li = node('li', 'user' + (isYou(u) ? ' me' : ''));
       li.dataset.id = String(u.id);
       let holder = li;
-      if (!isYou(u)) {
+      if (!isYou(u) && state.roomsAvailable) {
         holder = node('button', 'user-button');
         holder.type = 'button';
         holder.title = 'Send ' + u.nick + ' a direct message';
@@ -777,7 +781,7 @@
       holder.appendChild(avatar(u.nick));
       holder.appendChild(nickSpan(u));
       if (isYou(u)) holder.appendChild(node('span', 'you-tag', 'you'));
-      else holder.appendChild(node('span', 'visually-hidden', ': send a direct message'));
+      else if (holder !== li) holder.appendChild(node('span', 'visually-hidden', ': send a direct message'));
       el.userList.appendChild(li);
       if (focusId !== null && li.dataset.id === focusId && holder !== li) holder.focus();
     }
@@ -986,7 +990,8 @@
     if (!conv || conv.kind !== 'room') return;
     // An empty topic clears it.
     const topic = el.topicInput.value.replace(/\s+/g, ' ').trim();
-    if (!send('/topic ' + conv.name + (topic ? ' ' + topic : ''))) { shakeComposer(); return; }
+    // "/topic #room " with nothing after the space clears it.
+    if (!send('/topic ' + conv.name + ' ' + topic)) { shakeComposer(); return; }
     closeTopicForm();
     el.input.focus();
   });
@@ -1338,11 +1343,15 @@
       const conv = roomConv(MAIN);
       setMembers(conv, msg.users);
       showHistory(conv, history, gap);
-      // The welcome carries no topic for #main: ask, quietly (a server
-      // without rooms, which sends no `rooms`, has no topics either).
+      // The welcome says nothing of #main's topic (unless a later server
+      // adds it): it stays unknown until a `topic` event tells. The page
+      // does not ask by itself: every command costs the user a token of
+      // the server's rate limit.
       if (typeof msg.topic === 'string' || msg.topic === null) conv.topic = msg.topic || null;
-      else if (Array.isArray(msg.rooms)) { state.quietTopic.add(MAIN); send('/topic ' + MAIN); }
     }
+    // A server without rooms sends no `rooms` (one in cluster mode answers
+    // a /join with unknown_command: onError).
+    setRoomsAvailable(Array.isArray(msg.rooms));
     if (!current()) {
       const first = inMain ? MAIN : rooms[0] || firstDm();
       if (first) showConv(first, { keepFocus: true, keepFragment: true });
@@ -1549,10 +1558,6 @@
     const topic = typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : null;
     const by = validUser(msg.by) ? msg.by : null;
     if (conv) conv.topic = topic;
-    if (!by && state.quietTopic.delete(name)) {
-      if (conv && conv.key === state.current) renderHeader();
-      return;
-    }
     let parts;
     if (!by) { // the answer to "/topic #room" alone
       parts = topic ? ['The topic of ' + name + ' is: ' + topic] : [name + ' has no topic.'];
@@ -1612,9 +1617,25 @@
     }
   }
 
+  // Without rooms the page hides what would only earn errors: joining,
+  // the topic, leaving, direct messages.
+  function setRoomsAvailable(yes) {
+    state.roomsAvailable = yes;
+    document.body.classList.toggle('no-rooms', !yes);
+    renderUsers();
+  }
+
   function onError(msg) {
     const code = typeof msg.code === 'string' ? msg.code : '';
     const serverText = String(msg.text || 'Something went wrong.');
+    // A /join this server does not know: it has no rooms (for now, a
+    // cluster). Its text says so; the page stops offering them.
+    if (code === 'unknown_command' && state.wantShow) {
+      state.wantShow = null;
+      setRoomsAvailable(false);
+      const conv = current();
+      if (conv && conv.kind === 'room') setFragmentRoom(conv.name);
+    }
     const pending = state.pendingNick;
     if (NICK_ERRORS.has(code) && pending) {
       state.pendingNick = null;

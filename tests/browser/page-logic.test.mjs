@@ -67,7 +67,12 @@ test('the composer speaks in the room shown: bare text in #main, /say elsewhere,
   assert.deepEqual(composeLine('hello\nworld', rust, rooms), { line: '/say #rust hello\nworld' });
   assert.deepEqual(composeLine('/me waves', rust, rooms), { line: '/say #rust /me waves' });
   assert.deepEqual(composeLine('/me waves', main, rooms), { line: '/me waves' });
-  assert.deepEqual(composeLine('//not a command', rust, rooms), { line: '/say #rust //not a command' });
+  assert.deepEqual(composeLine('//not a command', rust, rooms), { line: '/say #rust /not a command' },
+    '/say takes its text as it is: "//" becomes "/" here, as the server does for bare text');
+  assert.deepEqual(composeLine('//not a command', main, rooms), { line: '//not a command' });
+  assert.deepEqual(composeLine('//me waves', rust, rooms), { line: '/say #rust //me waves' },
+    'not "/say #rust /me waves", which would be an action');
+  assert.deepEqual(composeLine('//x', { kind: 'dm', name: 'ann', nick: 'ann' }, rooms), { line: '/msg ann /x', dm: 'ann' });
   assert.deepEqual(composeLine('hi there', ann, rooms), { line: '/msg ann hi there', dm: 'ann' });
   assert.deepEqual(composeLine('/me waves', ann, rooms), { problem: 'action_in_dm' });
   assert.deepEqual(composeLine('hello', null, []), { problem: 'no_conversation' });
@@ -86,7 +91,8 @@ test('commands typed in the composer name the room shown when they name none', (
   assert.deepEqual(composeLine('/part #go', rust, rooms), { line: '/part #go' });
   assert.deepEqual(composeLine('/part', ann, rooms), { problem: 'not_a_room' });
   assert.deepEqual(composeLine('/topic Rust and friends', rust, rooms), { line: '/topic #rust Rust and friends' });
-  assert.deepEqual(composeLine('/topic', rust, rooms), { line: '/topic #rust' });
+  assert.deepEqual(composeLine('/topic', rust, rooms), { line: '/topic #rust' }, 'asks');
+  assert.deepEqual(composeLine('/topic #go ', rust, rooms), { line: '/topic #go ' }, 'clears: the room then a space');
   assert.deepEqual(composeLine('/topic #go gophers', rust, rooms), { line: '/topic #go gophers' });
   assert.deepEqual(composeLine('/who', rust, rooms), { line: '/who #rust' });
   assert.deepEqual(composeLine('/who', main, rooms), { line: '/who' });

@@ -377,6 +377,42 @@ test('a restart with --history-file: both rooms resume without repeats or gaps',
   }
 });
 
+test('the topic is set and cleared from the page; "//" and "/me" lines in a room', { timeout: TEST_TIMEOUT }, async () => {
+  const rae = await newPage(DESKTOP);
+  const sam = await newPage(DESKTOP);
+  try {
+    await join(rae, 'rae');
+    await join(sam, 'sam');
+    await joinByForm(rae, '#topics');
+    await joinByForm(sam, '#topics');
+    await expectText(sam.locator('#conv-topic'), 'No topic');
+    await rae.locator('#topic-edit').click();
+    await rae.locator('#topic-input').fill('first topic');
+    await rae.locator('#topic-input').press('Enter');
+    await expectText(sam.locator('#conv-topic'), 'first topic');
+    await expectText(sam.locator('#messages li.notice.topic .notice-text').last(), 'rae set the topic: first topic');
+    // An empty field clears it.
+    await rae.locator('#topic-edit').click();
+    assert.equal(await rae.locator('#topic-input').inputValue(), 'first topic', 'the field starts from the topic');
+    await rae.locator('#topic-input').fill('');
+    await rae.locator('#topic-input').press('Enter');
+    await expectText(sam.locator('#conv-topic'), 'No topic');
+    await expectText(sam.locator('#messages li.notice.topic .notice-text').last(), 'rae cleared the topic.');
+    // Typed: "/topic TEXT" sets the topic of the room shown.
+    await say(sam, '/topic typed topic');
+    await expectText(rae.locator('#conv-topic'), 'typed topic');
+
+    await say(rae, '//etc/passwd is a path');
+    await expectMessage(sam, '/etc/passwd is a path', { from: 'rae' });
+    await say(rae, '/me waves in topics');
+    await sam.locator('#messages li.msg.action').filter({ hasText: 'waves in topics' }).waitFor();
+    assert.deepEqual([...rae.pageErrors, ...sam.pageErrors], []);
+  } finally {
+    await closePage(rae);
+    await closePage(sam);
+  }
+});
+
 test('errors about a room are shown in plain words where they belong', { timeout: TEST_TIMEOUT }, async () => {
   const ned = await newPage(DESKTOP);
   try {

@@ -171,6 +171,12 @@
   // ================================================================ the page
   const PROTOCOL = 'wschat.v1';
   const NICK_KEY = 'wschat.nick';
+  // The rooms this tab is in, kept across a reload (sessionStorage: one
+  // tab's, gone with the tab).
+  const ROOMS_KEY = 'wschat.rooms';
+  // At most this many kept rooms are asked for on load (the server's
+  // default --max-rooms-per-client).
+  const STORED_ROOMS_MAX = 32;
   const BACKOFF_START_MS = 750;
   const BACKOFF_CAP_MS = 12000;
   const CONNECT_TIMEOUT_MS = 10000;
@@ -267,6 +273,22 @@
   }
   function storeNick(nick) {
     try { localStorage.setItem(NICK_KEY, nick); } catch (_) { /* private mode */ }
+  }
+  function storedRooms() {
+    let list = [];
+    try { list = JSON.parse(sessionStorage.getItem(ROOMS_KEY) || '[]'); } catch (_) { return []; }
+    const out = [];
+    for (const r of Array.isArray(list) ? list : []) {
+      const name = foldRoom(r);
+      if (name && !out.includes(name) && out.length < STORED_ROOMS_MAX) out.push(name);
+    }
+    return out;
+  }
+  function storeRooms() {
+    try { sessionStorage.setItem(ROOMS_KEY, JSON.stringify(state.rooms)); } catch (_) { /* private mode */ }
+  }
+  function forgetRooms() {
+    try { sessionStorage.removeItem(ROOMS_KEY); } catch (_) { /* private mode */ }
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1094,7 +1116,7 @@
         host: location.host,
         lastId: state.lastId,
         epoch: state.epoch,
-        rooms: state.everOnline ? state.rooms : [MAIN],
+        rooms: state.rooms,
       }), [PROTOCOL]);
     } catch (_) {
       scheduleReconnect();
@@ -1116,6 +1138,13 @@
       if (state.ws !== ws) return;
       state.ws = null;
       const wasOnline = state.online;
+      // The rooms kept from before a reload were never confirmed by this
+      // server: if it refused them (a bad list is a 400), ask for #main
+      // alone next time rather than the same list forever.
+      if (!state.everOnline && (state.rooms.length !== 1 || state.rooms[0] !== MAIN)) {
+        state.rooms = [MAIN];
+        forgetRooms();
+      }
       // Back off from scratch after a connection that lasted; keep growing
       // the delay if the server keeps dropping us right after the welcome.
       if (wasOnline && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
@@ -1335,6 +1364,7 @@
     // The rooms the server has this page in now: normally the ones it asked
     // for. A room it is no longer in leaves the list.
     state.rooms = rooms;
+    storeRooms();
     for (const name of rooms) roomConv(name);
     for (const conv of Array.from(state.convs.values())) {
       if (conv.kind === 'room' && !rooms.includes(conv.key)) dropConv(conv.key);
@@ -1378,7 +1408,7 @@
   function onJoined(msg) {
     const name = foldRoom(msg.room);
     if (!name) return;
-    if (!inRoom(name)) state.rooms.push(name);
+    if (!inRoom(name)) { state.rooms.push(name); storeRooms(); }
     const conv = roomConv(name);
     conv.topic = typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : null;
     setMembers(conv, msg.users);
@@ -1400,6 +1430,7 @@
     const name = foldRoom(msg.room);
     if (!name) return;
     state.rooms = state.rooms.filter((r) => r !== name);
+    storeRooms();
     dropConv(name);
     addNotice(current(), 'part', ['You left ' + name + '.']);
     announce('You left ' + name);
@@ -1685,11 +1716,13 @@
   // ---------------------------------------------------------------- start
   const initialNick = storedNick();
   el.meNick.textContent = initialNick || 'Choose a nickname';
-  // Every connection starts in #main; the fragment's room is joined once
-  // the welcome has arrived (openFragmentRoom), so it is left as it is.
-  state.rooms = [MAIN];
-  roomConv(MAIN);
-  showConv(MAIN, { keepFocus: true, keepFragment: true });
+  // A connection starts in #main, or in the rooms this tab was in before a
+  // reload; the fragment's room is joined once the welcome has arrived
+  // (openFragmentRoom), so the fragment is left as it is until then.
+  const kept = storedRooms();
+  state.rooms = kept.length ? kept : [MAIN];
+  roomConv(state.rooms[0]);
+  showConv(state.rooms[0], { keepFocus: true, keepFragment: true });
   updateComposerNote();
   if (!initialNick) openChooser({});
   connect();

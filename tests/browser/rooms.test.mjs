@@ -340,6 +340,49 @@ test('a reconnect resumes two rooms: nothing repeated, nothing missing', { timeo
   }
 });
 
+test('a reload keeps the rooms of the tab, the room shown and each history once', { timeout: TEST_TIMEOUT }, async () => {
+  const uma = await newPage(DESKTOP);
+  try {
+    await join(uma, 'uma');
+    await joinByForm(uma, '#kept-a');
+    await say(uma, 'line in a');
+    await joinByForm(uma, '#kept-b');
+    await say(uma, 'line in b');
+    await expectMessage(uma, 'line in b');
+    await uma.reload();
+    await waitOnline(uma);
+    await expectTitle(uma, '#kept-b');
+    assert.match(await uma.evaluate(() => window.__sockets.at(-1).url), /\?rooms=main,kept-a,kept-b$/);
+    await expectMessage(uma, 'line in b');
+    assert.equal(await messageCount(uma, 'line in b'), 1);
+    await showRoom(uma, '#kept-a');
+    await expectMessage(uma, 'line in a');
+    assert.equal(await messageCount(uma, 'line in a'), 1);
+    assert.deepEqual(uma.pageErrors, []);
+  } finally {
+    await closePage(uma);
+  }
+});
+
+test('kept rooms the server refuses after a reload: the page comes back in #main alone', { timeout: TEST_TIMEOUT }, async () => {
+  const s = await startServer('127.0.0.1:0', ['--max-rooms-per-client', '2']);
+  const vic = await newPage(DESKTOP);
+  try {
+    await join(vic, 'vic', `http://127.0.0.1:${s.port}/`);
+    await vic.evaluate(() => sessionStorage.setItem('wschat.rooms', '["#main","#one","#two"]'));
+    await vic.reload();
+    await waitOnline(vic, RECONNECT_WAIT);
+    const urls = await vic.evaluate(() => window.__sockets.map((w) => w.url));
+    assert.match(urls.at(-2), /\?rooms=main,one,two$/, 'asked for the kept rooms first');
+    assert.match(urls.at(-1), /\/$/, 'then for #main alone');
+    await expectTitle(vic, '#main');
+    assert.equal(await vic.evaluate(() => sessionStorage.getItem('wschat.rooms')), '["#main"]');
+  } finally {
+    await closePage(vic);
+    await stopServer(s);
+  }
+});
+
 test('a restart with --history-file: both rooms resume without repeats or gaps', { timeout: 90_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-rooms-'));
   const file = path.join(dir, 'history.jsonl');

@@ -12,6 +12,7 @@ use crate::delivery::{self, Delivery};
 use crate::forwarded;
 use crate::history_file::HistoryLog;
 use crate::http::StaticFiles;
+use crate::inspect::Inspectors;
 use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
 use crate::room::{Epoch, History};
@@ -98,7 +99,11 @@ impl Server {
         let threads = thread_budget(&config);
         let address_limits =
             AddressLimits::new(config.max_clients_per_ip, config.max_pending_per_ip);
+        let inspect = config
+            .inspect
+            .then(|| Arc::new(Inspectors::new(metrics.clone())));
         let ctx = Arc::new(Context {
+            inspect,
             address_limits,
             config,
             metrics,

@@ -200,21 +200,15 @@ impl Session {
 
     /// Writes frames to the inspected connection (one message, or a
     /// control frame) and reports each, under one lock so that reports
-    /// come in the order the bytes went out. After a Close nothing more
+    /// come in the order the bytes go out. After a Close nothing more
     /// is written (RFC 6455 §5.5.1).
     pub fn send(&self, frames: &[OutFrame], kind: &'static str, data: &[u8]) -> io::Result<()> {
         let mut writer = self.writer.lock().expect("writer");
         if writer.close_sent {
             return Err(io::Error::other("the connection is closing"));
         }
-        let bytes: Vec<u8> = frames
-            .iter()
-            .flat_map(|f| f.bytes.iter().copied())
-            .collect();
-        writer.stream.write_all(&bytes)?;
-        if kind == "close" {
-            writer.close_sent = true;
-        }
+        // Reported before they are written: a reply to them (the
+        // browser's Pong to a Ping) must not be reported first.
         let numbers: Vec<Option<u64>> = frames
             .iter()
             .map(|f| self.frame(Dir::Out, &f.bytes, f.header_len))
@@ -232,7 +226,14 @@ impl Session {
             compressed,
             data,
         });
-        Ok(())
+        if kind == "close" {
+            writer.close_sent = true;
+        }
+        let bytes: Vec<u8> = frames
+            .iter()
+            .flat_map(|f| f.bytes.iter().copied())
+            .collect();
+        writer.stream.write_all(&bytes)
     }
 
     pub fn close_sent(&self) -> bool {

@@ -310,6 +310,25 @@ fn an_inspector_never_shows_another_connections_bytes() {
     for foreign in ["de ad be ef", "only-for-b", "chat-line", &b.key] {
         assert!(!all.contains(foreign), "A's feed shows {foreign}: {all}");
     }
+    // A connection whose feed is not open yet: another key never opens it.
+    let request = handshake_request(server.addr(), "/inspect/ws", "");
+    let mut c = Client::connect_with(server.addr(), request.as_bytes());
+    let hello: Value = serde_json::from_str(&c.recv_text()).unwrap();
+    let c_id = hello["inspect"]["conn"].as_u64().unwrap();
+    let c_key = hello["inspect"]["key"].as_str().unwrap();
+    let mut guessed = c_key.to_string().into_bytes();
+    guessed[31] = if guessed[31] == b'0' { b'1' } else { b'0' };
+    for wrong in [a.key.as_str(), std::str::from_utf8(&guessed).unwrap(), ""] {
+        let target = format!("/inspect/feed?conn={c_id}&key={wrong}");
+        let request = handshake_request(server.addr(), &target, "");
+        assert_eq!(
+            status_of(&http_exchange(server.addr(), request.as_bytes())),
+            403,
+            "{target}"
+        );
+    }
+    let right = format!("/inspect/feed?conn={c_id}&key={c_key}");
+    let _feed = Client::connect(server.addr(), &right, &[]);
     // Neither A's key for B's connection, nor B's key a second time.
     for target in [
         format!("/inspect/feed?conn={}&key={}", b.id, a.key),

@@ -145,6 +145,7 @@ impl Server {
         let stopping = self.stopping.clone();
         let events = self.ctx.events.clone();
         let metrics = self.ctx.metrics.clone();
+        let inspect = self.ctx.inspect.clone();
         let (listener, ctx, flag) = (self.listener, self.ctx, self.stopping);
         let broadcaster = self.broadcaster;
         let thread = std::thread::Builder::new()
@@ -155,6 +156,7 @@ impl Server {
             stopping,
             events,
             metrics,
+            inspect,
             thread: Some(thread),
             broadcaster: Some(broadcaster),
         })
@@ -358,6 +360,7 @@ pub struct ServerHandle {
     stopping: Arc<AtomicBool>,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<Metrics>,
+    inspect: Option<Arc<Inspectors>>,
     thread: Option<JoinHandle<()>>,
     broadcaster: Option<JoinHandle<()>>,
 }
@@ -371,7 +374,7 @@ impl ServerHandle {
         &self.metrics
     }
 
-    /// Stops accepting, sends every client (chat and echo) a Close with
+    /// Stops accepting, sends every client (chat, echo, inspector) a Close with
     /// 1001 (going away) and waits, up to `SHUTDOWN_DRAIN`, for those to be
     /// written; flushes the history file; waits for the accept loop and the
     /// broadcaster to end. Connections finish their close on their own
@@ -384,6 +387,9 @@ impl ServerHandle {
         if let Some(thread) = self.thread.take() {
             self.stopping.store(true, Relaxed);
             let _ = self.events.send(Event::Shutdown);
+            if let Some(inspectors) = &self.inspect {
+                inspectors.close_all();
+            }
             // Wake the accept loop so it sees the flag.
             let _ = TcpStream::connect(self.addr);
             let _ = thread.join();

@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use wschat::inspect::{
-    INSPECTOR_BUSY, MAX_FRAME_SHOWN, MAX_FRAMES_PER_SECOND, MAX_INSPECT_MESSAGE, MAX_INSPECTED,
-    REDACTED,
+    INSPECTOR_BUSY, MAX_BACKLOG, MAX_FRAME_SHOWN, MAX_FRAMES_PER_SECOND, MAX_INSPECT_MESSAGE,
+    MAX_INSPECTED, REDACTED,
 };
 use wschat::protocol::OpCode;
 use wschat::protocol::deflate::{Inflater, compress_message};
@@ -491,4 +491,71 @@ fn with_the_inspector_off_the_page_and_its_endpoints_are_404() {
             "upgrade {path}"
         );
     }
+}
+
+#[test]
+fn a_stopping_server_closes_inspected_connections_with_1001() {
+    let server = start();
+    let mut i = open(server.addr(), "", "");
+    server.shutdown();
+    assert!(
+        matches!(i.conn.recv(), Message::Close(Some(f)) if u16::from(f.code) == 1001 && f.reason == "shutting_down")
+    );
+    let close = i.frame("out");
+    assert_eq!(close["header"], "88 0f");
+}
+
+#[test]
+fn a_feed_opened_late_finds_at_most_the_backlog_and_a_count_of_the_rest() {
+    let server = start();
+    let request = handshake_request(server.addr(), "/inspect/ws", "");
+    let mut conn = Client::connect_with(server.addr(), request.as_bytes());
+    let hello: Value = serde_json::from_str(&conn.recv_text()).unwrap();
+    let (id, key) = (
+        &hello["inspect"]["conn"],
+        hello["inspect"]["key"].as_str().unwrap(),
+    );
+    // Enough frames, under the rate, to fill the backlog: one window each.
+    let per_window = MAX_FRAMES_PER_SECOND as usize;
+    let windows = MAX_BACKLOG / per_window + 1;
+    let pongs: Vec<u8> = (0..per_window)
+        .flat_map(|_| masked_with(RFC_KEY, 0x8a, b""))
+        .collect();
+    for _ in 0..windows {
+        conn.send_raw(&pongs);
+        std::thread::sleep(Duration::from_millis(1050));
+    }
+    let mut feed = Client::connect(
+        server.addr(),
+        &format!("/inspect/feed?conn={id}&key={key}"),
+        &[],
+    );
+    let (mut frames, mut skipped, mut marked) = (0, 0, false);
+    loop {
+        let Message::Text(text) = feed.recv_data() else {
+            panic!("a report")
+        };
+        let report: Value = serde_json::from_str(&text).unwrap();
+        if report["type"] == "message" && report["text"] == "Hello" {
+            break;
+        }
+        if report["type"] == "frame" && !marked {
+            // The feed sends what was held all at once: one more frame
+            // now marks its end.
+            conn.send_raw(&RFC_HELLO);
+            marked = true;
+        }
+        frames += usize::from(report["type"] == "frame");
+        skipped += report["frames"]
+            .as_u64()
+            .filter(|_| report["type"] == "skipped")
+            .unwrap_or(0) as usize;
+    }
+    let sent = 1 + windows * per_window; // the server's first message, then the pongs
+    assert!(frames > 0 && frames <= MAX_BACKLOG, "{frames} frames held");
+    assert_eq!(
+        frames - 1 + skipped,
+        sent,
+        "every frame shown or counted (less the marker)"
+    );
 }

@@ -298,7 +298,7 @@ fn send_data(
     let _ = session.send(&[frame], kind, data);
 }
 
-fn send_close(session: &Session, code: u16, reason: &str) {
+pub fn send_close(session: &Session, code: u16, reason: &str) {
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason.as_bytes());
     let frame = OutFrame::new(true, false, OpCode::Close, &payload);

@@ -52,8 +52,9 @@ pub const MAX_INSPECT_MESSAGE: usize = 64 * 1024;
 /// The most fragments the page may ask the server to send one message in.
 pub const MAX_FRAGMENTS: usize = 64;
 /// Reports held for a feed not attached yet (or slow); beyond, frames
-/// are counted as skipped.
-pub const MAX_BACKLOG: usize = 512;
+/// are counted as skipped. At most about 12 KiB each (a frame's shown
+/// bytes in hex), so 3 MiB per inspected connection at worst.
+pub const MAX_BACKLOG: usize = 256;
 
 /// The page, its inspected connection and its feed.
 pub const PAGE_PATH: &str = "/inspect";
@@ -102,6 +103,21 @@ impl Inspectors {
             inspectors: self,
             session,
         })
+    }
+
+    /// The server is stopping: every inspected connection gets a Close
+    /// with 1001 (RFC 6455 §7.4.1), as chat and echo clients do.
+    pub fn close_all(&self) {
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .expect("inspector registry")
+            .values()
+            .cloned()
+            .collect();
+        for session in sessions {
+            inspected::send_close(&session, 1001, "shutting_down");
+        }
     }
 
     /// The session `id`, if `key` is its key and no feed took it yet.

@@ -122,12 +122,13 @@ impl Session {
         same && !self.feed_taken.swap(true, Relaxed)
     }
 
-    /// Queues a report that is not a frame (handshake, message, end).
+    /// Queues a report that is not a frame (handshake, message, end,
+    /// a refused request). Never dropped: the queue's bound comes from the
+    /// frames (at most [`MAX_BACKLOG`]), since a message is reported only
+    /// when all its frames were, and the rest are a few per connection or
+    /// one per request, which the feed itself drains.
     pub fn report(&self, json: String) {
-        let mut reports = self.reports.lock().expect("reports");
-        if reports.queue.len() < MAX_BACKLOG {
-            reports.queue.push_back(json);
-        }
+        self.reports.lock().expect("reports").queue.push_back(json);
     }
 
     /// Reports one frame exactly as it crossed the wire: `raw` is the

@@ -19,6 +19,9 @@
   let feed = null;  // the reports
   let generation = 0;
   let acted = false; // the learner used a control since connecting
+  // Whether the message now open in each direction is compressed: RSV1 is
+  // set on its first frame only (RFC 7692 §6.1), not on continuations.
+  const opened = { in: { compressed: false, opcode: 1 }, out: { compressed: false, opcode: 1 } };
 
   // ------------------------------------------------------------ helpers
 
@@ -164,7 +167,13 @@
     } else {
       card.append(field('f-payload', 'payload', hexOf(f.payload) || '(none)', payloadNote || (r.dir === 'out' ? 'a server never masks' : null)));
     }
-    const text = (f.opcode === 1 || f.opcode === 0) && !f.rsv1 ? utf8(f.unmasked) : null;
+    if (f.opcode === 1 || f.opcode === 2) opened[r.dir] = { compressed: f.rsv1 === 1, opcode: f.opcode };
+    const compressed = f.opcode === 0 ? opened[r.dir].compressed : f.rsv1 === 1;
+    const isText = f.opcode === 1 || (f.opcode === 0 && opened[r.dir].opcode === 1);
+    if (compressed && f.opcode !== 1 && f.opcode !== 2) {
+      card.append(field('f-note', 'compressed', 'this continuation carries compressed bytes: see the message below'));
+    }
+    const text = isText && !compressed ? utf8(f.unmasked) : null;
     if (text !== null && f.unmasked.length) card.append(field('f-text', 'as UTF-8', text));
     return card;
   }
@@ -240,6 +249,8 @@
     log.replaceChildren();
     notice('');
     acted = false;
+    opened.in = { compressed: false, opcode: 1 };
+    opened.out = { compressed: false, opcode: 1 };
     const deflate = $('deflate').checked;
     setStatus('connecting', 'Connecting…');
     ws = new WebSocket(`${base()}/inspect/ws${deflate ? '' : '?deflate=off'}`);

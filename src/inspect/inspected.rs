@@ -5,7 +5,7 @@
 //! which checks every rule and unmasks them in place.
 
 use super::session::{Dir, MessageReport, OutFrame, Session};
-use super::{INSPECTED_PATH, MAX_FRAGMENTS, MAX_INSPECT_MESSAGE, hex, redact_head};
+use super::{MAX_FRAGMENTS, MAX_INSPECT_MESSAGE, hex, redact_head};
 use crate::config::Config;
 use crate::json::{self, Value, push_string};
 use crate::protocol::ProtocolError;
@@ -27,7 +27,6 @@ pub fn run(
     buffered: &[u8],
     session: &Session,
     config: &Config,
-    deflate_off: bool,
 ) {
     let deflate = session.deflate;
     let key = request.header("Sec-WebSocket-Key").unwrap_or_default();
@@ -36,7 +35,7 @@ pub fn run(
     if (&*stream).write_all(&response).is_err() {
         return;
     }
-    session.report(handshake_report(head, &response, key, deflate_off));
+    session.report(handshake_report(head, &response, key));
     log::info!(
         "Inspector ({}) opened{}",
         session.id,
@@ -73,9 +72,9 @@ pub fn run(
     super::drain(stream);
 }
 
-/// The handshake as it happened, and the accept key worked out step by
-/// step (RFC 6455 §4.2.2): key + GUID, its SHA-1, that in base64.
-fn handshake_report(head: &[u8], response: &[u8], key: &str, deflate_off: bool) -> String {
+/// The handshake as it happened, and the accept key's first steps
+/// (RFC 6455 §4.2.2): the key, the GUID, the SHA-1 of the two.
+fn handshake_report(head: &[u8], response: &[u8], key: &str) -> String {
     let digest = Sha1::new()
         .chain_update(key.as_bytes())
         .chain_update(WEBSOCKET_GUID.as_bytes())
@@ -88,11 +87,9 @@ fn handshake_report(head: &[u8], response: &[u8], key: &str, deflate_off: bool) 
     push_string(&mut json, key);
     json.push_str(",\"guid\":");
     push_string(&mut json, WEBSOCKET_GUID);
-    json.push_str(&format!(
-        ",\"sha1\":\"{}\",\"accept\":\"{}\",\"deflate_off\":{deflate_off},\"path\":\"{INSPECTED_PATH}\"}}",
-        hex(&digest),
-        crate::protocol::handshake::accept_key(key)
-    ));
+    // The last step, base64, is left to the page: it shows its own
+    // result next to the response's Sec-WebSocket-Accept.
+    json.push_str(&format!(",\"sha1\":\"{}\"}}", hex(&digest)));
     json
 }
 

@@ -215,15 +215,7 @@ pub fn serve(
         inspectors.metrics.inspect_refused.fetch_add(1, Relaxed);
         return Err(Rejection::new(503, INSPECTOR_BUSY));
     };
-    inspected::run(
-        stream,
-        request,
-        head,
-        buffered,
-        &place.session,
-        config,
-        deflate_off,
-    );
+    inspected::run(stream, request, head, buffered, &place.session, config);
     Ok(())
 }
 

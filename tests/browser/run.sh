@@ -34,5 +34,5 @@ export WSCHAT_BIN="${WSCHAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wscha
 
 echo "==> running browser tests"
 cd "$HERE"
-# page-logic: the page's pure helpers, in node. e2e: the page in Chromium.
-exec node --test --test-concurrency=1 --test-reporter=spec page-logic.test.mjs e2e.test.mjs
+# page-logic: the page's pure helpers, in node. e2e and inspect: the pages in Chromium.
+exec node --test --test-concurrency=1 --test-reporter=spec page-logic.test.mjs e2e.test.mjs inspect.test.mjs

@@ -179,6 +179,15 @@ test('unread counts: messages in a room not shown are counted, and cleared by sh
     await say(dan, 'news four');
     await expectMessage(eve, 'news four');
     assert.equal(await unreadOf(roomButton(eve, '#news')), 0);
+
+    // Leaving: the room goes from the list, #main is shown, and the room's
+    // members see the leave.
+    await eve.locator('#conv-leave').click();
+    await expectTitle(eve, '#main');
+    await roomButton(eve, '#news').waitFor({ state: 'detached' });
+    assert.equal(new URL(eve.url()).hash, '#room=main');
+    await expectText(dan.locator('#messages li.notice.leave .notice-text').last(), 'eve left');
+    await waitMembers(dan, ['dan']);
     assert.deepEqual([...dan.pageErrors, ...eve.pageErrors], []);
   } finally {
     await closePage(dan);
@@ -215,6 +224,13 @@ test('a direct message between two pages, seen by nobody else', { timeout: TEST_
     await expectMessage(gus, 'hello back', { from: 'gus' });
     await expectMessage(fay, 'hello back', { from: 'gus' });
     assert.equal(await messageCount(fay, 'hello back'), 1);
+
+    // A new nickname: the conversation follows it.
+    await say(gus, '/nick gus2');
+    await dmButton(fay, 'gus2').waitFor();
+    assert.equal(await dmButton(fay, 'gus').count(), 0);
+    await expectTitle(fay, 'Direct messages with gus2');
+    await expectText(fay.locator('#messages li.notice.nick .notice-text').last(), 'gus is now known as gus2');
 
     // Nobody else saw either line, in any conversation.
     await say(hal, 'hal in main');

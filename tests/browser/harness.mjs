@@ -38,8 +38,9 @@ export async function openSession() {
   if (!fs.existsSync(SERVER_BIN)) throw new Error(`server binary not found: ${SERVER_BIN} (run cargo build --release)`);
   if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}`);
   if (process.env.WSCHAT_SCREENS) fs.mkdirSync(process.env.WSCHAT_SCREENS, { recursive: true });
-  session.shotDir = process.env.WSCHAT_SCREENS || fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-screens-'));
-  session.serverLog = path.join(session.shotDir, 'server.log');
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-screens-'));
+  session.shotDir = process.env.WSCHAT_SCREENS || scratch;
+  session.serverLog = path.join(scratch, 'server.log');
   console.log(`screenshots folder: ${session.shotDir} (server log: ${session.serverLog})`);
   session.browser = await chromium.launch({
     executablePath: CHROMIUM,

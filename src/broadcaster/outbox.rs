@@ -13,8 +13,8 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
 };
-use crate::room::{ClientId, Output, Payload};
-use std::collections::HashSet;
+use crate::room::{ClientId, MAIN, Mode, Output, Payload, RoomId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -30,6 +30,14 @@ pub(super) struct Outbox {
     /// Clients that negotiated permessage-deflate: their welcome and
     /// replies are compressed too.
     compressing: HashSet<ClientId>,
+    /// Each chat client's mode.
+    modes: HashMap<ClientId, Mode>,
+    /// The members of each room but `#main`, as the room's `Enter` and
+    /// `Exit` outputs said.
+    members: HashMap<RoomId, HashSet<ClientId>>,
+    /// Clients not in `#main`: while there are none, a `#main` frame is a
+    /// broadcast to every client of its variant.
+    outside_main: HashSet<ClientId>,
 }
 
 impl Outbox {
@@ -41,6 +49,9 @@ impl Outbox {
             out: Vec::new(),
             tail: None,
             compressing: HashSet::new(),
+            modes: HashMap::new(),
+            members: HashMap::new(),
+            outside_main: HashSet::new(),
         }
     }
 
@@ -56,12 +67,108 @@ impl Outbox {
         if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
+        if let Some(variant) = endpoint.variant {
+            self.modes.insert(endpoint.tag, variant.mode);
+        }
+        // Outside `#main` until its `Enter` says otherwise.
+        self.outside_main.insert(endpoint.tag);
         self.delivery.add(endpoint)
     }
 
     /// A client that left (or never got in).
     pub(super) fn remove_client(&mut self, id: ClientId) {
         self.compressing.remove(&id);
+        self.modes.remove(&id);
+        self.outside_main.remove(&id);
+    }
+
+    /// The room's `Enter` and `Exit`: who receives a room's frames.
+    fn membership(&mut self, id: ClientId, room: RoomId, member: bool) {
+        // What was sent to the room before is the old membership's.
+        self.flush();
+        if room == MAIN {
+            if member {
+                self.outside_main.remove(&id);
+            } else if self.modes.contains_key(&id) {
+                self.outside_main.insert(id);
+            }
+        } else if member {
+            self.members.entry(room).or_default().insert(id);
+        } else if let Some(members) = self.members.get_mut(&room) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.members.remove(&room);
+            }
+        }
+    }
+
+    /// One frame for the members of `room` speaking `mode` but `except`:
+    /// a broadcast when the room is `#main` and every client is in it;
+    /// otherwise one shared encoding sent to each member.
+    fn room_frame(
+        &mut self,
+        room: RoomId,
+        mode: Mode,
+        except: Option<ClientId>,
+        opcode: OpCode,
+        bytes: &[u8],
+    ) {
+        if room == MAIN && self.outside_main.is_empty() {
+            return self.broadcast_frame(mode, except, opcode, bytes);
+        }
+        let members: Vec<ClientId> = if room == MAIN {
+            self.modes
+                .keys()
+                .filter(|id| !self.outside_main.contains(id))
+                .copied()
+                .collect()
+        } else {
+            self.members
+                .get(&room)
+                .map(|m| m.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        let recipients: Vec<ClientId> = members
+            .into_iter()
+            .filter(|id| Some(*id) != except && self.modes.get(id) == Some(&mode))
+            .collect();
+        self.flush(); // in order after what was broadcast before
+        let (mut plain, mut compressed) = (None::<Arc<[u8]>>, None::<Arc<[u8]>>);
+        for id in recipients {
+            let frame = if self.compressing.contains(&id) {
+                compressed
+                    .get_or_insert_with(|| compressed_frame(opcode, bytes, &self.metrics).into())
+            } else {
+                plain.get_or_insert_with(|| encode_frame(opcode, bytes, None).into())
+            };
+            // Counted in its lag, as a broadcast frame is.
+            self.delivery.send_welcome(id, Bytes::Shared(frame.clone()));
+        }
+    }
+
+    /// One frame for every client of `mode` but `except`, into the
+    /// pending batch, plain and (if anyone needs it) compressed.
+    fn broadcast_frame(
+        &mut self,
+        mode: Mode,
+        except: Option<ClientId>,
+        opcode: OpCode,
+        bytes: &[u8],
+    ) {
+        let frame = encode_frame(opcode, bytes, None);
+        self.pending
+            .push(Variant::new(mode, false), except, frame.into_boxed_slice());
+        // One compression per broadcast, whatever the number of
+        // recipients: with server_no_context_takeover the compressed
+        // bytes depend on the message alone (RFC 7692 §7.1.1.1). A client
+        // that joins later counted itself before its Join was sent, so
+        // none is missed.
+        let compressing = self.metrics.deflate_clients_of(mode);
+        if compressing.load(Relaxed) > 0 {
+            let frame = compressed_frame(opcode, bytes, &self.metrics);
+            self.pending
+                .push(Variant::new(mode, true), except, frame.into_boxed_slice());
+        }
     }
 
     /// Closes one client with `close`, after what was broadcast before.
@@ -88,27 +195,24 @@ impl Outbox {
                     payload,
                     except,
                 } => {
-                    let (opcode, bytes) = match &payload {
-                        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
-                        Payload::Binary(data) => (OpCode::Binary, &data[..]),
-                    };
-                    let frame = encode_frame(opcode, bytes, None);
-                    self.pending
-                        .push(Variant::new(mode, false), except, frame.into_boxed_slice());
-                    // One compression per broadcast, whatever the number of
-                    // recipients: with server_no_context_takeover the
-                    // compressed bytes depend on the message alone (RFC
-                    // 7692 §7.1.1.1). A client that joins later counted
-                    // itself before its Join was sent, so none is missed.
-                    let compressing = self.metrics.deflate_clients_of(mode);
-                    if compressing.load(Relaxed) > 0 {
-                        let frame = compressed_frame(opcode, bytes, &self.metrics);
-                        self.pending.push(
-                            Variant::new(mode, true),
-                            except,
-                            frame.into_boxed_slice(),
-                        );
-                    }
+                    let (opcode, bytes) = payload_frame(&payload);
+                    self.broadcast_frame(mode, except, opcode, bytes);
+                }
+                Output::ToRoom {
+                    room,
+                    mode,
+                    payload,
+                    except,
+                } => {
+                    let (opcode, bytes) = payload_frame(&payload);
+                    self.room_frame(room, mode, except, opcode, bytes);
+                }
+                Output::Enter { id, room } => self.membership(id, room, true),
+                Output::Exit { id, room } => self.membership(id, room, false),
+                Output::Record(line) => said(line),
+                Output::Refused { to, reason } => {
+                    log::info!("({to}) refused: {reason}");
+                    self.close(to, encode_close(CloseCode::TryAgainLater, reason, None));
                 }
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.
@@ -143,7 +247,17 @@ impl Outbox {
         }
         self.out = out;
     }
+}
 
+/// A payload's opcode and bytes.
+fn payload_frame(payload: &Payload) -> (OpCode, &[u8]) {
+    match payload {
+        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
+        Payload::Binary(data) => (OpCode::Binary, &data[..]),
+    }
+}
+
+impl Outbox {
     /// The continuation frame that ends a welcome: encoded once per history
     /// change, shared by every newcomer until then.
     fn welcome_tail(&mut self, tail: &Arc<str>) -> Arc<[u8]> {

@@ -575,7 +575,10 @@ mod tests {
             ),
             (32, 10_000, 500, 64 << 20)
         );
-        for bounds in [["1", "1", "1", "0"], ["1024", "1000000", "1000000", "17179869184"]] {
+        for bounds in [
+            ["1", "1", "1", "0"],
+            ["1024", "1000000", "1000000", "17179869184"],
+        ] {
             let Command::Run(c) = parse(&[
                 "--max-rooms-per-client",
                 bounds[0],
@@ -609,7 +612,10 @@ mod tests {
             ("--room-history-bytes", "-1"),
         ] {
             let e = parse(&[flag, outside]).unwrap_err();
-            assert!(e.starts_with(&format!("{flag}: '{outside}' is not a whole number")), "{e}");
+            assert!(
+                e.starts_with(&format!("{flag}: '{outside}' is not a whole number")),
+                "{e}"
+            );
         }
         let help = help_text();
         for flag in [

@@ -10,9 +10,9 @@
 //! ```text
 //! {"wschat_history":2,"epoch":"k3x9a2bq","next_seq":42}
 //! {"type":"room","room":"#main","topic":null,"dropped":0}
-//! {"type":"message","id":40,"room":"#main","from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000}
+//! {"type":"message","id":40,"from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000,"room":"#main"}
 //! {"type":"room","room":"#rust","topic":"borrowing","dropped":12}
-//! {"type":"message","id":41,"room":"#rust","from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"action":true}
+//! {"type":"message","id":41,"from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"action":true,"room":"#rust"}
 //! {"type":"trim","room":"#rust","through":41}
 //! {"type":"gone","room":"#rust"}
 //! ```
@@ -75,9 +75,7 @@
 //! the old one or the new one, whole.
 
 use crate::json::{self, Value};
-use crate::room::{
-    Epoch, History, KeptRoom, RoomName, message_id, room_record,
-};
+use crate::room::{Epoch, History, KeptRoom, RoomName, message_id, room_record};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -205,7 +203,9 @@ impl Kept {
     }
 
     fn bytes(&self) -> usize {
-        self.iter().map(|r| r.history.bytes() + r.history.len()).sum()
+        self.iter()
+            .map(|r| r.history.bytes() + r.history.len())
+            .sum()
     }
 
     fn into_rooms(self) -> Vec<KeptRoom> {
@@ -657,7 +657,11 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
     if version < 2 {
         // Whatever came before the first message kept is no longer kept.
         let history = &mut kept.room(&RoomName::main()).history;
-        let first_kept = history.iter().next().and_then(message_id).unwrap_or(next_seq);
+        let first_kept = history
+            .iter()
+            .next()
+            .and_then(message_id)
+            .unwrap_or(next_seq);
         let dropped = history.dropped_through().max(first_kept.saturating_sub(1));
         history.set_dropped_through(dropped);
     }

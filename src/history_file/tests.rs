@@ -374,7 +374,7 @@ fn rooms_topics_and_histories_survive_a_reload() {
     let rust = RoomName::parse("#rust").unwrap();
     let go = RoomName::parse("#go").unwrap();
     let lines = [
-        format!("{{\"wschat_history\":2,\"epoch\":\"e1\",\"next_seq\":1}}"),
+        "{\"wschat_history\":2,\"epoch\":\"e1\",\"next_seq\":1}".to_string(),
         room_event(1, "#main", "m1"),
         room_record(&rust, Some("borrowing"), 0),
         room_event(2, "#rust", "r2"),
@@ -393,21 +393,38 @@ fn rooms_topics_and_histories_survive_a_reload() {
     assert_eq!(loaded.next_seq, 7);
     let names: Vec<&str> = loaded.rooms.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["#main", "#rust"]);
-    let ids = |room: &KeptRoom| room.history.iter().filter_map(message_id).collect::<Vec<_>>();
+    let ids = |room: &KeptRoom| {
+        room.history
+            .iter()
+            .filter_map(message_id)
+            .collect::<Vec<_>>()
+    };
     let kept_rust = kept(&loaded, "#rust").unwrap();
     assert_eq!(kept_rust.topic.as_deref(), Some("borrowing"));
     assert_eq!(ids(kept_rust), [3, 5]);
     assert_eq!(kept_rust.history.dropped_through(), 2);
     assert_eq!(ids(&loaded.rooms[0]), [1, 6]);
-    assert_eq!(loaded.rooms[0].history.dropped_through(), 0, "v2: nothing dropped");
+    assert_eq!(
+        loaded.rooms[0].history.dropped_through(),
+        0,
+        "v2: nothing dropped"
+    );
     // Rewritten at open; loaded again, the same.
     let again = load(&path, 10).unwrap();
     let again_rust = kept(&again, "#rust").unwrap();
-    assert_eq!((ids(again_rust), again_rust.history.dropped_through()), (vec![3, 5], 2));
+    assert_eq!(
+        (ids(again_rust), again_rust.history.dropped_through()),
+        (vec![3, 5], 2)
+    );
     assert_eq!(again_rust.topic.as_deref(), Some("borrowing"));
     assert!(kept(&again, "#go").is_none());
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.lines().nth(1).unwrap().starts_with(r##"{"type":"room","room":"#main""##));
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(r##"{"type":"room","room":"#main""##)
+    );
 }
 
 /// A version 1 file (with its header) is `#main`'s history.
@@ -423,6 +440,9 @@ fn a_version_1_file_loads_as_main() {
     std::fs::write(&path, text).unwrap();
     let loaded = load(&path, 10).unwrap();
     assert_eq!(loaded.rooms.len(), 1);
-    assert_eq!((loaded.main().len(), loaded.main().dropped_through()), (2, 2));
+    assert_eq!(
+        (loaded.main().len(), loaded.main().dropped_through()),
+        (2, 2)
+    );
     assert_eq!(loaded.epoch.unwrap().as_str(), "old1");
 }

@@ -20,10 +20,7 @@ pub fn room_message_event(
     action: bool,
 ) -> String {
     let mut out = String::with_capacity(text.len() + nick.len() + 100);
-    let _ = write!(
-        out,
-        "{{\"type\":\"message\",\"id\":{seq},\"room\":\"{room}\",\"from\":"
-    );
+    let _ = write!(out, "{{\"type\":\"message\",\"id\":{seq},\"from\":");
     push_user(&mut out, from, nick);
     out.push_str(",\"text\":");
     push_string(&mut out, text);
@@ -31,7 +28,8 @@ pub fn room_message_event(
     if action {
         out.push_str(",\"action\":true");
     }
-    out.push('}');
+    // Last: today's events only gain fields, after the ones they had.
+    let _ = write!(out, ",\"room\":\"{room}\"}}");
     out
 }
 
@@ -43,9 +41,9 @@ pub fn room_presence_event(
     nick: &str,
     ts: u64,
 ) -> String {
-    let mut out = format!("{{\"type\":\"{kind}\",\"room\":\"{room}\",\"user\":");
+    let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
     push_user(&mut out, id, nick);
-    let _ = write!(out, ",\"ts\":{ts}}}");
+    let _ = write!(out, ",\"ts\":{ts},\"room\":\"{room}\"}}");
     out
 }
 
@@ -54,9 +52,9 @@ pub fn room_users_event<'a>(
     room: &RoomName,
     users: impl Iterator<Item = (ClientId, &'a str)>,
 ) -> String {
-    let mut out = format!("{{\"type\":\"users\",\"room\":\"{room}\",\"users\":");
+    let mut out = String::from("{\"type\":\"users\",\"users\":");
     push_users(&mut out, users);
-    out.push('}');
+    let _ = write!(out, ",\"room\":\"{room}\"}}");
     out
 }
 
@@ -236,11 +234,11 @@ mod tests {
         let rust = RoomName::parse("#rust").unwrap();
         assert_eq!(
             room_message_event(3, &rust, 7, "ann", "hi", 5, false),
-            r##"{"type":"message","id":3,"room":"#rust","from":{"id":7,"nick":"ann"},"text":"hi","ts":5}"##
+            r##"{"type":"message","id":3,"from":{"id":7,"nick":"ann"},"text":"hi","ts":5,"room":"#rust"}"##
         );
         assert_eq!(
             room_presence_event("leave", &rust, 7, "ann", 5),
-            r##"{"type":"leave","room":"#rust","user":{"id":7,"nick":"ann"},"ts":5}"##
+            r##"{"type":"leave","user":{"id":7,"nick":"ann"},"ts":5,"room":"#rust"}"##
         );
         assert_eq!(
             joined_event(

@@ -150,17 +150,17 @@ impl Chat {
         name: &RoomName,
         out: &mut Vec<Output>,
     ) -> Result<RoomId, Refusal> {
-        let client = &self.clients[&id];
-        if client.rooms.len() >= self.limits.max_rooms_per_client {
+        let existing = self.room_id(name);
+        if existing.is_some_and(|room| self.room(room).members.contains(&id)) {
+            return Err((ErrorCode::AlreadyInRoom, "you are in that room already"));
+        }
+        if self.clients[&id].rooms.len() >= self.limits.max_rooms_per_client {
             return Err((
                 ErrorCode::TooManyRooms,
                 "you are in as many rooms as one client may be",
             ));
         }
-        let room = match self.room_id(name) {
-            Some(room) if self.room(room).members.contains(&id) => {
-                return Err((ErrorCode::AlreadyInRoom, "you are in that room already"));
-            }
+        let room = match existing {
             Some(room) if self.room(room).members.len() >= self.limits.max_room_members => {
                 return Err((
                     ErrorCode::RoomFull,

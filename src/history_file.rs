@@ -12,7 +12,7 @@
 //! {"type":"room","room":"#main","topic":null,"dropped":0}
 //! {"type":"message","id":40,"from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000,"room":"#main"}
 //! {"type":"room","room":"#rust","topic":"borrowing","dropped":12}
-//! {"type":"message","id":41,"from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"action":true,"room":"#rust"}
+//! {"type":"message","id":41,"from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"room":"#rust","action":true}
 //! {"type":"trim","room":"#rust","through":41}
 //! {"type":"gone","room":"#rust"}
 //! ```

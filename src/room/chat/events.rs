@@ -24,12 +24,13 @@ pub fn room_message_event(
     push_user(&mut out, from, nick);
     out.push_str(",\"text\":");
     push_string(&mut out, text);
-    let _ = write!(out, ",\"ts\":{ts}");
+    // Today's events only gain fields, after the ones they had (an
+    // action still ends with `"action":true`).
+    let _ = write!(out, ",\"ts\":{ts},\"room\":\"{room}\"");
     if action {
         out.push_str(",\"action\":true");
     }
-    // Last: today's events only gain fields, after the ones they had.
-    let _ = write!(out, ",\"room\":\"{room}\"}}");
+    out.push('}');
     out
 }
 

@@ -13,7 +13,7 @@ use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
 };
-use crate::room::{ClientId, MAIN, Mode, Output, Payload, RoomId};
+use crate::room::{ClientId, ErrorCode, MAIN, Mode, Output, Payload, RoomId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -210,9 +210,16 @@ impl Outbox {
                 Output::Enter { id, room } => self.membership(id, room, true),
                 Output::Exit { id, room } => self.membership(id, room, false),
                 Output::Record(line) => said(line),
-                Output::Refused { to, reason } => {
-                    log::info!("({to}) refused: {reason}");
-                    self.close(to, encode_close(CloseCode::TryAgainLater, reason, None));
+                Output::Refused { to, code } => {
+                    log::info!("({to}) closed: its room cannot take it ({})", code.as_str());
+                    // A raw client has no error events: the Close says why.
+                    let close = match code {
+                        ErrorCode::RoomFull => {
+                            encode_close(CloseCode::TryAgainLater, "room_full", None)
+                        }
+                        _ => encode_close(CloseCode::TryAgainLater, "room_limit", None),
+                    };
+                    self.close(to, close);
                 }
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.

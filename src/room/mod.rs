@@ -218,8 +218,8 @@ pub enum Output {
     /// or its topic set, a room evicted, a history trimmed.
     Record(Arc<str>),
     /// A raw client whose room could not take it (it cannot be told by an
-    /// event): to be closed, `reason` being the error code.
-    Refused { to: ClientId, reason: &'static str },
+    /// event): to be closed, saying why (`room_full` or `room_limit`).
+    Refused { to: ClientId, code: ErrorCode },
 }
 
 #[derive(Debug)]

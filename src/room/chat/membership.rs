@@ -43,7 +43,7 @@ impl Chat {
             if let Some((_, code, _)) = refused.first() {
                 out.push(Output::Refused {
                     to: id,
-                    reason: code.as_str(),
+                    code: *code,
                 });
             }
         } else {

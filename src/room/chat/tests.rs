@@ -272,7 +272,7 @@ fn a_raw_client_whose_room_cannot_take_it_is_refused() {
         &out[..],
         [Output::Refused {
             to: 2,
-            reason: "room_full"
+            code: ErrorCode::RoomFull
         }]
     ));
     let out = connect(&mut chat, 3, Mode::V1, &["#main"]);

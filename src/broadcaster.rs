@@ -228,7 +228,7 @@ impl Broadcaster {
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             log,
-            outbox: Outbox::new(delivery, metrics.clone()),
+            outbox: Outbox::with_rooms(delivery, metrics.clone()),
             metrics,
         }
     }

@@ -7,14 +7,14 @@
 //! was broadcast before it, so every client sees the room's order.
 
 use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame};
-use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
+use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Group, LOBBY, Outlet, Variant};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
 };
 use crate::room::{ClientId, ErrorCode, MAIN, Mode, Output, Payload, RoomId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -30,17 +30,20 @@ pub(super) struct Outbox {
     /// Clients that negotiated permessage-deflate: their welcome and
     /// replies are compressed too.
     compressing: HashSet<ClientId>,
-    /// Each chat client's mode.
-    modes: HashMap<ClientId, Mode>,
-    /// The members of each room but `#main`, as the room's `Enter` and
-    /// `Exit` outputs said.
-    members: HashMap<RoomId, HashSet<ClientId>>,
-    /// Clients not in `#main`: while there are none, a `#main` frame is a
-    /// broadcast to every client of its variant.
-    outside_main: HashSet<ClientId>,
+    /// Whether the state machine has rooms (`Chat`): then it says who is
+    /// in which room (`Enter`, `Exit`), a room is a delivery group, and a
+    /// broadcast is for everyone whatever their rooms. The one-room `Room`
+    /// of cluster mode keeps every client in the lobby.
+    rooms: bool,
+    /// Chat clients connected: a client that left needs no `leave_group`.
+    connected: HashSet<ClientId>,
+    /// A client just handed to delivery (so in the lobby, `#main`'s group)
+    /// whose first event has not said yet whether it is in `#main`.
+    fresh: Option<ClientId>,
 }
 
 impl Outbox {
+    /// The outbox of the one-room `Room` (cluster mode).
     pub(super) fn new(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
         Outbox {
             delivery,
@@ -49,9 +52,17 @@ impl Outbox {
             out: Vec::new(),
             tail: None,
             compressing: HashSet::new(),
-            modes: HashMap::new(),
-            members: HashMap::new(),
-            outside_main: HashSet::new(),
+            rooms: false,
+            connected: HashSet::new(),
+            fresh: None,
+        }
+    }
+
+    /// The outbox of the chat with rooms.
+    pub(super) fn with_rooms(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
+        Outbox {
+            rooms: true,
+            ..Outbox::new(delivery, metrics)
         }
     }
 
@@ -67,97 +78,58 @@ impl Outbox {
         if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
-        if let Some(variant) = endpoint.variant {
-            self.modes.insert(endpoint.tag, variant.mode);
+        if self.rooms {
+            self.connected.insert(endpoint.tag);
+            self.fresh = Some(endpoint.tag);
         }
-        // Outside `#main` until its `Enter` says otherwise.
-        self.outside_main.insert(endpoint.tag);
         self.delivery.add(endpoint)
     }
 
     /// A client that left (or never got in).
     pub(super) fn remove_client(&mut self, id: ClientId) {
         self.compressing.remove(&id);
-        self.modes.remove(&id);
-        self.outside_main.remove(&id);
+        self.connected.remove(&id);
     }
 
-    /// The room's `Enter` and `Exit`: who receives a room's frames.
+    /// The chat's `Enter` and `Exit`: a room is a delivery group (`#main`
+    /// is the lobby), and delivery changes a membership between exactly
+    /// the frames it should, once what is pending is handed over.
     fn membership(&mut self, id: ClientId, room: RoomId, member: bool) {
-        // What was sent to the room before is the old membership's.
+        if member && room == MAIN && self.fresh == Some(id) {
+            self.fresh = None; // in the lobby already
+            return;
+        }
+        if !self.connected.contains(&id) {
+            return; // gone: delivery has forgotten it
+        }
         self.flush();
-        if room == MAIN {
-            if member {
-                self.outside_main.remove(&id);
-            } else if self.modes.contains_key(&id) {
-                self.outside_main.insert(id);
-            }
-        } else if member {
-            self.members.entry(room).or_default().insert(id);
-        } else if let Some(members) = self.members.get_mut(&room) {
-            members.remove(&id);
-            if members.is_empty() {
-                self.members.remove(&room);
-            }
-        }
-    }
-
-    /// One frame for the members of `room` speaking `mode` but `except`:
-    /// a broadcast when the room is `#main` and every client is in it;
-    /// otherwise one shared encoding sent to each member.
-    fn room_frame(
-        &mut self,
-        room: RoomId,
-        mode: Mode,
-        except: Option<ClientId>,
-        opcode: OpCode,
-        bytes: &[u8],
-    ) {
-        if room == MAIN && self.outside_main.is_empty() {
-            return self.broadcast_frame(mode, except, opcode, bytes);
-        }
-        let members: Vec<ClientId> = if room == MAIN {
-            self.modes
-                .keys()
-                .filter(|id| !self.outside_main.contains(id))
-                .copied()
-                .collect()
+        if member {
+            self.delivery.join_group(id, room);
         } else {
-            self.members
-                .get(&room)
-                .map(|m| m.iter().copied().collect())
-                .unwrap_or_default()
-        };
-        let recipients: Vec<ClientId> = members
-            .into_iter()
-            .filter(|id| Some(*id) != except && self.modes.get(id) == Some(&mode))
-            .collect();
-        self.flush(); // in order after what was broadcast before
-        let (mut plain, mut compressed) = (None::<Arc<[u8]>>, None::<Arc<[u8]>>);
-        for id in recipients {
-            let frame = if self.compressing.contains(&id) {
-                compressed
-                    .get_or_insert_with(|| compressed_frame(opcode, bytes, &self.metrics).into())
-            } else {
-                plain.get_or_insert_with(|| encode_frame(opcode, bytes, None).into())
-            };
-            // Counted in its lag, as a broadcast frame is.
-            self.delivery.send_welcome(id, Bytes::Shared(frame.clone()));
+            self.delivery.leave_group(id, room);
         }
     }
 
-    /// One frame for every client of `mode` but `except`, into the
-    /// pending batch, plain and (if anyone needs it) compressed.
+    /// One frame for the clients of `mode` in `group` (or, for
+    /// `everyone`, in any), but `except`, into the pending batch: plain,
+    /// and compressed if anyone needs it.
     fn broadcast_frame(
         &mut self,
-        mode: Mode,
+        (mode, group, everyone): (Mode, Group, bool),
         except: Option<ClientId>,
         opcode: OpCode,
         bytes: &[u8],
     ) {
-        let frame = encode_frame(opcode, bytes, None);
-        self.pending
-            .push(Variant::new(mode, false), except, frame.into_boxed_slice());
+        let push = |pending: &mut Batch, compressed, frame: Vec<u8>| {
+            let variant = Variant::new(mode, compressed);
+            let frame = frame.into_boxed_slice();
+            if everyone {
+                pending.push_to_everyone(variant, except, frame);
+            } else {
+                pending.push(variant, except, group, frame);
+            }
+        };
+        push(&mut self.pending, false, encode_frame(opcode, bytes, None));
         // One compression per broadcast, whatever the number of
         // recipients: with server_no_context_takeover the compressed
         // bytes depend on the message alone (RFC 7692 §7.1.1.1). A client
@@ -166,8 +138,7 @@ impl Outbox {
         let compressing = self.metrics.deflate_clients_of(mode);
         if compressing.load(Relaxed) > 0 {
             let frame = compressed_frame(opcode, bytes, &self.metrics);
-            self.pending
-                .push(Variant::new(mode, true), except, frame.into_boxed_slice());
+            push(&mut self.pending, true, frame);
         }
     }
 
@@ -196,7 +167,10 @@ impl Outbox {
                     except,
                 } => {
                     let (opcode, bytes) = payload_frame(&payload);
-                    self.broadcast_frame(mode, except, opcode, bytes);
+                    // With rooms, everyone whatever their rooms (a change of
+                    // nickname); without, everyone is in the lobby.
+                    let audience = (mode, LOBBY, self.rooms);
+                    self.broadcast_frame(audience, except, opcode, bytes);
                 }
                 Output::ToRoom {
                     room,
@@ -205,7 +179,7 @@ impl Outbox {
                     except,
                 } => {
                     let (opcode, bytes) = payload_frame(&payload);
-                    self.room_frame(room, mode, except, opcode, bytes);
+                    self.broadcast_frame((mode, room, false), except, opcode, bytes);
                 }
                 Output::Enter { id, room } => self.membership(id, room, true),
                 Output::Exit { id, room } => self.membership(id, room, false),
@@ -253,6 +227,11 @@ impl Outbox {
             }
         }
         self.out = out;
+        if let Some(id) = self.fresh.take() {
+            // Its first event did not put it in `#main`.
+            self.flush();
+            self.delivery.leave_group(id, LOBBY);
+        }
     }
 }
 

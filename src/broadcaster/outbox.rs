@@ -4,7 +4,9 @@
 //! event are encoded once each; broadcast frames wait in one pending
 //! batch, handed to delivery when the queue goes quiet or the batch is
 //! full; a private frame (a welcome, a reply, a Close) first flushes what
-//! was broadcast before it, so every client sees the room's order.
+//! was broadcast before it, so every client sees the room's order. A room
+//! is a delivery group (its `RoomId`; `#main` is the lobby), joined and
+//! left as the chat's `Enter` and `Exit` say, in order with the frames.
 
 use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame};
 use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Group, LOBBY, Outlet, Variant};

@@ -317,6 +317,9 @@ fn check_upgrade(
 /// `#main` if it names none; a raw client names exactly one, a
 /// `wschat.v1` client at most `--max-rooms-per-client`.
 fn chat_rooms(target: &str, service: Service, ctx: &Context) -> Result<Vec<RoomName>, Rejection> {
+    if service == Service::Echo {
+        return Ok(Vec::new()); // `/echo` has no rooms: its query means nothing
+    }
     let listed = crate::room::rooms_param(target).map_err(|reason| Rejection::new(400, reason))?;
     let Some(rooms) = listed else {
         return Ok(vec![RoomName::main()]);

@@ -212,6 +212,18 @@ impl Kept {
         self.rooms.into_iter().flatten().collect()
     }
 
+    /// Forgets the places of the rooms gone (so that rooms made and
+    /// evicted between rewrites do not add up).
+    fn compact(&mut self) {
+        if self.rooms.iter().any(Option::is_none) {
+            let rooms = std::mem::take(&mut self.rooms)
+                .into_iter()
+                .flatten()
+                .collect();
+            *self = Kept::from_rooms(self.limit, rooms);
+        }
+    }
+
     /// Applies one line; says what it was.
     fn apply(&mut self, line: &str) -> Record {
         if let Some(seq) = message_seq(line) {
@@ -511,6 +523,7 @@ impl Writer {
         if !closing && self.retry_at.is_some_and(|at| Instant::now() < at) {
             return; // the lines are in `kept`; the retry writes them
         }
+        self.kept.compact();
         match rewrite(&self.path, &self.header(), &self.kept) {
             Ok(file) => {
                 if self.retry_at.take().is_some() {

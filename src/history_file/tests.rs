@@ -418,6 +418,13 @@ fn rooms_topics_and_histories_survive_a_reload() {
     );
     assert_eq!(again_rust.topic.as_deref(), Some("borrowing"));
     assert!(kept(&again, "#go").is_none());
+    // The writer's copy forgets the places of rooms gone when it rewrites.
+    let mut copy = Kept::from_rooms(10, again.rooms.clone());
+    copy.apply(&gone_record(&rust));
+    assert_eq!(copy.rooms.len(), 2);
+    copy.compact();
+    assert_eq!(copy.rooms.len(), 1);
+    assert!(copy.index.contains_key(&RoomName::main()) && !copy.index.contains_key(&rust));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.lines()

@@ -69,11 +69,6 @@ impl Chat {
     ) {
         let rooms = self.clients[&id].rooms.clone();
         let in_main = rooms.contains(&MAIN);
-        let main_users = if in_main {
-            self.users(MAIN)
-        } else {
-            Vec::new()
-        };
         let names: Vec<RoomName> = rooms.iter().map(|r| self.room(*r).name.clone()).collect();
         let head = chat_welcome_head(
             id,
@@ -81,7 +76,8 @@ impl Chat {
             &self.epoch,
             in_main,
             names.iter(),
-            main_users.iter().map(|(id, nick)| (*id, nick.as_str())),
+            // `#main`'s members only if it is one of them.
+            self.users(MAIN).take(if in_main { usize::MAX } else { 0 }),
         );
         match resume {
             Some(resume) if in_main => {
@@ -112,12 +108,11 @@ impl Chat {
             Some(resume) => self.history_after(room, resume),
             None => (self.room(room).history.iter().collect(), false),
         };
-        let users = self.users(room);
         let chat_room = self.room(room);
         joined_event(
             &chat_room.name,
             chat_room.topic.as_deref(),
-            users.iter().map(|(id, nick)| (*id, nick.as_str())),
+            self.users(room),
             events.into_iter(),
             gap,
         )
@@ -135,12 +130,11 @@ impl Chat {
     }
 
     /// The members of `room`, with their nicknames, by id.
-    pub(super) fn users(&self, room: RoomId) -> Vec<(ClientId, String)> {
+    pub(super) fn users(&self, room: RoomId) -> impl Iterator<Item = (ClientId, &str)> {
         self.room(room)
             .members
             .iter()
-            .map(|id| (*id, self.clients[id].nick.clone()))
-            .collect()
+            .map(|id| (*id, self.clients[id].nick.as_str()))
     }
 
     /// Puts client `id` in the room `name`, creating it if need be.

@@ -180,9 +180,8 @@ impl Chat {
 
     fn who(&self, id: ClientId, room: &str, out: &mut Vec<Output>) {
         if let Some(room) = self.member_room(id, room, out) {
-            let users = self.users(room);
-            let users = users.iter().map(|(id, nick)| (*id, nick.as_str()));
-            reply(out, id, room_users_event(&self.room(room).name, users));
+            let event = room_users_event(&self.room(room).name, self.users(room));
+            reply(out, id, event);
         }
     }
 

@@ -35,17 +35,29 @@ impl Chat {
     fn command(&mut self, id: ClientId, nick: &str, text: &str, now: u64, out: &mut Vec<Output>) {
         let main = super::super::MAIN_ROOM;
         match parse_input(text) {
-            Input::Say(line) => self.say_v1(id, nick, main, line, false, now, out),
-            Input::Action(line) => self.say_v1(id, nick, main, line, true, now, out),
-            Input::SayIn(room, line) => match line.strip_prefix("/me") {
-                Some(rest) if rest.trim().is_empty() => {
-                    reply_error(out, id, ErrorCode::Usage, "usage: /say #room /me TEXT")
+            Input::Say(line) => {
+                let room = self.main_member(id, out);
+                self.say_v1(id, nick, room, line, false, now, out)
+            }
+            Input::Action(line) => {
+                let room = self.main_member(id, out);
+                self.say_v1(id, nick, room, line, true, now, out)
+            }
+            Input::SayIn(room, line) => {
+                let Some(room) = self.member_room(id, room, out) else {
+                    return;
+                };
+                let room = Some(room);
+                match line.strip_prefix("/me") {
+                    Some(rest) if rest.trim().is_empty() => {
+                        reply_error(out, id, ErrorCode::Usage, "usage: /say #room /me TEXT")
+                    }
+                    Some(rest) if rest.starts_with(char::is_whitespace) => {
+                        self.say_v1(id, nick, room, rest.trim(), true, now, out)
+                    }
+                    _ => self.say_v1(id, nick, room, line, false, now, out),
                 }
-                Some(rest) if rest.starts_with(char::is_whitespace) => {
-                    self.say_v1(id, nick, room, rest.trim(), true, now, out)
-                }
-                _ => self.say_v1(id, nick, room, line, false, now, out),
-            },
+            }
             Input::Nick(wanted) => self.rename(id, wanted, now, out),
             Input::Who => self.who(id, main, out),
             Input::WhoIn(room) => self.who(id, room, out),
@@ -70,14 +82,14 @@ impl Chat {
         &mut self,
         id: ClientId,
         nick: &str,
-        room: &str,
+        room: Option<RoomId>,
         line: &str,
         action: bool,
         now: u64,
         out: &mut Vec<Output>,
     ) {
-        let Some(room) = self.member_room(id, room, out) else {
-            return;
+        let Some(room) = room else {
+            return; // not a member: told so already
         };
         if !line.chars().all(allowed_in_text) {
             let text = "messages may not contain control characters (tab and newline are fine)";
@@ -265,6 +277,15 @@ impl Chat {
             reply(out, target, event.clone());
         }
         reply(out, id, event);
+    }
+
+    /// `#main` if client `id` is in it (plain text, every message of the
+    /// one-room chat: no name to read); else `not_in_room` is replied.
+    fn main_member(&self, id: ClientId, out: &mut Vec<Output>) -> Option<RoomId> {
+        if self.room(MAIN).members.contains(&id) {
+            return Some(MAIN);
+        }
+        self.member_room(id, super::super::MAIN_ROOM, out)
     }
 
     /// The client whose nickname is `nick` (ignoring case and fullwidth

@@ -209,6 +209,8 @@ fn two_rooms_with_different_members_never_hear_each_other() {
     assert_eq!(errors(&out, 1), [("not_in_room".into(), Some("#b".into()))]);
     assert!(to_rooms(&out).is_empty());
     assert_eq!(error(&say(&mut chat, 1, "/say b x"), 1), "room_invalid");
+    // One answer, about the room, whatever else is wrong with the line.
+    assert_eq!(error(&say(&mut chat, 1, "/say #b /me"), 1), "not_in_room");
 }
 
 #[test]

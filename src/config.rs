@@ -57,6 +57,8 @@ pub struct Config {
     pub max_room_members: Option<usize>,
     /// Bytes of history kept for all rooms together.
     pub room_history_bytes: usize,
+    /// Serve the frame inspector (`/inspect` and its endpoints).
+    pub inspect: bool,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -153,6 +155,7 @@ impl Default for Config {
             max_rooms: DEFAULT_MAX_ROOMS,
             max_room_members: None,
             room_history_bytes: DEFAULT_ROOM_HISTORY_BYTES,
+            inspect: true,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -247,11 +250,12 @@ Options:
   --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
                               [default: host name and port]
   --deflate on|off            accept permessage-deflate compression when offered [default: on]
+  --inspect on|off            serve the frame inspector at /inspect [default: on]
   -h, --help                  print this help
   -V, --version               print the version
 
 Endpoints: / (chat page, and the chat socket), /echo (echo socket),
-/healthz, /metrics (Prometheus text format).
+/healthz, /metrics (Prometheus text format), /inspect (frame inspector).
 
 SIGTERM or SIGINT (Ctrl-C) stops the server: every client gets a Close
 with 1001, the history file is flushed, and the exit status is 0.
@@ -425,6 +429,13 @@ impl Config {
                     v => return Err(format!("--deflate: '{v}' is not on or off")),
                 }
             }
+            "--inspect" => {
+                self.inspect = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--inspect: '{v}' is not on or off")),
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -514,6 +525,11 @@ mod tests {
             panic!()
         };
         assert!(c.deflate);
+        assert!(c.inspect, "the inspector is on by default");
+        let Command::Run(c) = parse(&["--inspect", "off"]).unwrap() else {
+            panic!()
+        };
+        assert!(!c.inspect);
     }
 
     #[test]
@@ -658,6 +674,7 @@ mod tests {
             &["--bogus"],
             &["--deflate", "yes"],
             &["--deflate"],
+            &["--inspect", "no"],
             &["--history"],
             &["--redis", "http://x"],
             &["--redis", "redis://h", "--history-file", "f"],

@@ -199,6 +199,8 @@ fn a_raw_client_chooses_its_one_room_in_the_query() {
         let (code, response) = status(server.addr(), target, protocols);
         assert_eq!(code, 400, "{target}: {response}");
     }
+    // `/echo` has no rooms: the parameter means nothing there.
+    Client::connect(server.addr(), "/echo?rooms=a.b", &[]);
 }
 
 #[test]

@@ -508,6 +508,8 @@ test('at 360 px the lists collapse and nothing scrolls sideways; screenshots at 
     await expectText(oz.locator('#conv-topic'), /A long topic/);
     await say(pia, 'a message with a verylongwordthatdoesnotbreakanywhereatallandgoesonandonandonandon');
     await expectMessage(oz, /verylongword/);
+    await noHorizontalOverflow(pia);
+    await shot(pia, 'rooms-desktop-room', DESKTOP);
     await pia.locator('#user-list button.user-button', { hasText: 'oz' }).click();
     await say(pia, 'hello oz');
     await waitUnread(dmButton(oz, 'pia-with-a-long-name'), 1);
@@ -526,9 +528,8 @@ test('at 360 px the lists collapse and nothing scrolls sideways; screenshots at 
     await noHorizontalOverflow(oz);
     await shot(oz, 'rooms-phone-direct', PHONE);
 
-    await noHorizontalOverflow(pia);
-    await shot(pia, 'rooms-desktop-room', DESKTOP);
-    await shot(pia, 'rooms-360-desktop-page', PHONE);
+    await shot(pia, 'rooms-desktop-direct-sent', DESKTOP);
+    await shot(pia, 'rooms-phone-direct-sent', PHONE);
     await noHorizontalOverflow(pia);
     assert.deepEqual([...oz.pageErrors, ...pia.pageErrors], []);
   } finally {

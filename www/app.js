@@ -201,7 +201,7 @@
   }
 
   // The moderation command for what the operator chose in the menu
-  // (IDENTITY-WIRE): `/kick NICK [#room] [REASON]`,
+  // (chapter 06): `/kick NICK [#room] [REASON]`,
   // `/ban NICK [#room] [DURATION] [REASON]`, `/mute NICK [#room] DURATION`.
   // `room` null: the whole server. `duration` like "10m", or '' (a ban
   // until lifted). Whitespace in the reason becomes single spaces.
@@ -289,7 +289,6 @@
     nickCancel: $('nick-cancel'),
     nickSubmit: $('nick-submit'),
     peopleNick: $('people-nick'),
-    asGuest: $('as-guest'),
     modMenu: $('mod-menu'),
     modDialog: $('mod-dialog'),
     modForm: $('mod-form'),
@@ -469,7 +468,7 @@
   }
 
   // The user objects the page keeps: a guest is {id, nick}; a signed-in
-  // user adds `verified`, an operator `op` (IDENTITY-WIRE).
+  // user adds `verified`, an operator `op` (the server's user objects).
   function userOf(u) {
     const out = { id: u.id, nick: u.nick };
     if (u.verified === true) out.verified = true;
@@ -1168,7 +1167,6 @@
     el.status.title = why ? why.text : '';
     el.retryNow.hidden = kind !== 'reconnecting' && kind !== 'stopped';
     el.retryNow.textContent = kind === 'stopped' ? 'Try again' : 'Retry now';
-    el.asGuest.hidden = !(kind === 'stopped' && state.stopped && state.stopped.guest && signInToken);
     document.body.dataset.connection = kind;
     updateComposerNote();
   }
@@ -1185,7 +1183,9 @@
       el.note.textContent = isMuted() ? 'You are muted' + untilWords(state.mutedUntil) + ': the server refuses your messages until then.' : '';
       el.composer.classList.remove('offline');
     } else {
-      el.note.textContent = 'Not connected. Your text stays here and can be sent once you are back online.';
+      el.note.textContent = state.stopped
+        ? 'Not connected (the reason is above). Your text stays here.'
+        : 'Not connected. Your text stays here and can be sent once you are back online.';
       el.composer.classList.add('offline');
     }
   }
@@ -1505,6 +1505,8 @@
       if (state.ws || state.stopped) return;
       if (up) state.refused += 1;
       if (up && signInToken) { stopSignIn(tokenExpired() ? 'expired' : 'refused'); return; }
+      const ban = up ? storedBan() : null;
+      if (ban) { stopBanned(ban); return; }
       if (up && state.refused >= 2) {
         if (state.closeInfo !== CLOSE_REFUSED) {
           addNotice(current(), 'closed', [CLOSE_REFUSED.text], { forceScroll: true });
@@ -1535,10 +1537,36 @@
     state.stopped = info;
     state.online = false;
     if (info.notice !== false) {
-      addNotice(current(), info.kind || 'closed', [info.text], { forceScroll: true });
+      const items = addNotice(current(), info.kind || 'closed', [info.text], { forceScroll: true });
+      // After a sign-in problem: the way on without it.
+      if (info.guest && signInToken && items.length) {
+        const old = document.getElementById('as-guest');
+        if (old) old.remove();
+        const b = node('button', 'button secondary', 'Continue as guest');
+        b.type = 'button';
+        b.id = 'as-guest';
+        b.addEventListener('click', () => {
+          b.remove();
+          signInToken = null;
+          state.tokenExp = null;
+          resume();
+          el.input.focus();
+        });
+        items[items.length - 1].querySelector('.notice-text').appendChild(b);
+      }
       announce(info.text);
     }
     setStatus('stopped', 'Disconnected');
+  }
+
+  // A ban this page remembers (storedBan), after a reload or a refused
+  // "Try again".
+  function stopBanned(ban) {
+    const until = untilWords(untilMs(ban.until));
+    stopReconnecting({
+      text: 'This page was banned from the chat' + until + '. Try again to check whether the ban still holds.',
+      short: 'Banned' + until, kind: 'moderation',
+    });
   }
 
   function stopSignIn(why) {
@@ -1684,11 +1712,6 @@
     connect();
   }
   el.retryNow.addEventListener('click', resume);
-  el.asGuest.addEventListener('click', () => {
-    signInToken = null;
-    state.tokenExp = null;
-    resume();
-  });
   window.addEventListener('online', () => { if (!state.ws && !state.stopped) { state.attempt = 0; connectNow(); } });
 
   // ---------------------------------------------------------------- protocol
@@ -1708,7 +1731,6 @@
       case 'error': onError(msg); break;
       case 'moderation': onModeration(msg); break;
       case 'auth': onAuth(msg); break;
-      case 'auth_expired': onAuthExpired(); break;
       default: break; // unknown event types are ignored
     }
   }
@@ -2157,12 +2179,6 @@
     if (typeof msg.exp === 'number') state.tokenExp = msg.exp;
   }
 
-  // The sign-in ran out on an open connection; the server closes it next
-  // (1008 token_expired), and the page does not reconnect with it.
-  function onAuthExpired() {
-    state.tokenExp = Math.min(state.tokenExp || 0, Date.now() / 1000);
-  }
-
   // The server's `error` events carry a stable `code` (chapter 06); the page
   // decides by the code alone. The English `text` is shown only where it
   // says more than the page could (which rule a nickname broke, how a
@@ -2296,12 +2312,6 @@
   if (!initialNick && !signInToken) openChooser({});
   // Banned before (and not signing in now): say so rather than knock again.
   const ban = signInToken ? null : storedBan();
-  if (ban) {
-    stopReconnecting({
-      text: 'This page was banned from the chat' + untilWords(untilMs(ban.until)) + '. Try again to check whether the ban still holds.',
-      short: 'Banned' + untilWords(untilMs(ban.until)), kind: 'moderation',
-    });
-  } else {
-    connect();
-  }
+  if (ban) stopBanned(ban);
+  else connect();
 })();

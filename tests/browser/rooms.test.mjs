@@ -265,17 +265,17 @@ test('the URL fragment opens a room, joining it, and follows the room shown', { 
     await say(ivy, 'waiting for you');
 
     // Another key in the fragment is kept, and sent nowhere.
-    await join(jon, 'jon', `${baseUrl}#token=secret-xyz&room=LINKED`);
+    await join(jon, 'jon', `${baseUrl}#ref=secret-xyz&room=LINKED`);
     await expectTitle(jon, '#linked');
     await expectText(jon.locator('#conv-topic'), 'where the link leads');
     await expectMessage(jon, 'waiting for you', { from: 'ivy' });
     await waitMembers(jon, ['ivy', 'jon']);
-    assert.equal(new URL(jon.url()).hash, '#token=secret-xyz&room=linked');
+    assert.equal(new URL(jon.url()).hash, '#ref=secret-xyz&room=linked');
 
     await showRoom(jon, '#main');
-    assert.equal(new URL(jon.url()).hash, '#token=secret-xyz&room=main');
+    assert.equal(new URL(jon.url()).hash, '#ref=secret-xyz&room=main');
     // Changing the fragment by hand switches rooms without a reload.
-    await jon.evaluate(() => { location.hash = 'token=secret-xyz&room=linked'; });
+    await jon.evaluate(() => { location.hash = 'ref=secret-xyz&room=linked'; });
     await expectTitle(jon, '#linked');
     const urls = await jon.evaluate(() => window.__sockets.map((s) => s.url));
     for (const url of urls) assert.doesNotMatch(url, /secret|token/, `the fragment stays in the page: ${url}`);

@@ -23,7 +23,7 @@ const MAX_MATCH: usize = 258;
 /// literals. Positions are hashed on this many bytes.
 const MIN_MATCH_KEPT: usize = 4;
 /// Positions are hashed on their first four bytes into this many chains.
-const HASH_BITS: u32 = 15;
+const HASH_BITS: u32 = 16;
 const HASH_SIZE: usize = 1 << HASH_BITS;
 /// The farthest a match may reach back (32 KiB), and so how many chain
 /// links are kept.
@@ -89,11 +89,13 @@ struct Token {
 /// The compressor's working memory: the hash chains and the token buffer.
 /// Reused between messages for speed only; no data survives a call.
 pub struct Compressor {
-    /// `head[h]`: the latest position (plus one; 0 = none) whose three bytes
+    /// `head[h]`: the latest position (plus one; 0 = none) whose four bytes
     /// hash to `h`.
     head: Box<[u32; HASH_SIZE]>,
-    /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
-    prev: Box<[u32; WINDOW]>,
+    /// `prev[p % 32768]`: how far back the position before `p` in its
+    /// chain is (0 = none within the window). A distance fits in 16 bits,
+    /// which halves the table against storing positions.
+    prev: Box<[u16; WINDOW]>,
     tokens: Vec<Token>,
     /// How often each symbol occurs in `tokens`, counted as they are
     /// made (the block's codes are built from these).
@@ -227,8 +229,7 @@ impl Compressor {
         }
         let h = Self::hash(payload, pos);
         let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
-        self.prev[pos & (WINDOW - 1)] = self.head[h];
-        self.head[h] = pos as u32 + 1;
+        self.link(pos, h);
         if len >= MIN_MATCH_KEPT {
             Match { len, dist }
         } else {
@@ -270,14 +271,26 @@ impl Compressor {
         (u32::from_le_bytes(bytes).wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
     }
 
+    /// Puts `pos`, whose hash is `h`, at the head of its chain.
+    #[inline(always)]
+    fn link(&mut self, pos: usize, h: usize) {
+        let last = self.head[h] as usize;
+        let back = pos + 1 - last;
+        self.prev[pos & (WINDOW - 1)] = if last != 0 && back <= WINDOW {
+            back as u16
+        } else {
+            0
+        };
+        self.head[h] = pos as u32 + 1;
+    }
+
     /// Hashes the positions `from..to` (those with four bytes to hash).
     #[inline]
     fn insert_range(&mut self, payload: &[u8], from: usize, to: usize) {
         let to = to.min((payload.len() + 1).saturating_sub(MIN_MATCH_KEPT));
         for pos in from..to {
             let h = Self::hash(payload, pos);
-            self.prev[pos & (WINDOW - 1)] = self.head[h];
-            self.head[h] = pos as u32 + 1;
+            self.link(pos, h);
         }
     }
 
@@ -297,12 +310,13 @@ impl Compressor {
         let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
         let nice = NICE_MATCH.min(max_len);
         let mut chain = MAX_CHAIN;
-        // The next candidate on the chain, or `None` at its end: links to
-        // positions that are not older mean the slot was reused by a
-        // newer position, and the chain ends there too.
+        // The next candidate on the chain, or `None` at its end. A
+        // candidate's slot is its own: a newer position sharing it would
+        // be a window or more past it, so not yet hashed (positions are
+        // hashed up to `pos`, and the walk stops a window back).
         let next = |start: usize| {
-            let next = self.prev[start & (WINDOW - 1)] as usize;
-            (next != 0 && next <= start).then_some(next)
+            let back = self.prev[start & (WINDOW - 1)] as usize;
+            (back != 0).then(|| start + 1 - back)
         };
         if max_len < 8 {
             // The very end of the message: byte by byte.

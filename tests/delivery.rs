@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 use wschat::delivery::{
-    Batch, Bytes, COMMAND_QUEUE, Delivery, Ending, PRIVATE_BACKLOG_BYTES, PRIVATE_ITEM_OVERHEAD,
-    Settings, Variant,
+    Batch, Bytes, COMMAND_QUEUE, Delivery, Ending, LOBBY, PRIVATE_BACKLOG_BYTES,
+    PRIVATE_ITEM_OVERHEAD, Settings, Variant,
 };
 use wschat::metrics::Metrics;
 use wschat::protocol::OpCode;
@@ -66,7 +66,7 @@ fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
 fn batch(frames: &[(Variant, Option<u64>, &[u8])]) -> Batch {
     let mut batch = Batch::default();
     for (variant, origin, bytes) in frames {
-        batch.push(*variant, *origin, (*bytes).into());
+        batch.push(*variant, *origin, LOBBY, (*bytes).into());
     }
     batch
 }

@@ -7,7 +7,7 @@
 //! was broadcast before it, so every client sees the room's order.
 
 use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame};
-use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Outlet, Variant};
+use crate::delivery::{Batch, Bytes, Delivery, Endpoint, LOBBY, Outlet, Variant};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
@@ -93,8 +93,12 @@ impl Outbox {
                         Payload::Binary(data) => (OpCode::Binary, &data[..]),
                     };
                     let frame = encode_frame(opcode, bytes, None);
-                    self.pending
-                        .push(Variant::new(mode, false), except, frame.into_boxed_slice());
+                    self.pending.push(
+                        Variant::new(mode, false),
+                        except,
+                        LOBBY,
+                        frame.into_boxed_slice(),
+                    );
                     // One compression per broadcast, whatever the number of
                     // recipients: with server_no_context_takeover the
                     // compressed bytes depend on the message alone (RFC
@@ -106,6 +110,7 @@ impl Outbox {
                         self.pending.push(
                             Variant::new(mode, true),
                             except,
+                            LOBBY,
                             frame.into_boxed_slice(),
                         );
                     }

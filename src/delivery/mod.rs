@@ -25,8 +25,17 @@
 //!
 //! Only a client's delivery thread ever writes to its socket after the
 //! handshake's request is read, the 101 included, and it ends the socket
-//! too: there is no hand-over. Delivery knows bytes: a frame's variant and
-//! *origin* (a client that must not get it back), never chat.
+//! too: there is no hand-over. Delivery knows bytes: a frame's variant,
+//! its *origin* (a client that must not get it back) and its *group*
+//! (which clients it is for), never chat.
+//!
+//! Groups: every client starts in the `LOBBY`, whose frames are the logs
+//! above. A frame for another group is queued to that group's members on
+//! each thread, its bytes shared (one `Arc`, a queue slot per member), at
+//! its point among the log's frames; a turn that logged nothing writes
+//! only to the clients with something queued. A client that leaves the
+//! lobby reads the log up to where it left, and again from where it
+//! joins.
 //!
 //! A client is dropped (1008) when it is far behind (`--max-lag-bytes`,
 //! counting only what it would receive: its variant's frames but its own,
@@ -54,6 +63,17 @@ use std::time::Duration;
 
 /// A client's number, as delivery sees it: an opaque tag.
 pub type Tag = u64;
+
+/// A set of clients a broadcast frame may be for, as delivery sees it:
+/// an opaque number (a chat room, to the broadcaster). A client may be in
+/// several at once.
+pub type Group = u32;
+
+/// The group most clients are in, and every client starts in: its frames
+/// go through the per-variant logs (one copy per delivery thread, each
+/// client a position), so one room of everybody costs nothing per
+/// client. A frame for any other group is queued to its members only.
+pub const LOBBY: Group = 0;
 
 /// Which broadcast frames a client receives: those of its chat mode,
 /// plain or compressed for a client that negotiated permessage-deflate
@@ -128,26 +148,86 @@ pub struct Part {
     bytes: usize,
 }
 
-/// A batch as the delivery threads get it: one part per variant that has
-/// frames.
+/// The lobby's part of a batch as the delivery threads get it: one part
+/// per variant that has frames.
 type Parts = [Option<Arc<Part>>; VARIANTS];
+
+/// Who a frame outside the lobby's log is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    /// The members of a group other than the lobby.
+    Group(Group),
+    /// Every client outside the lobby (the lobby has the frame in its log).
+    OutsideLobby,
+}
+
+/// A frame for some clients only: queued to each of them, sharing the one
+/// encoding.
+#[derive(Debug)]
+struct GroupFrame {
+    audience: Audience,
+    variant: Variant,
+    /// Its place in the batch: before the lobby frame of its variant with
+    /// this index (after all of them if there are no more), so that a
+    /// client in both gets them in the broadcaster's order.
+    before: usize,
+    /// Not sent to this client (a raw chat line's sender).
+    origin: Option<Tag>,
+    bytes: Arc<[u8]>,
+}
+
+/// A batch as the delivery threads get it: the lobby's frames by variant,
+/// and the frames for other audiences.
+#[derive(Debug)]
+struct Broadcast {
+    parts: Parts,
+    groups: Vec<GroupFrame>,
+}
 
 /// Frames the broadcaster had ready at once, in order within each variant.
 #[derive(Debug, Default)]
 pub struct Batch {
     parts: [Part; VARIANTS],
+    groups: Vec<GroupFrame>,
     frames: usize,
     bytes: usize,
 }
 
 impl Batch {
-    /// Adds a frame for clients of `variant`.
-    pub fn push(&mut self, variant: Variant, origin: Option<Tag>, bytes: Box<[u8]>) {
-        let part = &mut self.parts[variant.index()];
+    /// Adds a frame for the clients of `variant` in `group` (but `origin`).
+    pub fn push(&mut self, variant: Variant, origin: Option<Tag>, group: Group, bytes: Box<[u8]>) {
         self.bytes += bytes.len();
         self.frames += 1;
-        part.bytes += bytes.len();
-        part.frames.push(Frame { origin, bytes });
+        if group == LOBBY {
+            let part = &mut self.parts[variant.index()];
+            part.bytes += bytes.len();
+            part.frames.push(Frame { origin, bytes });
+        } else {
+            self.groups.push(GroupFrame {
+                audience: Audience::Group(group),
+                variant,
+                before: self.parts[variant.index()].frames.len(),
+                origin,
+                bytes: bytes.into(),
+            });
+        }
+    }
+
+    /// Adds a frame for every client of `variant` (but `origin`), whatever
+    /// its groups: the lobby reads it in its log, and each client outside
+    /// the lobby has it queued.
+    pub fn push_to_everyone(&mut self, variant: Variant, origin: Option<Tag>, bytes: Box<[u8]>) {
+        self.groups.push(GroupFrame {
+            audience: Audience::OutsideLobby,
+            variant,
+            before: self.parts[variant.index()].frames.len(),
+            origin,
+            bytes: Arc::from(&bytes[..]),
+        });
+        // Counted once: it is one frame of the broadcaster's.
+        self.frames -= 1;
+        self.bytes -= bytes.len();
+        self.push(variant, origin, LOBBY, bytes);
     }
 
     pub fn len(&self) -> usize {
@@ -162,7 +242,18 @@ impl Batch {
         self.bytes
     }
 
-    /// The frames for a client of `variant` and `tag`.
+    /// What the delivery threads get: the lobby's parts that have frames,
+    /// and the frames for other audiences.
+    fn into_broadcast(self) -> Broadcast {
+        Broadcast {
+            parts: self
+                .parts
+                .map(|part| (!part.frames.is_empty()).then(|| Arc::new(part))),
+            groups: self.groups,
+        }
+    }
+
+    /// The lobby's frames for a client of `variant` and `tag`.
     pub fn frames_for(&self, variant: Variant, tag: Tag) -> impl Iterator<Item = &[u8]> {
         self.parts[variant.index()]
             .frames
@@ -275,6 +366,10 @@ enum Kind {
     Room,
     /// A welcome, or the 101: counted in the lag only.
     Welcome,
+    /// A broadcast frame for a group it is in (other than the lobby), its
+    /// bytes shared with the other members: counted in the lag only (it
+    /// is the room's traffic, not replies the client caused).
+    Group,
     /// The reader's Close: the last thing this client is sent.
     Close,
     /// A Close from the room (cluster mode's 1012 `rejoin`): the last
@@ -290,13 +385,23 @@ impl Kind {
 
     /// Whether it counts against `PRIVATE_BACKLOG_BYTES`.
     fn capped(self) -> bool {
-        !matches!(self, Kind::Welcome)
+        !matches!(self, Kind::Welcome | Kind::Group)
     }
 }
 
 enum Command {
     Add(Box<Endpoint>),
-    Broadcast(Arc<Parts>),
+    Broadcast(Arc<Broadcast>),
+    /// The client joins a group (the lobby: its log again, from its head).
+    Join {
+        tag: Tag,
+        group: Group,
+    },
+    /// The client leaves a group once it has the frames sent before.
+    Leave {
+        tag: Tag,
+        group: Group,
+    },
     Send {
         tag: Tag,
         bytes: Bytes,
@@ -332,6 +437,8 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Add(_) => "Add",
             Command::Broadcast(_) => "Broadcast",
+            Command::Join { .. } => "Join",
+            Command::Leave { .. } => "Leave",
             Command::Send { .. } => "Send",
             Command::Remove(_) => "Remove",
             Command::Stop(_) => "Stop",
@@ -393,8 +500,9 @@ impl Delivery {
     }
 
     /// Hands a client to its delivery thread, which writes its first bytes
-    /// and from then on everything it is sent, in order. Returns the
-    /// reader's handle for its own frames.
+    /// and from then on everything it is sent, in order. It starts in the
+    /// lobby and in no other group. Returns the reader's handle for its
+    /// own frames.
     pub fn add(self: &Arc<Self>, endpoint: Endpoint) -> Outlet {
         let outlet = Outlet {
             tag: endpoint.tag,
@@ -411,21 +519,32 @@ impl Delivery {
         outlet
     }
 
-    /// Sends `batch` to every client, each getting the frames of its
-    /// variant that it did not originate. One command per delivery
+    /// Sends `batch`: each client gets the frames of its variant for the
+    /// groups it is in, but those it originated. One command per delivery
     /// thread, whatever the number of clients.
     pub fn broadcast(&self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
-        let parts: Arc<Parts> = Arc::new(
-            batch
-                .parts
-                .map(|part| (!part.frames.is_empty()).then(|| Arc::new(part))),
-        );
+        let broadcast = Arc::new(batch.into_broadcast());
         for shard in &self.shards {
-            let _ = shard.send(Command::Broadcast(parts.clone()));
+            let _ = shard.send(Command::Broadcast(broadcast.clone()));
         }
+    }
+
+    /// Puts a client in `group`: it gets the group's frames broadcast from
+    /// now on, in order with everything else it is sent (a batch not yet
+    /// handed to [`Delivery::broadcast`] counts as not sent: hand it
+    /// first). Joining the lobby again, it
+    /// reads the log from its head; joining a group it is in does nothing.
+    pub fn join_group(&self, tag: Tag, group: Group) {
+        let _ = self.shard(tag).send(Command::Join { tag, group });
+    }
+
+    /// Takes a client out of `group`: it still gets the group's frames
+    /// broadcast before this (hand a pending batch first), and none after.
+    pub fn leave_group(&self, tag: Tag, group: Group) {
+        let _ = self.shard(tag).send(Command::Leave { tag, group });
     }
 
     /// Sends bytes to one client, after every broadcast already sent,

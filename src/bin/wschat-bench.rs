@@ -539,6 +539,24 @@ fn proc_status(pid: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// What a server's clients cost the machine, in kB: its resident memory,
+/// its page tables, and the kernel stacks of every thread. The last is
+/// only reported machine-wide (`KernelStack` in /proc/meminfo), so its
+/// delta counts any other process's threads started meanwhile: run on an
+/// otherwise idle machine.
+fn all_in_kb(pid: &str) -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kernel_stack: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("KernelStack:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(proc_status(pid, "VmRSS:")? + proc_status(pid, "VmPTE:")? + kernel_stack)
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -896,6 +914,7 @@ fn connections(options: &Options) -> Result<(), String> {
     let pid: Option<String> = options.values.get("server-pid").cloned();
     ensure_fd_limit(count)?;
     let rss_before = pid.as_deref().and_then(|p| proc_status(p, "VmRSS:"));
+    let all_in_before = pid.as_deref().and_then(all_in_kb);
     let threads_before = pid.as_deref().and_then(|p| proc_status(p, "Threads:"));
 
     eprintln!("connections: opening {count} idle connections with {threads} threads");
@@ -936,6 +955,7 @@ fn connections(options: &Options) -> Result<(), String> {
     let ramp = start.elapsed();
     std::thread::sleep(hold);
     let rss_after = pid.as_deref().and_then(|p| proc_status(p, "VmRSS:"));
+    let all_in_after = pid.as_deref().and_then(all_in_kb);
     let threads_after = pid.as_deref().and_then(|p| proc_status(p, "Threads:"));
     // Are they all still open? A server that dropped idle clients fails here.
     let mut alive = 0;
@@ -954,9 +974,13 @@ fn connections(options: &Options) -> Result<(), String> {
         (Some(a), Some(b)) if opened > 0 => Some((b as f64 - a as f64) / opened as f64),
         _ => None,
     };
+    let all_in_per_conn = match (all_in_before, all_in_after) {
+        (Some(a), Some(b)) if opened > 0 => Some((b as f64 - a as f64) / opened as f64),
+        _ => None,
+    };
     eprintln!(
         "connections: {opened} open ({failed} failed, {alive} alive after {:.1} s) in {:.2} s; connect p50 {:.2} ms p99 {:.2} ms; \
-         server RSS {:?} -> {:?} kB ({} kB per connection), threads {:?} -> {:?}",
+         server RSS {:?} -> {:?} kB ({} kB per connection; {} kB all-in), threads {:?} -> {:?}",
         hold.as_secs_f64(),
         ramp.as_secs_f64(),
         ms(histogram.quantile(0.5)),
@@ -964,6 +988,7 @@ fn connections(options: &Options) -> Result<(), String> {
         rss_before,
         rss_after,
         per_conn.map_or("?".into(), |v| format!("{v:.1}")),
+        all_in_per_conn.map_or("?".into(), |v| format!("{v:.1}")),
         threads_before,
         threads_after
     );
@@ -971,13 +996,14 @@ fn connections(options: &Options) -> Result<(), String> {
     println!(
         "{{\"bench\":\"connections\",\"count\":{count},\"opened\":{opened},\"failed\":{failed},\"alive\":{alive},\
          \"ramp_s\":{:.3},\"connect_p50_ms\":{:.3},\"connect_p99_ms\":{:.3},\"server_rss_kb_before\":{},\
-         \"server_rss_kb_after\":{},\"rss_kb_per_conn\":{},\"server_threads_before\":{},\"server_threads\":{}}}",
+         \"server_rss_kb_after\":{},\"rss_kb_per_conn\":{},\"all_in_kb_per_conn\":{},\"server_threads_before\":{},\"server_threads\":{}}}",
         ramp.as_secs_f64(),
         ms(histogram.quantile(0.5)),
         ms(histogram.quantile(0.99)),
         opt(rss_before),
         opt(rss_after),
         per_conn.map_or("null".into(), |v| format!("{v:.2}")),
+        all_in_per_conn.map_or("null".into(), |v| format!("{v:.2}")),
         opt(threads_before),
         opt(threads_after)
     );

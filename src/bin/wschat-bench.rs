@@ -1169,7 +1169,7 @@ fn idle_rooms(options: &Options) -> Result<(), String> {
     let after = rss()?;
     let per_room = (after as f64 - before as f64) * 1024.0 / rooms as f64;
     eprintln!(
-        "idle-rooms: {rooms} rooms of {history} messages of {size} B, filled in {:.2} s;          server RSS {before} -> {after} kB: {per_room:.0} bytes per idle room",
+        "idle-rooms: {rooms} rooms of {history} messages of {size} B, filled in {:.2} s; server RSS {before} -> {after} kB: {per_room:.0} bytes per idle room",
         filled.as_secs_f64()
     );
     println!(

@@ -49,6 +49,8 @@ pub struct Config {
     pub node_name: Option<NodeId>,
     /// Accept permessage-deflate (RFC 7692) when a client offers it.
     pub deflate: bool,
+    /// Serve the frame inspector (`/inspect` and its endpoints).
+    pub inspect: bool,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -130,6 +132,7 @@ impl Default for Config {
             redis: None,
             node_name: None,
             deflate: true,
+            inspect: true,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -219,11 +222,12 @@ Options:
   --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
                               [default: host name and port]
   --deflate on|off            accept permessage-deflate compression when offered [default: on]
+  --inspect on|off            serve the frame inspector at /inspect [default: on]
   -h, --help                  print this help
   -V, --version               print the version
 
 Endpoints: / (chat page, and the chat socket), /echo (echo socket),
-/healthz, /metrics (Prometheus text format).
+/healthz, /metrics (Prometheus text format), /inspect (frame inspector).
 
 SIGTERM or SIGINT (Ctrl-C) stops the server: every client gets a Close
 with 1001, the history file is flushed, and the exit status is 0.
@@ -364,6 +368,13 @@ impl Config {
                     v => return Err(format!("--deflate: '{v}' is not on or off")),
                 }
             }
+            "--inspect" => {
+                self.inspect = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--inspect: '{v}' is not on or off")),
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -453,6 +464,11 @@ mod tests {
             panic!()
         };
         assert!(c.deflate);
+        assert!(c.inspect, "the inspector is on by default");
+        let Command::Run(c) = parse(&["--inspect", "off"]).unwrap() else {
+            panic!()
+        };
+        assert!(!c.inspect);
     }
 
     #[test]
@@ -529,6 +545,7 @@ mod tests {
             &["--bogus"],
             &["--deflate", "yes"],
             &["--deflate"],
+            &["--inspect", "no"],
             &["--history"],
             &["--redis", "http://x"],
             &["--redis", "redis://h", "--history-file", "f"],

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
 use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
+use crate::inspect::{self, Inspectors};
 use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics, Refusal};
 use crate::protocol::close::CloseCode;
@@ -62,6 +63,8 @@ pub struct Context {
     /// Cluster mode: false while Redis cannot be reached (new chat
     /// connections are then answered 503).
     pub cluster_up: Option<Arc<AtomicBool>>,
+    /// The frame inspector's connections (`None` with `--inspect off`).
+    pub inspect: Option<Arc<Inspectors>>,
 }
 
 /// The answer to an address with `--max-clients-per-ip` WebSockets open.
@@ -218,6 +221,19 @@ fn admit<'a>(
         answer_http(stream, remote, &request, ctx);
         return None;
     }
+    if let Some(inspectors) = &ctx.inspect
+        && inspect::is_endpoint(request.path())
+    {
+        // The inspector serves its own connections, off the chat's books.
+        let (head, buffered) = head.bytes.split_at(head.len);
+        if let Err(rejection) =
+            inspect::serve(stream, &request, head, buffered, inspectors, &ctx.config)
+        {
+            log::warn!("Rejected inspector handshake from {remote}: {rejection}");
+            finish_http(stream, &rejection.response());
+        }
+        return None;
+    }
     let (service, resume) = match check_upgrade(&request, ctx) {
         Ok(checked) => checked,
         Err(rejection) => return refuse(stream, remote, rejection, ctx),
@@ -282,7 +298,9 @@ fn check_host(request: &Request<'_>, remote: Remote, ctx: &Context) -> Result<()
 /// Answers a request that is not a WebSocket handshake (the page,
 /// `/healthz`, `/metrics`), then closes.
 fn answer_http(stream: &TcpStream, remote: Remote, request: &Request<'_>, ctx: &Context) {
-    let (status, response) = http::respond(request, &ctx.files, &ctx.metrics);
+    let inspector = inspect::answer_http(request, &ctx.files, ctx.inspect.is_some());
+    let (status, response) =
+        inspector.unwrap_or_else(|| http::respond(request, &ctx.files, &ctx.metrics));
     ctx.metrics.http_requests_total.fetch_add(1, Relaxed);
     log::debug!(
         "{remote} {} {} -> {status}",

@@ -14,6 +14,9 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("../www/app.js")),
     ("style.css", include_bytes!("../www/style.css")),
     ("favicon.svg", include_bytes!("../www/favicon.svg")),
+    ("inspect.html", include_bytes!("../www/inspect.html")),
+    ("inspect.js", include_bytes!("../www/inspect.js")),
+    ("inspect.css", include_bytes!("../www/inspect.css")),
 ];
 
 /// The page may only load its own files and talk to its own server: a
@@ -102,6 +105,22 @@ pub fn respond(request: &Request<'_>, files: &StaticFiles, metrics: &Metrics) ->
             }
         }
     };
+    (200, ok_response(&body, content_type, head_only))
+}
+
+/// Serves the file `name` of the page (the inspector's page, at a path
+/// of its own), or 404.
+pub fn serve_file(request: &Request<'_>, files: &StaticFiles, name: &str) -> (u16, Vec<u8>) {
+    match files.load(&[name.to_string()]) {
+        Some(body) => (
+            200,
+            ok_response(&body, content_type(name), request.method == "HEAD"),
+        ),
+        None => (404, error_response(404, "no such file", &[])),
+    }
+}
+
+fn ok_response(body: &[u8], content_type: &str, head_only: bool) -> Vec<u8> {
     let mut response = format!(
         "HTTP/1.1 200 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\
          X-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nConnection: close\r\n\r\n",
@@ -110,9 +129,9 @@ pub fn respond(request: &Request<'_>, files: &StaticFiles, metrics: &Metrics) ->
     )
     .into_bytes();
     if !head_only {
-        response.extend_from_slice(&body);
+        response.extend_from_slice(body);
     }
-    (200, response)
+    response
 }
 
 /// Decodes the path and splits it into segments that are safe to look up:

@@ -30,6 +30,7 @@ pub mod config;
 pub mod delivery;
 pub mod forwarded;
 pub mod http;
+pub mod inspect;
 pub mod json;
 pub mod log_text;
 pub mod metrics;

@@ -93,6 +93,12 @@ pub struct Metrics {
     pub deflate_bytes_in: AtomicU64,
     /// ... and the compressed payload bytes produced.
     pub deflate_bytes_out: AtomicU64,
+    /// The frame inspector's own counters (`inspect/`): its connections
+    /// count nowhere else.
+    pub inspect_sessions_total: AtomicU64,
+    pub inspect_refused: AtomicU64,
+    pub inspect_frames_reported: AtomicU64,
+    pub inspect_frames_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -151,6 +157,7 @@ impl Metrics {
         self.render_health(&mut out);
         self.render_cluster(&mut out);
         self.render_deflate(&mut out);
+        self.render_inspect(&mut out);
         out
     }
 
@@ -384,6 +391,35 @@ impl Metrics {
             "Compressed payload bytes produced.",
             &one(&self.deflate_bytes_out),
         );
+    }
+
+    /// The frame inspector's own counters.
+    fn render_inspect(&self, out: &mut String) {
+        let counters = [
+            (
+                "inspect_sessions_total",
+                "Inspected connections opened.",
+                &self.inspect_sessions_total,
+            ),
+            (
+                "inspect_refused_total",
+                "Inspected connections refused (inspector busy).",
+                &self.inspect_refused,
+            ),
+            (
+                "inspect_frames_reported_total",
+                "Frames reported to inspector pages.",
+                &self.inspect_frames_reported,
+            ),
+            (
+                "inspect_frames_skipped_total",
+                "Frames over the inspector's rate, counted and not shown.",
+                &self.inspect_frames_skipped,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            family(out, name, "counter", help, &one(counter));
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::delivery::{self, Delivery};
 use crate::forwarded;
 use crate::history_file::HistoryLog;
 use crate::http::StaticFiles;
+use crate::inspect::Inspectors;
 use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
 use crate::room::{Epoch, History};
@@ -98,7 +99,11 @@ impl Server {
         let threads = thread_budget(&config);
         let address_limits =
             AddressLimits::new(config.max_clients_per_ip, config.max_pending_per_ip);
+        let inspect = config
+            .inspect
+            .then(|| Arc::new(Inspectors::new(metrics.clone())));
         let ctx = Arc::new(Context {
+            inspect,
             address_limits,
             config,
             metrics,
@@ -140,6 +145,7 @@ impl Server {
         let stopping = self.stopping.clone();
         let events = self.ctx.events.clone();
         let metrics = self.ctx.metrics.clone();
+        let inspect = self.ctx.inspect.clone();
         let (listener, ctx, flag) = (self.listener, self.ctx, self.stopping);
         let broadcaster = self.broadcaster;
         let thread = std::thread::Builder::new()
@@ -150,6 +156,7 @@ impl Server {
             stopping,
             events,
             metrics,
+            inspect,
             thread: Some(thread),
             broadcaster: Some(broadcaster),
         })
@@ -353,6 +360,7 @@ pub struct ServerHandle {
     stopping: Arc<AtomicBool>,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<Metrics>,
+    inspect: Option<Arc<Inspectors>>,
     thread: Option<JoinHandle<()>>,
     broadcaster: Option<JoinHandle<()>>,
 }
@@ -366,7 +374,7 @@ impl ServerHandle {
         &self.metrics
     }
 
-    /// Stops accepting, sends every client (chat and echo) a Close with
+    /// Stops accepting, sends every client (chat, echo, inspector) a Close with
     /// 1001 (going away) and waits, up to `SHUTDOWN_DRAIN`, for those to be
     /// written; flushes the history file; waits for the accept loop and the
     /// broadcaster to end. Connections finish their close on their own
@@ -379,6 +387,9 @@ impl ServerHandle {
         if let Some(thread) = self.thread.take() {
             self.stopping.store(true, Relaxed);
             let _ = self.events.send(Event::Shutdown);
+            if let Some(inspectors) = &self.inspect {
+                inspectors.close_all();
+            }
             // Wake the accept loop so it sees the flag.
             let _ = TcpStream::connect(self.addr);
             let _ = thread.join();

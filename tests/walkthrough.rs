@@ -365,7 +365,7 @@ macro_rules! chapter {
 
 chapter!(ch00_intro, "00-intro.md", 3);
 chapter!(ch00_map, "00-map.md", 2);
-chapter!(ch01_handshake, "01-handshake.md", 6);
+chapter!(ch01_handshake, "01-handshake.md", 7);
 chapter!(ch02_frames, "02-frames.md", 3);
 chapter!(ch03_messages, "03-messages.md", 5);
 chapter!(ch04_closing, "04-closing.md", 4);

@@ -34,4 +34,4 @@ export WSCHAT_BIN="${WSCHAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wscha
 
 echo "==> running browser tests"
 cd "$HERE"
-exec node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs inspect.test.mjs

@@ -7,6 +7,8 @@
 #               (`?rooms=NAME`), every client sending RATE msg/s
 #   one-room:   as many raw clients, all in #main, one sender at the rate
 #               that gives the same deliveries a second
+#   big-room:   the same in a room other than #main (`?rooms=big`; not run
+#               by default): one room of everybody without the lobby's log
 #   idle-rooms: IDLE rooms filled with HISTORY messages each, then left
 #               empty: the server's resident memory per room
 #
@@ -20,7 +22,7 @@
 #
 # Usage: tests/bench/rooms.sh [--no-build] [--rounds N] [--rooms N] [--members N]
 #        [--rate MSGS_PER_SEC] [--duration SECS] [--history N] [--idle-rooms N]
-#        [--runs many-rooms,one-room,idle-rooms] [--out DIR]
+#        [--runs many-rooms,one-room,idle-rooms,big-room] [--out DIR]
 # Environment: WSCHAT_BIN, WSCHAT_BENCH_BIN (defaults: target/release/...).
 set -euo pipefail
 
@@ -124,6 +126,10 @@ run_one() {
         one-room)
             args=(fanout --clients "$clients" --senders 1 --rate "$one_rate" --size 64
                 --duration "$duration") ;;
+        big-room)
+            url="${url}?rooms=big"
+            args=(fanout --clients "$clients" --senders 1 --rate "$one_rate" --size 64
+                --duration "$duration") ;;
         idle-rooms)
             args=(idle-rooms --rooms "$idle" --history "$history" --size 64) ;;
     esac
@@ -148,7 +154,7 @@ IFS=, read -r -a wanted <<<"$runs"
 for round in $(seq "$rounds"); do
     for run in "${wanted[@]}"; do
         case "$run" in
-            many-rooms|one-room|idle-rooms) run_one "$round" "$run" ;;
+            many-rooms|one-room|big-room|idle-rooms) run_one "$round" "$run" ;;
             *) die "unknown run: $run" ;;
         esac
     done
@@ -165,7 +171,7 @@ def fmt(x, digits=1):
 print("| run | round | load (1, 5, 15 min) | deliveries/s | p50 ms | p99 ms | lost | other room | server ns/delivery | whole run ns/delivery |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 medians = {}
-for run in ("many-rooms", "one-room"):
+for run in ("many-rooms", "one-room", "big-room"):
     mine = [r for r in rows if r.get("run") == run]
     if not mine:
         continue
@@ -182,7 +188,7 @@ for run in ("many-rooms", "one-room"):
           f"{fmt(m['p99_ms'], 2)} | {sum(r.get('lost', 0) for r in mine)} | "
           f"{sum(r.get('foreign', 0) for r in mine)} | **{fmt(m['server_ns_per_delivery'])}** | "
           f"{fmt(m['whole_ns'])} |")
-if len(medians) == 2:
+if "many-rooms" in medians and "one-room" in medians:
     a, b = medians["many-rooms"], medians["one-room"]
     for key, what in (("server_ns_per_delivery", "server CPU per delivery"),
                       ("whole_ns", "whole run, connections included")):

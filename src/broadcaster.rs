@@ -16,7 +16,7 @@ use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{OpCode, encode_compressed_frame};
-use crate::room::{Action, ClientId, Epoch, History, Mode, Resume, Room, now_ms};
+use crate::room::{Action, Chat, ClientId, Mode, Resume, RoomName, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub enum Event {
         joined: JoinReply,
         /// Where a resuming client stands (`/?since=ID&epoch=E`).
         resume: Option<Resume>,
+        /// The rooms it asked to be in (`/?rooms=`), in order.
+        rooms: Vec<RoomName>,
     },
     Text {
         id: ClientId,
@@ -202,10 +204,10 @@ pub fn compressed_frame(opcode: OpCode, payload: &[u8], metrics: &Metrics) -> Ve
     encode_compressed_frame(opcode, &compressed)
 }
 
-/// The single-process broadcaster: the room, its history file, and the
+/// The single-process broadcaster: the chat, its history file, and the
 /// outbox, in the order of its own queue.
 pub struct Broadcaster {
-    room: Room,
+    chat: Chat,
     /// Tests only: a chat text that makes this thread panic.
     #[cfg(feature = "test-hooks")]
     pub(crate) panic_trigger: Option<String>,
@@ -216,19 +218,17 @@ pub struct Broadcaster {
 
 impl Broadcaster {
     pub fn new(
-        history: History,
-        next_seq: u64,
-        epoch: Epoch,
+        chat: Chat,
         log: Option<HistoryLog>,
         delivery: Arc<Delivery>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Broadcaster {
-            room: Room::new(history, next_seq, epoch),
+            chat,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             log,
-            outbox: Outbox::new(delivery, metrics.clone()),
+            outbox: Outbox::with_rooms(delivery, metrics.clone()),
             metrics,
         }
     }
@@ -254,9 +254,10 @@ impl Broadcaster {
                     endpoint,
                     joined,
                     resume,
+                    rooms,
                 } => {
-                    log::debug!("({id}) joined the room from {peer} ({mode:?})");
-                    if resume.as_ref().is_some_and(|r| self.room.is_gap(r)) {
+                    log::debug!("({id}) joined the chat from {peer} ({mode:?})");
+                    if resume.as_ref().is_some_and(|r| self.chat.is_gap(r, &rooms)) {
                         self.metrics.resume_gaps.fetch_add(1, Relaxed);
                     }
                     if !joined.accept(|| self.outbox.add_client(*endpoint)) {
@@ -264,7 +265,11 @@ impl Broadcaster {
                         self.outbox.flush_if_due(rx.is_empty());
                         continue;
                     }
-                    Action::Join { id, mode, resume }
+                    let out = self.outbox.outputs();
+                    self.chat.connect(now_ms(), id, mode, resume, &rooms, out);
+                    self.emit();
+                    self.outbox.flush_if_due(rx.is_empty());
+                    continue;
                 }
                 Event::Text { id, text } => {
                     #[cfg(feature = "test-hooks")]
@@ -287,15 +292,23 @@ impl Broadcaster {
                     return;
                 }
             };
-            self.room.handle(now_ms(), action, self.outbox.outputs());
-            let (room, log) = (&self.room, &self.log);
-            self.outbox.emit(|event| {
-                if let Some(log) = log {
-                    log.append(event, || Snapshot::of(room.history(), room.next_seq()));
-                }
-            });
+            self.chat.handle(now_ms(), action, self.outbox.outputs());
+            self.emit();
             self.outbox.flush_if_due(rx.is_empty());
         }
+    }
+
+    /// Sends the chat's outputs; its records go to the history file.
+    fn emit(&mut self) {
+        let (chat, log) = (&self.chat, &self.log);
+        self.outbox.emit(|record| {
+            if let Some(log) = log {
+                log.append(record, || Snapshot {
+                    rooms: chat.kept(),
+                    next_seq: chat.next_seq(),
+                });
+            }
+        });
     }
 }
 

@@ -49,6 +49,14 @@ pub struct Config {
     pub node_name: Option<NodeId>,
     /// Accept permessage-deflate (RFC 7692) when a client offers it.
     pub deflate: bool,
+    /// Rooms one client may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Rooms that may exist, `#main` included.
+    pub max_rooms: usize,
+    /// Members one room may have; `None`: `max_clients`.
+    pub max_room_members: Option<usize>,
+    /// Bytes of history kept for all rooms together.
+    pub room_history_bytes: usize,
     /// Serve the frame inspector (`/inspect` and its endpoints).
     pub inspect: bool,
     /// Tests only (feature `test-hooks`): a text message that makes the
@@ -82,6 +90,10 @@ pub const DEFAULT_RATE_LIMIT: u32 = 50;
 /// Several seconds of the busiest fan-out benchmark: a client that stalls
 /// for a moment keeps every message.
 pub const DEFAULT_MAX_LAG_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_ROOMS_PER_CLIENT: usize = 32;
+pub const DEFAULT_MAX_ROOMS: usize = 10_000;
+/// Room histories together: 64 MiB, about 300,000 ordinary messages.
+pub const DEFAULT_ROOM_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 /// Conformance suites send `/echo` messages of up to 16 MiB.
 pub const DEFAULT_ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -107,6 +119,13 @@ pub mod range {
     pub const RATE_LIMIT: RangeInclusive<u64> = 0..=100_000;
     /// From one large message to what a machine can hold for a client.
     pub const MAX_LAG_BYTES: RangeInclusive<u64> = 64 * 1024..=4 * 1024 * 1024 * 1024;
+    /// Each room a client is in is a `joined` event in its welcome.
+    pub const MAX_ROOMS_PER_CLIENT: RangeInclusive<u64> = 1..=1024;
+    /// `#main` counts, so 1 is the one-room chat.
+    pub const MAX_ROOMS: RangeInclusive<u64> = 1..=1_000_000;
+    pub const MAX_ROOM_MEMBERS: RangeInclusive<u64> = 1..=1_000_000;
+    /// 0 keeps no history at all; 16 GiB is more than a chat needs.
+    pub const ROOM_HISTORY_BYTES: RangeInclusive<u64> = 0..=16 * 1024 * 1024 * 1024;
 }
 
 impl Default for Config {
@@ -132,6 +151,10 @@ impl Default for Config {
             redis: None,
             node_name: None,
             deflate: true,
+            max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
+            max_rooms: DEFAULT_MAX_ROOMS,
+            max_room_members: None,
+            room_history_bytes: DEFAULT_ROOM_HISTORY_BYTES,
             inspect: true,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
@@ -204,7 +227,7 @@ Options:
                               names when bound to loopback, any host otherwise]
   --max-message-bytes N       largest chat message, in bytes {max_message_bytes} [default: {DEFAULT_MAX_MESSAGE_BYTES}]
   --echo-max-message-bytes N  largest /echo message, in bytes {echo_max} [default: {DEFAULT_ECHO_MAX_MESSAGE_BYTES}]
-  --history N                 chat messages kept for newcomers {history} [default: {DEFAULT_HISTORY}]
+  --history N                 chat messages kept per room for newcomers {history} [default: {DEFAULT_HISTORY}]
   --history-file PATH         append messages to PATH and reload them on start
   --max-clients N             WebSocket connections at once {max_clients} [default: {DEFAULT_MAX_CLIENTS}]
   --max-clients-per-ip N      WebSocket connections from one client address {per_ip}
@@ -217,6 +240,11 @@ Options:
   --handshake-timeout SECS    time allowed for the HTTP request head {handshake} [default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]
   --rate-limit MSGS_PER_SEC   chat messages per client per second, burst 2x (0 = off) {rate} [default: {DEFAULT_RATE_LIMIT}]
   --max-lag-bytes N           drop a client this many bytes behind {lag} [default: {DEFAULT_MAX_LAG_BYTES}]
+  --max-rooms-per-client N    rooms one client may be in at once {per_client} [default: {DEFAULT_MAX_ROOMS_PER_CLIENT}]
+  --max-rooms N               rooms that may exist, #main included {rooms} [default: {DEFAULT_MAX_ROOMS}]
+  --max-room-members N        members one room may have {members} [default: --max-clients]
+  --room-history-bytes BYTES  history kept for all rooms together; past it the empty room unused
+                              longest is evicted first {room_bytes} [default: {DEFAULT_ROOM_HISTORY_BYTES}]
   --redis URL                 cluster mode: share the chat with other wschat processes through
                               the Redis at redis://[:PASSWORD@]HOST:PORT[/DB]
   --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
@@ -243,6 +271,10 @@ with 1001, the history file is flushed, and the exit status is 0.
         handshake = r(HANDSHAKE_TIMEOUT_SECS),
         rate = r(RATE_LIMIT),
         lag = r(MAX_LAG_BYTES),
+        per_client = r(MAX_ROOMS_PER_CLIENT),
+        rooms = r(MAX_ROOMS),
+        members = r(MAX_ROOM_MEMBERS),
+        room_bytes = r(ROOM_HISTORY_BYTES),
     )
 }
 
@@ -314,9 +346,38 @@ impl Config {
             "--max-lag-bytes" => {
                 self.max_lag_bytes = number(&value()?, flag, range::MAX_LAG_BYTES)?
             }
+            _ => return self.set_room_limit(flag, value),
+        }
+        Ok(true)
+    }
+
+    /// Sets a limit of rooms if `flag` is one; false if it is not.
+    fn set_room_limit(&mut self, flag: &str, value: FlagValue) -> Result<bool, String> {
+        match flag {
+            "--max-rooms-per-client" => {
+                self.max_rooms_per_client = number(&value()?, flag, range::MAX_ROOMS_PER_CLIENT)?
+            }
+            "--max-rooms" => self.max_rooms = number(&value()?, flag, range::MAX_ROOMS)?,
+            "--max-room-members" => {
+                self.max_room_members = Some(number(&value()?, flag, range::MAX_ROOM_MEMBERS)?)
+            }
+            "--room-history-bytes" => {
+                self.room_history_bytes = number(&value()?, flag, range::ROOM_HISTORY_BYTES)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The limits of the chat with rooms.
+    pub fn room_limits(&self) -> crate::room::Limits {
+        crate::room::Limits {
+            history: self.history,
+            max_rooms_per_client: self.max_rooms_per_client,
+            max_rooms: self.max_rooms,
+            max_room_members: self.max_room_members.unwrap_or(self.max_clients),
+            room_history_bytes: self.room_history_bytes,
+        }
     }
 
     /// Sets any other option if `flag` is one; false if it is not.
@@ -513,6 +574,74 @@ mod tests {
             e,
             "--ping-interval: '3601' is not a whole number from 1 to 3600"
         );
+    }
+
+    #[test]
+    fn room_limits_have_defaults_and_inclusive_ranges() {
+        let Command::Run(c) = parse(&["--max-clients", "500"]).unwrap() else {
+            panic!()
+        };
+        let limits = c.room_limits();
+        assert_eq!(
+            (
+                limits.max_rooms_per_client,
+                limits.max_rooms,
+                limits.max_room_members,
+                limits.room_history_bytes
+            ),
+            (32, 10_000, 500, 64 << 20)
+        );
+        for bounds in [
+            ["1", "1", "1", "0"],
+            ["1024", "1000000", "1000000", "17179869184"],
+        ] {
+            let Command::Run(c) = parse(&[
+                "--max-rooms-per-client",
+                bounds[0],
+                "--max-rooms",
+                bounds[1],
+                "--max-room-members",
+                bounds[2],
+                "--room-history-bytes",
+                bounds[3],
+            ])
+            .unwrap() else {
+                panic!()
+            };
+            let limits = c.room_limits();
+            let got = [
+                limits.max_rooms_per_client,
+                limits.max_rooms,
+                limits.max_room_members,
+                limits.room_history_bytes,
+            ];
+            assert_eq!(got.map(|n| n.to_string()), bounds.map(String::from));
+        }
+        for (flag, outside) in [
+            ("--max-rooms-per-client", "0"),
+            ("--max-rooms-per-client", "1025"),
+            ("--max-rooms", "0"),
+            ("--max-rooms", "1000001"),
+            ("--max-room-members", "0"),
+            ("--max-room-members", "1000001"),
+            ("--room-history-bytes", "17179869185"),
+            ("--room-history-bytes", "-1"),
+        ] {
+            let e = parse(&[flag, outside]).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{flag}: '{outside}' is not a whole number")),
+                "{e}"
+            );
+        }
+        let help = help_text();
+        for flag in [
+            "--max-rooms-per-client N",
+            "--max-rooms N",
+            "--max-room-members N",
+            "--room-history-bytes BYTES",
+        ] {
+            assert!(help.contains(flag), "{flag}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, enco
 use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
-use crate::room::{ClientId, Mode, Resume, SUBPROTOCOL};
+use crate::room::{ClientId, Mode, Resume, RoomName, SUBPROTOCOL};
 use crate::threads::ThreadBudget;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
@@ -140,6 +140,8 @@ struct Admitted<'a> {
     remote: Remote,
     service: Service,
     resume: Option<Resume>,
+    /// The rooms a chat client asked to be in (`?rooms=`; `#main` if none).
+    rooms: Vec<RoomName>,
     /// `Sec-WebSocket-Key`, for the 101's accept key (§4.2.2).
     key: String,
     /// The permessage-deflate agreement, if the handshake made one.
@@ -234,7 +236,7 @@ fn admit<'a>(
         }
         return None;
     }
-    let (service, resume) = match check_upgrade(&request, ctx) {
+    let (service, resume, rooms) = match check_upgrade(&request, ctx) {
         Ok(checked) => checked,
         Err(rejection) => return refuse(stream, remote, rejection, ctx),
     };
@@ -247,6 +249,7 @@ fn admit<'a>(
         remote,
         service,
         resume,
+        rooms,
         key: request
             .header("Sec-WebSocket-Key")
             .unwrap_or_default()
@@ -311,19 +314,52 @@ fn answer_http(stream: &TcpStream, remote: Remote, request: &Request<'_>, ctx: &
 }
 
 /// The handshake (§4.2.1), origin and path (`accept`), the resume point,
-/// and whether the chat can take anyone now (cluster mode needs Redis).
+/// the rooms, and whether the chat can take anyone now (cluster mode
+/// needs Redis).
 fn check_upgrade(
     request: &Request<'_>,
     ctx: &Context,
-) -> Result<(Service, Option<Resume>), Rejection> {
+) -> Result<(Service, Option<Resume>, Vec<RoomName>), Rejection> {
     let service = accept(request, ctx)?;
     let resume =
         crate::room::resume_param(request.target).map_err(|reason| Rejection::new(400, reason))?;
+    let rooms = chat_rooms(request.target, service, ctx)?;
     let cluster_down = ctx.cluster_up.as_ref().is_some_and(|up| !up.load(Relaxed));
     if cluster_down && matches!(service, Service::Chat(_)) {
         return Err(Rejection::new(503, CLUSTER_UNAVAILABLE));
     }
-    Ok((service, resume))
+    Ok((service, resume, rooms))
+}
+
+/// The rooms a chat client asks for in its target's query (`rooms=`):
+/// `#main` if it names none; a raw client names exactly one, a
+/// `wschat.v1` client at most `--max-rooms-per-client`.
+fn chat_rooms(target: &str, service: Service, ctx: &Context) -> Result<Vec<RoomName>, Rejection> {
+    if service == Service::Echo {
+        return Ok(Vec::new()); // `/echo` has no rooms: its query means nothing
+    }
+    let listed = crate::room::rooms_param(target).map_err(|reason| Rejection::new(400, reason))?;
+    let Some(rooms) = listed else {
+        return Ok(vec![RoomName::main()]);
+    };
+    match service {
+        Service::Chat(Mode::Raw) if rooms.len() != 1 => Err(Rejection::new(
+            400,
+            "a raw client is in exactly one room: rooms=NAME",
+        )),
+        Service::Chat(Mode::V1) if rooms.len() > ctx.config.max_rooms_per_client => {
+            Err(Rejection::new(
+                400,
+                "rooms: more rooms than one client may be in (--max-rooms-per-client)",
+            ))
+        }
+        // Cluster mode replicates one room; rooms come later.
+        _ if ctx.cluster_up.is_some() && rooms != [RoomName::main()] => Err(Rejection::new(
+            400,
+            "rooms other than main are not available in cluster mode yet",
+        )),
+        _ => Ok(rooms),
+    }
 }
 
 /// Holds a place under `--max-clients-per-ip`, then under `--max-clients`
@@ -392,6 +428,7 @@ fn register<'a>(
         remote,
         service,
         resume,
+        rooms,
         key,
         deflate,
         buffered,
@@ -407,7 +444,7 @@ fn register<'a>(
     };
     let endpoint = Delivery::endpoint(id, variant, stream.clone(), response);
     let outlet = match service {
-        Service::Chat(mode) => match join_room(id, remote, mode, endpoint, resume, ctx) {
+        Service::Chat(mode) => match join_room(id, remote, mode, endpoint, (resume, rooms), ctx) {
             Ok(outlet) => outlet,
             Err(answer) => {
                 registration.leave();
@@ -448,7 +485,7 @@ fn join_room(
     remote: Remote,
     mode: Mode,
     endpoint: Endpoint,
-    resume: Option<Resume>,
+    (resume, rooms): (Option<Resume>, Vec<RoomName>),
     ctx: &Context,
 ) -> Result<Outlet, Option<Rejection>> {
     let (joined, wait) = broadcaster::join_channel();
@@ -459,6 +496,7 @@ fn join_room(
         endpoint: Box::new(endpoint),
         joined,
         resume,
+        rooms,
     };
     let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
         Ok(()) => wait.wait(JOIN_TIMEOUT),

@@ -1,16 +1,20 @@
-//! `--history-file`: the room's kept history, its next message id and its
-//! epoch on disk, so that a restart neither wipes the room's memory nor
-//! issues an id twice, and a resuming client can tell the same history
-//! from a new one.
+//! `--history-file`: the rooms (their topics and kept histories), the
+//! next message id and the epoch on disk, so that a restart neither wipes
+//! the chat's memory nor issues an id twice, and a resuming client can
+//! tell the same history from a new one.
 //!
-//! # The format (version 1)
+//! # The format (version 2)
 //!
 //! UTF-8 text, one JSON object per line. The first line is the header:
 //!
 //! ```text
-//! {"wschat_history":1,"epoch":"k3x9a2bq","next_seq":42}
-//! {"type":"message","id":40,"from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000}
-//! {"type":"message","id":41,"from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"action":true}
+//! {"wschat_history":2,"epoch":"k3x9a2bq","next_seq":42}
+//! {"type":"room","room":"#main","topic":null,"dropped":0}
+//! {"type":"message","id":40,"from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000,"room":"#main"}
+//! {"type":"room","room":"#rust","topic":"borrowing","dropped":12}
+//! {"type":"message","id":41,"from":{"id":9,"nick":"bo"},"text":"waves","ts":1764093601000,"room":"#rust","action":true}
+//! {"type":"trim","room":"#rust","through":41}
+//! {"type":"gone","room":"#rust"}
 //! ```
 //!
 //! - `wschat_history`: the format's version. A file of a newer version
@@ -20,11 +24,20 @@
 //! - `next_seq`: the id the next message gets, at the time the header was
 //!   written. Ids of the records after it count too: the next id is one
 //!   more than the greatest of all, torn lines' included.
-//! - Then one record per line, each an object with a `type`. Version 1 has
-//!   one kind, `message`: the `message` event exactly as clients receive
-//!   it ([`message_seq`] says which lines are whole). A later kind (rooms,
-//!   topics, bans, mutes) is added with a new version number, which reads
-//!   every older version.
+//! - Then one record per line, each an object with a `type`, applied in
+//!   order:
+//!   - `message`: the `message` event exactly as clients receive it
+//!     ([`message_seq`] says which lines are whole), kept in its `room`'s
+//!     history (a room it names that has no record yet is made);
+//!   - `room`: a room made, or its topic set (`null`: none); `dropped` is
+//!     the newest id its history has let go of;
+//!   - `trim`: the room's messages up to id `through` let go of (to keep
+//!     within `--room-history-bytes`);
+//!   - `gone`: the room evicted, with its history.
+//!
+//!   Version 1 had `message` lines only, without `room`: a version 1 file
+//!   loads as `#main`'s history. A later kind (bans, mutes) is added with
+//!   a new version number, which reads every older version.
 //!
 //! A file without a header (written before the format had one: bare
 //! `message` lines) is loaded as a version 1 file with no header: its
@@ -39,15 +52,15 @@
 //! new message is appended as one line by a thread of its own, so the
 //! broadcaster never waits for a disk. When [`COMPACT_AFTER_BYTES`] have
 //! been appended, the writer rewrites the file again from its copy of the
-//! kept history: the file holds at most the kept history (at most
-//! [`crate::room::MAX_HISTORY_BYTES`], or a single larger message) plus
-//! that much, and loading it at start-up reads no more.
+//! rooms (kept in step by applying the same records): the file holds at
+//! most the kept histories (at most `--room-history-bytes`) plus that
+//! much, and loading it at start-up reads no more.
 //!
 //! The writer's queue is bounded too ([`QUEUE_MAX_RECORDS`],
 //! [`QUEUE_MAX_BYTES`]). If the disk stalls and the queue fills, the
 //! broadcaster does not wait and does not drop lines one by one: it
-//! replaces everything waiting by a copy of the room's kept history (a
-//! pointer per message; the text is shared) and its next id, logs it
+//! replaces everything waiting by a copy of the rooms and their kept
+//! histories (a pointer per message; the text is shared) and the next id, logs it
 //! once, and the writer rewrites the file from that copy when the disk
 //! comes back. The file's promise — the last `--history` messages, the
 //! next id and the epoch — is kept whole; only messages that had already
@@ -62,8 +75,8 @@
 //! the old one or the new one, whole.
 
 use crate::json::{self, Value};
-use crate::room::{Epoch, History, message_id};
-use std::collections::VecDeque;
+use crate::room::{Epoch, History, KeptRoom, RoomName, message_id, room_record};
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -71,7 +84,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The format version this server writes and reads (and every older one).
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 /// The header's first key: a line starting with this is a header.
 const HEADER_PREFIX: &str = "{\"wschat_history\":";
 /// Bytes appended after which the file is compacted (rewritten from the
@@ -89,8 +102,9 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// What a history file holds once loaded.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The last `--history` messages, with what is older marked dropped.
-    pub history: History,
+    /// The rooms, `#main` first, each with its last `--history` messages
+    /// and what is older marked dropped.
+    pub rooms: Vec<KeptRoom>,
     /// The id the next message gets.
     pub next_seq: u64,
     /// The file's epoch; `None` for a new file, one without a header, or
@@ -98,20 +112,178 @@ pub struct Loaded {
     pub epoch: Option<Epoch>,
 }
 
-/// The room's state as the writer rewrites it: the kept history and the
-/// next id (the epoch is the file's own).
+/// The epoch of a loaded file, or a fresh one.
+pub fn epoch_of(path: &Path, loaded: &Loaded) -> Epoch {
+    match &loaded.epoch {
+        Some(epoch) => epoch.clone(),
+        None => {
+            let epoch = Epoch::fresh();
+            log::info!(
+                "history file {}: new epoch {epoch} (a new file, or one without a header)",
+                path.display()
+            );
+            epoch
+        }
+    }
+}
+
+#[cfg(test)]
+impl Loaded {
+    /// `#main`'s history.
+    pub fn main(&self) -> &History {
+        &self.rooms[0].history
+    }
+}
+
+/// The chat's state as the writer rewrites it: the rooms with their kept
+/// histories, and the next id (the epoch is the file's own).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub history: History,
+    pub rooms: Vec<KeptRoom>,
     pub next_seq: u64,
 }
 
-impl Snapshot {
-    /// A copy of `history` (pointers to the shared texts) and `next_seq`.
-    pub fn of(history: &History, next_seq: u64) -> Snapshot {
-        Snapshot {
-            history: history.clone(),
-            next_seq,
+/// The rooms as the file's records leave them, in the order they were
+/// made (`#main` first): what a load builds and what the writer keeps in
+/// step, applying the same records.
+#[derive(Debug, Clone)]
+struct Kept {
+    limit: usize,
+    /// `None`: a room gone.
+    rooms: Vec<Option<KeptRoom>>,
+    index: HashMap<RoomName, usize>,
+}
+
+/// What one line was.
+enum Record {
+    Message(u64),
+    Room,
+    Damaged,
+}
+
+impl Kept {
+    /// `#main` alone, empty, keeping `limit` messages per room.
+    fn new(limit: usize) -> Kept {
+        Kept::from_rooms(limit, Vec::new())
+    }
+
+    fn from_rooms(limit: usize, rooms: Vec<KeptRoom>) -> Kept {
+        let mut kept = Kept {
+            limit,
+            rooms: Vec::new(),
+            index: HashMap::new(),
+        };
+        kept.room(&RoomName::main());
+        for room in rooms {
+            let name = room.name.clone();
+            *kept.room(&name) = room;
+        }
+        kept
+    }
+
+    /// The room called `name`, made if need be.
+    fn room(&mut self, name: &RoomName) -> &mut KeptRoom {
+        let at = match self.index.get(name) {
+            Some(at) => *at,
+            None => {
+                self.rooms.push(Some(KeptRoom {
+                    name: name.clone(),
+                    topic: None,
+                    history: History::new(self.limit),
+                }));
+                self.index.insert(name.clone(), self.rooms.len() - 1);
+                self.rooms.len() - 1
+            }
+        };
+        self.rooms[at].as_mut().expect("indexed rooms exist")
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &KeptRoom> {
+        self.rooms.iter().flatten()
+    }
+
+    fn bytes(&self) -> usize {
+        self.iter()
+            .map(|r| r.history.bytes() + r.history.len())
+            .sum()
+    }
+
+    fn into_rooms(self) -> Vec<KeptRoom> {
+        self.rooms.into_iter().flatten().collect()
+    }
+
+    /// Forgets the places of the rooms gone (so that rooms made and
+    /// evicted between rewrites do not add up).
+    fn compact(&mut self) {
+        if self.rooms.iter().any(Option::is_none) {
+            let rooms = std::mem::take(&mut self.rooms)
+                .into_iter()
+                .flatten()
+                .collect();
+            *self = Kept::from_rooms(self.limit, rooms);
+        }
+    }
+
+    /// Applies one line; says what it was.
+    fn apply(&mut self, line: &str) -> Record {
+        if let Some(seq) = message_seq(line) {
+            let name = json::parse(line)
+                .and_then(|event| event.get("room").and_then(Value::as_str).map(String::from));
+            let name = match name {
+                Some(name) => RoomName::parse(&name),
+                None => Some(RoomName::main()),
+            };
+            let Some(name) = name else {
+                return Record::Damaged;
+            };
+            self.room(&name).history.push(line.into());
+            return Record::Message(seq);
+        }
+        let Some(record) = json::parse(line) else {
+            return Record::Damaged;
+        };
+        let name = record
+            .get("room")
+            .and_then(Value::as_str)
+            .and_then(RoomName::parse);
+        match (record.get("type").and_then(Value::as_str), name) {
+            (Some("room"), Some(name)) => {
+                let topic = match record.get("topic") {
+                    Some(Value::String(topic)) => Some(Arc::from(topic.as_str())),
+                    Some(Value::Null) | None => None,
+                    Some(_) => return Record::Damaged,
+                };
+                let dropped = record.get("dropped").and_then(Value::as_u64).unwrap_or(0);
+                let room = self.room(&name);
+                room.topic = topic;
+                let dropped = dropped.max(room.history.dropped_through());
+                room.history.set_dropped_through(dropped);
+                Record::Room
+            }
+            (Some("trim"), Some(name)) => {
+                let Some(through) = record.get("through").and_then(Value::as_u64) else {
+                    return Record::Damaged;
+                };
+                let history = &mut self.room(&name).history;
+                while history
+                    .iter()
+                    .next()
+                    .and_then(message_id)
+                    .is_some_and(|id| id <= through)
+                {
+                    history.pop_oldest();
+                }
+                let dropped = history.dropped_through().max(through);
+                history.set_dropped_through(dropped);
+                Record::Room
+            }
+            (Some("gone"), Some(name)) if !name.is_main() => {
+                if let Some(at) = self.index.remove(&name) {
+                    self.rooms[at] = None;
+                }
+                Record::Room
+            }
+            _ => Record::Damaged,
         }
     }
 }
@@ -156,26 +328,33 @@ pub struct HistoryLog {
 
 impl HistoryLog {
     /// Loads `path` (a missing file is a new, empty history), rewrites it
-    /// in the current format with its last `limit` messages, and starts
-    /// the writer. Returns what was loaded, with the epoch to use.
+    /// in the current format with its last `limit` messages per room, and
+    /// starts the writer. Returns what was loaded, with the epoch to use.
+    #[cfg(test)]
     pub fn open(path: &Path, limit: usize) -> io::Result<(Loaded, Epoch, HistoryLog)> {
         let loaded = load(path, limit)?;
-        let epoch = match &loaded.epoch {
-            Some(epoch) => epoch.clone(),
-            None => {
-                let epoch = Epoch::fresh();
-                log::info!(
-                    "history file {}: new epoch {epoch} (a new file, or one without a header)",
-                    path.display()
-                );
-                epoch
-            }
+        let epoch = epoch_of(path, &loaded);
+        let snapshot = Snapshot {
+            rooms: loaded.rooms.clone(),
+            next_seq: loaded.next_seq,
         };
+        let log = HistoryLog::start(path, epoch.clone(), limit, snapshot)?;
+        Ok((loaded, epoch, log))
+    }
+
+    /// Rewrites `path` from `snapshot` (what the chat made of a loaded
+    /// file, within its limits) and starts the writer.
+    pub fn start(
+        path: &Path,
+        epoch: Epoch,
+        limit: usize,
+        snapshot: Snapshot,
+    ) -> io::Result<HistoryLog> {
         let mut writer = Writer {
             path: path.to_path_buf(),
-            epoch: epoch.clone(),
-            kept: loaded.history.clone(),
-            next_seq: loaded.next_seq,
+            epoch,
+            kept: Kept::from_rooms(limit, snapshot.rooms),
+            next_seq: snapshot.next_seq,
             file: None,
             appended: 0,
             retry_at: None,
@@ -189,14 +368,10 @@ impl HistoryLog {
                 .stack_size(64 * 1024)
                 .spawn(move || writer.run(&shared))?
         };
-        Ok((
-            loaded,
-            epoch,
-            HistoryLog {
-                shared,
-                writer: thread,
-            },
-        ))
+        Ok(HistoryLog {
+            shared,
+            writer: thread,
+        })
     }
 
     /// Writes out everything appended so far, then stops the writer.
@@ -206,9 +381,9 @@ impl HistoryLog {
         let _ = self.writer.join();
     }
 
-    /// Queues a message for the file without waiting. If the queue is
-    /// full (the disk is behind), what waits is replaced by `snapshot()`:
-    /// the room's kept history and next id, `event` included.
+    /// Queues a record (a message, a room's) for the file without waiting.
+    /// If the queue is full (the disk is behind), what waits is replaced
+    /// by `snapshot()`: the rooms and the next id, `event` included.
     pub fn append(&self, event: Arc<str>, snapshot: impl FnOnce() -> Snapshot) {
         let mut outbox = self.shared.outbox();
         let fits = outbox.appends.len() < QUEUE_MAX_RECORDS
@@ -242,12 +417,12 @@ impl HistoryLog {
     }
 }
 
-/// The writer thread's state: the file, and its own copy of the kept
-/// history (pointers shared with the room's) to compact from.
+/// The writer thread's state: the file, and its own copy of the rooms
+/// (their histories' pointers shared with the chat's) to compact from.
 struct Writer {
     path: PathBuf,
     epoch: Epoch,
-    kept: History,
+    kept: Kept,
     next_seq: u64,
     /// Open for appending; `None` after a failed write, until a rewrite
     /// works.
@@ -297,7 +472,7 @@ impl Writer {
             #[cfg(test)]
             let _stalled = shared.stall.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(snapshot) = rewrite {
-                self.kept = snapshot.history;
+                self.kept = Kept::from_rooms(self.kept.limit, snapshot.rooms);
                 self.next_seq = self.next_seq.max(snapshot.next_seq);
                 self.file = None; // rewrite from it
             }
@@ -321,10 +496,9 @@ impl Writer {
     fn write(&mut self, lines: VecDeque<Arc<str>>, closing: bool) {
         let mut buffer = Vec::new();
         for line in &lines {
-            if let Some(id) = message_id(line) {
+            if let Record::Message(id) = self.kept.apply(line) {
                 self.next_seq = self.next_seq.max(id.saturating_add(1));
             }
-            self.kept.push(line.clone());
             buffer.extend_from_slice(line.as_bytes());
             buffer.push(b'\n');
         }
@@ -349,6 +523,7 @@ impl Writer {
         if !closing && self.retry_at.is_some_and(|at| Instant::now() < at) {
             return; // the lines are in `kept`; the retry writes them
         }
+        self.kept.compact();
         match rewrite(&self.path, &self.header(), &self.kept) {
             Ok(file) => {
                 if self.retry_at.take().is_some() {
@@ -369,11 +544,12 @@ impl Writer {
     }
 }
 
-/// Replaces the file at `path` by `header` and the kept messages, safely:
+/// Replaces the file at `path` by `header` and the rooms, each its record
+/// then its kept messages, safely:
 /// written to `PATH.tmp`, fsynced, renamed over `path` (atomic), and the
 /// directory fsynced so that the rename itself survives a power cut.
 /// Returns the new file, open for appending.
-fn rewrite(path: &Path, header: &str, kept: &History) -> io::Result<File> {
+fn rewrite(path: &Path, header: &str, kept: &Kept) -> io::Result<File> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let temporary = path.with_file_name(name);
@@ -383,12 +559,17 @@ fn rewrite(path: &Path, header: &str, kept: &History) -> io::Result<File> {
             .create(true)
             .truncate(true)
             .open(&temporary)?;
-        let mut text = String::with_capacity(header.len() + kept.bytes() + kept.len() + 1);
+        let mut text = String::with_capacity(header.len() + kept.bytes() + 1);
         text.push_str(header);
         text.push('\n');
-        for event in kept.iter() {
-            text.push_str(event);
+        for room in kept.iter() {
+            let dropped = room.history.dropped_through();
+            text.push_str(&room_record(&room.name, room.topic.as_deref(), dropped));
             text.push('\n');
+            for event in room.history.iter() {
+                text.push_str(event);
+                text.push('\n');
+            }
         }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
@@ -418,23 +599,26 @@ fn parse_header(line: &str) -> Option<(u64, Option<Epoch>, u64)> {
     Some((version, epoch, next_seq))
 }
 
-/// Loads the last `limit` messages from `path` (a missing file is an
-/// empty history) with the next free id and the epoch. The next id is
-/// one more than the greatest id in the file (whole lines or torn) and
-/// at least the header's `next_seq`; messages older than the first one
+/// Loads the rooms and the last `limit` messages of each from `path` (a
+/// missing file is `#main` alone, empty) with the next free id and the
+/// epoch. The next id is one more than the greatest id in the file (whole
+/// lines or torn) and at least the header's `next_seq`. In a version 1
+/// file (messages only, all `#main`'s) messages older than the first one
 /// kept count as dropped (so a client resuming from before them is told
-/// `gap`). Lines that are not whole records — a line torn by a crash —
-/// are skipped with a warning. A file of a newer format version is an
-/// error (`InvalidData`), to be refused, not overwritten.
+/// `gap`); version 2 says so in each room's record. Lines that are not
+/// whole records — a line torn by a crash — are skipped with a warning. A
+/// file of a newer format version is an error (`InvalidData`), to be
+/// refused, not overwritten.
 pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
-    let mut history = History::new(limit);
+    let mut kept = Kept::new(limit);
     let mut next_seq = 1;
     let mut epoch = None;
+    let mut version = 1;
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Loaded {
-                history,
+                rooms: kept.into_rooms(),
                 next_seq,
                 epoch,
             });
@@ -446,18 +630,19 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
         let text = std::str::from_utf8(&line).ok();
         if let Some(text) = text.filter(|t| number == 0 && t.starts_with(HEADER_PREFIX)) {
             match parse_header(text) {
-                Some((version, _, _)) if version > FORMAT_VERSION => {
+                Some((newer, _, _)) if newer > FORMAT_VERSION => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
-                            "history file {} is in format version {version}, written by a newer \
+                            "history file {} is in format version {newer}, written by a newer \
                              wschat; this one reads versions up to {FORMAT_VERSION} \
                              (refusing to start rather than overwrite it)",
                             path.display()
                         ),
                     ));
                 }
-                Some((_, header_epoch, header_next)) => {
+                Some((header_version, header_epoch, header_next)) => {
+                    version = header_version;
                     epoch = header_epoch;
                     next_seq = next_seq.max(header_next);
                     continue;
@@ -465,13 +650,11 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
                 None => {} // damaged: skipped below, and a new epoch starts
             }
         }
-        match text.and_then(message_seq) {
-            Some(seq) => {
-                next_seq = next_seq.max(seq.saturating_add(1));
-                history.push(text.unwrap_or_default().into());
-            }
-            None if line.is_empty() => {}
-            None => {
+        match text.map(|text| kept.apply(text)) {
+            Some(Record::Message(seq)) => next_seq = next_seq.max(seq.saturating_add(1)),
+            Some(Record::Room) => {}
+            _ if line.is_empty() => {}
+            _ => {
                 // Its id may have been issued to clients already.
                 if let Some(seq) = torn_seq(&line) {
                     next_seq = next_seq.max(seq.saturating_add(1));
@@ -484,16 +667,19 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
             }
         }
     }
-    // Whatever came before the first message kept is no longer kept.
-    let first_kept = history
-        .iter()
-        .next()
-        .and_then(message_id)
-        .unwrap_or(next_seq);
-    let dropped = history.dropped_through().max(first_kept.saturating_sub(1));
-    history.set_dropped_through(dropped);
+    if version < 2 {
+        // Whatever came before the first message kept is no longer kept.
+        let history = &mut kept.room(&RoomName::main()).history;
+        let first_kept = history
+            .iter()
+            .next()
+            .and_then(message_id)
+            .unwrap_or(next_seq);
+        let dropped = history.dropped_through().max(first_kept.saturating_sub(1));
+        history.set_dropped_through(dropped);
+    }
     Ok(Loaded {
-        history,
+        rooms: kept.into_rooms(),
         next_seq,
         epoch,
     })
@@ -503,7 +689,8 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
 /// `message` event as [`crate::room::message_event`] writes it: a JSON
 /// object with `type` "message", a whole-number `id`, `from` (an object of
 /// a whole-number `id` and a string `nick`), a string `text`, a
-/// whole-number `ts`, an optional `action` of `true`, and nothing else.
+/// whole-number `ts`, an optional `room` (a room's name, folded) and an
+/// optional `action` of `true`, and nothing else.
 pub fn message_seq(line: &str) -> Option<u64> {
     let event = json::parse(line)?;
     let Value::Object(members) = &event else {
@@ -513,16 +700,25 @@ pub fn message_seq(line: &str) -> Option<u64> {
     let Value::Object(from_members) = from else {
         return None;
     };
+    let room = match event.get("room") {
+        None => Some(0),
+        Some(Value::String(name)) => RoomName::parse(name)
+            .filter(|room| room.as_str() == name)
+            .map(|_| 1),
+        Some(_) => None,
+    };
+    let action = match event.get("action") {
+        None => Some(0),
+        Some(Value::Bool(true)) => Some(1),
+        Some(_) => None,
+    };
     let well_formed = event.get("type")?.as_str() == Some("message")
         && from_members.len() == 2
         && from.get("id")?.as_u64().is_some()
         && from.get("nick")?.as_str().is_some()
         && event.get("text")?.as_str().is_some()
         && event.get("ts")?.as_u64().is_some()
-        && match event.get("action") {
-            None => members.len() == 5,
-            Some(action) => *action == Value::Bool(true) && members.len() == 6,
-        };
+        && members.len() == 5 + room? + action?;
     if well_formed {
         event.get("id")?.as_u64()
     } else {

@@ -10,12 +10,12 @@ use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::delivery::{self, Delivery};
 use crate::forwarded;
-use crate::history_file::HistoryLog;
+use crate::history_file::{self, HistoryLog, Snapshot};
 use crate::http::StaticFiles;
 use crate::inspect::Inspectors;
 use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
-use crate::room::{Epoch, History};
+use crate::room::{Chat, Epoch};
 use crate::threads::ThreadBudget;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,7 +38,7 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(config.addr)?;
         let metrics = Arc::new(Metrics::default());
-        let (history, next_seq, epoch, log) = load_history(&config)?;
+        let (chat, log) = load_chat(&config)?;
         let delivery = Delivery::start(delivery::Settings {
             threads: delivery_threads(),
             // A client that takes nothing for two ping intervals has
@@ -51,14 +51,7 @@ impl Server {
         let (events, broadcaster, cluster_up) = match &config.redis {
             None => {
                 #[allow(unused_mut)]
-                let mut room = Broadcaster::new(
-                    history,
-                    next_seq,
-                    epoch,
-                    log,
-                    delivery.clone(),
-                    metrics.clone(),
-                );
+                let mut room = Broadcaster::new(chat, log, delivery.clone(), metrics.clone());
                 #[cfg(feature = "test-hooks")]
                 {
                     room.panic_trigger = config.broadcaster_panic_trigger.clone();
@@ -190,25 +183,35 @@ fn default_node_name(port: u16) -> NodeId {
     NodeId::new(&format!("{host}-{port}")).expect("sanitised to a valid node name")
 }
 
-/// The history kept from an earlier run (`--history-file`), or a fresh one:
-/// the messages, the next id, the epoch and the file to append to.
-fn load_history(config: &Config) -> io::Result<(History, u64, Epoch, Option<HistoryLog>)> {
-    let loaded = match &config.history_file {
-        Some(path) => {
-            let (loaded, epoch, log) = HistoryLog::open(path, config.history)?;
-            log::info!(
-                "Loaded {} messages of history from {} (epoch {epoch}, next id {})",
-                loaded.history.len(),
-                path.display(),
-                loaded.next_seq
-            );
-            (loaded.history, loaded.next_seq, epoch, Some(log))
-        }
+/// The chat, with the rooms kept from an earlier run (`--history-file`)
+/// or none, and the file to append to.
+fn load_chat(config: &Config) -> io::Result<(Chat, Option<HistoryLog>)> {
+    let limits = config.room_limits();
+    let Some(path) = &config.history_file else {
         // Nothing kept from an earlier run: ids start again at 1, in a
         // history of their own.
-        None => (History::new(config.history), 1, Epoch::fresh(), None),
+        return Ok((Chat::new(limits, 1, Epoch::fresh(), Vec::new()), None));
     };
-    Ok(loaded)
+    let loaded = history_file::load(path, config.history)?;
+    let epoch = history_file::epoch_of(path, &loaded);
+    let messages: usize = loaded.rooms.iter().map(|r| r.history.len()).sum();
+    let rooms = loaded.rooms.len();
+    // Within today's limits (fewer rooms or bytes than the file holds:
+    // the empty rooms unused longest go first); the file is rewritten
+    // from what the chat kept.
+    let chat = Chat::new(limits, loaded.next_seq, epoch.clone(), loaded.rooms);
+    let snapshot = Snapshot {
+        rooms: chat.kept(),
+        next_seq: chat.next_seq(),
+    };
+    let log = HistoryLog::start(path, epoch.clone(), config.history, snapshot)?;
+    log::info!(
+        "Loaded {messages} messages in {rooms} rooms from {} (epoch {epoch}, next id {}); {} rooms kept",
+        path.display(),
+        chat.next_seq(),
+        chat.room_count()
+    );
+    Ok((chat, Some(log)))
 }
 
 /// The threads this process may start, from the kernel's limits (or a

@@ -52,3 +52,6 @@ pub struct Compression;
 
 #[doc = include_str!("../docs/14-cluster.md")]
 pub struct Cluster;
+
+#[doc = include_str!("../docs/15-rooms.md")]
+pub struct Rooms;

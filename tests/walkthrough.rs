@@ -374,6 +374,7 @@ chapter!(ch06_chat_protocols, "06-chat-protocols.md", 2);
 chapter!(ch07_browser_client, "07-browser-client.md", 1);
 chapter!(ch10_security, "10-security.md", 6);
 chapter!(ch13_compression, "13-compression.md", 2);
+chapter!(ch15_rooms, "15-rooms.md", 2);
 
 /// The chapters whose steps the tests above run.
 const RUN: &[&str] = &[
@@ -388,6 +389,7 @@ const RUN: &[&str] = &[
     "07-browser-client.md",
     "10-security.md",
     "13-compression.md",
+    "15-rooms.md",
 ];
 
 /// Every chapter's Try-it blocks run or say why not, and a chapter with

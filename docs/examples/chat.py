@@ -41,11 +41,13 @@ class Connection:
         self.buf = b""
         self.lock = threading.Lock()
         offer = "Sec-WebSocket-Protocol: %s\r\n" % protocol if protocol else ""
+        # The query too: /?rooms=rust chooses the rooms (chapter 15).
+        target = (url.path or "/") + ("?" + url.query if url.query else "")
         self.sock.sendall(
             (
                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
-                % (url.path or "/", url.netloc, KEY, offer)
+                % (target, url.netloc, KEY, offer)
             ).encode()
         )
         while b"\r\n\r\n" not in self.buf:

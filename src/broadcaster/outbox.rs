@@ -4,16 +4,18 @@
 //! event are encoded once each; broadcast frames wait in one pending
 //! batch, handed to delivery when the queue goes quiet or the batch is
 //! full; a private frame (a welcome, a reply, a Close) first flushes what
-//! was broadcast before it, so every client sees the room's order.
+//! was broadcast before it, so every client sees the room's order. A room
+//! is a delivery group (its `RoomId`; `#main` is the lobby), joined and
+//! left as the chat's `Enter` and `Exit` say, in order with the frames.
 
 use super::{MAX_PENDING_BYTES, MAX_PENDING_FRAMES, compressed_frame};
-use crate::delivery::{Batch, Bytes, Delivery, Endpoint, LOBBY, Outlet, Variant};
+use crate::delivery::{Batch, Bytes, Delivery, Endpoint, Group, LOBBY, Outlet, Variant};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::{
     MAX_HEADER_LEN, OpCode, encode_close, encode_frame, encode_frame_into,
 };
-use crate::room::{ClientId, Output, Payload};
+use crate::room::{ClientId, ErrorCode, MAIN, Mode, Output, Payload, RoomId};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,9 +32,20 @@ pub(super) struct Outbox {
     /// Clients that negotiated permessage-deflate: their welcome and
     /// replies are compressed too.
     compressing: HashSet<ClientId>,
+    /// Whether the state machine has rooms (`Chat`): then it says who is
+    /// in which room (`Enter`, `Exit`), a room is a delivery group, and a
+    /// broadcast is for everyone whatever their rooms. The one-room `Room`
+    /// of cluster mode keeps every client in the lobby.
+    rooms: bool,
+    /// Chat clients connected: a client that left needs no `leave_group`.
+    connected: HashSet<ClientId>,
+    /// A client just handed to delivery (so in the lobby, `#main`'s group)
+    /// whose first event has not said yet whether it is in `#main`.
+    fresh: Option<ClientId>,
 }
 
 impl Outbox {
+    /// The outbox of the one-room `Room` (cluster mode).
     pub(super) fn new(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
         Outbox {
             delivery,
@@ -41,6 +54,17 @@ impl Outbox {
             out: Vec::new(),
             tail: None,
             compressing: HashSet::new(),
+            rooms: false,
+            connected: HashSet::new(),
+            fresh: None,
+        }
+    }
+
+    /// The outbox of the chat with rooms.
+    pub(super) fn with_rooms(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
+        Outbox {
+            rooms: true,
+            ..Outbox::new(delivery, metrics)
         }
     }
 
@@ -56,12 +80,68 @@ impl Outbox {
         if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
+        if self.rooms {
+            self.connected.insert(endpoint.tag);
+            self.fresh = Some(endpoint.tag);
+        }
         self.delivery.add(endpoint)
     }
 
     /// A client that left (or never got in).
     pub(super) fn remove_client(&mut self, id: ClientId) {
         self.compressing.remove(&id);
+        self.connected.remove(&id);
+    }
+
+    /// The chat's `Enter` and `Exit`: a room is a delivery group (`#main`
+    /// is the lobby), and delivery changes a membership between exactly
+    /// the frames it should, once what is pending is handed over.
+    fn membership(&mut self, id: ClientId, room: RoomId, member: bool) {
+        if member && room == MAIN && self.fresh == Some(id) {
+            self.fresh = None; // in the lobby already
+            return;
+        }
+        if !self.connected.contains(&id) {
+            return; // gone: delivery has forgotten it
+        }
+        self.flush();
+        if member {
+            self.delivery.join_group(id, room);
+        } else {
+            self.delivery.leave_group(id, room);
+        }
+    }
+
+    /// One frame for the clients of `mode` in `group` (or, for
+    /// `everyone`, in any), but `except`, into the pending batch: plain,
+    /// and compressed if anyone needs it.
+    fn broadcast_frame(
+        &mut self,
+        (mode, group, everyone): (Mode, Group, bool),
+        except: Option<ClientId>,
+        opcode: OpCode,
+        bytes: &[u8],
+    ) {
+        let push = |pending: &mut Batch, compressed, frame: Vec<u8>| {
+            let variant = Variant::new(mode, compressed);
+            let frame = frame.into_boxed_slice();
+            if everyone {
+                pending.push_to_everyone(variant, except, frame);
+            } else {
+                pending.push(variant, except, group, frame);
+            }
+        };
+        push(&mut self.pending, false, encode_frame(opcode, bytes, None));
+        // One compression per broadcast, whatever the number of
+        // recipients: with server_no_context_takeover the compressed
+        // bytes depend on the message alone (RFC 7692 §7.1.1.1). A client
+        // that joins later counted itself before its Join was sent, so
+        // none is missed.
+        let compressing = self.metrics.deflate_clients_of(mode);
+        if compressing.load(Relaxed) > 0 {
+            let frame = compressed_frame(opcode, bytes, &self.metrics);
+            push(&mut self.pending, true, frame);
+        }
     }
 
     /// Closes one client with `close`, after what was broadcast before.
@@ -88,32 +168,34 @@ impl Outbox {
                     payload,
                     except,
                 } => {
-                    let (opcode, bytes) = match &payload {
-                        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
-                        Payload::Binary(data) => (OpCode::Binary, &data[..]),
+                    let (opcode, bytes) = payload_frame(&payload);
+                    // With rooms, everyone whatever their rooms (a change of
+                    // nickname); without, everyone is in the lobby.
+                    let audience = (mode, LOBBY, self.rooms);
+                    self.broadcast_frame(audience, except, opcode, bytes);
+                }
+                Output::ToRoom {
+                    room,
+                    mode,
+                    payload,
+                    except,
+                } => {
+                    let (opcode, bytes) = payload_frame(&payload);
+                    self.broadcast_frame((mode, room, false), except, opcode, bytes);
+                }
+                Output::Enter { id, room } => self.membership(id, room, true),
+                Output::Exit { id, room } => self.membership(id, room, false),
+                Output::Record(line) => said(line),
+                Output::Refused { to, code } => {
+                    log::info!("({to}) closed: its room cannot take it ({})", code.as_str());
+                    // A raw client has no error events: the Close says why.
+                    let close = match code {
+                        ErrorCode::RoomFull => {
+                            encode_close(CloseCode::TryAgainLater, "room_full", None)
+                        }
+                        _ => encode_close(CloseCode::TryAgainLater, "room_limit", None),
                     };
-                    let frame = encode_frame(opcode, bytes, None);
-                    self.pending.push(
-                        Variant::new(mode, false),
-                        except,
-                        LOBBY,
-                        frame.into_boxed_slice(),
-                    );
-                    // One compression per broadcast, whatever the number of
-                    // recipients: with server_no_context_takeover the
-                    // compressed bytes depend on the message alone (RFC
-                    // 7692 §7.1.1.1). A client that joins later counted
-                    // itself before its Join was sent, so none is missed.
-                    let compressing = self.metrics.deflate_clients_of(mode);
-                    if compressing.load(Relaxed) > 0 {
-                        let frame = compressed_frame(opcode, bytes, &self.metrics);
-                        self.pending.push(
-                            Variant::new(mode, true),
-                            except,
-                            LOBBY,
-                            frame.into_boxed_slice(),
-                        );
-                    }
+                    self.close(to, close);
                 }
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.
@@ -147,8 +229,23 @@ impl Outbox {
             }
         }
         self.out = out;
+        if let Some(id) = self.fresh.take() {
+            // Its first event did not put it in `#main`.
+            self.flush();
+            self.delivery.leave_group(id, LOBBY);
+        }
     }
+}
 
+/// A payload's opcode and bytes.
+fn payload_frame(payload: &Payload) -> (OpCode, &[u8]) {
+    match payload {
+        Payload::Text(text) => (OpCode::Text, text.as_bytes()),
+        Payload::Binary(data) => (OpCode::Binary, &data[..]),
+    }
+}
+
+impl Outbox {
     /// The continuation frame that ends a welcome: encoded once per history
     /// change, shared by every newcomer until then.
     fn welcome_tail(&mut self, tail: &Arc<str>) -> Arc<[u8]> {

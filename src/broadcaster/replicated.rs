@@ -143,6 +143,9 @@ impl Replicated {
                 endpoint,
                 joined,
                 resume,
+                // The connection refused any room but `#main` (cluster
+                // mode has one room).
+                rooms: _,
             } => {
                 let pending = PendingJoin {
                     peer,

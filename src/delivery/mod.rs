@@ -224,9 +224,7 @@ impl Batch {
             origin,
             bytes: Arc::from(&bytes[..]),
         });
-        // Counted once: it is one frame of the broadcaster's.
-        self.frames -= 1;
-        self.bytes -= bytes.len();
+        // Counted once, by `push`: it is one frame of the broadcaster's.
         self.push(variant, origin, LOBBY, bytes);
     }
 
@@ -673,6 +671,19 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
     use std::time::Instant;
+
+    /// A frame for everyone is one frame of the broadcaster's, first in a
+    /// batch or not (counting it once must not count it below nothing).
+    #[test]
+    fn a_frame_for_everyone_counts_once_in_its_batch() {
+        let v1 = Variant::new(Mode::V1, false);
+        let mut batch = Batch::default();
+        batch.push_to_everyone(v1, None, Box::new([1, 2, 3]));
+        assert_eq!((batch.len(), batch.bytes()), (1, 3));
+        batch.push(v1, None, 5, Box::new([4]));
+        batch.push_to_everyone(v1, Some(9), Box::new([5, 6]));
+        assert_eq!((batch.len(), batch.bytes()), (3, 6));
+    }
 
     /// An embedder (or a test) that drops every handle without `stop`:
     /// the threads must end, not poll a hung-up bell forever at full CPU.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::room::message_event;
+use crate::room::{gone_record, message_event, room_message_event, trim_record};
 
 /// A directory of its own for one test, removed at the end.
 struct TempDir(PathBuf);
@@ -37,7 +37,7 @@ struct FakeRoom {
 impl FakeRoom {
     fn new(loaded: &Loaded) -> FakeRoom {
         FakeRoom {
-            history: loaded.history.clone(),
+            history: loaded.main().clone(),
             next_seq: loaded.next_seq,
         }
     }
@@ -47,10 +47,20 @@ impl FakeRoom {
         self.next_seq += 1;
         let event = event(seq, text);
         self.history.push(event.clone());
-        log.append(event, || Snapshot::of(&self.history, self.next_seq));
+        log.append(event, || Snapshot {
+            rooms: vec![KeptRoom {
+                name: RoomName::main(),
+                topic: None,
+                history: self.history.clone(),
+            }],
+            next_seq: self.next_seq,
+        });
         seq
     }
 }
+
+/// `#main`'s record in a rewritten file, with nothing dropped.
+const MAIN_RECORD: &str = r##"{"type":"room","room":"#main","topic":null,"dropped":0}"##;
 
 fn header_of(path: &Path) -> (u64, Option<Epoch>, u64) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -71,10 +81,10 @@ fn torn_lines_are_skipped_and_numbering_continues() {
     let loaded = load(&path, 3).unwrap();
     // Id 6 may have reached clients before the crash: never reused.
     assert_eq!(loaded.next_seq, 7);
-    let texts: Vec<_> = loaded.history.iter().collect();
+    let texts: Vec<_> = loaded.main().iter().collect();
     assert_eq!(texts.len(), 3);
     assert!(texts[0].contains("line 3") && texts[2].contains("line 5"));
-    assert_eq!(loaded.history.dropped_through(), 2);
+    assert_eq!(loaded.main().dropped_through(), 2);
     assert_eq!(loaded.epoch, None, "no header: no epoch");
 }
 
@@ -120,7 +130,9 @@ fn a_torn_last_line_is_cut_off_or_kept_when_the_file_is_opened() {
         let next = if readable { 3 } else { 2 };
         assert_eq!(loaded.next_seq, next, "tear {tear}");
         let text = std::fs::read_to_string(&path).unwrap();
-        let header = format!("{{\"wschat_history\":1,\"epoch\":\"{epoch}\",\"next_seq\":{next}}}");
+        let header = format!(
+            "{{\"wschat_history\":2,\"epoch\":\"{epoch}\",\"next_seq\":{next}}}\n{MAIN_RECORD}"
+        );
         if tear == second.len() {
             assert_eq!(text, format!("{header}\n{first}\n{second}\n"));
         } else {
@@ -143,8 +155,8 @@ fn an_old_file_without_a_header_is_loaded_and_migrated() {
     let (loaded, epoch, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
     assert_eq!(loaded.epoch, None);
-    assert_eq!((loaded.history.len(), loaded.next_seq), (3, 6));
-    assert_eq!(header_of(&path), (1, Some(epoch.clone()), 6));
+    assert_eq!((loaded.main().len(), loaded.next_seq), (3, 6));
+    assert_eq!(header_of(&path), (2, Some(epoch.clone()), 6));
     let text = std::fs::read_to_string(&path).unwrap();
     let records: Vec<&str> = text.lines().skip(1).collect();
     let ids: Vec<u64> = records.iter().filter_map(|l| message_seq(l)).collect();
@@ -152,9 +164,9 @@ fn an_old_file_without_a_header_is_loaded_and_migrated() {
     // Opened again: the same epoch, the same messages, dropped ones known.
     let (again, same, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
-    assert_eq!((again.epoch, same), (Some(epoch.clone()), epoch));
-    assert_eq!((again.history.len(), again.next_seq), (3, 6));
-    assert_eq!(again.history.dropped_through(), 2);
+    assert_eq!((again.epoch.clone(), same), (Some(epoch.clone()), epoch));
+    assert_eq!((again.main().len(), again.next_seq), (3, 6));
+    assert_eq!(again.main().dropped_through(), 2);
 }
 
 #[test]
@@ -164,7 +176,7 @@ fn a_new_file_gets_a_fresh_epoch_that_it_keeps() {
     let (loaded, epoch, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
     assert_eq!((loaded.epoch, loaded.next_seq), (None, 1));
-    assert_eq!(header_of(&path), (1, Some(epoch.clone()), 1));
+    assert_eq!(header_of(&path), (2, Some(epoch.clone()), 1));
     let (_, again, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
     assert_eq!(again, epoch);
@@ -179,11 +191,11 @@ fn a_new_file_gets_a_fresh_epoch_that_it_keeps() {
 fn a_file_of_a_newer_version_is_refused_and_left_alone() {
     let dir = TempDir::new("newer");
     let path = dir.file();
-    let text = "{\"wschat_history\":2,\"epoch\":\"abc\",\"next_seq\":9}\n{\"type\":\"room\"}\n";
+    let text = "{\"wschat_history\":3,\"epoch\":\"abc\",\"next_seq\":9}\n{\"type\":\"ban\"}\n";
     std::fs::write(&path, text).unwrap();
     let error = HistoryLog::open(&path, 3).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-    assert!(error.to_string().contains("format version 2"), "{error}");
+    assert!(error.to_string().contains("format version 3"), "{error}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
@@ -218,9 +230,9 @@ fn the_file_is_compacted_to_the_kept_history() {
     let loaded = load(&path, 3).unwrap();
     assert_eq!(loaded.epoch, Some(epoch));
     assert_eq!(loaded.next_seq, 61);
-    let ids: Vec<u64> = loaded.history.iter().filter_map(message_id).collect();
+    let ids: Vec<u64> = loaded.main().iter().filter_map(message_id).collect();
     assert_eq!(ids, [58, 59, 60]);
-    assert_eq!(loaded.history.dropped_through(), 57);
+    assert_eq!(loaded.main().dropped_through(), 57);
 }
 
 /// `--history 0`: nothing is kept, the file shrinks to its header, and
@@ -240,13 +252,13 @@ fn with_no_history_kept_the_next_id_survives_compaction() {
     assert!(size < COMPACT_AFTER_BYTES, "{size} bytes");
     let loaded = load(&path, 0).unwrap();
     assert_eq!(loaded.next_seq, 26);
-    assert!(loaded.history.is_empty());
-    assert_eq!(loaded.history.dropped_through(), 25);
+    assert!(loaded.main().is_empty());
+    assert_eq!(loaded.main().dropped_through(), 25);
     // And once compacted to the header alone, still.
     let (loaded, _, log) = HistoryLog::open(&path, 0).unwrap();
     log.close();
     assert_eq!(loaded.next_seq, 26);
-    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
 
 /// A stalled disk: the queue stays within its bounds, the broadcaster
@@ -279,7 +291,7 @@ fn a_stalled_disk_bounds_the_queue_and_loses_nothing_kept() {
     let loaded = load(&path, 5).unwrap();
     let last = 10 * QUEUE_MAX_RECORDS as u64;
     assert_eq!(loaded.next_seq, last + 1);
-    let ids: Vec<u64> = loaded.history.iter().filter_map(message_id).collect();
+    let ids: Vec<u64> = loaded.main().iter().filter_map(message_id).collect();
     assert_eq!(ids, (last - 4..=last).collect::<Vec<_>>());
 }
 
@@ -323,10 +335,121 @@ fn a_failed_rewrite_is_retried_from_memory() {
     log.close();
     let ids: Vec<u64> = load(&path, 3)
         .unwrap()
-        .history
+        .main()
         .iter()
         .filter_map(message_id)
         .collect();
     let last = room.next_seq - 1;
     assert_eq!(ids, [last - 2, last - 1, last]);
+}
+
+fn room_event(seq: u64, room: &str, text: &str) -> String {
+    let room = RoomName::parse(room).unwrap();
+    room_message_event(seq, &room, 1, "ann", text, 0, false)
+}
+
+fn kept<'a>(loaded: &'a Loaded, room: &str) -> Option<&'a KeptRoom> {
+    loaded.rooms.iter().find(|r| r.name.as_str() == room)
+}
+
+#[test]
+fn message_lines_may_name_their_room() {
+    assert_eq!(message_seq(&room_event(4, "#rust", "hi")), Some(4));
+    let event = room_event(4, "#rust", "hi");
+    for bad in [
+        event.replace("#rust", "#Rust"),
+        event.replace("#rust", "rust"),
+        event.replace("\"#rust\"", "7"),
+    ] {
+        assert_eq!(message_seq(&bad), None, "{bad}");
+    }
+}
+
+/// Rooms, topics, trims and evictions are records applied in order; a
+/// restart finds the rooms as they were, and the rewrite keeps them.
+#[test]
+fn rooms_topics_and_histories_survive_a_reload() {
+    let dir = TempDir::new("rooms");
+    let path = dir.file();
+    let rust = RoomName::parse("#rust").unwrap();
+    let go = RoomName::parse("#go").unwrap();
+    let lines = [
+        "{\"wschat_history\":2,\"epoch\":\"e1\",\"next_seq\":1}".to_string(),
+        room_event(1, "#main", "m1"),
+        room_record(&rust, Some("borrowing"), 0),
+        room_event(2, "#rust", "r2"),
+        room_event(3, "#rust", "r3"),
+        room_record(&go, None, 0),
+        room_event(4, "#go", "g4"),
+        room_event(5, "#rust", "r5"),
+        trim_record(&rust, 2),
+        gone_record(&go),
+        room_event(6, "#main", "m6"),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let (loaded, epoch, log) = HistoryLog::open(&path, 10).unwrap();
+    log.close();
+    assert_eq!(epoch.as_str(), "e1");
+    assert_eq!(loaded.next_seq, 7);
+    let names: Vec<&str> = loaded.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["#main", "#rust"]);
+    let ids = |room: &KeptRoom| {
+        room.history
+            .iter()
+            .filter_map(message_id)
+            .collect::<Vec<_>>()
+    };
+    let kept_rust = kept(&loaded, "#rust").unwrap();
+    assert_eq!(kept_rust.topic.as_deref(), Some("borrowing"));
+    assert_eq!(ids(kept_rust), [3, 5]);
+    assert_eq!(kept_rust.history.dropped_through(), 2);
+    assert_eq!(ids(&loaded.rooms[0]), [1, 6]);
+    assert_eq!(
+        loaded.rooms[0].history.dropped_through(),
+        0,
+        "v2: nothing dropped"
+    );
+    // Rewritten at open; loaded again, the same.
+    let again = load(&path, 10).unwrap();
+    let again_rust = kept(&again, "#rust").unwrap();
+    assert_eq!(
+        (ids(again_rust), again_rust.history.dropped_through()),
+        (vec![3, 5], 2)
+    );
+    assert_eq!(again_rust.topic.as_deref(), Some("borrowing"));
+    assert!(kept(&again, "#go").is_none());
+    // The writer's copy forgets the places of rooms gone when it rewrites.
+    let mut copy = Kept::from_rooms(10, again.rooms.clone());
+    copy.apply(&gone_record(&rust));
+    assert_eq!(copy.rooms.len(), 2);
+    copy.compact();
+    assert_eq!(copy.rooms.len(), 1);
+    assert!(copy.index.contains_key(&RoomName::main()) && !copy.index.contains_key(&rust));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(r##"{"type":"room","room":"#main""##)
+    );
+}
+
+/// A version 1 file (with its header) is `#main`'s history.
+#[test]
+fn a_version_1_file_loads_as_main() {
+    let dir = TempDir::new("v1");
+    let path = dir.file();
+    let mut text = String::from("{\"wschat_history\":1,\"epoch\":\"old1\",\"next_seq\":3}\n");
+    for seq in 3..=4 {
+        text.push_str(&event(seq, "v1"));
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    let loaded = load(&path, 10).unwrap();
+    assert_eq!(loaded.rooms.len(), 1);
+    assert_eq!(
+        (loaded.main().len(), loaded.main().dropped_through()),
+        (2, 2)
+    );
+    assert_eq!(loaded.epoch.unwrap().as_str(), "old1");
 }

@@ -49,6 +49,21 @@ impl History {
         }
     }
 
+    /// Lets go of the oldest kept message (to stay within a budget that
+    /// several histories share), returning it.
+    pub fn pop_oldest(&mut self) -> Option<Arc<str>> {
+        let oldest = self.events.pop_front()?;
+        self.bytes -= oldest.len();
+        self.dropped(&oldest);
+        Some(oldest)
+    }
+
+    /// The id of the newest message kept or let go of (0 if none).
+    pub fn newest_id(&self) -> u64 {
+        let kept = self.events.back().and_then(|e| message_id(e)).unwrap_or(0);
+        kept.max(self.dropped_through)
+    }
+
     fn dropped(&mut self, event: &str) {
         if let Some(id) = message_id(event) {
             self.dropped_through = self.dropped_through.max(id);
@@ -165,5 +180,19 @@ mod tests {
         // One message larger than the bound is still kept, alone.
         history.push("y".repeat(MAX_HISTORY_BYTES + 1).into());
         assert_eq!(history.len(), 1);
+    }
+
+    #[test]
+    fn popping_the_oldest_counts_it_as_dropped() {
+        let mut kept = history(5, &[3, 4, 8]);
+        assert_eq!(kept.newest_id(), 8);
+        let oldest = kept.pop_oldest().unwrap();
+        assert_eq!(message_id(&oldest), Some(3));
+        assert_eq!((kept.len(), kept.dropped_through()), (2, 3));
+        assert!(kept.after(2).1 && !kept.after(3).1);
+        kept.pop_oldest();
+        kept.pop_oldest();
+        assert!(kept.pop_oldest().is_none());
+        assert_eq!((kept.bytes(), kept.newest_id()), (0, 8));
     }
 }

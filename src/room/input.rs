@@ -10,6 +10,22 @@ pub enum Input<'a> {
     Action(&'a str),
     Nick(&'a str),
     Who,
+    /// `/say #room TEXT`: the room as typed (checked by the chat) and the
+    /// text, itself read for `/me`.
+    SayIn(&'a str, &'a str),
+    /// `/join #room`
+    Join(&'a str),
+    /// `/part [#room]` (`None`: `#main`)
+    Part(Option<&'a str>),
+    /// `/rooms`
+    Rooms,
+    /// `/topic #room [TEXT]` (`None`: the asker wants to know it; `Some("")`
+    /// clears it)
+    Topic(&'a str, Option<&'a str>),
+    /// `/who #room`
+    WhoIn(&'a str),
+    /// `/msg NICK TEXT`
+    Msg(&'a str, &'a str),
     Unknown(&'a str),
     /// A known command used wrongly; the text says how to use it.
     Usage(&'static str),
@@ -36,16 +52,48 @@ pub fn parse_input(text: &str) -> Input<'_> {
     let Some(command_line) = text.strip_prefix('/') else {
         return Input::Say(text);
     };
-    let (command, argument) = match command_line.split_once(char::is_whitespace) {
-        Some((c, a)) => (c, a.trim()),
-        None => (command_line, ""),
-    };
+    let (command, untrimmed) = command_line
+        .split_once(char::is_whitespace)
+        .unwrap_or((command_line, ""));
+    let argument = untrimmed.trim();
     match command {
         "me" if argument.is_empty() => Input::Usage("usage: /me TEXT"),
         "me" => Input::Action(argument),
         "nick" => Input::Nick(argument),
-        "who" => Input::Who,
+        "who" if argument.is_empty() => Input::Who,
+        "who" => Input::WhoIn(argument),
+        "rooms" => Input::Rooms,
+        "join" if argument.is_empty() => Input::Usage("usage: /join #room"),
+        "join" => Input::Join(argument),
+        "part" if argument.is_empty() => Input::Part(None),
+        "part" => Input::Part(Some(argument)),
+        "topic" => topic_command(untrimmed.trim_start()),
+        _ => room_command(command, argument),
+    }
+}
+
+/// The commands with two arguments: a room or a nickname, then text.
+fn room_command<'a>(command: &'a str, argument: &'a str) -> Input<'a> {
+    let (first, rest) = match argument.split_once(char::is_whitespace) {
+        Some((first, rest)) => (first, Some(rest.trim())),
+        None => (argument, None),
+    };
+    match (command, rest) {
+        ("say", Some(text)) if !text.is_empty() => Input::SayIn(first, text),
+        ("say", _) => Input::Usage("usage: /say #room TEXT"),
+        ("msg", Some(text)) if !text.is_empty() => Input::Msg(first, text),
+        ("msg", _) => Input::Usage("usage: /msg NICK TEXT"),
         _ => Input::Unknown(command),
+    }
+}
+
+/// `/topic #room` asks; `/topic #room TEXT` sets, and an empty TEXT (the
+/// room followed by a space) clears.
+fn topic_command(argument: &str) -> Input<'_> {
+    match argument.split_once(char::is_whitespace) {
+        _ if argument.trim().is_empty() => Input::Usage("usage: /topic #room [TEXT]"),
+        Some((room, text)) => Input::Topic(room, Some(text.trim())),
+        None => Input::Topic(argument, None),
     }
 }
 
@@ -159,6 +207,40 @@ mod tests {
     fn commands() {
         assert_eq!(parse_input("  "), Input::Empty);
         assert_eq!(parse_input("/who"), Input::Who);
+        assert_eq!(parse_input("/who #go"), Input::WhoIn("#go"));
+        assert_eq!(
+            parse_input("/say #go hi  there "),
+            Input::SayIn("#go", "hi  there")
+        );
+        assert_eq!(
+            parse_input("/say #go /me waves"),
+            Input::SayIn("#go", "/me waves")
+        );
+        assert_eq!(
+            parse_input("/say #go"),
+            Input::Usage("usage: /say #room TEXT")
+        );
+        assert_eq!(parse_input("/say"), Input::Usage("usage: /say #room TEXT"));
+        assert_eq!(parse_input("/join  #go"), Input::Join("#go"));
+        assert_eq!(parse_input("/join"), Input::Usage("usage: /join #room"));
+        assert_eq!(parse_input("/part"), Input::Part(None));
+        assert_eq!(parse_input("/part #go"), Input::Part(Some("#go")));
+        assert_eq!(parse_input("/rooms"), Input::Rooms);
+        assert_eq!(parse_input("/topic #go"), Input::Topic("#go", None));
+        assert_eq!(
+            parse_input("/topic #go a b"),
+            Input::Topic("#go", Some("a b"))
+        );
+        assert_eq!(parse_input("/topic  #go "), Input::Topic("#go", Some("")));
+        assert_eq!(
+            parse_input("/topic"),
+            Input::Usage("usage: /topic #room [TEXT]")
+        );
+        assert_eq!(parse_input("/msg bob psst"), Input::Msg("bob", "psst"));
+        assert_eq!(
+            parse_input("/msg bob"),
+            Input::Usage("usage: /msg NICK TEXT")
+        );
         assert_eq!(parse_input("/nick"), Input::Nick(""));
         assert_eq!(parse_input("/me"), Input::Usage("usage: /me TEXT"));
         assert_eq!(parse_input("/dance now"), Input::Unknown("dance"));

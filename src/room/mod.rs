@@ -7,10 +7,15 @@
 //! The broadcaster is the loop around it: it feeds the room one event at a
 //! time, encodes each output once, and hands the bytes to delivery.
 
+mod chat;
 mod epoch;
 mod events;
 mod history;
 mod input;
+mod names;
+
+pub use chat::*;
+pub use names::*;
 
 pub use epoch::{Epoch, FRESH_EPOCH_CHARS, MAX_EPOCH_CHARS, Resume, resume_param};
 pub use events::*;
@@ -25,6 +30,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const SUBPROTOCOL: &str = "wschat.v1";
 /// The `text` of a `not_member` error.
 pub const NOT_MEMBER_TEXT: &str = "you are not in the room any more; reconnect to rejoin";
+/// The `text` of the error cluster mode answers room and direct-message
+/// commands with.
+pub const ROOMS_UNAVAILABLE_TEXT: &str =
+    "rooms and direct messages are not available in cluster mode yet";
 /// Nicknames are 1 to this many characters.
 pub const MAX_NICK_CHARS: usize = 24;
 /// An error event quotes at most this many characters of what the client
@@ -81,10 +90,25 @@ pub enum ErrorCode {
     /// cluster mode, one announced gone while its node was cut off): not
     /// sent; the client should reconnect.
     NotMember,
+    /// A room name that breaks the rules (see [`RoomName`]).
+    RoomInvalid,
+    /// Saying, parting, asking or setting a topic in a room you are not in.
+    NotInRoom,
+    /// `/msg NICK` when no client has that nickname.
+    NoSuchUser,
+    /// `/join` past `--max-rooms-per-client`.
+    TooManyRooms,
+    /// A room cannot be created: `--max-rooms` rooms exist and none is
+    /// empty to evict.
+    RoomLimit,
+    /// `/join` a room that has `--max-room-members` members.
+    RoomFull,
+    /// `/join` a room you are in.
+    AlreadyInRoom,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::NickTaken,
         ErrorCode::NickInvalid,
         ErrorCode::NickUnchanged,
@@ -95,6 +119,13 @@ impl ErrorCode {
         ErrorCode::TextOnly,
         ErrorCode::Unavailable,
         ErrorCode::NotMember,
+        ErrorCode::RoomInvalid,
+        ErrorCode::NotInRoom,
+        ErrorCode::NoSuchUser,
+        ErrorCode::TooManyRooms,
+        ErrorCode::RoomLimit,
+        ErrorCode::RoomFull,
+        ErrorCode::AlreadyInRoom,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +140,13 @@ impl ErrorCode {
             ErrorCode::TextOnly => "text_only",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotMember => "not_member",
+            ErrorCode::RoomInvalid => "room_invalid",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RoomLimit => "room_limit",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::AlreadyInRoom => "already_in_room",
         }
     }
 }
@@ -163,6 +201,25 @@ pub enum Output {
     /// A chat line was numbered and kept: its `message` event, for the
     /// history file.
     Said(Arc<str>),
+    /// To the members of `room` speaking `mode`, but `except` (the chat
+    /// with rooms; the one-room `Room` says [`Output::Broadcast`]).
+    ToRoom {
+        room: RoomId,
+        mode: Mode,
+        payload: Payload,
+        except: Option<ClientId>,
+    },
+    /// `id` is a member of `room` from here on: what is sent to the room
+    /// after this output reaches it.
+    Enter { id: ClientId, room: RoomId },
+    /// `id` is no longer a member of `room`.
+    Exit { id: ClientId, room: RoomId },
+    /// A line for the history file other than a message: a room created
+    /// or its topic set, a room evicted, a history trimmed.
+    Record(Arc<str>),
+    /// A raw client whose room could not take it (it cannot be told by an
+    /// event): to be closed, saying why (`room_full` or `room_limit`).
+    Refused { to: ClientId, code: ErrorCode },
 }
 
 #[derive(Debug)]
@@ -383,6 +440,18 @@ impl Room {
                     to: id,
                     event: users_event(self.users()),
                 }),
+                // Rooms and direct messages are the multi-room chat's
+                // (`Chat`); this one-room state machine serves cluster
+                // mode, which does not have them yet.
+                Input::SayIn(..)
+                | Input::Join(_)
+                | Input::Part(_)
+                | Input::Rooms
+                | Input::Topic(..)
+                | Input::WhoIn(_)
+                | Input::Msg(..) => {
+                    reply_error(out, id, ErrorCode::UnknownCommand, ROOMS_UNAVAILABLE_TEXT)
+                }
                 Input::Unknown(command) => reply_error(
                     out,
                     id,

@@ -466,3 +466,23 @@ fn a_new_epoch_forgets_the_history_but_not_the_members() {
         "{tail}"
     );
 }
+
+#[test]
+fn room_and_direct_message_commands_are_refused_by_the_one_room_chat() {
+    let mut room = room();
+    join(&mut room, 1, Mode::V1);
+    for command in [
+        "/join #a",
+        "/part",
+        "/rooms",
+        "/topic #a x",
+        "/who #a",
+        "/msg a b",
+        "/say #a b",
+    ] {
+        let out = say(&mut room, 1, command);
+        let event = only_reply(&out, 1);
+        assert_eq!(error_code(event), "unknown_command", "{command}");
+        assert!(event.contains(ROOMS_UNAVAILABLE_TEXT), "{command}");
+    }
+}

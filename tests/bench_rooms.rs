@@ -2,7 +2,9 @@
 //! `tests/bench/rooms.sh` runs) counts what it reports: driven against a
 //! fake rooms server (wschat's protocol code routing raw messages by
 //! `?rooms=NAME`), against one that leaks messages into other rooms, and
-//! against one that drops some.
+//! against one that drops some; then against wschat itself.
+
+mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -157,4 +159,34 @@ fn a_dropped_message_is_counted_lost() {
     // Every 10th message reaches none of its 2 room-mates.
     assert_eq!(run["lost"].as_u64(), Some(sent / 10 * 2));
     assert_eq!(run["foreign"].as_u64(), Some(0));
+}
+
+#[test]
+fn against_wschat_every_room_hears_its_own_members_only() {
+    let server = common::start();
+    let (ok, run) = bench_rooms(server.addr(), 6, 4);
+    assert!(ok, "{run}");
+    let sent = run["sent"].as_u64().unwrap();
+    assert_eq!(run["delivered"].as_u64(), Some(sent * 3));
+    assert_eq!(
+        (run["lost"].as_u64(), run["foreign"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(run["out_of_order"].as_u64(), Some(0));
+}
+
+#[test]
+fn against_wschat_idle_rooms_are_filled_and_measured() {
+    let server = common::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_wschat-bench"))
+        .args(["idle-rooms", "--url", &format!("ws://{}/", server.addr())])
+        .args(["--rooms", "20", "--history", "30"])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(run["rooms"].as_u64(), Some(20));
+    assert!(run["bytes_per_room"].is_number(), "{run}");
 }

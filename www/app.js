@@ -1828,11 +1828,12 @@
       const conv = roomConv(MAIN);
       setMembers(conv, msg.users);
       showHistory(conv, history, gap);
-      // The welcome says nothing of #main's topic (unless a later server
-      // adds it): it stays unknown until a `topic` event tells. The page
-      // does not ask by itself: every command costs the user a token of
-      // the server's rate limit.
-      if (typeof msg.topic === 'string' || msg.topic === null) conv.topic = msg.topic || null;
+      // The welcome carries #main's topic, as `joined` does a room's (a
+      // server without rooms sends none: unknown until a `topic` event).
+      if (typeof msg.topic === 'string' || msg.topic === null) {
+        conv.topic = msg.topic || null;
+        if (conv.key === state.current) renderHeader();
+      }
     }
     // A server without rooms sends no `rooms` (one in cluster mode answers
     // a /join with unknown_command: onError).

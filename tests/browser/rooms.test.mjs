@@ -439,6 +439,7 @@ test('a restart with --history-file: both rooms resume without repeats or gaps',
 test('the topic is set and cleared from the page; "//" and "/me" lines in a room', { timeout: TEST_TIMEOUT }, async () => {
   const rae = await newPage(DESKTOP);
   const sam = await newPage(DESKTOP);
+  const tia = await newPage(DESKTOP);
   try {
     await join(rae, 'rae');
     await join(sam, 'sam');
@@ -465,10 +466,24 @@ test('the topic is set and cleared from the page; "//" and "/me" lines in a room
     await expectMessage(sam, '/etc/passwd is a path', { from: 'rae' });
     await say(rae, '/me waves in topics');
     await sam.locator('#messages li.msg.action').filter({ hasText: 'waves in topics' }).waitFor();
-    assert.deepEqual([...rae.pageErrors, ...sam.pageErrors], []);
+
+    // #main's topic comes with the welcome: a newcomer sees it at once,
+    // without a topic event.
+    await say(rae, '/topic #main the front room');
+    await showRoom(rae, '#main');
+    await expectText(rae.locator('#conv-topic'), 'the front room');
+    await tia.goto(baseUrl);
+    await waitOnline(tia);
+    await expectText(tia.locator('#conv-title'), '#main');
+    await expectText(tia.locator('#conv-topic'), 'the front room');
+    assert.equal(await tia.locator('#messages li.notice.topic').count(), 0, 'no topic event told it');
+    await say(rae, '/topic #main ');
+    await expectText(tia.locator('#conv-topic'), 'No topic');
+    assert.deepEqual([...rae.pageErrors, ...sam.pageErrors, ...tia.pageErrors], []);
   } finally {
     await closePage(rae);
     await closePage(sam);
+    await closePage(tia);
   }
 });
 

@@ -187,6 +187,7 @@ impl Kept {
             Some(at) => *at,
             None => {
                 self.rooms.push(Some(KeptRoom {
+                    oplock: false,
                     name: name.clone(),
                     topic: None,
                     history: History::new(self.limit),

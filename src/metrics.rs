@@ -39,7 +39,10 @@ pub const REFUSAL_LIMITS: [&str; 5] = [
 ];
 
 /// The HTTP statuses a handshake can be refused with.
-pub const REJECTION_STATUSES: [u16; 11] = [400, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
+pub const REJECTION_STATUSES: [u16; 12] = [400, 401, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
+/// The moderation actions, each counted in `wschat_moderation_total`.
+pub const MODERATION_ACTIONS: [&str; 5] = ["kick", "ban", "unban", "mute", "oplock"];
+
 /// The close codes the server sends for protocol errors.
 pub const PROTOCOL_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
 
@@ -58,6 +61,8 @@ pub struct Metrics {
     pub protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len()],
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub refusals: [AtomicU64; REFUSAL_LIMITS.len()],
+    /// Moderation actions taken, by [`MODERATION_ACTIONS`].
+    pub moderation: [AtomicU64; MODERATION_ACTIONS.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
     /// The broadcaster thread ended other than by a shutdown: the chat has
@@ -234,8 +239,27 @@ impl Metrics {
         );
     }
 
+    /// Counts one moderation action (`kick`, `ban`, ...).
+    pub fn moderated(&self, action: &str) {
+        if let Some(i) = MODERATION_ACTIONS.iter().position(|a| *a == action) {
+            self.moderation[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// What was refused: protocol errors, handshakes, limits.
     fn render_refusals(&self, out: &mut String) {
+        let by_action: Vec<_> = MODERATION_ACTIONS
+            .iter()
+            .zip(&self.moderation)
+            .map(|(action, v)| (format!("{{action=\"{action}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            out,
+            "moderation_total",
+            "counter",
+            "Moderation actions taken by operators, by action.",
+            &by_action,
+        );
         let by_code: Vec<_> = PROTOCOL_ERROR_CODES
             .iter()
             .zip(&self.protocol_errors)

@@ -193,10 +193,19 @@ impl Outbox {
                         ErrorCode::RoomFull => {
                             encode_close(CloseCode::TryAgainLater, "room_full", None)
                         }
+                        ErrorCode::NotAllowed => {
+                            encode_close(CloseCode::Policy, "not_allowed", None)
+                        }
                         _ => encode_close(CloseCode::TryAgainLater, "room_limit", None),
                     };
                     self.close(to, close);
                 }
+                Output::Removed { to, reason } => {
+                    // After what was sent before it (the moderation event).
+                    self.flush();
+                    self.close(to, encode_close(CloseCode::Policy, reason, None));
+                }
+                Output::Moderated { action } => self.metrics.moderated(action),
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.
                     self.flush();

@@ -52,6 +52,7 @@ impl FakeRoom {
                 name: RoomName::main(),
                 topic: None,
                 history: self.history.clone(),
+                oplock: false,
             }],
             next_seq: self.next_seq,
         });
@@ -345,7 +346,7 @@ fn a_failed_rewrite_is_retried_from_memory() {
 
 fn room_event(seq: u64, room: &str, text: &str) -> String {
     let room = RoomName::parse(room).unwrap();
-    room_message_event(seq, &room, 1, "ann", text, 0, false)
+    room_message_event(seq, &room, (1, "ann").into(), text, 0, false)
 }
 
 fn kept<'a>(loaded: &'a Loaded, room: &str) -> Option<&'a KeptRoom> {

@@ -163,13 +163,14 @@ pub fn direct_event(from: UserRef<'_>, to: UserRef<'_>, text: &str, ts: u64) -> 
     out
 }
 
-/// `{"type":"welcome","you":..,"epoch":..,["room":"#main",]"rooms":[..],
-/// "users":[..],"history":` — the head of a welcome; `main` is whether
-/// the client is in `#main` (then `users` follow, else `[]`).
+/// `{"type":"welcome","you":..,"epoch":..,["room":"#main","topic":..,]
+/// "rooms":[..],"users":[..],"history":` — the head of a welcome; `main`
+/// is `#main`'s topic if the client is in `#main` (then its `users`
+/// follow, else `[]`).
 pub fn chat_welcome_head<'a>(
     you: UserRef<'_>,
     epoch: &Epoch,
-    main: bool,
+    main: Option<Option<&str>>,
     rooms: impl Iterator<Item = &'a RoomName>,
     users: impl Iterator<Item = UserRef<'a>>,
     signed_in: &str,
@@ -179,8 +180,9 @@ pub fn chat_welcome_head<'a>(
     // A signed-in connection's `auth` and `direct` members, or nothing.
     out.push_str(signed_in);
     let _ = write!(out, ",\"epoch\":\"{epoch}\"");
-    if main {
-        let _ = write!(out, ",\"room\":\"{}\"", RoomName::main());
+    if let Some(topic) = main {
+        let _ = write!(out, ",\"room\":\"{}\",\"topic\":", RoomName::main());
+        push_topic(&mut out, topic);
     }
     out.push_str(",\"rooms\":[");
     for (i, room) in rooms.enumerate() {
@@ -271,7 +273,7 @@ mod tests {
         let head = chat_welcome_head(
             (1, "g").into(),
             &epoch,
-            false,
+            None,
             [&rust].into_iter(),
             std::iter::empty(),
             "",
@@ -289,6 +291,19 @@ mod tests {
         assert_eq!(
             room_presence_event("join", &rust, ann, 5),
             r##"{"type":"join","user":{"id":7,"nick":"ann","verified":true,"op":true},"ts":5,"room":"#rust"}"##
+        );
+        let main = RoomName::main();
+        let head = chat_welcome_head(
+            (1, "g").into(),
+            &epoch,
+            Some(Some("hi")),
+            [&main].into_iter(),
+            std::iter::empty(),
+            "",
+        );
+        assert_eq!(
+            head + &chat_welcome_end(std::iter::empty(), false),
+            r##"{"type":"welcome","you":{"id":1,"nick":"g"},"epoch":"e1","room":"#main","topic":"hi","rooms":["#main"],"users":[],"history":[]}"##
         );
     }
 }

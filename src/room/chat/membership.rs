@@ -116,7 +116,7 @@ impl Chat {
         let head = chat_welcome_head(
             self.user_ref(id),
             &self.epoch,
-            in_main,
+            in_main.then(|| self.room(MAIN).topic.as_deref()),
             names.iter(),
             // `#main`'s members only if it is one of them.
             self.users(MAIN).into_iter().take(if in_main { usize::MAX } else { 0 }),

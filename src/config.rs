@@ -512,7 +512,9 @@ impl Config {
             return Err("--history-file and --redis cannot be used together: in cluster mode the history lives in Redis".into());
         }
         if self.redis.is_some() && self.auth != AuthMode::Off {
-            return Err("--auth optional|required is not available in cluster mode (--redis) yet".into());
+            return Err(
+                "--auth optional|required is not available in cluster mode (--redis) yet".into(),
+            );
         }
         if self.auth == AuthMode::Off && self.auth_secret_file.is_some() {
             return Err("--auth-secret-file needs --auth optional or --auth required".into());
@@ -743,9 +745,13 @@ mod tests {
         assert_eq!((c.auth, c.auth_keys.is_none()), (AuthMode::Off, true));
         // The bounds: a key of exactly MIN_KEY_LEN bytes, and two keys.
         let one = SecretFile::new("one", &[b'k'; 32]);
-        let two = SecretFile::new("two", b"first-key-of-at-least-32-bytes!!\nsecond-key-of-at-least-32-bytes!\n");
+        let two = SecretFile::new(
+            "two",
+            b"first-key-of-at-least-32-bytes!!\nsecond-key-of-at-least-32-bytes!\n",
+        );
         for (mode, file, keys) in [("optional", &one, 1), ("required", &two, 2)] {
-            let Command::Run(c) = parse(&["--auth", mode, "--auth-secret-file", file.arg()]).unwrap()
+            let Command::Run(c) =
+                parse(&["--auth", mode, "--auth-secret-file", file.arg()]).unwrap()
             else {
                 panic!()
             };
@@ -764,7 +770,10 @@ mod tests {
             assert!(!e.contains("kkkk"), "a key's bytes in an error: {e}");
         }
         let help = help_text();
-        assert!(help.contains("--auth off|optional|required") && help.contains("--auth-secret-file PATH"));
+        assert!(
+            help.contains("--auth off|optional|required")
+                && help.contains("--auth-secret-file PATH")
+        );
     }
 
     #[test]
@@ -811,7 +820,12 @@ mod tests {
             &["--auth", "on"],
             &["--auth", "required"],
             &["--auth-secret-file", "/nonexistent"],
-            &["--auth", "optional", "--auth-secret-file", "/nonexistent/wschat-keys"],
+            &[
+                "--auth",
+                "optional",
+                "--auth-secret-file",
+                "/nonexistent/wschat-keys",
+            ],
             &["--redis", "redis://h", "--auth", "optional"],
         ] {
             let e = parse(args).unwrap_err();

@@ -39,7 +39,8 @@ pub const REFUSAL_LIMITS: [&str; 5] = [
 ];
 
 /// The HTTP statuses a handshake can be refused with.
-pub const REJECTION_STATUSES: [u16; 12] = [400, 401, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
+pub const REJECTION_STATUSES: [u16; 12] =
+    [400, 401, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
 /// The moderation actions, each counted in `wschat_moderation_total`.
 pub const MODERATION_ACTIONS: [&str; 5] = ["kick", "ban", "unban", "mute", "oplock"];
 

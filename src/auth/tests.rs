@@ -979,7 +979,11 @@ mod transport {
         let good = library_token(typical_claims(), KEY_A);
         let forged = library_token(typical_claims(), KEY_C);
         let signed = |mode, token| sign_in(mode, Some(&keys), token, NOW);
-        assert_eq!(signed(AuthMode::Off, Some(&forged)), Ok(None), "off ignores tokens");
+        assert_eq!(
+            signed(AuthMode::Off, Some(&forged)),
+            Ok(None),
+            "off ignores tokens"
+        );
         assert_eq!(signed(AuthMode::Optional, None), Ok(None), "a guest");
         assert_eq!(signed(AuthMode::Required, None), Err(AUTH_REQUIRED));
         for mode in [AuthMode::Optional, AuthMode::Required] {
@@ -992,7 +996,12 @@ mod transport {
     #[test]
     fn a_sign_in_runs_out_at_exp_plus_the_leeway_unless_refreshed() {
         let keys = keys(&[KEY_A]);
-        let claims = verify(library_token(typical_claims(), KEY_A).as_bytes(), &keys, NOW).unwrap();
+        let claims = verify(
+            library_token(typical_claims(), KEY_A).as_bytes(),
+            &keys,
+            NOW,
+        )
+        .unwrap();
         let mut signed_in = SignedIn::new(&claims);
         let end = NOW + 3600 + LEEWAY_SECONDS as u64;
         assert!(!signed_in.is_due(end - 1) && signed_in.is_due(end));
@@ -1002,12 +1011,18 @@ mod transport {
         let mut later = typical_claims();
         later["exp"] = json!(NOW + 7200);
         let fresh = library_token(later.clone(), KEY_A);
-        assert_eq!(signed_in.refresh(&fresh, &keys, end - 1), Ok((NOW + 7200) as i64));
+        assert_eq!(
+            signed_in.refresh(&fresh, &keys, end - 1),
+            Ok((NOW + 7200) as i64)
+        );
         assert!(!signed_in.is_due(end));
 
         later["sub"] = json!("someone-else");
         let other = library_token(later, KEY_A);
-        assert_eq!(signed_in.refresh(&other, &keys, NOW), Err(RefreshError::Mismatch));
+        assert_eq!(
+            signed_in.refresh(&other, &keys, NOW),
+            Err(RefreshError::Mismatch)
+        );
         assert_eq!(RefreshError::Mismatch.code(), "auth_mismatch");
         let forged = library_token(typical_claims(), KEY_C);
         assert_eq!(

@@ -21,14 +21,13 @@ pub use events::*;
 pub use identity::*;
 pub use moderation::*;
 
+use super::events::UserRef;
 use super::{
-    Action, ClientId, Epoch, ErrorCode, History, MAX_NICK_CHARS, ModAction, Moderation, Mode,
-    NOT_MEMBER_TEXT, Output, Payload,
-    ROOM_INVALID_TEXT, Resume, RoomName, allowed_in_text, excerpt, guest_nick, nick_event,
-    nick_key, raw_line, resume_gap, validate_nick, welcome_tail,
+    Action, ClientId, Epoch, ErrorCode, History, MAX_NICK_CHARS, ModAction, Mode, Moderation,
+    NOT_MEMBER_TEXT, Output, Payload, ROOM_INVALID_TEXT, Resume, RoomName, allowed_in_text,
+    excerpt, guest_nick, nick_event, nick_key, raw_line, resume_gap, validate_nick, welcome_tail,
 };
 use super::{Input, parse_input};
-use super::events::UserRef;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;

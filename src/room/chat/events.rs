@@ -34,12 +34,7 @@ pub fn room_message_event(
 }
 
 /// `join` and `leave` events of `room`.
-pub fn room_presence_event(
-    kind: &str,
-    room: &RoomName,
-    user: UserRef<'_>,
-    ts: u64,
-) -> String {
+pub fn room_presence_event(kind: &str, room: &RoomName, user: UserRef<'_>, ts: u64) -> String {
     let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
     push_user_ref(&mut out, user);
     let _ = write!(out, ",\"ts\":{ts},\"room\":\"{room}\"}}");
@@ -47,10 +42,7 @@ pub fn room_presence_event(
 }
 
 /// The reply to `/who`.
-pub fn room_users_event<'a>(
-    room: &RoomName,
-    users: impl Iterator<Item = UserRef<'a>>,
-) -> String {
+pub fn room_users_event<'a>(room: &RoomName, users: impl Iterator<Item = UserRef<'a>>) -> String {
     let mut out = String::from("{\"type\":\"users\",\"users\":");
     push_users(&mut out, users);
     let _ = write!(out, ",\"room\":\"{room}\"}}");

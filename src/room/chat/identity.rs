@@ -248,7 +248,9 @@ impl Chat {
             return;
         };
         let pair = if a <= b { (a, b) } else { (b, a) };
-        out.push(Output::Record(direct_record(&pair.0, &pair.1, event).into()));
+        out.push(Output::Record(
+            direct_record(&pair.0, &pair.1, event).into(),
+        ));
         let limit = self.limits.history;
         let history = self
             .direct
@@ -328,7 +330,11 @@ impl Chat {
             return false;
         }
         let text = "a signed-in user is called by the name its sign-in gives";
-        reply(out, id, super::super::error_event(ErrorCode::NotAllowed, text));
+        reply(
+            out,
+            id,
+            super::super::error_event(ErrorCode::NotAllowed, text),
+        );
         true
     }
 }

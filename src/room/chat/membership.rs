@@ -98,7 +98,11 @@ impl Chat {
 
     /// Whether another connection of `id`'s signed-in user is in `room`.
     pub(super) fn twin_in(&self, id: ClientId, room: RoomId) -> bool {
-        let Some(user) = self.clients[&id].user.as_ref().and_then(|s| self.users.get(s)) else {
+        let Some(user) = self.clients[&id]
+            .user
+            .as_ref()
+            .and_then(|s| self.users.get(s))
+        else {
             return false;
         };
         let members = &self.room(room).members;
@@ -119,7 +123,9 @@ impl Chat {
             in_main.then(|| self.room(MAIN).topic.as_deref()),
             names.iter(),
             // `#main`'s members only if it is one of them.
-            self.users(MAIN).into_iter().take(if in_main { usize::MAX } else { 0 }),
+            self.users(MAIN)
+                .into_iter()
+                .take(if in_main { usize::MAX } else { 0 }),
             &signed_in,
         );
         match resume {
@@ -196,7 +202,10 @@ impl Chat {
     ) -> Result<RoomId, Refusal> {
         let existing = self.room_id(name);
         if existing.is_some_and(|room| self.room(room).members.contains(&id)) {
-            return Err((ErrorCode::AlreadyInRoom, "you are in that room already".into()));
+            return Err((
+                ErrorCode::AlreadyInRoom,
+                "you are in that room already".into(),
+            ));
         }
         self.may_enter(id, name)?;
         if self.clients[&id].rooms.len() >= self.limits.max_rooms_per_client {

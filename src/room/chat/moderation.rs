@@ -175,8 +175,9 @@ impl Chat {
             Some(Some(name)) => Some(name),
         };
         let room_id = room.as_ref().and_then(|name| self.room_id(name));
-        if room.is_some() && room_id.is_none() && command.action != ModAction::Unban {
-            let name = room.as_ref().expect("named");
+        if let (Some(name), None) = (&room, room_id)
+            && command.action != ModAction::Unban
+        {
             let text = format!("{name} does not exist");
             return reply(out, id, room_error_event(ErrorCode::NotInRoom, &text, name));
         }
@@ -232,7 +233,8 @@ impl Chat {
                 (Some(sub), _) => SanctionTarget::User(sub.clone()),
                 (None, Some(address)) => SanctionTarget::Address(address),
                 (None, None) => {
-                    let text = "that guest's address is not known: it can be kicked, not banned or muted";
+                    let text =
+                        "that guest's address is not known: it can be kicked, not banned or muted";
                     return reply_error(out, id, ErrorCode::Usage, text);
                 }
             };
@@ -262,9 +264,13 @@ impl Chat {
             "Moderation: ({id}) {} {verb}s ({target}) {} in {} until {} for {}",
             self.clients[&id].nick.escape_debug(),
             self.clients[&target].nick.escape_debug(),
-            room_name.as_ref().map_or("the server".to_string(), |r| r.to_string()),
+            room_name
+                .as_ref()
+                .map_or("the server".to_string(), |r| r.to_string()),
             until.map_or("lifted".to_string(), |u| u.to_string()),
-            command.reason.map_or("no reason given".to_string(), |r| format!("{:?}", r)),
+            command
+                .reason
+                .map_or("no reason given".to_string(), |r| format!("{:?}", r)),
         );
         out.push(Output::Moderated { action: verb });
         let targets = self.connections_of(target);
@@ -395,10 +401,13 @@ impl Chat {
             "Moderation: ({id}) {} unbans {} in {}",
             self.clients[&id].nick.escape_debug(),
             label.escape_debug(),
-            room.as_ref().map_or("the server".to_string(), |r| r.to_string()),
+            room.as_ref()
+                .map_or("the server".to_string(), |r| r.to_string()),
         );
         out.push(Output::Moderated { action: "unban" });
-        let targets: Vec<ClientId> = connected.map(|c| self.connections_of(c)).unwrap_or_default();
+        let targets: Vec<ClientId> = connected
+            .map(|c| self.connections_of(c))
+            .unwrap_or_default();
         let room_id = room.as_ref().and_then(|r| self.room_id(r));
         match room_id {
             Some(room_id) => self.tell(id, &targets, Some(room_id), &event, out),
@@ -505,7 +514,10 @@ fn push_room(out: &mut String, room: Option<&RoomName>) {
 
 /// The history file's record of a ban or mute given.
 pub fn sanction_record(s: &Sanction) -> String {
-    let mut out = format!("{{\"type\":\"sanction\",\"kind\":\"{}\",\"target\":", s.kind.as_str());
+    let mut out = format!(
+        "{{\"type\":\"sanction\",\"kind\":\"{}\",\"target\":",
+        s.kind.as_str()
+    );
     push_target(&mut out, &s.target);
     out.push_str(",\"label\":");
     push_string(&mut out, &s.label);
@@ -522,7 +534,10 @@ pub fn sanction_record(s: &Sanction) -> String {
 
 /// The history file's record of a ban lifted.
 pub fn lift_record(s: &Sanction) -> String {
-    let mut out = format!("{{\"type\":\"lift\",\"kind\":\"{}\",\"target\":", s.kind.as_str());
+    let mut out = format!(
+        "{{\"type\":\"lift\",\"kind\":\"{}\",\"target\":",
+        s.kind.as_str()
+    );
     push_target(&mut out, &s.target);
     out.push_str(",\"room\":");
     push_room(&mut out, s.room.as_ref());

@@ -243,7 +243,10 @@ impl Chat {
             return reply_error(out, id, ErrorCode::BadText, text);
         }
         if self.room(room).oplock && !self.is_operator(id, Some(room)) {
-            let text = format!("only an operator of {} may set its topic", self.room(room).name);
+            let text = format!(
+                "only an operator of {} may set its topic",
+                self.room(room).name
+            );
             return reply_error(out, id, ErrorCode::NotAllowed, &text);
         }
         if topic.chars().count() > MAX_TOPIC_CHARS {

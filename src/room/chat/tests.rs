@@ -673,7 +673,8 @@ fn a_room_created_after_an_eviction_cannot_promise_it_has_everything() {
 
 #[test]
 fn one_history_budget_evicts_the_empty_room_unused_longest_then_trims_the_room_itself() {
-    let event_bytes = room_message_event(1, &name("#a"), (1, "guest-1").into(), "xxxx", NOW, false).len();
+    let event_bytes =
+        room_message_event(1, &name("#a"), (1, "guest-1").into(), "xxxx", NOW, false).len();
     let mut chat = chat_with(Limits {
         history: 100,
         room_history_bytes: 4 * event_bytes,

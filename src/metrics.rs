@@ -12,6 +12,8 @@ pub enum DropReason {
     SlowConsumer,
     RateLimit,
     PingTimeout,
+    /// A signed-in connection whose token ran out (`token_expired`).
+    SignInExpired,
 }
 
 /// Which limit turned a connection away (before or during its handshake).
@@ -44,6 +46,21 @@ pub const REJECTION_STATUSES: [u16; 12] =
 /// The moderation actions, each counted in `wschat_moderation_total`.
 pub const MODERATION_ACTIONS: [&str; 5] = ["kick", "ban", "unban", "mute", "oplock"];
 
+/// The reasons a sign-in is refused with 401, each counted in
+/// `wschat_auth_refusals_total` (the reasons of `auth::TokenError`, and
+/// `auth_required`).
+pub const AUTH_REFUSAL_REASONS: [&str; 9] = [
+    "auth_required",
+    "token_too_long",
+    "token_malformed",
+    "token_alg_not_allowed",
+    "token_crit_unsupported",
+    "token_bad_signature",
+    "token_expired",
+    "token_not_yet_valid",
+    "token_wrong_audience",
+];
+
 /// The close codes the server sends for protocol errors.
 pub const PROTOCOL_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
 
@@ -59,6 +76,9 @@ pub struct Metrics {
     pub drops_slow_consumer: AtomicU64,
     pub drops_rate_limit: AtomicU64,
     pub drops_ping_timeout: AtomicU64,
+    pub drops_sign_in_expired: AtomicU64,
+    /// Sign-ins refused at the handshake, by [`AUTH_REFUSAL_REASONS`].
+    pub auth_refusals: [AtomicU64; AUTH_REFUSAL_REASONS.len()],
     pub protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len()],
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub refusals: [AtomicU64; REFUSAL_LIMITS.len()],
@@ -113,6 +133,7 @@ impl Metrics {
             DropReason::SlowConsumer => &self.drops_slow_consumer,
             DropReason::RateLimit => &self.drops_rate_limit,
             DropReason::PingTimeout => &self.drops_ping_timeout,
+            DropReason::SignInExpired => &self.drops_sign_in_expired,
         }
         .fetch_add(1, Relaxed);
     }
@@ -236,8 +257,20 @@ impl Metrics {
                     "{reason=\"ping_timeout\"}".into(),
                     self.drops_ping_timeout.load(Relaxed),
                 ),
+                (
+                    "{reason=\"token_expired\"}".into(),
+                    self.drops_sign_in_expired.load(Relaxed),
+                ),
             ],
         );
+    }
+
+    /// Counts a sign-in refused at the handshake with `reason` (a 401;
+    /// its status is counted by [`Metrics::rejection`]).
+    pub fn auth_refused(&self, reason: &str) {
+        if let Some(i) = AUTH_REFUSAL_REASONS.iter().position(|r| *r == reason) {
+            self.auth_refusals[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts one moderation action (`kick`, `ban`, ...).
@@ -260,6 +293,18 @@ impl Metrics {
             "counter",
             "Moderation actions taken by operators, by action.",
             &by_action,
+        );
+        let by_reason: Vec<_> = AUTH_REFUSAL_REASONS
+            .iter()
+            .zip(&self.auth_refusals)
+            .map(|(reason, v)| (format!("{{reason=\"{reason}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            out,
+            "auth_refusals_total",
+            "counter",
+            "Sign-ins refused at the handshake (401), by reason.",
+            &by_reason,
         );
         let by_code: Vec<_> = PROTOCOL_ERROR_CODES
             .iter()

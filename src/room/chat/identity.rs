@@ -21,6 +21,41 @@ pub struct Identity {
     pub exp: i64,
 }
 
+impl Identity {
+    /// What the chat uses of a verified token's claims. A `rooms` entry
+    /// names a room with or without its `#` (`"ops"` is `#ops`); one
+    /// that is not a valid room name (see [`RoomName`]) names no room and
+    /// is left out.
+    ///
+    /// ```
+    /// use wschat::auth::Claims;
+    /// use wschat::room::Identity;
+    /// let claims = Claims {
+    ///     sub: "u-1".into(), exp: 2_000_000_000, name: Some("ann".into()), nbf: None,
+    ///     iat: None, role: Some("op".into()), rooms: vec!["#ops".into(), "Staff".into(), "no spaces".into()],
+    /// };
+    /// let identity = Identity::from_claims(&claims);
+    /// assert!(identity.op);
+    /// let rooms: Vec<&str> = identity.rooms.iter().map(|r| r.as_str()).collect();
+    /// assert_eq!(rooms, ["#ops", "#staff"]);
+    /// ```
+    pub fn from_claims(claims: &crate::auth::Claims) -> Identity {
+        Identity {
+            sub: claims.sub.clone(),
+            name: claims.name.clone(),
+            op: claims.is_operator(),
+            rooms: claims
+                .rooms
+                .iter()
+                .filter_map(|room| {
+                    RoomName::parse(room).or_else(|| RoomName::parse(&format!("#{room}")))
+                })
+                .collect(),
+            exp: claims.exp,
+        }
+    }
+}
+
 /// Who is connecting: signed in or a guest, and from which address (the
 /// client's, after the trusted-proxy rules; what an address ban names).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -177,15 +177,7 @@ impl Default for Config {
 }
 
 /// Whether clients sign in with a signed token (`--auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// No sign-in: every client is a guest; a token offered is ignored.
-    Off,
-    /// Guests as with `Off`, and signed-in users beside them.
-    Optional,
-    /// A connection without a valid token is refused (401).
-    Required,
-}
+pub use crate::auth::transport::AuthMode;
 
 /// The largest `--auth-secret-file` read: two keys of a few hundred bytes
 /// fit many times; anything larger is not a key file.

@@ -22,8 +22,16 @@ pub const AUTH_MISMATCH: &str = "auth_mismatch";
 /// The Close reason (1008) when a sign-in runs out.
 pub const TOKEN_EXPIRED: &str = "token_expired";
 
-/// Whether sign-in is off, optional or required (`--auth`).
-pub use crate::config::AuthMode;
+/// Whether clients sign in with a signed token (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No sign-in: every client is a guest; a token offered is ignored.
+    Off,
+    /// Guests as with `Off`, and signed-in users beside them.
+    Optional,
+    /// A connection without a valid token is refused (401).
+    Required,
+}
 
 /// The token among the offered subprotocols, if one carries one (the
 /// first such offer; its bytes as offered).

@@ -906,7 +906,8 @@ impl Reader {
             self.remote
         );
         self.ctx.metrics.client_dropped(DropReason::SignInExpired);
-        self.close(CloseCode::Policy, transport::TOKEN_EXPIRED)
+        // transport::TOKEN_EXPIRED, the reason the page acts on.
+        self.close(CloseCode::Policy, "token_expired")
     }
 
     /// `/auth TOKEN` on a chat connection: a fresh token for the same

@@ -200,10 +200,14 @@ impl Outbox {
                     };
                     self.close(to, close);
                 }
-                Output::Removed { to, reason } => {
+                Output::Removed { to, banned } => {
                     // After what was sent before it (the moderation event).
-                    self.flush();
-                    self.close(to, encode_close(CloseCode::Policy, reason, None));
+                    let close = if banned {
+                        encode_close(CloseCode::Policy, "banned", None)
+                    } else {
+                        encode_close(CloseCode::Policy, "kicked", None)
+                    };
+                    self.close(to, close);
                 }
                 Output::Moderated { action } => self.metrics.moderated(action),
                 Output::Reply { to, event } => {

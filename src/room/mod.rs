@@ -241,8 +241,9 @@ pub enum Output {
     /// `not_allowed`).
     Refused { to: ClientId, code: ErrorCode },
     /// An operator removed this connection from the server: Close 1008
-    /// with `reason` (`kicked` or `banned`), after what was sent before.
-    Removed { to: ClientId, reason: &'static str },
+    /// `kicked`, or `banned` if it was banned, after what was sent
+    /// before.
+    Removed { to: ClientId, banned: bool },
     /// A moderation action was taken (for its metric).
     Moderated { action: &'static str },
 }

@@ -260,17 +260,22 @@ impl Chat {
             until,
             now,
         );
+        let place = room_name
+            .as_ref()
+            .map_or("server-wide".to_string(), |r| format!("in {r}"));
+        let end = match (action, until) {
+            (ModAction::Kick, _) => String::new(),
+            (_, Some(until)) => format!(" until {until}"),
+            (_, None) => " until lifted".to_string(),
+        };
+        // Who, what, whom, why: nicknames and the reason escaped.
         log::info!(
-            "Moderation: ({id}) {} {verb}s ({target}) {} in {} until {} for {}",
+            "Moderation: ({id}) {} {verb}s ({target}) {} {place}{end}: {}",
             self.clients[&id].nick.escape_debug(),
             self.clients[&target].nick.escape_debug(),
-            room_name
-                .as_ref()
-                .map_or("the server".to_string(), |r| r.to_string()),
-            until.map_or("lifted".to_string(), |u| u.to_string()),
             command
                 .reason
-                .map_or("no reason given".to_string(), |r| format!("{:?}", r)),
+                .map_or("no reason given".to_string(), |r| format!("{r:?}")),
         );
         out.push(Output::Moderated { action: verb });
         let targets = self.connections_of(target);
@@ -294,13 +299,9 @@ impl Chat {
                 }
             }
             (_, None) => {
-                let reason = if action == ModAction::Ban {
-                    "banned"
-                } else {
-                    "kicked"
-                };
+                let banned = action == ModAction::Ban;
                 for conn in targets {
-                    out.push(Output::Removed { to: conn, reason });
+                    out.push(Output::Removed { to: conn, banned });
                     self.disconnect(conn, now, out);
                 }
             }

@@ -74,8 +74,10 @@ struct ChatRoom {
     /// When it last became empty (a tick of `Chat::clock`); `None` while
     /// it has members.
     idle_since: Option<u64>,
-    /// Who created it, an operator of it until it is empty.
-    creator: Option<Principal>,
+    /// Its room operator: whoever entered it while it was empty (its
+    /// creator, or the first back in a kept empty room), until it is
+    /// empty again. `#main` has none.
+    operator: Option<Principal>,
     /// `/oplock #room on`: only its operators may set the topic.
     oplock: bool,
 }
@@ -226,7 +228,7 @@ impl Chat {
             history,
             topic: kept.topic,
             idle_since: None,
-            creator: None,
+            operator: None,
             oplock: kept.oplock,
         });
         if id != MAIN {

@@ -222,9 +222,16 @@ impl Chat {
                 ));
             }
             Some(room) => room,
-            None => self.create(id, name, out)?,
+            None => self.create(name, out)?,
         };
+        let first = self.room(room).members.is_empty() && room != MAIN;
+        let principal = self.principal(id);
         let chat_room = self.room_mut(room);
+        if first {
+            // Whoever enters an empty room (`#main` aside) is its
+            // operator until it is empty again.
+            chat_room.operator = Some(principal);
+        }
         chat_room.members.insert(id);
         if let Some(since) = chat_room.idle_since.take() {
             self.idle.remove(&(since, room));
@@ -239,19 +246,13 @@ impl Chat {
     }
 
     /// A new, empty room (not yet idle: its creator enters it at once).
-    fn create(
-        &mut self,
-        creator: ClientId,
-        name: &RoomName,
-        out: &mut Vec<Output>,
-    ) -> Result<RoomId, Refusal> {
+    fn create(&mut self, name: &RoomName, out: &mut Vec<Output>) -> Result<RoomId, Refusal> {
         if self.by_name.len() >= self.limits.max_rooms && self.evict_idle(out).is_none() {
             return Err((
                 ErrorCode::RoomLimit,
                 "no room can be created now: the chat has as many rooms as it may, none of them empty".into(),
             ));
         }
-        let creator = self.principal(creator);
         let mut history = History::new(self.limits.history);
         history.set_dropped_through(self.evicted_through);
         let id = self.slot();
@@ -265,7 +266,7 @@ impl Chat {
             history,
             topic: None,
             idle_since: None,
-            creator: Some(creator),
+            operator: None, // set as the creator enters
             oplock: false,
         });
         log::debug!("room {name} created");
@@ -298,8 +299,8 @@ impl Chat {
         chat_room.members.remove(&id);
         let empty = chat_room.members.is_empty();
         if empty {
-            // A room's creator is its operator until it is empty.
-            chat_room.creator = None;
+            // A room's operator is one until the room is empty.
+            chat_room.operator = None;
         }
         out.push(Output::Exit { id, room });
         if !self.twin_in(id, room) {

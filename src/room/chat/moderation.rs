@@ -121,7 +121,7 @@ impl Chat {
     }
 
     /// Whether client `id` is an operator: everywhere with `"role":"op"`,
-    /// in `room` as its creator.
+    /// in `room` as its room operator (see `ChatRoom::operator`).
     pub(super) fn is_operator(&self, id: ClientId, room: Option<RoomId>) -> bool {
         if self.signed_in_user(id).is_some_and(|user| user.op) {
             return true;
@@ -130,7 +130,7 @@ impl Chat {
             return false;
         };
         let me = self.principal(id);
-        self.room(room).creator.as_ref() == Some(&me)
+        self.room(room).operator.as_ref() == Some(&me)
     }
 
     pub(super) fn principal(&self, id: ClientId) -> Principal {
@@ -446,11 +446,14 @@ impl Chat {
     }
 }
 
-/// Whether a sanction's target is this `sub` or this address.
+/// Whether a sanction's target is this `sub`, or this address for a
+/// guest. An address sanction holds guests only: a signed-in user is
+/// known by its `sub`, and others behind the same address (a NAT, an
+/// office) who signed in are not held with the guest.
 fn matches(target: &SanctionTarget, sub: Option<&str>, address: Option<IpAddr>) -> bool {
     match target {
         SanctionTarget::User(held) => sub == Some(&**held),
-        SanctionTarget::Address(held) => address == Some(*held),
+        SanctionTarget::Address(held) => sub.is_none() && address == Some(*held),
     }
 }
 

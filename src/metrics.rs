@@ -508,3 +508,35 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 fn one(v: &AtomicU64) -> Vec<(String, u64)> {
     vec![(String::new(), v.load(Relaxed))]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Malformed, TokenError};
+
+    /// Every reason a sign-in can be refused with has its counter: a
+    /// reason missing here would be refused uncounted.
+    #[test]
+    fn every_sign_in_refusal_reason_is_counted() {
+        let errors = [
+            TokenError::TooLong,
+            TokenError::Malformed(Malformed::NotThreeParts),
+            TokenError::AlgorithmNotAllowed,
+            TokenError::CriticalExtension,
+            TokenError::BadSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::WrongAudience,
+        ];
+        let reasons = errors
+            .iter()
+            .map(|e| e.reason())
+            .chain([crate::auth::transport::AUTH_REQUIRED]);
+        let metrics = Metrics::default();
+        for reason in reasons {
+            metrics.auth_refused(reason);
+            let line = format!("wschat_auth_refusals_total{{reason=\"{reason}\"}} 1");
+            assert!(metrics.render().contains(&line), "{reason} is not counted");
+        }
+    }
+}

@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[test]
+    fn a_token_offered_as_a_subprotocol_is_redacted_wherever_it_stands() {
+        let head = "GET / HTTP/1.1\r\nsec-websocket-protocol:wschat.auth.AAA.BBB.CCC ,wschat.v1\r\n\
+                    Sec-WebSocket-Protocol: chat,  WSCHAT.AUTH.DDD.EEE.FFF\r\n\r\n";
+        let out = redact_head(head);
+        for secret in ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"] {
+            assert!(!out.contains(secret), "{secret} left in {out}");
+        }
+        assert!(
+            out.contains("sec-websocket-protocol:wschat.auth.[redacted] ,wschat.v1\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Sec-WebSocket-Protocol: chat,  WSCHAT.AUTH.[redacted]\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn a_request_line_without_a_query_is_left_alone() {
         assert_eq!(
             redact_head("GET / HTTP/1.1\r\n\r\n"),

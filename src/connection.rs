@@ -1005,16 +1005,20 @@ impl Reader {
                 }
                 match self.service {
                     Service::Echo => self.echo(OpCode::Text, text.as_bytes()),
-                    Service::Chat(_) if self.ctx.config.auth != AuthMode::Off => {
-                        if let Some(token) = transport::refresh_argument(&text) {
-                            self.refresh(token);
-                            return None;
-                        }
-                        log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
-                        let _ = self.ctx.events.send(Event::Text { id: self.id, text });
-                    }
                     Service::Chat(_) => {
-                        log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
+                        let refresh = transport::refresh_argument(&text);
+                        match refresh {
+                            Some(token) if self.ctx.config.auth != AuthMode::Off => {
+                                self.refresh(token);
+                                return None;
+                            }
+                            // Sign-in is off: the chat answers as it always
+                            // did, but a token is still kept out of the log.
+                            Some(_) => {
+                                log::debug!("New message: ({}) /auth (token withheld)", self.id)
+                            }
+                            None => log::debug!("New message: ({}) {}", self.id, Untrusted(&text)),
+                        }
                         let _ = self.ctx.events.send(Event::Text { id: self.id, text });
                     }
                 }

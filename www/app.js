@@ -289,6 +289,7 @@
     nickCancel: $('nick-cancel'),
     nickSubmit: $('nick-submit'),
     peopleNick: $('people-nick'),
+    nickHint: $('nick-hint'),
     modMenu: $('mod-menu'),
     modDialog: $('mod-dialog'),
     modForm: $('mod-form'),
@@ -1143,6 +1144,7 @@
     el.meButton.title = signedIn ? 'Signed in as ' + user.nick : 'Change your nickname';
     el.meButton.setAttribute('aria-disabled', signedIn ? 'true' : 'false');
     el.peopleNick.hidden = signedIn;
+    el.nickHint.hidden = signedIn;
     renderHeader();
   }
 

@@ -99,8 +99,9 @@ async function lastNotice(page, kind) {
   return (await item.textContent()).trim();
 }
 
-// Kick, ban or mute `nick` through the operator's menu, by keyboard.
-async function moderate(op, nick, action, { reason, duration } = {}) {
+// Kick, ban or mute `nick` through the operator's menu, by keyboard
+// (`shotName`: a 1280 px screenshot of the dialog, filled in).
+async function moderate(op, nick, action, { reason, duration, shotName } = {}) {
   const button = person(op, nick).locator('.mod-button');
   await button.focus();
   await op.keyboard.press('Enter');
@@ -116,6 +117,7 @@ async function moderate(op, nick, action, { reason, duration } = {}) {
   await expectText(op.locator('#mod-title'), new RegExp(`^${action} ${nick}$`, 'i'));
   if (duration !== undefined) await op.locator('#mod-duration').selectOption(duration);
   if (reason !== undefined) await op.locator('#mod-reason').fill(reason);
+  if (shotName) await shot(op, shotName, DESKTOP);
   await op.locator('#mod-submit').click();
   await op.locator('#mod-dialog').waitFor({ state: 'hidden' });
 }
@@ -177,6 +179,7 @@ test('the token leaves the address bar, travels as a subprotocol, and marks show
 
     await signIn(ann, mint({ sub: 'u-ann', name: 'ann' }));
     await join(gus, 'gus');
+    await ann.setViewportSize(PHONE);
     for (const page of [op, ann, gus]) {
       await waitPerson(page, 'olga');
       await waitPerson(page, 'ann');
@@ -203,6 +206,12 @@ test('the token leaves the address bar, travels as a subprotocol, and marks show
     const gusLine = await expectMessage(ann, 'hello from gus', { from: 'gus' });
     assert.equal(await gusLine.locator('.user-mark').count(), 0);
 
+    // A signed-in page on a phone: its people, with their marks.
+    await ann.locator('#people-toggle').click();
+    await waitPerson(ann, 'olga');
+    await shot(ann, 'identity-signed-in-360', PHONE);
+    await ann.locator('#people-toggle').click();
+
     // The operator's menu, open, for the screenshot.
     await person(op, 'gus').locator('.mod-button').click();
     await op.locator('#mod-menu').waitFor({ state: 'visible' });
@@ -212,6 +221,9 @@ test('the token leaves the address bar, travels as a subprotocol, and marks show
     assert.equal(await op.evaluate(() => document.activeElement.classList.contains('mod-button')), true,
       'Escape returns the focus to the button');
     for (const page of [op, ann, gus]) assert.deepEqual(page.pageErrors, []);
+    // The server logged the sign-ins, and no part of a token.
+    assert.match(server.log, /signed in as olga/);
+    for (const part of opToken.split('.')) assert.ok(!server.log.includes(part), 'a part of the token is in the server log');
   } finally {
     await closePage(op);
     await closePage(ann);
@@ -230,7 +242,7 @@ test('an operator kicks a guest page, which says by whom and why, and comes back
     await waitPerson(op, 'gus');
     const before = await socketCount(gus);
 
-    await moderate(op, 'gus', 'kick', { reason: 'too many capitals' });
+    await moderate(op, 'gus', 'kick', { reason: 'too many capitals', shotName: 'identity-kick-dialog-1280' });
     const said = await lastNotice(gus, 'moderation');
     assert.match(said, /You were kicked from the chat by olga/);
     assert.match(said, /too many capitals/);
@@ -239,6 +251,7 @@ test('an operator kicks a guest page, which says by whom and why, and comes back
     await expectText(gus.locator('#status-reason'), 'Kicked');
     await shot(gus, 'identity-kicked-360', PHONE);
     assert.match(await lastNotice(op, 'moderation'), /olga kicked gus from the chat: “too many capitals”/);
+    await shot(op, 'identity-kicked-room-1280', DESKTOP);
 
     // Not at once: after the pause.
     await sleep(KICK_PAUSE_MS / 2);
@@ -356,6 +369,49 @@ test('a refused or expired sign-in is explained, not retried, and the page can g
   } finally {
     await closePage(bad);
     await closePage(old);
+    await stopServer(server);
+  }
+});
+
+test('a sign-in that runs out on an open page is explained; a fresh #token= keeps another page signed in', { timeout: 90_000 }, async () => {
+  const server = await authServer();
+  const sue = await newPage(PHONE);
+  const rex = await newPage(DESKTOP);
+  try {
+    // Both tokens run out in a few seconds; the server closes a connection
+    // when `exp` plus its leeway (30 s, src/auth/jwt.rs) has passed.
+    const exp = Math.floor(Date.now() / 1000) + 5;
+    await signIn(sue, mint({ sub: 'u-sue', name: 'sue', exp }));
+    await signIn(rex, mint({ sub: 'u-rex', name: 'rex', exp }));
+    // The site hands rex's open page a fresh token: out of the address,
+    // and sent on the open connection (/auth), not by reconnecting.
+    const fresh = mint({ sub: 'u-rex', name: 'rex' });
+    await rex.evaluate((t) => { location.hash = 'room=main&token=' + t; }, fresh);
+    await rex.waitForFunction(() => !location.href.includes('token'));
+    assert.equal(new URL(rex.url()).hash, '#room=main');
+
+    await sue.locator('#status[data-state="stopped"]').waitFor({ timeout: 60_000 });
+    await expectText(sue.locator('#status-reason'), 'Sign-in expired');
+    assert.match(await lastNotice(sue, 'signin'), /Your sign-in has expired/);
+    assert.equal(await sue.evaluate(() => window.__sockets.at(-1).readyState), 3, 'closed');
+    await shot(sue, 'identity-expired-360', PHONE);
+    await sleep(2000);
+    assert.equal(await socketCount(sue), 1, 'no reconnection with the expired token');
+
+    // Past the same end, rex is still on its first connection.
+    assert.equal(await rex.locator('#status').getAttribute('data-state'), 'online');
+    assert.equal(await socketCount(rex), 1);
+    await say(rex, 'still here');
+    await expectMessage(rex, 'still here', { from: 'rex' });
+
+    // sue goes on as a guest.
+    await sue.locator('#as-guest').click();
+    await waitOnline(sue);
+    await sue.locator('#nick-dialog').waitFor({ state: 'visible' });
+    for (const page of [sue, rex]) assert.deepEqual(page.pageErrors, []);
+  } finally {
+    await closePage(sue);
+    await closePage(rex);
     await stopServer(server);
   }
 });

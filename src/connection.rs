@@ -2,7 +2,7 @@
 //! request head under a deadline; admit it (answer plain HTTP, or refuse a
 //! bad handshake with a status); register the client with delivery (and,
 //! for the chat, the room); run its read loop: frames in, events to the
-//! broadcaster (chat) or replies to delivery (echo); finish.
+//! broadcaster (chat) or replies written on the spot (echo); finish.
 
 use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::address_limits::{AddressLimits, AddressPlace, Hold};
@@ -10,6 +10,7 @@ use crate::auth::transport::{self, AuthMode, RefreshError, SignedIn};
 use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed};
 use crate::config::Config;
 use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
+use crate::echo::{EchoClients, EchoHandle, EchoSocket};
 use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
 use crate::inspect::{self, Inspectors};
@@ -59,8 +60,8 @@ pub struct Context {
     pub pending_handshakes: AtomicUsize,
     /// Connection threads, counted against the kernel's limits.
     pub threads: Arc<ThreadBudget>,
-    /// The threads that write to clients.
-    pub delivery: Arc<Delivery>,
+    /// The echo clients, which their readers write to.
+    pub echoes: Arc<EchoClients>,
     /// Cluster mode: false while Redis cannot be reached (new chat
     /// connections are then answered 503).
     pub cluster_up: Option<Arc<AtomicBool>>,
@@ -446,8 +447,9 @@ fn take_places(
     })
 }
 
-/// Step 3: hands the client to delivery. From here on only the client's
-/// delivery thread writes to the socket, the 101 first. A chat client is
+/// Step 3: hands a chat client to delivery: from here on only the
+/// client's delivery thread writes to the socket, the 101 first. An echo
+/// client's reader writes its 101 and everything after it. A chat client is
 /// added to the room and to delivery in one step by the broadcaster, so
 /// that it is in the room by the time it reads its 101: a message sent
 /// right after its handshake reaches it.
@@ -475,16 +477,16 @@ fn register<'a>(
         Service::Chat(mode) => Some(Variant::new(mode, deflate.is_some())),
         Service::Echo => None,
     };
-    let endpoint = Delivery::endpoint(id, variant, stream.clone(), response);
     let signed_in = claims.as_ref().map(SignedIn::new);
     let visitor = Visitor {
         identity: claims.as_ref().map(Identity::from_claims),
         address: Some(remote.client),
     };
-    let outlet = match service {
+    let replies = match service {
         Service::Chat(mode) => {
+            let endpoint = Delivery::endpoint(id, variant, stream.clone(), response);
             match join_room(id, remote, mode, endpoint, (resume, rooms, visitor), ctx) {
-                Ok(outlet) => outlet,
+                Ok(outlet) => Replies::Delivery(outlet),
                 Err(answer) => {
                     registration.leave();
                     match answer {
@@ -502,7 +504,17 @@ fn register<'a>(
                 }
             }
         }
-        Service::Echo => ctx.delivery.add(endpoint),
+        Service::Echo => {
+            // It takes no broadcasts: nothing but its reader has anything
+            // to write to it (see echo.rs).
+            let stall_limit = ctx.config.ping_interval.saturating_mul(2);
+            let socket = EchoSocket::new(id, stream.clone(), stall_limit, ctx.metrics.clone());
+            socket.send(&response);
+            if socket.ending().is_some() {
+                return None; // it went away before its 101
+            }
+            Replies::Direct(ctx.echoes.add(socket))
+        }
     };
     let compression = if deflate.is_some() {
         ", permessage-deflate"
@@ -523,7 +535,7 @@ fn register<'a>(
         remote,
         service,
         deflate,
-        outlet,
+        replies,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
         signed_in,
@@ -803,12 +815,69 @@ struct Reader {
     service: Service,
     /// The permessage-deflate agreement, if the handshake made one.
     deflate: Option<Agreement>,
-    outlet: Outlet,
+    replies: Replies,
     ctx: Arc<Context>,
     tokens: RateLimiter,
     /// A signed-in chat client's sign-in: its `sub` and when it runs out
     /// (moved on by `/auth NEWTOKEN`).
     signed_in: Option<SignedIn>,
+}
+
+/// Where a reader's own frames (pongs, pings, echoes, its Close) go: to
+/// the client's delivery thread (chat), or straight onto the socket, which
+/// the reader alone writes (echo).
+enum Replies {
+    Delivery(Outlet),
+    Direct(EchoHandle),
+}
+
+impl Replies {
+    fn reply(&self, frame: Vec<u8>) {
+        match self {
+            Replies::Delivery(outlet) => outlet.reply(frame),
+            Replies::Direct(socket) => socket.send(&frame),
+        }
+    }
+
+    /// A data message, compressed (RSV1, RFC 7692 §6) or not.
+    fn message(&self, opcode: OpCode, compressed: bool, payload: &[u8]) {
+        match self {
+            Replies::Delivery(outlet) if compressed => {
+                outlet.reply(encode_compressed_frame(opcode, payload));
+            }
+            Replies::Delivery(outlet) => outlet.reply(encode_frame(opcode, payload, None)),
+            Replies::Direct(socket) => socket.send_message(opcode, compressed, payload),
+        }
+    }
+
+    fn pong(&self, frame: Vec<u8>) {
+        match self {
+            Replies::Delivery(outlet) => outlet.pong(frame),
+            Replies::Direct(socket) => socket.send(&frame),
+        }
+    }
+
+    fn close(&self, frame: Vec<u8>) {
+        match self {
+            Replies::Delivery(outlet) => outlet.close(frame),
+            Replies::Direct(socket) => socket.close(&frame),
+        }
+    }
+
+    /// Backpressure: returns once this client's backlog of replies is
+    /// under its cap (a direct writer has none: its writes wait).
+    fn wait_for_room(&self) {
+        if let Replies::Delivery(outlet) = self {
+            outlet.wait_for_room();
+        }
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        match self {
+            Replies::Delivery(outlet) => outlet.ending(),
+            Replies::Direct(socket) => socket.ending(),
+        }
+    }
 }
 
 impl Drop for Reader {
@@ -817,7 +886,7 @@ impl Drop for Reader {
         // than leave it to guess from a dropped connection.
         if std::thread::panicking() {
             let frame = encode_close(CloseCode::InternalError, "internal_error", None);
-            self.outlet.close(frame);
+            self.replies.close(frame);
         }
     }
 }
@@ -844,8 +913,8 @@ impl Reader {
         loop {
             // Backpressure: while this client's private backlog is over
             // its cap, read nothing more from it.
-            self.outlet.wait_for_room();
-            if let Some(ending) = self.outlet.ending() {
+            self.replies.wait_for_room();
+            if let Some(ending) = self.replies.ending() {
                 break ended_by_delivery(ending);
             }
             // A signed-in client's read waits no longer than its sign-in
@@ -862,7 +931,7 @@ impl Reader {
                 }
                 None => false,
             };
-            match messages.read_message() {
+            match wait_for_input(stream, &messages).and_then(|()| messages.read_message()) {
                 Ok(message) => {
                     silent_intervals = 0;
                     if let Some(outcome) = self.on_message(message) {
@@ -986,7 +1055,7 @@ impl Reader {
                 self.close(code, &e.to_string())
             }
             // Delivery ended this client and shut its reading half.
-            _ if let Some(ending) = self.outlet.ending() => ended_by_delivery(ending),
+            _ if let Some(ending) = self.replies.ending() => ended_by_delivery(ending),
             ReadError::Eof => (1006, "connection closed without a close frame".into()),
             ReadError::Io(e) => (1006, format!("read error: {e}")),
         }
@@ -1037,7 +1106,9 @@ impl Reader {
             // §5.5.2: a Pong with the same payload, as soon as practical.
             // Pongs waiting to be written are replaced by this one
             // (§5.5.3), so pings cost one pong however many come.
-            Message::Ping(payload) => self.outlet.pong(encode_frame(OpCode::Pong, &payload, None)),
+            Message::Ping(payload) => self
+                .replies
+                .pong(encode_frame(OpCode::Pong, &payload, None)),
             // §5.5.3: an unsolicited Pong needs no answer.
             Message::Pong(_) => {}
             Message::Close(frame) => {
@@ -1049,7 +1120,7 @@ impl Reader {
                     Some(f) => (f.code, u16::from(f.code), f.reason),
                     None => (CloseCode::Normal, 1005, String::new()),
                 };
-                self.outlet.close(encode_close(reply, "", None));
+                self.replies.close(encode_close(reply, "", None));
                 let reason = format!("closed by client {reason}").trim_end().to_string();
                 return Some((logged, reason));
             }
@@ -1076,28 +1147,45 @@ impl Reader {
     }
 
     fn send(&self, frame: Vec<u8>) {
-        self.outlet.reply(frame);
+        self.replies.reply(frame);
     }
 
     /// Sends a message back, compressed if the client negotiated
-    /// permessage-deflate. The compressor's tables (about 320 KiB) are
-    /// made for the message and freed after it: an idle connection keeps
-    /// no compression state.
+    /// permessage-deflate, written from where it lies (no frame is built
+    /// around it). The compressor's tables (about 320 KiB) are made for
+    /// the message and freed after it: an idle connection keeps no
+    /// compression state.
     fn echo(&self, opcode: OpCode, payload: &[u8]) {
         let Some(agreement) = self.deflate else {
-            return self.send(encode_frame(opcode, payload, None));
+            return self.replies.message(opcode, false, payload);
         };
         let mut compressed = Vec::new();
         Compressor::new().compress(payload, agreement.compress_window_bits(), &mut compressed);
         self.ctx.metrics.compressed(payload.len(), compressed.len());
-        self.send(encode_compressed_frame(opcode, &compressed));
+        self.replies.message(opcode, true, &compressed);
     }
 
     /// Starts a server-side close (§7.1.2): queue the Close frame; nothing
     /// is sent after it.
     fn close(&self, code: CloseCode, reason: &str) -> Outcome {
-        self.outlet.close(encode_close(code, reason, None));
+        self.replies.close(encode_close(code, reason, None));
         (code.into(), reason.to_string())
+    }
+}
+
+/// An idle client holds no read buffer (thousands may be idle): until
+/// its next byte comes, its reader waits with `peek`, which needs none.
+fn wait_for_input(
+    stream: &TcpStream,
+    messages: &MessageReader<&TcpStream>,
+) -> Result<(), ReadError> {
+    if messages.holds_buffer() {
+        return Ok(());
+    }
+    match stream.peek(&mut [0u8; 1]) {
+        Ok(_) => Ok(()), // a byte, or the end: read_message tells which
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(ReadError::Io(e)),
     }
 }
 

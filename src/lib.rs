@@ -43,6 +43,7 @@ pub mod threads;
 mod address_limits;
 mod broadcaster;
 mod connection;
+mod echo;
 mod history_file;
 mod rate_limit;
 mod server;

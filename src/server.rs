@@ -9,6 +9,7 @@ use crate::cluster::{self, NodeId, replica::NODE_ID_BLOCK, stream::DEFAULT_STREA
 use crate::config::Config;
 use crate::connection::{self, Context, MAX_PENDING_HANDSHAKES, READER_STACK};
 use crate::delivery::{self, Delivery};
+use crate::echo::EchoClients;
 use crate::forwarded;
 use crate::history_file::{self, HistoryLog, Snapshot};
 use crate::http::StaticFiles;
@@ -105,7 +106,7 @@ impl Server {
             next_id: AtomicU64::new(first_id),
             pending_handshakes: AtomicUsize::new(0),
             threads: threads.clone(),
-            delivery,
+            echoes: Arc::default(),
             cluster_up,
         });
         Ok(Server {
@@ -139,6 +140,7 @@ impl Server {
         let events = self.ctx.events.clone();
         let metrics = self.ctx.metrics.clone();
         let inspect = self.ctx.inspect.clone();
+        let echoes = self.ctx.echoes.clone();
         let (listener, ctx, flag) = (self.listener, self.ctx, self.stopping);
         let broadcaster = self.broadcaster;
         let thread = std::thread::Builder::new()
@@ -150,6 +152,7 @@ impl Server {
             events,
             metrics,
             inspect,
+            echoes,
             thread: Some(thread),
             broadcaster: Some(broadcaster),
         })
@@ -367,6 +370,7 @@ pub struct ServerHandle {
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<Metrics>,
     inspect: Option<Arc<Inspectors>>,
+    echoes: Arc<EchoClients>,
     thread: Option<JoinHandle<()>>,
     broadcaster: Option<JoinHandle<()>>,
 }
@@ -396,6 +400,7 @@ impl ServerHandle {
             if let Some(inspectors) = &self.inspect {
                 inspectors.close_all();
             }
+            self.echoes.close_all();
             // Wake the accept loop so it sees the flag.
             let _ = TcpStream::connect(self.addr);
             let _ = thread.join();

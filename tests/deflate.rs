@@ -276,6 +276,35 @@ fn flate2_output_inflates_with_ours() {
     }
 }
 
+/// Matches at every distance the inflater copies differently (one byte,
+/// patterns shorter than a copy chunk, whole chunks) and at lengths from
+/// 3 to 258, as zlib codes them, inflate exactly; at the limit they are
+/// accepted, and one byte under it refused.
+#[test]
+fn matches_of_every_short_distance_and_length_inflate_at_the_limit() {
+    let mut rng = Rng(0x5eed_0006);
+    for distance in 1..=40 {
+        let mut data = Vec::new();
+        for length in [3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 100, 257, 258, 259, 600] {
+            let pattern = rng.bytes(distance);
+            data.extend(pattern.iter().cycle().take(distance + length));
+            data.extend(rng.bytes(3));
+        }
+        let compressed = flate2_compress(&data, 9);
+        assert_eq!(
+            inflate(&compressed, data.len()).unwrap(),
+            data,
+            "distance {distance}"
+        );
+        assert_eq!(
+            inflate(&compressed, data.len() - 1),
+            Err(InflateError::TooBig {
+                limit: data.len() - 1
+            })
+        );
+    }
+}
+
 #[test]
 fn arbitrary_bytes_never_panic_nor_exceed_the_limit() {
     let mut rng = Rng(0x5eed_0004);

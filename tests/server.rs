@@ -284,6 +284,49 @@ fn echo_returns_text_and_binary_unchanged() {
     client.close();
 }
 
+/// An echo client's reader writes its replies itself: they come in the
+/// order the messages were sent, whatever their sizes, and nothing comes
+/// after the Close, not even the echo of a message sent behind it.
+#[test]
+fn echoes_keep_their_order_and_nothing_follows_the_close() {
+    let server = start();
+    let mut client = Client::echo(server.addr());
+    let sizes = [0usize, 1, 125, 126, 65_535, 65_536, 300_000, 16];
+    let mut burst = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        burst.extend(masked(true, OpCode::Binary, &vec![i as u8; size]));
+        burst.extend(masked(true, OpCode::Ping, &[i as u8]));
+    }
+    burst.extend(masked(true, OpCode::Close, &close_payload(1000, b"")));
+    burst.extend(masked(true, OpCode::Text, b"after the close"));
+    client.send_raw(&burst);
+    for (i, &size) in sizes.iter().enumerate() {
+        assert_eq!(
+            client.recv(),
+            Message::Binary(vec![i as u8; size]),
+            "echo {i}"
+        );
+        assert_eq!(client.recv(), Message::Pong(vec![i as u8]), "pong {i}");
+    }
+    let after = client.expect_close(1000);
+    assert!(after.is_empty(), "sent after the Close: {after:?}");
+}
+
+/// An echo connection is not in the chat: it gets its own echoes and
+/// nothing that chat clients send.
+#[test]
+fn an_echo_client_receives_no_broadcasts() {
+    let server = start();
+    let mut echo = Client::echo(server.addr());
+    let mut chat = Client::connect(server.addr(), "/", &[]);
+    let mut listener = Client::connect(server.addr(), "/", &[]);
+    chat.text("to the room");
+    assert!(listener.recv_text().contains("to the room"));
+    echo.text("mine");
+    assert_eq!(echo.recv_data(), Message::Text("mine".into()));
+    echo.close();
+}
+
 #[test]
 fn ping_gets_pong_with_the_same_payload_and_close_is_echoed() {
     let server = start();

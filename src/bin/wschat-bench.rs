@@ -7,7 +7,12 @@
 //! wschat-bench fanout --url ws://127.0.0.1:8080/ --clients 100 --senders 10 --size 64 --rate max --window 64 --duration 10
 //! wschat-bench connections --url ws://127.0.0.1:8080/ --count 5000 --hold 5 --server-pid PID
 //! wschat-bench echo --url ws://127.0.0.1:8080/echo --duration 5
+//! wschat-bench rooms --url ws://127.0.0.1:8080/ --rooms 1000 --members 10 --rate 1 --duration 10 --server-pid PID
+//! wschat-bench idle-rooms --url ws://127.0.0.1:8080/ --rooms 1000 --history 100 --server-pid PID
 //! ```
+//!
+//! `rooms` and `idle-rooms` need a server with rooms (wschat's
+//! `?rooms=NAME` query parameter: a raw client in that one room only).
 //!
 //! `--url` may list several servers, comma-separated (the nodes of a
 //! `--redis` cluster): client `i` connects to URL `i mod n`, so clients
@@ -28,10 +33,14 @@ use std::time::{Duration, Instant};
 use wschat::protocol::deflate::Inflater;
 use wschat::protocol::frame::{FrameHeader, OpCode, RSV1, encode_frame_into};
 
-const USAGE: &str =
-    "usage: wschat-bench fanout|connections|echo --url ws://HOST:PORT/PATH[,ws://...] [options]
+const USAGE: &str = "usage: wschat-bench fanout|rooms|idle-rooms|connections|echo --url ws://HOST:PORT/PATH[,ws://...] [options]
   fanout      --clients N --senders N --size BYTES --rate max|MSGS_PER_SEC_PER_SENDER
               [--window N] [--duration SECS] [--server-pid PID] [--connect-threads N]
+  rooms       --rooms N --members N --rate MSGS_PER_SEC_PER_CLIENT [--size BYTES]
+              [--duration SECS] [--room-prefix NAME] [--server-pid PID] [--connect-threads N]
+              (every client sends; client i is in room PREFIX<i / members>, joined with ?rooms=)
+  idle-rooms  --rooms N --history MSGS [--size BYTES] [--room-prefix NAME] --server-pid PID
+              (fills N rooms with MSGS messages each, leaves them empty; server RSS per room)
   connections --count N [--hold SECS] [--server-pid PID] [--connect-threads N]
   echo        [--duration SECS] [--sizes 16,1024,65536,1048576]
   --deflate on|off (fanout, connections): offer permessage-deflate [default: off]";
@@ -201,6 +210,8 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "fanout" => fanout(&options),
+        "rooms" => rooms(&options),
+        "idle-rooms" => idle_rooms(&options),
         "connections" => connections(&options),
         "echo" => echo(&options),
         "-h" | "--help" => {
@@ -539,6 +550,24 @@ fn proc_status(pid: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// What a server's clients cost the machine, in kB: its resident memory,
+/// its page tables, and the kernel stacks of every thread. The last is
+/// only reported machine-wide (`KernelStack` in /proc/meminfo), so its
+/// delta counts any other process's threads started meanwhile: run on an
+/// otherwise idle machine.
+fn all_in_kb(pid: &str) -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kernel_stack: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("KernelStack:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(proc_status(pid, "VmRSS:")? + proc_status(pid, "VmPTE:")? + kernel_stack)
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -547,7 +576,256 @@ struct ReceiverResult {
     histogram: Histogram,
     delivered: u64,
     out_of_order: u64,
+    /// Messages from a room the receiver is not in.
+    foreign: u64,
     last_delivery: Option<Instant>,
+}
+
+/// Who sends what the receivers hear, so that they can check the order of
+/// each sender's messages and that each hears its own room only.
+#[derive(Clone, Copy)]
+enum Senders {
+    /// Clients `0..n` send, and every client hears them all (one room).
+    First(usize),
+    /// Every client sends, its index in the stamp; client `i` is in room
+    /// `i / members`, and hears that room's other members only.
+    Rooms { members: usize },
+}
+
+impl Senders {
+    /// The senders a receiver keeps progress for.
+    fn per_receiver(self) -> usize {
+        match self {
+            Senders::First(n) => n,
+            Senders::Rooms { members } => members,
+        }
+    }
+
+    /// Where `receiver` keeps its progress on `sender`'s messages; `None`
+    /// for a sender it is not to hear.
+    fn slot(self, receiver: usize, sender: usize) -> Option<usize> {
+        match self {
+            Senders::First(n) => (sender < n).then_some(receiver * n + sender),
+            Senders::Rooms { members } => (sender / members == receiver / members)
+                .then_some(receiver * members + sender % members),
+        }
+    }
+}
+
+/// A load run under way: its clients, the receiving thread, and the
+/// counters read before the first message.
+struct Run {
+    sockets: Arc<Vec<ClientSocket>>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    /// `progress[slot]` (see [`Senders::slot`]): the last sequence number
+    /// a receiver has seen from a sender.
+    progress: Arc<Vec<AtomicU64>>,
+    receiver: std::thread::JoinHandle<ReceiverResult>,
+    server_pid: Option<String>,
+    cpu_before: Option<f64>,
+    server_cpu_before: Option<f64>,
+    start: Instant,
+}
+
+/// What a run measured, once its deliveries drained.
+struct Outcome {
+    expected: u64,
+    delivered: u64,
+    /// Seconds from the first send to the last delivery (at least the
+    /// sending time).
+    busy: f64,
+    histogram: Histogram,
+    out_of_order: u64,
+    foreign: u64,
+    client_cpu_pct: f64,
+    server_cpu_pct: f64,
+    /// Server CPU seconds (utime + stime) from the first send to the end
+    /// of the drain.
+    server_cpu_s: f64,
+}
+
+impl Run {
+    /// Connects the clients (`urls[i]` for client `i`, cycling), lets the
+    /// server register them, and starts the receiver.
+    fn start(
+        urls: &[Url],
+        clients: usize,
+        senders: Senders,
+        options: &Options,
+    ) -> Result<Run, String> {
+        let server_pid: Option<String> = options.values.get("server-pid").cloned();
+        let connect_threads: usize = options
+            .get::<usize>("connect-threads", CONNECT_THREADS)?
+            .max(1);
+        ensure_fd_limit(clients)?;
+        let connect_start = Instant::now();
+        let streams = connect_all(urls, clients, connect_threads)?;
+        eprintln!(
+            "{clients} connected in {:.2} s",
+            connect_start.elapsed().as_secs_f64()
+        );
+        // Let the server register everyone before the first message.
+        std::thread::sleep(Duration::from_millis(200 + clients as u64 / 5));
+        let epoch = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress: Arc<Vec<AtomicU64>> = Arc::new(
+            (0..clients * senders.per_receiver())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        );
+        // One descriptor per client, shared by the receiver (reads) and the
+        // senders and pong replies (writes, one writer at a time).
+        let sockets: Arc<Vec<ClientSocket>> = Arc::new(
+            streams
+                .into_iter()
+                .map(|stream| ClientSocket {
+                    stream,
+                    write_lock: Mutex::new(()),
+                })
+                .collect(),
+        );
+        let receiver = {
+            let stop = stop.clone();
+            let progress = progress.clone();
+            let sockets = sockets.clone();
+            std::thread::Builder::new()
+                .name("receiver".into())
+                .spawn(move || receive_all(&sockets, senders, epoch, &stop, &progress))
+                .map_err(|e| format!("spawn: {e}"))?
+        };
+        let cpu_before = cpu_seconds("self");
+        let server_cpu_before = server_pid.as_deref().and_then(cpu_seconds);
+        Ok(Run {
+            sockets,
+            epoch,
+            stop,
+            progress,
+            receiver,
+            server_pid,
+            cpu_before,
+            server_cpu_before,
+            start: Instant::now(),
+        })
+    }
+
+    /// The sending is over (after `send_elapsed`): waits until `expected`
+    /// deliveries arrived or nothing arrives for 2 s (10 s at most), then
+    /// measures.
+    fn finish(self, send_elapsed: Duration, expected: u64) -> Result<Outcome, String> {
+        let drain_deadline = Instant::now() + Duration::from_secs(10);
+        let mut last_total = 0;
+        let mut last_change = Instant::now();
+        loop {
+            let total: u64 = self.progress.iter().map(|c| c.load(Relaxed)).sum();
+            if total >= expected
+                || Instant::now() > drain_deadline
+                || last_change.elapsed() > Duration::from_secs(2)
+            {
+                break;
+            }
+            if total != last_total {
+                last_total = total;
+                last_change = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cpu_after = cpu_seconds("self");
+        let server_cpu_after = self.server_pid.as_deref().and_then(cpu_seconds);
+        self.stop.store(true, Relaxed);
+        let r = self.receiver.join().map_err(|_| "receiver panicked")?;
+        let last_delivery = r.last_delivery.unwrap_or(self.start).max(self.start);
+        let busy = last_delivery
+            .duration_since(self.start)
+            .max(send_elapsed)
+            .as_secs_f64();
+        let spent = |before: Option<f64>, after: Option<f64>| match (before, after) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        let server_cpu_s = spent(self.server_cpu_before, server_cpu_after);
+        Ok(Outcome {
+            expected,
+            delivered: r.delivered,
+            busy,
+            histogram: r.histogram,
+            out_of_order: r.out_of_order,
+            foreign: r.foreign,
+            client_cpu_pct: spent(self.cpu_before, cpu_after) / busy * 100.0,
+            server_cpu_pct: server_cpu_s / busy * 100.0,
+            server_cpu_s,
+        })
+    }
+}
+
+impl Outcome {
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+
+    /// Server CPU nanoseconds per delivery.
+    fn server_ns_per_delivery(&self) -> f64 {
+        self.server_cpu_s * 1e9 / self.delivered.max(1) as f64
+    }
+
+    /// The human-readable figures.
+    fn summary(&self) -> String {
+        let h = &self.histogram;
+        format!(
+            "delivered {}/{} in {:.2} s = {:.0} deliveries/s; latency p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms \
+             max {:.2} ms; lost {}, out of order {}, from another room {}; client CPU {:.0} %, \
+             server CPU {:.0} % ({:.0} ns per delivery)",
+            self.delivered,
+            self.expected,
+            self.busy,
+            self.delivered as f64 / self.busy,
+            ms(h.quantile(0.5)),
+            ms(h.quantile(0.9)),
+            ms(h.quantile(0.99)),
+            ms(h.quantile(1.0)),
+            self.lost(),
+            self.out_of_order,
+            self.foreign,
+            self.client_cpu_pct,
+            self.server_cpu_pct,
+            self.server_ns_per_delivery()
+        )
+    }
+
+    /// The figures as JSON members (no braces).
+    fn json(&self) -> String {
+        let h = &self.histogram;
+        format!(
+            "\"expected\":{},\"delivered\":{},\"deliveries_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\
+             \"p99_ms\":{:.3},\"max_ms\":{:.3},\"lost\":{},\"out_of_order\":{},\"client_cpu_pct\":{},\
+             \"server_cpu_pct\":{},\"foreign\":{},\"server_cpu_s\":{},\"server_ns_per_delivery\":{}",
+            self.expected,
+            self.delivered,
+            self.delivered as f64 / self.busy,
+            ms(h.quantile(0.5)),
+            ms(h.quantile(0.9)),
+            ms(h.quantile(0.99)),
+            ms(h.quantile(1.0)),
+            self.lost(),
+            self.out_of_order,
+            json_number(self.client_cpu_pct),
+            json_number(self.server_cpu_pct),
+            self.foreign,
+            if self.server_cpu_s.is_finite() {
+                format!("{:.3}", self.server_cpu_s)
+            } else {
+                "null".into()
+            },
+            json_number(self.server_ns_per_delivery())
+        )
+    }
+}
+
+/// The payload of a timed message: sender, sequence number, send time.
+fn stamp(payload: &mut [u8], sender: usize, seq: u64, epoch: Instant) {
+    payload[0..4].copy_from_slice(&(sender as u32).to_le_bytes());
+    payload[4..12].copy_from_slice(&seq.to_le_bytes());
+    payload[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
 }
 
 fn fanout(options: &Options) -> Result<(), String> {
@@ -563,70 +841,27 @@ fn fanout(options: &Options) -> Result<(), String> {
     };
     let window: u64 = options.get("window", 64)?;
     let duration = Duration::from_secs_f64(options.get("duration", 10.0)?);
-    let server_pid: Option<String> = options.values.get("server-pid").cloned();
-    let connect_threads: usize = options
-        .get::<usize>("connect-threads", CONNECT_THREADS)?
-        .max(1);
     if senders == 0 || senders > clients || clients < 2 {
         return Err("need 2 <= clients and 1 <= senders <= clients".into());
     }
-    ensure_fd_limit(clients)?;
-
     let shown: Vec<String> = urls
         .iter()
         .map(|u| format!("{}{}", u.host, u.path))
         .collect();
     eprintln!(
-        "fanout: connecting {clients} clients to {} with {connect_threads} threads",
+        "fanout: connecting {clients} clients to {}",
         shown.join(", ")
     );
-    let connect_start = Instant::now();
-    let streams = connect_all(&urls, clients, connect_threads)?;
-    eprintln!(
-        "fanout: {clients} connected in {:.2} s",
-        connect_start.elapsed().as_secs_f64()
-    );
-    // Let the server register everyone before the first message.
-    std::thread::sleep(Duration::from_millis(200 + clients as u64 / 5));
-
-    let epoch = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    // progress[receiver * senders + sender]: the last sequence number that
-    // receiver has seen from that sender. Senders keep within `window` of
-    // the slowest receiver, so no server queue ever holds more than
-    // senders x window of our messages.
-    let progress: Arc<Vec<AtomicU64>> =
-        Arc::new((0..clients * senders).map(|_| AtomicU64::new(0)).collect());
-    // One descriptor per client, shared by the receiver (reads) and the
-    // senders and pong replies (writes, one writer at a time).
-    let sockets: Arc<Vec<ClientSocket>> = Arc::new(
-        streams
-            .into_iter()
-            .map(|stream| ClientSocket {
-                stream,
-                write_lock: Mutex::new(()),
-            })
-            .collect(),
-    );
-
-    let receiver = {
-        let stop = stop.clone();
-        let progress = progress.clone();
-        let sockets = sockets.clone();
-        std::thread::Builder::new()
-            .name("receiver".into())
-            .spawn(move || receive_all(&sockets, senders, epoch, &stop, &progress))
-            .map_err(|e| format!("spawn: {e}"))?
-    };
-
-    let cpu_before = cpu_seconds("self");
-    let server_cpu_before = server_pid.as_deref().and_then(cpu_seconds);
-    let start = Instant::now();
+    let run = Run::start(&urls, clients, Senders::First(senders), options)?;
+    let start = run.start;
     let mut sender_threads = Vec::new();
     for sender in 0..senders {
-        let sockets = sockets.clone();
-        let progress = progress.clone();
+        let sockets = run.sockets.clone();
+        let progress = run.progress.clone();
+        let epoch = run.epoch;
         sender_threads.push(std::thread::spawn(move || {
+            // Senders keep within `window` of the slowest receiver, so no
+            // server queue ever holds more than senders x window of ours.
             let slowest = || {
                 (0..clients)
                     .filter(|&r| r != sender)
@@ -657,9 +892,7 @@ fn fanout(options: &Options) -> Result<(), String> {
                     }
                 }
                 seq += 1;
-                payload[0..4].copy_from_slice(&(sender as u32).to_le_bytes());
-                payload[4..12].copy_from_slice(&seq.to_le_bytes());
-                payload[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
+                stamp(&mut payload, sender, seq, epoch);
                 frame.clear();
                 client_frame(&mut frame, OpCode::Binary, &payload, key);
                 if sockets[sender].write_all(&frame).is_err() {
@@ -674,78 +907,103 @@ fn fanout(options: &Options) -> Result<(), String> {
         .map(|t| t.join().unwrap_or(0))
         .sum();
     let send_elapsed = start.elapsed();
-    let expected = sent * (clients as u64 - 1);
-    // Drain: wait until everything arrived or nothing arrives for 2 s.
-    let drain_deadline = Instant::now() + Duration::from_secs(10);
-    let mut last_total = 0;
-    let mut last_change = Instant::now();
-    loop {
-        let total: u64 = progress.iter().map(|c| c.load(Relaxed)).sum();
-        let target = sent * (clients as u64 - 1);
-        if total >= target
-            || Instant::now() > drain_deadline
-            || last_change.elapsed() > Duration::from_secs(2)
-        {
-            break;
-        }
-        if total != last_total {
-            last_total = total;
-            last_change = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let cpu_after = cpu_seconds("self");
-    let server_cpu_after = server_pid.as_deref().and_then(cpu_seconds);
-    stop.store(true, Relaxed);
-    let r = receiver.join().map_err(|_| "receiver panicked")?;
-    let (histogram, delivered, out_of_order) = (r.histogram, r.delivered, r.out_of_order);
-    let last_delivery = r.last_delivery.unwrap_or(start).max(start);
-    let busy = last_delivery
-        .duration_since(start)
-        .max(send_elapsed)
-        .as_secs_f64();
-    let per_sec = delivered as f64 / busy;
-    let lost = expected.saturating_sub(delivered);
-    let client_cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => (b - a) / busy * 100.0,
-        _ => f64::NAN,
-    };
-    let server_cpu = match (server_cpu_before, server_cpu_after) {
-        (Some(a), Some(b)) => (b - a) / busy * 100.0,
-        _ => f64::NAN,
-    };
-    let (p50, p90, p99, max) = (
-        histogram.quantile(0.50),
-        histogram.quantile(0.90),
-        histogram.quantile(0.99),
-        histogram.quantile(1.0),
-    );
+    let outcome = run.finish(send_elapsed, sent * (clients as u64 - 1))?;
     eprintln!(
-        "fanout: {clients} clients, {senders} senders, {size} B, rate {rate_text}: sent {sent}, delivered {delivered}/{expected} \
-         in {busy:.2} s = {per_sec:.0} deliveries/s; latency p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms max {:.2} ms; \
-         lost {lost}, out of order {out_of_order}; client CPU {client_cpu:.0} %, server CPU {server_cpu:.0} %",
-        ms(p50),
-        ms(p90),
-        ms(p99),
-        ms(max)
+        "fanout: {clients} clients, {senders} senders, {size} B, rate {rate_text}: sent {sent}, {}",
+        outcome.summary()
     );
     println!(
         "{{\"bench\":\"fanout\",\"clients\":{clients},\"senders\":{senders},\"size\":{size},\"rate\":\"{rate_text}\",\
-         \"window\":{window},\"duration_s\":{:.3},\"sent\":{sent},\"expected\":{expected},\"delivered\":{delivered},\
-         \"deliveries_per_sec\":{per_sec:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\
-         \"lost\":{lost},\"out_of_order\":{out_of_order},\"client_cpu_pct\":{},\"server_cpu_pct\":{}}}",
-        busy,
-        ms(p50),
-        ms(p90),
-        ms(p99),
-        ms(max),
-        json_number(client_cpu),
-        json_number(server_cpu)
+         \"window\":{window},\"duration_s\":{:.3},\"sent\":{sent},{}}}",
+        outcome.busy,
+        outcome.json()
     );
     Ok(())
 }
 
-/// The receiving side of `fanout`: one thread, epoll over every client.
+/// The URL of a client in room `name`: `?rooms=NAME` added to `url`.
+fn in_room(url: &Url, name: &str) -> Url {
+    let mut url = url.clone();
+    let separator = if url.path.contains('?') { '&' } else { '?' };
+    url.path = format!("{}{separator}rooms={name}", url.path);
+    url
+}
+
+/// Many rooms at once: `--rooms` × `--members` raw clients, client `i` in
+/// room `i / members` only, every client sending `--rate` messages a
+/// second; each message is for its room's other members. One sending
+/// thread keeps the whole schedule (client after client, evenly spaced),
+/// so that the load generator stays on one core beside its receiver.
+fn rooms(options: &Options) -> Result<(), String> {
+    let urls = options.urls()?;
+    let rooms: usize = options.get("rooms", 1000)?;
+    let members: usize = options.get("members", 10)?;
+    let rate: f64 = options.get("rate", 1.0)?;
+    let size: usize = options.get::<usize>("size", 64)?.max(STAMP);
+    let duration = Duration::from_secs_f64(options.get("duration", 10.0)?);
+    let prefix: String = options.get("room-prefix", "r".to_string())?;
+    if rooms == 0 || members < 2 || rate.is_nan() || rate <= 0.0 {
+        return Err("need 1 <= rooms, 2 <= members and a rate above 0".into());
+    }
+    let clients = rooms * members;
+    let client_urls: Vec<Url> = (0..clients)
+        .map(|i| in_room(&urls[i % urls.len()], &format!("{prefix}{}", i / members)))
+        .collect();
+    eprintln!(
+        "rooms: connecting {rooms} rooms x {members} clients to {}{}?rooms={prefix}N",
+        urls[0].host, urls[0].path
+    );
+    let run = Run::start(&client_urls, clients, Senders::Rooms { members }, options)?;
+    let interval = Duration::from_secs_f64(1.0 / (rate * clients as f64));
+    let mut sent = vec![0u64; clients];
+    let mut payload = vec![b'x'; size];
+    let mut frame = Vec::with_capacity(size + 14);
+    let mut k: u64 = 0;
+    let start = run.start;
+    while start.elapsed() < duration {
+        let due = (start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64 + 1;
+        while k < due {
+            let client = (k % clients as u64) as usize;
+            sent[client] += 1;
+            stamp(&mut payload, client, sent[client], run.epoch);
+            frame.clear();
+            let key = (client as u32).wrapping_mul(2654435761).to_le_bytes();
+            client_frame(&mut frame, OpCode::Binary, &payload, key);
+            run.sockets[client]
+                .write_all(&frame)
+                .map_err(|e| format!("client {client} write: {e}"))?;
+            k += 1;
+        }
+        let next = start + interval.mul_f64(k as f64);
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+    }
+    let send_elapsed = start.elapsed();
+    let total_sent: u64 = sent.iter().sum();
+    let outcome = run.finish(send_elapsed, total_sent * (members as u64 - 1))?;
+    eprintln!(
+        "rooms: {rooms} rooms x {members} clients, {size} B, {rate} msg/s each: sent {total_sent}, {}",
+        outcome.summary()
+    );
+    println!(
+        "{{\"bench\":\"rooms\",\"rooms\":{rooms},\"members\":{members},\"clients\":{clients},\"size\":{size},\
+         \"rate\":{rate},\"duration_s\":{:.3},\"sent\":{total_sent},{}}}",
+        outcome.busy,
+        outcome.json()
+    );
+    if outcome.foreign > 0 {
+        return Err(format!(
+            "{} messages reached a client outside their room (does the server have rooms?)",
+            outcome.foreign
+        ));
+    }
+    Ok(())
+}
+
+/// The receiving side of `fanout` and `rooms`: one thread, epoll over
+/// every client.
 /// How often a sender with a full window looks again. Not shorter: at
 /// 20 µs, perf showed a quarter of the load generator's core going to the
 /// context switches of these sleeps, and the generator, not the server,
@@ -769,7 +1027,7 @@ impl ClientSocket {
 
 fn receive_all(
     sockets: &[ClientSocket],
-    senders: usize,
+    senders: Senders,
     epoch: Instant,
     stop: &AtomicBool,
     progress: &[AtomicU64],
@@ -782,6 +1040,7 @@ fn receive_all(
         histogram: Histogram::new(),
         delivered: 0,
         out_of_order: 0,
+        foreign: 0,
         last_delivery: None,
     };
     let epoll = sys::Epoll::new().expect("epoll");
@@ -850,15 +1109,18 @@ fn receive_all(
                         let sender = u32::from_le_bytes(payload[0..4].try_into().unwrap()) as usize;
                         let seq = u64::from_le_bytes(payload[4..12].try_into().unwrap());
                         let sent_ns = u64::from_le_bytes(payload[12..20].try_into().unwrap());
-                        result.histogram.record(now_ns.saturating_sub(sent_ns));
-                        result.delivered += 1;
-                        if sender < senders {
-                            let slot = &progress[index * senders + sender];
-                            if seq <= slot.load(Relaxed) {
-                                result.out_of_order += 1;
-                            } else {
-                                slot.store(seq, Relaxed);
+                        match senders.slot(index, sender) {
+                            Some(slot) => {
+                                result.histogram.record(now_ns.saturating_sub(sent_ns));
+                                result.delivered += 1;
+                                let slot = &progress[slot];
+                                if seq <= slot.load(Relaxed) {
+                                    result.out_of_order += 1;
+                                } else {
+                                    slot.store(seq, Relaxed);
+                                }
                             }
+                            None => result.foreign += 1,
                         }
                     }
                     OpCode::Ping => {
@@ -876,6 +1138,104 @@ fn receive_all(
         }
     }
     result
+}
+
+/// Memory per idle room: fills `--rooms` rooms with `--history` text
+/// messages each (one raw client sends them, a second one in the room
+/// reads them all, so the server has taken every one), leaves each room
+/// empty, and divides the growth of the server's resident memory by the
+/// number of rooms.
+fn idle_rooms(options: &Options) -> Result<(), String> {
+    let url = options.url()?;
+    let rooms: usize = options.get("rooms", 1000)?;
+    let history: usize = options.get("history", 100)?;
+    let size: usize = options.get("size", 64)?;
+    let prefix: String = options.get("room-prefix", "idle".to_string())?;
+    let threads: usize = options
+        .get::<usize>("connect-threads", CONNECT_THREADS)?
+        .max(1);
+    let pid: String = options
+        .values
+        .get("server-pid")
+        .cloned()
+        .ok_or("--server-pid is required")?;
+    let rss = || proc_status(&pid, "VmRSS:").ok_or("cannot read the server's VmRSS");
+    // The same work in one room first, so that what connections cost the
+    // allocator is paid before the first reading.
+    for _ in 0..2 * threads {
+        fill_room(&url, &format!("{prefix}-warm"), history, size)?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss()?;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (url, prefix) = (url.clone(), prefix.clone());
+            std::thread::spawn(move || {
+                (t..rooms)
+                    .step_by(threads)
+                    .try_for_each(|room| fill_room(&url, &format!("{prefix}{room}"), history, size))
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| "fill thread panicked")??;
+    }
+    let filled = start.elapsed();
+    // Let the server forget the clients that left.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss()?;
+    let per_room = (after as f64 - before as f64) * 1024.0 / rooms as f64;
+    eprintln!(
+        "idle-rooms: {rooms} rooms of {history} messages of {size} B, filled in {:.2} s; server RSS {before} -> {after} kB: {per_room:.0} bytes per idle room",
+        filled.as_secs_f64()
+    );
+    println!(
+        "{{\"bench\":\"idle-rooms\",\"rooms\":{rooms},\"history\":{history},\"size\":{size},\
+         \"server_rss_kb_before\":{before},\"server_rss_kb_after\":{after},\"bytes_per_room\":{per_room:.0}}}"
+    );
+    Ok(())
+}
+
+/// Puts `history` messages in room `name` and leaves it empty: a raw
+/// client sends them, a second one reads them back, then both close.
+fn fill_room(url: &Url, name: &str, history: usize, size: usize) -> Result<(), String> {
+    let url = in_room(url, name);
+    let failed = |e: io::Error| format!("room {name}: {e}");
+    let reader = connect(&url).map_err(failed)?;
+    let mut writer = connect(&url).map_err(failed)?;
+    reader
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(failed)?;
+    let mut frames = FrameStream::new(reader);
+    let mut frame = Vec::new();
+    for i in 0..history {
+        let mut line = format!("message {i} ");
+        line.extend(std::iter::repeat_n('x', size.saturating_sub(line.len())));
+        frame.clear();
+        client_frame(&mut frame, OpCode::Text, line.as_bytes(), [1, 2, 3, 4]);
+        writer.write_all(&frame).map_err(failed)?;
+    }
+    let mut read = 0;
+    while read < history {
+        let alive = frames.pump(|opcode, _| read += usize::from(opcode == OpCode::Text));
+        if !alive {
+            return Err(format!(
+                "room {name}: closed after {read} of {history} messages"
+            ));
+        }
+    }
+    for stream in [&mut writer, &mut frames.stream] {
+        frame.clear();
+        client_frame(
+            &mut frame,
+            OpCode::Close,
+            &1000u16.to_be_bytes(),
+            [1, 2, 3, 4],
+        );
+        let _ = stream.write_all(&frame);
+    }
+    Ok(())
 }
 
 fn json_number(v: f64) -> String {
@@ -896,6 +1256,7 @@ fn connections(options: &Options) -> Result<(), String> {
     let pid: Option<String> = options.values.get("server-pid").cloned();
     ensure_fd_limit(count)?;
     let rss_before = pid.as_deref().and_then(|p| proc_status(p, "VmRSS:"));
+    let all_in_before = pid.as_deref().and_then(all_in_kb);
     let threads_before = pid.as_deref().and_then(|p| proc_status(p, "Threads:"));
 
     eprintln!("connections: opening {count} idle connections with {threads} threads");
@@ -936,6 +1297,7 @@ fn connections(options: &Options) -> Result<(), String> {
     let ramp = start.elapsed();
     std::thread::sleep(hold);
     let rss_after = pid.as_deref().and_then(|p| proc_status(p, "VmRSS:"));
+    let all_in_after = pid.as_deref().and_then(all_in_kb);
     let threads_after = pid.as_deref().and_then(|p| proc_status(p, "Threads:"));
     // Are they all still open? A server that dropped idle clients fails here.
     let mut alive = 0;
@@ -954,9 +1316,13 @@ fn connections(options: &Options) -> Result<(), String> {
         (Some(a), Some(b)) if opened > 0 => Some((b as f64 - a as f64) / opened as f64),
         _ => None,
     };
+    let all_in_per_conn = match (all_in_before, all_in_after) {
+        (Some(a), Some(b)) if opened > 0 => Some((b as f64 - a as f64) / opened as f64),
+        _ => None,
+    };
     eprintln!(
         "connections: {opened} open ({failed} failed, {alive} alive after {:.1} s) in {:.2} s; connect p50 {:.2} ms p99 {:.2} ms; \
-         server RSS {:?} -> {:?} kB ({} kB per connection), threads {:?} -> {:?}",
+         server RSS {:?} -> {:?} kB ({} kB per connection; {} kB all-in), threads {:?} -> {:?}",
         hold.as_secs_f64(),
         ramp.as_secs_f64(),
         ms(histogram.quantile(0.5)),
@@ -964,6 +1330,7 @@ fn connections(options: &Options) -> Result<(), String> {
         rss_before,
         rss_after,
         per_conn.map_or("?".into(), |v| format!("{v:.1}")),
+        all_in_per_conn.map_or("?".into(), |v| format!("{v:.1}")),
         threads_before,
         threads_after
     );
@@ -971,13 +1338,14 @@ fn connections(options: &Options) -> Result<(), String> {
     println!(
         "{{\"bench\":\"connections\",\"count\":{count},\"opened\":{opened},\"failed\":{failed},\"alive\":{alive},\
          \"ramp_s\":{:.3},\"connect_p50_ms\":{:.3},\"connect_p99_ms\":{:.3},\"server_rss_kb_before\":{},\
-         \"server_rss_kb_after\":{},\"rss_kb_per_conn\":{},\"server_threads_before\":{},\"server_threads\":{}}}",
+         \"server_rss_kb_after\":{},\"rss_kb_per_conn\":{},\"all_in_kb_per_conn\":{},\"server_threads_before\":{},\"server_threads\":{}}}",
         ramp.as_secs_f64(),
         ms(histogram.quantile(0.5)),
         ms(histogram.quantile(0.99)),
         opt(rss_before),
         opt(rss_after),
         per_conn.map_or("null".into(), |v| format!("{v:.2}")),
+        all_in_per_conn.map_or("null".into(), |v| format!("{v:.2}")),
         opt(threads_before),
         opt(threads_after)
     );

@@ -210,6 +210,12 @@ impl MessageDecoder {
                     limit: self.max_message,
                 });
             }
+            if header.fin && self.data.is_empty() {
+                // A whole message in one frame, of a length now known to
+                // be within the limit: one allocation, where growing as
+                // the bytes come would copy them about once more.
+                self.data.reserve_exact(header.payload_len as usize);
+            }
         }
         Ok(())
     }
@@ -303,8 +309,8 @@ impl From<ProtocolError> for ReadError {
     }
 }
 
-/// The read buffer starts small, so that an idle connection costs little,
-/// and doubles up to [`MAX_READ_BUFFER`] while reads keep filling it.
+/// The read buffer, taken when there is input to read, starts small and
+/// doubles up to [`MAX_READ_BUFFER`] while reads keep filling it.
 pub const INITIAL_READ_BUFFER: usize = 2 * 1024;
 /// Large enough that a burst of frames is parsed many per `read` call.
 pub const MAX_READ_BUFFER: usize = 64 * 1024;
@@ -414,14 +420,23 @@ impl<R: Read> MessageReader<R> {
         }
     }
 
-    /// Gives memory back after a burst: called when a read timed out with
-    /// nothing buffered, i.e. when the connection is idle.
+    /// Gives the buffer back: called when a read timed out with nothing
+    /// buffered, i.e. when the connection is idle. Thousands of idle
+    /// connections then hold no read buffer at all (see
+    /// [`MessageReader::holds_buffer`]).
     fn shrink(&mut self) {
-        if self.buf.len() > INITIAL_READ_BUFFER {
-            self.buf = vec![0; INITIAL_READ_BUFFER];
-            self.start = 0;
-            self.end = 0;
-        }
+        self.buf = Vec::new();
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Whether it holds a read buffer. It holds none before its first
+    /// read (unless bytes came with it) and after an idle timeout; a
+    /// caller that wants an idle connection to cost no buffer waits for
+    /// input (e.g. `TcpStream::peek`) before [`MessageReader::read_message`],
+    /// which then takes one.
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.capacity() > 0
     }
 }
 
@@ -786,6 +801,27 @@ mod tests {
             deflate_decoder().decode(&mut frame),
             Err(ProtocolError::InvalidUtf8)
         );
+    }
+
+    #[test]
+    fn an_idle_reader_holds_no_buffer() {
+        /// Reads `bytes` once, then times out.
+        struct Then<'a>(Option<&'a [u8]>);
+        impl Read for Then<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                match self.0.take() {
+                    Some(bytes) => (&*bytes).read(out),
+                    None => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+        let frame = masked(true, OpCode::Text, b"hi");
+        let mut reader = MessageReader::new(Then(Some(&frame)), Role::Server, 1 << 20);
+        assert!(!reader.holds_buffer(), "a buffer before the first byte");
+        assert_eq!(reader.read_message().unwrap(), Message::Text("hi".into()));
+        assert!(reader.holds_buffer());
+        assert!(matches!(reader.read_message(), Err(ReadError::Io(_))));
+        assert!(!reader.holds_buffer(), "an idle reader kept its buffer");
     }
 
     #[test]

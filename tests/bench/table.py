@@ -141,6 +141,7 @@ SUMMARY = [
     ("fanout-1000x1", "p99_ms", "fanout 1000×1 @100/s: p99 ms ↓"),
     ("fanout-1000x1", "run_server_cpu_s", "fanout 1000×1 @100/s: server CPU s ↓"),
     ("connections-5000", "rss_kb_per_conn", "5000 conns: RSS KiB/conn ↓"),
+    ("connections-5000", "all_in_kb_per_conn", "5000 conns: all-in KiB/conn ↓"),
     ("connections-5000", "connect_p99_ms", "5000 conns: connect p99 ms ↓"),
     ("echo-16", "round_trips_per_sec", "echo 16 B: round trips/s ↑"),
     ("echo-1048576", "mb_per_sec", "echo 1 MiB: MB/s ↑"),
@@ -163,6 +164,7 @@ DETAIL = {
     ],
     "connections": [
         ("rss_kb_per_conn", "RSS KiB/conn ↓", True),
+        ("all_in_kb_per_conn", "all-in KiB/conn (RSS + page tables + kernel stacks) ↓", True),
         ("server_threads", "server threads", False),
         ("connect_p50_ms", "connect p50 ms ↓", True),
         ("connect_p99_ms", "connect p99 ms ↓", True),

@@ -23,7 +23,7 @@ const MAX_MATCH: usize = 258;
 /// literals. Positions are hashed on this many bytes.
 const MIN_MATCH_KEPT: usize = 4;
 /// Positions are hashed on their first four bytes into this many chains.
-const HASH_BITS: u32 = 15;
+const HASH_BITS: u32 = 16;
 const HASH_SIZE: usize = 1 << HASH_BITS;
 /// The farthest a match may reach back (32 KiB), and so how many chain
 /// links are kept.
@@ -89,12 +89,17 @@ struct Token {
 /// The compressor's working memory: the hash chains and the token buffer.
 /// Reused between messages for speed only; no data survives a call.
 pub struct Compressor {
-    /// `head[h]`: the latest position (plus one; 0 = none) whose three bytes
+    /// `head[h]`: the latest position (plus one; 0 = none) whose four bytes
     /// hash to `h`.
     head: Box<[u32; HASH_SIZE]>,
-    /// `prev[p % 32768]`: the position (plus one) before `p` in its chain.
-    prev: Box<[u32; WINDOW]>,
+    /// `prev[p % 32768]`: how far back the position before `p` in its
+    /// chain is (0 = none within the window). A distance fits in 16 bits,
+    /// which halves the table against storing positions.
+    prev: Box<[u16; WINDOW]>,
     tokens: Vec<Token>,
+    /// How often each symbol occurs in `tokens`, counted as they are
+    /// made (the block's codes are built from these).
+    freqs: Frequencies,
     /// The fixed Huffman codes (§3.2.6), built once.
     fixed: FixedCodes,
 }
@@ -116,6 +121,7 @@ impl Compressor {
             head: vec![0; HASH_SIZE].try_into().expect("HASH_SIZE entries"),
             prev: vec![0; WINDOW].try_into().expect("WINDOW entries"),
             tokens: Vec::with_capacity(BLOCK_TOKENS),
+            freqs: Frequencies::new(),
             fixed: FixedCodes {
                 litlen: EncodeTable::from_lengths(&fixed_litlen_lengths()),
                 dist: EncodeTable::from_lengths(&FIXED_DIST_LENGTHS),
@@ -146,6 +152,7 @@ impl Compressor {
         // The match found at the end of the previous one, if any.
         let mut ahead: Option<Match> = None;
         self.tokens.clear();
+        self.freqs = Frequencies::new();
         while pos < payload.len() {
             let mut current = match ahead.take() {
                 Some(found) => found,
@@ -169,11 +176,14 @@ impl Compressor {
                 ahead = Some(next);
             }
             if current.len >= MIN_MATCH_KEPT {
+                self.freqs.litlen[length_symbol(current.len)] += 1;
+                self.freqs.dist[dist_symbol(current.dist)] += 1;
                 self.tokens.push(Token {
                     len: current.len as u16,
                     dist: current.dist as u16,
                 });
             } else if current.len == 1 {
+                self.freqs.litlen[payload[pos] as usize] += 1;
                 self.tokens.push(Token {
                     len: payload[pos] as u16,
                     dist: 0,
@@ -184,10 +194,12 @@ impl Compressor {
                 write_block(
                     &mut bits,
                     &self.fixed,
+                    &self.freqs,
                     &self.tokens,
                     &payload[block_start..pos],
                 );
                 self.tokens.clear();
+                self.freqs = Frequencies::new();
                 block_start = pos;
             }
         }
@@ -195,6 +207,7 @@ impl Compressor {
             write_block(
                 &mut bits,
                 &self.fixed,
+                &self.freqs,
                 &self.tokens,
                 &payload[block_start..],
             );
@@ -216,8 +229,7 @@ impl Compressor {
         }
         let h = Self::hash(payload, pos);
         let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
-        self.prev[pos & (WINDOW - 1)] = self.head[h];
-        self.head[h] = pos as u32 + 1;
+        self.link(pos, h);
         if len >= MIN_MATCH_KEPT {
             Match { len, dist }
         } else {
@@ -259,14 +271,26 @@ impl Compressor {
         (u32::from_le_bytes(bytes).wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
     }
 
+    /// Puts `pos`, whose hash is `h`, at the head of its chain.
+    #[inline(always)]
+    fn link(&mut self, pos: usize, h: usize) {
+        let last = self.head[h] as usize;
+        let back = pos + 1 - last;
+        self.prev[pos & (WINDOW - 1)] = if last != 0 && back <= WINDOW {
+            back as u16
+        } else {
+            0
+        };
+        self.head[h] = pos as u32 + 1;
+    }
+
     /// Hashes the positions `from..to` (those with four bytes to hash).
     #[inline]
     fn insert_range(&mut self, payload: &[u8], from: usize, to: usize) {
         let to = to.min((payload.len() + 1).saturating_sub(MIN_MATCH_KEPT));
         for pos in from..to {
             let h = Self::hash(payload, pos);
-            self.prev[pos & (WINDOW - 1)] = self.head[h];
-            self.head[h] = pos as u32 + 1;
+            self.link(pos, h);
         }
     }
 
@@ -286,12 +310,13 @@ impl Compressor {
         let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
         let nice = NICE_MATCH.min(max_len);
         let mut chain = MAX_CHAIN;
-        // The next candidate on the chain, or `None` at its end: links to
-        // positions that are not older mean the slot was reused by a
-        // newer position, and the chain ends there too.
+        // The next candidate on the chain, or `None` at its end. A
+        // candidate's slot is its own: a newer position sharing it would
+        // be a window or more past it, so not yet hashed (positions are
+        // hashed up to `pos`, and the walk stops a window back).
         let next = |start: usize| {
-            let next = self.prev[start & (WINDOW - 1)] as usize;
-            (next != 0 && next <= start).then_some(next)
+            let back = self.prev[start & (WINDOW - 1)] as usize;
+            (back != 0).then(|| start + 1 - back)
         };
         if max_len < 8 {
             // The very end of the message: byte by byte.
@@ -405,11 +430,21 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// Writes bits least-significant first, as DEFLATE packs them (§3.1.1).
+///
+/// The bits gather in a 64-bit word; when 16 or more are waiting, the
+/// whole word is appended and the output cut back to the whole bytes it
+/// held (one 8-byte store instead of a store per byte). Fewer than 16
+/// bits wait before each [`Self::add`], so one call can take a whole
+/// match: its length and distance codes and their extra bits, at most
+/// 15 + 5 + 15 + 13 = 48 bits.
 struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
     acc: u64,
     nbits: u32,
 }
+
+/// The most bits one [`BitWriter::add`] takes.
+const MAX_ADD_BITS: u32 = 48;
 
 impl<'a> BitWriter<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
@@ -420,28 +455,40 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// Appends the low `n` (≤ 32) bits of `value`; whole 32-bit words go
-    /// out at once.
+    /// Appends the low `n` (≤ [`MAX_ADD_BITS`]) bits of `value`, whose
+    /// other bits are zero.
+    #[inline(always)]
+    fn add(&mut self, value: u64, n: u32) {
+        debug_assert!(n <= MAX_ADD_BITS && value >> n == 0);
+        if self.nbits >= 64 - MAX_ADD_BITS {
+            self.write_whole_bytes();
+        }
+        self.acc |= value << self.nbits;
+        self.nbits += n;
+    }
+
+    #[inline(always)]
+    fn write_whole_bytes(&mut self) {
+        let len = self.out.len();
+        let whole = self.nbits / 8;
+        self.out.extend_from_slice(&self.acc.to_le_bytes());
+        self.out.truncate(len + whole as usize);
+        // `whole` ≤ 7: `nbits` < 64.
+        self.acc >>= 8 * whole;
+        self.nbits -= 8 * whole;
+    }
+
+    /// Appends the low `n` (≤ 32) bits of `value`.
     #[inline]
     fn put(&mut self, value: u32, n: u32) {
-        self.acc |= (value as u64) << self.nbits;
-        self.nbits += n;
-        if self.nbits >= 32 {
-            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.nbits -= 32;
-        }
+        self.add(value as u64 & ((1u64 << n) - 1), n);
     }
 
     /// Pads with zero bits to a byte boundary, and writes every whole byte
     /// out (a stored block's bytes follow directly).
     fn flush_byte(&mut self) {
         self.nbits = self.nbits.next_multiple_of(8);
-        while self.nbits > 0 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.nbits -= 8;
-        }
+        self.write_whole_bytes();
     }
 }
 
@@ -449,29 +496,17 @@ impl<'a> BitWriter<'a> {
 struct Frequencies {
     litlen: [u32; LITLEN_SYMBOLS],
     dist: [u32; DIST_SYMBOLS],
-    /// The extra bits of lengths and distances: the same in every code.
-    extra_bits: usize,
 }
 
 impl Frequencies {
-    fn count(tokens: &[Token]) -> Self {
-        let mut f = Frequencies {
-            litlen: [0; LITLEN_SYMBOLS],
+    /// No symbols yet but the end of block, which every block has.
+    fn new() -> Self {
+        let mut litlen = [0; LITLEN_SYMBOLS];
+        litlen[END_OF_BLOCK] = 1;
+        Frequencies {
+            litlen,
             dist: [0; DIST_SYMBOLS],
-            extra_bits: 0,
-        };
-        for t in tokens {
-            if t.dist == 0 {
-                f.litlen[t.len as usize] += 1;
-            } else {
-                let (ls, ds) = (length_symbol(t.len as usize), dist_symbol(t.dist as usize));
-                f.litlen[ls] += 1;
-                f.dist[ds] += 1;
-                f.extra_bits += (LENGTH_EXTRA[ls - 257] + DIST_EXTRA[ds]) as usize;
-            }
         }
-        f.litlen[END_OF_BLOCK] = 1;
-        f
     }
 
     /// Bits the block's tokens take in codes of these lengths, extra bits
@@ -484,7 +519,10 @@ impl Frequencies {
                 .map(|(&n, &len)| n as usize * len as usize)
                 .sum()
         };
-        bits(&self.litlen, litlen) + bits(&self.dist, dist) + self.extra_bits
+        // The extra bits of lengths and distances: the same in every code.
+        let extra_bits =
+            bits(&self.litlen[257..286], &LENGTH_EXTRA) + bits(&self.dist[..30], &DIST_EXTRA);
+        bits(&self.litlen, litlen) + bits(&self.dist, dist) + extra_bits
     }
 }
 
@@ -597,8 +635,13 @@ impl DynamicHeader {
 
 /// Writes one non-final block holding `tokens` (which encode `raw`), in
 /// whichever form is shortest.
-fn write_block(bits: &mut BitWriter, fixed: &FixedCodes, tokens: &[Token], raw: &[u8]) {
-    let freqs = Frequencies::count(tokens);
+fn write_block(
+    bits: &mut BitWriter,
+    fixed: &FixedCodes,
+    freqs: &Frequencies,
+    tokens: &[Token],
+    raw: &[u8],
+) {
     let fixed_cost = 3 + freqs.cost(&fixed.litlen.len, &fixed.dist.len);
 
     let mut litlen = [0u8; LITLEN_SYMBOLS];
@@ -618,6 +661,7 @@ fn write_block(bits: &mut BitWriter, fixed: &FixedCodes, tokens: &[Token], raw: 
             bits.flush_byte();
             bits.put(piece.len() as u32, 16);
             bits.put(!piece.len() as u32 & 0xffff, 16);
+            bits.flush_byte();
             bits.out.extend_from_slice(piece);
         }
     } else if fixed_cost <= dynamic_cost {
@@ -635,6 +679,8 @@ fn write_block(bits: &mut BitWriter, fixed: &FixedCodes, tokens: &[Token], raw: 
     }
 }
 
+/// Each token in one [`BitWriter::add`]: a literal's code, or a match's
+/// length code, its extra bits, distance code and extra bits together.
 fn write_tokens(
     bits: &mut BitWriter,
     tokens: &[Token],
@@ -644,22 +690,24 @@ fn write_tokens(
     for t in tokens {
         if t.dist == 0 {
             let s = t.len as usize;
-            bits.put(litlen.code[s] as u32, litlen.len[s] as u32);
+            bits.add(litlen.code[s] as u64, litlen.len[s] as u32);
             continue;
         }
         let (len, d) = (t.len as usize, t.dist as usize);
         let ls = length_symbol(len);
-        bits.put(litlen.code[ls] as u32, litlen.len[ls] as u32);
-        bits.put(
-            (len - LENGTH_BASE[ls - 257] as usize) as u32,
-            LENGTH_EXTRA[ls - 257] as u32,
-        );
+        let mut value = litlen.code[ls] as u64;
+        let mut n = litlen.len[ls] as u32;
+        value |= ((len - LENGTH_BASE[ls - 257] as usize) as u64) << n;
+        n += LENGTH_EXTRA[ls - 257] as u32;
         let ds = dist_symbol(d);
-        bits.put(dist.code[ds] as u32, dist.len[ds] as u32);
-        bits.put((d - DIST_BASE[ds] as usize) as u32, DIST_EXTRA[ds] as u32);
+        value |= (dist.code[ds] as u64) << n;
+        n += dist.len[ds] as u32;
+        value |= ((d - DIST_BASE[ds] as usize) as u64) << n;
+        n += DIST_EXTRA[ds] as u32;
+        bits.add(value, n);
     }
-    bits.put(
-        litlen.code[END_OF_BLOCK] as u32,
+    bits.add(
+        litlen.code[END_OF_BLOCK] as u64,
         litlen.len[END_OF_BLOCK] as u32,
     );
 }

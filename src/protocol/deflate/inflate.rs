@@ -107,6 +107,27 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// [`Self::refill`] where eight bytes of the message are known to be
+    /// left (the fast loop's condition): no test for the end.
+    #[inline(always)]
+    fn refill_word(&mut self) {
+        let word = &self.data[self.pos..self.pos + 8];
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        self.bits |= word << self.nbits;
+        let whole_bytes = (63 - self.nbits) / 8;
+        self.pos += whole_bytes as usize;
+        self.nbits += 8 * whole_bytes;
+    }
+
+    /// Consumes a code of `len` bits and the `extra` bits after it, which
+    /// it returns (§3.2.5), in one shift; the buffer holds them all.
+    #[inline(always)]
+    fn code_and_extra(&mut self, len: u32, extra: u32) -> u32 {
+        let value = (self.bits >> len) as u32 & ((1u32 << extra) - 1);
+        self.consume(len + extra);
+        value
+    }
+
     #[inline(always)]
     fn consume(&mut self, n: u32) {
         self.bits >>= n;
@@ -294,9 +315,62 @@ impl Output {
         self.len += length;
     }
 
+    /// True when [`FAST_OUTPUT_ROOM`] bytes of room are there, growing
+    /// the buffer if the limit allows.
+    #[inline(always)]
+    fn fast_room(&mut self) -> bool {
+        if self.buf.len() - self.len >= FAST_OUTPUT_ROOM {
+            return true;
+        }
+        self.len + FAST_OUTPUT_ROOM <= self.limit && self.grow(FAST_OUTPUT_ROOM).is_ok()
+    }
+
+    /// [`Self::copy_match`] with [`FAST_OUTPUT_ROOM`] of room: whole
+    /// chunks, past `len + length` if need be (scratch, written over
+    /// later). A chunk's source ends before its destination starts when
+    /// the distance is at least the chunk, so it is already written.
+    #[inline(always)]
+    fn copy_match_fast(&mut self, distance: usize, length: usize) {
+        let (to, from) = (self.len, self.len - distance);
+        if distance >= COPY_CHUNK {
+            copy_chunks::<COPY_CHUNK>(&mut self.buf, from, to, length);
+        } else if distance >= 8 {
+            copy_chunks::<8>(&mut self.buf, from, to, length);
+        } else if distance == 1 {
+            let byte = self.buf[from];
+            self.buf[to..to + length].fill(byte);
+        } else {
+            // A pattern shorter than eight bytes: copy what is written, so
+            // each copy doubles the bytes that repeat it.
+            let (mut at, mut span) = (to, distance);
+            while at < to + length {
+                let n = span.min(to + length - at);
+                self.buf.copy_within(at - span..at - span + n, at);
+                at += n;
+                span *= 2;
+            }
+        }
+        self.len += length;
+    }
+
     fn into_vec(mut self) -> Vec<u8> {
         self.buf.truncate(self.len);
         self.buf
+    }
+}
+
+/// The most a match copy moves at once (where the distance allows).
+const COPY_CHUNK: usize = 16;
+
+/// Copies `length` bytes from `from` to `to` (`to - from` ≥ `N`) in
+/// `N`-byte chunks, the last one possibly past `to + length`.
+#[inline(always)]
+fn copy_chunks<const N: usize>(buf: &mut [u8], from: usize, to: usize, length: usize) {
+    let mut i = 0;
+    while i < length {
+        let chunk: [u8; N] = buf[from + i..from + i + N].try_into().expect("N bytes");
+        buf[to + i..to + i + N].copy_from_slice(&chunk);
+        i += N;
     }
 }
 
@@ -512,13 +586,17 @@ fn invalid(entry: Entry) -> InflateError {
 
 /// §3.2.5: literals are copied; a length symbol and a distance symbol
 /// (each with extra bits) copy `length` bytes from `distance` bytes back
-/// in the output. The bit buffer is refilled only when it may hold less
-/// than the next field needs, so a refill serves several literals.
+/// in the output.
+///
+/// Most of a block is decoded by [`fast_symbols`], which checks the input
+/// and the output room once per step instead of once per field; this loop
+/// takes the steps it cannot (near the end of the input, or of the output
+/// limit), one symbol at a time, every check made.
 fn huffman_block(
     reader: &mut BitReader,
     writer: &mut Output,
     max_distance: usize,
-    (litlen, dist): &(LitLenTable, DistTable),
+    codes: &(LitLenTable, DistTable),
 ) -> Result<(), InflateError> {
     // Copies in locals, which stay in registers; written back at the end
     // of the block (an error ends the message, so then it does not matter).
@@ -526,7 +604,13 @@ fn huffman_block(
     let input = &mut input;
     let mut output = std::mem::replace(writer, Output::new(0, 0));
     let out = &mut output;
+    let (litlen, dist) = codes;
     loop {
+        if fast_symbols(input, out, max_distance, codes)? {
+            *reader = *input;
+            *writer = output;
+            return Ok(());
+        }
         if input.nbits < LENGTH_BITS {
             input.refill();
         }
@@ -552,15 +636,96 @@ fn huffman_block(
             return Err(invalid(entry));
         }
         let distance = (entry.value() + input.take(entry.extra())?) as usize;
-        if distance > out.len {
-            return Err(InflateError::Corrupt("distance reaches before the message"));
-        }
-        if distance > max_distance {
-            return Err(InflateError::Corrupt("distance beyond the window"));
-        }
+        check_distance(distance, out.len, max_distance)?;
         out.room_for(length)?;
         out.copy_match(distance, length);
     }
+}
+
+/// Input bytes [`fast_symbols`] needs left before a step: a step refills
+/// twice (before the literal/length code, and before the distance code),
+/// and each refill reads eight bytes and keeps at most seven.
+const FAST_INPUT_BYTES: usize = 7 + 8;
+/// Output room [`fast_symbols`] needs before a step: two literals, then
+/// the longest match rounded up to whole chunks of [`Output::copy_match_fast`].
+const FAST_OUTPUT_ROOM: usize = 2 + MAX_MATCH_LEN.next_multiple_of(COPY_CHUNK);
+/// §3.2.5: the longest match.
+const MAX_MATCH_LEN: usize = 258;
+
+/// Decodes while at least [`FAST_INPUT_BYTES`] of the message are left
+/// unread and [`FAST_OUTPUT_ROOM`] bytes of room can be had under the
+/// limit. Returns true at the end of the block, false when the caller must
+/// go on one symbol at a time.
+///
+/// Each step refills the bit buffer to at least 56 bits of the message's
+/// own bytes, so no field of the step can run out of input (no
+/// truncation checks): up to three literals (3 × 15 bits), or up to two
+/// literals and a length with its extra bits (2 × 15 + 20 = 50). A second
+/// refill before the distance code and its extra bits (28 bits) makes it
+/// whole. Several literals per refill is where text spends its time.
+#[inline(always)]
+fn fast_symbols(
+    input: &mut BitReader,
+    out: &mut Output,
+    max_distance: usize,
+    (litlen, dist): &(LitLenTable, DistTable),
+) -> Result<bool, InflateError> {
+    while input.pos + FAST_INPUT_BYTES <= input.data.len() && out.fast_room() {
+        input.refill_word();
+        let (mut entry, mut len) = litlen.lookup(input.bits);
+        if entry.kind() == Entry::LITERAL {
+            input.consume(len);
+            out.push_unchecked_room(entry.value() as u8);
+            (entry, len) = litlen.lookup(input.bits);
+            if entry.kind() == Entry::LITERAL {
+                input.consume(len);
+                out.push_unchecked_room(entry.value() as u8);
+                (entry, len) = litlen.lookup(input.bits);
+                if entry.kind() == Entry::LITERAL {
+                    input.consume(len);
+                    out.push_unchecked_room(entry.value() as u8);
+                    continue;
+                }
+            }
+        }
+        if entry.kind() != Entry::BASE {
+            if entry.kind() == Entry::END_OF_BLOCK {
+                input.consume(len);
+                return Ok(true);
+            }
+            return Err(invalid(entry));
+        }
+        let length = (entry.value() + input.code_and_extra(len, entry.extra())) as usize;
+        if input.nbits < DISTANCE_BITS {
+            input.refill_word();
+        }
+        let (entry, len) = dist.lookup(input.bits);
+        if entry.kind() != Entry::BASE {
+            return Err(invalid(entry));
+        }
+        let distance = (entry.value() + input.code_and_extra(len, entry.extra())) as usize;
+        check_distance(distance, out.len, max_distance)?;
+        out.copy_match_fast(distance, length);
+    }
+    Ok(false)
+}
+
+/// A match may reach back only into this message (no window is kept
+/// between messages) and within the negotiated window (RFC 7692 §7.1.2).
+#[inline(always)]
+fn check_distance(
+    distance: usize,
+    written: usize,
+    max_distance: usize,
+) -> Result<(), InflateError> {
+    if distance > written.min(max_distance) {
+        return Err(if distance > written {
+            InflateError::Corrupt("distance reaches before the message")
+        } else {
+            InflateError::Corrupt("distance beyond the window")
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{OpCode, encode_compressed_frame};
-use crate::room::{Action, Chat, ClientId, Mode, Resume, RoomName, now_ms};
+use crate::room::{Action, Chat, ClientId, Mode, Resume, RoomName, Visitor, now_ms};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub enum Event {
         resume: Option<Resume>,
         /// The rooms it asked to be in (`/?rooms=`), in order.
         rooms: Vec<RoomName>,
+        /// Who it is: signed in (its token was verified at the handshake)
+        /// or a guest, and its address (what a guest's ban names).
+        visitor: Box<Visitor>,
     },
     Text {
         id: ClientId,
@@ -92,7 +95,7 @@ pub fn join_channel() -> (JoinReply, JoinWait) {
 /// The broadcaster's end of a join.
 #[derive(Debug)]
 pub struct JoinReply {
-    tx: Sender<Outlet>,
+    tx: Sender<Result<Outlet, String>>,
     state: Arc<AtomicU8>,
 }
 
@@ -106,22 +109,36 @@ impl JoinReply {
             .compare_exchange(JOIN_WAITING, JOIN_TAKEN, Relaxed, Relaxed)
             .is_ok();
         if taken {
-            let _ = self.tx.send(add());
+            let _ = self.tx.send(Ok(add()));
         }
         taken
+    }
+
+    /// Turns the newcomer away: a server-wide ban holds it. Its reader
+    /// answers 403 with `reason` (`banned`, or `banned until TS`).
+    pub fn ban(self, reason: String) {
+        let answered = self
+            .state
+            .compare_exchange(JOIN_WAITING, JOIN_TAKEN, Relaxed, Relaxed)
+            .is_ok();
+        if answered {
+            let _ = self.tx.send(Err(reason));
+        }
     }
 }
 
 /// The reader's end of a join.
 #[derive(Debug)]
 pub struct JoinWait {
-    rx: Receiver<Outlet>,
+    rx: Receiver<Result<Outlet, String>>,
     state: Arc<AtomicU8>,
 }
 
 /// Why a join did not come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinFailed {
+    /// A server-wide ban holds the newcomer: the 403's reason.
+    Banned(String),
     /// The broadcaster dropped it (cluster mode: Redis refused it), or
     /// has stopped.
     Refused,
@@ -134,7 +151,7 @@ impl JoinWait {
     /// Waits up to `timeout` for the newcomer's outlet.
     pub fn wait(self, timeout: Duration) -> Result<Outlet, JoinFailed> {
         match self.rx.recv_timeout(timeout) {
-            Ok(outlet) => Ok(outlet),
+            Ok(answer) => answer.map_err(JoinFailed::Banned),
             Err(RecvTimeoutError::Disconnected) => Err(JoinFailed::Refused),
             Err(RecvTimeoutError::Timeout) => {
                 let abandoned = self
@@ -144,8 +161,11 @@ impl JoinWait {
                 if abandoned {
                     Err(JoinFailed::TimedOut)
                 } else {
-                    // Taken in at this very moment: the outlet is on its way.
-                    self.rx.recv().map_err(|_| JoinFailed::Refused)
+                    // Answered at this very moment: the answer is on its way.
+                    match self.rx.recv() {
+                        Ok(answer) => answer.map_err(JoinFailed::Banned),
+                        Err(_) => Err(JoinFailed::Refused),
+                    }
                 }
             }
         }
@@ -255,7 +275,16 @@ impl Broadcaster {
                     joined,
                     resume,
                     rooms,
+                    visitor,
                 } => {
+                    let now = now_ms();
+                    let visitor = *visitor;
+                    if let Err(reason) = self.chat.admission(&visitor, now) {
+                        log::info!("({id}) {peer} turned away: {reason}");
+                        joined.ban(reason);
+                        self.outbox.flush_if_due(rx.is_empty());
+                        continue;
+                    }
                     log::debug!("({id}) joined the chat from {peer} ({mode:?})");
                     if resume.as_ref().is_some_and(|r| self.chat.is_gap(r, &rooms)) {
                         self.metrics.resume_gaps.fetch_add(1, Relaxed);
@@ -266,7 +295,8 @@ impl Broadcaster {
                         continue;
                     }
                     let out = self.outbox.outputs();
-                    self.chat.connect(now_ms(), id, mode, resume, &rooms, out);
+                    self.chat
+                        .connect_as(now, id, mode, resume, &rooms, visitor, out);
                     self.emit();
                     self.outbox.flush_if_due(rx.is_empty());
                     continue;
@@ -306,6 +336,7 @@ impl Broadcaster {
                 log.append(record, || Snapshot {
                     rooms: chat.kept(),
                     next_seq: chat.next_seq(),
+                    identity: chat.kept_identity(now_ms()),
                 });
             }
         });

@@ -59,6 +59,13 @@ pub struct Config {
     pub room_history_bytes: usize,
     /// Serve the frame inspector (`/inspect` and its endpoints).
     pub inspect: bool,
+    /// Sign-in by signed token (`--auth`).
+    pub auth: AuthMode,
+    /// The HS256 keys tokens are verified with, read from
+    /// `--auth-secret-file` at start-up; `None` with `--auth off`.
+    pub auth_keys: Option<crate::auth::KeySet>,
+    /// `--auth-secret-file`, as given.
+    pub auth_secret_file: Option<PathBuf>,
     /// Tests only (feature `test-hooks`): a text message that makes the
     /// receiving connection thread panic, to prove that a panic stays
     /// within its connection.
@@ -156,6 +163,9 @@ impl Default for Config {
             max_room_members: None,
             room_history_bytes: DEFAULT_ROOM_HISTORY_BYTES,
             inspect: true,
+            auth: AuthMode::Off,
+            auth_keys: None,
+            auth_secret_file: None,
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             #[cfg(feature = "test-hooks")]
@@ -165,6 +175,13 @@ impl Default for Config {
         }
     }
 }
+
+/// Whether clients sign in with a signed token (`--auth`).
+pub use crate::auth::transport::AuthMode;
+
+/// The largest `--auth-secret-file` read: two keys of a few hundred bytes
+/// fit many times; anything larger is not a key file.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// A limit per client address. A default limit leaves loopback addresses
 /// alone (local tools, tests and benchmarks open thousands of connections
@@ -251,6 +268,11 @@ Options:
                               [default: host name and port]
   --deflate on|off            accept permessage-deflate compression when offered [default: on]
   --inspect on|off            serve the frame inspector at /inspect [default: on]
+  --auth off|optional|required  sign-in by HS256 token (JWT): off = guests only; optional =
+                              guests and signed-in users; required = no token, no entry (401)
+                              [default: off]
+  --auth-secret-file PATH     the HS256 keys tokens are signed with, one per line (two while a
+                              key is rotated), each at least 32 bytes; needed unless --auth off
   -h, --help                  print this help
   -V, --version               print the version
 
@@ -305,6 +327,7 @@ impl Command {
             }
         }
         config.check_together()?;
+        config.load_auth_keys()?;
         Ok(Command::Run(Box::new(config)))
     }
 }
@@ -436,15 +459,57 @@ impl Config {
                     v => return Err(format!("--inspect: '{v}' is not on or off")),
                 }
             }
+            "--auth" => {
+                self.auth = match value()?.as_str() {
+                    "off" => AuthMode::Off,
+                    "optional" => AuthMode::Optional,
+                    "required" => AuthMode::Required,
+                    v => return Err(format!("--auth: '{v}' is not off, optional or required")),
+                }
+            }
+            "--auth-secret-file" => self.auth_secret_file = Some(PathBuf::from(value()?)),
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Reads `--auth-secret-file` when `--auth` is not `off`. The error is
+    /// one line and never quotes the file's contents.
+    fn load_auth_keys(&mut self) -> Result<(), String> {
+        let path = match (self.auth, &self.auth_secret_file) {
+            (AuthMode::Off, _) => return Ok(()),
+            (_, None) => return Err("--auth optional|required needs --auth-secret-file".into()),
+            (_, Some(path)) => path,
+        };
+        let shown = path.display();
+        let size = std::fs::metadata(path)
+            .map_err(|e| format!("--auth-secret-file: cannot read {shown}: {e}"))?
+            .len();
+        if size > MAX_SECRET_FILE_BYTES {
+            return Err(format!(
+                "--auth-secret-file: {shown} is over {MAX_SECRET_FILE_BYTES} bytes: not a key file"
+            ));
+        }
+        let contents = std::fs::read(path)
+            .map_err(|e| format!("--auth-secret-file: cannot read {shown}: {e}"))?;
+        let keys = crate::auth::KeySet::from_secret_file(&contents)
+            .map_err(|e| format!("--auth-secret-file: {shown}: {e}"))?;
+        self.auth_keys = Some(keys);
+        Ok(())
     }
 
     /// Flags that each parse but do not go together.
     fn check_together(&self) -> Result<(), String> {
         if self.redis.is_some() && self.history_file.is_some() {
             return Err("--history-file and --redis cannot be used together: in cluster mode the history lives in Redis".into());
+        }
+        if self.redis.is_some() && self.auth != AuthMode::Off {
+            return Err(
+                "--auth optional|required is not available in cluster mode (--redis) yet".into(),
+            );
+        }
+        if self.auth == AuthMode::Off && self.auth_secret_file.is_some() {
+            return Err("--auth-secret-file needs --auth optional or --auth required".into());
         }
         if self.redis.is_none() && self.node_name.is_some() {
             return Err("--node-name needs --redis".into());
@@ -644,6 +709,65 @@ mod tests {
         }
     }
 
+    /// A secret file in the temporary directory, removed when dropped.
+    struct SecretFile(PathBuf);
+
+    impl SecretFile {
+        fn new(name: &str, contents: &[u8]) -> SecretFile {
+            let path = std::env::temp_dir().join(format!("wschat-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            SecretFile(path)
+        }
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn auth_is_off_by_default_and_reads_its_keys_at_start_up() {
+        let Command::Run(c) = parse(&[]).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.auth, c.auth_keys.is_none()), (AuthMode::Off, true));
+        // The bounds: a key of exactly MIN_KEY_LEN bytes, and two keys.
+        let one = SecretFile::new("one", &[b'k'; 32]);
+        let two = SecretFile::new(
+            "two",
+            b"first-key-of-at-least-32-bytes!!\nsecond-key-of-at-least-32-bytes!\n",
+        );
+        for (mode, file, keys) in [("optional", &one, 1), ("required", &two, 2)] {
+            let Command::Run(c) =
+                parse(&["--auth", mode, "--auth-secret-file", file.arg()]).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(c.auth_keys.map(|k| k.count()), Some(keys), "{mode}");
+        }
+        let short = SecretFile::new("short", &[b'k'; 31]);
+        let three = SecretFile::new("three", &[[b'k'; 32].as_slice(), b"\n"].concat().repeat(3));
+        let big = SecretFile::new("big", &vec![b'k'; MAX_SECRET_FILE_BYTES as usize + 1]);
+        for (file, expected) in [
+            (&short, "shorter than 32 bytes"),
+            (&three, "more than 2 HS256 keys"),
+            (&big, "not a key file"),
+        ] {
+            let e = parse(&["--auth", "required", "--auth-secret-file", file.arg()]).unwrap_err();
+            assert!(e.contains(expected) && !e.contains('\n'), "{e}");
+            assert!(!e.contains("kkkk"), "a key's bytes in an error: {e}");
+        }
+        let help = help_text();
+        assert!(
+            help.contains("--auth off|optional|required")
+                && help.contains("--auth-secret-file PATH")
+        );
+    }
+
     #[test]
     fn a_default_limit_leaves_loopback_alone() {
         let loopback: [IpAddr; 3] = [
@@ -685,6 +809,16 @@ mod tests {
             &["--trusted-proxy", "proxy.example"],
             &["--trusted-proxy", "10.0.0.1/8"],
             &["--trusted-proxy"],
+            &["--auth", "on"],
+            &["--auth", "required"],
+            &["--auth-secret-file", "/nonexistent"],
+            &[
+                "--auth",
+                "optional",
+                "--auth-secret-file",
+                "/nonexistent/wschat-keys",
+            ],
+            &["--redis", "redis://h", "--auth", "optional"],
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{e}");

@@ -6,6 +6,7 @@
 
 use crate::access::{self, HOST_NOT_ALLOWED};
 use crate::address_limits::{AddressLimits, AddressPlace, Hold};
+use crate::auth::transport::{self, AuthMode, RefreshError, SignedIn};
 use crate::broadcaster::{self, Event, JOIN_TIMED_OUT, JOIN_TIMEOUT, JoinFailed};
 use crate::config::Config;
 use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
@@ -21,7 +22,7 @@ use crate::protocol::frame::{OpCode, encode_close, encode_compressed_frame, enco
 use crate::protocol::handshake::{self, MAX_HEAD_BYTES, Rejection, Request, find_head_end};
 use crate::protocol::message::{Message, MessageReader, ReadError, Role};
 use crate::rate_limit::RateLimiter;
-use crate::room::{ClientId, Mode, Resume, RoomName, SUBPROTOCOL};
+use crate::room::{ClientId, Identity, Mode, Resume, RoomName, SUBPROTOCOL, Visitor, now_ms};
 use crate::threads::ThreadBudget;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::io::{self, Read, Write};
@@ -143,6 +144,8 @@ struct Admitted<'a> {
     resume: Option<Resume>,
     /// The rooms a chat client asked to be in (`?rooms=`; `#main` if none).
     rooms: Vec<RoomName>,
+    /// A chat client's verified token (`--auth`), or `None`: a guest.
+    claims: Option<crate::auth::Claims>,
     /// `Sec-WebSocket-Key`, for the 101's accept key (§4.2.2).
     key: String,
     /// The permessage-deflate agreement, if the handshake made one.
@@ -241,6 +244,10 @@ fn admit<'a>(
         Ok(checked) => checked,
         Err(rejection) => return refuse(stream, remote, rejection, ctx),
     };
+    let claims = match sign_in(&request, service, ctx) {
+        Ok(claims) => claims,
+        Err(rejection) => return refuse(stream, remote, rejection, ctx),
+    };
     let deflate = negotiate_deflate(&request, service, &ctx.config);
     let registration = match take_places(remote, service, deflate.is_some(), ctx) {
         Ok(registration) => registration,
@@ -251,6 +258,7 @@ fn admit<'a>(
         service,
         resume,
         rooms,
+        claims,
         key: request
             .header("Sec-WebSocket-Key")
             .unwrap_or_default()
@@ -330,6 +338,30 @@ fn check_upgrade(
         return Err(Rejection::new(503, CLUSTER_UNAVAILABLE));
     }
     Ok((service, resume, rooms))
+}
+
+/// Who a chat client is (`--auth`): the claims of the token it offered as
+/// a subprotocol (`wschat.auth.TOKEN`), verified now, or `None` for a
+/// guest. Refused with 401 and the stable reason (`auth_required`,
+/// `token_expired`, ...): never any byte of the token, here or in the log
+/// line `reject` writes. `/echo` carries no identity, so no token is
+/// asked of it.
+fn sign_in(
+    request: &Request<'_>,
+    service: Service,
+    ctx: &Context,
+) -> Result<Option<crate::auth::Claims>, Rejection> {
+    if service == Service::Echo || ctx.config.auth == AuthMode::Off {
+        return Ok(None);
+    }
+    let token = transport::offered_token(request.header_tokens("Sec-WebSocket-Protocol"));
+    let now = now_ms() / 1000;
+    transport::sign_in(ctx.config.auth, ctx.config.auth_keys.as_ref(), token, now).map_err(
+        |reason| {
+            ctx.metrics.auth_refused(reason);
+            Rejection::new(401, reason)
+        },
+    )
 }
 
 /// The rooms a chat client asks for in its target's query (`rooms=`):
@@ -431,6 +463,7 @@ fn register<'a>(
         service,
         resume,
         rooms,
+        claims,
         key,
         deflate,
         buffered,
@@ -444,15 +477,28 @@ fn register<'a>(
         Service::Chat(mode) => Some(Variant::new(mode, deflate.is_some())),
         Service::Echo => None,
     };
+    let signed_in = claims.as_ref().map(SignedIn::new);
+    let visitor = Visitor {
+        identity: claims.as_ref().map(Identity::from_claims),
+        address: Some(remote.client),
+    };
     let replies = match service {
         Service::Chat(mode) => {
             let endpoint = Delivery::endpoint(id, variant, stream.clone(), response);
-            match join_room(id, remote, mode, endpoint, (resume, rooms), ctx) {
+            match join_room(id, remote, mode, endpoint, (resume, rooms, visitor), ctx) {
                 Ok(outlet) => Replies::Delivery(outlet),
                 Err(answer) => {
                     registration.leave();
-                    if let Some(rejection) = answer {
-                        reject(stream, remote, rejection, &ctx.metrics);
+                    match answer {
+                        Some(Refused::Rejection(rejection)) => {
+                            reject(stream, remote, rejection, &ctx.metrics)
+                        }
+                        Some(Refused::Banned(reason)) => {
+                            log::warn!("Rejected handshake from {remote}: 403 {reason}");
+                            ctx.metrics.rejection(403);
+                            finish_http(stream, &http::error_response(403, &reason, &[]));
+                        }
+                        None => {}
                     }
                     return None;
                 }
@@ -475,8 +521,13 @@ fn register<'a>(
     } else {
         ""
     };
+    let signed = if signed_in.is_some() {
+        ", signed in"
+    } else {
+        ""
+    };
     log::info!(
-        "New connection: ({id}) {remote} {}{compression}",
+        "New connection: ({id}) {remote} {}{compression}{signed}",
         describe(service)
     );
     let reader = Reader {
@@ -487,8 +538,16 @@ fn register<'a>(
         replies,
         ctx: ctx.clone(),
         tokens: RateLimiter::new(ctx.config.rate_limit),
+        signed_in,
     };
     Some((registration, buffered, reader))
+}
+
+/// What a chat client that was not taken in is owed.
+enum Refused {
+    Rejection(Rejection),
+    /// 403 with the ban's reason (`banned`, `banned until TS`).
+    Banned(String),
 }
 
 /// Sends the broadcaster a chat client's Join and waits, up to
@@ -499,9 +558,9 @@ fn join_room(
     remote: Remote,
     mode: Mode,
     endpoint: Endpoint,
-    (resume, rooms): (Option<Resume>, Vec<RoomName>),
+    (resume, rooms, visitor): (Option<Resume>, Vec<RoomName>, Visitor),
     ctx: &Context,
-) -> Result<Outlet, Option<Rejection>> {
+) -> Result<Outlet, Option<Refused>> {
     let (joined, wait) = broadcaster::join_channel();
     let join = Event::Join {
         id,
@@ -511,6 +570,7 @@ fn join_room(
         joined,
         resume,
         rooms,
+        visitor: Box::new(visitor),
     };
     let waited = match ctx.events.send_timeout(join, JOIN_TIMEOUT) {
         Ok(()) => wait.wait(JOIN_TIMEOUT),
@@ -519,14 +579,18 @@ fn join_room(
     };
     match waited {
         Ok(outlet) => Ok(outlet),
+        Err(JoinFailed::Banned(reason)) => Err(Some(Refused::Banned(reason))),
         Err(JoinFailed::TimedOut) => {
             log::warn!("({id}) {remote} was not taken into the room within {JOIN_TIMEOUT:?}");
-            Err(Some(Rejection::new(503, JOIN_TIMED_OUT)))
+            Err(Some(Refused::Rejection(Rejection::new(
+                503,
+                JOIN_TIMED_OUT,
+            ))))
         }
         // Its join could not reach Redis.
-        Err(JoinFailed::Refused) if ctx.cluster_up.is_some() => {
-            Err(Some(Rejection::new(503, CLUSTER_UNAVAILABLE)))
-        }
+        Err(JoinFailed::Refused) if ctx.cluster_up.is_some() => Err(Some(Refused::Rejection(
+            Rejection::new(503, CLUSTER_UNAVAILABLE),
+        ))),
         Err(JoinFailed::Refused) => {
             log::error!("Error: ({id}) {remote} could not join: the room has stopped");
             Err(None)
@@ -754,6 +818,9 @@ struct Reader {
     replies: Replies,
     ctx: Arc<Context>,
     tokens: RateLimiter,
+    /// A signed-in chat client's sign-in: its `sub` and when it runs out
+    /// (moved on by `/auth NEWTOKEN`).
+    signed_in: Option<SignedIn>,
 }
 
 /// Where a reader's own frames (pongs, pings, echoes, its Close) go: to
@@ -850,6 +917,20 @@ impl Reader {
             if let Some(ending) = self.replies.ending() {
                 break ended_by_delivery(ending);
             }
+            // A signed-in client's read waits no longer than its sign-in
+            // lasts: then it is closed, unless `/auth` moved the end on.
+            let shortened = match self.sign_in_left() {
+                Some(left) if left.is_zero() => break self.sign_in_expired(),
+                Some(left) if left < self.ctx.config.ping_interval => {
+                    let _ = stream.set_read_timeout(Some(left));
+                    true
+                }
+                Some(_) => {
+                    let _ = stream.set_read_timeout(Some(self.ctx.config.ping_interval));
+                    false
+                }
+                None => false,
+            };
             match wait_for_input(stream, &messages).and_then(|()| messages.read_message()) {
                 Ok(message) => {
                     silent_intervals = 0;
@@ -863,6 +944,9 @@ impl Reader {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if shortened {
+                        continue; // the sign-in's end, not a silent interval
+                    }
                     silent_intervals += 1;
                     if let Some(outcome) = self.on_silence(silent_intervals) {
                         break outcome;
@@ -871,6 +955,78 @@ impl Reader {
                 Err(error) => break self.on_read_error(error),
             }
         }
+    }
+
+    /// How long the sign-in lasts from now, if the client signed in.
+    fn sign_in_left(&self) -> Option<Duration> {
+        let signed_in = self.signed_in.as_ref()?;
+        let end_ms = u64::try_from(signed_in.expires_at)
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        Some(Duration::from_millis(end_ms.saturating_sub(now_ms())))
+    }
+
+    /// The sign-in ran out (its token's `exp`, plus the leeway) and no
+    /// `/auth` moved it on: Close 1008 `token_expired`.
+    fn sign_in_expired(&self) -> Outcome {
+        log::info!(
+            "({}) {}: sign-in expired, closing with 1008",
+            self.id,
+            self.remote
+        );
+        self.ctx.metrics.client_dropped(DropReason::SignInExpired);
+        // transport::TOKEN_EXPIRED, the reason the page acts on.
+        self.close(CloseCode::Policy, "token_expired")
+    }
+
+    /// `/auth TOKEN` on a chat connection: a fresh token for the same
+    /// user moves the sign-in's end on (`{"type":"auth","exp":..}`); any
+    /// other answer is an `error` event, and the sign-in keeps its end.
+    /// The token is never logged, nor sent on to the chat.
+    fn refresh(&mut self, token: &str) {
+        let id = self.id;
+        log::debug!("New message: ({id}) /auth (token withheld)");
+        let now = now_ms() / 1000;
+        let answer = match (&mut self.signed_in, &self.ctx.config.auth_keys) {
+            (_, _) if token.is_empty() => Err(("usage", "usage: /auth TOKEN".to_string())),
+            (Some(signed_in), Some(keys)) => match signed_in.refresh(token, keys, now) {
+                Ok(exp) => {
+                    log::info!("({id}) sign-in refreshed, until {exp}");
+                    Ok(format!("{{\"type\":\"auth\",\"exp\":{exp}}}"))
+                }
+                Err(error) => {
+                    log::info!("({id}) refresh refused: {}", error.code());
+                    let text = match error {
+                        RefreshError::Mismatch => {
+                            "that token signs in another user: this connection stays who it is"
+                        }
+                        RefreshError::Token(_) => {
+                            "that token was refused: this connection's sign-in keeps its end"
+                        }
+                    };
+                    Err((error.code(), text.to_string()))
+                }
+            },
+            (None, Some(_)) => Err((
+                "not_allowed",
+                "a guest connection cannot sign in with /auth: connect again with the token"
+                    .to_string(),
+            )),
+            (_, None) => Err(("not_allowed", "sign-in is off on this server".to_string())),
+        };
+        if self.service != Service::Chat(Mode::V1) {
+            return; // a raw client has no events
+        }
+        let event = match answer {
+            Ok(event) => event,
+            Err((code, text)) => {
+                let mut event = format!("{{\"type\":\"error\",\"code\":\"{code}\",\"text\":");
+                crate::json::push_string(&mut event, &text);
+                event.push('}');
+                event
+            }
+        };
+        self.send(encode_frame(OpCode::Text, event.as_bytes(), None));
     }
 
     /// Nothing for a whole ping interval: ask (§5.5.2); a live client
@@ -919,7 +1075,19 @@ impl Reader {
                 match self.service {
                     Service::Echo => self.echo(OpCode::Text, text.as_bytes()),
                     Service::Chat(_) => {
-                        log::debug!("New message: ({}) {}", self.id, Untrusted(&text));
+                        let refresh = transport::refresh_argument(&text);
+                        match refresh {
+                            Some(token) if self.ctx.config.auth != AuthMode::Off => {
+                                self.refresh(token);
+                                return None;
+                            }
+                            // Sign-in is off: the chat answers as it always
+                            // did, but a token is still kept out of the log.
+                            Some(_) => {
+                                log::debug!("New message: ({}) /auth (token withheld)", self.id)
+                            }
+                            None => log::debug!("New message: ({}) {}", self.id, Untrusted(&text)),
+                        }
                         let _ = self.ctx.events.send(Event::Text { id: self.id, text });
                     }
                 }

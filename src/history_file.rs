@@ -3,12 +3,12 @@
 //! the chat's memory nor issues an id twice, and a resuming client can
 //! tell the same history from a new one.
 //!
-//! # The format (version 2)
+//! # The format (version 3)
 //!
 //! UTF-8 text, one JSON object per line. The first line is the header:
 //!
 //! ```text
-//! {"wschat_history":2,"epoch":"k3x9a2bq","next_seq":42}
+//! {"wschat_history":3,"epoch":"k3x9a2bq","next_seq":42}
 //! {"type":"room","room":"#main","topic":null,"dropped":0}
 //! {"type":"message","id":40,"from":{"id":7,"nick":"ann"},"text":"hi","ts":1764093600000,"room":"#main"}
 //! {"type":"room","room":"#rust","topic":"borrowing","dropped":12}
@@ -33,11 +33,33 @@
 //!     the newest id its history has let go of;
 //!   - `trim`: the room's messages up to id `through` let go of (to keep
 //!     within `--room-history-bytes`);
-//!   - `gone`: the room evicted, with its history.
+//!   - `gone`: the room evicted, with its history;
+//!   - `oplock`: whether only the room's operators may set its topic
+//!     (`"on":true|false`);
+//!   - `owner`: a name (`name`, folded as nicknames are compared) owned
+//!     by the signed-in user `sub`;
+//!   - `private`: a room some token's `rooms` claim named;
+//!   - `sanction`: a ban or mute (`kind`) of a `target` (`{"sub":..}` or
+//!     `{"address":..}`), shown as `label`, in a `room` (`null`: the
+//!     whole server), `until` a time in ms (`null`: until lifted);
+//!   - `lift`: the bans of that `kind`, `target` and `room` lifted;
+//!   - `dm`: a direct message between two signed-in users (`pair`, their
+//!     two `sub`s in order), the `event` as they received it.
+//!
+//!   ```text
+//!   {"type":"oplock","room":"#rust","on":true}
+//!   {"type":"owner","name":"ann","sub":"u-17"}
+//!   {"type":"private","room":"#staff"}
+//!   {"type":"sanction","kind":"ban","target":{"address":"192.0.2.7"},"label":"troll","room":null,"until":1764097200000}
+//!   {"type":"lift","kind":"ban","target":{"address":"192.0.2.7"},"room":null}
+//!   {"type":"dm","pair":["u-17","u-42"],"event":{"type":"direct","from":..,"to":..,"text":"hi","ts":1764093600000}}
+//!   ```
 //!
 //!   Version 1 had `message` lines only, without `room`: a version 1 file
-//!   loads as `#main`'s history. A later kind (bans, mutes) is added with
-//!   a new version number, which reads every older version.
+//!   loads as `#main`'s history. Version 2 had the room kinds (`room`,
+//!   `trim`, `gone`) and no identity or moderation kinds; it loads as it
+//!   is, with no names owned and no bans. Each new kind comes with a new
+//!   version number, and a server reads every older version.
 //!
 //! A file without a header (written before the format had one: bare
 //! `message` lines) is loaded as a version 1 file with no header: its
@@ -75,8 +97,12 @@
 //! the old one or the new one, whole.
 
 use crate::json::{self, Value};
-use crate::room::{Epoch, History, KeptRoom, RoomName, message_id, room_record};
-use std::collections::{HashMap, VecDeque};
+use crate::room::{
+    Epoch, History, KeptIdentity, KeptRoom, RoomName, Sanction, SanctionKind, SanctionTarget,
+    direct_record, message_id, now_ms, oplock_record, owner_record, private_record, room_record,
+    sanction_record,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -84,7 +110,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The format version this server writes and reads (and every older one).
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 /// The header's first key: a line starting with this is a header.
 const HEADER_PREFIX: &str = "{\"wschat_history\":";
 /// Bytes appended after which the file is compacted (rewritten from the
@@ -110,6 +136,9 @@ pub struct Loaded {
     /// The file's epoch; `None` for a new file, one without a header, or
     /// one whose header is damaged (a fresh epoch then starts).
     pub epoch: Option<Epoch>,
+    /// Names owned, private rooms, bans and mutes (in force when
+    /// loaded), direct-message histories.
+    pub identity: KeptIdentity,
 }
 
 /// The epoch of a loaded file, or a fresh one.
@@ -141,6 +170,7 @@ impl Loaded {
 pub struct Snapshot {
     pub rooms: Vec<KeptRoom>,
     pub next_seq: u64,
+    pub identity: KeptIdentity,
 }
 
 /// The rooms as the file's records leave them, in the order they were
@@ -152,6 +182,14 @@ struct Kept {
     /// `None`: a room gone.
     rooms: Vec<Option<KeptRoom>>,
     index: HashMap<RoomName, usize>,
+    /// Owned names: folded name to `sub`.
+    owners: BTreeMap<String, String>,
+    private_rooms: BTreeSet<RoomName>,
+    /// Bans and mutes, in the order given (expired ones are left out
+    /// when the file is rewritten).
+    sanctions: Vec<Sanction>,
+    /// Direct-message histories by pair of `sub`s.
+    direct: BTreeMap<(String, String), History>,
 }
 
 /// What one line was.
@@ -172,6 +210,10 @@ impl Kept {
             limit,
             rooms: Vec::new(),
             index: HashMap::new(),
+            owners: BTreeMap::new(),
+            private_rooms: BTreeSet::new(),
+            sanctions: Vec::new(),
+            direct: BTreeMap::new(),
         };
         kept.room(&RoomName::main());
         for room in rooms {
@@ -181,12 +223,39 @@ impl Kept {
         kept
     }
 
+    fn from_snapshot(limit: usize, snapshot: Snapshot) -> Kept {
+        let mut kept = Kept::from_rooms(limit, snapshot.rooms);
+        let identity = snapshot.identity;
+        kept.owners = identity.owners.into_iter().collect();
+        kept.private_rooms = identity.private_rooms.into_iter().collect();
+        kept.sanctions = identity.sanctions;
+        kept.direct = identity.direct.into_iter().collect();
+        kept
+    }
+
+    /// The identity and moderation state, with the sanctions in force at
+    /// `now` (ms).
+    fn identity(&self, now: u64) -> KeptIdentity {
+        KeptIdentity {
+            owners: self.owners.clone().into_iter().collect(),
+            private_rooms: self.private_rooms.iter().cloned().collect(),
+            sanctions: self
+                .sanctions
+                .iter()
+                .filter(|s| s.in_force(now))
+                .cloned()
+                .collect(),
+            direct: self.direct.clone().into_iter().collect(),
+        }
+    }
+
     /// The room called `name`, made if need be.
     fn room(&mut self, name: &RoomName) -> &mut KeptRoom {
         let at = match self.index.get(name) {
             Some(at) => *at,
             None => {
                 self.rooms.push(Some(KeptRoom {
+                    oplock: false,
                     name: name.clone(),
                     topic: None,
                     history: History::new(self.limit),
@@ -203,9 +272,11 @@ impl Kept {
     }
 
     fn bytes(&self) -> usize {
+        let direct: usize = self.direct.values().map(|h| h.bytes() + h.len() * 64).sum();
         self.iter()
             .map(|r| r.history.bytes() + r.history.len())
-            .sum()
+            .sum::<usize>()
+            + direct
     }
 
     fn into_rooms(self) -> Vec<KeptRoom> {
@@ -220,8 +291,14 @@ impl Kept {
                 .into_iter()
                 .flatten()
                 .collect();
-            *self = Kept::from_rooms(self.limit, rooms);
+            let identity = std::mem::replace(self, Kept::from_rooms(self.limit, rooms));
+            self.owners = identity.owners;
+            self.private_rooms = identity.private_rooms;
+            self.sanctions = identity.sanctions;
+            self.direct = identity.direct;
         }
+        let now = now_ms();
+        self.sanctions.retain(|s| s.in_force(now));
     }
 
     /// Applies one line; says what it was.
@@ -283,9 +360,139 @@ impl Kept {
                 }
                 Record::Room
             }
+            (Some("oplock"), Some(name)) => match record.get("on") {
+                Some(Value::Bool(on)) => {
+                    self.room(&name).oplock = *on;
+                    Record::Room
+                }
+                _ => Record::Damaged,
+            },
+            (Some("private"), Some(name)) => {
+                self.private_rooms.insert(name);
+                Record::Room
+            }
+            (Some(kind), _) => self.apply_identity(kind, &record, line),
             _ => Record::Damaged,
         }
     }
+
+    /// Applies an identity or moderation record (`owner`, `sanction`,
+    /// `lift`, `dm`).
+    fn apply_identity(&mut self, kind: &str, record: &Value, line: &str) -> Record {
+        let applied = match kind {
+            "owner" => record_str(record, "name")
+                .zip(record_str(record, "sub"))
+                .map(|(name, sub)| {
+                    self.owners.insert(name.to_string(), sub.to_string());
+                }),
+            "sanction" => parse_sanction(record).map(|sanction| self.sanctions.push(sanction)),
+            "lift" => parse_lift(record).map(|(kind, target, room)| {
+                self.sanctions
+                    .retain(|s| !(s.kind == kind && s.target == target && s.room == room));
+            }),
+            "dm" => parse_dm(record, line).map(|(pair, event)| {
+                let limit = self.limit;
+                self.direct
+                    .entry(pair)
+                    .or_insert_with(|| History::new(limit))
+                    .push(event.into());
+            }),
+            _ => None,
+        };
+        match applied {
+            Some(()) => Record::Room,
+            None => Record::Damaged,
+        }
+    }
+
+    /// The identity and moderation records that restore this state (the
+    /// bans and mutes in force at `now`), one per line.
+    fn identity_records(&self, now: u64, text: &mut String) {
+        for room in self.iter().filter(|room| room.oplock) {
+            text.push_str(&oplock_record(&room.name, true));
+            text.push('\n');
+        }
+        for (name, sub) in &self.owners {
+            text.push_str(&owner_record(name, sub));
+            text.push('\n');
+        }
+        for room in &self.private_rooms {
+            text.push_str(&private_record(room));
+            text.push('\n');
+        }
+        for sanction in self.sanctions.iter().filter(|s| s.in_force(now)) {
+            text.push_str(&sanction_record(sanction));
+            text.push('\n');
+        }
+        for ((a, b), history) in &self.direct {
+            for event in history.iter() {
+                text.push_str(&direct_record(a, b, event));
+                text.push('\n');
+            }
+        }
+    }
+}
+
+fn record_str<'v>(record: &'v Value, key: &str) -> Option<&'v str> {
+    record.get(key).and_then(Value::as_str)
+}
+
+/// A record's `kind`, `target` and `room` (`null`: the whole server).
+fn parse_sanction_key(record: &Value) -> Option<(SanctionKind, SanctionTarget, Option<RoomName>)> {
+    let kind = match record_str(record, "kind")? {
+        "ban" => SanctionKind::Ban,
+        "mute" => SanctionKind::Mute,
+        _ => return None,
+    };
+    let target = record.get("target")?;
+    let target = match (record_str(target, "sub"), record_str(target, "address")) {
+        (Some(sub), None) => SanctionTarget::User(sub.into()),
+        (None, Some(address)) => SanctionTarget::Address(address.parse().ok()?),
+        _ => return None,
+    };
+    let room = match record.get("room")? {
+        Value::Null => None,
+        Value::String(name) => Some(RoomName::parse(name)?),
+        _ => return None,
+    };
+    Some((kind, target, room))
+}
+
+fn parse_sanction(record: &Value) -> Option<Sanction> {
+    let (kind, target, room) = parse_sanction_key(record)?;
+    let until = match record.get("until")? {
+        Value::Null => None,
+        until => Some(until.as_u64()?),
+    };
+    Some(Sanction {
+        kind,
+        target,
+        label: record_str(record, "label")?.to_string(),
+        room,
+        until,
+    })
+}
+
+fn parse_lift(record: &Value) -> Option<(SanctionKind, SanctionTarget, Option<RoomName>)> {
+    parse_sanction_key(record)
+}
+
+/// A `dm` record's pair, and its event's text exactly as written (what
+/// follows `"event":`; a `sub` cannot hold an unescaped quote, so the
+/// first such text is the member's).
+fn parse_dm(record: &Value, line: &str) -> Option<((String, String), String)> {
+    let Some(Value::Array(pair)) = record.get("pair") else {
+        return None;
+    };
+    let [a, b] = pair.as_slice() else {
+        return None;
+    };
+    let pair = (a.as_str()?.to_string(), b.as_str()?.to_string());
+    record.get("event")?;
+    let start = line.find(",\"event\":")? + ",\"event\":".len();
+    let event = line[start..].strip_suffix('}')?;
+    json::parse(event)?;
+    Some((pair, event.to_string()))
 }
 
 /// What waits for the writer.
@@ -337,6 +544,7 @@ impl HistoryLog {
         let snapshot = Snapshot {
             rooms: loaded.rooms.clone(),
             next_seq: loaded.next_seq,
+            identity: loaded.identity.clone(),
         };
         let log = HistoryLog::start(path, epoch.clone(), limit, snapshot)?;
         Ok((loaded, epoch, log))
@@ -353,8 +561,8 @@ impl HistoryLog {
         let mut writer = Writer {
             path: path.to_path_buf(),
             epoch,
-            kept: Kept::from_rooms(limit, snapshot.rooms),
             next_seq: snapshot.next_seq,
+            kept: Kept::from_snapshot(limit, snapshot),
             file: None,
             appended: 0,
             retry_at: None,
@@ -472,8 +680,8 @@ impl Writer {
             #[cfg(test)]
             let _stalled = shared.stall.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(snapshot) = rewrite {
-                self.kept = Kept::from_rooms(self.kept.limit, snapshot.rooms);
                 self.next_seq = self.next_seq.max(snapshot.next_seq);
+                self.kept = Kept::from_snapshot(self.kept.limit, snapshot);
                 self.file = None; // rewrite from it
             }
             self.write(appends, closed);
@@ -571,6 +779,7 @@ fn rewrite(path: &Path, header: &str, kept: &Kept) -> io::Result<File> {
                 text.push('\n');
             }
         }
+        kept.identity_records(now_ms(), &mut text);
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)?;
@@ -621,6 +830,7 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
                 rooms: kept.into_rooms(),
                 next_seq,
                 epoch,
+                identity: KeptIdentity::default(),
             });
         }
         Err(e) => return Err(e),
@@ -678,17 +888,20 @@ pub fn load(path: &Path, limit: usize) -> io::Result<Loaded> {
         let dropped = history.dropped_through().max(first_kept.saturating_sub(1));
         history.set_dropped_through(dropped);
     }
+    let identity = kept.identity(now_ms());
     Ok(Loaded {
         rooms: kept.into_rooms(),
         next_seq,
         epoch,
+        identity,
     })
 }
 
 /// The sequence number of a line, if it is a complete, well-formed
 /// `message` event as [`crate::room::message_event`] writes it: a JSON
 /// object with `type` "message", a whole-number `id`, `from` (an object of
-/// a whole-number `id` and a string `nick`), a string `text`, a
+/// a whole-number `id` and a string `nick`, and for a signed-in sender
+/// `"verified":true` and an operator's `"op":true`), a string `text`, a
 /// whole-number `ts`, an optional `room` (a room's name, folded) and an
 /// optional `action` of `true`, and nothing else.
 pub fn message_seq(line: &str) -> Option<u64> {
@@ -712,8 +925,13 @@ pub fn message_seq(line: &str) -> Option<u64> {
         Some(Value::Bool(true)) => Some(1),
         Some(_) => None,
     };
+    let flag = |name| match from.get(name) {
+        None => Some(0),
+        Some(Value::Bool(true)) => Some(1),
+        Some(_) => None,
+    };
     let well_formed = event.get("type")?.as_str() == Some("message")
-        && from_members.len() == 2
+        && from_members.len() == 2 + flag("verified")? + flag("op")?
         && from.get("id")?.as_u64().is_some()
         && from.get("nick")?.as_str().is_some()
         && event.get("text")?.as_str().is_some()

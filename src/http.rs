@@ -211,6 +211,8 @@ impl Rejection {
                 ("Upgrade", "websocket"),
             ],
             405 => &[("Allow", "GET, HEAD")],
+            // RFC 9110 §15.5.2: a 401 names the scheme it wants.
+            401 => &[("WWW-Authenticate", "Bearer realm=\"wschat\"")],
             _ => &[],
         };
         error_response(self.status, self.reason, extra)
@@ -237,6 +239,7 @@ pub fn status_text(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",

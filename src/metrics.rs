@@ -12,6 +12,8 @@ pub enum DropReason {
     SlowConsumer,
     RateLimit,
     PingTimeout,
+    /// A signed-in connection whose token ran out (`token_expired`).
+    SignInExpired,
 }
 
 /// Which limit turned a connection away (before or during its handshake).
@@ -39,7 +41,26 @@ pub const REFUSAL_LIMITS: [&str; 5] = [
 ];
 
 /// The HTTP statuses a handshake can be refused with.
-pub const REJECTION_STATUSES: [u16; 11] = [400, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
+pub const REJECTION_STATUSES: [u16; 12] =
+    [400, 401, 403, 404, 405, 408, 426, 429, 431, 500, 503, 505];
+/// The moderation actions, each counted in `wschat_moderation_total`.
+pub const MODERATION_ACTIONS: [&str; 5] = ["kick", "ban", "unban", "mute", "oplock"];
+
+/// The reasons a sign-in is refused with 401, each counted in
+/// `wschat_auth_refusals_total` (the reasons of `auth::TokenError`, and
+/// `auth_required`).
+pub const AUTH_REFUSAL_REASONS: [&str; 9] = [
+    "auth_required",
+    "token_too_long",
+    "token_malformed",
+    "token_alg_not_allowed",
+    "token_crit_unsupported",
+    "token_bad_signature",
+    "token_expired",
+    "token_not_yet_valid",
+    "token_wrong_audience",
+];
+
 /// The close codes the server sends for protocol errors.
 pub const PROTOCOL_ERROR_CODES: [u16; 3] = [1002, 1007, 1009];
 
@@ -55,9 +76,14 @@ pub struct Metrics {
     pub drops_slow_consumer: AtomicU64,
     pub drops_rate_limit: AtomicU64,
     pub drops_ping_timeout: AtomicU64,
+    pub drops_sign_in_expired: AtomicU64,
+    /// Sign-ins refused at the handshake, by [`AUTH_REFUSAL_REASONS`].
+    pub auth_refusals: [AtomicU64; AUTH_REFUSAL_REASONS.len()],
     pub protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len()],
     pub rejections: [AtomicU64; REJECTION_STATUSES.len()],
     pub refusals: [AtomicU64; REFUSAL_LIMITS.len()],
+    /// Moderation actions taken, by [`MODERATION_ACTIONS`].
+    pub moderation: [AtomicU64; MODERATION_ACTIONS.len()],
     pub max_queue_depth: AtomicU64,
     pub panics: AtomicU64,
     /// The broadcaster thread ended other than by a shutdown: the chat has
@@ -107,6 +133,7 @@ impl Metrics {
             DropReason::SlowConsumer => &self.drops_slow_consumer,
             DropReason::RateLimit => &self.drops_rate_limit,
             DropReason::PingTimeout => &self.drops_ping_timeout,
+            DropReason::SignInExpired => &self.drops_sign_in_expired,
         }
         .fetch_add(1, Relaxed);
     }
@@ -230,12 +257,55 @@ impl Metrics {
                     "{reason=\"ping_timeout\"}".into(),
                     self.drops_ping_timeout.load(Relaxed),
                 ),
+                (
+                    "{reason=\"token_expired\"}".into(),
+                    self.drops_sign_in_expired.load(Relaxed),
+                ),
             ],
         );
     }
 
+    /// Counts a sign-in refused at the handshake with `reason` (a 401;
+    /// its status is counted by [`Metrics::rejection`]).
+    pub fn auth_refused(&self, reason: &str) {
+        if let Some(i) = AUTH_REFUSAL_REASONS.iter().position(|r| *r == reason) {
+            self.auth_refusals[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts one moderation action (`kick`, `ban`, ...).
+    pub fn moderated(&self, action: &str) {
+        if let Some(i) = MODERATION_ACTIONS.iter().position(|a| *a == action) {
+            self.moderation[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// What was refused: protocol errors, handshakes, limits.
     fn render_refusals(&self, out: &mut String) {
+        let by_action: Vec<_> = MODERATION_ACTIONS
+            .iter()
+            .zip(&self.moderation)
+            .map(|(action, v)| (format!("{{action=\"{action}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            out,
+            "moderation_total",
+            "counter",
+            "Moderation actions taken by operators, by action.",
+            &by_action,
+        );
+        let by_reason: Vec<_> = AUTH_REFUSAL_REASONS
+            .iter()
+            .zip(&self.auth_refusals)
+            .map(|(reason, v)| (format!("{{reason=\"{reason}\"}}"), v.load(Relaxed)))
+            .collect();
+        family(
+            out,
+            "auth_refusals_total",
+            "counter",
+            "Sign-ins refused at the handshake (401), by reason.",
+            &by_reason,
+        );
         let by_code: Vec<_> = PROTOCOL_ERROR_CODES
             .iter()
             .zip(&self.protocol_errors)
@@ -437,4 +507,36 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 /// The one unlabelled sample of a family.
 fn one(v: &AtomicU64) -> Vec<(String, u64)> {
     vec![(String::new(), v.load(Relaxed))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Malformed, TokenError};
+
+    /// Every reason a sign-in can be refused with has its counter: a
+    /// reason missing here would be refused uncounted.
+    #[test]
+    fn every_sign_in_refusal_reason_is_counted() {
+        let errors = [
+            TokenError::TooLong,
+            TokenError::Malformed(Malformed::NotThreeParts),
+            TokenError::AlgorithmNotAllowed,
+            TokenError::CriticalExtension,
+            TokenError::BadSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::WrongAudience,
+        ];
+        let reasons = errors
+            .iter()
+            .map(|e| e.reason())
+            .chain([crate::auth::transport::AUTH_REQUIRED]);
+        let metrics = Metrics::default();
+        for reason in reasons {
+            metrics.auth_refused(reason);
+            let line = format!("wschat_auth_refusals_total{{reason=\"{reason}\"}} 1");
+            assert!(metrics.render().contains(&line), "{reason} is not counted");
+        }
+    }
 }

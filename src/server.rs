@@ -202,14 +202,17 @@ fn load_chat(config: &Config) -> io::Result<(Chat, Option<HistoryLog>)> {
     // Within today's limits (fewer rooms or bytes than the file holds:
     // the empty rooms unused longest go first); the file is rewritten
     // from what the chat kept.
-    let chat = Chat::new(limits, loaded.next_seq, epoch.clone(), loaded.rooms);
+    let sanctions = loaded.identity.sanctions.len();
+    let mut chat = Chat::new(limits, loaded.next_seq, epoch.clone(), loaded.rooms);
+    chat.restore_identity(loaded.identity);
     let snapshot = Snapshot {
         rooms: chat.kept(),
         next_seq: chat.next_seq(),
+        identity: chat.kept_identity(crate::room::now_ms()),
     };
     let log = HistoryLog::start(path, epoch.clone(), config.history, snapshot)?;
     log::info!(
-        "Loaded {messages} messages in {rooms} rooms from {} (epoch {epoch}, next id {}); {} rooms kept",
+        "Loaded {messages} messages in {rooms} rooms from {} (epoch {epoch}, next id {}); {} rooms kept; {sanctions} bans and mutes in force",
         path.display(),
         chat.next_seq(),
         chat.room_count()

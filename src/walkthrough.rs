@@ -55,3 +55,6 @@ pub struct Cluster;
 
 #[doc = include_str!("../docs/15-rooms.md")]
 pub struct Rooms;
+
+#[doc = include_str!("../docs/16-identity.md")]
+pub struct Identity;

@@ -373,6 +373,29 @@ fn the_request_head_is_reported_with_credentials_redacted() {
     );
 }
 
+/// A page signing in offers its token as a subprotocol
+/// (`wschat.auth.TOKEN`): the inspector shows the offer, never the token.
+#[test]
+fn a_sign_in_token_offered_as_a_subprotocol_is_redacted() {
+    let server = start();
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.c2lnbmF0dXJl";
+    let extra = format!("Sec-WebSocket-Protocol: wschat.v1, wschat.auth.{token}\r\n");
+    let i = open(server.addr(), "", &extra);
+    let head = i.opening[0]["request"].as_str().unwrap().to_string();
+    for part in token.split('.') {
+        assert!(!head.contains(part), "{part} in {head}");
+    }
+    assert!(
+        head.contains(&format!(
+            "Sec-WebSocket-Protocol: wschat.v1, wschat.auth.{REDACTED}\r\n"
+        )),
+        "{head}"
+    );
+    // The 101 selects no subprotocol: nothing is echoed back either.
+    let response = i.opening[0]["response"].as_str().unwrap();
+    assert!(!response.contains("Sec-WebSocket-Protocol"), "{response}");
+}
+
 #[test]
 fn connections_at_once_are_bounded() {
     let server = start();

@@ -515,7 +515,7 @@ fn an_old_history_file_without_a_header_is_loaded_and_migrated() {
     let header = text.lines().next().unwrap();
     assert_eq!(
         header,
-        format!("{{\"wschat_history\":2,\"epoch\":\"{epoch}\",\"next_seq\":4}}")
+        format!("{{\"wschat_history\":3,\"epoch\":\"{epoch}\",\"next_seq\":4}}")
     );
     assert!(text.ends_with(&old), "the old lines are kept as they were");
     client.text("new");

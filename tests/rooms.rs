@@ -321,8 +321,8 @@ fn a_restart_with_the_history_file_keeps_rooms_topics_and_histories() {
     let event = events_until_message(&mut back, "after").pop().unwrap();
     assert_eq!(id_of(&event), said + 2, "ids go on");
     server.shutdown();
-    // And the file is in version 2.
+    // And the file is in version 3 (the current format).
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("{\"wschat_history\":2,"), "{text}");
+    assert!(text.starts_with("{\"wschat_history\":3,"), "{text}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -140,6 +140,7 @@ pub mod error;
 pub mod hmac;
 pub mod jwt;
 pub mod sha256;
+pub mod transport;
 
 pub use error::{KeyError, Malformed, Part, TokenError};
 pub use jwt::{Claims, KeySet, verify, verify_signature};

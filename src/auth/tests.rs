@@ -968,3 +968,66 @@ fn bench_verify_a_1_kib_token() {
     });
     println!("  SHA-256 (ours): {:.0} MB/s", data.len() as f64 / us);
 }
+
+mod transport {
+    use super::*;
+    use crate::auth::transport::{AUTH_REQUIRED, AuthMode, RefreshError, SignedIn, sign_in};
+
+    #[test]
+    fn a_handshake_signs_in_per_mode() {
+        let keys = keys(&[KEY_A]);
+        let good = library_token(typical_claims(), KEY_A);
+        let forged = library_token(typical_claims(), KEY_C);
+        let signed = |mode, token| sign_in(mode, Some(&keys), token, NOW);
+        assert_eq!(
+            signed(AuthMode::Off, Some(&forged)),
+            Ok(None),
+            "off ignores tokens"
+        );
+        assert_eq!(signed(AuthMode::Optional, None), Ok(None), "a guest");
+        assert_eq!(signed(AuthMode::Required, None), Err(AUTH_REQUIRED));
+        for mode in [AuthMode::Optional, AuthMode::Required] {
+            let claims = signed(mode, Some(&good)).unwrap().unwrap();
+            assert_eq!(claims.sub, SUBJECT);
+            assert_eq!(signed(mode, Some(&forged)), Err("token_bad_signature"));
+        }
+    }
+
+    #[test]
+    fn a_sign_in_runs_out_at_exp_plus_the_leeway_unless_refreshed() {
+        let keys = keys(&[KEY_A]);
+        let claims = verify(
+            library_token(typical_claims(), KEY_A).as_bytes(),
+            &keys,
+            NOW,
+        )
+        .unwrap();
+        let mut signed_in = SignedIn::new(&claims);
+        let end = NOW + 3600 + LEEWAY_SECONDS as u64;
+        assert!(!signed_in.is_due(end - 1) && signed_in.is_due(end));
+        assert_eq!(signed_in.seconds_left(end - 10), 10);
+        assert_eq!(signed_in.seconds_left(end + 10), 0);
+
+        let mut later = typical_claims();
+        later["exp"] = json!(NOW + 7200);
+        let fresh = library_token(later.clone(), KEY_A);
+        assert_eq!(
+            signed_in.refresh(&fresh, &keys, end - 1),
+            Ok((NOW + 7200) as i64)
+        );
+        assert!(!signed_in.is_due(end));
+
+        later["sub"] = json!("someone-else");
+        let other = library_token(later, KEY_A);
+        assert_eq!(
+            signed_in.refresh(&other, &keys, NOW),
+            Err(RefreshError::Mismatch)
+        );
+        assert_eq!(RefreshError::Mismatch.code(), "auth_mismatch");
+        let forged = library_token(typical_claims(), KEY_C);
+        assert_eq!(
+            signed_in.refresh(&forged, &keys, NOW).unwrap_err().code(),
+            "token_bad_signature"
+        );
+    }
+}

@@ -193,10 +193,23 @@ impl Outbox {
                         ErrorCode::RoomFull => {
                             encode_close(CloseCode::TryAgainLater, "room_full", None)
                         }
+                        ErrorCode::NotAllowed => {
+                            encode_close(CloseCode::Policy, "not_allowed", None)
+                        }
                         _ => encode_close(CloseCode::TryAgainLater, "room_limit", None),
                     };
                     self.close(to, close);
                 }
+                Output::Removed { to, banned } => {
+                    // After what was sent before it (the moderation event).
+                    let close = if banned {
+                        encode_close(CloseCode::Policy, "banned", None)
+                    } else {
+                        encode_close(CloseCode::Policy, "kicked", None)
+                    };
+                    self.close(to, close);
+                }
+                Output::Moderated { action } => self.metrics.moderated(action),
                 Output::Reply { to, event } => {
                     // In order: what was broadcast before this goes first.
                     self.flush();

@@ -146,6 +146,8 @@ impl Replicated {
                 // The connection refused any room but `#main` (cluster
                 // mode has one room).
                 rooms: _,
+                // Cluster mode refuses `--auth`: everyone is a guest.
+                visitor: _,
             } => {
                 let pending = PendingJoin {
                     peer,

@@ -52,8 +52,10 @@ impl FakeRoom {
                 name: RoomName::main(),
                 topic: None,
                 history: self.history.clone(),
+                oplock: false,
             }],
             next_seq: self.next_seq,
+            identity: KeptIdentity::default(),
         });
         seq
     }
@@ -131,7 +133,7 @@ fn a_torn_last_line_is_cut_off_or_kept_when_the_file_is_opened() {
         assert_eq!(loaded.next_seq, next, "tear {tear}");
         let text = std::fs::read_to_string(&path).unwrap();
         let header = format!(
-            "{{\"wschat_history\":2,\"epoch\":\"{epoch}\",\"next_seq\":{next}}}\n{MAIN_RECORD}"
+            "{{\"wschat_history\":{FORMAT_VERSION},\"epoch\":\"{epoch}\",\"next_seq\":{next}}}\n{MAIN_RECORD}"
         );
         if tear == second.len() {
             assert_eq!(text, format!("{header}\n{first}\n{second}\n"));
@@ -156,7 +158,7 @@ fn an_old_file_without_a_header_is_loaded_and_migrated() {
     log.close();
     assert_eq!(loaded.epoch, None);
     assert_eq!((loaded.main().len(), loaded.next_seq), (3, 6));
-    assert_eq!(header_of(&path), (2, Some(epoch.clone()), 6));
+    assert_eq!(header_of(&path), (FORMAT_VERSION, Some(epoch.clone()), 6));
     let text = std::fs::read_to_string(&path).unwrap();
     let records: Vec<&str> = text.lines().skip(1).collect();
     let ids: Vec<u64> = records.iter().filter_map(|l| message_seq(l)).collect();
@@ -176,7 +178,7 @@ fn a_new_file_gets_a_fresh_epoch_that_it_keeps() {
     let (loaded, epoch, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
     assert_eq!((loaded.epoch, loaded.next_seq), (None, 1));
-    assert_eq!(header_of(&path), (2, Some(epoch.clone()), 1));
+    assert_eq!(header_of(&path), (FORMAT_VERSION, Some(epoch.clone()), 1));
     let (_, again, log) = HistoryLog::open(&path, 3).unwrap();
     log.close();
     assert_eq!(again, epoch);
@@ -191,11 +193,11 @@ fn a_new_file_gets_a_fresh_epoch_that_it_keeps() {
 fn a_file_of_a_newer_version_is_refused_and_left_alone() {
     let dir = TempDir::new("newer");
     let path = dir.file();
-    let text = "{\"wschat_history\":3,\"epoch\":\"abc\",\"next_seq\":9}\n{\"type\":\"ban\"}\n";
+    let text = "{\"wschat_history\":4,\"epoch\":\"abc\",\"next_seq\":9}\n{\"type\":\"role\"}\n";
     std::fs::write(&path, text).unwrap();
     let error = HistoryLog::open(&path, 3).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-    assert!(error.to_string().contains("format version 3"), "{error}");
+    assert!(error.to_string().contains("format version 4"), "{error}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
@@ -345,7 +347,7 @@ fn a_failed_rewrite_is_retried_from_memory() {
 
 fn room_event(seq: u64, room: &str, text: &str) -> String {
     let room = RoomName::parse(room).unwrap();
-    room_message_event(seq, &room, 1, "ann", text, 0, false)
+    room_message_event(seq, &room, (1, "ann").into(), text, 0, false)
 }
 
 fn kept<'a>(loaded: &'a Loaded, room: &str) -> Option<&'a KeptRoom> {
@@ -452,4 +454,101 @@ fn a_version_1_file_loads_as_main() {
         (2, 2)
     );
     assert_eq!(loaded.epoch.unwrap().as_str(), "old1");
+}
+
+/// Version 3's records: names owned, private rooms, bans and mutes (and
+/// their lifting), `/oplock`, direct messages. They load, and a rewrite
+/// keeps them, leaving out the sanctions that have ended.
+#[test]
+fn identity_and_moderation_records_load_and_survive_a_rewrite() {
+    let dir = TempDir::new("identity");
+    let path = dir.file();
+    let now = now_ms();
+    let later = now + 3_600_000;
+    let dm = r#"{"type":"direct","from":{"id":1,"nick":"ann","verified":true},"to":{"id":2,"nick":"bo","verified":true},"text":"hi \"there\"","ts":5}"#;
+    let signed_message = r#"{"type":"message","id":4,"from":{"id":1,"nick":"ann","verified":true,"op":true},"text":"hello","ts":5}"#;
+    let lines = [
+        "{\"wschat_history\":3,\"epoch\":\"e1\",\"next_seq\":4}".to_string(),
+        r##"{"type":"room","room":"#main","topic":null,"dropped":0}"##.to_string(),
+        signed_message.to_string(),
+        r##"{"type":"oplock","room":"#main","on":true}"##.to_string(),
+        r#"{"type":"owner","name":"ann","sub":"u-1"}"#.to_string(),
+        r##"{"type":"private","room":"#staff"}"##.to_string(),
+        format!(r#"{{"type":"sanction","kind":"ban","target":{{"sub":"u-9"}},"label":"troll","room":null,"until":{later}}}"#),
+        r#"{"type":"sanction","kind":"ban","target":{"address":"192.0.2.7"},"label":"gus","room":null,"until":null}"#.to_string(),
+        r##"{"type":"sanction","kind":"mute","target":{"address":"192.0.2.8"},"label":"old","room":"#main","until":1}"##.to_string(),
+        r#"{"type":"sanction","kind":"ban","target":{"address":"192.0.2.9"},"label":"lifted","room":null,"until":null}"#.to_string(),
+        r#"{"type":"lift","kind":"ban","target":{"address":"192.0.2.9"},"room":null}"#.to_string(),
+        direct_record("u-1", "u-2", dm),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let check = |loaded: &Loaded| {
+        assert_eq!(loaded.next_seq, 5, "a signed-in sender's message is whole");
+        assert_eq!(loaded.main().len(), 1);
+        assert!(loaded.rooms[0].oplock);
+        let identity = &loaded.identity;
+        assert_eq!(identity.owners, [("ann".to_string(), "u-1".to_string())]);
+        assert_eq!(identity.private_rooms, [RoomName::parse("#staff").unwrap()]);
+        let labels: Vec<&str> = identity
+            .sanctions
+            .iter()
+            .map(|s| s.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            ["troll", "gus"],
+            "the ended mute and the lifted ban are gone"
+        );
+        assert_eq!(identity.sanctions[0].until, Some(later));
+        assert_eq!(
+            identity.sanctions[0].target,
+            SanctionTarget::User("u-9".into())
+        );
+        let (pair, history) = &identity.direct[0];
+        assert_eq!(pair, &("u-1".to_string(), "u-2".to_string()));
+        assert_eq!(history.iter().collect::<Vec<_>>(), [dm]);
+    };
+    let (loaded, epoch, log) = HistoryLog::open(&path, 3).unwrap();
+    log.close();
+    check(&loaded);
+    assert_eq!(epoch.to_string(), "e1");
+    // The rewrite at start-up wrote them again: a second load agrees.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("{\"wschat_history\":3,"), "{text}");
+    assert!(
+        !text.contains("192.0.2.8") && !text.contains("192.0.2.9"),
+        "{text}"
+    );
+    check(&load(&path, 3).unwrap());
+}
+
+/// A version 2 file (rooms, no identity records) loads as it is: no
+/// names owned, no bans; it is rewritten as version 3.
+#[test]
+fn a_version_2_file_loads_with_no_identity() {
+    let dir = TempDir::new("v2");
+    let path = dir.file();
+    let message = room_message_event(
+        3,
+        &RoomName::parse("#rust").unwrap(),
+        (1, "ann").into(),
+        "hi",
+        5,
+        false,
+    );
+    let text = format!(
+        "{{\"wschat_history\":2,\"epoch\":\"e2\",\"next_seq\":3}}\n{}\n{message}\n",
+        r##"{"type":"room","room":"#rust","topic":"t","dropped":2}"##
+    );
+    std::fs::write(&path, text).unwrap();
+    let (loaded, _, log) = HistoryLog::open(&path, 3).unwrap();
+    log.close();
+    assert_eq!(loaded.next_seq, 4);
+    assert_eq!(loaded.rooms[1].history.len(), 1);
+    assert!(loaded.identity.owners.is_empty() && loaded.identity.sanctions.is_empty());
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        rewritten.starts_with("{\"wschat_history\":3,"),
+        "{rewritten}"
+    );
 }

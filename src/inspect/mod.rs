@@ -274,15 +274,19 @@ const REDACTED_PARAMS: &[&str] = &["token", "access_token"];
 pub const REDACTED: &str = "[redacted]";
 
 /// The request head as received, with credentials replaced by
-/// [`REDACTED`]: the values of [`REDACTED_HEADERS`] and of the query
-/// parameters in [`REDACTED_PARAMS`].
+/// [`REDACTED`]: the values of [`REDACTED_HEADERS`], of the query
+/// parameters in [`REDACTED_PARAMS`], and the sign-in token a page offers
+/// as a subprotocol (`wschat.auth.TOKEN` in `Sec-WebSocket-Protocol`,
+/// shown as `wschat.auth.[redacted]`; the other offers stay).
 ///
 /// ```
 /// use wschat::inspect::redact_head;
-/// let head = "GET /inspect/ws?token=abc&x=1 HTTP/1.1\r\nHost: h\r\nCookie: s=1\r\n\r\n";
+/// let head = "GET /inspect/ws?token=abc&x=1 HTTP/1.1\r\nHost: h\r\nCookie: s=1\r\n\
+///             Sec-WebSocket-Protocol: wschat.v1, wschat.auth.eyJ.eyJ.sig\r\n\r\n";
 /// assert_eq!(
 ///     redact_head(head),
-///     "GET /inspect/ws?token=[redacted]&x=1 HTTP/1.1\r\nHost: h\r\nCookie: [redacted]\r\n\r\n"
+///     "GET /inspect/ws?token=[redacted]&x=1 HTTP/1.1\r\nHost: h\r\nCookie: [redacted]\r\n\
+///      Sec-WebSocket-Protocol: wschat.v1, wschat.auth.[redacted]\r\n\r\n"
 /// );
 /// ```
 pub fn redact_head(head: &str) -> String {
@@ -303,10 +307,41 @@ pub fn redact_head(head: &str) -> String {
                     out.push_str("\r\n");
                 }
             }
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("sec-websocket-protocol") => {
+                out.push_str(name);
+                out.push(':');
+                out.push_str(&redact_offers(value));
+            }
             _ => out.push_str(line),
         }
     }
     out
+}
+
+/// A `Sec-WebSocket-Protocol` value (and its line ending) with the token
+/// of every `wschat.auth.TOKEN` offer replaced, spacing kept.
+fn redact_offers(value: &str) -> String {
+    let prefix = crate::auth::transport::SUBPROTOCOL_PREFIX;
+    value
+        .split(',')
+        .map(|offer| {
+            let start = offer.len() - offer.trim_start().len();
+            let (lead, rest) = offer.split_at(start);
+            let Some(token) = rest
+                .get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+            else {
+                return offer.to_string();
+            };
+            // What follows the token: spaces, and the line's end.
+            let token_len = rest[prefix.len()..]
+                .find([' ', '\t', '\r', '\n'])
+                .unwrap_or(rest.len() - prefix.len());
+            let tail = &rest[prefix.len() + token_len..];
+            format!("{lead}{token}{REDACTED}{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn redact_request_line(line: &str) -> String {
@@ -350,6 +385,24 @@ mod tests {
         assert!(out.starts_with("GET /inspect/ws?a=1&TOKEN=[redacted] HTTP/1.1\r\n"));
         assert!(out.contains("X-Token: visible\r\n"));
         assert!(out.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_token_offered_as_a_subprotocol_is_redacted_wherever_it_stands() {
+        let head = "GET / HTTP/1.1\r\nsec-websocket-protocol:wschat.auth.AAA.BBB.CCC ,wschat.v1\r\n\
+                    Sec-WebSocket-Protocol: chat,  WSCHAT.AUTH.DDD.EEE.FFF\r\n\r\n";
+        let out = redact_head(head);
+        for secret in ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"] {
+            assert!(!out.contains(secret), "{secret} left in {out}");
+        }
+        assert!(
+            out.contains("sec-websocket-protocol:wschat.auth.[redacted] ,wschat.v1\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Sec-WebSocket-Protocol: chat,  WSCHAT.AUTH.[redacted]\r\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -14,16 +14,22 @@
 //! after it.
 
 mod events;
+mod identity;
+mod moderation;
 
 pub use events::*;
+pub use identity::*;
+pub use moderation::*;
 
+use super::events::UserRef;
 use super::{
-    Action, ClientId, Epoch, ErrorCode, History, Mode, NOT_MEMBER_TEXT, Output, Payload,
-    ROOM_INVALID_TEXT, Resume, RoomName, allowed_in_text, excerpt, guest_nick, nick_event,
-    nick_key, raw_line, resume_gap, validate_nick, welcome_tail,
+    Action, ClientId, Epoch, ErrorCode, History, MAX_NICK_CHARS, ModAction, Mode, Moderation,
+    NOT_MEMBER_TEXT, Output, Payload, ROOM_INVALID_TEXT, Resume, RoomName, allowed_in_text,
+    excerpt, guest_nick, nick_event, nick_key, raw_line, resume_gap, validate_nick, welcome_tail,
 };
 use super::{Input, parse_input};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// A room as the outputs name it.
@@ -55,6 +61,8 @@ pub struct KeptRoom {
     pub name: RoomName,
     pub topic: Option<Arc<str>>,
     pub history: History,
+    /// Only its operators may set its topic (`/oplock`).
+    pub oplock: bool,
 }
 
 #[derive(Debug)]
@@ -66,6 +74,20 @@ struct ChatRoom {
     /// When it last became empty (a tick of `Chat::clock`); `None` while
     /// it has members.
     idle_since: Option<u64>,
+    /// Its room operator: whoever entered it while it was empty (its
+    /// creator, or the first back in a kept empty room), until it is
+    /// empty again. `#main` has none.
+    operator: Option<Principal>,
+    /// `/oplock #room on`: only its operators may set the topic.
+    oplock: bool,
+}
+
+/// Someone an operator right can belong to: a signed-in user (by `sub`,
+/// whatever connection) or a guest's one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Principal {
+    User(Arc<str>),
+    Guest(ClientId),
 }
 
 #[derive(Debug)]
@@ -74,10 +96,31 @@ struct Client {
     mode: Mode,
     /// The rooms it is in, in the order it entered them.
     rooms: Vec<RoomId>,
+    /// When its token expires (`exp`), if it signed in.
+    exp: Option<i64>,
+    /// The signed-in user (its `sub`) this connection belongs to.
+    user: Option<Arc<str>>,
+    /// The client's address, as the server sees it after the
+    /// trusted-proxy rules (`None` in unit tests that do not say).
+    address: Option<IpAddr>,
+}
+
+/// A signed-in user: one per `sub`, however many connections.
+#[derive(Debug)]
+struct User {
+    /// Its first connection's id: its `id` in events.
+    id: ClientId,
+    nick: String,
+    /// Its token says `"role":"op"`.
+    op: bool,
+    /// The private rooms its token lists.
+    rooms: BTreeSet<RoomName>,
+    /// Its open connections.
+    connections: BTreeSet<ClientId>,
 }
 
 /// Why a room could not take a client.
-type Refusal = (ErrorCode, &'static str);
+type Refusal = (ErrorCode, String);
 
 /// The chat: every client and every room.
 #[derive(Debug)]
@@ -106,6 +149,22 @@ pub struct Chat {
     /// `welcome_tail` of `#main`'s history, built on the first welcome
     /// after it changes.
     main_tail: Option<Arc<str>>,
+    /// Signed-in users by `sub`.
+    users: HashMap<Arc<str>, User>,
+    /// `nick_key` of every signed-in user's name, to its `sub`: reserved
+    /// while the server keeps its state, whether or not it is connected.
+    owners: HashMap<String, Arc<str>>,
+    /// The rooms some token's `rooms` claim named.
+    private_rooms: BTreeSet<RoomName>,
+    /// Bans and mutes, in force or expired (dropped when next looked at
+    /// by an operator's action).
+    sanctions: Vec<Sanction>,
+    /// Direct messages between two signed-in users, by pair (the two
+    /// `sub`s in order).
+    direct: BTreeMap<(Arc<str>, Arc<str>), History>,
+    /// The newest time the chat was told (ms since the epoch): when bans
+    /// and mutes are checked.
+    now: u64,
 }
 
 impl Chat {
@@ -128,12 +187,19 @@ impl Chat {
             epoch,
             evicted_through: 0,
             main_tail: None,
+            users: HashMap::new(),
+            owners: HashMap::new(),
+            private_rooms: BTreeSet::new(),
+            sanctions: Vec::new(),
+            direct: BTreeMap::new(),
+            now: 0,
         };
         let main = kept.iter().position(|r| r.name.is_main());
         let main = main.map(|i| kept[i].clone()).unwrap_or_else(|| KeptRoom {
             name: RoomName::main(),
             topic: None,
             history: History::new(limits.history),
+            oplock: false,
         });
         chat.restore(main);
         let mut ignored = Vec::new();
@@ -162,6 +228,8 @@ impl Chat {
             history,
             topic: kept.topic,
             idle_since: None,
+            operator: None,
+            oplock: kept.oplock,
         });
         if id != MAIN {
             self.mark_idle(id);
@@ -254,6 +322,7 @@ impl Chat {
                 name: room.name.clone(),
                 topic: room.topic.clone(),
                 history: room.history.clone(),
+                oplock: room.oplock,
             }
         };
         let busy = self
@@ -298,8 +367,29 @@ impl Chat {
         self.rooms[id as usize].as_mut().expect("a room in use")
     }
 
+    /// How events show client `id`: a guest's own id and nickname, a
+    /// signed-in user's first connection's id, its name and its flags.
+    pub(crate) fn user_ref(&self, id: ClientId) -> UserRef<'_> {
+        let client = &self.clients[&id];
+        match client.user.as_ref().and_then(|sub| self.users.get(sub)) {
+            Some(user) => UserRef {
+                id: user.id,
+                nick: &client.nick,
+                verified: true,
+                op: user.op,
+            },
+            None => UserRef {
+                id,
+                nick: &client.nick,
+                verified: false,
+                op: false,
+            },
+        }
+    }
+
     /// Applies one action at time `now_ms` (a join enters `#main`).
     pub fn handle(&mut self, now_ms: u64, action: Action, out: &mut Vec<Output>) {
+        self.now = self.now.max(now_ms);
         match action {
             Action::Join { id, mode, resume } => {
                 self.connect(now_ms, id, mode, resume, &[RoomName::main()], out)

@@ -5,10 +5,46 @@ use super::{ClientId, Epoch, ErrorCode, History, Resume};
 use crate::json::push_string;
 use std::fmt::Write;
 
+/// A user as events show it: `{"id":7,"nick":"ann"}`, plus
+/// `"verified":true` when signed in and `"op":true` for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRef<'a> {
+    pub id: ClientId,
+    pub nick: &'a str,
+    /// Signed in with a valid token.
+    pub verified: bool,
+    /// An operator (its token says `"role":"op"`).
+    pub op: bool,
+}
+
+/// A guest: an id and a nickname.
+impl<'a> From<(ClientId, &'a str)> for UserRef<'a> {
+    fn from((id, nick): (ClientId, &'a str)) -> Self {
+        UserRef {
+            id,
+            nick,
+            verified: false,
+            op: false,
+        }
+    }
+}
+
 /// `{"id":7,"nick":"ann"}`
 pub fn push_user(out: &mut String, id: ClientId, nick: &str) {
-    let _ = write!(out, "{{\"id\":{id},\"nick\":");
-    push_string(out, nick);
+    push_user_ref(out, (id, nick).into());
+}
+
+/// `{"id":7,"nick":"ann","verified":true,"op":true}` (the flags only when
+/// true: a guest's object is as it always was).
+pub fn push_user_ref(out: &mut String, user: UserRef<'_>) {
+    let _ = write!(out, "{{\"id\":{},\"nick\":", user.id);
+    push_string(out, user.nick);
+    if user.verified {
+        out.push_str(",\"verified\":true");
+    }
+    if user.op {
+        out.push_str(",\"op\":true");
+    }
     out.push('}');
 }
 
@@ -72,13 +108,13 @@ pub fn error_event(code: ErrorCode, text: &str) -> String {
 }
 
 /// `[{"id":..,"nick":..},..]`
-pub fn push_users<'a>(out: &mut String, users: impl Iterator<Item = (ClientId, &'a str)>) {
+pub fn push_users<'a, U: Into<UserRef<'a>>>(out: &mut String, users: impl Iterator<Item = U>) {
     out.push('[');
-    for (i, (id, nick)) in users.enumerate() {
+    for (i, user) in users.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_user(out, id, nick);
+        push_user_ref(out, user.into());
     }
     out.push(']');
 }

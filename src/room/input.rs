@@ -26,6 +26,8 @@ pub enum Input<'a> {
     WhoIn(&'a str),
     /// `/msg NICK TEXT`
     Msg(&'a str, &'a str),
+    /// `/kick`, `/ban`, `/unban`, `/mute`, `/oplock`
+    Moderate(Moderation<'a>),
     Unknown(&'a str),
     /// A known command used wrongly; the text says how to use it.
     Usage(&'static str),
@@ -68,8 +70,157 @@ pub fn parse_input(text: &str) -> Input<'_> {
         "part" if argument.is_empty() => Input::Part(None),
         "part" => Input::Part(Some(argument)),
         "topic" => topic_command(untrimmed.trim_start()),
+        "kick" | "ban" | "unban" | "mute" | "oplock" => moderation_command(command, argument),
         _ => room_command(command, argument),
     }
+}
+
+/// A moderation command's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModAction {
+    Kick,
+    Ban,
+    Unban,
+    Mute,
+    Oplock,
+}
+
+impl ModAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModAction::Kick => "kick",
+            ModAction::Ban => "ban",
+            ModAction::Unban => "unban",
+            ModAction::Mute => "mute",
+            ModAction::Oplock => "oplock",
+        }
+    }
+}
+
+/// A moderation command as typed: the nickname (or address, for
+/// `/unban`), the room if one is named, the duration, the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moderation<'a> {
+    pub action: ModAction,
+    /// The target's nickname (an address too for `/unban`); empty for
+    /// `/oplock`.
+    pub target: &'a str,
+    /// The room as typed (checked by the chat), if one is named.
+    pub room: Option<&'a str>,
+    /// How long, in ms (`/ban`, `/mute`).
+    pub duration: Option<u64>,
+    /// The rest of the line (`/kick`, `/ban`).
+    pub reason: Option<&'a str>,
+    /// `/oplock #room on`.
+    pub on: bool,
+}
+
+/// The longest DURATION accepted: a year. Longer is "until lifted": a
+/// `/ban` without a DURATION.
+pub const MAX_DURATION_SECS: u64 = 366 * 24 * 3600;
+
+/// A DURATION: a whole number followed by `s`, `m`, `h` or `d`, from one
+/// second to [`MAX_DURATION_SECS`]; in milliseconds.
+///
+/// ```
+/// use wschat::room::parse_duration;
+/// assert_eq!(parse_duration("90s"), Some(90_000));
+/// assert_eq!(parse_duration("2d"), Some(2 * 86_400_000));
+/// assert_eq!(parse_duration("10"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = digits.parse::<u64>().ok()?.checked_mul(unit)?;
+    (1..=MAX_DURATION_SECS)
+        .contains(&seconds)
+        .then_some(seconds * 1000)
+}
+
+const KICK_USAGE: &str = "usage: /kick NICK [#room] [REASON]";
+const BAN_USAGE: &str = "usage: /ban NICK [#room] [DURATION] [REASON] (DURATION: 30m, 12h, 7d...)";
+const UNBAN_USAGE: &str = "usage: /unban NICK|ADDRESS [#room]";
+const MUTE_USAGE: &str = "usage: /mute NICK [#room] DURATION (DURATION: 90s, 10m, 1h, 1d...)";
+const OPLOCK_USAGE: &str = "usage: /oplock #room on|off";
+
+/// `/kick NICK [#room] [REASON]`, `/ban NICK [#room] [DURATION] [REASON]`,
+/// `/unban NICK|ADDRESS [#room]`, `/mute NICK [#room] DURATION`,
+/// `/oplock #room on|off`.
+fn moderation_command<'a>(command: &str, argument: &'a str) -> Input<'a> {
+    let mut rest = argument;
+    let next = |rest: &mut &'a str| -> Option<&'a str> {
+        let trimmed = rest.trim_start();
+        if trimmed.is_empty() {
+            return None;
+        }
+        let (word, after) = trimmed
+            .split_once(char::is_whitespace)
+            .unwrap_or((trimmed, ""));
+        *rest = after;
+        Some(word)
+    };
+    let mut moderation = Moderation {
+        action: ModAction::Kick,
+        target: "",
+        room: None,
+        duration: None,
+        reason: None,
+        on: false,
+    };
+    if command == "oplock" {
+        let (Some(room), Some(state), None) = (next(&mut rest), next(&mut rest), next(&mut rest))
+        else {
+            return Input::Usage(OPLOCK_USAGE);
+        };
+        moderation.action = ModAction::Oplock;
+        moderation.room = Some(room);
+        moderation.on = match state {
+            "on" => true,
+            "off" => false,
+            _ => return Input::Usage(OPLOCK_USAGE),
+        };
+        return Input::Moderate(moderation);
+    }
+    let (action, usage) = match command {
+        "kick" => (ModAction::Kick, KICK_USAGE),
+        "ban" => (ModAction::Ban, BAN_USAGE),
+        "unban" => (ModAction::Unban, UNBAN_USAGE),
+        _ => (ModAction::Mute, MUTE_USAGE),
+    };
+    moderation.action = action;
+    let Some(target) = next(&mut rest) else {
+        return Input::Usage(usage);
+    };
+    moderation.target = target;
+    let peek = |rest: &str| rest.split_whitespace().next().map(str::to_string);
+    if peek(rest).is_some_and(|w| w.starts_with('#')) {
+        moderation.room = next(&mut rest);
+    }
+    if matches!(action, ModAction::Ban | ModAction::Mute)
+        && let Some(duration) = peek(rest).and_then(|w| parse_duration(&w))
+    {
+        next(&mut rest);
+        moderation.duration = Some(duration);
+    }
+    let reason = rest.trim();
+    match action {
+        ModAction::Mute if moderation.duration.is_none() || !reason.is_empty() => {
+            return Input::Usage(usage);
+        }
+        ModAction::Unban if !reason.is_empty() => return Input::Usage(usage),
+        _ => {}
+    }
+    moderation.reason = (!reason.is_empty()).then_some(reason);
+    Input::Moderate(moderation)
 }
 
 /// The commands with two arguments: a room or a nickname, then text.

@@ -105,10 +105,21 @@ pub enum ErrorCode {
     RoomFull,
     /// `/join` a room you are in.
     AlreadyInRoom,
+    /// A moderation command from someone who is not an operator there, a
+    /// private room not listed in your token, a room you are banned from,
+    /// `/nick` by a signed-in user.
+    NotAllowed,
+    /// A message while muted.
+    Muted,
+    /// Signing in with a name another signed-in user owns: you got
+    /// `NAME-2` (or `-3`, ...) instead.
+    NameClaimed,
+    /// `/auth TOKEN` with a token for another user.
+    AuthMismatch,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::NickTaken,
         ErrorCode::NickInvalid,
         ErrorCode::NickUnchanged,
@@ -126,6 +137,10 @@ impl ErrorCode {
         ErrorCode::RoomLimit,
         ErrorCode::RoomFull,
         ErrorCode::AlreadyInRoom,
+        ErrorCode::NotAllowed,
+        ErrorCode::Muted,
+        ErrorCode::NameClaimed,
+        ErrorCode::AuthMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -147,6 +162,10 @@ impl ErrorCode {
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::AlreadyInRoom => "already_in_room",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::Muted => "muted",
+            ErrorCode::NameClaimed => "name_claimed",
+            ErrorCode::AuthMismatch => "auth_mismatch",
         }
     }
 }
@@ -218,8 +237,15 @@ pub enum Output {
     /// or its topic set, a room evicted, a history trimmed.
     Record(Arc<str>),
     /// A raw client whose room could not take it (it cannot be told by an
-    /// event): to be closed, saying why (`room_full` or `room_limit`).
+    /// event): to be closed, saying why (`room_full`, `room_limit` or
+    /// `not_allowed`).
     Refused { to: ClientId, code: ErrorCode },
+    /// An operator removed this connection from the server: Close 1008
+    /// `kicked`, or `banned` if it was banned, after what was sent
+    /// before.
+    Removed { to: ClientId, banned: bool },
+    /// A moderation action was taken (for its metric).
+    Moderated { action: &'static str },
 }
 
 #[derive(Debug)]
@@ -449,6 +475,7 @@ impl Room {
                 | Input::Rooms
                 | Input::Topic(..)
                 | Input::WhoIn(_)
+                | Input::Moderate(_)
                 | Input::Msg(..) => {
                     reply_error(out, id, ErrorCode::UnknownCommand, ROOMS_UNAVAILABLE_TEXT)
                 }

@@ -3,8 +3,8 @@
 //! `direct`). Built by pushing known keys; user text goes through
 //! `json::push_string`; a room name needs no escaping (`#a-z0-9-_`).
 
-use super::super::events::{push_user, push_users};
-use super::super::{ClientId, Epoch, ErrorCode, RoomName};
+use super::super::events::{UserRef, push_user_ref, push_users};
+use super::super::{Epoch, ErrorCode, RoomName};
 use crate::json::push_string;
 use std::fmt::Write;
 
@@ -13,15 +13,14 @@ use std::fmt::Write;
 pub fn room_message_event(
     seq: u64,
     room: &RoomName,
-    from: ClientId,
-    nick: &str,
+    from: UserRef<'_>,
     text: &str,
     ts: u64,
     action: bool,
 ) -> String {
-    let mut out = String::with_capacity(text.len() + nick.len() + 100);
+    let mut out = String::with_capacity(text.len() + from.nick.len() + 100);
     let _ = write!(out, "{{\"type\":\"message\",\"id\":{seq},\"from\":");
-    push_user(&mut out, from, nick);
+    push_user_ref(&mut out, from);
     out.push_str(",\"text\":");
     push_string(&mut out, text);
     // Today's events only gain fields, after the ones they had (an
@@ -35,24 +34,15 @@ pub fn room_message_event(
 }
 
 /// `join` and `leave` events of `room`.
-pub fn room_presence_event(
-    kind: &str,
-    room: &RoomName,
-    id: ClientId,
-    nick: &str,
-    ts: u64,
-) -> String {
+pub fn room_presence_event(kind: &str, room: &RoomName, user: UserRef<'_>, ts: u64) -> String {
     let mut out = format!("{{\"type\":\"{kind}\",\"user\":");
-    push_user(&mut out, id, nick);
+    push_user_ref(&mut out, user);
     let _ = write!(out, ",\"ts\":{ts},\"room\":\"{room}\"}}");
     out
 }
 
 /// The reply to `/who`.
-pub fn room_users_event<'a>(
-    room: &RoomName,
-    users: impl Iterator<Item = (ClientId, &'a str)>,
-) -> String {
+pub fn room_users_event<'a>(room: &RoomName, users: impl Iterator<Item = UserRef<'a>>) -> String {
     let mut out = String::from("{\"type\":\"users\",\"users\":");
     push_users(&mut out, users);
     let _ = write!(out, ",\"room\":\"{room}\"}}");
@@ -94,7 +84,7 @@ fn push_history<'a>(out: &mut String, events: impl Iterator<Item = &'a str>) {
 pub fn joined_event<'a>(
     room: &RoomName,
     topic: Option<&str>,
-    users: impl Iterator<Item = (ClientId, &'a str)>,
+    users: impl Iterator<Item = UserRef<'a>>,
     history: impl Iterator<Item = &'a str>,
     gap: bool,
 ) -> String {
@@ -139,14 +129,14 @@ pub fn rooms_event<'a>(
 pub fn topic_event(
     room: &RoomName,
     topic: Option<&str>,
-    by: Option<(ClientId, &str)>,
+    by: Option<UserRef<'_>>,
     ts: u64,
 ) -> String {
     let mut out = format!("{{\"type\":\"topic\",\"room\":\"{room}\",\"topic\":");
     push_topic(&mut out, topic);
     out.push_str(",\"by\":");
     match by {
-        Some((id, nick)) => push_user(&mut out, id, nick),
+        Some(user) => push_user_ref(&mut out, user),
         None => out.push_str("null"),
     }
     let _ = write!(out, ",\"ts\":{ts}}}");
@@ -154,11 +144,11 @@ pub fn topic_event(
 }
 
 /// A direct message: not numbered, not kept.
-pub fn direct_event(from: (ClientId, &str), to: (ClientId, &str), text: &str, ts: u64) -> String {
+pub fn direct_event(from: UserRef<'_>, to: UserRef<'_>, text: &str, ts: u64) -> String {
     let mut out = String::from("{\"type\":\"direct\",\"from\":");
-    push_user(&mut out, from.0, from.1);
+    push_user_ref(&mut out, from);
     out.push_str(",\"to\":");
-    push_user(&mut out, to.0, to.1);
+    push_user_ref(&mut out, to);
     out.push_str(",\"text\":");
     push_string(&mut out, text);
     let _ = write!(out, ",\"ts\":{ts}}}");
@@ -170,15 +160,17 @@ pub fn direct_event(from: (ClientId, &str), to: (ClientId, &str), text: &str, ts
 /// is `#main`'s topic if the client is in `#main` (then its `users`
 /// follow, else `[]`).
 pub fn chat_welcome_head<'a>(
-    id: ClientId,
-    nick: &str,
+    you: UserRef<'_>,
     epoch: &Epoch,
     main: Option<Option<&str>>,
     rooms: impl Iterator<Item = &'a RoomName>,
-    users: impl Iterator<Item = (ClientId, &'a str)>,
+    users: impl Iterator<Item = UserRef<'a>>,
+    signed_in: &str,
 ) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
-    push_user(&mut out, id, nick);
+    push_user_ref(&mut out, you);
+    // A signed-in connection's `auth` and `direct` members, or nothing.
+    out.push_str(signed_in);
     let _ = write!(out, ",\"epoch\":\"{epoch}\"");
     if let Some(topic) = main {
         let _ = write!(out, ",\"room\":\"{}\",\"topic\":", RoomName::main());
@@ -236,25 +228,25 @@ mod tests {
     fn events_carry_their_room() {
         let rust = RoomName::parse("#rust").unwrap();
         assert_eq!(
-            room_message_event(3, &rust, 7, "ann", "hi", 5, false),
+            room_message_event(3, &rust, (7, "ann").into(), "hi", 5, false),
             r##"{"type":"message","id":3,"from":{"id":7,"nick":"ann"},"text":"hi","ts":5,"room":"#rust"}"##
         );
         assert_eq!(
-            room_presence_event("leave", &rust, 7, "ann", 5),
+            room_presence_event("leave", &rust, (7, "ann").into(), 5),
             r##"{"type":"leave","user":{"id":7,"nick":"ann"},"ts":5,"room":"#rust"}"##
         );
         assert_eq!(
             joined_event(
                 &rust,
                 None,
-                [(7, "ann")].into_iter(),
+                [(7, "ann").into()].into_iter(),
                 ["{}"].into_iter(),
                 true
             ),
             r##"{"type":"joined","room":"#rust","topic":null,"users":[{"id":7,"nick":"ann"}],"history":[{}],"gap":true}"##
         );
         assert_eq!(
-            topic_event(&rust, Some("t \"q\""), Some((7, "ann")), 5),
+            topic_event(&rust, Some("t \"q\""), Some((7, "ann").into()), 5),
             r##"{"type":"topic","room":"#rust","topic":"t \"q\"","by":{"id":7,"nick":"ann"},"ts":5}"##
         );
         assert_eq!(
@@ -262,7 +254,7 @@ mod tests {
             r##"{"type":"rooms","rooms":[{"room":"#rust","members":2,"topic":"x"}]}"##
         );
         assert_eq!(
-            direct_event((7, "ann"), (9, "bob"), "psst", 5),
+            direct_event((7, "ann").into(), (9, "bob").into(), "psst", 5),
             r#"{"type":"direct","from":{"id":7,"nick":"ann"},"to":{"id":9,"nick":"bob"},"text":"psst","ts":5}"#
         );
         assert_eq!(
@@ -271,25 +263,35 @@ mod tests {
         );
         let epoch = Epoch::parse("e1").unwrap();
         let head = chat_welcome_head(
-            1,
-            "g",
+            (1, "g").into(),
             &epoch,
             None,
             [&rust].into_iter(),
             std::iter::empty(),
+            "",
         );
         assert_eq!(
             head + &chat_welcome_end(std::iter::empty(), false),
             r##"{"type":"welcome","you":{"id":1,"nick":"g"},"epoch":"e1","rooms":["#rust"],"users":[],"history":[]}"##
         );
+        let ann = UserRef {
+            id: 7,
+            nick: "ann",
+            verified: true,
+            op: true,
+        };
+        assert_eq!(
+            room_presence_event("join", &rust, ann, 5),
+            r##"{"type":"join","user":{"id":7,"nick":"ann","verified":true,"op":true},"ts":5,"room":"#rust"}"##
+        );
         let main = RoomName::main();
         let head = chat_welcome_head(
-            1,
-            "g",
+            (1, "g").into(),
             &epoch,
             Some(Some("hi")),
             [&main].into_iter(),
             std::iter::empty(),
+            "",
         );
         assert_eq!(
             head + &chat_welcome_end(std::iter::empty(), false),

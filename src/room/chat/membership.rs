@@ -19,16 +19,39 @@ impl Chat {
         rooms: &[RoomName],
         out: &mut Vec<Output>,
     ) {
+        self.connect_as(now, id, mode, resume, rooms, Visitor::default(), out)
+    }
+
+    /// [`Chat::connect`] for a client that may be signed in, from a known
+    /// address. The broadcaster has checked [`Chat::admission`] first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_as(
+        &mut self,
+        now: u64,
+        id: ClientId,
+        mode: Mode,
+        resume: Option<Resume>,
+        rooms: &[RoomName],
+        visitor: Visitor,
+        out: &mut Vec<Output>,
+    ) {
+        self.now = self.now.max(now);
         if self.clients.contains_key(&id) {
             return;
         }
-        let nick = guest_nick(id);
         let client = Client {
-            nick: nick.clone(),
+            nick: guest_nick(id),
             mode,
             rooms: Vec::new(),
+            exp: None,
+            user: None,
+            address: visitor.address,
         };
         self.clients.insert(id, client);
+        let claimed = visitor
+            .identity
+            .map(|identity| self.sign_in(id, identity, now, out));
+        let nick = self.clients[&id].nick.clone();
         let wanted = match mode {
             Mode::Raw => &rooms[..rooms.len().min(1)],
             Mode::V1 => rooms,
@@ -47,37 +70,63 @@ impl Chat {
                 });
             }
         } else {
-            self.welcome(id, &nick, resume.as_ref(), out);
+            self.welcome(id, resume.as_ref(), out);
         }
         let entered = self.clients[&id].rooms.clone();
         for room in entered {
-            let event = room_presence_event("join", &self.room(room).name, id, &nick, now);
-            out.push(to_room(room, event, Some(id)));
+            self.announce_join(id, room, now, out);
         }
         for (name, code, text) in refused.into_iter().filter(|_| mode == Mode::V1) {
-            reply(out, id, room_error_event(code, text, name));
+            reply(out, id, room_error_event(code, &text, name));
         }
+        if let Some(Some(text)) = claimed.filter(|_| mode == Mode::V1) {
+            reply_error(out, id, ErrorCode::NameClaimed, &text);
+        }
+        let _ = nick;
+    }
+
+    /// The room's other members hear that `id` joined, unless another
+    /// connection of the same signed-in user is in it already.
+    fn announce_join(&self, id: ClientId, room: RoomId, now: u64, out: &mut Vec<Output>) {
+        if self.twin_in(id, room) {
+            return;
+        }
+        let name = &self.room(room).name;
+        let event = room_presence_event("join", name, self.user_ref(id), now);
+        out.push(to_room(room, event, Some(id)));
+    }
+
+    /// Whether another connection of `id`'s signed-in user is in `room`.
+    pub(super) fn twin_in(&self, id: ClientId, room: RoomId) -> bool {
+        let Some(user) = self.clients[&id]
+            .user
+            .as_ref()
+            .and_then(|s| self.users.get(s))
+        else {
+            return false;
+        };
+        let members = &self.room(room).members;
+        user.connections
+            .iter()
+            .any(|c| *c != id && members.contains(c))
     }
 
     /// The `welcome`, then a `joined` for every room but `#main`.
-    fn welcome(
-        &mut self,
-        id: ClientId,
-        nick: &str,
-        resume: Option<&Resume>,
-        out: &mut Vec<Output>,
-    ) {
+    fn welcome(&mut self, id: ClientId, resume: Option<&Resume>, out: &mut Vec<Output>) {
         let rooms = self.clients[&id].rooms.clone();
         let in_main = rooms.contains(&MAIN);
         let names: Vec<RoomName> = rooms.iter().map(|r| self.room(*r).name.clone()).collect();
+        let signed_in = self.signed_in_welcome(id);
         let head = chat_welcome_head(
-            id,
-            nick,
+            self.user_ref(id),
             &self.epoch,
             in_main.then(|| self.room(MAIN).topic.as_deref()),
             names.iter(),
             // `#main`'s members only if it is one of them.
-            self.users(MAIN).take(if in_main { usize::MAX } else { 0 }),
+            self.users(MAIN)
+                .into_iter()
+                .take(if in_main { usize::MAX } else { 0 }),
+            &signed_in,
         );
         match resume {
             Some(resume) if in_main => {
@@ -112,7 +161,7 @@ impl Chat {
         joined_event(
             &chat_room.name,
             chat_room.topic.as_deref(),
-            self.users(room),
+            self.users(room).into_iter(),
             events.into_iter(),
             gap,
         )
@@ -129,12 +178,19 @@ impl Chat {
         }
     }
 
-    /// The members of `room`, with their nicknames, by id.
-    pub(super) fn users(&self, room: RoomId) -> impl Iterator<Item = (ClientId, &str)> {
+    /// The members of `room` as events show them, by id; a signed-in
+    /// user with several connections in it once.
+    pub(super) fn users(&self, room: RoomId) -> Vec<UserRef<'_>> {
+        let mut seen = BTreeSet::new();
         self.room(room)
             .members
             .iter()
-            .map(|id| (*id, self.clients[id].nick.as_str()))
+            .filter(|id| match &self.clients[id].user {
+                Some(sub) => seen.insert(sub.clone()),
+                None => true,
+            })
+            .map(|id| self.user_ref(*id))
+            .collect()
     }
 
     /// Puts client `id` in the room `name`, creating it if need be.
@@ -146,25 +202,36 @@ impl Chat {
     ) -> Result<RoomId, Refusal> {
         let existing = self.room_id(name);
         if existing.is_some_and(|room| self.room(room).members.contains(&id)) {
-            return Err((ErrorCode::AlreadyInRoom, "you are in that room already"));
+            return Err((
+                ErrorCode::AlreadyInRoom,
+                "you are in that room already".into(),
+            ));
         }
+        self.may_enter(id, name)?;
         if self.clients[&id].rooms.len() >= self.limits.max_rooms_per_client {
             return Err((
                 ErrorCode::TooManyRooms,
-                "you are in as many rooms as one client may be",
+                "you are in as many rooms as one client may be".into(),
             ));
         }
         let room = match existing {
             Some(room) if self.room(room).members.len() >= self.limits.max_room_members => {
                 return Err((
                     ErrorCode::RoomFull,
-                    "that room has as many members as it may",
+                    "that room has as many members as it may".into(),
                 ));
             }
             Some(room) => room,
             None => self.create(name, out)?,
         };
+        let first = self.room(room).members.is_empty() && room != MAIN;
+        let principal = self.principal(id);
         let chat_room = self.room_mut(room);
+        if first {
+            // Whoever enters an empty room (`#main` aside) is its
+            // operator until it is empty again.
+            chat_room.operator = Some(principal);
+        }
         chat_room.members.insert(id);
         if let Some(since) = chat_room.idle_since.take() {
             self.idle.remove(&(since, room));
@@ -183,7 +250,7 @@ impl Chat {
         if self.by_name.len() >= self.limits.max_rooms && self.evict_idle(out).is_none() {
             return Err((
                 ErrorCode::RoomLimit,
-                "no room can be created now: the chat has as many rooms as it may, none of them empty",
+                "no room can be created now: the chat has as many rooms as it may, none of them empty".into(),
             ));
         }
         let mut history = History::new(self.limits.history);
@@ -199,6 +266,8 @@ impl Chat {
             history,
             topic: None,
             idle_since: None,
+            operator: None, // set as the creator enters
+            oplock: false,
         });
         log::debug!("room {name} created");
         Ok(id)
@@ -225,14 +294,19 @@ impl Chat {
     }
 
     /// Takes client `id` out of `room`; the others hear a `leave`.
-    fn exit(&mut self, id: ClientId, room: RoomId, now: u64, out: &mut Vec<Output>) {
+    pub(super) fn exit(&mut self, id: ClientId, room: RoomId, now: u64, out: &mut Vec<Output>) {
         let chat_room = self.room_mut(room);
         chat_room.members.remove(&id);
         let empty = chat_room.members.is_empty();
+        if empty {
+            // A room's operator is one until the room is empty.
+            chat_room.operator = None;
+        }
         out.push(Output::Exit { id, room });
-        let nick = &self.clients[&id].nick;
-        let event = room_presence_event("leave", &self.room(room).name, id, nick, now);
-        out.push(to_room(room, event, Some(id)));
+        if !self.twin_in(id, room) {
+            let event = room_presence_event("leave", &self.room(room).name, self.user_ref(id), now);
+            out.push(to_room(room, event, Some(id)));
+        }
         if empty && room != MAIN {
             self.mark_idle(room);
         }
@@ -250,13 +324,11 @@ impl Chat {
             return reply_error(out, id, ErrorCode::RoomInvalid, ROOM_INVALID_TEXT);
         };
         match self.enter(id, &name, out) {
-            Err((code, text)) => reply(out, id, room_error_event(code, text, &name)),
+            Err((code, text)) => reply(out, id, room_error_event(code, &text, &name)),
             Ok(room) => {
                 let event = self.joined(room, None);
                 reply(out, id, event);
-                let nick = &self.clients[&id].nick;
-                let event = room_presence_event("join", &name, id, nick, now);
-                out.push(to_room(room, event, Some(id)));
+                self.announce_join(id, room, now, out);
             }
         }
     }
@@ -320,8 +392,12 @@ impl Chat {
             self.exit(id, room, now, out);
         }
         let client = self.clients.remove(&id).expect("connected");
-        if self.nicks.get(&nick_key(&client.nick)) == Some(&id) {
-            self.nicks.remove(&nick_key(&client.nick));
+        let key = nick_key(&client.nick);
+        if self.nicks.get(&key) == Some(&id) {
+            self.nicks.remove(&key);
+        }
+        if let Some(sub) = &client.user {
+            self.sign_out(id, sub, &key);
         }
     }
 

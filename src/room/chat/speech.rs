@@ -25,6 +25,9 @@ impl Chat {
                     let replace = |c| if allowed_in_text(c) { c } else { '\u{fffd}' };
                     text.chars().map(replace).collect()
                 };
+                if self.check_muted(id, Some(room), out) {
+                    return;
+                }
                 let raw = Payload::Text(text.into());
                 self.say(room, id, &nick, &shown, false, raw, now, out);
             }
@@ -65,7 +68,8 @@ impl Chat {
             Input::Join(room) => self.join_command(id, room, now, out),
             Input::Part(room) => self.part(id, room, now, out),
             Input::Topic(room, topic) => self.topic(id, nick, room, topic, now, out),
-            Input::Msg(to, line) => self.direct(id, nick, to, line, now, out),
+            Input::Msg(to, line) => self.direct(id, to, line, now, out),
+            Input::Moderate(command) => self.moderate(id, command, now, out),
             Input::Unknown(command) => reply_error(
                 out,
                 id,
@@ -95,6 +99,9 @@ impl Chat {
             let text = "messages may not contain control characters (tab and newline are fine)";
             return reply_error(out, id, ErrorCode::BadText, text);
         }
+        if self.check_muted(id, Some(room), out) {
+            return;
+        }
         let raw = Payload::Text(raw_line(nick, line, action).into());
         self.say(room, id, nick, line, action, raw, now, out);
     }
@@ -117,7 +124,11 @@ impl Chat {
         let seq = self.next_seq;
         self.next_seq += 1;
         let name = &self.room(room).name;
-        let event: Arc<str> = room_message_event(seq, name, id, nick, text, now, action).into();
+        let from = UserRef {
+            nick,
+            ..self.user_ref(id)
+        };
+        let event: Arc<str> = room_message_event(seq, name, from, text, now, action).into();
         out.push(Output::ToRoom {
             room,
             mode: Mode::Raw,
@@ -159,10 +170,17 @@ impl Chat {
     /// `wschat.v1` client (a superset of those sharing a room with the
     /// renamed one, and one frame for all).
     fn rename(&mut self, id: ClientId, wanted: &str, now: u64, out: &mut Vec<Output>) {
+        if self.refuse_rename(id, out) {
+            return;
+        }
         if let Err(reason) = validate_nick(wanted) {
             return reply_error(out, id, ErrorCode::NickInvalid, reason);
         }
         let key = nick_key(wanted);
+        if self.owned_by_other(id, wanted) {
+            let text = format!("nickname {wanted} belongs to a signed-in user");
+            return reply_error(out, id, ErrorCode::NickTaken, &text);
+        }
         if self.nicks.get(&key).is_some_and(|holder| *holder != id) {
             let text = format!("nickname {wanted} is already taken");
             return reply_error(out, id, ErrorCode::NickTaken, &text);
@@ -192,17 +210,13 @@ impl Chat {
 
     fn who(&self, id: ClientId, room: &str, out: &mut Vec<Output>) {
         if let Some(room) = self.member_room(id, room, out) {
-            let event = room_users_event(&self.room(room).name, self.users(room));
+            let event = room_users_event(&self.room(room).name, self.users(room).into_iter());
             reply(out, id, event);
         }
     }
 
     fn list_rooms(&self, id: ClientId, out: &mut Vec<Output>) {
-        let rooms = self.by_name.values().map(|room| {
-            let room = self.room(*room);
-            (&room.name, room.members.len(), room.topic.as_deref())
-        });
-        reply(out, id, rooms_event(rooms));
+        reply(out, id, self.visible_rooms(id));
     }
 
     /// `/topic #room [TEXT]`: set (empty clears) or asked.
@@ -228,34 +242,37 @@ impl Chat {
             let text = "a topic may not contain control characters or newlines";
             return reply_error(out, id, ErrorCode::BadText, text);
         }
+        if self.room(room).oplock && !self.is_operator(id, Some(room)) {
+            let text = format!(
+                "only an operator of {} may set its topic",
+                self.room(room).name
+            );
+            return reply_error(out, id, ErrorCode::NotAllowed, &text);
+        }
         if topic.chars().count() > MAX_TOPIC_CHARS {
             let text = format!("a topic is at most {MAX_TOPIC_CHARS} characters");
             return reply_error(out, id, ErrorCode::Usage, &text);
         }
         let topic: Option<Arc<str>> = (!topic.is_empty()).then(|| topic.into());
-        let chat_room = self.room_mut(room);
-        chat_room.topic = topic.clone();
+        self.room_mut(room).topic = topic.clone();
+        let chat_room = self.room(room);
         let name = &chat_room.name;
         let dropped = chat_room.history.dropped_through();
         out.push(Output::Record(
             room_record(name, topic.as_deref(), dropped).into(),
         ));
-        let event = topic_event(name, topic.as_deref(), Some((id, nick)), now);
+        let by = UserRef {
+            nick,
+            ..self.user_ref(id)
+        };
+        let event = topic_event(name, topic.as_deref(), Some(by), now);
         out.push(to_room(room, event, None));
     }
 
-    /// `/msg NICK TEXT`: to the client called NICK and back to the sender;
-    /// not numbered, not kept.
-    #[allow(clippy::too_many_arguments)]
-    fn direct(
-        &mut self,
-        id: ClientId,
-        nick: &str,
-        to: &str,
-        line: &str,
-        now: u64,
-        out: &mut Vec<Output>,
-    ) {
+    /// `/msg NICK TEXT`: to every connection of NICK and back to every
+    /// connection of the sender; not numbered; kept per pair when both
+    /// are signed in.
+    fn direct(&mut self, id: ClientId, to: &str, line: &str, now: u64, out: &mut Vec<Output>) {
         let Some(target) = self.find_nick(to) else {
             let text = format!("nobody is called {}", excerpt(to));
             return reply_error(out, id, ErrorCode::NoSuchUser, &text);
@@ -272,11 +289,16 @@ impl Chat {
             let text = "messages may not contain control characters (tab and newline are fine)";
             return reply_error(out, id, ErrorCode::BadText, text);
         }
-        let event = direct_event((id, nick), (target, &target_client.nick), line, now);
-        if target != id {
-            reply(out, target, event.clone());
+        if self.check_muted(id, None, out) {
+            return;
         }
-        reply(out, id, event);
+        let event = direct_event(self.user_ref(id), self.user_ref(target), line, now);
+        let mut to: BTreeSet<ClientId> = self.connections_of(target).into_iter().collect();
+        to.extend(self.connections_of(id));
+        for conn in to {
+            reply(out, conn, event.clone());
+        }
+        self.keep_direct(id, target, &event, out);
     }
 
     /// `#main` if client `id` is in it (plain text, every message of the
@@ -290,7 +312,7 @@ impl Chat {
 
     /// The client whose nickname is `nick` (ignoring case and fullwidth
     /// forms), a chosen one or a guest name still held.
-    fn find_nick(&self, nick: &str) -> Option<ClientId> {
+    pub(super) fn find_nick(&self, nick: &str) -> Option<ClientId> {
         let key = nick_key(nick);
         if let Some(id) = self.nicks.get(&key) {
             return Some(*id);

@@ -673,7 +673,8 @@ fn a_room_created_after_an_eviction_cannot_promise_it_has_everything() {
 
 #[test]
 fn one_history_budget_evicts_the_empty_room_unused_longest_then_trims_the_room_itself() {
-    let event_bytes = room_message_event(1, &name("#a"), 1, "guest-1", "xxxx", NOW, false).len();
+    let event_bytes =
+        room_message_event(1, &name("#a"), (1, "guest-1").into(), "xxxx", NOW, false).len();
     let mut chat = chat_with(Limits {
         history: 100,
         room_history_bytes: 4 * event_bytes,
@@ -766,4 +767,338 @@ fn v1_only_takes_text_and_unknown_commands_are_still_errors() {
     assert_eq!(error(&say(&mut chat, 1, "/dance"), 1), "unknown_command");
     assert_eq!(error(&say(&mut chat, 1, "  "), 1), "empty_message");
     assert_eq!(error(&say(&mut chat, 1, "a\u{7}"), 1), "bad_text");
+}
+
+// ---------------------------------------------------------------------------
+// Signed-in users, private rooms, operators
+
+fn identity(sub: &str, name: &str, op: bool, rooms: &[&str]) -> Identity {
+    Identity {
+        sub: sub.into(),
+        name: Some(name.into()),
+        op,
+        rooms: names(rooms),
+        exp: 2_000_000_000,
+    }
+}
+
+fn address(last: u8) -> IpAddr {
+    IpAddr::from([192, 0, 2, last])
+}
+
+/// Connects `id` to `#main` from `address`, signed in as `who` if given.
+fn visit(chat: &mut Chat, id: ClientId, who: Option<Identity>, from: u8) -> Vec<Output> {
+    let visitor = Visitor {
+        identity: who,
+        address: Some(address(from)),
+    };
+    let mut out = Vec::new();
+    chat.connect_as(
+        NOW,
+        id,
+        Mode::V1,
+        None,
+        &names(&["#main"]),
+        visitor,
+        &mut out,
+    );
+    out
+}
+
+fn at(chat: &mut Chat, now: u64, id: ClientId, text: &str) -> Vec<Output> {
+    let mut out = Vec::new();
+    let text = text.to_string();
+    chat.handle(now, Action::Text { id, text }, &mut out);
+    out
+}
+
+fn records(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Record(line) => Some(line.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_signed_in_name_is_owned_and_a_second_claim_gets_a_suffix() {
+    let mut chat = chat();
+    v1(&mut chat, 1);
+    say(&mut chat, 1, "/nick Ann");
+    let out = visit(&mut chat, 2, Some(identity("u-ann", "ann", false, &[])), 1);
+    assert_eq!(chat.nick(2), Some("ann"));
+    assert_eq!(chat.nick(1), Some("guest-1"), "the guest lost the name");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Broadcast { payload, .. }
+        if text(payload).contains("\"old\":\"Ann\"")))
+    );
+    assert!(
+        records(&out)
+            .iter()
+            .any(|r| r.contains("\"type\":\"owner\""))
+    );
+    let welcome = &replies(&out, 2)[0];
+    assert_eq!(
+        welcome.get("you").unwrap().get("verified"),
+        Some(&Value::Bool(true))
+    );
+
+    assert_eq!(error(&say(&mut chat, 1, "/nick ANN"), 1), "nick_taken");
+    assert_eq!(error(&say(&mut chat, 2, "/nick other"), 2), "not_allowed");
+    // Another user claiming the name is ann-2, and told so.
+    let out = visit(
+        &mut chat,
+        3,
+        Some(identity("u-other", "ann", false, &[])),
+        2,
+    );
+    assert_eq!(chat.nick(3), Some("ann-2"));
+    assert_eq!(error(&out, 3), "name_claimed");
+    // Owned after its owner left.
+    let mut out = Vec::new();
+    chat.handle(NOW, Action::Leave { id: 2 }, &mut out);
+    assert_eq!(error(&say(&mut chat, 1, "/nick ann"), 1), "nick_taken");
+}
+
+#[test]
+fn two_connections_of_one_user_are_one_member() {
+    let mut chat = chat();
+    v1(&mut chat, 1);
+    visit(&mut chat, 2, Some(identity("u-ann", "ann", false, &[])), 1);
+    let out = visit(&mut chat, 3, Some(identity("u-ann", "ann", false, &[])), 2);
+    assert!(to_rooms(&out).is_empty(), "no second join: {out:?}");
+    assert_eq!(chat.nick(3), Some("ann"));
+    let who = replies(&say(&mut chat, 1, "/who"), 1).remove(0);
+    let Some(Value::Array(users)) = who.get("users") else {
+        panic!("{who:?}")
+    };
+    assert_eq!(users.len(), 2, "guest-1 and ann once");
+    // A direct message reaches both connections and is kept for the pair
+    // only between signed-in users (here: from a guest, not kept).
+    let out = say(&mut chat, 1, "/msg ann hi");
+    assert_eq!((replies(&out, 2).len(), replies(&out, 3).len()), (1, 1));
+    assert!(records(&out).is_empty());
+    let mut out = Vec::new();
+    chat.handle(NOW, Action::Leave { id: 2 }, &mut out);
+    assert!(
+        to_rooms(&out).is_empty(),
+        "no leave while a connection stays"
+    );
+    chat.handle(NOW, Action::Leave { id: 3 }, &mut out);
+    assert_eq!(to_rooms(&out).len(), 1, "one leave");
+}
+
+#[test]
+fn direct_messages_between_signed_in_users_come_back_in_the_welcome() {
+    let mut chat = chat();
+    visit(&mut chat, 1, Some(identity("u-ann", "ann", false, &[])), 1);
+    visit(&mut chat, 2, Some(identity("u-bob", "bob", false, &[])), 2);
+    let out = say(&mut chat, 1, "/msg bob psst");
+    assert!(records(&out)[0].starts_with("{\"type\":\"dm\",\"pair\":[\"u-ann\",\"u-bob\"]"));
+    let mut out = Vec::new();
+    chat.handle(NOW, Action::Leave { id: 2 }, &mut out);
+    let out = visit(&mut chat, 3, Some(identity("u-bob", "bob", false, &[])), 2);
+    let welcome = &replies(&out, 3)[0];
+    let Some(Value::Array(direct)) = welcome.get("direct") else {
+        panic!("{welcome:?}")
+    };
+    assert_eq!(field(&direct[0], "text"), Some("psst"));
+}
+
+#[test]
+fn a_private_room_admits_only_the_users_its_tokens_list() {
+    let mut chat = chat();
+    visit(
+        &mut chat,
+        1,
+        Some(identity("u-sam", "sam", false, &["#staff"])),
+        1,
+    );
+    visit(&mut chat, 2, Some(identity("u-bob", "bob", true, &[])), 2);
+    v1(&mut chat, 3);
+    assert!(errors(&say(&mut chat, 1, "/join #staff"), 1).is_empty());
+    for id in [2, 3] {
+        let out = say(&mut chat, id, "/join #staff");
+        assert_eq!(error(&out, id), "not_allowed", "an operator too");
+        let rooms = replies(&say(&mut chat, id, "/rooms"), id).remove(0);
+        assert!(!format!("{rooms:?}").contains("staff"), "{rooms:?}");
+    }
+    let rooms = replies(&say(&mut chat, 1, "/rooms"), 1).remove(0);
+    assert!(format!("{rooms:?}").contains("#staff"));
+}
+
+#[test]
+fn only_operators_moderate_and_a_kick_removes_the_target() {
+    let mut chat = chat();
+    visit(&mut chat, 1, Some(identity("u-olga", "olga", true, &[])), 1);
+    visit(&mut chat, 2, None, 2);
+    visit(&mut chat, 3, None, 3);
+    say(&mut chat, 2, "/nick gus");
+    assert_eq!(error(&say(&mut chat, 3, "/kick gus"), 3), "not_allowed");
+    assert_eq!(error(&say(&mut chat, 2, "/kick olga"), 2), "not_allowed");
+    assert_eq!(
+        error(&say(&mut chat, 1, "/kick olga"), 1),
+        "not_allowed",
+        "an operator"
+    );
+    let out = say(&mut chat, 1, "/kick gus caps");
+    let event = replies(&out, 2).remove(0);
+    assert_eq!(
+        (field(&event, "action"), field(&event, "reason")),
+        (Some("kick"), Some("caps"))
+    );
+    assert_eq!(replies(&out, 3).len(), 1, "the room hears it");
+    assert!(out.contains(&Output::Removed {
+        to: 2,
+        banned: false
+    }));
+    assert!(out.contains(&Output::Moderated { action: "kick" }));
+    assert!(!chat.contains(2));
+    // A kick is no ban.
+    let visitor = Visitor {
+        identity: None,
+        address: Some(address(2)),
+    };
+    assert_eq!(chat.admission(&visitor, NOW), Ok(()));
+}
+
+#[test]
+fn a_room_kick_parts_the_target_and_a_creator_moderates_its_room() {
+    let mut chat = chat();
+    visit(&mut chat, 1, None, 1);
+    visit(&mut chat, 2, None, 2);
+    say(&mut chat, 1, "/join #quiet");
+    say(&mut chat, 2, "/join #quiet");
+    say(&mut chat, 2, "/nick gus");
+    assert_eq!(
+        error(&say(&mut chat, 1, "/kick gus"), 1),
+        "not_allowed",
+        "not server-wide"
+    );
+    let out = say(&mut chat, 1, "/kick gus #quiet");
+    assert!(
+        replies(&out, 2)
+            .iter()
+            .any(|e| field(e, "type") == Some("parted"))
+    );
+    assert_eq!(chat.rooms_of(2), names(&["#main"]));
+    assert!(chat.contains(2));
+    // A room ban keeps it out of the room only.
+    assert!(errors(&say(&mut chat, 1, "/ban gus #quiet 1h"), 1).is_empty());
+    assert_eq!(error(&say(&mut chat, 2, "/join #quiet"), 2), "not_allowed");
+    // The creator's right ends when the room is empty.
+    say(&mut chat, 1, "/part #quiet");
+    say(&mut chat, 1, "/join #quiet");
+    assert!(
+        errors(&say(&mut chat, 1, "/oplock #quiet on"), 1).is_empty(),
+        "created again"
+    );
+}
+
+#[test]
+fn a_ban_holds_at_admission_until_it_ends_or_is_lifted() {
+    let mut chat = chat();
+    visit(&mut chat, 1, Some(identity("u-olga", "olga", true, &[])), 1);
+    visit(&mut chat, 2, None, 2);
+    visit(&mut chat, 3, Some(identity("u-bob", "bob", false, &[])), 2);
+    let out = at(&mut chat, NOW, 1, "/ban guest-2 1m spam");
+    assert!(out.contains(&Output::Removed {
+        to: 2,
+        banned: true
+    }));
+    assert!(records(&out)[0].starts_with(
+        "{\"type\":\"sanction\",\"kind\":\"ban\",\"target\":{\"address\":\"192.0.2.2\"}"
+    ));
+    let guest = Visitor {
+        identity: None,
+        address: Some(address(2)),
+    };
+    let until = NOW + 60_000;
+    assert_eq!(
+        chat.admission(&guest, NOW),
+        Err(format!("banned until {until}"))
+    );
+    assert_eq!(chat.admission(&guest, until), Ok(()), "over at its end");
+    // A signed-in user from the same address is not held.
+    assert!(chat.contains(3));
+    let bob = Visitor {
+        identity: Some(identity("u-bob", "bob", false, &[])),
+        address: Some(address(2)),
+    };
+    assert_eq!(chat.admission(&bob, NOW), Ok(()));
+    // A ban by `sub` holds from any address, until lifted.
+    at(&mut chat, NOW, 1, "/ban bob");
+    let elsewhere = Visitor {
+        address: Some(address(9)),
+        ..bob
+    };
+    assert_eq!(
+        chat.admission(&elsewhere, NOW + 1),
+        Err("banned".to_string())
+    );
+    let out = at(&mut chat, NOW, 1, "/unban bob");
+    assert!(records(&out)[0].starts_with("{\"type\":\"lift\""));
+    assert_eq!(chat.admission(&elsewhere, NOW + 1), Ok(()));
+    assert_eq!(
+        error(&at(&mut chat, NOW, 1, "/unban bob"), 1),
+        "no_such_user"
+    );
+}
+
+#[test]
+fn a_mute_refuses_messages_until_its_end() {
+    let mut chat = chat();
+    visit(&mut chat, 1, Some(identity("u-olga", "olga", true, &[])), 1);
+    visit(&mut chat, 2, None, 2);
+    at(&mut chat, NOW, 1, "/mute guest-2 10s");
+    let out = at(&mut chat, NOW + 1, 2, "hello");
+    assert_eq!(error(&out, 2), "muted");
+    assert!(!out.iter().any(|o| matches!(o, Output::Said(_))));
+    assert_eq!(
+        error(&at(&mut chat, NOW + 1, 2, "/msg olga hi"), 2),
+        "muted"
+    );
+    let out = at(&mut chat, NOW + 10_000, 2, "hello");
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Said(_))),
+        "the mute is over"
+    );
+}
+
+#[test]
+fn kept_identity_comes_back_without_the_sanctions_that_ended() {
+    let mut chat = chat();
+    visit(
+        &mut chat,
+        1,
+        Some(identity("u-olga", "olga", true, &["#staff"])),
+        1,
+    );
+    visit(&mut chat, 2, None, 2);
+    visit(&mut chat, 3, None, 3);
+    at(&mut chat, NOW, 1, "/ban guest-2");
+    at(&mut chat, NOW, 1, "/mute guest-3 1s");
+    let kept = chat.kept_identity(NOW + 5_000);
+    assert_eq!(kept.sanctions.len(), 1, "the mute ended");
+    let mut again = Chat::new(limits(), 1, epoch("e1"), Vec::new());
+    again.restore_identity(kept);
+    let guest = Visitor {
+        identity: None,
+        address: Some(address(2)),
+    };
+    assert_eq!(
+        again.admission(&guest, NOW + 5_000),
+        Err("banned".to_string())
+    );
+    visit(&mut again, 4, None, 4);
+    assert_eq!(
+        error(&at(&mut again, NOW, 4, "/nick olga"), 4),
+        "nick_taken"
+    );
+    assert_eq!(
+        error(&at(&mut again, NOW, 4, "/join #staff"), 4),
+        "not_allowed"
+    );
 }

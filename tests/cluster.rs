@@ -2077,31 +2077,3 @@ fn a_stream_that_names_the_node_on_joins_only_still_loads() {
     let user = leave.get("user").unwrap();
     assert_eq!(user.get("id").unwrap().as_u64(), Some(90_000_000_001));
 }
-
-/// Cluster mode replicates one room: until rooms are replicated, a node
-/// refuses what it cannot do, clearly, instead of doing it on one node
-/// only.
-#[test]
-#[ignore = "needs redis-server: run tests/cluster/run.sh"]
-fn rooms_are_refused_in_cluster_mode_not_half_done() {
-    let dir = TempDir::new();
-    let redis = RedisServer::start(&dir, &[]);
-    let node = Node::start(&redis, &dir, "n1");
-    let (mut ann, _, welcome) = joined(&node);
-    assert!(welcome.get("rooms").is_none(), "the one-room welcome");
-    for command in ["/join #rust", "/msg bob hi", "/rooms", "/say #main hi"] {
-        ann.text(command);
-        let error = next_event(&mut ann, "error");
-        assert_eq!(error.get("code").unwrap().as_str(), Some("unknown_command"));
-        let text = error.get("text").unwrap().as_str().unwrap();
-        assert!(text.contains("not available in cluster mode"), "{text}");
-    }
-    let response = common::http_exchange(
-        node.addr,
-        common::handshake_request(node.addr, "/?rooms=rust", "").as_bytes(),
-    );
-    assert_eq!(common::status_of(&response), 400, "{response}");
-    assert!(response.contains("cluster mode"), "{response}");
-    // `?rooms=main` is what a node does anyway.
-    WsClient::connect(node.addr, "/?rooms=main", &[]);
-}

@@ -22,7 +22,7 @@ use super::replica::{Applied, ROOM, Record, Replica};
 use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::metrics::Metrics;
-use crate::room::{Action, Epoch, Output};
+use crate::room::{Action, Epoch, Limits, Output};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -84,8 +84,9 @@ pub struct NodeSettings {
     pub node: NodeId,
     /// Entries the stream keeps, about (`MAXLEN ~`).
     pub stream_maxlen: usize,
-    /// Messages kept in the history.
-    pub history: usize,
+    /// The chat's limits (every node must be given the same: each
+    /// replica applies them to the same entries).
+    pub limits: Limits,
 }
 
 /// Work for the writer thread, done in order.
@@ -148,11 +149,11 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
         other => other.map_err(fail)?,
     };
     let mut replica = match stored {
-        Some(text) => Replica::restore(&text, settings.history, &epoch).unwrap_or_else(|e| {
+        Some(text) => Replica::restore(&text, settings.limits, &epoch).unwrap_or_else(|e| {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
-            Replica::new(settings.history, epoch.clone())
+            Replica::new(settings.limits, epoch.clone())
         }),
-        None => Replica::new(settings.history, epoch.clone()),
+        None => Replica::new(settings.limits, epoch.clone()),
     };
     let loaded = replica.last_id;
     let mut applied = 0;
@@ -177,10 +178,11 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
         }
     }
     log::info!(
-        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history, epoch {epoch}",
+        "cluster: node {} (number {number}) loaded the chat at {loaded}, applied {applied} entries after it; {} clients, {} rooms, {} bytes of history, epoch {epoch}",
         settings.node,
-        replica.room.len(),
-        replica.room.history().len()
+        replica.chat.len(),
+        replica.chat.room_count(),
+        replica.chat.history_bytes()
     );
     // Members of an earlier run of this node: nobody is connected to them.
     let left_behind = replica.members_of(settings.node.as_str());
@@ -335,7 +337,7 @@ impl NodeThreads {
             let position = ReadPosition {
                 after: replica.last_id,
                 seq: replica.last_seq,
-                epoch: replica.room.epoch().clone(),
+                epoch: replica.chat.epoch().clone(),
             };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())

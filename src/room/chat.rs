@@ -312,7 +312,10 @@ impl Chat {
 }
 
 mod membership;
+mod replication;
 mod speech;
+
+pub use replication::KeptClient;
 
 #[cfg(test)]
 mod tests;

@@ -82,7 +82,7 @@ impl Broadcaster {
         let state = Replicated {
             replica,
             threads,
-            outbox: Outbox::with_rooms(delivery, metrics.clone()),
+            outbox: Outbox::new(delivery, metrics.clone()),
             metrics,
             pending_joins: HashMap::new(),
             connected: HashSet::new(),

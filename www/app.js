@@ -5,8 +5,178 @@
 'use strict';
 
 (function () {
+  // ================================================================ pure helpers
+  // No DOM and no state: the URL fragment, room names, the socket URL and
+  // what a line typed in the composer becomes on the wire. Node loads them
+  // too (tests/browser/page-logic.test.mjs), through module.exports below.
+  const ROOM_NAME_MAX = 32;
+  // Where every connection starts, and where bare text goes.
+  const MAIN = '#main';
+
+  // A room name as the server writes it ("#rust"), or null if `input` is
+  // not one: fullwidth forms folded to ASCII first, then ASCII case (only
+  // ASCII: "K", the Kelvin sign, is not "k"), then 1–32 of a-z 0-9 - _.
+  // The leading "#" is optional here; the page adds it.
+  function foldRoom(input) {
+    let s = String(input === undefined || input === null ? '' : input).trim();
+    s = s.replace(/[\uFF01-\uFF5E]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xFEE0));
+    if (s.startsWith('#')) s = s.slice(1);
+    s = s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+    const re = new RegExp('^[a-z0-9_-]{1,' + ROOM_NAME_MAX + '}$');
+    return re.test(s) ? '#' + s : null;
+  }
+
+  // A nickname folded the way the server compares them (ignoring ASCII
+  // case and fullwidth forms): the key of a direct-message conversation.
+  function foldNick(nick) {
+    return String(nick)
+      .replace(/[\uFF01-\uFF5E]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xFEE0))
+      .replace(/[A-Z]/g, (c) => c.toLowerCase());
+  }
+
+  function decodePart(s) {
+    try { return decodeURIComponent(s); } catch (_) { return null; }
+  }
+
+  // The URL fragment as `key=value` pairs joined by "&" ("#room=rust"), in
+  // order; the first of a repeated key wins; a pair that does not decode
+  // is skipped. Other keys than `room` are kept as they are, so that later
+  // features can add theirs. The fragment never leaves the browser.
+  function parseFragment(hash) {
+    let s = String(hash || '');
+    if (s.startsWith('#')) s = s.slice(1);
+    const out = new Map();
+    for (const pair of s.split('&')) {
+      if (!pair) continue;
+      const eq = pair.indexOf('=');
+      const key = decodePart(eq < 0 ? pair : pair.slice(0, eq));
+      const value = decodePart(eq < 0 ? '' : pair.slice(eq + 1));
+      if (!key || value === null || out.has(key)) continue;
+      out.set(key, value);
+    }
+    return out;
+  }
+
+  function formatFragment(pairs) {
+    const parts = [];
+    for (const [key, value] of pairs) {
+      parts.push(encodeURIComponent(key) + '=' + encodeURIComponent(value));
+    }
+    return parts.join('&');
+  }
+
+  // The fragment with `key` set to `value` (removed when value is null),
+  // every other pair kept in its place.
+  function withFragmentKey(hash, key, value) {
+    const pairs = parseFragment(hash);
+    if (value === null || value === undefined) pairs.delete(key);
+    else pairs.set(key, String(value));
+    return formatFragment(pairs);
+  }
+
+  // The chat socket's URL. `since` and `epoch`: the server sends only the
+  // messages after the last one this page has, in every room it lists, so
+  // a reconnect neither repeats nor drops a line; if that id belongs to a
+  // history the server no longer has (its epoch changed), it says `gap`
+  // and sends what it has (chapter 06). `rooms`: the rooms to be back in;
+  // left out when it is only #main, the server's default.
+  function socketUrl(o) {
+    const params = [];
+    if (o.lastId > 0) {
+      params.push('since=' + o.lastId);
+      if (o.epoch) params.push('epoch=' + encodeURIComponent(o.epoch));
+    }
+    const rooms = (o.rooms || ['#main']).map((r) => String(r).replace(/^#/, ''));
+    if (!(rooms.length === 1 && rooms[0] === 'main')) {
+      params.push('rooms=' + rooms.map(encodeURIComponent).join(','));
+    }
+    return o.scheme + '//' + o.host + '/' + (params.length ? '?' + params.join('&') : '');
+  }
+
+  // What a line typed in the composer becomes, given the conversation it
+  // was typed in (`{kind: 'room', name: '#rust'}` or `{kind: 'dm', nick}`)
+  // and the rooms the page is in. Returns one of
+  //   {line}                the text to send (plus `dm`: the nickname of a /msg)
+  //   {show: '#rust'}       a /join of a room the page is already in
+  //   {problem: 'code'}     refused here, in the words of `onError`'s codes
+  // Another room than #main speaks with `/say #room TEXT`. In #main the
+  // page sends what every wschat.v1 client sends there (bare text, `/me`,
+  // `//text`), which the server takes as #main's by definition.
+  function composeLine(raw, conv, inRooms) {
+    const text = String(raw);
+    const cmd = /^\/(\S+)(?:[ \t]+([\s\S]*))?$/.exec(text);
+    const name = cmd ? cmd[1].toLowerCase() : '';
+    const arg = cmd && cmd[2] !== undefined ? cmd[2] : '';
+    const here = conv && conv.kind === 'room' ? conv.name : null;
+    const isIn = (room) => !!inRooms && (inRooms.has ? inRooms.has(room) : inRooms.includes(room));
+    if (cmd && name !== '/' && !text.startsWith('//')) {
+      switch (name) {
+        case 'join': {
+          const room = foldRoom(arg.trim());
+          if (!room) return { problem: 'room_invalid' };
+          if (isIn(room)) return { show: room };
+          return { line: '/join ' + room, join: room };
+        }
+        case 'part': {
+          const target = arg.trim() ? foldRoom(arg.trim()) : here;
+          if (!target) return { problem: arg.trim() ? 'room_invalid' : 'not_a_room' };
+          return { line: '/part ' + target };
+        }
+        case 'topic': {
+          // "/topic #rust TEXT" names its room; "/topic TEXT" is the shown one.
+          if (/^[#\uFF03]/.test(arg)) {
+            const m = /^(\S+)(?:[ \t]+([\s\S]*))?$/.exec(arg);
+            const room = foldRoom(m[1]);
+            if (!room) return { problem: 'room_invalid' };
+            // "/topic #rust" asks; "/topic #rust " (a space, no text) clears.
+            return { line: '/topic ' + room + (m[2] !== undefined ? ' ' + m[2] : '') };
+          }
+          if (!here) return { problem: 'not_a_room' };
+          return { line: '/topic ' + here + (arg ? ' ' + arg : '') };
+        }
+        case 'who': {
+          const target = arg.trim() ? foldRoom(arg.trim()) : (here || MAIN);
+          if (!target) return { problem: 'room_invalid' };
+          return { line: target === MAIN && !arg.trim() ? '/who' : '/who ' + target };
+        }
+        case 'me':
+          if (!conv) return { problem: 'no_conversation' };
+          if (!here) return { problem: 'action_in_dm' };
+          return { line: here === MAIN ? text : '/say ' + here + ' ' + text };
+        case 'msg': {
+          const m = /^(\S+)[ \t]+([\s\S]*\S[\s\S]*)$/.exec(arg);
+          return m ? { line: text, dm: m[1] } : { line: text };
+        }
+        default:
+          return { line: text }; // /nick, /rooms, /say and what the server knows better
+      }
+    }
+    if (!conv) return { problem: 'no_conversation' };
+    if (here === MAIN) return { line: text };
+    // "//text" means the literal "/text" in #main; /say and /msg take their
+    // text as it is, so one slash goes. (Except "//me …": after /say that
+    // would be an action, so it keeps both.)
+    const said = text.startsWith('//') && !/^\/\/me(\s|$)/.test(text) ? text.slice(1) : text;
+    if (here) return { line: '/say ' + here + ' ' + said };
+    return { line: '/msg ' + conv.nick + ' ' + said, dm: conv.nick };
+  }
+
+  const pure = {
+    ROOM_NAME_MAX, foldRoom, foldNick, parseFragment, formatFragment, withFragmentKey,
+    socketUrl, composeLine,
+  };
+  if (typeof module === 'object' && module && module.exports) module.exports = pure;
+  if (typeof document === 'undefined') return;
+
+  // ================================================================ the page
   const PROTOCOL = 'wschat.v1';
   const NICK_KEY = 'wschat.nick';
+  // The rooms this tab is in, kept across a reload (sessionStorage: one
+  // tab's, gone with the tab).
+  const ROOMS_KEY = 'wschat.rooms';
+  // At most this many kept rooms are asked for on load (the server's
+  // default --max-rooms-per-client).
+  const STORED_ROOMS_MAX = 32;
   const BACKOFF_START_MS = 750;
   const BACKOFF_CAP_MS = 12000;
   const CONNECT_TIMEOUT_MS = 10000;
@@ -19,6 +189,8 @@
   // Automatic /nick retries when the name is still held by our own previous
   // connection (the server has not yet noticed it is gone).
   const NICK_RETRIES = 3;
+  // Unread counts above this show as "99+".
+  const UNREAD_SHOWN_MAX = 99;
   const BASE_TITLE = document.title || 'wschat';
 
   const $ = (id) => document.getElementById(id);
@@ -32,12 +204,26 @@
     meNick: $('me-nick'),
     peopleToggle: $('people-toggle'),
     peopleToggleCount: $('people-toggle-count'),
+    toggleUnread: $('toggle-unread'),
     people: $('people'),
     peopleClose: $('people-close'),
     onlineCount: $('online-count'),
+    peopleHeading: $('people-heading-text'),
     userList: $('user-list'),
+    roomList: $('room-list'),
+    dmList: $('dm-list'),
+    dmEmpty: $('dm-empty'),
+    joinForm: $('join-form'),
+    joinInput: $('join-input'),
+    joinError: $('join-error'),
+    convTitle: $('conv-title'),
+    convTopic: $('conv-topic'),
+    topicEdit: $('topic-edit'),
+    topicForm: $('topic-form'),
+    topicInput: $('topic-input'),
+    topicCancel: $('topic-cancel'),
+    convLeave: $('conv-leave'),
     scroller: $('scroller'),
-    messages: $('messages'),
     jump: $('jump'),
     composer: $('composer'),
     input: $('composer-input'),
@@ -58,9 +244,15 @@
     everOnline: false,
     onlineSince: 0,
     you: null,              // {id, nick}
-    users: new Map(),       // id -> {id, nick}
-    seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
-    lastId: 0,              // newest message id seen: a reconnect resumes after it
+    // Conversations by key: a room by its name ("#rust"), direct messages
+    // with someone by "@" and their folded nickname. Each has its own
+    // message list, members, unread count and seen ids (see makeConv).
+    convs: new Map(),
+    current: null,          // key of the conversation shown
+    rooms: [],              // the rooms this page is in, in the server's order
+    wantShow: null,         // a room the user asked to open, shown once joined
+    roomsAvailable: true,   // false: this server has no rooms (an older one, or a cluster)
+    lastId: 0,              // newest message id seen in any room: a reconnect resumes after it
     epoch: null,            // the server's history the ids belong to (from the welcome)
     attempt: 0,             // consecutive failed connection attempts
     retryTimer: null,
@@ -68,10 +260,8 @@
     retryAt: 0,
     pendingNick: null,      // {nick, source: 'chooser'|'auto'|'command', tries}
     queuedNick: null,       // chosen while offline, sent on connect
-    unread: 0,
-    lastItem: null,         // {kind, fromId, ts} of the last rendered list item
-    lastDay: null,
-    joinNotices: new Map(), // user id -> {li, ts} of a recent join notice
+    lastDmTarget: null,     // the nickname of the last /msg sent (for no_such_user)
+    unread: 0,              // messages while the tab was hidden (the title)
     closeInfo: null,        // why the last connection closed (describeClose)
     lastSent: null,         // the last text sent from the composer
     maxMessageBytes: 0,     // the server's message limit, once a 1009 told us
@@ -83,6 +273,22 @@
   }
   function storeNick(nick) {
     try { localStorage.setItem(NICK_KEY, nick); } catch (_) { /* private mode */ }
+  }
+  function storedRooms() {
+    let list = [];
+    try { list = JSON.parse(sessionStorage.getItem(ROOMS_KEY) || '[]'); } catch (_) { return []; }
+    const out = [];
+    for (const r of Array.isArray(list) ? list : []) {
+      const name = foldRoom(r);
+      if (name && !out.includes(name) && out.length < STORED_ROOMS_MAX) out.push(name);
+    }
+    return out;
+  }
+  function storeRooms() {
+    try { sessionStorage.setItem(ROOMS_KEY, JSON.stringify(state.rooms)); } catch (_) { /* private mode */ }
+  }
+  function forgetRooms() {
+    try { sessionStorage.removeItem(ROOMS_KEY); } catch (_) { /* private mode */ }
   }
 
   // ---------------------------------------------------------------- helpers
@@ -104,6 +310,13 @@
     const span = node('span', 'nick' + (extraClass ? ' ' + extraClass : ''), user && user.nick);
     if (user && user.nick) span.style.setProperty('--hue', String(nickHue(user.nick)));
     return span;
+  }
+
+  function avatar(nick) {
+    const a = node('span', 'avatar', String(nick || '?').slice(0, 1).toUpperCase());
+    a.setAttribute('aria-hidden', 'true');
+    a.style.setProperty('--hue', String(nickHue(nick || '?')));
+    return a;
   }
 
   function validTs(ts) {
@@ -138,6 +351,264 @@
     return !!(user && state.you && user.id === state.you.id);
   }
 
+  function validUser(u) {
+    return !!(u && typeof u.id === 'number');
+  }
+
+  // ---------------------------------------------------------------- conversations
+  // A room ("#rust") or the direct messages with one person. Each keeps its
+  // own <ol> of list items; the one shown is in the scroller with the id
+  // "messages", the others wait detached.
+  function makeConv(key, kind, name) {
+    return {
+      key,
+      kind,                   // 'room' | 'dm'
+      name,                   // '#rust', or the other person's nickname
+      nick: kind === 'dm' ? name : null,
+      list: node('ol', 'messages'),
+      users: new Map(),       // id -> {id, nick}: the room's members
+      topic: undefined,       // a string, null (none), or undefined (not known yet)
+      unread: 0,
+      seen: new Map(),        // message id -> fingerprint (dedupe across reconnects)
+      lastItem: null,         // {kind, fromId, ts} of the last rendered list item
+      lastDay: null,
+      joinNotices: new Map(), // user id -> {li, ts} of a recent join notice
+      following: true,        // the view follows new messages (kept while hidden)
+      scrollTop: 0,
+    };
+  }
+
+  function current() {
+    return state.current ? state.convs.get(state.current) || null : null;
+  }
+
+  function roomConv(name) {
+    const key = foldRoom(name);
+    if (!key) return null;
+    let conv = state.convs.get(key);
+    if (!conv) {
+      conv = makeConv(key, 'room', key);
+      state.convs.set(key, conv);
+    }
+    return conv;
+  }
+
+  function dmKey(nick) {
+    return '@' + foldNick(nick);
+  }
+
+  function dmConv(user) {
+    const key = dmKey(user.nick);
+    let conv = state.convs.get(key);
+    if (!conv) {
+      conv = makeConv(key, 'dm', user.nick);
+      state.convs.set(key, conv);
+    }
+    conv.peer = { id: user.id, nick: user.nick };
+    conv.name = conv.nick = user.nick;
+    return conv;
+  }
+
+  function inRoom(name) {
+    return state.rooms.includes(name);
+  }
+
+  // The conversation an event about `room` belongs to: events from a
+  // server without rooms carry none, and are about #main.
+  function convFor(room) {
+    const name = room === undefined || room === null ? MAIN : foldRoom(room);
+    return name && inRoom(name) ? state.convs.get(name) || null : null;
+  }
+
+  function dropConv(key) {
+    const conv = state.convs.get(key);
+    if (!conv) return;
+    state.convs.delete(key);
+    if (state.current === key) {
+      state.current = null;
+      const next = inRoom(MAIN) ? MAIN : state.rooms[0] || firstDm();
+      if (next) showConv(next, { keepFocus: true });
+      else showNothing();
+    }
+    renderConvs();
+  }
+
+  function firstDm() {
+    for (const conv of state.convs.values()) if (conv.kind === 'dm') return conv.key;
+    return null;
+  }
+
+  // Shows conversation `key`: its messages, members, topic and composer;
+  // its unread count goes back to zero; a room goes into the URL fragment.
+  function showConv(key, opts) {
+    const conv = state.convs.get(key);
+    if (!conv) return;
+    const before = current();
+    if (before && before !== conv) {
+      before.following = following;
+      before.scrollTop = el.scroller.scrollTop;
+      before.list.removeAttribute('id');
+    }
+    state.current = key;
+    conv.list.id = 'messages';
+    if (el.scroller.firstElementChild !== conv.list) el.scroller.replaceChildren(conv.list);
+    conv.unread = 0;
+    following = conv.following;
+    if (following) scrollToBottom();
+    else { el.scroller.scrollTop = conv.scrollTop; el.jump.hidden = true; }
+    closeTopicForm();
+    renderHeader();
+    renderUsers();
+    renderConvs();
+    updateComposerNote();
+    if (conv.kind === 'room' && !(opts && opts.keepFragment)) setFragmentRoom(conv.name);
+    if (!(opts && opts.keepFocus)) setPeopleOpen(false);
+  }
+
+  // No conversation at all (the page left every room).
+  function showNothing() {
+    state.current = null;
+    const empty = node('ol', 'messages none');
+    empty.id = 'messages';
+    el.scroller.replaceChildren(empty);
+    renderHeader();
+    renderUsers();
+    updateComposerNote();
+  }
+
+  function renderHeader() {
+    const conv = current();
+    if (!conv) {
+      el.convTitle.textContent = 'No room';
+      el.convTopic.textContent = 'Join a room from the list to start talking.';
+      el.topicEdit.hidden = true;
+      el.convLeave.hidden = true;
+      el.input.placeholder = 'Join a room first…';
+      return;
+    }
+    const room = conv.kind === 'room';
+    el.convTitle.replaceChildren();
+    if (room) el.convTitle.textContent = conv.name;
+    else {
+      el.convTitle.appendChild(node('span', 'visually-hidden', 'Direct messages with '));
+      el.convTitle.appendChild(nickSpan({ nick: conv.nick }));
+    }
+    el.convTopic.classList.toggle('empty', room && !conv.topic);
+    el.convTopic.textContent = !room ? 'Direct messages: only the two of you see them, and they are not kept.'
+      : conv.topic ? conv.topic : conv.topic === null ? 'No topic' : '';
+    el.convTopic.title = room && conv.topic ? conv.topic : '';
+    el.topicEdit.hidden = !room;
+    el.topicEdit.setAttribute('aria-label', room ? 'Set the topic of ' + conv.name : 'Set the topic');
+    el.convLeave.hidden = false;
+    el.convLeave.setAttribute('aria-label', room ? 'Leave ' + conv.name : 'Close the conversation with ' + conv.nick);
+    el.convLeave.textContent = room ? 'Leave' : 'Close';
+    el.input.placeholder = 'Message ' + (room ? conv.name : conv.nick) + '…';
+  }
+
+  function unreadBadge(n) {
+    const b = node('span', 'badge', n > UNREAD_SHOWN_MAX ? UNREAD_SHOWN_MAX + '+' : String(n));
+    b.setAttribute('aria-hidden', 'true');
+    return b;
+  }
+
+  function convButton(conv) {
+    const b = node('button', 'conv');
+    b.type = 'button';
+    b.dataset.key = conv.key;
+    if (conv.key === state.current) b.setAttribute('aria-current', 'true');
+    if (conv.kind === 'room') {
+      b.appendChild(node('span', 'conv-mark', '#'));
+      b.appendChild(node('span', 'conv-name', conv.name.slice(1)));
+    } else {
+      b.appendChild(avatar(conv.nick));
+      b.appendChild(node('span', 'conv-name', conv.nick));
+    }
+    if (conv.unread > 0) {
+      b.classList.add('has-unread');
+      b.appendChild(unreadBadge(conv.unread));
+      b.appendChild(node('span', 'visually-hidden', ', ' + conv.unread + ' unread'));
+    }
+    b.addEventListener('click', () => { showConv(conv.key); el.input.focus(); });
+    return b;
+  }
+
+  // The room list (rooms this page is in, in the server's order) and the
+  // direct-message list, each with its unread count.
+  function renderConvs() {
+    // The lists are rebuilt whole: keep the keyboard focus on the same entry.
+    const focused = document.activeElement;
+    const focusKey = focused && focused.classList && focused.classList.contains('conv') ? focused.dataset.key : null;
+    el.roomList.replaceChildren();
+    el.dmList.replaceChildren();
+    let elsewhere = 0;
+    for (const name of state.rooms) {
+      const conv = state.convs.get(name);
+      if (!conv) continue;
+      const li = node('li');
+      li.appendChild(convButton(conv));
+      el.roomList.appendChild(li);
+      if (conv.key !== state.current) elsewhere += conv.unread;
+    }
+    for (const conv of state.convs.values()) {
+      if (conv.kind !== 'dm') continue;
+      const li = node('li');
+      li.appendChild(convButton(conv));
+      el.dmList.appendChild(li);
+      if (conv.key !== state.current) elsewhere += conv.unread;
+    }
+    el.dmEmpty.hidden = el.dmList.childElementCount > 0;
+    if (focusKey !== null) {
+      for (const b of el.people.querySelectorAll('button.conv')) if (b.dataset.key === focusKey) b.focus();
+    }
+    el.toggleUnread.hidden = elsewhere === 0;
+    el.toggleUnread.textContent = elsewhere > UNREAD_SHOWN_MAX ? UNREAD_SHOWN_MAX + '+' : String(elsewhere);
+    toggleUnreadLabel = elsewhere ? ', ' + elsewhere + ' unread in other conversations' : '';
+    labelToggle();
+  }
+
+  // The toggle's name for screen readers: what it opens, how many people
+  // are in the room shown, and the unread messages elsewhere.
+  let toggleUnreadLabel = '';
+  function labelToggle() {
+    el.peopleToggle.setAttribute('aria-label', 'Rooms and people (' + el.peopleToggle.title + ')' + toggleUnreadLabel);
+  }
+
+  // ---------------------------------------------------------------- the URL fragment
+  function fragmentRoom() {
+    const value = parseFragment(location.hash).get('room');
+    return value === undefined ? null : value;
+  }
+
+  // replaceState: switching rooms adds no entry to the back button's list
+  // and fires no hashchange.
+  function setFragmentRoom(name) {
+    const want = withFragmentKey(location.hash, 'room', name.slice(1));
+    if (location.hash.replace(/^#/, '') === want) return;
+    try { history.replaceState(history.state, '', '#' + want); } catch (_) { /* sandboxed */ }
+  }
+
+  // Opens the room the fragment names: shown if the page is in it, joined
+  // (and shown once joined) if not.
+  function openFragmentRoom() {
+    const value = fragmentRoom();
+    if (value === null) return;
+    const name = foldRoom(value);
+    if (!name) {
+      const conv = current();
+      if (conv) addNotice(conv, 'error', ['The link names a room that cannot exist (“' + value + '”). ' + errorText('room_invalid')]);
+      return;
+    }
+    if (inRoom(name)) { if (state.current !== name) showConv(name, { keepFocus: true }); return; }
+    requestJoin(name);
+  }
+  window.addEventListener('hashchange', () => { if (state.online) openFragmentRoom(); });
+
+  function requestJoin(name) {
+    if (inRoom(name)) { showConv(name); return; }
+    state.wantShow = name;
+    send('/join ' + name);
+  }
+
   // ---------------------------------------------------------------- scrolling
   function atBottom() {
     const s = el.scroller;
@@ -147,13 +618,20 @@
     el.scroller.scrollTop = el.scroller.scrollHeight;
     el.jump.hidden = true;
   }
-  // Whether the view follows new messages: true until the reader scrolls up.
+  // Whether the shown list follows new messages: true until the reader
+  // scrolls up. Each conversation keeps its own while hidden.
   let following = true;
-  // Appends list items, keeping the view pinned to the bottom if it was.
-  function appendItems(items, opts) {
-    if (!items.length) return;
+  // Appends list items to a conversation; if it is the one shown, keeps the
+  // view pinned to the bottom if it was.
+  function appendItems(conv, items, opts) {
+    if (!items.length || !conv) return;
+    if (conv.key !== state.current) {
+      for (const li of items) conv.list.appendChild(li);
+      if (opts && opts.forceScroll) conv.following = true;
+      return;
+    }
     const stick = (opts && opts.forceScroll) || following || atBottom();
-    for (const li of items) el.messages.appendChild(li);
+    for (const li of items) conv.list.appendChild(li);
     if (stick) scrollToBottom();
     else el.jump.hidden = false;
   }
@@ -171,12 +649,12 @@
   }
 
   // ---------------------------------------------------------------- list items
-  function dayDivider(ts) {
+  function dayDivider(conv, ts) {
     const d = new Date(ts);
     const key = dayKey(d);
-    if (key === state.lastDay) return null;
-    state.lastDay = key;
-    state.lastItem = null;
+    if (key === conv.lastDay) return null;
+    conv.lastDay = key;
+    conv.lastItem = null;
     const li = node('li', 'day');
     li.appendChild(node('span', null, dayLabel(d)));
     return li;
@@ -186,22 +664,23 @@
     return String(m.ts) + '\u0000' + String(m.text) + '\u0000' + String(m.from && m.from.nick);
   }
 
-  // Builds the list item(s) for a chat message; returns [] for a duplicate.
-  function renderMessage(m) {
+  // Builds the list item(s) for a chat message in `conv`; returns [] for a
+  // duplicate (an id this conversation already shows).
+  function renderMessage(conv, m) {
     if (typeof m.id === 'number') {
-      if (state.seen.has(m.id)) return [];
-      state.seen.set(m.id, fingerprint(m));
+      if (conv.seen.has(m.id)) return [];
+      conv.seen.set(m.id, fingerprint(m));
       if (m.id > state.lastId) state.lastId = m.id;
     }
     const out = [];
     const ts = validTs(m.ts);
-    const divider = dayDivider(ts);
+    const divider = dayDivider(conv, ts);
     if (divider) out.push(divider);
 
     const from = m.from || { id: -1, nick: '?' };
     const own = isYou(from);
     const action = m.action === true;
-    const last = state.lastItem;
+    const last = conv.lastItem;
     const continued = !action && last && last.kind === 'message' && last.fromId === from.id &&
       last.nick === from.nick && ts - last.ts < GROUP_WINDOW_MS;
 
@@ -230,16 +709,16 @@
       li.appendChild(node('p', 'body text', m.text));
     }
     out.push(li);
-    state.lastItem = { kind: action ? 'action' : 'message', fromId: from.id, nick: from.nick, ts };
+    conv.lastItem = { kind: action ? 'action' : 'message', fromId: from.id, nick: from.nick, ts };
     return out;
   }
 
   // A system notice (join, leave, nick change, errors, /who answers).
   // `parts` is a list of strings and {user} objects.
-  function renderNotice(kind, parts, ts) {
+  function renderNotice(conv, kind, parts, ts) {
     const out = [];
     const t = validTs(ts);
-    const divider = dayDivider(t);
+    const divider = dayDivider(conv, t);
     if (divider) out.push(divider);
     const li = node('li', 'notice ' + kind);
     const p = node('p', 'notice-text');
@@ -250,8 +729,15 @@
     li.appendChild(p);
     li.appendChild(timeNode(t));
     out.push(li);
-    state.lastItem = { kind: 'notice', ts: t };
+    conv.lastItem = { kind: 'notice', ts: t };
     return out;
+  }
+
+  function addNotice(conv, kind, parts, opts) {
+    if (!conv) return [];
+    const items = renderNotice(conv, kind, parts, opts && opts.ts);
+    appendItems(conv, items, { forceScroll: !!(opts && opts.forceScroll) });
+    return items;
   }
 
   // Screen readers read each line added to the live region.
@@ -260,7 +746,13 @@
     while (el.live.childElementCount > 5) el.live.firstElementChild.remove();
   }
 
-  function bumpUnread() {
+  // A message from someone else: counted as unread in its conversation if
+  // that is not the one shown, and in the tab's title while it is hidden.
+  function countUnread(conv) {
+    if (conv.key !== state.current) {
+      conv.unread += 1;
+      renderConvs();
+    }
     if (document.visibilityState === 'hidden') {
       state.unread += 1;
       document.title = '(' + state.unread + ') ' + BASE_TITLE;
@@ -275,35 +767,65 @@
   });
 
   // ---------------------------------------------------------------- presence
+  // The people of the shown conversation: a room's members, or the two
+  // people of a direct conversation. Everyone but you is a button that
+  // opens direct messages with them.
   function renderUsers() {
-    if (state.you) state.users.set(state.you.id, { id: state.you.id, nick: state.you.nick });
-    const list = Array.from(state.users.values()).sort((a, b) => {
+    const conv = current();
+    let users = [];
+    if (conv && conv.kind === 'room') {
+      if (state.you && inRoom(conv.key)) conv.users.set(state.you.id, { id: state.you.id, nick: state.you.nick });
+      users = Array.from(conv.users.values());
+    } else if (conv) {
+      if (state.you) users.push(state.you);
+      if (conv.peer && !isYou(conv.peer)) users.push(conv.peer);
+    }
+    const list = users.sort((a, b) => {
       if (isYou(a)) return -1;
       if (isYou(b)) return 1;
       return String(a.nick).localeCompare(String(b.nick), undefined, { sensitivity: 'base' });
     });
+    const focused = document.activeElement;
+    const focusId = focused && focused.classList && focused.classList.contains('user-button')
+      ? focused.parentElement.dataset.id : null;
     el.userList.replaceChildren();
     for (const u of list) {
       const li = node('li', 'user' + (isYou(u) ? ' me' : ''));
       li.dataset.id = String(u.id);
-      const avatar = node('span', 'avatar', String(u.nick || '?').slice(0, 1).toUpperCase());
-      avatar.setAttribute('aria-hidden', 'true');
-      avatar.style.setProperty('--hue', String(nickHue(u.nick || '?')));
-      li.appendChild(avatar);
-      li.appendChild(nickSpan(u));
-      if (isYou(u)) li.appendChild(node('span', 'you-tag', 'you'));
+      let holder = li;
+      if (!isYou(u) && state.roomsAvailable) {
+        holder = node('button', 'user-button');
+        holder.type = 'button';
+        holder.title = 'Send ' + u.nick + ' a direct message';
+        holder.addEventListener('click', () => { openDm(u); el.input.focus(); });
+        li.appendChild(holder);
+      }
+      holder.appendChild(avatar(u.nick));
+      holder.appendChild(nickSpan(u));
+      if (isYou(u)) holder.appendChild(node('span', 'you-tag', 'you'));
+      else if (holder !== li) holder.appendChild(node('span', 'visually-hidden', ': send a direct message'));
       el.userList.appendChild(li);
+      if (focusId !== null && li.dataset.id === focusId && holder !== li) holder.focus();
     }
     const n = String(list.length);
     el.onlineCount.textContent = n;
     el.peopleToggleCount.textContent = n;
-    el.peopleToggle.title = list.length === 1 ? '1 person online' : n + ' people online';
+    el.peopleHeading.textContent = conv && conv.kind === 'room' ? 'In ' + conv.name : 'People';
+    el.peopleToggle.title = (list.length === 1 ? '1 person' : n + ' people') +
+      (conv && conv.kind === 'room' ? ' in ' + conv.name : '');
+    labelToggle();
+  }
+
+  function openDm(user) {
+    const conv = dmConv(user);
+    renderConvs();
+    showConv(conv.key);
   }
 
   function setYou(user) {
     state.you = { id: user.id, nick: user.nick };
     el.meNick.textContent = user.nick;
-    el.input.placeholder = 'Message as ' + user.nick + '…';
+    renderHeader();
   }
 
   // ---------------------------------------------------------------- status
@@ -419,11 +941,15 @@
     send('/nick ' + nick);
   }
 
-  // ---------------------------------------------------------------- people panel (phones)
+  // ---------------------------------------------------------------- the side panel (phones)
+  // On a narrow screen the rooms, direct messages and people are one panel
+  // behind the toggle in the top bar.
   function setPeopleOpen(open) {
+    const was = document.body.classList.contains('people-open');
     document.body.classList.toggle('people-open', open);
     el.peopleToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
     if (open) el.peopleClose.focus();
+    else if (was && el.people.contains(document.activeElement)) el.peopleToggle.focus();
   }
   el.peopleToggle.addEventListener('click', () => {
     const open = !document.body.classList.contains('people-open');
@@ -436,6 +962,60 @@
       setPeopleOpen(false);
       el.peopleToggle.focus();
     }
+  });
+
+  // ---------------------------------------------------------------- joining, leaving, the topic
+  function showJoinError(text) {
+    el.joinError.textContent = text;
+    el.joinInput.setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+  el.joinForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const raw = el.joinInput.value.trim();
+    if (!raw) { showJoinError('Type the name of a room, like #rust.'); el.joinInput.focus(); return; }
+    const name = foldRoom(raw);
+    if (!name) { showJoinError(errorText('room_invalid')); el.joinInput.focus(); return; }
+    if (!inRoom(name) && !state.online) { showJoinError('Not connected. Try again once you are back online.'); return; }
+    showJoinError('');
+    el.joinInput.value = '';
+    requestJoin(name);
+  });
+  el.joinInput.addEventListener('input', () => { if (el.joinError.textContent) showJoinError(''); });
+
+  el.convLeave.addEventListener('click', () => {
+    const conv = current();
+    if (!conv) return;
+    if (conv.kind === 'dm') { dropConv(conv.key); return; }
+    if (!send('/part ' + conv.name)) shakeComposer();
+  });
+
+  function closeTopicForm() {
+    el.topicForm.hidden = true;
+    el.topicEdit.setAttribute('aria-expanded', 'false');
+  }
+  el.topicEdit.addEventListener('click', () => {
+    const conv = current();
+    if (!conv || conv.kind !== 'room') return;
+    el.topicForm.hidden = false;
+    el.topicEdit.setAttribute('aria-expanded', 'true');
+    el.topicInput.value = conv.topic || '';
+    el.topicInput.focus();
+    el.topicInput.select();
+  });
+  el.topicCancel.addEventListener('click', () => { closeTopicForm(); el.topicEdit.focus(); });
+  el.topicForm.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { e.stopPropagation(); closeTopicForm(); el.topicEdit.focus(); }
+  });
+  el.topicForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const conv = current();
+    if (!conv || conv.kind !== 'room') return;
+    // An empty topic clears it.
+    const topic = el.topicInput.value.replace(/\s+/g, ' ').trim();
+    // "/topic #room " with nothing after the space clears it.
+    if (!send('/topic ' + conv.name + ' ' + topic)) { shakeComposer(); return; }
+    closeTopicForm();
+    el.input.focus();
   });
 
   // ---------------------------------------------------------------- composer
@@ -460,22 +1040,40 @@
   function submitComposer() {
     const raw = el.input.value;
     if (!raw.trim()) return;
+    const conv = current();
+    const out = composeLine(raw, conv && { kind: conv.kind, name: conv.name, nick: conv.nick }, state.rooms);
+    if (out.show) {
+      showConv(out.show);
+      clearComposer();
+      return;
+    }
+    if (out.problem) {
+      composerProblem = errorText(out.problem);
+      shakeComposer();
+      return;
+    }
     // Once the server has said how large a message may be (a 1009 close),
     // a larger one is stopped here instead of costing the connection.
-    const bytes = state.maxMessageBytes ? utf8.encode(raw).length : 0;
+    const bytes = state.maxMessageBytes ? utf8.encode(out.line).length : 0;
     if (bytes > state.maxMessageBytes) {
       composerProblem = 'This message is ' + bytes + ' bytes; the server takes at most ' +
         state.maxMessageBytes + '. Please shorten it.';
       shakeComposer();
       return;
     }
-    if (!state.online || !send(raw)) {
+    if (!state.online || !send(out.line)) {
       shakeComposer();
       return;
     }
     state.lastSent = raw;
+    if (out.join) state.wantShow = out.join;
+    if (out.dm) state.lastDmTarget = out.dm;
     const m = /^\/nick\s+(\S+)\s*$/.exec(raw);
     if (m) state.pendingNick = { nick: m[1], source: 'command', tries: 0 };
+    clearComposer();
+  }
+
+  function clearComposer() {
     el.input.value = '';
     autoGrow();
     scrollToBottom();
@@ -505,27 +1103,21 @@
     try { ws.send(text); return true; } catch (_) { return false; }
   }
 
-  function socketUrl() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    // `since` and `epoch`: the server sends only the messages after the
-    // last one this page has, so a reconnect neither repeats nor drops a
-    // line; if that id belongs to a history the server no longer has (its
-    // epoch changed), it says `gap` and sends what it has (chapter 06).
-    let query = '';
-    if (state.lastId > 0) {
-      query = '?since=' + state.lastId;
-      if (state.epoch) query += '&epoch=' + encodeURIComponent(state.epoch);
-    }
-    return scheme + '//' + location.host + '/' + query;
-  }
-
   function connect() {
     clearTimers();
     state.online = false;
     setStatus('connecting', state.everOnline ? 'Reconnecting…' : 'Connecting…');
     let ws;
     try {
-      ws = new WebSocket(socketUrl(), [PROTOCOL]);
+      // Back in every room this page is in, after the last message it has.
+      // Only the host is taken from the page's address: the fragment stays here.
+      ws = new WebSocket(socketUrl({
+        scheme: location.protocol === 'https:' ? 'wss:' : 'ws:',
+        host: location.host,
+        lastId: state.lastId,
+        epoch: state.epoch,
+        rooms: state.rooms,
+      }), [PROTOCOL]);
     } catch (_) {
       scheduleReconnect();
       return;
@@ -546,6 +1138,13 @@
       if (state.ws !== ws) return;
       state.ws = null;
       const wasOnline = state.online;
+      // The rooms kept from before a reload were never confirmed by this
+      // server: if it refused them (a bad list is a 400), ask for #main
+      // alone next time rather than the same list forever.
+      if (!state.everOnline && (state.rooms.length !== 1 || state.rooms[0] !== MAIN)) {
+        state.rooms = [MAIN];
+        forgetRooms();
+      }
       // Back off from scratch after a connection that lasted; keep growing
       // the delay if the server keeps dropping us right after the welcome.
       if (wasOnline && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
@@ -649,7 +1248,7 @@
     if (info.limit) state.maxMessageBytes = info.limit;
     if (info.restore) restoreLastSent();
     if (wasOnline || info !== CLOSE_LOST) {
-      appendItems(renderNotice('closed', [info.text]), { forceScroll: true });
+      addNotice(current(), 'closed', [info.text], { forceScroll: true });
       announce(info.text);
     }
     return info.pauseMs || 0;
@@ -666,14 +1265,54 @@
   function handle(msg) {
     switch (msg.type) {
       case 'welcome': onWelcome(msg); break;
+      case 'joined': onJoined(msg); break;
+      case 'parted': onParted(msg); break;
       case 'message': onMessage(msg); break;
+      case 'direct': onDirect(msg); break;
       case 'join': onJoin(msg); break;
       case 'leave': onLeave(msg); break;
       case 'nick': onNick(msg); break;
       case 'users': onUsers(msg); break;
+      case 'rooms': onRooms(msg); break;
+      case 'topic': onTopic(msg); break;
       case 'error': onError(msg); break;
       default: break; // unknown event types are ignored
     }
+  }
+
+  function historyOf(msg) {
+    return (Array.isArray(msg.history) ? msg.history : []).filter((m) => m && typeof m === 'object');
+  }
+
+  // The rooms a welcome says the page is in; a server without rooms sends
+  // no list, and everyone there is in #main.
+  function welcomeRooms(msg) {
+    if (!Array.isArray(msg.rooms)) return [MAIN];
+    const out = [];
+    for (const r of msg.rooms) {
+      const name = foldRoom(r);
+      if (name && !out.includes(name)) out.push(name);
+    }
+    return out;
+  }
+
+  function setMembers(conv, users) {
+    conv.users = new Map();
+    for (const u of Array.isArray(users) ? users : []) {
+      if (validUser(u)) conv.users.set(u.id, { id: u.id, nick: u.nick });
+    }
+    if (conv.key === state.current) renderUsers();
+  }
+
+  // A room's history (the welcome's for #main, a `joined` for the others):
+  // each message shown once, after a notice if some are no longer kept.
+  function showHistory(conv, history, gap) {
+    if (gap && conv.seen.size) {
+      addNotice(conv, 'restart', ['Some messages sent while you were away are no longer available.']);
+    }
+    const items = [];
+    for (const m of history) items.push(...renderMessage(conv, m));
+    appendItems(conv, items, { forceScroll: conv.list.childElementCount === 0 });
   }
 
   function onWelcome(msg) {
@@ -686,13 +1325,9 @@
     setStatus('online', 'Online');
     if (msg.you) setYou(msg.you);
 
-    state.users = new Map();
-    for (const u of Array.isArray(msg.users) ? msg.users : []) {
-      if (u && typeof u.id === 'number') state.users.set(u.id, { id: u.id, nick: u.nick });
-    }
-    renderUsers();
-
-    const history = (Array.isArray(msg.history) ? msg.history : []).filter((m) => m && typeof m === 'object');
+    const rooms = welcomeRooms(msg);
+    const inMain = rooms.includes(MAIN);
+    const history = inMain ? historyOf(msg) : [];
     // A server that lost its history (restarted without a history file, or
     // its Redis lost its data) numbers messages from 1 again, under a new
     // epoch: the ids this page knows mean nothing there any more.
@@ -702,30 +1337,58 @@
     // Without an epoch (an older server): if a known id now carries a
     // different message, or the history is older than what we have, forget
     // the old ids so that new messages show.
+    const main = state.convs.get(MAIN);
     let maxSeen = 0;
-    for (const id of state.seen.keys()) if (id > maxSeen) maxSeen = id;
+    if (main) for (const id of main.seen.keys()) if (id > maxSeen) maxSeen = id;
     let maxHist = 0;
     let conflict = false;
     for (const m of history) {
       if (typeof m.id !== 'number') continue;
       if (m.id > maxHist) maxHist = m.id;
-      if (state.seen.has(m.id) && state.seen.get(m.id) !== fingerprint(m)) conflict = true;
+      if (main && main.seen.has(m.id) && main.seen.get(m.id) !== fingerprint(m)) conflict = true;
     }
     // With `since`, the history holds only newer messages (maybe none); a
     // server that no longer knows our last id says `gap`. Older ids than
     // ours in a history, or a gap with nothing newer, mean a new session.
     const gap = msg.gap === true;
     const older = maxHist < maxSeen && (history.length > 0 || gap);
-    if (state.seen.size && (newEpoch || conflict || older)) {
-      state.seen.clear();
+    if (newEpoch || conflict || older) {
       state.lastId = 0;
-      appendItems(renderNotice('restart', ['The server started a new history (it was restarted without keeping its messages). Messages below are from its new session.']));
-    } else if (state.seen.size && gap) {
-      appendItems(renderNotice('restart', ['Some messages sent while you were away are no longer available.']));
+      for (const conv of state.convs.values()) {
+        if (!conv.seen.size) continue;
+        conv.seen.clear();
+        addNotice(conv, 'restart', ['The server started a new history (it was restarted without keeping its messages). Messages below are from its new session.']);
+      }
     }
-    const items = [];
-    for (const m of history) items.push(...renderMessage(m));
-    appendItems(items, { forceScroll: el.messages.childElementCount === 0 });
+
+    // The rooms the server has this page in now: normally the ones it asked
+    // for. A room it is no longer in leaves the list.
+    state.rooms = rooms;
+    storeRooms();
+    for (const name of rooms) roomConv(name);
+    for (const conv of Array.from(state.convs.values())) {
+      if (conv.kind === 'room' && !rooms.includes(conv.key)) dropConv(conv.key);
+    }
+    if (inMain) {
+      const conv = roomConv(MAIN);
+      setMembers(conv, msg.users);
+      showHistory(conv, history, gap);
+      // The welcome says nothing of #main's topic (unless a later server
+      // adds it): it stays unknown until a `topic` event tells. The page
+      // does not ask by itself: every command costs the user a token of
+      // the server's rate limit.
+      if (typeof msg.topic === 'string' || msg.topic === null) conv.topic = msg.topic || null;
+    }
+    // A server without rooms sends no `rooms` (one in cluster mode answers
+    // a /join with unknown_command: onError).
+    setRoomsAvailable(Array.isArray(msg.rooms));
+    if (!current()) {
+      const first = inMain ? MAIN : rooms[0] || firstDm();
+      if (first) showConv(first, { keepFocus: true, keepFragment: true });
+      else showNothing();
+    }
+    renderConvs();
+    renderUsers();
 
     const queued = state.queuedNick;
     state.queuedNick = null;
@@ -738,48 +1401,127 @@
     } else {
       state.pendingNick = null;
     }
+    // After the nickname, so that the room sees the chosen name join.
+    openFragmentRoom();
+  }
+
+  function onJoined(msg) {
+    const name = foldRoom(msg.room);
+    if (!name) return;
+    if (!inRoom(name)) { state.rooms.push(name); storeRooms(); }
+    const conv = roomConv(name);
+    conv.topic = typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : null;
+    setMembers(conv, msg.users);
+    showHistory(conv, historyOf(msg), msg.gap === true);
+    if (state.wantShow === name) {
+      state.wantShow = null;
+      showConv(name);
+      if (!el.nickDialog.open) el.input.focus();
+      announce('You joined ' + name);
+    } else if (!current()) {
+      showConv(name, { keepFocus: true });
+    } else if (conv.key === state.current) {
+      renderHeader();
+    }
+    renderConvs();
+  }
+
+  function onParted(msg) {
+    const name = foldRoom(msg.room);
+    if (!name) return;
+    state.rooms = state.rooms.filter((r) => r !== name);
+    storeRooms();
+    dropConv(name);
+    addNotice(current(), 'part', ['You left ' + name + '.']);
+    announce('You left ' + name);
   }
 
   function onMessage(m) {
+    const conv = convFor(m.room);
+    if (!conv) return; // a room this page is not in: nothing to show it in
     // Our own line came back: it was delivered, nothing to restore.
     if (isYou(m.from) && state.lastSent && state.lastSent.endsWith(String(m.text))) state.lastSent = null;
-    appendItems(renderMessage(m), { forceScroll: isYou(m.from) });
+    const items = renderMessage(conv, m);
+    if (!items.length) return;
+    appendItems(conv, items, { forceScroll: isYou(m.from) });
     if (!isYou(m.from)) {
-      bumpUnread();
+      countUnread(conv);
       const who = (m.from && m.from.nick) || '?';
-      announce(m.action === true ? '* ' + who + ' ' + m.text : who + ': ' + m.text);
+      if (conv.key === state.current) announce(m.action === true ? '* ' + who + ' ' + m.text : who + ': ' + m.text);
     }
+  }
+
+  // A direct message, or the server's copy of one we sent: it goes into the
+  // conversation with the other person, opened if need be.
+  function onDirect(msg) {
+    const from = msg.from;
+    const to = msg.to;
+    if (!validUser(from) || !validUser(to)) return;
+    const mine = isYou(from);
+    const conv = dmConv(mine ? to : from);
+    if (mine && state.lastSent && state.lastSent.endsWith(String(msg.text))) state.lastSent = null;
+    appendItems(conv, renderMessage(conv, { from, text: msg.text, ts: msg.ts }), { forceScroll: mine });
+    if (mine) {
+      // A /msg typed in another conversation: show where it went.
+      if (state.lastDmTarget !== null && foldNick(state.lastDmTarget) === foldNick(to.nick)) {
+        state.lastDmTarget = null;
+        if (state.current !== conv.key) showConv(conv.key, { keepFocus: true });
+      }
+    } else {
+      countUnread(conv);
+      announce((conv.key === state.current ? '' : 'Direct message from ') + from.nick + ': ' + msg.text);
+    }
+    renderConvs();
   }
 
   function onJoin(msg) {
     const u = msg.user;
-    if (!u || typeof u.id !== 'number') return;
-    state.users.set(u.id, { id: u.id, nick: u.nick });
-    renderUsers();
+    const conv = convFor(msg.room);
+    if (!validUser(u) || !conv) return;
+    conv.users.set(u.id, { id: u.id, nick: u.nick });
+    if (conv.key === state.current) renderUsers();
     if (isYou(u)) return;
-    const items = renderNotice('join', [{ user: u }, ' joined'], msg.ts);
-    state.joinNotices.set(u.id, { li: items[items.length - 1], ts: Date.now() });
-    appendItems(items);
-    announce(u.nick + ' joined');
+    const items = addNotice(conv, 'join', [{ user: u }, ' joined'], { ts: msg.ts });
+    conv.joinNotices.set(u.id, { li: items[items.length - 1], ts: Date.now() });
+    if (conv.key === state.current) announce(u.nick + ' joined');
   }
 
   function onLeave(msg) {
     const u = msg.user;
-    if (!u || typeof u.id !== 'number') return;
-    const known = state.users.get(u.id);
-    state.users.delete(u.id);
-    state.joinNotices.delete(u.id);
-    renderUsers();
+    const conv = convFor(msg.room);
+    if (!validUser(u) || !conv) return;
+    const known = conv.users.get(u.id);
+    conv.users.delete(u.id);
+    conv.joinNotices.delete(u.id);
+    if (conv.key === state.current) renderUsers();
     if (isYou(u)) return;
     const shown = { id: u.id, nick: u.nick || (known && known.nick) };
-    appendItems(renderNotice('leave', [{ user: shown }, ' left'], msg.ts));
-    announce(shown.nick + ' left');
+    addNotice(conv, 'leave', [{ user: shown }, ' left'], { ts: msg.ts });
+    if (conv.key === state.current) announce(shown.nick + ' left');
+  }
+
+  // Direct messages with someone who changed their nickname continue
+  // under the new one.
+  function renameDm(old, u) {
+    const oldKey = dmKey(old);
+    const newKey = dmKey(u.nick);
+    const conv = state.convs.get(oldKey);
+    if (!conv || oldKey === newKey || state.convs.has(newKey)) {
+      if (conv) conv.peer = { id: u.id, nick: u.nick };
+      return conv || null;
+    }
+    const entries = Array.from(state.convs.entries()).map(([k, c]) => (k === oldKey ? [newKey, c] : [k, c]));
+    state.convs = new Map(entries);
+    conv.key = newKey;
+    conv.name = conv.nick = u.nick;
+    conv.peer = { id: u.id, nick: u.nick };
+    if (state.current === oldKey) { state.current = newKey; renderHeader(); }
+    return conv;
   }
 
   function onNick(msg) {
     const u = msg.user;
-    if (!u || typeof u.id !== 'number') return;
-    state.users.set(u.id, { id: u.id, nick: u.nick });
+    if (!validUser(u)) return;
     const mine = isYou(u);
     if (mine) {
       setYou(u);
@@ -787,40 +1529,79 @@
       state.pendingNick = null;
       closeChooser();
     }
-    renderUsers();
-
-    // A guest that names itself right after joining: turn "guest-7 joined"
-    // into "ann joined" instead of adding a second line.
-    const recent = state.joinNotices.get(u.id);
-    state.joinNotices.delete(u.id);
-    if (!mine && recent && Date.now() - recent.ts < 15000 && /^guest-\d+$/i.test(String(msg.old))) {
-      const p = recent.li.querySelector('.notice-text');
-      if (p) p.replaceChildren(nickSpan(u), document.createTextNode(' joined'));
-      announce(u.nick + ' joined');
-      return;
+    const guestRename = /^guest-\d+$/i.test(String(msg.old));
+    const dm = mine ? null : renameDm(msg.old, u);
+    if (dm) addNotice(dm, 'nick', [{ user: { id: u.id, nick: msg.old } }, ' is now known as ', { user: u }], { ts: msg.ts });
+    let spoken = false;
+    for (const name of state.rooms) {
+      const conv = state.convs.get(name);
+      if (!conv || !conv.users.has(u.id)) continue;
+      conv.users.set(u.id, { id: u.id, nick: u.nick });
+      if (mine) continue;
+      // A guest that names itself right after joining: turn "guest-7 joined"
+      // into "ann joined" instead of adding a second line.
+      const recent = conv.joinNotices.get(u.id);
+      conv.joinNotices.delete(u.id);
+      if (recent && Date.now() - recent.ts < 15000 && guestRename) {
+        const p = recent.li.querySelector('.notice-text');
+        if (p) p.replaceChildren(nickSpan(u), document.createTextNode(' joined'));
+        if (conv.key === state.current && !spoken) { announce(u.nick + ' joined'); spoken = true; }
+        continue;
+      }
+      addNotice(conv, 'nick', [{ user: { id: u.id, nick: msg.old } }, ' is now known as ', { user: u }], { ts: msg.ts });
+      if (conv.key === state.current && !spoken) { announce(msg.old + ' is now known as ' + u.nick); spoken = true; }
     }
     // Our own automatic rename after (re)connecting is not worth a line.
-    if (mine && /^guest-\d+$/i.test(String(msg.old))) return;
-    const parts = mine
-      ? ['You are now known as ', { user: u }]
-      : [{ user: { id: u.id, nick: msg.old } }, ' is now known as ', { user: u }];
-    appendItems(renderNotice('nick', parts, msg.ts));
-    if (!mine) announce(msg.old + ' is now known as ' + u.nick);
+    if (mine && !guestRename) addNotice(current(), 'nick', ['You are now known as ', { user: u }], { ts: msg.ts });
+    renderUsers();
+    renderConvs();
   }
 
   function onUsers(msg) {
-    state.users = new Map();
-    for (const u of Array.isArray(msg.users) ? msg.users : []) {
-      if (u && typeof u.id === 'number') state.users.set(u.id, { id: u.id, nick: u.nick });
-    }
-    renderUsers();
-    const list = Array.from(state.users.values());
-    const parts = [list.length === 1 ? '1 person online: ' : list.length + ' people online: '];
+    const conv = convFor(msg.room);
+    if (!conv) return;
+    setMembers(conv, msg.users);
+    const list = Array.from(conv.users.values());
+    const parts = [(list.length === 1 ? '1 person in ' : list.length + ' people in ') + conv.name + ': '];
     list.forEach((u, i) => {
       if (i) parts.push(', ');
       parts.push({ user: u });
     });
-    appendItems(renderNotice('who', parts), { forceScroll: true });
+    addNotice(conv, 'who', parts, { forceScroll: true });
+  }
+
+  // The answer to /rooms: every room there is, with its members and topic.
+  function onRooms(msg) {
+    const rooms = (Array.isArray(msg.rooms) ? msg.rooms : []).filter((r) => r && typeof r.room === 'string');
+    const parts = [rooms.length === 1 ? '1 room: ' : rooms.length + ' rooms: '];
+    rooms.forEach((r, i) => {
+      const n = typeof r.members === 'number' ? r.members : 0;
+      parts.push((i ? '; ' : '') + r.room + ' (' + (n === 1 ? '1 person' : n + ' people') + ')' +
+        (typeof r.topic === 'string' && r.topic ? ' — ' + r.topic : ''));
+    });
+    addNotice(current(), 'who', parts, { forceScroll: true });
+  }
+
+  function onTopic(msg) {
+    const name = foldRoom(msg.room);
+    if (!name) return;
+    const conv = convFor(name);
+    const topic = typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : null;
+    const by = validUser(msg.by) ? msg.by : null;
+    if (conv) conv.topic = topic;
+    let parts;
+    if (!by) { // the answer to "/topic #room" alone
+      parts = topic ? ['The topic of ' + name + ' is: ' + topic] : [name + ' has no topic.'];
+    } else if (topic) {
+      parts = [isYou(by) ? 'You' : { user: by }, ' set the topic: ' + topic];
+    } else {
+      parts = [isYou(by) ? 'You' : { user: by }, ' cleared the topic.'];
+    }
+    addNotice(conv || current(), 'topic', parts, { ts: msg.ts, forceScroll: !by });
+    if (conv && conv.key === state.current) {
+      renderHeader();
+      if (by && !isYou(by)) announce(by.nick + ' set the topic of ' + name);
+    }
   }
 
   // The server's `error` events carry a stable `code` (chapter 06); the page
@@ -831,7 +1612,12 @@
   // Answers to a /nick request (`usage`: the request itself was malformed).
   const NICK_ERRORS = new Set(['nick_taken', 'nick_invalid', 'nick_unchanged', 'usage']);
 
-  function errorText(code, serverText, nick) {
+  // `about`: {nick, room} the error concerns, when the page knows them.
+  // Also the words for what the composer refuses before sending
+  // (composeLine's problems: not_a_room, action_in_dm, no_conversation).
+  function errorText(code, serverText, about) {
+    const nick = about && about.nick;
+    const room = about && about.room;
     switch (code) {
       case 'nick_taken':
         return nick ? '“' + nick + '” is already taken. Please choose another nickname.'
@@ -843,13 +1629,44 @@
       case 'text_only': return 'The chat takes text messages only.';
       case 'unavailable': return 'That message was not sent: the chat server has lost its connection to the other servers. Try again in a moment.';
       case 'not_member': return 'That message was not sent: the chat lost track of this connection. Reconnecting…';
+      case 'room_invalid':
+        return 'A room name is # and 1 to ' + ROOM_NAME_MAX + ' letters, digits, “-” or “_”, like #rust.';
+      case 'not_in_room':
+        return room ? 'You are not in ' + room + '. Join it first.' : 'You are not in that room. Join it first.';
+      case 'no_such_user':
+        return nick ? 'Nobody here is called “' + nick + '”.' : 'Nobody here has that nickname.';
+      case 'too_many_rooms':
+        return 'You are in as many rooms as the server allows. Leave one to join another.';
+      case 'room_limit':
+        return 'The server cannot open another room right now. Join an existing room, or try again later.';
+      case 'room_full': return (room || 'That room') + ' is full. Try again later.';
+      case 'already_in_room': return room ? 'You are already in ' + room + '.' : 'You are already in that room.';
+      case 'not_a_room': return 'That works in a room; this is a direct conversation.';
+      case 'action_in_dm': return '/me works in rooms. Here, just write what you do.';
+      case 'no_conversation': return 'Join a room first: type its name in the list of rooms.';
       default: return serverText; // nick_invalid, usage, and codes this page does not know
     }
+  }
+
+  // Without rooms the page hides what would only earn errors: joining,
+  // the topic, leaving, direct messages.
+  function setRoomsAvailable(yes) {
+    state.roomsAvailable = yes;
+    document.body.classList.toggle('no-rooms', !yes);
+    renderUsers();
   }
 
   function onError(msg) {
     const code = typeof msg.code === 'string' ? msg.code : '';
     const serverText = String(msg.text || 'Something went wrong.');
+    // A /join this server does not know: it has no rooms (for now, a
+    // cluster). Its text says so; the page stops offering them.
+    if (code === 'unknown_command' && state.wantShow) {
+      state.wantShow = null;
+      setRoomsAvailable(false);
+      const conv = current();
+      if (conv && conv.kind === 'room') setFragmentRoom(conv.name);
+    }
     const pending = state.pendingNick;
     if (NICK_ERRORS.has(code) && pending) {
       state.pendingNick = null;
@@ -865,22 +1682,47 @@
       }
       if (pending.source === 'chooser' || pending.source === 'auto') {
         if (code === 'nick_unchanged') { closeChooser(); return; }
-        showChooserError(errorText(code, serverText, pending.nick));
+        showChooserError(errorText(code, serverText, { nick: pending.nick }));
         el.nickInput.value = pending.nick;
         return;
       }
     }
     // Any other answer while the chooser waits must not leave it waiting.
     if (pending && pending.source === 'chooser') el.nickSubmit.disabled = false;
-    const text = errorText(code, serverText, pending && pending.nick);
-    appendItems(renderNotice('error', [text]), { forceScroll: true });
+
+    const room = typeof msg.room === 'string' ? foldRoom(msg.room) : null;
+    const wanted = room !== null && state.wantShow === room;
+    if (wanted) state.wantShow = null;
+    // Joining a room the page is in already: just show it.
+    if (code === 'already_in_room' && room && inRoom(room)) {
+      if (wanted) showConv(room);
+      return;
+    }
+    let nick = pending ? pending.nick : null;
+    if (code === 'no_such_user') { nick = state.lastDmTarget; state.lastDmTarget = null; }
+    const text = errorText(code, serverText, { nick, room });
+    // Shown in the room it concerns if the page is in it, else where the
+    // reader is; a failed join also under the field it was typed in.
+    const target = (room && convFor(room)) || current();
+    addNotice(target, 'error', [text], { forceScroll: true });
+    if (wanted || !target) showJoinError(text);
+    if (wanted) {
+      const conv = current();
+      if (conv && conv.kind === 'room') setFragmentRoom(conv.name);
+    }
     announce(text);
   }
 
   // ---------------------------------------------------------------- start
   const initialNick = storedNick();
   el.meNick.textContent = initialNick || 'Choose a nickname';
-  renderUsers();
+  // A connection starts in #main, or in the rooms this tab was in before a
+  // reload; the fragment's room is joined once the welcome has arrived
+  // (openFragmentRoom), so the fragment is left as it is until then.
+  const kept = storedRooms();
+  state.rooms = kept.length ? kept : [MAIN];
+  roomConv(state.rooms[0]);
+  showConv(state.rooms[0], { keepFocus: true, keepFragment: true });
   updateComposerNote();
   if (!initialNick) openChooser({});
   connect();

@@ -3,89 +3,23 @@
 // server is built and Chromium is installed).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import WsClient from 'ws';
+import {
+  WWW, WAIT, RECONNECT_WAIT, TEST_TIMEOUT, DESKTOP, PHONE, session, openSession, closeSession,
+  startServer, stopServer, sleep, newPage, closePage, waitOnline, join, say, expectText,
+  messageItem, expectMessage, messageCount, shot,
+} from './harness.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..');
-const WWW = path.join(ROOT, 'www');
-const SERVER_BIN = process.env.WSCHAT_BIN || path.join(ROOT, 'target', 'release', 'wschat');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-
-const WAIT = 10_000;            // default for a single visible-behaviour wait
-const RECONNECT_WAIT = 25_000;  // backoff is capped at ~12 s
-const TEST_TIMEOUT = 60_000;
-
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 360, height: 740 };
-
-let browser;
 let server;        // { proc, port, log }
 let port;
 let baseUrl;
-let shotDir;
-let serverLog;     // the servers' stdout and stderr, for a look after a failure
-const contexts = new Set();
 
 // ------------------------------------------------------------------ server
-
-function startServer(addr, extraArgs = []) {
-  return new Promise((resolve, reject) => {
-    const args = ['--addr', addr, '--www', WWW, ...extraArgs];
-    const proc = SERVER_BIN.endsWith('.mjs') || SERVER_BIN.endsWith('.js')
-      ? spawn(process.execPath, [SERVER_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const state = { proc, port: 0, log: '' };
-    let done = false;
-    const finish = (err) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        try { proc.kill('SIGKILL'); } catch { /* already gone */ }
-        reject(err);
-      } else {
-        resolve(state);
-      }
-    };
-    const onData = (chunk) => {
-      state.log += chunk.toString();
-      if (serverLog) fs.appendFileSync(serverLog, chunk);
-      if (state.log.length > 200_000) state.log = state.log.slice(-100_000);
-      const m = /Listening on http:\/\/[^\s/]*:(\d+)\//.exec(state.log);
-      if (m && !done) {
-        state.port = Number(m[1]);
-        finish();
-      }
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.on('error', (e) => finish(new Error(`cannot start ${SERVER_BIN}: ${e.message}`)));
-    proc.on('exit', (code, signal) => {
-      state.exited = true;
-      finish(new Error(`server exited early (code ${code}, signal ${signal}):\n${state.log}`));
-    });
-    const timer = setTimeout(
-      () => finish(new Error(`server did not print "Listening on" within 15 s:\n${state.log}`)),
-      15_000);
-  });
-}
-
-async function stopServer(s, signal = 'SIGTERM') {
-  if (!s || s.exited || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => s.proc.once('exit', resolve));
-  try { process.kill(s.proc.pid, signal); } catch { return; }
-  const t = setTimeout(() => { try { process.kill(s.proc.pid, 'SIGKILL'); } catch { /* gone */ } }, 5_000);
-  await exited;
-  clearTimeout(t);
-}
 
 // Restart on the same port; the old socket may take a moment to free up.
 async function restartServerOnSamePort() {
@@ -220,91 +154,6 @@ function startFakeServer() {
 
 // ------------------------------------------------------------------ browser helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function newPage(viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport });
-  contexts.add(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.dialogs = [];
-  page.pageErrors = [];
-  page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  page.on('pageerror', (e) => page.pageErrors.push(String(e)));
-  // Keep a handle on the page's WebSockets so a test can drop one on purpose.
-  await page.addInitScript(() => {
-    const Native = window.WebSocket;
-    window.__sockets = [];
-    window.__closes = []; // {code, reason} of every close the page saw
-    window.WebSocket = class extends Native {
-      constructor(...args) {
-        super(...args);
-        window.__sockets.push(this);
-        this.addEventListener('close', (e) => window.__closes.push({ code: e.code, reason: e.reason }));
-      }
-    };
-  });
-  return page;
-}
-
-async function closePage(page) {
-  const context = page.context();
-  contexts.delete(context);
-  await context.close();
-}
-
-async function waitOnline(page, timeout = WAIT) {
-  await page.locator('#status[data-state="online"]').waitFor({ timeout });
-}
-
-// Opens the chat and picks a nickname through the chooser.
-async function join(page, nick, url = baseUrl) {
-  await page.goto(url);
-  const dialog = page.locator('#nick-dialog');
-  await dialog.waitFor({ state: 'visible' });
-  await waitOnline(page);
-  await page.locator('#nick-input').fill(nick);
-  await page.keyboard.press('Enter');
-  await dialog.waitFor({ state: 'hidden' });
-  await expectText(page.locator('#me-nick'), nick);
-}
-
-async function say(page, text) {
-  const input = page.locator('#composer-input');
-  await input.fill(text);
-  await input.press('Enter');
-}
-
-async function expectText(locator, expected, timeout = WAIT) {
-  try {
-    await locator.filter({ hasText: expected }).first().waitFor({ state: 'attached', timeout });
-    const got = (await locator.first().textContent()).trim();
-    if (typeof expected === 'string') assert.equal(got, expected);
-  } catch (e) {
-    const got = await locator.first().textContent({ timeout: 500 }).catch(() => '<missing>');
-    throw new Error(`expected ${locator} to show ${JSON.stringify(String(expected))}, it shows ${JSON.stringify(got)}\n${e.message}`);
-  }
-}
-
-// The message item whose text is exactly `text`.
-function messageItem(page, text) {
-  return page.locator('#messages li.msg').filter({
-    has: page.locator('.text').getByText(text, { exact: true }),
-  });
-}
-
-async function expectMessage(page, text, { from, timeout = WAIT } = {}) {
-  const item = messageItem(page, text);
-  await item.first().waitFor({ timeout });
-  if (from) {
-    assert.equal((await item.first().locator('.nick').first().textContent()).trim(), from);
-  }
-  return item;
-}
-
-async function messageCount(page, text) {
-  return messageItem(page, text).count();
-}
 
 async function onlineCount(page) {
   return Number((await page.locator('#online-count').textContent()).trim());
@@ -332,37 +181,19 @@ async function expectClosedNotice(page, text, timeout = WAIT) {
   await expectText(closedNotice(page).last(), text, timeout);
 }
 
-async function shot(page, name, viewport) {
-  if (viewport) await page.setViewportSize(viewport);
-  await sleep(150);
-  const file = path.join(shotDir, `${name}.png`);
-  await page.screenshot({ path: file });
-  console.log(`screenshot: ${file}`);
-  return file;
-}
 
 // ------------------------------------------------------------------ lifecycle
 
 before(async () => {
-  if (!fs.existsSync(SERVER_BIN)) throw new Error(`server binary not found: ${SERVER_BIN} (run cargo build --release)`);
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}`);
-  shotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-screens-'));
-  serverLog = path.join(shotDir, 'server.log');
-  console.log(`screenshots folder: ${shotDir} (server log: ${serverLog})`);
+  await openSession();
   server = await startServer('127.0.0.1:0');
   port = server.port;
   baseUrl = `http://127.0.0.1:${port}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30_000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  session.baseUrl = baseUrl;
 });
 
 after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  if (browser) await browser.close().catch(() => {});
+  await closeSession();
   await stopServer(server);
 });
 
@@ -467,7 +298,7 @@ test('presence shows both users, then a leave notice and count 1', { timeout: TE
     assert.deepEqual((await cat.locator('#user-list .nick').allTextContents()).map((s) => s.trim()), ['cat']);
   } finally {
     await closePage(cat);
-    if (contexts.has(dan.context())) await closePage(dan);
+    if (session.contexts.has(dan.context())) await closePage(dan);
   }
 });
 

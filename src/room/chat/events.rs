@@ -165,22 +165,24 @@ pub fn direct_event(from: (ClientId, &str), to: (ClientId, &str), text: &str, ts
     out
 }
 
-/// `{"type":"welcome","you":..,"epoch":..,["room":"#main",]"rooms":[..],
-/// "users":[..],"history":` — the head of a welcome; `main` is whether
-/// the client is in `#main` (then `users` follow, else `[]`).
+/// `{"type":"welcome","you":..,"epoch":..,["room":"#main","topic":..,]
+/// "rooms":[..],"users":[..],"history":` — the head of a welcome; `main`
+/// is `#main`'s topic if the client is in `#main` (then its `users`
+/// follow, else `[]`).
 pub fn chat_welcome_head<'a>(
     id: ClientId,
     nick: &str,
     epoch: &Epoch,
-    main: bool,
+    main: Option<Option<&str>>,
     rooms: impl Iterator<Item = &'a RoomName>,
     users: impl Iterator<Item = (ClientId, &'a str)>,
 ) -> String {
     let mut out = String::from("{\"type\":\"welcome\",\"you\":");
     push_user(&mut out, id, nick);
     let _ = write!(out, ",\"epoch\":\"{epoch}\"");
-    if main {
-        let _ = write!(out, ",\"room\":\"{}\"", RoomName::main());
+    if let Some(topic) = main {
+        let _ = write!(out, ",\"room\":\"{}\",\"topic\":", RoomName::main());
+        push_topic(&mut out, topic);
     }
     out.push_str(",\"rooms\":[");
     for (i, room) in rooms.enumerate() {
@@ -272,13 +274,26 @@ mod tests {
             1,
             "g",
             &epoch,
-            false,
+            None,
             [&rust].into_iter(),
             std::iter::empty(),
         );
         assert_eq!(
             head + &chat_welcome_end(std::iter::empty(), false),
             r##"{"type":"welcome","you":{"id":1,"nick":"g"},"epoch":"e1","rooms":["#rust"],"users":[],"history":[]}"##
+        );
+        let main = RoomName::main();
+        let head = chat_welcome_head(
+            1,
+            "g",
+            &epoch,
+            Some(Some("hi")),
+            [&main].into_iter(),
+            std::iter::empty(),
+        );
+        assert_eq!(
+            head + &chat_welcome_end(std::iter::empty(), false),
+            r##"{"type":"welcome","you":{"id":1,"nick":"g"},"epoch":"e1","room":"#main","topic":"hi","rooms":["#main"],"users":[],"history":[]}"##
         );
     }
 }

@@ -74,7 +74,7 @@ impl Chat {
             id,
             nick,
             &self.epoch,
-            in_main,
+            in_main.then(|| self.room(MAIN).topic.as_deref()),
             names.iter(),
             // `#main`'s members only if it is one of them.
             self.users(MAIN).take(if in_main { usize::MAX } else { 0 }),

@@ -96,7 +96,7 @@ fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_joi
     let event = &format!("{head}{tail}");
     assert!(
         event.starts_with(
-            r##"{"type":"welcome","you":{"id":2,"nick":"guest-2"},"epoch":"e1","room":"#main","rooms":["#main"],"users":"##
+            r##"{"type":"welcome","you":{"id":2,"nick":"guest-2"},"epoch":"e1","room":"#main","topic":null,"rooms":["#main"],"users":"##
         )
     );
     assert!(event.contains(r#""users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]"#));

@@ -18,7 +18,7 @@
 
 use super::client::{Backoff, RedisConnection, RedisError};
 use super::nodes::NodeId;
-use super::replica::{Applied, ROOM, Record, Replica};
+use super::replica::{Applied, ROOM, Record, Replica, node_number};
 use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::metrics::Metrics;
@@ -136,7 +136,7 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
     let fail = |e: RedisError| format!("redis at {}: {e}", settings.url.address());
     let redis = RedisConnection::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(redis, settings.stream_maxlen);
-    let number = store.next_node_number().map_err(fail)?;
+    let mut number = store.next_node_number().map_err(fail)?;
     let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
     let stored = match store.load_snapshot(ROOM) {
         // Larger than a reply may be (a history of the largest messages,
@@ -176,6 +176,16 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
             apply_quietly(&mut replica, &entry, metrics, &mut discard);
             applied += 1;
         }
+    }
+    // A counter Redis lost (and running nodes have not raised again yet)
+    // may have given a number whose clients are still here.
+    let in_use = replica.chat.client_ids().map(node_number).max();
+    if let Some(highest) = in_use.filter(|highest| number <= *highest) {
+        log::warn!(
+            "cluster: node number {number} is still in use (redis lost its data); taking another"
+        );
+        store.keep_node_number(highest).map_err(fail)?;
+        number = store.next_node_number().map_err(fail)?;
     }
     log::info!(
         "cluster: node {} (number {number}) loaded the chat at {loaded}, applied {applied} entries after it; {} clients, {} rooms, {} bytes of history, epoch {epoch}",
@@ -341,7 +351,9 @@ impl NodeThreads {
             };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())
-                .spawn(move || read_loop(reader_store, position, notices, up, metrics, stop))?;
+                .spawn(move || {
+                    read_loop(reader_store, number, position, notices, up, metrics, stop)
+                })?;
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
@@ -689,9 +701,11 @@ struct ReadPosition {
 /// asks for the epoch ([`Store::epoch`], which stores a fresh one if the
 /// key went with the data). A changed epoch is told
 /// before any entry read after it, so every node starts the new epoch at
-/// the same place in the order.
+/// the same place in the order; and the node counter, lost with it, is
+/// raised back to this node's `number` ([`Store::keep_node_number`]).
 fn read_loop(
     mut store: Store,
+    number: u64,
     mut at: ReadPosition,
     notices: Sender<Notice>,
     up: Arc<AtomicBool>,
@@ -706,20 +720,22 @@ fn read_loop(
     let mut checked = false;
     while !stop.load(Relaxed) {
         let read = if check_epoch {
-            store.epoch(ROOM, &Epoch::fresh()).map(|epoch| {
-                check_epoch = false;
-                checked = true;
-                if epoch != at.epoch {
-                    log::warn!(
-                        "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
-                        at.epoch
-                    );
-                    at.epoch = epoch.clone();
-                    at.seq = 0;
-                    Some(epoch)
-                } else {
-                    None
+            store.epoch(ROOM, &Epoch::fresh()).and_then(|epoch| {
+                if epoch == at.epoch {
+                    (check_epoch, checked) = (false, true);
+                    return Ok(None);
                 }
+                // The node counter went with the data: a node started
+                // from now on must not be given this one's number.
+                store.keep_node_number(number)?;
+                (check_epoch, checked) = (false, true);
+                log::warn!(
+                    "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
+                    at.epoch
+                );
+                at.epoch = epoch.clone();
+                at.seq = 0;
+                Ok(Some(epoch))
             })
         } else {
             Ok(None)

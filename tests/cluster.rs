@@ -2475,3 +2475,54 @@ fn rooms_keep_working_across_a_redis_restart() {
 fn rooms_keep_working_across_a_redis_restart_that_lost_the_data() {
     rooms_across_a_redis_restart(false);
 }
+
+/// Every replica applies the room limits: a node started with other ones
+/// than the running cluster's is refused at start-up, saying which, and
+/// one with the same ones joins. Once the last node has stopped, the
+/// limits expire and a new cluster may choose others.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_node_with_other_room_limits_is_refused() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let mut n1 = Node::start_with(&redis, &dir, "n1", &["--max-rooms", "50"]);
+    let log = dir.0.join("n2-refused.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["--addr", "127.0.0.1:0", "--node-name", "n2"])
+        .args(["--redis", &format!("redis://127.0.0.1:{}", redis.port)])
+        .args(["--max-rooms", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn wschat");
+    let deadline = Instant::now() + STARTUP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a node with other room limits kept running");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("the cluster runs with --history 100 --max-rooms 50")
+            && text.contains("this node was started with --history 100 --max-rooms 60"),
+        "{text}"
+    );
+    let n3 = Node::start_with(&redis, &dir, "n3", &["--max-rooms", "50"]);
+    let (mut ann, _, _) = in_rooms(&n1, "main,rust");
+    let (mut bob, _, _) = in_rooms(&n3, "rust");
+    ann.text("/say #rust same limits");
+    events_until_message(&mut bob, "same limits");
+    drop((ann, bob, n3));
+    n1.kill();
+    // The limits outlive the last node by at most a heartbeat's ttl.
+    thread::sleep(Duration::from_secs(4));
+    Node::start_with(&redis, &dir, "n4", &["--max-rooms", "60"]);
+}

@@ -129,7 +129,8 @@ pub struct Startup {
     pub replica: Replica,
 }
 
-/// Connects, takes a node number, loads the snapshot, applies the stream
+/// Connects, takes a node number, checks that the cluster runs with this
+/// node's room limits, loads the snapshot, applies the stream
 /// after it, announces as gone the members an earlier run of this node
 /// left behind, and sends the first heartbeat. Errors are one line.
 pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, String> {
@@ -138,6 +139,17 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
     let mut store = Store::new(redis, settings.stream_maxlen);
     let mut number = store.next_node_number().map_err(fail)?;
     let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
+    // Every replica applies the room limits to the same entries: copies
+    // with other limits would disagree on who is in which room.
+    let limits = limit_flags(&settings.limits);
+    let shared = store
+        .share_limits(ROOM, &limits, HEARTBEAT_TTL)
+        .map_err(fail)?;
+    if shared != limits {
+        return Err(format!(
+            "the cluster runs with {shared}, this node was started with {limits}: every node needs the same room limits"
+        ));
+    }
     let stored = match store.load_snapshot(ROOM) {
         // Larger than a reply may be (a history of the largest messages,
         // JSON-escaped): the stream alone is read instead.
@@ -218,6 +230,19 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
         number,
         replica,
     })
+}
+
+/// The room limits as the flags that set them, the form the cluster
+/// shares them in (and an error shows them in).
+pub fn limit_flags(limits: &Limits) -> String {
+    format!(
+        "--history {} --max-rooms {} --max-rooms-per-client {} --max-room-members {} --room-history-bytes {}",
+        limits.history,
+        limits.max_rooms,
+        limits.max_rooms_per_client,
+        limits.max_room_members,
+        limits.room_history_bytes
+    )
 }
 
 /// Applies an entry with no local clients to tell (start-up).
@@ -357,9 +382,10 @@ impl NodeThreads {
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
+            let limits = limit_flags(&settings.limits);
             std::thread::Builder::new()
                 .name("wschat-cluster-keeper".into())
-                .spawn(move || keep_loop(keeper_store, node, notices, stop))?;
+                .spawn(move || keep_loop(keeper_store, node, limits, notices, stop))?;
         }
         up.store(true, Relaxed);
         let threads = NodeThreads {
@@ -818,8 +844,15 @@ fn reconnect_reader(store: &mut Store, backoff: &mut Backoff, stop: &AtomicBool)
 /// have expired meanwhile), a look for dead nodes. Whether a node is dead
 /// is decided by Redis, in one clock, on positive evidence
 /// (`Store::claim_cleanup`).
-fn keep_loop(mut store: Store, node: NodeId, notices: Sender<Notice>, stop: Arc<AtomicBool>) {
+fn keep_loop(
+    mut store: Store,
+    node: NodeId,
+    limits: String,
+    notices: Sender<Notice>,
+    stop: Arc<AtomicBool>,
+) {
     let tick = Duration::from_millis(50);
+    let mut other_limits_seen = false;
     let mut next = Instant::now() + HEARTBEAT_INTERVAL;
     while !stop.load(Relaxed) {
         if Instant::now() < next {
@@ -837,6 +870,19 @@ fn keep_loop(mut store: Store, node: NodeId, notices: Sender<Notice>, stop: Arc<
                 continue;
             }
         };
+        // Renewed with the heartbeat, so they last while a node runs.
+        match store.share_limits(ROOM, &limits, HEARTBEAT_TTL) {
+            Ok(shared) if shared != limits && !other_limits_seen => {
+                // Only a node started while Redis was away or empty can
+                // have stored them: its replica and this one may disagree.
+                log::error!(
+                    "cluster: a node stored the room limits {shared}, this node runs with {limits}; restart the nodes with the same ones"
+                );
+                other_limits_seen = true;
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("cluster: renewing the room limits failed: {e}"),
+        }
         if run < HEARTBEAT_TTL {
             continue; // the grace after a break: see above
         }

@@ -1,4 +1,4 @@
-//! The broadcaster: one thread, the loop around the `Room`. Readers send it
+//! The broadcaster: one thread, the loop around the `Chat`. Readers send it
 //! events over one channel, and one orderer decides in which order the
 //! room takes them: here, the order of this queue ([`Broadcaster`]); in
 //! cluster mode, the order of a log every node shares (`replicated.rs`).
@@ -248,7 +248,7 @@ impl Broadcaster {
             #[cfg(feature = "test-hooks")]
             panic_trigger: None,
             log,
-            outbox: Outbox::with_rooms(delivery, metrics.clone()),
+            outbox: Outbox::new(delivery, metrics.clone()),
             metrics,
         }
     }

@@ -101,6 +101,10 @@ pub const DEFAULT_MAX_ROOMS_PER_CLIENT: usize = 32;
 pub const DEFAULT_MAX_ROOMS: usize = 10_000;
 /// Room histories together: 64 MiB, about 300,000 ordinary messages.
 pub const DEFAULT_ROOM_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+/// `--room-history-bytes` with `--redis`: the snapshot a starting node
+/// reads holds every room's history, and must fit one Redis reply
+/// (`MAX_REPLY_BYTES`, 130 MiB) with its room and client lines.
+pub const MAX_CLUSTER_ROOM_HISTORY_BYTES: usize = 96 * 1024 * 1024;
 /// Conformance suites send `/echo` messages of up to 16 MiB.
 pub const DEFAULT_ECHO_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -261,7 +265,8 @@ Options:
   --max-rooms N               rooms that may exist, #main included {rooms} [default: {DEFAULT_MAX_ROOMS}]
   --max-room-members N        members one room may have {members} [default: --max-clients]
   --room-history-bytes BYTES  history kept for all rooms together; past it the empty room unused
-                              longest is evicted first {room_bytes} [default: {DEFAULT_ROOM_HISTORY_BYTES}]
+                              longest is evicted first {room_bytes}, with --redis at most
+                              {MAX_CLUSTER_ROOM_HISTORY_BYTES} [default: {DEFAULT_ROOM_HISTORY_BYTES}]
   --redis URL                 cluster mode: share the chat with other wschat processes through
                               the Redis at redis://[:PASSWORD@]HOST:PORT[/DB]
   --node-name NAME            this process's name in the cluster (A-Z a-z 0-9 _ . -, up to 64)
@@ -511,6 +516,11 @@ impl Config {
         if self.auth == AuthMode::Off && self.auth_secret_file.is_some() {
             return Err("--auth-secret-file needs --auth optional or --auth required".into());
         }
+        if self.redis.is_some() && self.room_history_bytes > MAX_CLUSTER_ROOM_HISTORY_BYTES {
+            return Err(format!(
+                "--room-history-bytes with --redis is at most {MAX_CLUSTER_ROOM_HISTORY_BYTES} (96 MiB): a starting node reads every room's history in one Redis reply"
+            ));
+        }
         if self.redis.is_none() && self.node_name.is_some() {
             return Err("--node-name needs --redis".into());
         }
@@ -582,6 +592,12 @@ mod tests {
         let url = c.redis.unwrap();
         assert_eq!((url.host.as_str(), url.port, url.db), ("10.0.0.5", 6380, 2));
         assert_eq!(c.node_name.unwrap().as_str(), "n-1");
+        // The largest room history a cluster snapshot can carry.
+        let cluster = ["--redis", "redis://h", "--room-history-bytes", "100663296"];
+        let Command::Run(c) = parse(&cluster).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.room_history_bytes, MAX_CLUSTER_ROOM_HISTORY_BYTES);
         let Command::Run(c) = parse(&["--deflate", "off"]).unwrap() else {
             panic!()
         };
@@ -803,6 +819,7 @@ mod tests {
             &["--redis", "http://x"],
             &["--redis", "redis://h", "--history-file", "f"],
             &["--redis", "redis://h", "--node-name", "a b"],
+            &["--redis", "redis://h", "--room-history-bytes", "100663297"],
             &["--node-name", "n1"],
             &["--max-clients-per-ip", "0"],
             &["--max-pending-per-ip", "1025"],

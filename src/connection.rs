@@ -386,11 +386,6 @@ fn chat_rooms(target: &str, service: Service, ctx: &Context) -> Result<Vec<RoomN
                 "rooms: more rooms than one client may be in (--max-rooms-per-client)",
             ))
         }
-        // Cluster mode replicates one room; rooms come later.
-        _ if ctx.cluster_up.is_some() && rooms != [RoomName::main()] => Err(Rejection::new(
-            400,
-            "rooms other than main are not available in cluster mode yet",
-        )),
         _ => Ok(rooms),
     }
 }

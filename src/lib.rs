@@ -9,7 +9,7 @@
 //!                        then reads frames (protocol::message) and sends events ─┐
 //!                                                                                 ▼
 //!                        broadcaster thread (broadcaster.rs): the loop around the
-//!                        sans-I/O Room (room/), in the order of its queue (or, in
+//!                        sans-I/O Chat (room/), in the order of its queue (or, in
 //!                        cluster mode, broadcaster/replicated.rs: of the room's
 //!                        stream, cluster/); its Outbox (broadcaster/outbox.rs)
 //!                        encodes each outgoing frame once and gathers frames into

@@ -69,7 +69,7 @@ impl Server {
                         .clone()
                         .unwrap_or_else(|| default_node_name(port)),
                     stream_maxlen: DEFAULT_STREAM_MAXLEN,
-                    history: config.history,
+                    limits: config.room_limits(),
                 };
                 let startup =
                     cluster::node::start_up(&settings, &metrics).map_err(io::Error::other)?;

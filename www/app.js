@@ -320,7 +320,7 @@
     current: null,          // key of the conversation shown
     rooms: [],              // the rooms this page is in, in the server's order
     wantShow: null,         // a room the user asked to open, shown once joined
-    roomsAvailable: true,   // false: this server has no rooms (an older one, or a cluster)
+    roomsAvailable: true,   // false: this server has no rooms (an older one)
     lastId: 0,              // newest message id seen in any room: a reconnect resumes after it
     epoch: null,            // the server's history the ids belong to (from the welcome)
     attempt: 0,             // consecutive failed connection attempts
@@ -1837,8 +1837,8 @@
         if (conv.key === state.current) renderHeader();
       }
     }
-    // A server without rooms sends no `rooms` (one in cluster mode answers
-    // a /join with unknown_command: onError).
+    // A server without rooms (an older one) sends no `rooms`, and answers
+    // a /join with unknown_command: onError.
     setRoomsAvailable(Array.isArray(msg.rooms));
     if (!current()) {
       const first = inMain ? MAIN : rooms[0] || firstDm();
@@ -2244,8 +2244,8 @@
   function onError(msg) {
     const code = typeof msg.code === 'string' ? msg.code : '';
     const serverText = String(msg.text || 'Something went wrong.');
-    // A /join this server does not know: it has no rooms (for now, a
-    // cluster). Its text says so; the page stops offering them.
+    // A /join this server does not know: it has no rooms (an older
+    // server). The page stops offering them.
     if (code === 'unknown_command' && state.wantShow) {
       state.wantShow = null;
       setRoomsAvailable(false);

@@ -32,11 +32,6 @@ pub(super) struct Outbox {
     /// Clients that negotiated permessage-deflate: their welcome and
     /// replies are compressed too.
     compressing: HashSet<ClientId>,
-    /// Whether the state machine has rooms (`Chat`): then it says who is
-    /// in which room (`Enter`, `Exit`), a room is a delivery group, and a
-    /// broadcast is for everyone whatever their rooms. The one-room `Room`
-    /// of cluster mode keeps every client in the lobby.
-    rooms: bool,
     /// Chat clients connected: a client that left needs no `leave_group`.
     connected: HashSet<ClientId>,
     /// A client just handed to delivery (so in the lobby, `#main`'s group)
@@ -45,7 +40,8 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// The outbox of the one-room `Room` (cluster mode).
+    /// The outbox of the chat: the chat says who is in which room
+    /// (`Enter`, `Exit`), and a room is a delivery group.
     pub(super) fn new(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
         Outbox {
             delivery,
@@ -54,17 +50,8 @@ impl Outbox {
             out: Vec::new(),
             tail: None,
             compressing: HashSet::new(),
-            rooms: false,
             connected: HashSet::new(),
             fresh: None,
-        }
-    }
-
-    /// The outbox of the chat with rooms.
-    pub(super) fn with_rooms(delivery: Arc<Delivery>, metrics: Arc<Metrics>) -> Outbox {
-        Outbox {
-            rooms: true,
-            ..Outbox::new(delivery, metrics)
         }
     }
 
@@ -80,10 +67,8 @@ impl Outbox {
         if endpoint.variant.is_some_and(|v| v.compressed) {
             self.compressing.insert(endpoint.tag);
         }
-        if self.rooms {
-            self.connected.insert(endpoint.tag);
-            self.fresh = Some(endpoint.tag);
-        }
+        self.connected.insert(endpoint.tag);
+        self.fresh = Some(endpoint.tag);
         self.delivery.add(endpoint)
     }
 
@@ -169,9 +154,8 @@ impl Outbox {
                     except,
                 } => {
                     let (opcode, bytes) = payload_frame(&payload);
-                    // With rooms, everyone whatever their rooms (a change of
-                    // nickname); without, everyone is in the lobby.
-                    let audience = (mode, LOBBY, self.rooms);
+                    // Everyone whatever their rooms (a change of nickname).
+                    let audience = (mode, LOBBY, true);
                     self.broadcast_frame(audience, except, opcode, bytes);
                 }
                 Output::ToRoom {

@@ -1,6 +1,6 @@
 //! The broadcaster in cluster mode (`--redis`): the same loop around the
-//! same `Room`, but the room changes only by entries read back from the
-//! room's Redis stream, in stream order — this node's own actions
+//! same `Chat`, but the chat changes only by entries read back from the
+//! cluster's Redis stream, in stream order — this node's own actions
 //! included. Local actions go to the cluster writer thread to be appended;
 //! what comes back is applied, and the outputs go to this node's clients
 //! (delivery knows no others: a broadcast reaches the local ones, a reply
@@ -21,7 +21,7 @@ use crate::delivery::{Delivery, Endpoint};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
-use crate::room::{Action, ClientId, ErrorCode, Mode, Output, Resume, error_event};
+use crate::room::{Action, ClientId, ErrorCode, Mode, Output, Resume, RoomName, error_event};
 use crossbeam_channel::{Receiver, Sender, select};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -143,9 +143,7 @@ impl Replicated {
                 endpoint,
                 joined,
                 resume,
-                // The connection refused any room but `#main` (cluster
-                // mode has one room).
-                rooms: _,
+                rooms,
                 // Cluster mode refuses `--auth`: everyone is a guest.
                 visitor: _,
             } => {
@@ -155,14 +153,10 @@ impl Replicated {
                     joined,
                     resume,
                 };
-                let join = Action::Join {
-                    id,
-                    mode,
-                    resume: None,
-                };
+                let join = Record::join(id, mode, rooms, &self.threads.node);
                 // Refused (Redis away, or the writer's queue full): the
                 // pending join is dropped, and the reader answers 503.
-                if self.threads.is_up() && self.threads.try_send(Job::Append(self.record(join))) {
+                if self.threads.is_up() && self.threads.try_send(Job::Append(join)) {
                     self.pending_joins.insert(id, pending);
                 }
             }
@@ -201,7 +195,7 @@ impl Replicated {
             Notice::Epoch(epoch) => {
                 log::warn!(
                     "cluster: the history of epoch {} is lost; epoch {epoch} starts",
-                    self.replica.room.epoch()
+                    self.replica.chat.epoch()
                 );
                 self.replica.start_epoch(epoch);
                 self.changed = true;
@@ -241,11 +235,7 @@ impl Replicated {
     /// Tells a local client its message was not sent (`wschat.v1` clients
     /// get an `unavailable` error; a raw client has no way to be told).
     fn refuse(&mut self, id: ClientId) {
-        let v1 = self
-            .replica
-            .room
-            .members()
-            .any(|(member, mode, _)| member == id && mode == Mode::V1);
+        let v1 = self.replica.chat.mode(id) == Some(Mode::V1);
         log::warn!("({id}) message not sent: redis unavailable");
         if v1 {
             let event = error_event(ErrorCode::Unavailable, UNAVAILABLE_TEXT);
@@ -264,7 +254,7 @@ impl Replicated {
             return;
         }
         match &mut record.action {
-            Action::Join { id, resume, .. } => *resume = self.take_in(*id),
+            Action::Join { id, resume, .. } => *resume = self.take_in(*id, &record.rooms),
             Action::Leave { id } => self.left_in_the_order(*id),
             Action::Text { .. } | Action::Binary { .. } => {}
         }
@@ -283,9 +273,9 @@ impl Replicated {
     /// taken in now, at its place in the order (what came before goes
     /// out first, then it becomes a recipient, its 101 first). Returns
     /// where it resumes from.
-    fn take_in(&mut self, id: ClientId) -> Option<Resume> {
+    fn take_in(&mut self, id: ClientId, rooms: &[RoomName]) -> Option<Resume> {
         let Some(pending) = self.pending_joins.remove(&id) else {
-            if node_number(id) == self.threads.number && !self.replica.room.contains(id) {
+            if node_number(id) == self.threads.number && !self.replica.chat.contains(id) {
                 // This node's client that is gone (it left before its join
                 // came back, or the join was refused yet reached Redis):
                 // make sure every replica lets it go.
@@ -298,7 +288,7 @@ impl Replicated {
             .joined
             .accept(|| outbox.add_client(*pending.endpoint))
         {
-            log::debug!("({id}) joined the room from {}", pending.peer);
+            log::debug!("({id}) joined the chat from {}", pending.peer);
             self.connected.insert(id);
         } else {
             // Its reader gave up waiting (and answered 503); its leave
@@ -308,7 +298,7 @@ impl Replicated {
         if pending
             .resume
             .as_ref()
-            .is_some_and(|r| self.replica.room.is_gap(r))
+            .is_some_and(|r| self.replica.chat.is_gap(r, rooms))
         {
             self.metrics.resume_gaps.fetch_add(1, Relaxed);
         }
@@ -352,9 +342,8 @@ impl Replicated {
         let number = self.threads.number;
         let local: Vec<ClientId> = self
             .replica
-            .room
-            .members()
-            .map(|(id, _, _)| id)
+            .chat
+            .client_ids()
             .filter(|id| node_number(*id) == number)
             .chain(self.pending_joins.keys().copied())
             .collect();

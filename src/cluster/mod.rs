@@ -17,7 +17,7 @@
 //! - [`nodes`]: which nodes are alive (heartbeats) and who cleans up
 //!   after a dead one;
 //! - [`replica`]: what is appended, and how each node applies the stream
-//!   to its own copy of the `Room` (no I/O);
+//!   to its own copy of the `Chat` (no I/O);
 //! - [`node`]: a node's Redis threads (writer, reader, keeper) and its
 //!   start-up.
 //!

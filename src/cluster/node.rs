@@ -18,11 +18,11 @@
 
 use super::client::{Backoff, RedisConnection, RedisError};
 use super::nodes::NodeId;
-use super::replica::{Applied, ROOM, Record, Replica};
+use super::replica::{Applied, ROOM, Record, Replica, node_number};
 use super::stream::{AppendKey, Appended, Entry, Store, StreamId};
 use super::url::RedisUrl;
 use crate::metrics::Metrics;
-use crate::room::{Action, Epoch, Output};
+use crate::room::{Action, Epoch, Limits, Output};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -84,8 +84,9 @@ pub struct NodeSettings {
     pub node: NodeId,
     /// Entries the stream keeps, about (`MAXLEN ~`).
     pub stream_maxlen: usize,
-    /// Messages kept in the history.
-    pub history: usize,
+    /// The chat's limits (every node must be given the same: each
+    /// replica applies them to the same entries).
+    pub limits: Limits,
 }
 
 /// Work for the writer thread, done in order.
@@ -128,15 +129,27 @@ pub struct Startup {
     pub replica: Replica,
 }
 
-/// Connects, takes a node number, loads the snapshot, applies the stream
+/// Connects, takes a node number, checks that the cluster runs with this
+/// node's room limits, loads the snapshot, applies the stream
 /// after it, announces as gone the members an earlier run of this node
 /// left behind, and sends the first heartbeat. Errors are one line.
 pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, String> {
     let fail = |e: RedisError| format!("redis at {}: {e}", settings.url.address());
     let redis = RedisConnection::connect(&settings.url).map_err(fail)?;
     let mut store = Store::new(redis, settings.stream_maxlen);
-    let number = store.next_node_number().map_err(fail)?;
+    let mut number = store.next_node_number().map_err(fail)?;
     let epoch = store.epoch(ROOM, &Epoch::fresh()).map_err(fail)?;
+    // Every replica applies the room limits to the same entries: copies
+    // with other limits would disagree on who is in which room.
+    let limits = limit_flags(&settings.limits);
+    let shared = store
+        .share_limits(ROOM, &limits, HEARTBEAT_TTL)
+        .map_err(fail)?;
+    if shared != limits {
+        return Err(format!(
+            "the cluster runs with {shared}, this node was started with {limits}: every node needs the same room limits"
+        ));
+    }
     let stored = match store.load_snapshot(ROOM) {
         // Larger than a reply may be (a history of the largest messages,
         // JSON-escaped): the stream alone is read instead.
@@ -148,11 +161,11 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
         other => other.map_err(fail)?,
     };
     let mut replica = match stored {
-        Some(text) => Replica::restore(&text, settings.history, &epoch).unwrap_or_else(|e| {
+        Some(text) => Replica::restore(&text, settings.limits, &epoch).unwrap_or_else(|e| {
             log::warn!("cluster: ignoring the stored snapshot: {e}");
-            Replica::new(settings.history, epoch.clone())
+            Replica::new(settings.limits, epoch.clone())
         }),
-        None => Replica::new(settings.history, epoch.clone()),
+        None => Replica::new(settings.limits, epoch.clone()),
     };
     let loaded = replica.last_id;
     let mut applied = 0;
@@ -176,11 +189,22 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
             applied += 1;
         }
     }
+    // A counter Redis lost (and running nodes have not raised again yet)
+    // may have given a number whose clients are still here.
+    let in_use = replica.chat.client_ids().map(node_number).max();
+    if let Some(highest) = in_use.filter(|highest| number <= *highest) {
+        log::warn!(
+            "cluster: node number {number} is still in use (redis lost its data); taking another"
+        );
+        store.keep_node_number(highest).map_err(fail)?;
+        number = store.next_node_number().map_err(fail)?;
+    }
     log::info!(
-        "cluster: node {} (number {number}) loaded the room at {loaded}, applied {applied} entries after it; {} members, {} messages of history, epoch {epoch}",
+        "cluster: node {} (number {number}) loaded the chat at {loaded}, applied {applied} entries after it; {} clients, {} rooms, {} bytes of history, epoch {epoch}",
         settings.node,
-        replica.room.len(),
-        replica.room.history().len()
+        replica.chat.len(),
+        replica.chat.room_count(),
+        replica.chat.history_bytes()
     );
     // Members of an earlier run of this node: nobody is connected to them.
     let left_behind = replica.members_of(settings.node.as_str());
@@ -206,6 +230,19 @@ pub fn start_up(settings: &NodeSettings, metrics: &Metrics) -> Result<Startup, S
         number,
         replica,
     })
+}
+
+/// The room limits as the flags that set them, the form the cluster
+/// shares them in (and an error shows them in).
+pub fn limit_flags(limits: &Limits) -> String {
+    format!(
+        "--history {} --max-rooms {} --max-rooms-per-client {} --max-room-members {} --room-history-bytes {}",
+        limits.history,
+        limits.max_rooms,
+        limits.max_rooms_per_client,
+        limits.max_room_members,
+        limits.room_history_bytes
+    )
 }
 
 /// Applies an entry with no local clients to tell (start-up).
@@ -335,17 +372,20 @@ impl NodeThreads {
             let position = ReadPosition {
                 after: replica.last_id,
                 seq: replica.last_seq,
-                epoch: replica.room.epoch().clone(),
+                epoch: replica.chat.epoch().clone(),
             };
             std::thread::Builder::new()
                 .name("wschat-cluster-reader".into())
-                .spawn(move || read_loop(reader_store, position, notices, up, metrics, stop))?;
+                .spawn(move || {
+                    read_loop(reader_store, number, position, notices, up, metrics, stop)
+                })?;
         }
         {
             let (node, stop) = (settings.node.clone(), stop.clone());
+            let limits = limit_flags(&settings.limits);
             std::thread::Builder::new()
                 .name("wschat-cluster-keeper".into())
-                .spawn(move || keep_loop(keeper_store, node, notices, stop))?;
+                .spawn(move || keep_loop(keeper_store, node, limits, notices, stop))?;
         }
         up.store(true, Relaxed);
         let threads = NodeThreads {
@@ -687,9 +727,11 @@ struct ReadPosition {
 /// asks for the epoch ([`Store::epoch`], which stores a fresh one if the
 /// key went with the data). A changed epoch is told
 /// before any entry read after it, so every node starts the new epoch at
-/// the same place in the order.
+/// the same place in the order; and the node counter, lost with it, is
+/// raised back to this node's `number` ([`Store::keep_node_number`]).
 fn read_loop(
     mut store: Store,
+    number: u64,
     mut at: ReadPosition,
     notices: Sender<Notice>,
     up: Arc<AtomicBool>,
@@ -704,20 +746,22 @@ fn read_loop(
     let mut checked = false;
     while !stop.load(Relaxed) {
         let read = if check_epoch {
-            store.epoch(ROOM, &Epoch::fresh()).map(|epoch| {
-                check_epoch = false;
-                checked = true;
-                if epoch != at.epoch {
-                    log::warn!(
-                        "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
-                        at.epoch
-                    );
-                    at.epoch = epoch.clone();
-                    at.seq = 0;
-                    Some(epoch)
-                } else {
-                    None
+            store.epoch(ROOM, &Epoch::fresh()).and_then(|epoch| {
+                if epoch == at.epoch {
+                    (check_epoch, checked) = (false, true);
+                    return Ok(None);
                 }
+                // The node counter went with the data: a node started
+                // from now on must not be given this one's number.
+                store.keep_node_number(number)?;
+                (check_epoch, checked) = (false, true);
+                log::warn!(
+                    "cluster: redis lost the stream's history (epoch {} is now {epoch}); ids start again",
+                    at.epoch
+                );
+                at.epoch = epoch.clone();
+                at.seq = 0;
+                Ok(Some(epoch))
             })
         } else {
             Ok(None)
@@ -800,8 +844,15 @@ fn reconnect_reader(store: &mut Store, backoff: &mut Backoff, stop: &AtomicBool)
 /// have expired meanwhile), a look for dead nodes. Whether a node is dead
 /// is decided by Redis, in one clock, on positive evidence
 /// (`Store::claim_cleanup`).
-fn keep_loop(mut store: Store, node: NodeId, notices: Sender<Notice>, stop: Arc<AtomicBool>) {
+fn keep_loop(
+    mut store: Store,
+    node: NodeId,
+    limits: String,
+    notices: Sender<Notice>,
+    stop: Arc<AtomicBool>,
+) {
     let tick = Duration::from_millis(50);
+    let mut other_limits_seen = false;
     let mut next = Instant::now() + HEARTBEAT_INTERVAL;
     while !stop.load(Relaxed) {
         if Instant::now() < next {
@@ -819,6 +870,19 @@ fn keep_loop(mut store: Store, node: NodeId, notices: Sender<Notice>, stop: Arc<
                 continue;
             }
         };
+        // Renewed with the heartbeat, so they last while a node runs.
+        match store.share_limits(ROOM, &limits, HEARTBEAT_TTL) {
+            Ok(shared) if shared != limits && !other_limits_seen => {
+                // Only a node started while Redis was away or empty can
+                // have stored them: its replica and this one may disagree.
+                log::error!(
+                    "cluster: a node stored the room limits {shared}, this node runs with {limits}; restart the nodes with the same ones"
+                );
+                other_limits_seen = true;
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("cluster: renewing the room limits failed: {e}"),
+        }
         if run < HEARTBEAT_TTL {
             continue; // the grace after a break: see above
         }

@@ -113,6 +113,15 @@ end
 return 0
 "#;
 
+/// Raises the node counter (`KEYS[1]`) to at least `ARGV[1]`.
+const KEEP_NODE_NUMBER_SCRIPT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return n
+"#;
+
 /// The counter that numbers nodes as they start (see `NODE_ID_BLOCK`).
 const NODE_NUMBERS_KEY: &str = "wschat:node-numbers";
 const NODES_KEY: &str = "wschat:nodes";
@@ -130,6 +139,22 @@ impl Store {
             self.redis
                 .command(&[&b"INCR"[..], NODE_NUMBERS_KEY.as_bytes()])?,
         )
+    }
+
+    /// Makes sure no node is given `number` or less from now on: a Redis
+    /// that lost its data starts the counter again, and a node started
+    /// then would take a running node's number, so its clients' ids.
+    /// Running nodes call it when they find the data lost (and a starting
+    /// node for the numbers its snapshot shows in use).
+    pub fn keep_node_number(&mut self, number: u64) -> Result<(), RedisError> {
+        let reply = self.redis.command(&[
+            &b"EVAL"[..],
+            KEEP_NODE_NUMBER_SCRIPT.as_bytes(),
+            b"1",
+            NODE_NUMBERS_KEY.as_bytes(),
+            number.to_string().as_bytes(),
+        ])?;
+        integer("EVAL keep node number", reply).map(|_| ())
     }
 
     /// A node that stops cleanly: its heartbeat goes, and it leaves the

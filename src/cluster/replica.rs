@@ -1,21 +1,28 @@
 //! Cluster mode as state-machine replication, without I/O: what a node
-//! appends to the room's stream (a [`Record`]: one chat action), how an
-//! entry read back is applied to the node's own copy of the `Room`, and
-//! the snapshot a starting node loads instead of the whole stream.
+//! appends to the stream (a [`Record`]: one chat action), how an entry
+//! read back is applied to the node's own copy of the [`Chat`], and the
+//! snapshot a starting node loads instead of the whole stream.
 //!
 //! Every node applies the same entries in the same (stream) order to the
-//! same `Room` code, so every replica holds the same members, nicknames,
-//! history and message ids; each node then delivers the room's outputs to
-//! its own clients only.
+//! same `Chat` code, so every replica holds the same clients, nicknames,
+//! rooms, topics, histories and message ids (and evicts the same room
+//! when the history budget is spent: eviction is a function of the
+//! entries alone); each node then delivers the outputs to its own
+//! clients only. One stream carries every room.
 
 use super::nodes::NodeId;
 use super::stream::{Entry, StreamId};
-use crate::room::{Action, ClientId, Epoch, History, Mode, Output, Room, now_ms};
+use crate::json::{self, Value};
+use crate::room::{
+    Action, Chat, ClientId, Epoch, History, KeptClient, KeptRoom, Limits, Mode, Output, RoomName,
+    now_ms, room_record,
+};
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
-/// The room every node shares (one today; the key names leave room for
-/// more).
+/// The name of the one stream every node shares (its Redis keys are
+/// `wschat:{main}:…`): every room's entries are in it.
 pub const ROOM: &str = "main";
 
 /// Client ids are `node number × NODE_ID_BLOCK + a local counter`: unique
@@ -28,11 +35,12 @@ pub fn node_number(id: ClientId) -> u64 {
     id / NODE_ID_BLOCK
 }
 
-/// One chat action as appended to the stream: the room's own [`Action`],
-/// the node that appended it, and the time it happened there. Every
-/// replica uses this `ts`, so events carry the same time everywhere. A
-/// join's `resume` is never written: it matters only to the node whose
-/// client resumes, which puts it back when the entry returns.
+/// One chat action as appended to the stream: the chat's own [`Action`],
+/// the node that appended it, the time it happened there, and, for a
+/// join, the rooms the client asked for (`?rooms=`). Every replica uses
+/// this `ts`, so events carry the same time everywhere. A join's `resume`
+/// is never written: it matters only to the node whose client resumes,
+/// which puts it back when the entry returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub action: Action,
@@ -40,6 +48,8 @@ pub struct Record {
     /// written by a version that named the node on joins only).
     pub node: String,
     pub ts: u64,
+    /// A join's rooms, in the order asked (empty for other actions).
+    pub rooms: Vec<RoomName>,
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -55,6 +65,25 @@ fn parse_mode(name: &str) -> Option<Mode> {
         "v1" => Some(Mode::V1),
         _ => None,
     }
+}
+
+/// Room names as a join's `rooms` field and a snapshot write them: the
+/// names without their `#`, joined by commas (`main,rust`; empty for
+/// none), as in the `?rooms=` query.
+pub fn rooms_field(rooms: &[RoomName]) -> String {
+    let names: Vec<&str> = rooms.iter().map(|r| &r.as_str()[1..]).collect();
+    names.join(",")
+}
+
+/// The rooms a `rooms` field lists; `None` if a name is not a room's.
+pub fn parse_rooms_field(field: &str) -> Option<Vec<RoomName>> {
+    if field.is_empty() {
+        return Some(Vec::new());
+    }
+    field
+        .split(',')
+        .map(|name| RoomName::parse(&format!("#{name}")))
+        .collect()
 }
 
 /// The client an action is about.
@@ -74,6 +103,20 @@ impl Record {
             action,
             node: node.to_string(),
             ts: now_ms(),
+            rooms: Vec::new(),
+        }
+    }
+
+    /// `id` joining in `mode`, into `rooms`, through `node`, now.
+    pub fn join(id: ClientId, mode: Mode, rooms: Vec<RoomName>, node: &NodeId) -> Record {
+        let join = Action::Join {
+            id,
+            mode,
+            resume: None,
+        };
+        Record {
+            rooms,
+            ..Record::now(join, node)
         }
     }
 
@@ -90,7 +133,7 @@ impl Record {
     /// The stream fields (the `seq` field is added by the append script).
     ///
     /// ```text
-    ///   op join   id 3000000001  ts 1764093600000  node n1  mode v1
+    ///   op join   id 3000000001  ts 1764093600000  node n1  mode v1  rooms main,rust
     ///   op text   id 3000000001  ts 1764093601000  node n1  text hello
     ///   op binary id 3000000002  ts ...            node n2  data <bytes>
     ///   op leave  id 3000000001  ts ...            node n1
@@ -110,7 +153,8 @@ impl Record {
         ];
         match &self.action {
             Action::Join { mode, .. } => {
-                fields.push(("mode", mode_name(*mode).as_bytes().to_vec()))
+                fields.push(("mode", mode_name(*mode).as_bytes().to_vec()));
+                fields.push(("rooms", rooms_field(&self.rooms).into_bytes()));
             }
             Action::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
             Action::Binary { data, .. } => fields.push(("data", data.clone())),
@@ -120,7 +164,8 @@ impl Record {
     }
 
     /// Reads a stream entry back; the error says which field is wrong.
-    /// Entries from versions that named the node on joins only load too.
+    /// Entries from versions that named the node on joins only load too,
+    /// and a join with no `rooms` (written before rooms) is in `#main`.
     pub fn decode(entry: &Entry) -> Result<Record, String> {
         let text = |name: &str| -> Result<&str, String> {
             let value = entry
@@ -141,13 +186,21 @@ impl Record {
             (_, Some(_)) | ("join", None) => text("node")?.to_string(),
             (_, None) => String::new(),
         };
+        let mut rooms = Vec::new();
         let action = match op {
-            "join" => Action::Join {
-                id,
-                mode: parse_mode(text("mode")?)
-                    .ok_or_else(|| format!("entry {}: unknown mode", entry.id))?,
-                resume: None,
-            },
+            "join" => {
+                rooms = match entry.get("rooms") {
+                    None => vec![RoomName::main()],
+                    Some(_) => parse_rooms_field(text("rooms")?)
+                        .ok_or_else(|| format!("entry {}: rooms names a bad room", entry.id))?,
+                };
+                Action::Join {
+                    id,
+                    mode: parse_mode(text("mode")?)
+                        .ok_or_else(|| format!("entry {}: unknown mode", entry.id))?,
+                    resume: None,
+                }
+            }
             "text" => Action::Text {
                 id,
                 text: text("text")?.to_string(),
@@ -162,11 +215,16 @@ impl Record {
             "leave" => Action::Leave { id },
             other => return Err(format!("entry {}: unknown op {other:?}", entry.id)),
         };
-        Ok(Record { action, node, ts })
+        Ok(Record {
+            action,
+            node,
+            ts,
+            rooms,
+        })
     }
 }
 
-/// What applying an entry did, besides the room's outputs.
+/// What applying an entry did, besides the chat's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     /// Applied; `missed` entries before it were never seen (trimmed).
@@ -175,11 +233,11 @@ pub enum Applied {
     Duplicate,
 }
 
-/// A node's replica: the room, plus what cluster mode needs beside it.
+/// A node's replica: the chat, plus what cluster mode needs beside it.
 #[derive(Debug)]
 pub struct Replica {
-    pub room: Room,
-    /// The node each member joined through (for cleaning up a dead node).
+    pub chat: Chat,
+    /// The node each client joined through (for cleaning up a dead node).
     pub nodes: HashMap<ClientId, String>,
     /// The last entry applied: the stream is read after it.
     pub last_id: StreamId,
@@ -187,12 +245,15 @@ pub struct Replica {
     pub last_seq: u64,
 }
 
+/// The snapshot format a node writes (see [`Replica::snapshot`]).
+pub const SNAPSHOT_VERSION: u32 = 3;
+
 impl Replica {
-    /// An empty room that keeps `history` messages, before any entry, in
-    /// the stream's `epoch`.
-    pub fn new(history: usize, epoch: Epoch) -> Replica {
+    /// An empty chat with `limits`, before any entry, in the stream's
+    /// `epoch`.
+    pub fn new(limits: Limits, epoch: Epoch) -> Replica {
         Replica {
-            room: Room::new(History::new(history), 1, epoch),
+            chat: Chat::new(limits, 1, epoch, Vec::new()),
             nodes: HashMap::new(),
             last_id: StreamId::ZERO,
             last_seq: 0,
@@ -200,11 +261,11 @@ impl Replica {
     }
 
     /// Redis lost the stream's history (its epoch key is new): what was
-    /// kept is forgotten, the room's ids start again, and the entries read
-    /// from now on belong to `epoch`. Every node starts it at the same
-    /// place in the order: before the first entry of the new stream.
+    /// kept is forgotten, ids start again, and the entries read from now
+    /// on belong to `epoch`. Every node starts it at the same place in
+    /// the order: before the first entry of the new stream.
     pub fn start_epoch(&mut self, epoch: Epoch) {
-        self.room.start_epoch(epoch);
+        self.chat.start_epoch(epoch);
         self.last_seq = 0;
     }
 
@@ -227,7 +288,7 @@ impl Replica {
     }
 
     /// Applies one entry at its place in the stream (a local client's
-    /// join carries where it resumes from); the room's outputs go to
+    /// join carries where it resumes from); the chat's outputs go to
     /// `out`. A text's message is numbered with the entry's `seq`, and
     /// every event carries the record's `ts`.
     pub fn apply(
@@ -249,26 +310,32 @@ impl Replica {
         }
         self.last_id = id;
         self.last_seq = seq;
-        match &record.action {
-            Action::Join { id, .. } => {
-                self.nodes.entry(*id).or_insert(record.node);
+        match record.action {
+            Action::Join { id, mode, resume } => {
+                self.nodes.entry(id).or_insert(record.node);
+                self.chat
+                    .connect(record.ts, id, mode, resume, &record.rooms, out);
             }
-            Action::Text { .. } => self.room.set_next_seq(seq),
-            Action::Binary { .. } => {}
-            Action::Leave { id } => {
-                self.nodes.remove(id);
+            action => {
+                match &action {
+                    Action::Text { .. } => self.chat.set_next_seq(seq),
+                    Action::Leave { id } => {
+                        self.nodes.remove(id);
+                    }
+                    _ => {}
+                }
+                self.chat.handle(record.ts, action, out);
             }
         }
-        self.room.handle(record.ts, record.action, out);
         applied
     }
 
-    /// The members who joined through `node` (sorted by id).
+    /// The clients who joined through `node` (sorted by id).
     pub fn members_of(&self, node: &str) -> Vec<ClientId> {
         let mut ids: Vec<ClientId> = self
             .nodes
             .iter()
-            .filter(|(id, name)| name.as_str() == node && self.room.contains(**id))
+            .filter(|(id, name)| name.as_str() == node && self.chat.contains(**id))
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -278,51 +345,87 @@ impl Replica {
     /// The state as text, to store in Redis:
     ///
     /// ```text
-    /// wschat-snapshot 2
+    /// wschat-snapshot 3
     /// epoch k3x9a2bq
     /// after 1764093600000-0
     /// seq 42
-    /// dropped 17
-    /// member 3000000001 v1 n1 ann
-    /// history {"type":"message","id":40,...}
+    /// evicted 12
+    /// room {"type":"room","room":"#main","topic":null,"dropped":17}
+    /// history {"type":"message","id":40,...,"room":"#main"}
+    /// room {"type":"room","room":"#rust","topic":"borrowing","dropped":0}
+    /// history {"type":"message","id":41,...,"room":"#rust"}
+    /// client 3000000001 v1 n1 main,rust ann
     /// ```
     ///
-    /// Nicknames and node names contain no spaces or line breaks, and a
-    /// message's JSON no raw line break, so lines and fields split cleanly.
-    /// (Version 1 had no `epoch` line.)
+    /// A room's line (the history file's room record) is followed by its
+    /// messages, oldest first; rooms come in the order [`Chat::kept`]
+    /// gives (`#main`, the empty rooms unused longest first, the others),
+    /// so a restored chat evicts in the same order. Nicknames and node
+    /// names contain no spaces or line breaks, and JSON no raw line
+    /// break, so lines and fields split cleanly. Versions 1 and 2 (one
+    /// room: `dropped`, `member` and `history` lines; version 1 without
+    /// `epoch`) load as `#main`.
     pub fn snapshot(&self) -> String {
-        let mut out = String::from("wschat-snapshot 2\n");
-        let _ = writeln!(out, "epoch {}", self.room.epoch());
+        let mut out = format!("wschat-snapshot {SNAPSHOT_VERSION}\n");
+        let _ = writeln!(out, "epoch {}", self.chat.epoch());
         let _ = writeln!(out, "after {}", self.last_id);
         let _ = writeln!(out, "seq {}", self.last_seq);
-        let _ = writeln!(out, "dropped {}", self.room.history().dropped_through());
-        for (id, mode, nick) in self.room.members() {
-            let node = self.nodes.get(&id).map_or("-", String::as_str);
-            let _ = writeln!(out, "member {id} {} {node} {nick}", mode_name(mode));
+        let _ = writeln!(out, "evicted {}", self.chat.evicted_through());
+        for room in self.chat.kept() {
+            let dropped = room.history.dropped_through();
+            let record = room_record(&room.name, room.topic.as_deref(), dropped);
+            let _ = writeln!(out, "room {record}");
+            for event in room.history.iter() {
+                let _ = writeln!(out, "history {event}");
+            }
         }
-        for event in self.room.history().iter() {
-            let _ = writeln!(out, "history {event}");
+        for client in self.chat.kept_clients() {
+            let node = self.nodes.get(&client.id).map_or("-", String::as_str);
+            let _ = writeln!(
+                out,
+                "client {} {} {node} {} {}",
+                client.id,
+                mode_name(client.mode),
+                rooms_field(&client.rooms),
+                client.nick
+            );
         }
         out
     }
 
-    /// The replica a snapshot describes, keeping up to `history` messages,
-    /// if it belongs to the stream's `epoch`: a snapshot of another epoch
-    /// describes a history Redis has lost since (an error). A version 1
-    /// snapshot, from before epochs, is taken to be of the current one.
-    pub fn restore(text: &str, history: usize, epoch: &Epoch) -> Result<Replica, String> {
+    /// The replica a snapshot describes, with `limits`, if it belongs to
+    /// the stream's `epoch`: a snapshot of another epoch describes a
+    /// history Redis has lost since (an error). A version 1 snapshot,
+    /// from before epochs, is taken to be of the current one; a version
+    /// past [`SNAPSHOT_VERSION`] is refused.
+    pub fn restore(text: &str, limits: Limits, epoch: &Epoch) -> Result<Replica, String> {
         let mut lines = text.lines();
         match lines.next() {
-            Some("wschat-snapshot 1" | "wschat-snapshot 2") => {}
+            Some("wschat-snapshot 1" | "wschat-snapshot 2" | "wschat-snapshot 3") => {}
+            Some(other) if other.starts_with("wschat-snapshot ") => {
+                return Err(format!(
+                    "snapshot: format {other:?} is newer than this version reads"
+                ));
+            }
             _ => return Err("snapshot: unknown format".into()),
         }
         let bad = |line: &str| {
             let shown: String = line.chars().take(80).collect();
             format!("snapshot: bad line {shown:?}")
         };
-        let (mut last_id, mut last_seq, mut dropped) = (StreamId::ZERO, 0, 0);
-        let mut members = Vec::new();
-        let mut kept = History::new(history);
+        let (mut last_id, mut last_seq, mut evicted) = (StreamId::ZERO, 0, 0);
+        let mut clients = Vec::new();
+        let mut nodes = HashMap::new();
+        // Versions 1 and 2 have `#main` alone, and no room lines.
+        let mut rooms = vec![KeptRoom {
+            name: RoomName::main(),
+            topic: None,
+            history: History::new(limits.history),
+            // Not in a snapshot yet: `/oplock` is for operators, and
+            // cluster mode has no signed-in users (see chapter 16).
+            oplock: false,
+        }];
+        let mut named_main = false;
         for line in lines {
             let (key, rest) = line.split_once(' ').ok_or_else(|| bad(line))?;
             match key {
@@ -334,36 +437,100 @@ impl Replica {
                 "epoch" => {}
                 "after" => last_id = rest.parse().map_err(|_| bad(line))?,
                 "seq" => last_seq = rest.parse().map_err(|_| bad(line))?,
-                "dropped" => dropped = rest.parse().map_err(|_| bad(line))?,
-                "member" => {
-                    let parts: Vec<&str> = rest.splitn(4, ' ').collect();
-                    let [id, mode, node, nick] = parts[..] else {
-                        return Err(bad(line));
-                    };
-                    let id: ClientId = id.parse().map_err(|_| bad(line))?;
-                    let mode = parse_mode(mode).ok_or_else(|| bad(line))?;
-                    members.push((id, mode, node.to_string(), nick.to_string()));
+                "evicted" => evicted = rest.parse().map_err(|_| bad(line))?,
+                "dropped" => {
+                    let dropped = rest.parse().map_err(|_| bad(line))?;
+                    rooms[0].history.set_dropped_through(dropped);
                 }
-                "history" => kept.push(rest.into()),
+                "room" => {
+                    let room = parse_room(rest, limits.history).ok_or_else(|| bad(line))?;
+                    if room.name.is_main() && !named_main {
+                        named_main = true;
+                        rooms[0] = room;
+                    } else {
+                        rooms.push(room);
+                    }
+                }
+                "history" => {
+                    let history = &mut rooms.last_mut().expect("#main at least").history;
+                    history.push(rest.into());
+                }
+                "member" | "client" => {
+                    let (client, node) = parse_client(key, rest).ok_or_else(|| bad(line))?;
+                    nodes.insert(client.id, node);
+                    clients.push(client);
+                }
                 _ => return Err(bad(line)),
             }
         }
         // A smaller --history here than on the node that wrote it drops
-        // the oldest; the mark covers both.
-        kept.set_dropped_through(kept.dropped_through().max(dropped));
+        // the oldest; `History::push` moves the mark past them.
+        let mut chat = Chat::new(limits, last_seq + 1, epoch.clone(), rooms);
+        chat.set_evicted_through(evicted);
         let mut replica = Replica {
-            room: Room::new(kept, last_seq + 1, epoch.clone()),
+            chat,
             nodes: HashMap::new(),
             last_id,
             last_seq,
         };
-        for (id, mode, node, nick) in members {
-            if replica.room.restore_member(id, mode, &nick) {
+        for client in clients {
+            let id = client.id;
+            if replica.chat.restore_client(client)
+                && let Some(node) = nodes.remove(&id)
+            {
                 replica.nodes.insert(id, node);
             }
         }
         Ok(replica)
     }
+}
+
+/// A snapshot's `room` line: the history file's room record.
+fn parse_room(record: &str, history: usize) -> Option<KeptRoom> {
+    let record = json::parse(record)?;
+    if record.get("type")?.as_str()? != "room" {
+        return None;
+    }
+    let name = RoomName::parse(record.get("room")?.as_str()?)?;
+    let topic = match record.get("topic")? {
+        Value::String(topic) => Some(Arc::from(topic.as_str())),
+        Value::Null => None,
+        _ => return None,
+    };
+    let mut kept = History::new(history);
+    kept.set_dropped_through(record.get("dropped")?.as_u64()?);
+    Some(KeptRoom {
+        name,
+        topic,
+        history: kept,
+        oplock: false,
+    })
+}
+
+/// A snapshot's `client` line (`ID MODE NODE ROOMS NICK`), or a version 2
+/// `member` line (`ID MODE NODE NICK`, in `#main`), and its node.
+fn parse_client(key: &str, rest: &str) -> Option<(KeptClient, String)> {
+    let (parts, rooms) = if key == "client" {
+        let parts: Vec<&str> = rest.splitn(5, ' ').collect();
+        let [id, mode, node, rooms, nick] = parts[..] else {
+            return None;
+        };
+        ([id, mode, node, nick], parse_rooms_field(rooms)?)
+    } else {
+        let parts: Vec<&str> = rest.splitn(4, ' ').collect();
+        let [id, mode, node, nick] = parts[..] else {
+            return None;
+        };
+        ([id, mode, node, nick], vec![RoomName::main()])
+    };
+    let [id, mode, node, nick] = parts;
+    let client = KeptClient {
+        id: id.parse().ok()?,
+        mode: parse_mode(mode)?,
+        nick: nick.to_string(),
+        rooms,
+    };
+    Some((client, node.to_string()))
 }
 
 #[cfg(test)]
@@ -373,6 +540,16 @@ mod tests {
 
     fn epoch() -> Epoch {
         Epoch::parse("e1").unwrap()
+    }
+
+    fn limits(history: usize) -> Limits {
+        Limits {
+            history,
+            max_rooms_per_client: 32,
+            max_rooms: 100,
+            max_room_members: 100,
+            room_history_bytes: 1 << 20,
+        }
     }
 
     fn entry(record: &Record, id: u64, seq: u64) -> Entry {
@@ -395,6 +572,7 @@ mod tests {
             },
             node: node.into(),
             ts: 5,
+            rooms: vec![RoomName::main()],
         }
     }
 
@@ -406,6 +584,7 @@ mod tests {
             },
             node: "n1".into(),
             ts: 7,
+            rooms: Vec::new(),
         }
     }
 
@@ -421,11 +600,13 @@ mod tests {
                 },
                 node: "n2".into(),
                 ts: 9,
+                rooms: Vec::new(),
             },
             Record {
                 action: Action::Leave { id: 4 },
                 node: "n2".into(),
                 ts: 10,
+                rooms: Vec::new(),
             },
         ];
         for record in records {
@@ -508,7 +689,10 @@ mod tests {
             (text(2_000_000_001, "/nick ann"), 13),
             (text(2_000_000_001, "hello"), 14),
         ];
-        let mut replicas = [Replica::new(10, epoch()), Replica::new(10, epoch())];
+        let mut replicas = [
+            Replica::new(limits(10), epoch()),
+            Replica::new(limits(10), epoch()),
+        ];
         let mut outs = [Vec::new(), Vec::new()];
         for (i, replica) in replicas.iter_mut().enumerate() {
             for (n, (record, seq)) in entries.iter().enumerate() {
@@ -521,9 +705,9 @@ mod tests {
         }
         assert_eq!(outs[0], outs[1]);
         assert_eq!(replicas[0].snapshot(), replicas[1].snapshot());
-        assert_eq!(replicas[0].room.nick(1_000_000_001), Some("ann"));
+        assert_eq!(replicas[0].chat.nick(1_000_000_001), Some("ann"));
         assert_eq!(
-            replicas[0].room.nick(2_000_000_001),
+            replicas[0].chat.nick(2_000_000_001),
             Some("guest-2000000001")
         );
         let taken = outs[0].iter().any(|o| {
@@ -531,7 +715,7 @@ mod tests {
         });
         assert!(taken, "the second /nick ann loses on every replica");
         let message = outs[0].iter().find_map(|o| match o {
-            Output::Broadcast {
+            Output::ToRoom {
                 mode: Mode::V1,
                 payload: Payload::Text(t),
                 ..
@@ -545,7 +729,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_skipped_and_gaps_counted() {
-        let mut replica = Replica::new(10, epoch());
+        let mut replica = Replica::new(limits(10), epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
         let first = replica.apply(at(1), 1, join(1, "a"), &mut out);
@@ -562,7 +746,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_restores_the_same_room() {
-        let mut replica = Replica::new(2, epoch());
+        let mut replica = Replica::new(limits(2), epoch());
         let mut out = Vec::new();
         let at = |ms| StreamId { ms, seq: 0 };
         replica.apply(at(1), 1, join(1_000_000_001, "a"), &mut out);
@@ -572,24 +756,248 @@ mod tests {
         }
         replica.apply(at(6), 6, join(2_000_000_001, "b"), &mut out);
         let text_form = replica.snapshot();
-        let back = Replica::restore(&text_form, 2, &epoch()).unwrap();
+        let back = Replica::restore(&text_form, limits(2), &epoch()).unwrap();
         assert_eq!(back.snapshot(), text_form);
         assert_eq!(back.last_id, at(6));
-        assert_eq!(back.room.history().dropped_through(), 3);
+        assert_eq!(
+            back.chat
+                .history(&RoomName::main())
+                .unwrap()
+                .dropped_through(),
+            3
+        );
         assert_eq!(back.members_of("a"), vec![1_000_000_001]);
-        assert_eq!(back.room.nick(1_000_000_001), Some("ann"));
-        assert!(Replica::restore("nonsense", 2, &epoch()).is_err());
-        assert!(Replica::restore("wschat-snapshot 1\nmember x", 2, &epoch()).is_err());
+        assert_eq!(back.chat.nick(1_000_000_001), Some("ann"));
+        assert!(Replica::restore("nonsense", limits(2), &epoch()).is_err());
+        assert!(Replica::restore("wschat-snapshot 1\nmember x", limits(2), &epoch()).is_err());
         // Another epoch's snapshot is refused; one from before epochs is
         // taken to be of the current one.
         let other = Epoch::parse("other").unwrap();
-        let refused = Replica::restore(&text_form, 2, &other).unwrap_err();
+        let refused = Replica::restore(&text_form, limits(2), &other).unwrap_err();
         assert!(refused.contains("epoch"), "{refused}");
         let version_1 = text_form
             .replace("wschat-snapshot 2", "wschat-snapshot 1")
             .replace("epoch e1\n", "");
-        let back = Replica::restore(&version_1, 2, &other).unwrap();
-        assert_eq!(back.room.epoch(), &other);
+        let back = Replica::restore(&version_1, limits(2), &other).unwrap();
+        assert_eq!(back.chat.epoch(), &other);
         assert_eq!(back.last_id, at(6));
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    fn joins(id: ClientId, node: &str, rooms: &[&str]) -> Record {
+        Record {
+            rooms: rooms.iter().map(|r| room(r)).collect(),
+            ..join(id, node)
+        }
+    }
+
+    #[test]
+    fn a_join_carries_its_rooms_and_mode() {
+        for rooms in [&["#main", "#rust"][..], &["#go"], &[]] {
+            let mut record = joins(7, "n1", rooms);
+            record.action = Action::Join {
+                id: 7,
+                mode: Mode::Raw,
+                resume: None,
+            };
+            let back = Record::decode(&entry(&record, 1, 1)).unwrap();
+            assert_eq!(back, record);
+        }
+        let field = |record: &Record| {
+            let fields = record.fields();
+            let (_, value) = fields.iter().find(|(name, _)| *name == "rooms").unwrap();
+            String::from_utf8(value.clone()).unwrap()
+        };
+        assert_eq!(field(&joins(7, "n1", &["#main", "#rust"])), "main,rust");
+        assert_eq!(field(&joins(7, "n1", &[])), "");
+        // Written before rooms: no field, so `#main`.
+        let mut old = entry(&join(7, "n1"), 1, 1);
+        old.fields.retain(|(name, _)| name != "rooms");
+        assert_eq!(Record::decode(&old).unwrap().rooms, vec![RoomName::main()]);
+        // A bad name is refused, saying which field.
+        let mut bad = entry(&join(7, "n1"), 1, 1);
+        for (name, value) in &mut bad.fields {
+            if name == "rooms" {
+                *value = b"main,Not a room".to_vec();
+            }
+        }
+        assert!(Record::decode(&bad).unwrap_err().contains("rooms"));
+    }
+
+    /// Feeds `entries` (record, seq) to `replica` from stream id `from`.
+    fn feed(replica: &mut Replica, from: u64, entries: &[Record]) -> Vec<Output> {
+        let mut out = Vec::new();
+        for (n, record) in entries.iter().enumerate() {
+            let at = StreamId {
+                ms: from + n as u64,
+                seq: 0,
+            };
+            replica.apply(at, from + n as u64, record.clone(), &mut out);
+        }
+        out
+    }
+
+    /// Three clients on three nodes, rooms with topics and histories, a
+    /// budget small enough that rooms are evicted and histories trimmed.
+    fn busy_entries() -> (Vec<Record>, Vec<Record>) {
+        let (a, b, c) = (1_000_000_001, 2_000_000_001, 3_000_000_001);
+        let first = vec![
+            joins(a, "n1", &["#main", "#rust"]),
+            joins(b, "n2", &["#rust", "#go"]),
+            joins(c, "n3", &[]),
+            text(a, "/nick ann"),
+            text(a, "/topic #rust borrowing"),
+            text(a, "/say #rust hello rust"),
+            text(b, "/say #go hello go"),
+            text(c, "/join #c1"),
+            text(c, "/say #c1 one"),
+            text(c, "/part #c1"),
+            text(c, "/join #c2"),
+            text(c, "/say #c2 two"),
+            text(c, "/part #c2"),
+            text(a, "hello main"),
+        ];
+        let (mut first, mut second) = (first, Vec::new());
+        for n in 0..6 {
+            let half = if n < 3 { &mut first } else { &mut second };
+            half.push(text(c, &format!("/join #d{n}")));
+            half.push(text(c, &format!("/say #d{n} {}", "x".repeat(200))));
+            half.push(text(c, &format!("/part #d{n}")));
+        }
+        second.push(text(b, "/say #rust late"));
+        second.push(Record {
+            action: Action::Leave { id: b },
+            node: "n2".into(),
+            ts: 11,
+            rooms: Vec::new(),
+        });
+        (first, second)
+    }
+
+    /// A `RoomId` is the node's own small number for delivery (ids are
+    /// reused, so a restored chat may number its rooms otherwise); the
+    /// events name the room.
+    fn without_room_ids(mut out: Vec<Output>) -> Vec<Output> {
+        for output in &mut out {
+            match output {
+                Output::ToRoom { room, .. }
+                | Output::Enter { room, .. }
+                | Output::Exit { room, .. } => *room = 0,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn tight() -> Limits {
+        Limits {
+            max_rooms: 6,
+            room_history_bytes: 900,
+            ..limits(3)
+        }
+    }
+
+    /// Eviction and trimming are functions of the entries alone: replicas
+    /// fed the same entries agree, and so does one that loaded a snapshot
+    /// taken halfway and applied the rest.
+    #[test]
+    fn replicas_evict_and_trim_alike_even_from_a_snapshot() {
+        let (first, second) = busy_entries();
+        let mut one = Replica::new(tight(), epoch());
+        let mut two = Replica::new(tight(), epoch());
+        feed(&mut one, 1, &first);
+        feed(&mut two, 1, &first);
+        let halfway = one.snapshot();
+        let mut three = Replica::restore(&halfway, tight(), &epoch()).unwrap();
+        assert_eq!(three.snapshot(), halfway);
+        assert!(three.chat.evicted_through() > 0, "rooms went before it");
+        let from = 1 + first.len() as u64;
+        let outs = [
+            feed(&mut one, from, &second),
+            feed(&mut two, from, &second),
+            feed(&mut three, from, &second),
+        ]
+        .map(without_room_ids);
+        assert!(outs[0] == outs[1]);
+        assert!(outs[0] == outs[2], "the restored replica answers alike");
+        assert_eq!(one.snapshot(), two.snapshot());
+        assert_eq!(one.snapshot(), three.snapshot());
+        // The budget did its work: rooms went, the mark they left is kept.
+        assert!(one.chat.history_bytes() <= 900);
+        assert!(one.chat.room_count() <= 6);
+        assert!(one.chat.room_id(&room("#c1")).is_none(), "unused longest");
+        assert!(one.chat.evicted_through() > 0);
+        assert_eq!(one.chat.evicted_through(), three.chat.evicted_through());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_rooms_topics_histories_and_membership() {
+        let (first, _) = busy_entries();
+        let mut replica = Replica::new(limits(10), epoch());
+        feed(&mut replica, 1, &first);
+        let text_form = replica.snapshot();
+        assert!(text_form.starts_with("wschat-snapshot 3\n"), "{text_form}");
+        assert!(text_form.contains(r##"room {"type":"room","room":"#rust","topic":"borrowing""##));
+        assert!(text_form.contains("client 3000000001 v1 n3  guest-3000000001\n"));
+        let back = Replica::restore(&text_form, limits(10), &epoch()).unwrap();
+        assert_eq!(back.snapshot(), text_form);
+        assert_eq!(
+            back.chat.rooms_of(2_000_000_001),
+            vec![room("#rust"), room("#go")]
+        );
+        assert_eq!(back.chat.rooms_of(3_000_000_001), Vec::<RoomName>::new());
+        assert_eq!(back.chat.members(&room("#rust")).len(), 2);
+        let rust = back.chat.history(&room("#rust")).unwrap();
+        assert_eq!(rust.len(), 1);
+        assert!(rust.iter().next().unwrap().contains("hello rust"));
+        assert_eq!(back.chat.nick(1_000_000_001), Some("ann"));
+        assert_eq!(back.members_of("n2"), vec![2_000_000_001]);
+        // A nickname is still taken after loading: the same answer.
+        let mut out = [Vec::new(), Vec::new()];
+        let again = [text(3_000_000_001, "/nick ANN")];
+        for (i, mut r) in [replica, back].into_iter().enumerate() {
+            out[i] = feed(&mut r, 100, &again);
+        }
+        assert_eq!(out[0], out[1]);
+        assert!(format!("{:?}", out[0]).contains("nick_taken"));
+    }
+
+    /// A version 2 snapshot (one room) loads as `#main`; a newer format
+    /// than this version knows is refused, saying so.
+    #[test]
+    fn a_one_room_snapshot_loads_as_main_and_a_newer_one_is_refused() {
+        let version_2 = "wschat-snapshot 2\nepoch e1\nafter 6-0\nseq 6\ndropped 3\n\
+            member 1000000001 v1 a ann\nmember 2000000001 raw b guest-2000000001\n\
+            history {\"type\":\"message\",\"id\":4,\"from\":{\"id\":1000000001,\"nick\":\"ann\"},\"text\":\"hi\",\"ts\":7}\n\
+            history {\"type\":\"message\",\"id\":5,\"from\":{\"id\":1000000001,\"nick\":\"ann\"},\"text\":\"hi\",\"ts\":7}\n";
+        let back = Replica::restore(version_2, limits(10), &epoch()).unwrap();
+        let main = back.chat.history(&RoomName::main()).unwrap();
+        assert_eq!(main.len(), 2);
+        assert_eq!(main.dropped_through(), 3);
+        assert_eq!(back.chat.rooms_of(1_000_000_001), vec![RoomName::main()]);
+        assert_eq!(back.chat.mode(2_000_000_001), Some(Mode::Raw));
+        assert_eq!(back.chat.nick(1_000_000_001), Some("ann"));
+        assert_eq!(back.members_of("b"), vec![2_000_000_001]);
+        assert_eq!(back.last_seq, 6);
+        let newer = Replica::restore("wschat-snapshot 4\n", limits(10), &epoch()).unwrap_err();
+        assert!(newer.contains("newer"), "{newer}");
+        let bad_room = "wschat-snapshot 3\nroom {\"type\":\"room\",\"room\":\"nope\"}\n";
+        assert!(Replica::restore(bad_room, limits(10), &epoch()).is_err());
+    }
+
+    /// Redis lost its data: every room forgets its history, members stay.
+    #[test]
+    fn a_new_epoch_forgets_every_history_but_keeps_the_rooms() {
+        let (first, _) = busy_entries();
+        let mut replica = Replica::new(limits(10), epoch());
+        feed(&mut replica, 1, &first);
+        replica.start_epoch(Epoch::parse("e2").unwrap());
+        assert_eq!(replica.chat.history_bytes(), 0);
+        assert!(replica.chat.history(&room("#rust")).unwrap().is_empty());
+        assert_eq!(replica.chat.members(&room("#rust")).len(), 2);
+        assert_eq!(replica.last_seq, 0);
     }
 }

@@ -215,6 +215,21 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 "#;
 
+/// Stores `ARGV[1]` as the room limits (`KEYS[1]`) for `ARGV[2]` ms if
+/// none are stored, renews the stored ones if they are `ARGV[1]`, and
+/// returns what is stored.
+const LIMITS_SCRIPT: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if stored == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return stored
+"#;
+
 /// The Redis side of cluster mode, over one [`RedisConnection`].
 ///
 /// A `Store` is used by one thread at a time. A node needs at least two:
@@ -406,6 +421,28 @@ impl Store {
             .ok_or_else(|| RedisError::UnexpectedReply(format!("{key} holds no valid epoch")))
     }
 
+    /// The room limits the cluster runs with ([`LIMITS_SCRIPT`]): the
+    /// stored ones, or `limits`, stored now for `ttl`, if none are. Every
+    /// running node renews them with each heartbeat, so they expire `ttl`
+    /// after the last node stops, and the next cluster may choose others.
+    pub fn share_limits(
+        &mut self,
+        room: &str,
+        limits: &str,
+        ttl: Duration,
+    ) -> Result<String, RedisError> {
+        let key = limits_key(room);
+        let reply = self.redis.command(&[
+            &b"EVAL"[..],
+            LIMITS_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            limits.as_bytes(),
+            ttl.as_millis().to_string().as_bytes(),
+        ])?;
+        text("limits", &reply)
+    }
+
     /// The room's latest snapshot, if any.
     pub fn load_snapshot(&mut self, room: &str) -> Result<Option<String>, RedisError> {
         let key = snapshot_key(room);
@@ -535,6 +572,11 @@ pub fn appended_key(room: &str) -> String {
 /// The hash that holds a room's latest snapshot (`after`, `body`).
 pub fn snapshot_key(room: &str) -> String {
     format!("wschat:{{{room}}}:snapshot")
+}
+
+/// The room limits every node shares ([`Store::share_limits`]).
+pub fn limits_key(room: &str) -> String {
+    format!("wschat:{{{room}}}:limits")
 }
 
 /// The epoch of a room's stream ([`Store::epoch`]).

@@ -1,8 +1,8 @@
 //! The chat with rooms, as a state machine with no I/O: clients, their
 //! global nicknames, rooms by name (each with its members, topic and
-//! history), and the one sequence of message ids. Like [`super::Room`]
-//! it takes what clients did and says what to send to whom, with the time
-//! passed in, so every rule is a unit test.
+//! history), and the one sequence of message ids. It takes what clients
+//! did and says what to send to whom, with the time passed in, so every
+//! rule is a unit test.
 //!
 //! A room is named on the wire (`#rust`) and known to the outputs by a
 //! small number, its [`RoomId`] (`#main` is [`MAIN`], and always exists),
@@ -127,8 +127,9 @@ type Refusal = (ErrorCode, String);
 pub struct Chat {
     limits: Limits,
     clients: HashMap<ClientId, Client>,
-    /// `nick_key` of every chosen nickname, to its holder (guest names
-    /// are not here, as in [`super::Room`]).
+    /// `nick_key` of every chosen nickname, to its holder. Guest names
+    /// (`guest-N`) are not here: no one can choose one, so they cannot
+    /// clash, and a room of idle guests keeps no second copy of each name.
     nicks: HashMap<String, ClientId>,
     /// Indexed by `RoomId`; `None` is a free id.
     rooms: Vec<Option<ChatRoom>>,
@@ -402,7 +403,10 @@ impl Chat {
 }
 
 mod membership;
+mod replication;
 mod speech;
+
+pub use replication::KeptClient;
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@
 //!
 //! An epoch is made once per history ([`Epoch::fresh`], by whoever starts
 //! one: the server without a history file, a new history file, a Redis
-//! without an epoch key) and then only passed around: the `Room` stores
+//! without an epoch key) and then only passed around: the `Chat` stores
 //! the one it is given.
 
 use std::collections::hash_map::RandomState;

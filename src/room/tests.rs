@@ -1,4 +1,7 @@
-//! The chat rules, tested against `Room` alone: no thread, no socket.
+//! The chat rules a client of `#main` (the room everybody starts in)
+//! has had since the chat had one room, and the rules common to every
+//! room, tested against `Chat` alone: no thread, no socket. The rules of
+//! rooms themselves are in `chat/tests.rs`.
 
 use super::*;
 
@@ -8,17 +11,39 @@ fn epoch(text: &str) -> Epoch {
     Epoch::parse(text).unwrap()
 }
 
-fn room() -> Room {
-    Room::new(History::new(3), 1, epoch("e1"))
+fn limits(history: usize) -> Limits {
+    Limits {
+        history,
+        max_rooms_per_client: 32,
+        max_rooms: 10,
+        max_room_members: 10,
+        room_history_bytes: 1 << 20,
+    }
 }
 
-fn act(room: &mut Room, action: Action) -> Vec<Output> {
+fn room() -> Chat {
+    Chat::new(limits(3), 1, epoch("e1"), Vec::new())
+}
+
+/// What `action` sends, without the delivery-group bookkeeping (`Enter`,
+/// `Exit`) and history-file records that go with it.
+fn act(room: &mut Chat, action: Action) -> Vec<Output> {
     let mut out = Vec::new();
     room.handle(NOW, action, &mut out);
+    out.retain(|o| {
+        !matches!(
+            o,
+            Output::Enter { .. } | Output::Exit { .. } | Output::Record(_)
+        )
+    });
     out
 }
 
-fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
+fn main_history(room: &Chat) -> &History {
+    room.history(&RoomName::main()).unwrap()
+}
+
+fn join(room: &mut Chat, id: ClientId, mode: Mode) -> Vec<Output> {
     act(
         room,
         Action::Join {
@@ -29,7 +54,7 @@ fn join(room: &mut Room, id: ClientId, mode: Mode) -> Vec<Output> {
     )
 }
 
-fn say(room: &mut Room, id: ClientId, text: &str) -> Vec<Output> {
+fn say(room: &mut Chat, id: ClientId, text: &str) -> Vec<Output> {
     act(
         room,
         Action::Text {
@@ -71,13 +96,14 @@ fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_joi
     let event = &format!("{head}{tail}");
     assert!(
         event.starts_with(
-            r#"{"type":"welcome","you":{"id":2,"nick":"guest-2"},"epoch":"e1","users":"#
+            r##"{"type":"welcome","you":{"id":2,"nick":"guest-2"},"epoch":"e1","room":"#main","topic":null,"rooms":["#main"],"users":"##
         )
     );
     assert!(event.contains(r#""users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]"#));
     assert!(event.contains(r#""text":"before""#));
     match &out[1] {
-        Output::Broadcast {
+        Output::ToRoom {
+            room: MAIN,
             mode: Mode::V1,
             payload,
             except: Some(2),
@@ -89,7 +115,8 @@ fn a_v1_newcomer_is_welcomed_with_the_users_and_history_and_the_others_see_a_joi
     let out = join(&mut room, 3, Mode::Raw);
     assert!(matches!(
         &out[..],
-        [Output::Broadcast {
+        [Output::ToRoom {
+            room: MAIN,
             mode: Mode::V1,
             except: Some(3),
             ..
@@ -103,12 +130,14 @@ fn a_v1_line_is_numbered_kept_and_sent_to_every_v1_client_and_to_raw_clients_as_
     join(&mut room, 1, Mode::V1);
     let out = say(&mut room, 1, "hello");
     let [
-        Output::Broadcast {
+        Output::ToRoom {
+            room: MAIN,
             mode: Mode::Raw,
             payload: raw,
             except: Some(1),
         },
-        Output::Broadcast {
+        Output::ToRoom {
+            room: MAIN,
             mode: Mode::V1,
             payload: v1,
             except: None,
@@ -125,12 +154,12 @@ fn a_v1_line_is_numbered_kept_and_sent_to_every_v1_client_and_to_raw_clients_as_
     assert_eq!(&**said, text(v1));
     let out = say(&mut room, 1, "/me waves");
     assert!(
-        matches!(&out[0], Output::Broadcast { payload, .. } if text(payload) == "* guest-1 waves")
+        matches!(&out[0], Output::ToRoom { room: MAIN, payload, .. } if text(payload) == "* guest-1 waves")
     );
     assert!(
-        matches!(&out[1], Output::Broadcast { payload, .. } if text(payload).contains(r#""id":2,"#) && text(payload).ends_with(r#""action":true}"#))
+        matches!(&out[1], Output::ToRoom { room: MAIN, payload, .. } if text(payload).contains(r#""id":2,"#) && text(payload).ends_with(r#""action":true}"#))
     );
-    assert_eq!(room.history().len(), 2);
+    assert_eq!(main_history(&room).len(), 2);
 }
 
 #[test]
@@ -139,11 +168,11 @@ fn a_raw_line_goes_verbatim_to_other_raw_clients_and_as_a_message_to_v1_clients(
     join(&mut room, 1, Mode::Raw);
     let out = say(&mut room, 1, "a\u{1b}[31mb");
     assert!(
-        matches!(&out[0], Output::Broadcast { mode: Mode::Raw, payload, except: Some(1) } if text(payload) == "a\u{1b}[31mb")
+        matches!(&out[0], Output::ToRoom { room: MAIN, mode: Mode::Raw, payload, except: Some(1) } if text(payload) == "a\u{1b}[31mb")
     );
     // Control characters reach v1 clients (and the history) as U+FFFD.
     assert!(
-        matches!(&out[1], Output::Broadcast { mode: Mode::V1, payload, .. } if text(payload).contains("\"text\":\"a\u{fffd}[31mb\""))
+        matches!(&out[1], Output::ToRoom { room: MAIN, mode: Mode::V1, payload, .. } if text(payload).contains("\"text\":\"a\u{fffd}[31mb\""))
     );
     let out = act(
         &mut room,
@@ -154,7 +183,8 @@ fn a_raw_line_goes_verbatim_to_other_raw_clients_and_as_a_message_to_v1_clients(
     );
     assert_eq!(
         out,
-        vec![Output::Broadcast {
+        vec![Output::ToRoom {
+            room: MAIN,
             mode: Mode::Raw,
             payload: Payload::Binary(vec![0, 1, 2]),
             except: Some(1)
@@ -231,7 +261,7 @@ fn commands_answer_only_the_asker() {
     join(&mut room, 2, Mode::Raw);
     assert_eq!(
         only_reply(&say(&mut room, 1, "/who"), 1),
-        r#"{"type":"users","users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}]}"#
+        r##"{"type":"users","users":[{"id":1,"nick":"guest-1"},{"id":2,"nick":"guest-2"}],"room":"#main"}"##
     );
     assert_eq!(
         error_code(only_reply(&say(&mut room, 1, "/dance"), 1)),
@@ -258,7 +288,7 @@ fn commands_answer_only_the_asker() {
     );
     assert_eq!(error_code(only_reply(&out, 1)), "text_only");
     // None of those was a chat line.
-    assert_eq!(room.history().len(), 0);
+    assert_eq!(main_history(&room).len(), 0);
 }
 
 #[test]
@@ -268,7 +298,7 @@ fn leaving_is_announced_once_and_late_messages_from_a_leaver_reach_nobody() {
     join(&mut room, 2, Mode::V1);
     let out = act(&mut room, Action::Leave { id: 2 });
     assert!(
-        matches!(&out[..], [Output::Broadcast { mode: Mode::V1, payload, except: Some(2) }]
+        matches!(&out[..], [Output::ToRoom { room: MAIN, mode: Mode::V1, payload, except: Some(2) }]
         if text(payload).starts_with(r#"{"type":"leave","user":{"id":2"#))
     );
     assert!(act(&mut room, Action::Leave { id: 2 }).is_empty());
@@ -280,17 +310,17 @@ fn leaving_is_announced_once_and_late_messages_from_a_leaver_reach_nobody() {
         "{late:?}"
     );
     assert_eq!(room.len(), 1);
-    assert_eq!(room.history().len(), 0);
+    assert_eq!(main_history(&room).len(), 0);
 }
 
 #[test]
 fn the_history_keeps_the_last_lines_and_numbering_continues_from_the_loaded_history() {
-    let mut room = Room::new(History::new(2), 41, epoch("e1"));
+    let mut room = Chat::new(limits(2), 41, epoch("e1"), Vec::new());
     join(&mut room, 1, Mode::V1);
     for line in ["a", "b", "c"] {
         say(&mut room, 1, line);
     }
-    let kept: Vec<&str> = room.history().iter().collect();
+    let kept: Vec<&str> = main_history(&room).iter().collect();
     assert_eq!(kept.len(), 2);
     assert!(kept[0].contains(r#""id":42,"#) && kept[0].contains(r#""text":"b""#));
     assert!(kept[1].contains(r#""id":43,"#));
@@ -325,13 +355,13 @@ fn newcomers_share_the_welcome_tail_until_the_history_changes() {
 }
 
 /// The welcome of a resuming client `id` (`/?since=ID&epoch=E`), which
-/// then leaves again; checks that `Room::is_gap` says what it says.
-fn welcome_of(room: &mut Room, id: ClientId, since: u64, epoch_text: Option<&str>) -> String {
+/// then leaves again; checks that `Chat::is_gap` says what it says.
+fn welcome_of(room: &mut Chat, id: ClientId, since: u64, epoch_text: Option<&str>) -> String {
     let resume = Resume {
         since,
         epoch: epoch_text.map(epoch),
     };
-    let predicted = room.is_gap(&resume);
+    let predicted = room.is_gap(&resume, &[RoomName::main()]);
     let out = act(
         room,
         Action::Join {
@@ -365,7 +395,7 @@ fn a_resuming_member_gets_what_it_missed() {
         "{w}"
     );
     assert!(!w.contains("gap"), "{w}");
-    assert!(w.contains(",\"epoch\":\"e1\",\"users\":"), "{w}");
+    assert!(w.contains(",\"epoch\":\"e1\",\"room\":\"#main\","), "{w}");
     let w = welcome_of(&mut room, 3, 5, e1);
     assert!(w.ends_with("\"history\":[]}"), "{w}");
     let w = welcome_of(&mut room, 4, 1, e1);
@@ -404,7 +434,7 @@ fn a_message_from_a_non_member_gets_not_member() {
         };
         assert!(event.contains(r#""code":"not_member""#), "{event}");
     }
-    assert!(room.history().iter().next().is_none(), "nothing said");
+    assert!(main_history(&room).iter().next().is_none(), "nothing said");
 }
 
 /// Ids start again in a new history: a position from another epoch, or
@@ -434,7 +464,10 @@ fn a_position_from_another_epoch_or_none_is_a_gap() {
     let Some(Output::Welcome { head, .. }) = out.first() else {
         panic!("no welcome: {out:?}")
     };
-    assert!(head.contains(",\"epoch\":\"e1\",\"users\":"), "{head}");
+    assert!(
+        head.contains(",\"epoch\":\"e1\",\"room\":\"#main\","),
+        "{head}"
+    );
 }
 
 /// Cluster mode: when Redis loses its data, the room starts a new epoch;
@@ -448,7 +481,7 @@ fn a_new_epoch_forgets_the_history_but_not_the_members() {
     }
     room.start_epoch(epoch("e2"));
     assert_eq!(room.epoch(), &epoch("e2"));
-    assert!(room.history().is_empty() && room.contains(1));
+    assert!(main_history(&room).is_empty() && room.contains(1));
     room.set_next_seq(1);
     say(&mut room, 1, "new 0"); // id 1 again, in e2
     let w = welcome_of(&mut room, 2, 3, Some("e1"));
@@ -465,24 +498,4 @@ fn a_new_epoch_forgets_the_history_but_not_the_members() {
         head.contains("\"epoch\":\"e2\"") && !tail.contains("old "),
         "{tail}"
     );
-}
-
-#[test]
-fn room_and_direct_message_commands_are_refused_by_the_one_room_chat() {
-    let mut room = room();
-    join(&mut room, 1, Mode::V1);
-    for command in [
-        "/join #a",
-        "/part",
-        "/rooms",
-        "/topic #a x",
-        "/who #a",
-        "/msg a b",
-        "/say #a b",
-    ] {
-        let out = say(&mut room, 1, command);
-        let event = only_reply(&out, 1);
-        assert_eq!(error_code(event), "unknown_command", "{command}");
-        assert!(event.contains(ROOMS_UNAVAILABLE_TEXT), "{command}");
-    }
 }

@@ -15,7 +15,7 @@ use wschat::protocol::deflate::{self, Inflater, extension};
 use wschat::protocol::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use wschat::protocol::handshake::{self, Request};
 use wschat::protocol::{Message, MessageDecoder, ProtocolError, Role};
-use wschat::room::{self, Action, Epoch, History, Input, Mode, Output, Payload, Room};
+use wschat::room::{self, Action, Chat, Epoch, Input, Limits, Mode, Output, Payload};
 
 #[path = "zlib_oracle.rs"]
 pub mod zlib_oracle;
@@ -408,14 +408,22 @@ pub fn json(data: &[u8]) {
 
 // ------------------------------------------------------------ room input
 
-/// What a `wschat.v1` client types, through `parse_input` and the room:
-/// two v1 clients and a raw one take turns sending the input's lines.
-/// Every event the room sends a v1 client is one valid JSON value; no two
-/// members hold nicknames with the same key.
+/// What a `wschat.v1` client types, through `parse_input` and the chat:
+/// two v1 clients and a raw one take turns sending the input's lines
+/// (room commands included, under small room limits). Every event the
+/// chat sends a v1 client is one valid JSON value; no two clients hold
+/// nicknames with the same key.
 /// Input: lines of text (invalid UTF-8 replaced).
 pub fn room_input(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let mut room = Room::new(History::new(4), 1, Epoch::from_bits(1));
+    let limits = Limits {
+        history: 4,
+        max_rooms_per_client: 3,
+        max_rooms: 4,
+        max_room_members: 3,
+        room_history_bytes: 4096,
+    };
+    let mut room = Chat::new(limits, 1, Epoch::from_bits(1), Vec::new());
     let mut out = Vec::new();
     for (id, mode) in [(1, Mode::V1), (2, Mode::V1), (3, Mode::Raw)] {
         room.handle(
@@ -454,6 +462,11 @@ pub fn room_input(data: &[u8]) {
                 mode: Mode::V1,
                 payload: Payload::Text(text),
                 ..
+            }
+            | Output::ToRoom {
+                mode: Mode::V1,
+                payload: Payload::Text(text),
+                ..
             } => text.to_string(),
             Output::Reply { event, .. } => event.clone(),
             Output::Welcome { head, tail, .. } => format!("{head}{tail}"),
@@ -463,8 +476,9 @@ pub fn room_input(data: &[u8]) {
         assert!(json::parse(&event).is_some(), "not JSON: {event}");
     }
     let keys: Vec<String> = room
-        .members()
-        .map(|(_, _, nick)| room::nick_key(nick))
+        .kept_clients()
+        .iter()
+        .map(|client| room::nick_key(&client.nick))
         .collect();
     let mut unique = keys.clone();
     unique.sort();

@@ -161,9 +161,62 @@
     return { line: '/msg ' + conv.nick + ' ' + said, dm: conv.nick };
   }
 
+  // ---------------------------------------------------------------- sign-in
+  // The subprotocol that carries a sign-in token beside wschat.v1: browsers
+  // cannot set headers on a WebSocket, and a query parameter would land in
+  // access logs (chapter 07).
+  const AUTH_PROTOCOL_PREFIX = 'wschat.auth.';
+
+  // The sign-in token of a fragment ("#room=rust&token=eyJ…") and the
+  // fragment without it, every other pair kept in its place. `token` is
+  // null when there is none (or it is empty).
+  function takeToken(hash) {
+    const pairs = parseFragment(hash);
+    const token = pairs.get('token');
+    pairs.delete('token');
+    return { token: token ? token : null, hash: formatFragment(pairs) };
+  }
+
+  // The claims of a JWT (RFC 7519), read without checking the signature:
+  // the page only uses `exp` to say "expired" without asking the server,
+  // and the server checks everything. null when it is not a readable JWT.
+  function tokenClaims(token) {
+    const parts = String(token || '').split('.');
+    if (parts.length !== 3 || !/^[A-Za-z0-9_-]+$/.test(parts[1])) return null;
+    try {
+      const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+      const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+      const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return claims && typeof claims === 'object' && !Array.isArray(claims) ? claims : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // The subprotocols to offer: wschat.v1 first (the one the server selects),
+  // then the token, if any.
+  function socketProtocols(token) {
+    return token ? ['wschat.v1', AUTH_PROTOCOL_PREFIX + token] : ['wschat.v1'];
+  }
+
+  // The moderation command for what the operator chose in the menu
+  // (chapter 06): `/kick NICK [#room] [REASON]`,
+  // `/ban NICK [#room] [DURATION] [REASON]`, `/mute NICK [#room] DURATION`.
+  // `room` null: the whole server. `duration` like "10m", or '' (a ban
+  // until lifted). Whitespace in the reason becomes single spaces.
+  function moderationLine(o) {
+    const parts = ['/' + o.action, o.nick];
+    if (o.room) parts.push(o.room);
+    if ((o.action === 'ban' || o.action === 'mute') && o.duration) parts.push(o.duration);
+    const reason = String(o.reason || '').replace(/\s+/g, ' ').trim();
+    if (reason && (o.action === 'kick' || o.action === 'ban')) parts.push(reason);
+    return parts.join(' ');
+  }
+
   const pure = {
     ROOM_NAME_MAX, foldRoom, foldNick, parseFragment, formatFragment, withFragmentKey,
-    socketUrl, composeLine,
+    socketUrl, composeLine, takeToken, tokenClaims, socketProtocols, moderationLine,
   };
   if (typeof module === 'object' && module && module.exports) module.exports = pure;
   if (typeof document === 'undefined') return;
@@ -235,6 +288,22 @@
     nickError: $('nick-error'),
     nickCancel: $('nick-cancel'),
     nickSubmit: $('nick-submit'),
+    peopleNick: $('people-nick'),
+    nickHint: $('nick-hint'),
+    modMenu: $('mod-menu'),
+    modDialog: $('mod-dialog'),
+    modForm: $('mod-form'),
+    modTitle: $('mod-title'),
+    modHelp: $('mod-help'),
+    modScope: $('mod-scope'),
+    modScopeRoomLabel: $('mod-scope-room-label'),
+    modScopeRoom: $('mod-scope-room'),
+    modDurationRow: $('mod-duration-row'),
+    modDuration: $('mod-duration'),
+    modReasonRow: $('mod-reason-row'),
+    modReason: $('mod-reason'),
+    modCancel: $('mod-cancel'),
+    modSubmit: $('mod-submit'),
   };
 
   // ---------------------------------------------------------------- state
@@ -265,7 +334,34 @@
     closeInfo: null,        // why the last connection closed (describeClose)
     lastSent: null,         // the last text sent from the composer
     maxMessageBytes: 0,     // the server's message limit, once a 1009 told us
+    tokenExp: null,         // the sign-in token's `exp` (seconds), if it has one
+    stopped: null,          // {text, short, guest}: not reconnecting, and why (ban, sign-in)
+    removal: null,          // {kind: 'kick'|'ban', until}: the moderation event before the close
+    roomRemovals: new Map(),// room -> text: why the next `parted` of that room happens
+    mutedUntil: 0,          // ms; 0: not muted (Infinity: until lifted)
+    refused: 0,             // consecutive connections refused at the handshake
   };
+
+  // ---------------------------------------------------------------- the sign-in token
+  // `#token=…` in the address: taken out of the address bar at once
+  // (history.replaceState: it stays out of the history list, bookmarks
+  // and a copied address) and kept only in this variable, never stored.
+  let signInToken = null;
+  function takeTokenFromAddress() {
+    const got = takeToken(location.hash);
+    if (!got.token) return false;
+    const rest = location.pathname + location.search + (got.hash ? '#' + got.hash : '');
+    try { history.replaceState(history.state, '', rest); } catch (_) { location.hash = got.hash; }
+    signInToken = got.token;
+    const claims = tokenClaims(got.token);
+    state.tokenExp = claims && typeof claims.exp === 'number' ? claims.exp : null;
+    return true;
+  }
+  takeTokenFromAddress();
+
+  function tokenExpired() {
+    return state.tokenExp !== null && state.tokenExp * 1000 <= Date.now();
+  }
 
   // ---------------------------------------------------------------- storage
   function storedNick() {
@@ -286,6 +382,23 @@
   }
   function storeRooms() {
     try { sessionStorage.setItem(ROOMS_KEY, JSON.stringify(state.rooms)); } catch (_) { /* private mode */ }
+  }
+  // A ban of this page (from its moderation event), kept across a reload
+  // so that the page says so instead of knocking at the door again.
+  const BAN_KEY = 'wschat.banned';
+  function storedBan() {
+    try {
+      const b = JSON.parse(localStorage.getItem(BAN_KEY) || 'null');
+      if (!b || typeof b !== 'object') return null;
+      if (typeof b.until === 'number' && b.until <= Date.now()) { forgetBan(); return null; }
+      return b;
+    } catch (_) { return null; }
+  }
+  function storeBan(until) {
+    try { localStorage.setItem(BAN_KEY, JSON.stringify({ until: until === Infinity ? null : until })); } catch (_) { /* private mode */ }
+  }
+  function forgetBan() {
+    try { localStorage.removeItem(BAN_KEY); } catch (_) { /* private mode */ }
   }
   function forgetRooms() {
     try { sessionStorage.removeItem(ROOMS_KEY); } catch (_) { /* private mode */ }
@@ -355,6 +468,29 @@
     return !!(u && typeof u.id === 'number');
   }
 
+  // The user objects the page keeps: a guest is {id, nick}; a signed-in
+  // user adds `verified`, an operator `op` (the server's user objects).
+  function userOf(u) {
+    const out = { id: u.id, nick: u.nick };
+    if (u.verified === true) out.verified = true;
+    if (u.op === true) out.op = true;
+    return out;
+  }
+
+  // The mark beside a signed-in user's or an operator's name: a symbol
+  // for the eye, words for screen readers and a tooltip. Guests get none.
+  function userMark(user) {
+    if (!user || (user.op !== true && user.verified !== true)) return null;
+    const op = user.op === true;
+    const mark = node('span', 'user-mark ' + (op ? 'op' : 'verified'));
+    mark.title = op ? 'Operator (signed in)' : 'Signed in';
+    const sym = node('span', null, op ? '★' : '✓');
+    sym.setAttribute('aria-hidden', 'true');
+    mark.appendChild(sym);
+    mark.appendChild(node('span', 'visually-hidden', op ? ' (operator)' : ' (signed in)'));
+    return mark;
+  }
+
   // ---------------------------------------------------------------- conversations
   // A room ("#rust") or the direct messages with one person. Each keeps its
   // own <ol> of list items; the one shown is in the scroller with the id
@@ -404,7 +540,7 @@
       conv = makeConv(key, 'dm', user.nick);
       state.convs.set(key, conv);
     }
-    conv.peer = { id: user.id, nick: user.nick };
+    conv.peer = userOf(user);
     conv.name = conv.nick = user.nick;
     return conv;
   }
@@ -601,6 +737,15 @@
     if (inRoom(name)) { if (state.current !== name) showConv(name, { keepFocus: true }); return; }
     requestJoin(name);
   }
+  // A new `#token=…` while the page is open (a site refreshing the
+  // sign-in): taken out of the address like the first, then sent on the
+  // open connection (`/auth TOKEN`), or used to connect again.
+  window.addEventListener('hashchange', () => {
+    if (!takeTokenFromAddress()) return;
+    if (state.online && state.you && state.you.verified === true) { send('/auth ' + signInToken); return; }
+    if (state.stopped) { resume(); return; }
+    if (state.ws) { state.switching = true; state.ws.close(1000); } // reconnects with it
+  });
   window.addEventListener('hashchange', () => { if (state.online) openFragmentRoom(); });
 
   function requestJoin(name) {
@@ -703,6 +848,8 @@
     } else {
       const meta = node('div', 'meta');
       meta.appendChild(nickSpan(from));
+      const mark = userMark(from);
+      if (mark) meta.appendChild(mark);
       if (own) meta.appendChild(node('span', 'you-tag', 'you'));
       meta.appendChild(timeNode(ts));
       li.appendChild(meta);
@@ -774,7 +921,7 @@
     const conv = current();
     let users = [];
     if (conv && conv.kind === 'room') {
-      if (state.you && inRoom(conv.key)) conv.users.set(state.you.id, { id: state.you.id, nick: state.you.nick });
+      if (state.you && inRoom(conv.key)) conv.users.set(state.you.id, userOf(state.you));
       users = Array.from(conv.users.values());
     } else if (conv) {
       if (state.you) users.push(state.you);
@@ -786,8 +933,12 @@
       return String(a.nick).localeCompare(String(b.nick), undefined, { sensitivity: 'base' });
     });
     const focused = document.activeElement;
-    const focusId = focused && focused.classList && focused.classList.contains('user-button')
-      ? focused.parentElement.dataset.id : null;
+    const focusClass = focused && focused.classList
+      ? ['user-button', 'mod-button'].find((c) => focused.classList.contains(c)) : null;
+    const focusId = focusClass ? focused.parentElement.dataset.id : null;
+    // The operator's menu lives in the item of the person it is open for.
+    const menuFocus = el.modMenu.contains(focused) ? focused : null;
+    const moderate = canModerate();
     el.userList.replaceChildren();
     for (const u of list) {
       const li = node('li', 'user' + (isYou(u) ? ' me' : ''));
@@ -802,11 +953,36 @@
       }
       holder.appendChild(avatar(u.nick));
       holder.appendChild(nickSpan(u));
+      const mark = userMark(u);
+      if (mark) holder.appendChild(mark);
       if (isYou(u)) holder.appendChild(node('span', 'you-tag', 'you'));
       else if (holder !== li) holder.appendChild(node('span', 'visually-hidden', ': send a direct message'));
+      if (moderate && !isYou(u)) {
+        li.classList.add('moderatable');
+        const b = node('button', 'mod-button', '⋯');
+        b.type = 'button';
+        b.setAttribute('aria-label', 'Moderate ' + u.nick);
+        b.title = 'Kick, ban or mute ' + u.nick;
+        b.setAttribute('aria-haspopup', 'menu');
+        b.setAttribute('aria-controls', 'mod-menu');
+        b.setAttribute('aria-expanded', modMenu.forId === u.id ? 'true' : 'false');
+        b.addEventListener('click', () => {
+          if (modMenu.forId === u.id) closeModMenu(true);
+          else openModMenu(u.id, b);
+        });
+        li.appendChild(b);
+        if (modMenu.forId === u.id) { modMenu.trigger = b; li.appendChild(el.modMenu); }
+      }
       el.userList.appendChild(li);
-      if (focusId !== null && li.dataset.id === focusId && holder !== li) holder.focus();
+      if (focusId !== null && li.dataset.id === focusId) {
+        const again = li.querySelector('.' + focusClass);
+        if (again) again.focus();
+      }
     }
+    // The person the menu was open for has gone (or this page is no longer
+    // an operator): the menu closes.
+    if (modMenu.forId !== null && !el.modMenu.isConnected) closeModMenu(false);
+    else if (menuFocus) menuFocus.focus();
     const n = String(list.length);
     el.onlineCount.textContent = n;
     el.peopleToggleCount.textContent = n;
@@ -816,6 +992,140 @@
     labelToggle();
   }
 
+  // ---------------------------------------------------------------- the operator's menu
+  // On each person but you, for operators (token role "op"): Kick…, Ban…,
+  // Mute…, each opening a dialog for the scope, duration and reason. The
+  // server decides; a room's creator is an operator there too and uses the
+  // typed commands. The menu follows the WAI-ARIA menu button pattern:
+  // arrows move, Escape closes and returns to the button.
+  const modMenu = { forId: null, trigger: null, user: null };
+
+  function canModerate() {
+    return !!(state.you && state.you.op === true);
+  }
+
+  function menuItems() {
+    return Array.from(el.modMenu.querySelectorAll('[role="menuitem"]'));
+  }
+
+  function openModMenu(id, trigger) {
+    if (modMenu.trigger) modMenu.trigger.setAttribute('aria-expanded', 'false');
+    modMenu.forId = id;
+    modMenu.trigger = trigger;
+    trigger.parentElement.appendChild(el.modMenu);
+    el.modMenu.setAttribute('aria-label', trigger.getAttribute('aria-label'));
+    el.modMenu.hidden = false;
+    trigger.setAttribute('aria-expanded', 'true');
+    menuItems()[0].focus();
+  }
+
+  function closeModMenu(refocus) {
+    const trigger = modMenu.trigger;
+    modMenu.forId = null;
+    modMenu.trigger = null;
+    el.modMenu.hidden = true;
+    document.body.appendChild(el.modMenu);
+    if (trigger) {
+      trigger.setAttribute('aria-expanded', 'false');
+      if (refocus && trigger.isConnected) trigger.focus();
+    }
+  }
+
+  el.modMenu.addEventListener('keydown', (e) => {
+    const items = menuItems();
+    const at = items.indexOf(document.activeElement);
+    let next = null;
+    if (e.key === 'ArrowDown') next = items[(at + 1) % items.length];
+    else if (e.key === 'ArrowUp') next = items[(at - 1 + items.length) % items.length];
+    else if (e.key === 'Home') next = items[0];
+    else if (e.key === 'End') next = items[items.length - 1];
+    else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); closeModMenu(true); return; }
+    else if (e.key === 'Tab') { closeModMenu(false); return; }
+    if (next) { e.preventDefault(); next.focus(); }
+  });
+  el.modMenu.addEventListener('click', (e) => {
+    const item = e.target.closest('[role="menuitem"]');
+    if (!item) return;
+    const id = modMenu.forId;
+    const trigger = modMenu.trigger;
+    closeModMenu(false);
+    openModDialog(item.dataset.action, id, trigger);
+  });
+  document.addEventListener('pointerdown', (e) => {
+    if (modMenu.forId === null) return;
+    if (el.modMenu.contains(e.target) || (modMenu.trigger && modMenu.trigger.contains(e.target))) return;
+    closeModMenu(false);
+  });
+
+  // The choices of duration (the wire's DURATION: a number and s, m, h or d).
+  const BAN_DURATIONS = [['', 'Until lifted'], ['10m', '10 minutes'], ['1h', '1 hour'], ['1d', '1 day'], ['7d', '7 days']];
+  const MUTE_DURATIONS = [['5m', '5 minutes'], ['1m', '1 minute'], ['1h', '1 hour'], ['1d', '1 day']];
+  const MOD_WORDS = {
+    kick: { verb: 'Kick', help: 'They are disconnected and can come back after a few seconds.' },
+    ban: { verb: 'Ban', help: 'They cannot come back until the ban ends: a signed-in user by their account, a guest by their address.' },
+    mute: { verb: 'Mute', help: 'Their messages are refused until the time is up.' },
+  };
+  const modDialog = { action: null, id: null, nick: null, room: null, trigger: null };
+
+  // The person `id` as the page knows them now (a nickname may have changed).
+  function knownUser(id) {
+    const conv = current();
+    if (conv && conv.users.has(id)) return conv.users.get(id);
+    for (const c of state.convs.values()) if (c.users.has(id)) return c.users.get(id);
+    return null;
+  }
+
+  function openModDialog(action, id, trigger) {
+    const u = knownUser(id);
+    const words = MOD_WORDS[action];
+    if (!u || !words) return;
+    const conv = current();
+    const room = conv && conv.kind === 'room' ? conv.name : null;
+    Object.assign(modDialog, { action, id, nick: u.nick, room, trigger });
+    el.modTitle.textContent = words.verb + ' ' + u.nick;
+    el.modHelp.textContent = words.help;
+    el.modSubmit.textContent = words.verb;
+    el.modScopeRoomLabel.hidden = !room;
+    el.modScopeRoom.textContent = room ? room + ' only' : '';
+    el.modScope.querySelector('input[value="server"]').checked = true;
+    const durations = action === 'ban' ? BAN_DURATIONS : action === 'mute' ? MUTE_DURATIONS : [];
+    el.modDurationRow.hidden = !durations.length;
+    el.modDuration.replaceChildren(...durations.map(([value, label]) => {
+      const o = node('option', null, label);
+      o.value = value;
+      return o;
+    }));
+    el.modReasonRow.hidden = action === 'mute';
+    el.modReason.value = '';
+    if (typeof el.modDialog.showModal === 'function') el.modDialog.showModal();
+    else el.modDialog.setAttribute('open', '');
+    (action === 'mute' ? el.modDuration : el.modReason).focus();
+  }
+
+  function closeModDialog() {
+    if (el.modDialog.open) el.modDialog.close();
+  }
+  el.modCancel.addEventListener('click', closeModDialog);
+  el.modDialog.addEventListener('close', () => {
+    const t = modDialog.trigger;
+    if (t && t.isConnected) t.focus();
+    else el.input.focus();
+    modDialog.trigger = null;
+  });
+  el.modForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const scope = el.modScope.querySelector('input:checked');
+    const line = moderationLine({
+      action: modDialog.action,
+      nick: modDialog.nick,
+      room: scope && scope.value === 'room' ? modDialog.room : null,
+      duration: el.modDuration.value,
+      reason: el.modReason.value,
+    });
+    if (!send(line)) { shakeComposer(); return; }
+    closeModDialog();
+  });
+
   function openDm(user) {
     const conv = dmConv(user);
     renderConvs();
@@ -823,8 +1133,18 @@
   }
 
   function setYou(user) {
-    state.you = { id: user.id, nick: user.nick };
+    state.you = userOf(user);
     el.meNick.textContent = user.nick;
+    const old = el.meButton.querySelector('.user-mark');
+    if (old) old.remove();
+    const mark = userMark(state.you);
+    if (mark) el.meNick.after(mark);
+    // A signed-in name comes from the sign-in: there is nothing to change.
+    const signedIn = state.you.verified === true;
+    el.meButton.title = signedIn ? 'Signed in as ' + user.nick : 'Change your nickname';
+    el.meButton.setAttribute('aria-disabled', signedIn ? 'true' : 'false');
+    el.peopleNick.hidden = signedIn;
+    el.nickHint.hidden = signedIn;
     renderHeader();
   }
 
@@ -833,6 +1153,7 @@
     connecting: 'Connecting to the chat…',
     online: 'Connected to the chat.',
     reconnecting: 'Disconnected. Reconnecting automatically.',
+    stopped: 'Disconnected. Not reconnecting.',
   };
   function setStatus(kind, text) {
     // The countdown changes every second; only a change of state is spoken
@@ -843,10 +1164,11 @@
     el.status.dataset.state = kind;
     el.statusText.textContent = text;
     // While offline, the status also says why, in a word or two.
-    const reason = kind !== 'online' && state.closeInfo ? state.closeInfo.short : '';
-    el.statusReason.textContent = reason;
-    el.status.title = kind !== 'online' && state.closeInfo ? state.closeInfo.text : '';
-    el.retryNow.hidden = kind !== 'reconnecting';
+    const why = kind === 'stopped' ? state.stopped : kind !== 'online' ? state.closeInfo : null;
+    el.statusReason.textContent = why ? why.short : '';
+    el.status.title = why ? why.text : '';
+    el.retryNow.hidden = kind !== 'reconnecting' && kind !== 'stopped';
+    el.retryNow.textContent = kind === 'stopped' ? 'Try again' : 'Retry now';
     document.body.dataset.connection = kind;
     updateComposerNote();
   }
@@ -855,14 +1177,17 @@
   // under it until the text is edited.
   let composerProblem = '';
   function updateComposerNote() {
+    el.composer.classList.toggle('muted-now', isMuted());
     if (composerProblem) {
       el.note.textContent = composerProblem;
       el.composer.classList.toggle('offline', !state.online);
     } else if (state.online) {
-      el.note.textContent = '';
+      el.note.textContent = isMuted() ? 'You are muted' + untilWords(state.mutedUntil) + ': the server refuses your messages until then.' : '';
       el.composer.classList.remove('offline');
     } else {
-      el.note.textContent = 'Not connected. Your text stays here and can be sent once you are back online.';
+      el.note.textContent = state.stopped
+        ? 'Not connected (the reason is above). Your text stays here.'
+        : 'Not connected. Your text stays here and can be sent once you are back online.';
       el.composer.classList.add('offline');
     }
   }
@@ -930,6 +1255,10 @@
     if (!active || active === document.body || el.nickDialog.contains(active)) el.input.focus();
   });
   function changeNick() {
+    if (state.you && state.you.verified === true) {
+      addNotice(current(), 'who', ['You are signed in as ', { user: state.you }, ': your name comes from your sign-in.'], { forceScroll: true });
+      return;
+    }
     setPeopleOpen(false);
     openChooser({ allowCancel: true, value: state.you ? state.you.nick : storedNick() });
   }
@@ -1117,7 +1446,7 @@
         lastId: state.lastId,
         epoch: state.epoch,
         rooms: state.rooms,
-      }), [PROTOCOL]);
+      }), socketProtocols(signInToken));
     } catch (_) {
       scheduleReconnect();
       return;
@@ -1133,11 +1462,18 @@
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
       if (msg && typeof msg === 'object') handle(msg);
     });
+    let opened = false;
+    ws.addEventListener('open', () => { opened = true; });
     ws.addEventListener('close', (ev) => {
       clearTimeout(giveUp);
       if (state.ws !== ws) return;
       state.ws = null;
       const wasOnline = state.online;
+      // Refused at the handshake (a 401 for the sign-in, a 403 for a ban):
+      // the browser only sees a failed connection (1006), the same as a
+      // server that is down. See refusedOrDown.
+      if (!opened) { refusedOrDown(ev); return; }
+      state.refused = 0;
       // The rooms kept from before a reload were never confirmed by this
       // server: if it refused them (a bad list is a 400), ask for #main
       // alone next time rather than the same list forever.
@@ -1149,9 +1485,104 @@
       // the delay if the server keeps dropping us right after the welcome.
       if (wasOnline && Date.now() - state.onlineSince > STABLE_MS) state.attempt = 0;
       state.online = false;
-      scheduleReconnect(onClosed(ev.code, ev.reason, wasOnline));
+      const delay = onClosed(ev.code, ev.reason, wasOnline);
+      if (delay !== null) scheduleReconnect(delay);
     });
     ws.addEventListener('error', () => { /* a close event follows */ });
+  }
+
+  // A connection that failed before it opened. With an expired token the
+  // answer is known; otherwise a plain HTTP request tells a server that is
+  // up (so it refused this handshake: the sign-in, or a ban) from one that
+  // is down (reconnect as usual). A refused sign-in does not improve by
+  // retrying, so the page stops and says so.
+  function refusedOrDown(ev) {
+    state.online = false;
+    if (signInToken && tokenExpired()) { stopSignIn('expired'); return; }
+    setStatus('connecting', state.everOnline ? 'Reconnecting…' : 'Connecting…');
+    const probe = typeof fetch === 'function'
+      ? fetch(location.pathname || '/', { method: 'HEAD', cache: 'no-store' }).then((r) => r.status < 500, () => false)
+      : Promise.resolve(false);
+    probe.then((up) => {
+      if (state.ws || state.stopped) return;
+      if (up) state.refused += 1;
+      if (up && signInToken) { stopSignIn(tokenExpired() ? 'expired' : 'refused'); return; }
+      const ban = up ? storedBan() : null;
+      if (ban) { stopBanned(ban); return; }
+      if (up && state.refused >= 2) {
+        if (state.closeInfo !== CLOSE_REFUSED) {
+          addNotice(current(), 'closed', [CLOSE_REFUSED.text], { forceScroll: true });
+          announce(CLOSE_REFUSED.text);
+        }
+        state.closeInfo = CLOSE_REFUSED;
+      }
+      // The rooms kept from before a reload were never confirmed by this
+      // server: it may have refused them (a bad list is a 400).
+      if (!state.everOnline && (state.rooms.length !== 1 || state.rooms[0] !== MAIN)) {
+        state.rooms = [MAIN];
+        forgetRooms();
+      }
+      scheduleReconnect(onClosed(ev.code, ev.reason, false) || 0);
+    });
+  }
+
+  const CLOSE_REFUSED = {
+    text: 'The server refuses this page’s connection: it may need a sign-in link, or this address may be banned.',
+    short: 'Refused',
+  };
+
+  // Stops reconnecting, with a notice and the status saying why; the
+  // status offers "Try again" (and "Continue as guest" after a sign-in
+  // problem).
+  function stopReconnecting(info) {
+    clearTimers();
+    state.stopped = info;
+    state.online = false;
+    if (info.notice !== false) {
+      const items = addNotice(current(), info.kind || 'closed', [info.text], { forceScroll: true });
+      // After a sign-in problem: the way on without it.
+      if (info.guest && signInToken && items.length) {
+        const old = document.getElementById('as-guest');
+        if (old) old.remove();
+        const b = node('button', 'button secondary', 'Continue as guest');
+        b.type = 'button';
+        b.id = 'as-guest';
+        b.addEventListener('click', () => {
+          b.remove();
+          signInToken = null;
+          state.tokenExp = null;
+          resume();
+          el.input.focus();
+        });
+        items[items.length - 1].querySelector('.notice-text').appendChild(b);
+      }
+      announce(info.text);
+    }
+    setStatus('stopped', 'Disconnected');
+  }
+
+  // A ban this page remembers (storedBan), after a reload or a refused
+  // "Try again".
+  function stopBanned(ban) {
+    const until = untilWords(untilMs(ban.until));
+    stopReconnecting({
+      text: 'This page was banned from the chat' + until + '. Try again to check whether the ban still holds.',
+      short: 'Banned' + until, kind: 'moderation',
+    });
+  }
+
+  function stopSignIn(why) {
+    const text = why === 'expired'
+      ? 'Your sign-in has expired, so the page is no longer connected. Open the chat again from the site that signed you in, or continue as a guest.'
+      : 'Sign-in failed: the server refused this sign-in link (it may be invalid or expired, or this account is banned). Open the chat again from the site that signed you in, or continue as a guest.';
+    stopReconnecting({ text, short: why === 'expired' ? 'Sign-in expired' : 'Sign-in failed', guest: true, kind: 'signin' });
+  }
+
+  function resume() {
+    state.stopped = null;
+    state.attempt = 0;
+    state.refused = 0;
+    connectNow();
   }
 
   function clearTimers() {
@@ -1207,6 +1638,9 @@
     },
     internal_error: { text: 'The server ran into a problem and closed the connection.', short: 'Server error' },
   };
+  // After a kick, the page waits this long before it reconnects: long
+  // enough to read why, short enough not to look broken.
+  const KICK_PAUSE_MS = 5000;
   const CLOSE_LOST = { text: 'Connection lost.', short: 'Connection lost' };
 
   function describeClose(code, reason) {
@@ -1239,6 +1673,27 @@
   // Explains a close to the user and returns the least delay before the
   // next attempt.
   function onClosed(code, reason, wasOnline) {
+    // Removed by an operator: its moderation event (just before the close)
+    // has already said by whom, why and until when.
+    const removal = state.removal;
+    state.removal = null;
+    if (state.switching) { state.switching = false; state.attempt = 0; return 0; }
+    if (code === 1008 && reason === 'banned') {
+      const until = removal && removal.kind === 'ban' ? removal.until : Infinity;
+      storeBan(until);
+      stopReconnecting({
+        text: removal ? '' : 'You were banned from the chat' + untilWords(until) + '. This page will not reconnect.',
+        short: 'Banned' + untilWords(until), notice: !removal, kind: 'moderation',
+      });
+      return null;
+    }
+    if (code === 1008 && reason === 'token_expired') { stopSignIn('expired'); return null; }
+    if (code === 1008 && reason === 'kicked') {
+      state.closeInfo = { text: 'You were kicked from the chat.', short: 'Kicked', pauseMs: KICK_PAUSE_MS };
+      state.attempt = 0;
+      if (!removal) addNotice(current(), 'moderation', [state.closeInfo.text + ' Reconnecting in a few seconds.'], { forceScroll: true });
+      return KICK_PAUSE_MS;
+    }
     const info = describeClose(code, reason);
     // A failed attempt to reconnect (1006 before any welcome) keeps the
     // explanation of the close that started it ("Server restarting").
@@ -1258,8 +1713,8 @@
     if (state.ws) return;
     connect();
   }
-  el.retryNow.addEventListener('click', () => { state.attempt = 0; connectNow(); });
-  window.addEventListener('online', () => { if (!state.ws) { state.attempt = 0; connectNow(); } });
+  el.retryNow.addEventListener('click', resume);
+  window.addEventListener('online', () => { if (!state.ws && !state.stopped) { state.attempt = 0; connectNow(); } });
 
   // ---------------------------------------------------------------- protocol
   function handle(msg) {
@@ -1276,6 +1731,8 @@
       case 'rooms': onRooms(msg); break;
       case 'topic': onTopic(msg); break;
       case 'error': onError(msg); break;
+      case 'moderation': onModeration(msg); break;
+      case 'auth': onAuth(msg); break;
       default: break; // unknown event types are ignored
     }
   }
@@ -1299,7 +1756,7 @@
   function setMembers(conv, users) {
     conv.users = new Map();
     for (const u of Array.isArray(users) ? users : []) {
-      if (validUser(u)) conv.users.set(u.id, { id: u.id, nick: u.nick });
+      if (validUser(u)) conv.users.set(u.id, userOf(u));
     }
     if (conv.key === state.current) renderUsers();
   }
@@ -1373,11 +1830,12 @@
       const conv = roomConv(MAIN);
       setMembers(conv, msg.users);
       showHistory(conv, history, gap);
-      // The welcome says nothing of #main's topic (unless a later server
-      // adds it): it stays unknown until a `topic` event tells. The page
-      // does not ask by itself: every command costs the user a token of
-      // the server's rate limit.
-      if (typeof msg.topic === 'string' || msg.topic === null) conv.topic = msg.topic || null;
+      // The welcome carries #main's topic, as `joined` does a room's (a
+      // server without rooms sends none: unknown until a `topic` event).
+      if (typeof msg.topic === 'string' || msg.topic === null) {
+        conv.topic = msg.topic || null;
+        if (conv.key === state.current) renderHeader();
+      }
     }
     // A server without rooms (an older one) sends no `rooms`, and answers
     // a /join with unknown_command: onError.
@@ -1389,11 +1847,22 @@
     }
     renderConvs();
     renderUsers();
+    // Connected: whatever ban this page remembered is over.
+    forgetBan();
+    state.refused = 0;
+    state.stopped = null;
+    if (msg.auth && typeof msg.auth.exp === 'number') state.tokenExp = msg.auth.exp;
+    // Direct messages kept for a signed-in user (those after `since`).
+    if (Array.isArray(msg.direct)) for (const d of msg.direct) if (d && typeof d === 'object') onDirect(d, { quiet: true });
 
     const queued = state.queuedNick;
     state.queuedNick = null;
     const nick = queued || storedNick();
-    if (nick && (!state.you || nick !== state.you.nick)) {
+    if (state.you && state.you.verified === true) {
+      // Signed in: the name is the sign-in's, not the one typed here.
+      state.pendingNick = null;
+      closeChooser();
+    } else if (nick && (!state.you || nick !== state.you.nick)) {
       requestNick(nick, queued ? 'chooser' : 'auto');
     } else if (!nick) {
       state.pendingNick = null;
@@ -1432,6 +1901,13 @@
     state.rooms = state.rooms.filter((r) => r !== name);
     storeRooms();
     dropConv(name);
+    const removal = state.roomRemovals.get(name);
+    state.roomRemovals.delete(name);
+    if (removal) {
+      addNotice(current(), 'moderation', removal.parts, { ts: removal.ts, forceScroll: true });
+      announce(removal.spoken);
+      return;
+    }
     addNotice(current(), 'part', ['You left ' + name + '.']);
     announce('You left ' + name);
   }
@@ -1453,14 +1929,22 @@
 
   // A direct message, or the server's copy of one we sent: it goes into the
   // conversation with the other person, opened if need be.
-  function onDirect(msg) {
+  // `opts.quiet`: from the welcome's kept direct messages (not new, not
+  // unread, not announced).
+  function onDirect(msg, opts) {
     const from = msg.from;
     const to = msg.to;
     if (!validUser(from) || !validUser(to)) return;
     const mine = isYou(from);
     const conv = dmConv(mine ? to : from);
     if (mine && state.lastSent && state.lastSent.endsWith(String(msg.text))) state.lastSent = null;
-    appendItems(conv, renderMessage(conv, { from, text: msg.text, ts: msg.ts }), { forceScroll: mine });
+    const m = { from, text: msg.text, ts: msg.ts };
+    // Kept direct messages carry ids: a reconnect does not show one twice.
+    if (typeof msg.id === 'number') m.id = msg.id;
+    const items = renderMessage(conv, m);
+    appendItems(conv, items, { forceScroll: mine });
+    if (opts && opts.quiet) { renderConvs(); return; }
+    if (!items.length) return;
     if (mine) {
       // A /msg typed in another conversation: show where it went.
       if (state.lastDmTarget !== null && foldNick(state.lastDmTarget) === foldNick(to.nick)) {
@@ -1478,7 +1962,7 @@
     const u = msg.user;
     const conv = convFor(msg.room);
     if (!validUser(u) || !conv) return;
-    conv.users.set(u.id, { id: u.id, nick: u.nick });
+    conv.users.set(u.id, userOf(u));
     if (conv.key === state.current) renderUsers();
     if (isYou(u)) return;
     const items = addNotice(conv, 'join', [{ user: u }, ' joined'], { ts: msg.ts });
@@ -1507,14 +1991,14 @@
     const newKey = dmKey(u.nick);
     const conv = state.convs.get(oldKey);
     if (!conv || oldKey === newKey || state.convs.has(newKey)) {
-      if (conv) conv.peer = { id: u.id, nick: u.nick };
+      if (conv) conv.peer = userOf(u);
       return conv || null;
     }
     const entries = Array.from(state.convs.entries()).map(([k, c]) => (k === oldKey ? [newKey, c] : [k, c]));
     state.convs = new Map(entries);
     conv.key = newKey;
     conv.name = conv.nick = u.nick;
-    conv.peer = { id: u.id, nick: u.nick };
+    conv.peer = userOf(u);
     if (state.current === oldKey) { state.current = newKey; renderHeader(); }
     return conv;
   }
@@ -1523,20 +2007,28 @@
     const u = msg.user;
     if (!validUser(u)) return;
     const mine = isYou(u);
+    const guestRename = /^guest-\d+$/i.test(String(msg.old));
+    // Our name, taken back by the signed-in user it belongs to: the server
+    // renamed us to guest-N.
+    const displaced = mine && !guestRename && /^guest-\d+$/i.test(String(u.nick)) && !state.pendingNick;
     if (mine) {
       setYou(u);
-      storeNick(u.nick);
+      if (!displaced) storeNick(u.nick);
       state.pendingNick = null;
       closeChooser();
     }
-    const guestRename = /^guest-\d+$/i.test(String(msg.old));
+    if (displaced) {
+      const text = '“' + msg.old + '” belongs to a signed-in user who just arrived, so you are now ' + u.nick + '. Choose another nickname.';
+      addNotice(current(), 'error', [text], { ts: msg.ts, forceScroll: true });
+      announce(text);
+    }
     const dm = mine ? null : renameDm(msg.old, u);
     if (dm) addNotice(dm, 'nick', [{ user: { id: u.id, nick: msg.old } }, ' is now known as ', { user: u }], { ts: msg.ts });
     let spoken = false;
     for (const name of state.rooms) {
       const conv = state.convs.get(name);
       if (!conv || !conv.users.has(u.id)) continue;
-      conv.users.set(u.id, { id: u.id, nick: u.nick });
+      conv.users.set(u.id, userOf(u));
       if (mine) continue;
       // A guest that names itself right after joining: turn "guest-7 joined"
       // into "ann joined" instead of adding a second line.
@@ -1552,7 +2044,7 @@
       if (conv.key === state.current && !spoken) { announce(msg.old + ' is now known as ' + u.nick); spoken = true; }
     }
     // Our own automatic rename after (re)connecting is not worth a line.
-    if (mine && !guestRename) addNotice(current(), 'nick', ['You are now known as ', { user: u }], { ts: msg.ts });
+    if (mine && !guestRename && !displaced) addNotice(current(), 'nick', ['You are now known as ', { user: u }], { ts: msg.ts });
     renderUsers();
     renderConvs();
   }
@@ -1604,6 +2096,92 @@
     }
   }
 
+  // ---------------------------------------------------------------- moderation and sign-in events
+  // A time from the server (ms since the epoch; seconds are accepted too)
+  // as a number of ms, Infinity for null (until lifted).
+  function untilMs(until) {
+    if (typeof until !== 'number' || !isFinite(until) || until <= 0) return Infinity;
+    return until < 1e11 ? until * 1000 : until;
+  }
+
+  // " until 14:05" (today), " until Mon 7 Dec, 14:05", or "" (no end).
+  const untilDayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+  function untilWords(ms) {
+    if (ms === Infinity || ms === null || ms === undefined) return '';
+    const d = new Date(ms);
+    return ' until ' + (dayKey(d) === dayKey(new Date()) ? timeFmt.format(d) : untilDayFmt.format(d));
+  }
+
+  const MOD_DONE = { kick: 'kicked', ban: 'banned', unban: 'unbanned', mute: 'muted' };
+
+  // `{"type":"moderation","action","room","target","by","reason","until","ts"}`:
+  // a line in the room for everyone; for its target, what happens next
+  // (a kick: back in a few seconds; a ban: not back, and until when; a
+  // mute: until when its messages are refused).
+  function onModeration(msg) {
+    const action = String(msg.action);
+    const done = MOD_DONE[action];
+    if (!done || !validUser(msg.target)) return;
+    const target = msg.target;
+    const by = validUser(msg.by) ? msg.by : null;
+    const room = typeof msg.room === 'string' ? foldRoom(msg.room) : null;
+    const until = untilMs(msg.until);
+    const reason = typeof msg.reason === 'string' && msg.reason.trim() ? msg.reason.trim() : null;
+    const where = room ? ' from ' + room : action === 'kick' || action === 'ban' ? ' from the chat' : '';
+    const when = action === 'ban' || action === 'mute' ? untilWords(until) : '';
+    const because = reason ? ': “' + reason + '”' : '';
+    const conv = (room && convFor(room)) || current();
+    if (!isYou(target)) {
+      const parts = by ? [{ user: by }, ' ' + done + ' ', { user: target }] : [{ user: target }, ' was ' + done];
+      parts.push(where + when + because + '.');
+      addNotice(conv, 'moderation about-other', parts, { ts: msg.ts });
+      if (!conv || conv.key === state.current) announce((by ? by.nick + ' ' + done + ' ' : '') + target.nick + (by ? '' : ' was ' + done) + where + when + because);
+      return;
+    }
+    const head = ['You were ' + done + where + (by ? ' by ' : '')];
+    if (by) head.push({ user: by });
+    let next = '';
+    if (action === 'kick' && !room) next = ' This page reconnects in a few seconds.';
+    if (action === 'kick' && room) next = ' You can join it again.';
+    if (action === 'ban' && !room) next = ' This page will not reconnect' + (until === Infinity ? ' unless the ban is lifted.' : ' before then.');
+    if (action === 'ban' && room) next = ' You cannot join it again' + (until === Infinity ? ' unless the ban is lifted.' : ' before then.');
+    if (action === 'mute') next = ' Your messages' + (room ? ' in ' + room : '') + ' are refused' + (until === Infinity ? ' until it is lifted.' : ' until then.');
+    head.push(when + because + '.' + next);
+    const spoken = 'You were ' + done + where + (by ? ' by ' + by.nick : '') + when + because + '.' + next;
+    if (!room && (action === 'kick' || action === 'ban')) state.removal = { kind: action, until };
+    if (action === 'mute' && !room) setMuted(until);
+    if (action === 'unban' && !room) forgetBan();
+    // Out of a room: the `parted` that follows says it, in the room the
+    // reader is moved to.
+    if (room && (action === 'kick' || action === 'ban') && inRoom(room)) {
+      state.roomRemovals.set(room, { parts: head, spoken, ts: msg.ts });
+      return;
+    }
+    addNotice(current(), 'moderation', head, { ts: msg.ts, forceScroll: true });
+    announce(spoken);
+  }
+
+  // Muted: the composer says until when (the server refuses the messages;
+  // the page only explains).
+  let muteTimer = null;
+  function setMuted(until) {
+    state.mutedUntil = until;
+    if (muteTimer) { clearTimeout(muteTimer); muteTimer = null; }
+    const left = until - Date.now();
+    if (until !== Infinity && left > 0 && left < 0x7fffffff) {
+      muteTimer = setTimeout(() => { state.mutedUntil = 0; updateComposerNote(); }, left);
+    }
+    updateComposerNote();
+  }
+  function isMuted() {
+    return state.mutedUntil > Date.now();
+  }
+
+  // The answer to `/auth TOKEN` (a fresh token on this connection).
+  function onAuth(msg) {
+    if (typeof msg.exp === 'number') state.tokenExp = msg.exp;
+  }
+
   // The server's `error` events carry a stable `code` (chapter 06); the page
   // decides by the code alone. The English `text` is shown only where it
   // says more than the page could (which rule a nickname broke, how a
@@ -1644,6 +2222,13 @@
       case 'not_a_room': return 'That works in a room; this is a direct conversation.';
       case 'action_in_dm': return '/me works in rooms. Here, just write what you do.';
       case 'no_conversation': return 'Join a room first: type its name in the list of rooms.';
+      case 'not_allowed':
+        return room ? 'You are not allowed to do that in ' + room + ' (' + serverText + ').'
+          : 'You are not allowed to do that: ' + serverText;
+      case 'muted':
+        return 'You are muted' + (isMuted() ? untilWords(state.mutedUntil) : '') + ': your message was not sent.';
+      case 'name_claimed': return serverText + ' (Another account already has that name.)';
+      case 'auth_mismatch': return 'That sign-in belongs to another account than this connection’s.';
       default: return serverText; // nick_invalid, usage, and codes this page does not know
     }
   }
@@ -1700,6 +2285,8 @@
     }
     let nick = pending ? pending.nick : null;
     if (code === 'no_such_user') { nick = state.lastDmTarget; state.lastDmTarget = null; }
+    // Refused while muted: the text goes back in the box.
+    if (code === 'muted') restoreLastSent();
     const text = errorText(code, serverText, { nick, room });
     // Shown in the room it concerns if the page is in it, else where the
     // reader is; a failed join also under the field it was typed in.
@@ -1724,6 +2311,10 @@
   roomConv(state.rooms[0]);
   showConv(state.rooms[0], { keepFocus: true, keepFragment: true });
   updateComposerNote();
-  if (!initialNick) openChooser({});
-  connect();
+  // With a sign-in token the name comes from it: no chooser.
+  if (!initialNick && !signInToken) openChooser({});
+  // Banned before (and not signing in now): say so rather than knock again.
+  const ban = signInToken ? null : storedBan();
+  if (ban) stopBanned(ban);
+  else connect();
 })();

@@ -1,13 +1,16 @@
 // The page's pure helpers (www/app.js exports them under node): the URL
-// fragment, room names, the socket URL of a resume and what a line typed
-// in the composer becomes. No browser, no server: `node --test page-logic.test.mjs`.
+// fragment, room names, the socket URL of a resume, what a line typed
+// in the composer becomes, the sign-in token and the operator's commands. No browser, no server: `node --test page-logic.test.mjs`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const page = require('../../www/app.js');
-const { foldRoom, parseFragment, formatFragment, withFragmentKey, socketUrl, composeLine, ROOM_NAME_MAX } = page;
+const {
+  foldRoom, parseFragment, formatFragment, withFragmentKey, socketUrl, composeLine, ROOM_NAME_MAX,
+  takeToken, tokenClaims, socketProtocols, moderationLine,
+} = page;
 
 test('room names fold case and fullwidth forms, and are 1 to ROOM_NAME_MAX of a-z 0-9 - _', () => {
   assert.equal(foldRoom('rust'), '#rust');
@@ -99,4 +102,39 @@ test('commands typed in the composer name the room shown when they name none', (
   assert.deepEqual(composeLine('/msg bob hi', rust, rooms), { line: '/msg bob hi', dm: 'bob' });
   assert.deepEqual(composeLine('/nick ann', rust, rooms), { line: '/nick ann' });
   assert.deepEqual(composeLine('/rooms', rust, rooms), { line: '/rooms' });
+});
+
+// A JWT-shaped string with these claims (the signature is not checked here).
+const jwt = (claims) => ['{"alg":"HS256"}', JSON.stringify(claims)]
+  .map((part) => Buffer.from(part).toString('base64url')).join('.') + '.c2lnbmF0dXJl';
+
+test('the sign-in token is taken out of the fragment, every other key kept in its place', () => {
+  assert.deepEqual(takeToken('#room=rust&token=aaa.bbb.ccc&x=1'), { token: 'aaa.bbb.ccc', hash: 'room=rust&x=1' });
+  assert.deepEqual(takeToken('#token=aaa.bbb.ccc'), { token: 'aaa.bbb.ccc', hash: '' });
+  assert.deepEqual(takeToken('#room=rust'), { token: null, hash: 'room=rust' });
+  assert.deepEqual(takeToken('#token=&room=go'), { token: null, hash: 'room=go' }, 'an empty token is none');
+  assert.deepEqual(takeToken(''), { token: null, hash: '' });
+});
+
+test('the token is offered as a second subprotocol after wschat.v1', () => {
+  assert.deepEqual(socketProtocols(null), ['wschat.v1']);
+  assert.deepEqual(socketProtocols('aaa.bbb.ccc'), ['wschat.v1', 'wschat.auth.aaa.bbb.ccc']);
+});
+
+test('the claims of a token are read without its signature, and anything else is null', () => {
+  assert.deepEqual(tokenClaims(jwt({ sub: 'u-1', exp: 1700000000, name: 'Zoë' })), { sub: 'u-1', exp: 1700000000, name: 'Zoë' });
+  for (const bad of ['', 'a.b', 'a.b.c.d', 'a.!!.c', jwt([1, 2]), 'e30.bm90IGpzb24.c2ln', null, undefined]) {
+    assert.equal(tokenClaims(bad), null, `${JSON.stringify(bad)} has no claims`);
+  }
+});
+
+test('the operator\'s menu makes /kick, /ban and /mute lines in the server\'s argument order', () => {
+  assert.equal(moderationLine({ action: 'kick', nick: 'gus', room: null, reason: 'too loud' }), '/kick gus too loud');
+  assert.equal(moderationLine({ action: 'kick', nick: 'gus', room: '#rust', reason: '' }), '/kick gus #rust');
+  assert.equal(moderationLine({ action: 'ban', nick: 'gus', room: null, duration: '1h', reason: ' spam\n links ' }),
+    '/ban gus 1h spam links', 'whitespace in the reason becomes single spaces');
+  assert.equal(moderationLine({ action: 'ban', nick: 'gus', room: '#rust', duration: '', reason: '' }), '/ban gus #rust',
+    'no duration: until lifted');
+  assert.equal(moderationLine({ action: 'mute', nick: 'gus', room: null, duration: '5m', reason: 'ignored' }), '/mute gus 5m',
+    'a mute has no reason');
 });

@@ -265,17 +265,17 @@ test('the URL fragment opens a room, joining it, and follows the room shown', { 
     await say(ivy, 'waiting for you');
 
     // Another key in the fragment is kept, and sent nowhere.
-    await join(jon, 'jon', `${baseUrl}#token=secret-xyz&room=LINKED`);
+    await join(jon, 'jon', `${baseUrl}#ref=secret-xyz&room=LINKED`);
     await expectTitle(jon, '#linked');
     await expectText(jon.locator('#conv-topic'), 'where the link leads');
     await expectMessage(jon, 'waiting for you', { from: 'ivy' });
     await waitMembers(jon, ['ivy', 'jon']);
-    assert.equal(new URL(jon.url()).hash, '#token=secret-xyz&room=linked');
+    assert.equal(new URL(jon.url()).hash, '#ref=secret-xyz&room=linked');
 
     await showRoom(jon, '#main');
-    assert.equal(new URL(jon.url()).hash, '#token=secret-xyz&room=main');
+    assert.equal(new URL(jon.url()).hash, '#ref=secret-xyz&room=main');
     // Changing the fragment by hand switches rooms without a reload.
-    await jon.evaluate(() => { location.hash = 'token=secret-xyz&room=linked'; });
+    await jon.evaluate(() => { location.hash = 'ref=secret-xyz&room=linked'; });
     await expectTitle(jon, '#linked');
     const urls = await jon.evaluate(() => window.__sockets.map((s) => s.url));
     for (const url of urls) assert.doesNotMatch(url, /secret|token/, `the fragment stays in the page: ${url}`);
@@ -439,6 +439,7 @@ test('a restart with --history-file: both rooms resume without repeats or gaps',
 test('the topic is set and cleared from the page; "//" and "/me" lines in a room', { timeout: TEST_TIMEOUT }, async () => {
   const rae = await newPage(DESKTOP);
   const sam = await newPage(DESKTOP);
+  const tia = await newPage(DESKTOP);
   try {
     await join(rae, 'rae');
     await join(sam, 'sam');
@@ -465,10 +466,24 @@ test('the topic is set and cleared from the page; "//" and "/me" lines in a room
     await expectMessage(sam, '/etc/passwd is a path', { from: 'rae' });
     await say(rae, '/me waves in topics');
     await sam.locator('#messages li.msg.action').filter({ hasText: 'waves in topics' }).waitFor();
-    assert.deepEqual([...rae.pageErrors, ...sam.pageErrors], []);
+
+    // #main's topic comes with the welcome: a newcomer sees it at once,
+    // without a topic event.
+    await say(rae, '/topic #main the front room');
+    await showRoom(rae, '#main');
+    await expectText(rae.locator('#conv-topic'), 'the front room');
+    await tia.goto(baseUrl);
+    await waitOnline(tia);
+    await expectText(tia.locator('#conv-title'), '#main');
+    await expectText(tia.locator('#conv-topic'), 'the front room');
+    assert.equal(await tia.locator('#messages li.notice.topic').count(), 0, 'no topic event told it');
+    await say(rae, '/topic #main ');
+    await expectText(tia.locator('#conv-topic'), 'No topic');
+    assert.deepEqual([...rae.pageErrors, ...sam.pageErrors, ...tia.pageErrors], []);
   } finally {
     await closePage(rae);
     await closePage(sam);
+    await closePage(tia);
   }
 });
 

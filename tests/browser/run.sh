@@ -34,7 +34,7 @@ export WSCHAT_BIN="${WSCHAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wscha
 
 echo "==> running browser tests"
 cd "$HERE"
-# page-logic: the page's pure helpers, in node. e2e, rooms and inspect: the
-# pages in Chromium.
+# page-logic: the page's pure helpers, in node. e2e, rooms, identity and
+# inspect: the pages in Chromium.
 exec node --test --test-concurrency=1 --test-reporter=spec page-logic.test.mjs e2e.test.mjs rooms.test.mjs \
-    inspect.test.mjs
+    identity.test.mjs inspect.test.mjs

@@ -163,21 +163,31 @@ pub fn handle(
     address_place: Option<AddressPlace>,
     ctx: Arc<Context>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let Some(head) = read_request(&stream, peer, address_place, &ctx) else {
-        return;
-    };
-    let Some(admitted) = admit(&stream, peer, head, &ctx) else {
-        return;
-    };
     let stream = Arc::new(stream);
     // Bound in this order so that, if the read loop panics, the reader
     // (which then sends 1011) is dropped before the registration leaves.
-    let Some((registration, buffered, mut reader)) = register(&stream, admitted, &ctx) else {
+    let Some((registration, buffered, mut reader)) = open(&stream, peer, address_place, &ctx)
+    else {
         return;
     };
     let (code, reason) = reader.run(&stream, &buffered);
     finish(&stream, reader, registration, code, &reason);
+}
+
+/// Steps 1 to 3. Not inlined: the handshake's locals (the request, its
+/// headers, the response) then live in this call's frame, which is gone
+/// by the time the read loop waits, and so is the stack they took.
+#[inline(never)]
+fn open<'a>(
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    address_place: Option<AddressPlace>,
+    ctx: &'a Arc<Context>,
+) -> Option<(Registration<'a>, Vec<u8>, Reader)> {
+    let _ = stream.set_nodelay(true);
+    let head = read_request(stream, peer, address_place, ctx)?;
+    let admitted = admit(stream, peer, head, ctx)?;
+    register(stream, admitted, ctx)
 }
 
 /// Step 1: reads the request head within `--handshake-timeout`, then gives
@@ -830,6 +840,7 @@ type Outcome = (u16, String);
 impl Reader {
     /// Step 4, the read loop: runs until the connection closes, and
     /// returns the close code and reason for the log.
+    #[inline(never)]
     fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> Outcome {
         let max = match self.service {
             Service::Echo => self.ctx.config.echo_max_message_bytes,

@@ -12,6 +12,7 @@ use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
 use crate::echo::{EchoClients, EchoHandle, EchoSocket};
 use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
+use crate::idle_stack::IdleStack;
 use crate::inspect::{self, Inspectors};
 use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics, Refusal};
@@ -162,6 +163,7 @@ pub fn handle(
     peer: SocketAddr,
     address_place: Option<AddressPlace>,
     ctx: Arc<Context>,
+    stack: &IdleStack,
 ) {
     let stream = Arc::new(stream);
     // Bound in this order so that, if the read loop panics, the reader
@@ -170,7 +172,7 @@ pub fn handle(
     else {
         return;
     };
-    let (code, reason) = reader.run(&stream, &buffered);
+    let (code, reason) = reader.run(&stream, &buffered, stack);
     finish(&stream, reader, registration, code, &reason);
 }
 
@@ -841,7 +843,7 @@ impl Reader {
     /// Step 4, the read loop: runs until the connection closes, and
     /// returns the close code and reason for the log.
     #[inline(never)]
-    fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> Outcome {
+    fn run(&mut self, stream: &TcpStream, buffered: &[u8], stack: &IdleStack) -> Outcome {
         let max = match self.service {
             Service::Echo => self.ctx.config.echo_max_message_bytes,
             Service::Chat(_) => self.ctx.config.max_message_bytes,
@@ -861,7 +863,7 @@ impl Reader {
             if let Some(ending) = self.replies.ending() {
                 break ended_by_delivery(ending);
             }
-            match wait_for_input(stream, &messages).and_then(|()| messages.read_message()) {
+            match wait_for_input(stream, &messages, stack).and_then(|()| messages.read_message()) {
                 Ok(message) => {
                     silent_intervals = 0;
                     if let Some(outcome) = self.on_message(message) {
@@ -1018,13 +1020,18 @@ impl Reader {
 
 /// An idle client holds no read buffer (thousands may be idle): until
 /// its next byte comes, its reader waits with `peek`, which needs none.
+/// Nor does it keep the stack pages that the handshake, or the last
+/// burst of messages, went down into (see idle_stack.rs).
 fn wait_for_input(
     stream: &TcpStream,
     messages: &MessageReader<&TcpStream>,
+    stack: &IdleStack,
 ) -> Result<(), ReadError> {
     if messages.holds_buffer() {
         return Ok(());
     }
+    let released = stack.release();
+    debug_assert!(released, "madvise refused a stack range");
     match stream.peek(&mut [0u8; 1]) {
         Ok(_) => Ok(()), // a byte, or the end: read_message tells which
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),

@@ -871,8 +871,15 @@ impl Reader {
             match wait_for_input(stream, &messages, stack).and_then(|()| messages.read_message()) {
                 Ok(message) => {
                     silent_intervals = 0;
+                    // An idle client's only message, the answer to the
+                    // ping sent after a silent interval: give the buffer
+                    // back now rather than at the end of the next one.
+                    let quiet = matches!(message, Message::Pong(_));
                     if let Some(outcome) = self.on_message(message) {
                         break outcome;
+                    }
+                    if quiet {
+                        messages.release_if_drained();
                     }
                 }
                 Err(ReadError::Io(e))

@@ -17,10 +17,10 @@ use crate::metrics::Metrics;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{OpCode, encode_compressed_frame};
 use crate::room::{Action, Chat, ClientId, Mode, Resume, RoomName, Visitor, now_ms};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// Events from the client threads.
@@ -72,57 +72,85 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The reason of that 503.
 pub const JOIN_TIMED_OUT: &str = "the chat did not take the connection in time; try again";
 
-const JOIN_WAITING: u8 = 0;
-const JOIN_TAKEN: u8 = 1;
-const JOIN_ABANDONED: u8 = 2;
-
 /// A join's two ends: the broadcaster's [`JoinReply`] and the reader's
 /// [`JoinWait`]. They agree, once, on whether the newcomer is taken in
 /// (then delivery writes its 101) or given up by its reader (then the
-/// reader answers 503): never both.
+/// reader answers 503): never both. One small shared slot rather than a
+/// channel: the reader allocates it and is the last to drop it, and glibc
+/// keeps a freed block of that size in the (idle) reader thread's cache
+/// for as long as the thread lives (a bounded channel is about 700 bytes).
 pub fn join_channel() -> (JoinReply, JoinWait) {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let state = Arc::new(AtomicU8::new(JOIN_WAITING));
-    (
-        JoinReply {
-            tx,
-            state: state.clone(),
-        },
-        JoinWait { rx, state },
-    )
+    let slot = Arc::new(JoinSlot {
+        state: Mutex::new(JoinState::Waiting),
+        answered: Condvar::new(),
+    });
+    (JoinReply { slot: slot.clone() }, JoinWait { slot })
+}
+
+#[derive(Debug)]
+struct JoinSlot {
+    state: Mutex<JoinState>,
+    /// Signalled when the state leaves `Waiting`.
+    answered: Condvar,
+}
+
+#[derive(Debug)]
+enum JoinState {
+    Waiting,
+    TakenIn(Outlet),
+    /// A server-wide ban holds the newcomer: the 403's reason.
+    Banned(String),
+    /// The broadcaster dropped its end without taking the newcomer in.
+    Refused,
+    /// The reader stopped waiting, or has its answer.
+    Closed,
+}
+
+impl JoinSlot {
+    fn lock(&self) -> MutexGuard<'_, JoinState> {
+        // A panic while holding it leaves the state consistent: each
+        // change is one assignment.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The broadcaster's end of a join.
 #[derive(Debug)]
 pub struct JoinReply {
-    tx: Sender<Result<Outlet, String>>,
-    state: Arc<AtomicU8>,
+    slot: Arc<JoinSlot>,
 }
 
 impl JoinReply {
     /// Takes the newcomer in if its reader still waits: runs `add` (which
-    /// hands it to delivery) and sends the reader its outlet. False, and
+    /// hands it to delivery) and gives the reader its outlet. False, and
     /// `add` not run, if the reader gave up.
     pub fn accept(self, add: impl FnOnce() -> Outlet) -> bool {
-        let taken = self
-            .state
-            .compare_exchange(JOIN_WAITING, JOIN_TAKEN, Relaxed, Relaxed)
-            .is_ok();
-        if taken {
-            let _ = self.tx.send(Ok(add()));
+        let mut state = self.slot.lock();
+        if !matches!(*state, JoinState::Waiting) {
+            return false;
         }
-        taken
+        *state = JoinState::TakenIn(add());
+        self.slot.answered.notify_one();
+        true
     }
 
     /// Turns the newcomer away: a server-wide ban holds it. Its reader
     /// answers 403 with `reason` (`banned`, or `banned until TS`).
     pub fn ban(self, reason: String) {
-        let answered = self
-            .state
-            .compare_exchange(JOIN_WAITING, JOIN_TAKEN, Relaxed, Relaxed)
-            .is_ok();
-        if answered {
-            let _ = self.tx.send(Err(reason));
+        let mut state = self.slot.lock();
+        if matches!(*state, JoinState::Waiting) {
+            *state = JoinState::Banned(reason);
+            self.slot.answered.notify_one();
+        }
+    }
+}
+
+impl Drop for JoinReply {
+    fn drop(&mut self) {
+        let mut state = self.slot.lock();
+        if matches!(*state, JoinState::Waiting) {
+            *state = JoinState::Refused;
+            self.slot.answered.notify_one();
         }
     }
 }
@@ -130,8 +158,7 @@ impl JoinReply {
 /// The reader's end of a join.
 #[derive(Debug)]
 pub struct JoinWait {
-    rx: Receiver<Result<Outlet, String>>,
-    state: Arc<AtomicU8>,
+    slot: Arc<JoinSlot>,
 }
 
 /// Why a join did not come back.
@@ -150,24 +177,19 @@ pub enum JoinFailed {
 impl JoinWait {
     /// Waits up to `timeout` for the newcomer's outlet.
     pub fn wait(self, timeout: Duration) -> Result<Outlet, JoinFailed> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(answer) => answer.map_err(JoinFailed::Banned),
-            Err(RecvTimeoutError::Disconnected) => Err(JoinFailed::Refused),
-            Err(RecvTimeoutError::Timeout) => {
-                let abandoned = self
-                    .state
-                    .compare_exchange(JOIN_WAITING, JOIN_ABANDONED, Relaxed, Relaxed)
-                    .is_ok();
-                if abandoned {
-                    Err(JoinFailed::TimedOut)
-                } else {
-                    // Answered at this very moment: the answer is on its way.
-                    match self.rx.recv() {
-                        Ok(answer) => answer.map_err(JoinFailed::Banned),
-                        Err(_) => Err(JoinFailed::Refused),
-                    }
-                }
-            }
+        let state = self.slot.lock();
+        let (mut state, _) = self
+            .slot
+            .answered
+            .wait_timeout_while(state, timeout, |s| matches!(s, JoinState::Waiting))
+            .unwrap_or_else(PoisonError::into_inner);
+        // Still waiting at the deadline: closing the slot under the lock
+        // means the broadcaster will not take it in afterwards.
+        match std::mem::replace(&mut *state, JoinState::Closed) {
+            JoinState::TakenIn(outlet) => Ok(outlet),
+            JoinState::Banned(reason) => Err(JoinFailed::Banned(reason)),
+            JoinState::Waiting => Err(JoinFailed::TimedOut),
+            JoinState::Refused | JoinState::Closed => Err(JoinFailed::Refused),
         }
     }
 }

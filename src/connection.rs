@@ -13,6 +13,7 @@ use crate::delivery::{Delivery, Ending, Endpoint, Outlet, Variant};
 use crate::echo::{EchoClients, EchoHandle, EchoSocket};
 use crate::forwarded::{self, FORWARDED_FOR};
 use crate::http::{self, StaticFiles};
+use crate::idle_stack::IdleStack;
 use crate::inspect::{self, Inspectors};
 use crate::log_text::Untrusted;
 use crate::metrics::{DropReason, Metrics, Refusal};
@@ -37,8 +38,13 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stack for connection threads. Only touched pages cost memory, and
 /// nothing large lives on the stack (the request head and its header list
 /// are on the heap), so an idle connection uses two pages of it. The size
-/// is reserve for the rare deep path: a panic with RUST_BACKTRACE set
-/// symbolises the backtrace on this stack, and must not overflow it.
+/// is reserve for the rare deep paths: a panic with RUST_BACKTRACE=full
+/// symbolises the backtrace on this stack (40 KiB suffice), and the
+/// first inflate of a fixed-Huffman block builds the fixed tables on the
+/// stack of the thread that needs them (a 27 KiB frame in a release
+/// build; a debug build needs over 104 KiB). The reservation is not free:
+/// the page tables cover all of it, one 4 KiB table per 2 MiB of stacks,
+/// about 0.5 KiB per client at this size (0.17 KiB at 64 KiB).
 pub const READER_STACK: usize = 256 * 1024;
 /// How much of the request head is read per `read` call. Over 1 KiB on
 /// purpose: glibc keeps freed blocks up to 1 KiB in a per-thread cache,
@@ -165,22 +171,33 @@ pub fn handle(
     peer: SocketAddr,
     address_place: Option<AddressPlace>,
     ctx: Arc<Context>,
+    stack: &IdleStack,
 ) {
-    let _ = stream.set_nodelay(true);
-    let Some(head) = read_request(&stream, peer, address_place, &ctx) else {
-        return;
-    };
-    let Some(admitted) = admit(&stream, peer, head, &ctx) else {
-        return;
-    };
     let stream = Arc::new(stream);
     // Bound in this order so that, if the read loop panics, the reader
     // (which then sends 1011) is dropped before the registration leaves.
-    let Some((registration, buffered, mut reader)) = register(&stream, admitted, &ctx) else {
+    let Some((registration, buffered, mut reader)) = open(&stream, peer, address_place, &ctx)
+    else {
         return;
     };
-    let (code, reason) = reader.run(&stream, &buffered);
+    let (code, reason) = reader.run(&stream, &buffered, stack);
     finish(&stream, reader, registration, code, &reason);
+}
+
+/// Steps 1 to 3. Not inlined: the handshake's locals (the request, its
+/// headers, the response) then live in this call's frame, which is gone
+/// by the time the read loop waits, and so is the stack they took.
+#[inline(never)]
+fn open<'a>(
+    stream: &Arc<TcpStream>,
+    peer: SocketAddr,
+    address_place: Option<AddressPlace>,
+    ctx: &'a Arc<Context>,
+) -> Option<(Registration<'a>, Vec<u8>, Reader)> {
+    let _ = stream.set_nodelay(true);
+    let head = read_request(stream, peer, address_place, ctx)?;
+    let admitted = admit(stream, peer, head, ctx)?;
+    register(stream, admitted, ctx)
 }
 
 /// Step 1: reads the request head within `--handshake-timeout`, then gives
@@ -892,7 +909,8 @@ type Outcome = (u16, String);
 impl Reader {
     /// Step 4, the read loop: runs until the connection closes, and
     /// returns the close code and reason for the log.
-    fn run(&mut self, stream: &TcpStream, buffered: &[u8]) -> Outcome {
+    #[inline(never)]
+    fn run(&mut self, stream: &TcpStream, buffered: &[u8], stack: &IdleStack) -> Outcome {
         let max = match self.service {
             Service::Echo => self.ctx.config.echo_max_message_bytes,
             Service::Chat(_) => self.ctx.config.max_message_bytes,
@@ -926,11 +944,18 @@ impl Reader {
                 }
                 None => false,
             };
-            match wait_for_input(stream, &messages).and_then(|()| messages.read_message()) {
+            match wait_for_input(stream, &messages, stack).and_then(|()| messages.read_message()) {
                 Ok(message) => {
                     silent_intervals = 0;
+                    // An idle client's only message, the answer to the
+                    // ping sent after a silent interval: give the buffer
+                    // back now rather than at the end of the next one.
+                    let quiet = matches!(message, Message::Pong(_));
                     if let Some(outcome) = self.on_message(message) {
                         break outcome;
+                    }
+                    if quiet {
+                        messages.release_if_drained();
                     }
                 }
                 Err(ReadError::Io(e))
@@ -1170,13 +1195,18 @@ impl Reader {
 
 /// An idle client holds no read buffer (thousands may be idle): until
 /// its next byte comes, its reader waits with `peek`, which needs none.
+/// Nor does it keep the stack pages that the handshake, or the last
+/// burst of messages, went down into (see idle_stack.rs).
 fn wait_for_input(
     stream: &TcpStream,
     messages: &MessageReader<&TcpStream>,
+    stack: &IdleStack,
 ) -> Result<(), ReadError> {
     if messages.holds_buffer() {
         return Ok(());
     }
+    let released = stack.release();
+    debug_assert!(released, "madvise refused a stack range");
     match stream.peek(&mut [0u8; 1]) {
         Ok(_) => Ok(()), // a byte, or the end: read_message tells which
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),

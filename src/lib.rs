@@ -45,6 +45,7 @@ mod broadcaster;
 mod connection;
 mod echo;
 mod history_file;
+mod idle_stack;
 mod rate_limit;
 mod server;
 

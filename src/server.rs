@@ -13,6 +13,7 @@ use crate::echo::EchoClients;
 use crate::forwarded;
 use crate::history_file::{self, HistoryLog, Snapshot};
 use crate::http::StaticFiles;
+use crate::idle_stack::IdleStack;
 use crate::inspect::Inspectors;
 use crate::metrics::{Metrics, Refusal};
 use crate::protocol::handshake::Rejection;
@@ -333,10 +334,11 @@ fn start_connection(ctx: &Arc<Context>, stream: TcpStream) {
         .name("wschat-conn".into())
         .stack_size(READER_STACK)
         .spawn(move || {
+            let stack = IdleStack::here(READER_STACK);
             let _place = place; // given back when this thread ends
             let metrics = thread_ctx.metrics.clone();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                connection::handle(stream, peer, address_place, thread_ctx)
+                connection::handle(stream, peer, address_place, thread_ctx, &stack)
             }));
             if outcome.is_err() {
                 // The panic message was printed by the panic hook; the

@@ -2,9 +2,10 @@
 //! vectored send that never blocks, and poll(2), declared here, once.
 //! Every `unsafe` of the library is in this file, except the one call of
 //! [`send_vectored`] in `shard.rs` (whose pieces point into buffers the
-//! caller must keep alive: the safety argument is at the call). The
-//! binary's signal handler (`main.rs`) and the benchmark's epoll calls
-//! (`bin/wschat-bench.rs`) have their own.
+//! caller must keep alive: the safety argument is at the call), and the
+//! `madvise` that gives back an idle reader's stack pages
+//! (`idle_stack.rs`). The binary's signal handler (`main.rs`) and the
+//! benchmark's epoll calls (`bin/wschat-bench.rs`) have their own.
 //!
 //! Why not std: the socket is shared with the client's reader thread,
 //! which blocks in `read` with a timeout. `set_nonblocking` sets

@@ -438,6 +438,17 @@ impl<R: Read> MessageReader<R> {
     pub fn holds_buffer(&self) -> bool {
         self.buf.capacity() > 0
     }
+
+    /// Gives the buffer back now if everything in it has been decoded:
+    /// for a caller that knows the connection has gone quiet (a Pong, the
+    /// one message an idle client sends, answers a ping sent after a
+    /// silent interval) and would otherwise hold the buffer until the next
+    /// read times out.
+    pub fn release_if_drained(&mut self) {
+        if self.start == self.end {
+            self.shrink();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -822,6 +833,26 @@ mod tests {
         assert!(reader.holds_buffer());
         assert!(matches!(reader.read_message(), Err(ReadError::Io(_))));
         assert!(!reader.holds_buffer(), "an idle reader kept its buffer");
+    }
+
+    #[test]
+    fn a_drained_buffer_is_released_and_a_partial_frame_kept() {
+        let mut bytes = masked(true, OpCode::Pong, b"");
+        let whole = bytes.len();
+        bytes.extend_from_slice(&masked(true, OpCode::Text, b"next")[..3]);
+        let mut reader = MessageReader::new(&bytes[..whole], Role::Server, 1 << 20);
+        assert_eq!(reader.read_message().unwrap(), Message::Pong(vec![]));
+        assert!(reader.holds_buffer());
+        reader.release_if_drained();
+        assert!(!reader.holds_buffer(), "a drained buffer was kept");
+
+        let mut reader = MessageReader::new(&bytes[..], Role::Server, 1 << 20);
+        assert_eq!(reader.read_message().unwrap(), Message::Pong(vec![]));
+        reader.release_if_drained();
+        assert!(
+            reader.holds_buffer(),
+            "a partial frame's bytes were dropped"
+        );
     }
 
     #[test]

@@ -66,8 +66,11 @@ pub fn compress_message(payload: &[u8]) -> Vec<u8> {
 /// asks for (RFC 7692 §7.1.2.1). The work tables are kept per thread and
 /// reused, so a call allocates only its output.
 pub fn compress_message_with_window(payload: &[u8], window_bits: u8) -> Vec<u8> {
+    // Boxed: a thread-local's value is in every thread's static TLS block,
+    // which glibc places at the top of the thread's stack, so 2 KiB here
+    // would push every connection thread's frames onto one more page.
     thread_local! {
-        static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor::new());
+        static COMPRESSOR: RefCell<Box<Compressor>> = RefCell::new(Box::new(Compressor::new()));
     }
     COMPRESSOR.with(|compressor| {
         let mut out = Vec::new();

@@ -40,6 +40,12 @@ const NICE_MATCH: usize = 128;
 /// already reach, and hashing each of their bytes would cost more than
 /// it finds (zlib-ng: 16 × its lazy limit of 16).
 const MAX_INSERT_MATCH: usize = 256;
+/// Added to the positions in `head`, so that 0 (an empty chain) reads as
+/// a position this far before the message's first byte: out of reach.
+const NO_POSITION: usize = 1 << 16;
+/// A chain link too long for any window: the end of the chain.
+const NO_LINK: u16 = u16::MAX;
+
 /// Tokens per block: each block gets codes fitted to its own statistics.
 const BLOCK_TOKENS: usize = 16 * 1024;
 /// A stored block holds at most 65535 bytes (§3.2.4: LEN is 16 bits).
@@ -89,12 +95,14 @@ struct Token {
 /// The compressor's working memory: the hash chains and the token buffer.
 /// Reused between messages for speed only; no data survives a call.
 pub struct Compressor {
-    /// `head[h]`: the latest position (plus one; 0 = none) whose four bytes
-    /// hash to `h`.
+    /// `head[h]`: the latest position whose four bytes hash to `h`, plus
+    /// [`NO_POSITION`] (0 = none): an empty chain's head then lies farther
+    /// back than any window, so one distance check ends every walk.
     head: Box<[u32; HASH_SIZE]>,
     /// `prev[p % 32768]`: how far back the position before `p` in its
-    /// chain is (0 = none within the window). A distance fits in 16 bits,
-    /// which halves the table against storing positions.
+    /// chain is, [`NO_LINK`] if it is out of any window (or there is
+    /// none). A distance fits in 16 bits, which halves the table against
+    /// storing positions, and walking a chain adds them up.
     prev: Box<[u16; WINDOW]>,
     tokens: Vec<Token>,
     /// How often each symbol occurs in `tokens`, counted as they are
@@ -228,8 +236,12 @@ impl Compressor {
             return Match { len: 1, dist: 0 };
         }
         let h = Self::hash(payload, pos);
-        let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
+        let first = pos + NO_POSITION - self.head[h] as usize;
         self.link(pos, h);
+        if first > max_dist {
+            return Match { len: 1, dist: 0 };
+        }
+        let (len, dist) = self.longest_match(payload, pos, max_dist, first);
         if len >= MIN_MATCH_KEPT {
             Match { len, dist }
         } else {
@@ -274,14 +286,10 @@ impl Compressor {
     /// Puts `pos`, whose hash is `h`, at the head of its chain.
     #[inline(always)]
     fn link(&mut self, pos: usize, h: usize) {
-        let last = self.head[h] as usize;
-        let back = pos + 1 - last;
-        self.prev[pos & (WINDOW - 1)] = if last != 0 && back <= WINDOW {
-            back as u16
-        } else {
-            0
-        };
-        self.head[h] = pos as u32 + 1;
+        let here = pos + NO_POSITION;
+        let back = here - self.head[h] as usize;
+        self.prev[pos & (WINDOW - 1)] = back.min(NO_LINK as usize) as u16;
+        self.head[h] = here as u32;
     }
 
     /// Hashes the positions `from..to` (those with four bytes to hash).
@@ -295,38 +303,37 @@ impl Compressor {
     }
 
     /// Walks the chain of earlier positions with the same hash, newest
-    /// first, and returns the longest match (length, distance) found of at
-    /// least [`MIN_MATCH_KEPT`] bytes, or (0, 0).
+    /// first, from the one `dist` bytes back (within `max_dist`), and
+    /// returns the longest match (length, distance) found of at least
+    /// [`MIN_MATCH_KEPT`] bytes, or (0, 0).
     #[inline(always)]
     fn longest_match(
         &self,
         payload: &[u8],
         pos: usize,
         max_dist: usize,
-        mut candidate: usize,
+        mut dist: usize,
     ) -> (usize, usize) {
         let max_len = (payload.len() - pos).min(MAX_MATCH);
         let scan = &payload[pos..pos + max_len];
         let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
         let nice = NICE_MATCH.min(max_len);
         let mut chain = MAX_CHAIN;
-        // The next candidate on the chain, or `None` at its end. A
-        // candidate's slot is its own: a newer position sharing it would
-        // be a window or more past it, so not yet hashed (positions are
-        // hashed up to `pos`, and the walk stops a window back).
-        let next = |start: usize| {
-            let back = self.prev[start & (WINDOW - 1)] as usize;
-            (back != 0).then(|| start + 1 - back)
-        };
+        // The next candidate on the chain: links add up to its distance,
+        // and a missing one is longer than any window. A candidate's slot
+        // is its own: a newer position sharing it would be a window or
+        // more past it, so not yet hashed (positions are hashed up to
+        // `pos`, and the walk stops a window back).
+        let next = |dist: usize| dist + self.prev[(pos - dist) & (WINDOW - 1)] as usize;
         if max_len < 8 {
             // The very end of the message: byte by byte.
-            while candidate != 0 && pos - (candidate - 1) <= max_dist && chain > 0 {
-                let start = candidate - 1;
+            while dist <= max_dist && chain > 0 {
+                let start = pos - dist;
                 let len = common_prefix(&payload[start..start + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, pos - start);
+                    (best_len, best_dist) = (len, dist);
                 }
-                candidate = next(start).unwrap_or(0);
+                dist = next(dist);
                 chain -= 1;
             }
             return if best_dist == 0 {
@@ -339,25 +346,25 @@ impl Compressor {
         // candidate gives its length: the first differing byte.
         let head = word(scan, 0);
         while best_len < 8 {
-            if candidate == 0 || chain == 0 || pos - (candidate - 1) > max_dist {
+            if dist > max_dist || chain == 0 {
                 return if best_dist == 0 {
                     (0, 0)
                 } else {
                     (best_len, best_dist)
                 };
             }
-            let start = candidate - 1;
+            let start = pos - dist;
             let len = match word(payload, start) ^ head {
                 0 => 8 + common_prefix(&payload[start + 8..start + max_len], &scan[8..]),
                 differ => (differ.trailing_zeros() / 8) as usize,
             };
             if len > best_len {
-                (best_len, best_dist) = (len, pos - start);
+                (best_len, best_dist) = (len, dist);
                 if len >= nice {
                     return (best_len, best_dist);
                 }
             }
-            candidate = next(start).unwrap_or(0);
+            dist = next(dist);
             chain -= 1;
         }
         // A good match in hand: search a quarter of what is left (zlib's
@@ -365,19 +372,19 @@ impl Compressor {
         chain /= 4;
         // Only a longer match can win: the eight bytes up to the one that
         // would make it longer must be equal before the whole is compared.
-        while candidate != 0 && chain > 0 && pos - (candidate - 1) <= max_dist {
-            let start = candidate - 1;
+        while dist <= max_dist && chain > 0 {
+            let start = pos - dist;
             let at = best_len - 7;
             if word(payload, start + at) == word(scan, at) {
                 let len = common_prefix(&payload[start..start + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, pos - start);
+                    (best_len, best_dist) = (len, dist);
                     if len >= nice {
                         break;
                     }
                 }
             }
-            candidate = next(start).unwrap_or(0);
+            dist = next(dist);
             chain -= 1;
         }
         (best_len, best_dist)

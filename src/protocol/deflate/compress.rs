@@ -40,9 +40,14 @@ const NICE_MATCH: usize = 128;
 /// already reach, and hashing each of their bytes would cost more than
 /// it finds (zlib-ng: 16 × its lazy limit of 16).
 const MAX_INSERT_MATCH: usize = 256;
-/// Added to the positions in `head`, so that 0 (an empty chain) reads as
-/// a position this far before the message's first byte: out of reach.
-const NO_POSITION: usize = 1 << 16;
+/// `head` holds a position as its distance from a point this far before
+/// `Compressor::base`, so that 0 (an empty chain) reads as a position out
+/// of any window's reach.
+const NO_POSITION: usize = WINDOW + 1;
+/// How far past `base` the compressor may link positions in one step of
+/// its parse: two matches (the current one, and the next one found at its
+/// end) and the position after them.
+const LINK_REACH: usize = 2 * MAX_MATCH + 2;
 /// A chain link too long for any window: the end of the chain.
 const NO_LINK: u16 = u16::MAX;
 
@@ -95,10 +100,15 @@ struct Token {
 /// The compressor's working memory: the hash chains and the token buffer.
 /// Reused between messages for speed only; no data survives a call.
 pub struct Compressor {
-    /// `head[h]`: the latest position whose four bytes hash to `h`, plus
-    /// [`NO_POSITION`] (0 = none): an empty chain's head then lies farther
-    /// back than any window, so one distance check ends every walk.
-    head: Box<[u32; HASH_SIZE]>,
+    /// `head[h]`: the latest position whose four bytes hash to `h`, as
+    /// `position + NO_POSITION - base` (0 = none): an empty chain's head
+    /// then lies farther back than any window, so one distance check ends
+    /// every walk. 16 bits per entry: the table is 128 KiB, which stays in
+    /// the CPU's caches better than twice that.
+    head: Box<[u16; HASH_SIZE]>,
+    /// Where `head`'s positions count from; moved forward (and `head`
+    /// with it) every 32 KiB or so, so that they fit in 16 bits.
+    base: usize,
     /// `prev[p % 32768]`: how far back the position before `p` in its
     /// chain is, [`NO_LINK`] if it is out of any window (or there is
     /// none). A distance fits in 16 bits, which halves the table against
@@ -127,6 +137,7 @@ impl Compressor {
     pub fn new() -> Self {
         Compressor {
             head: vec![0; HASH_SIZE].try_into().expect("HASH_SIZE entries"),
+            base: 0,
             prev: vec![0; WINDOW].try_into().expect("WINDOW entries"),
             tokens: Vec::with_capacity(BLOCK_TOKENS),
             freqs: Frequencies::new(),
@@ -161,7 +172,11 @@ impl Compressor {
         let mut ahead: Option<Match> = None;
         self.tokens.clear();
         self.freqs = Frequencies::new();
+        self.base = 0;
         while pos < payload.len() {
+            if pos + LINK_REACH + NO_POSITION - self.base > u16::MAX as usize {
+                self.slide(pos);
+            }
             let mut current = match ahead.take() {
                 Some(found) => found,
                 None => {
@@ -236,7 +251,7 @@ impl Compressor {
             return Match { len: 1, dist: 0 };
         }
         let h = Self::hash(payload, pos);
-        let first = pos + NO_POSITION - self.head[h] as usize;
+        let first = pos + NO_POSITION - self.base - self.head[h] as usize;
         self.link(pos, h);
         if first > max_dist {
             return Match { len: 1, dist: 0 };
@@ -286,10 +301,22 @@ impl Compressor {
     /// Puts `pos`, whose hash is `h`, at the head of its chain.
     #[inline(always)]
     fn link(&mut self, pos: usize, h: usize) {
-        let here = pos + NO_POSITION;
+        let here = pos + NO_POSITION - self.base;
+        debug_assert!(here <= u16::MAX as usize, "slid too late");
         let back = here - self.head[h] as usize;
         self.prev[pos & (WINDOW - 1)] = back.min(NO_LINK as usize) as u16;
-        self.head[h] = here as u32;
+        self.head[h] = here as u16;
+    }
+
+    /// Moves `base` up to `pos`: heads a window or more before `pos` become
+    /// empty (a subtraction that goes below zero), the others keep their
+    /// positions.
+    fn slide(&mut self, pos: usize) {
+        let by = (pos - self.base).min(u16::MAX as usize) as u16;
+        for entry in self.head.iter_mut() {
+            *entry = entry.saturating_sub(by);
+        }
+        self.base = pos;
     }
 
     /// Hashes the positions `from..to` (those with four bytes to hash).
@@ -768,6 +795,25 @@ mod tests {
         for bits in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
             round_trip(&payload, bits);
         }
+    }
+
+    #[test]
+    fn a_repeat_exactly_a_window_back_is_found_across_head_slides() {
+        // 32 KiB of noise twice: the second copy is one match (or a few)
+        // 32768 bytes back, the farthest DEFLATE reaches, found after the
+        // chain heads have moved their base (every 32 KiB or so).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..WINDOW)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let twice = [noise.clone(), noise].concat();
+        let compressed = round_trip(&twice, 15);
+        assert!(compressed.len() < WINDOW + 1024, "{}", compressed.len());
     }
 
     #[test]

@@ -339,59 +339,62 @@ impl Compressor {
         payload: &[u8],
         pos: usize,
         max_dist: usize,
-        mut dist: usize,
+        dist: usize,
     ) -> (usize, usize) {
         let max_len = (payload.len() - pos).min(MAX_MATCH);
         let scan = &payload[pos..pos + max_len];
-        let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
+        let (mut best_len, mut best_start) = (MIN_MATCH_KEPT - 1, pos);
         let nice = NICE_MATCH.min(max_len);
         let mut chain = MAX_CHAIN;
-        // The next candidate on the chain: links add up to its distance,
-        // and a missing one is longer than any window. A candidate's slot
-        // is its own: a newer position sharing it would be a window or
-        // more past it, so not yet hashed (positions are hashed up to
+        // Candidates are walked by their position (signed: a missing link
+        // leads below zero), and the walk ends below `limit`.
+        let limit = pos as isize - max_dist as isize;
+        let mut start = (pos - dist) as isize;
+        // The next candidate on the chain: a link is the distance back to
+        // it, and a missing one is longer than any window. A candidate's
+        // slot is its own: a newer position sharing it would be a window
+        // or more past it, so not yet hashed (positions are hashed up to
         // `pos`, and the walk stops a window back).
-        let next = |dist: usize| dist + self.prev[(pos - dist) & (WINDOW - 1)] as usize;
-        if max_len < 8 {
-            // The very end of the message: byte by byte.
-            while dist <= max_dist && chain > 0 {
-                let start = pos - dist;
-                let len = common_prefix(&payload[start..start + max_len], scan);
-                if len > best_len {
-                    (best_len, best_dist) = (len, dist);
-                }
-                dist = next(dist);
-                chain -= 1;
-            }
-            return if best_dist == 0 {
+        let next = |start: isize| start - self.prev[start as usize & (WINDOW - 1)] as isize;
+        let found = |best_len: usize, best_start: usize| {
+            if best_start == pos {
                 (0, 0)
             } else {
-                (best_len, best_dist)
-            };
+                (best_len, pos - best_start)
+            }
+        };
+        if max_len < 8 {
+            // The very end of the message: byte by byte.
+            while start >= limit && chain > 0 {
+                let at = start as usize;
+                let len = common_prefix(&payload[at..at + max_len], scan);
+                if len > best_len {
+                    (best_len, best_start) = (len, at);
+                }
+                start = next(start);
+                chain -= 1;
+            }
+            return found(best_len, best_start);
         }
         // While the best is under eight bytes, one 8-byte comparison per
         // candidate gives its length: the first differing byte.
         let head = word(scan, 0);
         while best_len < 8 {
-            if dist > max_dist || chain == 0 {
-                return if best_dist == 0 {
-                    (0, 0)
-                } else {
-                    (best_len, best_dist)
-                };
+            if start < limit || chain == 0 {
+                return found(best_len, best_start);
             }
-            let start = pos - dist;
-            let len = match word(payload, start) ^ head {
-                0 => 8 + common_prefix(&payload[start + 8..start + max_len], &scan[8..]),
+            let at = start as usize;
+            let len = match word(payload, at) ^ head {
+                0 => 8 + common_prefix(&payload[at + 8..at + max_len], &scan[8..]),
                 differ => (differ.trailing_zeros() / 8) as usize,
             };
             if len > best_len {
-                (best_len, best_dist) = (len, dist);
+                (best_len, best_start) = (len, at);
                 if len >= nice {
-                    return (best_len, best_dist);
+                    return found(best_len, best_start);
                 }
             }
-            dist = next(dist);
+            start = next(start);
             chain -= 1;
         }
         // A good match in hand: search a quarter of what is left (zlib's
@@ -399,22 +402,22 @@ impl Compressor {
         chain /= 4;
         // Only a longer match can win: the eight bytes up to the one that
         // would make it longer must be equal before the whole is compared.
-        while dist <= max_dist && chain > 0 {
-            let start = pos - dist;
-            let at = best_len - 7;
-            if word(payload, start + at) == word(scan, at) {
-                let len = common_prefix(&payload[start..start + max_len], scan);
+        while start >= limit && chain > 0 {
+            let at = start as usize;
+            let end = best_len - 7;
+            if word(payload, at + end) == word(scan, end) {
+                let len = common_prefix(&payload[at..at + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, dist);
+                    (best_len, best_start) = (len, at);
                     if len >= nice {
                         break;
                     }
                 }
             }
-            dist = next(dist);
+            start = next(start);
             chain -= 1;
         }
-        (best_len, best_dist)
+        found(best_len, best_start)
     }
 
     /// Resets the chain heads this payload set, so that the next message

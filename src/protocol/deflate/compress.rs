@@ -48,6 +48,9 @@ const NO_POSITION: usize = WINDOW + 1;
 /// its parse: two matches (the current one, and the next one found at its
 /// end) and the position after them.
 const LINK_REACH: usize = 2 * MAX_MATCH + 2;
+/// From this many bytes, a message's chain heads are reset by clearing
+/// the whole table rather than by hashing its positions again.
+const CLEAR_BY_FILL: usize = 4096;
 /// A chain link too long for any window: the end of the chain.
 const NO_LINK: u16 = u16::MAX;
 
@@ -421,11 +424,13 @@ impl Compressor {
     }
 
     /// Resets the chain heads this payload set, so that the next message
-    /// starts with empty chains (cheaper than clearing 32768 entries for a
-    /// 60-byte message). `prev` needs no reset: it is only read through
-    /// positions reached from `head`.
+    /// starts with empty chains: by hashing its positions again for a
+    /// short message (cheaper than clearing 65536 entries for 60 bytes),
+    /// else by clearing the table (one 128 KiB fill costs about what
+    /// hashing a few thousand positions does). `prev` needs no reset: it is
+    /// only read through positions reached from `head`.
     fn clear(&mut self, payload: &[u8]) {
-        if payload.len() >= HASH_SIZE {
+        if payload.len() >= CLEAR_BY_FILL {
             self.head.fill(0);
         } else {
             for pos in 0..payload.len().saturating_sub(MIN_MATCH_KEPT - 1) {

@@ -40,6 +40,20 @@ const NICE_MATCH: usize = 128;
 /// already reach, and hashing each of their bytes would cost more than
 /// it finds (zlib-ng: 16 × its lazy limit of 16).
 const MAX_INSERT_MATCH: usize = 256;
+/// `head` holds a position as its distance from a point this far before
+/// `Compressor::base`, so that 0 (an empty chain) reads as a position out
+/// of any window's reach.
+const NO_POSITION: usize = WINDOW + 1;
+/// How far past `base` the compressor may link positions in one step of
+/// its parse: two matches (the current one, and the next one found at its
+/// end) and the position after them.
+const LINK_REACH: usize = 2 * MAX_MATCH + 2;
+/// From this many bytes, a message's chain heads are reset by clearing
+/// the whole table rather than by hashing its positions again.
+const CLEAR_BY_FILL: usize = 4096;
+/// A chain link too long for any window: the end of the chain.
+const NO_LINK: u16 = u16::MAX;
+
 /// Tokens per block: each block gets codes fitted to its own statistics.
 const BLOCK_TOKENS: usize = 16 * 1024;
 /// A stored block holds at most 65535 bytes (§3.2.4: LEN is 16 bits).
@@ -92,12 +106,19 @@ struct Token {
 /// The compressor's working memory: the hash chains and the token buffer.
 /// Reused between messages for speed only; no data survives a call.
 pub struct Compressor {
-    /// `head[h]`: the latest position (plus one; 0 = none) whose four bytes
-    /// hash to `h`.
-    head: Box<[u32; HASH_SIZE]>,
+    /// `head[h]`: the latest position whose four bytes hash to `h`, as
+    /// `position + NO_POSITION - base` (0 = none): an empty chain's head
+    /// then lies farther back than any window, so one distance check ends
+    /// every walk. 16 bits per entry: the table is 128 KiB, which stays in
+    /// the CPU's caches better than twice that.
+    head: Box<[u16; HASH_SIZE]>,
+    /// Where `head`'s positions count from; moved forward (and `head`
+    /// with it) every 32 KiB or so, so that they fit in 16 bits.
+    base: usize,
     /// `prev[p % 32768]`: how far back the position before `p` in its
-    /// chain is (0 = none within the window). A distance fits in 16 bits,
-    /// which halves the table against storing positions.
+    /// chain is, [`NO_LINK`] if it is out of any window (or there is
+    /// none). A distance fits in 16 bits, which halves the table against
+    /// storing positions, and walking a chain adds them up.
     prev: Box<[u16; WINDOW]>,
     tokens: Vec<Token>,
     /// How often each symbol occurs in `tokens`, counted as they are
@@ -122,6 +143,7 @@ impl Compressor {
     pub fn new() -> Self {
         Compressor {
             head: vec![0; HASH_SIZE].try_into().expect("HASH_SIZE entries"),
+            base: 0,
             prev: vec![0; WINDOW].try_into().expect("WINDOW entries"),
             tokens: Vec::with_capacity(BLOCK_TOKENS),
             freqs: Frequencies::new(),
@@ -156,7 +178,11 @@ impl Compressor {
         let mut ahead: Option<Match> = None;
         self.tokens.clear();
         self.freqs = Frequencies::new();
+        self.base = 0;
         while pos < payload.len() {
+            if pos + LINK_REACH + NO_POSITION - self.base > u16::MAX as usize {
+                self.slide(pos);
+            }
             let mut current = match ahead.take() {
                 Some(found) => found,
                 None => {
@@ -231,8 +257,12 @@ impl Compressor {
             return Match { len: 1, dist: 0 };
         }
         let h = Self::hash(payload, pos);
-        let (len, dist) = self.longest_match(payload, pos, max_dist, self.head[h] as usize);
+        let first = pos + NO_POSITION - self.base - self.head[h] as usize;
         self.link(pos, h);
+        if first > max_dist {
+            return Match { len: 1, dist: 0 };
+        }
+        let (len, dist) = self.longest_match(payload, pos, max_dist, first);
         if len >= MIN_MATCH_KEPT {
             Match { len, dist }
         } else {
@@ -277,14 +307,22 @@ impl Compressor {
     /// Puts `pos`, whose hash is `h`, at the head of its chain.
     #[inline(always)]
     fn link(&mut self, pos: usize, h: usize) {
-        let last = self.head[h] as usize;
-        let back = pos + 1 - last;
-        self.prev[pos & (WINDOW - 1)] = if last != 0 && back <= WINDOW {
-            back as u16
-        } else {
-            0
-        };
-        self.head[h] = pos as u32 + 1;
+        let here = pos + NO_POSITION - self.base;
+        debug_assert!(here <= u16::MAX as usize, "slid too late");
+        let back = here - self.head[h] as usize;
+        self.prev[pos & (WINDOW - 1)] = back.min(NO_LINK as usize) as u16;
+        self.head[h] = here as u16;
+    }
+
+    /// Moves `base` up to `pos`: heads a window or more before `pos` become
+    /// empty (a subtraction that goes below zero), the others keep their
+    /// positions.
+    fn slide(&mut self, pos: usize) {
+        let by = (pos - self.base).min(u16::MAX as usize) as u16;
+        for entry in self.head.iter_mut() {
+            *entry = entry.saturating_sub(by);
+        }
+        self.base = pos;
     }
 
     /// Hashes the positions `from..to` (those with four bytes to hash).
@@ -298,69 +336,71 @@ impl Compressor {
     }
 
     /// Walks the chain of earlier positions with the same hash, newest
-    /// first, and returns the longest match (length, distance) found of at
-    /// least [`MIN_MATCH_KEPT`] bytes, or (0, 0).
+    /// first, from the one `dist` bytes back (within `max_dist`), and
+    /// returns the longest match (length, distance) found of at least
+    /// [`MIN_MATCH_KEPT`] bytes, or (0, 0).
     #[inline(always)]
     fn longest_match(
         &self,
         payload: &[u8],
         pos: usize,
         max_dist: usize,
-        mut candidate: usize,
+        dist: usize,
     ) -> (usize, usize) {
         let max_len = (payload.len() - pos).min(MAX_MATCH);
         let scan = &payload[pos..pos + max_len];
-        let (mut best_len, mut best_dist) = (MIN_MATCH_KEPT - 1, 0);
+        let (mut best_len, mut best_start) = (MIN_MATCH_KEPT - 1, pos);
         let nice = NICE_MATCH.min(max_len);
         let mut chain = MAX_CHAIN;
-        // The next candidate on the chain, or `None` at its end. A
-        // candidate's slot is its own: a newer position sharing it would
-        // be a window or more past it, so not yet hashed (positions are
-        // hashed up to `pos`, and the walk stops a window back).
-        let next = |start: usize| {
-            let back = self.prev[start & (WINDOW - 1)] as usize;
-            (back != 0).then(|| start + 1 - back)
+        // Candidates are walked by their position (signed: a missing link
+        // leads below zero), and the walk ends below `limit`.
+        let limit = pos as isize - max_dist as isize;
+        let mut start = (pos - dist) as isize;
+        // The next candidate on the chain: a link is the distance back to
+        // it, and a missing one is longer than any window. A candidate's
+        // slot is its own: a newer position sharing it would be a window
+        // or more past it, so not yet hashed (positions are hashed up to
+        // `pos`, and the walk stops a window back).
+        let next = |start: isize| start - self.prev[start as usize & (WINDOW - 1)] as isize;
+        let found = |best_len: usize, best_start: usize| {
+            if best_start == pos {
+                (0, 0)
+            } else {
+                (best_len, pos - best_start)
+            }
         };
         if max_len < 8 {
             // The very end of the message: byte by byte.
-            while candidate != 0 && pos - (candidate - 1) <= max_dist && chain > 0 {
-                let start = candidate - 1;
-                let len = common_prefix(&payload[start..start + max_len], scan);
+            while start >= limit && chain > 0 {
+                let at = start as usize;
+                let len = common_prefix(&payload[at..at + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, pos - start);
+                    (best_len, best_start) = (len, at);
                 }
-                candidate = next(start).unwrap_or(0);
+                start = next(start);
                 chain -= 1;
             }
-            return if best_dist == 0 {
-                (0, 0)
-            } else {
-                (best_len, best_dist)
-            };
+            return found(best_len, best_start);
         }
         // While the best is under eight bytes, one 8-byte comparison per
         // candidate gives its length: the first differing byte.
         let head = word(scan, 0);
         while best_len < 8 {
-            if candidate == 0 || chain == 0 || pos - (candidate - 1) > max_dist {
-                return if best_dist == 0 {
-                    (0, 0)
-                } else {
-                    (best_len, best_dist)
-                };
+            if start < limit || chain == 0 {
+                return found(best_len, best_start);
             }
-            let start = candidate - 1;
-            let len = match word(payload, start) ^ head {
-                0 => 8 + common_prefix(&payload[start + 8..start + max_len], &scan[8..]),
+            let at = start as usize;
+            let len = match word(payload, at) ^ head {
+                0 => 8 + common_prefix(&payload[at + 8..at + max_len], &scan[8..]),
                 differ => (differ.trailing_zeros() / 8) as usize,
             };
             if len > best_len {
-                (best_len, best_dist) = (len, pos - start);
+                (best_len, best_start) = (len, at);
                 if len >= nice {
-                    return (best_len, best_dist);
+                    return found(best_len, best_start);
                 }
             }
-            candidate = next(start).unwrap_or(0);
+            start = next(start);
             chain -= 1;
         }
         // A good match in hand: search a quarter of what is left (zlib's
@@ -368,30 +408,32 @@ impl Compressor {
         chain /= 4;
         // Only a longer match can win: the eight bytes up to the one that
         // would make it longer must be equal before the whole is compared.
-        while candidate != 0 && chain > 0 && pos - (candidate - 1) <= max_dist {
-            let start = candidate - 1;
-            let at = best_len - 7;
-            if word(payload, start + at) == word(scan, at) {
-                let len = common_prefix(&payload[start..start + max_len], scan);
+        while start >= limit && chain > 0 {
+            let at = start as usize;
+            let end = best_len - 7;
+            if word(payload, at + end) == word(scan, end) {
+                let len = common_prefix(&payload[at..at + max_len], scan);
                 if len > best_len {
-                    (best_len, best_dist) = (len, pos - start);
+                    (best_len, best_start) = (len, at);
                     if len >= nice {
                         break;
                     }
                 }
             }
-            candidate = next(start).unwrap_or(0);
+            start = next(start);
             chain -= 1;
         }
-        (best_len, best_dist)
+        found(best_len, best_start)
     }
 
     /// Resets the chain heads this payload set, so that the next message
-    /// starts with empty chains (cheaper than clearing 32768 entries for a
-    /// 60-byte message). `prev` needs no reset: it is only read through
-    /// positions reached from `head`.
+    /// starts with empty chains: by hashing its positions again for a
+    /// short message (cheaper than clearing 65536 entries for 60 bytes),
+    /// else by clearing the table (one 128 KiB fill costs about what
+    /// hashing a few thousand positions does). `prev` needs no reset: it is
+    /// only read through positions reached from `head`.
     fn clear(&mut self, payload: &[u8]) {
-        if payload.len() >= HASH_SIZE {
+        if payload.len() >= CLEAR_BY_FILL {
             self.head.fill(0);
         } else {
             for pos in 0..payload.len().saturating_sub(MIN_MATCH_KEPT - 1) {
@@ -764,6 +806,25 @@ mod tests {
         for bits in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
             round_trip(&payload, bits);
         }
+    }
+
+    #[test]
+    fn a_repeat_exactly_a_window_back_is_found_across_head_slides() {
+        // 32 KiB of noise twice: the second copy is one match (or a few)
+        // 32768 bytes back, the farthest DEFLATE reaches, found after the
+        // chain heads have moved their base (every 32 KiB or so).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..WINDOW)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let twice = [noise.clone(), noise].concat();
+        let compressed = round_trip(&twice, 15);
+        assert!(compressed.len() < WINDOW + 1024, "{}", compressed.len());
     }
 
     #[test]

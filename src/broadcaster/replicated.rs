@@ -144,8 +144,7 @@ impl Replicated {
                 joined,
                 resume,
                 rooms,
-                // Cluster mode refuses `--auth`: everyone is a guest.
-                visitor: _,
+                visitor,
             } => {
                 let pending = PendingJoin {
                     peer,
@@ -153,7 +152,7 @@ impl Replicated {
                     joined,
                     resume,
                 };
-                let join = Record::join(id, mode, rooms, &self.threads.node);
+                let join = Record::join(id, mode, rooms, *visitor, &self.threads.node);
                 // Refused (Redis away, or the writer's queue full): the
                 // pending join is dropped, and the reader answers 503.
                 if self.threads.is_up() && self.threads.try_send(Job::Append(join)) {

@@ -14,8 +14,8 @@ use super::nodes::NodeId;
 use super::stream::{Entry, StreamId};
 use crate::json::{self, Value};
 use crate::room::{
-    Action, Chat, ClientId, Epoch, History, KeptClient, KeptRoom, Limits, Mode, Output, RoomName,
-    now_ms, room_record,
+    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptRoom, Limits, Mode, Output,
+    RoomName, Visitor, now_ms, room_record,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -37,10 +37,12 @@ pub fn node_number(id: ClientId) -> u64 {
 
 /// One chat action as appended to the stream: the chat's own [`Action`],
 /// the node that appended it, the time it happened there, and, for a
-/// join, the rooms the client asked for (`?rooms=`). Every replica uses
-/// this `ts`, so events carry the same time everywhere. A join's `resume`
-/// is never written: it matters only to the node whose client resumes,
-/// which puts it back when the entry returns.
+/// join, the rooms the client asked for (`?rooms=`) and who it is (its
+/// verified sign-in and its address). Every replica uses this `ts`, so
+/// events carry the same time everywhere, and this visitor, so every
+/// replica signs the same user in. A join's `resume` is never written:
+/// it matters only to the node whose client resumes, which puts it back
+/// when the entry returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub action: Action,
@@ -50,6 +52,9 @@ pub struct Record {
     pub ts: u64,
     /// A join's rooms, in the order asked (empty for other actions).
     pub rooms: Vec<RoomName>,
+    /// A join's visitor: its sign-in, verified by the node it connected
+    /// to, and its address (a guest, address unknown, for other actions).
+    pub visitor: Visitor,
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -104,11 +109,19 @@ impl Record {
             node: node.to_string(),
             ts: now_ms(),
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         }
     }
 
-    /// `id` joining in `mode`, into `rooms`, through `node`, now.
-    pub fn join(id: ClientId, mode: Mode, rooms: Vec<RoomName>, node: &NodeId) -> Record {
+    /// `id`, who is `visitor`, joining in `mode`, into `rooms`, through
+    /// `node`, now.
+    pub fn join(
+        id: ClientId,
+        mode: Mode,
+        rooms: Vec<RoomName>,
+        visitor: Visitor,
+        node: &NodeId,
+    ) -> Record {
         let join = Action::Join {
             id,
             mode,
@@ -116,6 +129,7 @@ impl Record {
         };
         Record {
             rooms,
+            visitor,
             ..Record::now(join, node)
         }
     }
@@ -134,10 +148,15 @@ impl Record {
     ///
     /// ```text
     ///   op join   id 3000000001  ts 1764093600000  node n1  mode v1  rooms main,rust
+    ///             address 192.0.2.7  sub u-17  name ann  operator 1  private staff  exp 1764097200
     ///   op text   id 3000000001  ts 1764093601000  node n1  text hello
     ///   op binary id 3000000002  ts ...            node n2  data <bytes>
     ///   op leave  id 3000000001  ts ...            node n1
     /// ```
+    ///
+    /// A join's `address` is there when the node knew it; `sub`,
+    /// `operator` (`1` or `0`: its token's `"role":"op"`), `private` (the token's private rooms, as `rooms`) and
+    /// `exp` when the client signed in, and `name` when its token gave one.
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let name = match &self.action {
             Action::Join { .. } => "join",
@@ -155,6 +174,7 @@ impl Record {
             Action::Join { mode, .. } => {
                 fields.push(("mode", mode_name(*mode).as_bytes().to_vec()));
                 fields.push(("rooms", rooms_field(&self.rooms).into_bytes()));
+                visitor_fields(&self.visitor, &mut fields);
             }
             Action::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
             Action::Binary { data, .. } => fields.push(("data", data.clone())),
@@ -187,8 +207,10 @@ impl Record {
             (_, None) => String::new(),
         };
         let mut rooms = Vec::new();
+        let mut visitor = Visitor::default();
         let action = match op {
             "join" => {
+                visitor = decode_visitor(entry, &text)?;
                 rooms = match entry.get("rooms") {
                     None => vec![RoomName::main()],
                     Some(_) => parse_rooms_field(text("rooms")?)
@@ -220,8 +242,57 @@ impl Record {
             node,
             ts,
             rooms,
+            visitor,
         })
     }
+}
+
+/// A join's visitor as stream fields (see [`Record::fields`]).
+fn visitor_fields(visitor: &Visitor, fields: &mut Vec<(&'static str, Vec<u8>)>) {
+    if let Some(address) = visitor.address {
+        fields.push(("address", address.to_string().into_bytes()));
+    }
+    let Some(identity) = &visitor.identity else {
+        return;
+    };
+    fields.push(("sub", identity.sub.as_bytes().to_vec()));
+    if let Some(name) = &identity.name {
+        fields.push(("name", name.as_bytes().to_vec()));
+    }
+    fields.push(("operator", if identity.op { b"1" } else { b"0" }.to_vec()));
+    fields.push(("private", rooms_field(&identity.rooms).into_bytes()));
+    fields.push(("exp", identity.exp.to_string().into_bytes()));
+}
+
+/// A join entry's visitor: a guest of unknown address if it has none of
+/// those fields (as joins written before sign-in in cluster mode).
+fn decode_visitor<'e>(
+    entry: &'e Entry,
+    text: &dyn Fn(&str) -> Result<&'e str, String>,
+) -> Result<Visitor, String> {
+    let bad = |name: &str| format!("entry {}: bad {name}", entry.id);
+    let address = match entry.get("address") {
+        None => None,
+        Some(_) => Some(text("address")?.parse().map_err(|_| bad("address"))?),
+    };
+    let identity = match entry.get("sub") {
+        None => None,
+        Some(_) => Some(Identity {
+            sub: text("sub")?.to_string(),
+            name: match entry.get("name") {
+                None => None,
+                Some(_) => Some(text("name")?.to_string()),
+            },
+            op: match text("operator")? {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad("operator")),
+            },
+            rooms: parse_rooms_field(text("private")?).ok_or_else(|| bad("private"))?,
+            exp: text("exp")?.parse().map_err(|_| bad("exp"))?,
+        }),
+    };
+    Ok(Visitor { identity, address })
 }
 
 /// What applying an entry did, besides the chat's outputs.
@@ -313,8 +384,9 @@ impl Replica {
         match record.action {
             Action::Join { id, mode, resume } => {
                 self.nodes.entry(id).or_insert(record.node);
+                let (ts, rooms) = (record.ts, &record.rooms);
                 self.chat
-                    .connect(record.ts, id, mode, resume, &record.rooms, out);
+                    .connect_as(ts, id, mode, resume, rooms, record.visitor, out);
             }
             action => {
                 match &action {
@@ -573,6 +645,7 @@ mod tests {
             node: node.into(),
             ts: 5,
             rooms: vec![RoomName::main()],
+            visitor: Visitor::default(),
         }
     }
 
@@ -585,6 +658,7 @@ mod tests {
             node: "n1".into(),
             ts: 7,
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         }
     }
 
@@ -601,15 +675,46 @@ mod tests {
                 node: "n2".into(),
                 ts: 9,
                 rooms: Vec::new(),
+                visitor: Visitor::default(),
             },
             Record {
                 action: Action::Leave { id: 4 },
                 node: "n2".into(),
                 ts: 10,
                 rooms: Vec::new(),
+                visitor: Visitor::default(),
             },
         ];
-        for record in records {
+        let signed_in = Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: "u 17 \u{e9}".into(),
+                    name: Some("ann".into()),
+                    op: true,
+                    rooms: vec![RoomName::parse("#staff").unwrap()],
+                    exp: 1_764_097_200,
+                }),
+                address: Some("2001:db8::7".parse().unwrap()),
+            },
+            ..join(3_000_000_002, "n2")
+        };
+        let signed_in_without_name = Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: "u-9".into(),
+                    name: None,
+                    op: false,
+                    rooms: Vec::new(),
+                    exp: 1,
+                }),
+                address: Some("192.0.2.7".parse().unwrap()),
+            },
+            ..join(3_000_000_003, "n2")
+        };
+        for record in records
+            .into_iter()
+            .chain([signed_in, signed_in_without_name])
+        {
             let back = Record::decode(&entry(&record, 1, 1)).unwrap();
             assert_eq!(back, record);
         }
@@ -677,6 +782,62 @@ mod tests {
         // A join must still name its node.
         nameless.fields.retain(|(name, _)| name != "node");
         assert!(Record::decode(&nameless).unwrap_err().contains("node"));
+    }
+
+    /// `id` signed in as `sub` (an operator if `op`), through `node`.
+    fn signed_in(id: ClientId, node: &str, sub: &str, op: bool) -> Record {
+        Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: sub.into(),
+                    name: Some(sub.into()),
+                    op,
+                    rooms: Vec::new(),
+                    exp: 2_000_000_000,
+                }),
+                address: Some("192.0.2.7".parse().unwrap()),
+            },
+            ..join(id, node)
+        }
+    }
+
+    /// A join carries the sign-in, so an operator on one node bans a user
+    /// of another on every replica: each removes it, and each turns it
+    /// away when it comes back.
+    #[test]
+    fn a_ban_by_an_operator_holds_on_every_replica() {
+        let entries = [
+            signed_in(1_000_000_001, "a", "olga", true),
+            signed_in(2_000_000_001, "b", "gus", false),
+            text(1_000_000_001, "/ban gus spam"),
+        ];
+        let mut replicas = [
+            Replica::new(limits(10), epoch()),
+            Replica::new(limits(10), epoch()),
+        ];
+        for replica in &mut replicas {
+            let mut out = Vec::new();
+            for (n, record) in entries.iter().enumerate() {
+                let at = StreamId {
+                    ms: n as u64 + 1,
+                    seq: 0,
+                };
+                replica.apply(at, n as u64 + 1, record.clone(), &mut out);
+            }
+            let removed = out.iter().any(|o| {
+                matches!(
+                    o,
+                    Output::Removed {
+                        to: 2_000_000_001,
+                        banned: true
+                    }
+                )
+            });
+            assert!(removed, "{out:?}");
+            let gus = signed_in(2_000_000_002, "b", "gus", false).visitor;
+            let refusal = replica.chat.admission(&gus, 10).unwrap_err();
+            assert_eq!(refusal, "banned");
+        }
     }
 
     /// Two replicas fed the same entries agree, and a text's id is its seq.
@@ -873,6 +1034,7 @@ mod tests {
             node: "n2".into(),
             ts: 11,
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         });
         (first, second)
     }

@@ -79,9 +79,8 @@ impl Chat {
             nick: kept.nick,
             mode: kept.mode,
             rooms,
-            // Cluster mode has guests only (it refuses `--auth`), and a
-            // replica needs no address: bans by address are not kept
-            // across nodes yet.
+            // A snapshot does not keep who a client is: restored, it is
+            // a guest of unknown address.
             exp: None,
             user: None,
             address: None,

@@ -802,8 +802,9 @@ mod tests {
     }
 
     /// A join carries the sign-in, so an operator on one node bans a user
-    /// of another on every replica: each removes it, and each turns it
-    /// away when it comes back.
+    /// of another on every replica: each removes it, each turns it away
+    /// when it comes back, and each leaves out a join ordered after the
+    /// ban.
     #[test]
     fn a_ban_by_an_operator_holds_on_every_replica() {
         let entries = [
@@ -834,9 +835,13 @@ mod tests {
                 )
             });
             assert!(removed, "{out:?}");
-            let gus = signed_in(2_000_000_002, "b", "gus", false).visitor;
-            let refusal = replica.chat.admission(&gus, 10).unwrap_err();
+            let gus = signed_in(2_000_000_002, "b", "gus", false);
+            let refusal = replica.chat.admission(&gus.visitor, 10).unwrap_err();
             assert_eq!(refusal, "banned");
+            // A join that was on its way when the ban was made is left out.
+            let at = StreamId { ms: 9, seq: 0 };
+            replica.apply(at, 9, gus, &mut out);
+            assert!(!replica.chat.contains(2_000_000_002));
         }
     }
 

@@ -2658,3 +2658,66 @@ fn a_ban_on_one_node_refuses_the_user_on_every_node() {
     // Others still get in.
     signed_in(&n3, &auth_token("bob", false));
 }
+
+/// A ban lives in Redis: after Redis restarts (with AOF) and every node
+/// has stopped, a node started later (from the snapshot the others
+/// stored) still turns the banned user away.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_ban_survives_a_redis_restart_and_holds_on_a_node_started_later() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let [mut n1, mut n2] = ["n1", "n2"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let gus_token = auth_token("gus", false);
+    let mut gus = signed_in(&n2, &gus_token);
+    next_event(&mut olga, "join");
+    olga.text("/ban gus 1h spam");
+    assert_eq!(moderation(&mut gus), "ban");
+    expect_policy_close(&mut gus, "banned");
+    // Something else after the ban, then time for a snapshot of it.
+    olga.text("after the ban");
+    next_event(&mut olga, "message");
+    thread::sleep(Duration::from_secs(3));
+    n1.kill();
+    n2.kill();
+    redis.kill();
+    redis.spawn().expect("restart redis-server");
+    let n3 = auth_node(&redis, &dir, "n3");
+    let (status, body) = handshake_answer(&n3, &gus_token);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.starts_with("banned until "), "{body}");
+    signed_in(&n3, &auth_token("bob", false));
+}
+
+/// A mute made on one node holds on every node: the muted user's lines
+/// are refused with `muted` on its node, and on another node it connects
+/// to.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_mute_holds_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2, n3] = ["n1", "n2", "n3"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let gus_token = auth_token("gus", false);
+    let mut gus = signed_in(&n2, &gus_token);
+    next_event(&mut olga, "join");
+    olga.text("/mute gus 5m");
+    assert_eq!(moderation(&mut gus), "mute");
+    let error_code = |client: &mut WsClient| {
+        let error = next_event(client, "error");
+        error.get("code").unwrap().as_str().unwrap().to_string()
+    };
+    gus.text("can you hear me");
+    assert_eq!(error_code(&mut gus), "muted");
+    let mut gus_on_n3 = signed_in(&n3, &gus_token);
+    gus_on_n3.text("and now");
+    assert_eq!(error_code(&mut gus_on_n3), "muted");
+    // Nobody heard gus; olga still talks to everyone.
+    olga.text("still here");
+    let (_, text) = message(&next_event(&mut gus_on_n3, "message"));
+    assert_eq!(text, "still here");
+    let (_, text) = message(&next_event(&mut olga, "message"));
+    assert_eq!(text, "still here");
+}

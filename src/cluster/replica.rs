@@ -12,10 +12,13 @@
 
 use super::nodes::NodeId;
 use super::stream::{Entry, StreamId};
+use crate::history_file::{IdentityRecord, parse_identity_record};
+use crate::json::push_string;
 use crate::json::{self, Value};
 use crate::room::{
-    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptRoom, Limits, Mode, Output,
-    RoomName, Visitor, now_ms, room_record,
+    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptIdentity, KeptRoom, KeptUser,
+    Limits, Mode, Output, RoomName, Visitor, direct_record, now_ms, oplock_record, owner_record,
+    private_record, room_record, sanction_record,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -317,7 +320,7 @@ pub struct Replica {
 }
 
 /// The snapshot format a node writes (see [`Replica::snapshot`]).
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 impl Replica {
     /// An empty chat with `limits`, before any entry, in the stream's
@@ -417,7 +420,7 @@ impl Replica {
     /// The state as text, to store in Redis:
     ///
     /// ```text
-    /// wschat-snapshot 3
+    /// wschat-snapshot 4
     /// epoch k3x9a2bq
     /// after 1764093600000-0
     /// seq 42
@@ -426,7 +429,14 @@ impl Replica {
     /// history {"type":"message","id":40,...,"room":"#main"}
     /// room {"type":"room","room":"#rust","topic":"borrowing","dropped":0}
     /// history {"type":"message","id":41,...,"room":"#rust"}
+    /// identity {"type":"oplock","room":"#rust","on":true}
+    /// identity {"type":"owner","name":"ann","sub":"u-17"}
+    /// identity {"type":"private","room":"#staff"}
+    /// identity {"type":"sanction","kind":"ban","target":{"sub":"u-9"},"label":"gus","room":null,"until":null}
+    /// identity {"type":"dm","pair":["u-17","u-42"],"event":{"type":"direct",...}}
+    /// user {"sub":"u-17","id":3000000001,"nick":"ann","op":true,"rooms":["#staff"]}
     /// client 3000000001 v1 n1 main,rust ann
+    /// visitor {"address":"192.0.2.7","sub":"u-17","exp":1764097200}
     /// ```
     ///
     /// A room's line (the history file's room record) is followed by its
@@ -434,9 +444,16 @@ impl Replica {
     /// gives (`#main`, the empty rooms unused longest first, the others),
     /// so a restored chat evicts in the same order. Nicknames and node
     /// names contain no spaces or line breaks, and JSON no raw line
-    /// break, so lines and fields split cleanly. Versions 1 and 2 (one
-    /// room: `dropped`, `member` and `history` lines; version 1 without
-    /// `epoch`) load as `#main`.
+    /// break, so lines and fields split cleanly. The `identity` lines are
+    /// the history file's identity records (rooms' `/oplock`, owned
+    /// names, private rooms, the bans and mutes in force, direct-message
+    /// histories), so both keep the same state in the same words; a
+    /// `user` line is a signed-in user, and a `visitor` line says who
+    /// the client on the line before is (its address; its user and when
+    /// its token expires, if signed in). Version 3 has no identity, user
+    /// or visitor lines (its clients load as guests); versions 1 and 2
+    /// (one room: `dropped`, `member` and `history` lines; version 1
+    /// without `epoch`) load as `#main`.
     pub fn snapshot(&self) -> String {
         let mut out = format!("wschat-snapshot {SNAPSHOT_VERSION}\n");
         let _ = writeln!(out, "epoch {}", self.chat.epoch());
@@ -451,6 +468,30 @@ impl Replica {
                 let _ = writeln!(out, "history {event}");
             }
         }
+        for room in self.chat.kept().iter().filter(|room| room.oplock) {
+            let _ = writeln!(out, "identity {}", oplock_record(&room.name, true));
+        }
+        let mut kept = self.chat.kept_identity(self.chat.latest_time());
+        // Kept in a hash map: sorted, so that equal replicas write the
+        // same text.
+        kept.owners.sort_unstable();
+        for (name, sub) in &kept.owners {
+            let _ = writeln!(out, "identity {}", owner_record(name, sub));
+        }
+        for room in &kept.private_rooms {
+            let _ = writeln!(out, "identity {}", private_record(room));
+        }
+        for sanction in &kept.sanctions {
+            let _ = writeln!(out, "identity {}", sanction_record(sanction));
+        }
+        for ((a, b), history) in &kept.direct {
+            for event in history.iter() {
+                let _ = writeln!(out, "identity {}", direct_record(a, b, event));
+            }
+        }
+        for user in self.chat.kept_users() {
+            let _ = writeln!(out, "user {}", user_line(&user));
+        }
         for client in self.chat.kept_clients() {
             let node = self.nodes.get(&client.id).map_or("-", String::as_str);
             let _ = writeln!(
@@ -461,6 +502,9 @@ impl Replica {
                 rooms_field(&client.rooms),
                 client.nick
             );
+            if client.address.is_some() || client.user.is_some() {
+                let _ = writeln!(out, "visitor {}", visitor_line(&client));
+            }
         }
         out
     }
@@ -473,7 +517,10 @@ impl Replica {
     pub fn restore(text: &str, limits: Limits, epoch: &Epoch) -> Result<Replica, String> {
         let mut lines = text.lines();
         match lines.next() {
-            Some("wschat-snapshot 1" | "wschat-snapshot 2" | "wschat-snapshot 3") => {}
+            Some(
+                "wschat-snapshot 1" | "wschat-snapshot 2" | "wschat-snapshot 3"
+                | "wschat-snapshot 4",
+            ) => {}
             Some(other) if other.starts_with("wschat-snapshot ") => {
                 return Err(format!(
                     "snapshot: format {other:?} is newer than this version reads"
@@ -486,15 +533,17 @@ impl Replica {
             format!("snapshot: bad line {shown:?}")
         };
         let (mut last_id, mut last_seq, mut evicted) = (StreamId::ZERO, 0, 0);
-        let mut clients = Vec::new();
+        let mut clients: Vec<KeptClient> = Vec::new();
         let mut nodes = HashMap::new();
+        let mut identity = KeptIdentity::default();
+        let mut oplocks = Vec::new();
+        let mut users = Vec::new();
         // Versions 1 and 2 have `#main` alone, and no room lines.
         let mut rooms = vec![KeptRoom {
             name: RoomName::main(),
             topic: None,
             history: History::new(limits.history),
-            // Not in a snapshot yet: `/oplock` is for operators, and
-            // cluster mode has no signed-in users (see chapter 16).
+            // Set by an `identity` oplock line, if any.
             oplock: false,
         }];
         let mut named_main = false;
@@ -532,13 +581,41 @@ impl Replica {
                     nodes.insert(client.id, node);
                     clients.push(client);
                 }
+                "visitor" => {
+                    let client = clients.last_mut().ok_or_else(|| bad(line))?;
+                    parse_visitor(rest, client).ok_or_else(|| bad(line))?;
+                }
+                "user" => users.push(parse_user(rest).ok_or_else(|| bad(line))?),
+                "identity" => match parse_identity_record(rest).ok_or_else(|| bad(line))? {
+                    IdentityRecord::Oplock(room, on) => oplocks.push((room, on)),
+                    IdentityRecord::Owner(name, sub) => identity.owners.push((name, sub)),
+                    IdentityRecord::Private(room) => identity.private_rooms.push(room),
+                    IdentityRecord::Sanction(sanction) => identity.sanctions.push(sanction),
+                    IdentityRecord::Direct(pair, event) => match identity.direct.last_mut() {
+                        Some((last, history)) if *last == pair => history.push(event.into()),
+                        _ => {
+                            let mut history = History::new(limits.history);
+                            history.push(event.into());
+                            identity.direct.push((pair, history));
+                        }
+                    },
+                },
                 _ => return Err(bad(line)),
+            }
+        }
+        for (name, on) in oplocks {
+            if let Some(room) = rooms.iter_mut().find(|room| room.name == name) {
+                room.oplock = on;
             }
         }
         // A smaller --history here than on the node that wrote it drops
         // the oldest; `History::push` moves the mark past them.
         let mut chat = Chat::new(limits, last_seq + 1, epoch.clone(), rooms);
         chat.set_evicted_through(evicted);
+        chat.restore_identity(identity);
+        for user in users {
+            chat.restore_user(user);
+        }
         let mut replica = Replica {
             chat,
             nodes: HashMap::new(),
@@ -553,6 +630,7 @@ impl Replica {
                 replica.nodes.insert(id, node);
             }
         }
+        replica.chat.drop_unconnected_users();
         Ok(replica)
     }
 }
@@ -601,8 +679,77 @@ fn parse_client(key: &str, rest: &str) -> Option<(KeptClient, String)> {
         mode: parse_mode(mode)?,
         nick: nick.to_string(),
         rooms,
+        address: None,
+        user: None,
     };
     Some((client, node.to_string()))
+}
+
+/// A snapshot's `user` line: `{"sub":..,"id":..,"nick":..,"op":..,"rooms":[..]}`.
+fn user_line(user: &KeptUser) -> String {
+    let mut out = String::from("{\"sub\":");
+    push_string(&mut out, &user.sub);
+    let _ = write!(out, ",\"id\":{},\"nick\":", user.id);
+    push_string(&mut out, &user.nick);
+    let _ = write!(out, ",\"op\":{},\"rooms\":[", user.op);
+    for (n, room) in user.rooms.iter().enumerate() {
+        let comma = if n > 0 { "," } else { "" };
+        let _ = write!(out, "{comma}\"{room}\"");
+    }
+    out.push_str("]}");
+    out
+}
+
+fn parse_user(line: &str) -> Option<KeptUser> {
+    let value = json::parse(line)?;
+    let Value::Array(rooms) = value.get("rooms")? else {
+        return None;
+    };
+    let rooms = rooms
+        .iter()
+        .map(|room| RoomName::parse(room.as_str()?))
+        .collect::<Option<Vec<_>>>()?;
+    Some(KeptUser {
+        sub: value.get("sub")?.as_str()?.to_string(),
+        id: value.get("id")?.as_u64()?,
+        nick: value.get("nick")?.as_str()?.to_string(),
+        op: match value.get("op")? {
+            Value::Bool(op) => *op,
+            _ => return None,
+        },
+        rooms,
+    })
+}
+
+/// A snapshot's `visitor` line: `{"address":..,"sub":..,"exp":..}`, each
+/// there if known.
+fn visitor_line(client: &KeptClient) -> String {
+    let mut fields = Vec::new();
+    if let Some(address) = client.address {
+        fields.push(format!("\"address\":\"{address}\""));
+    }
+    if let Some((sub, exp)) = &client.user {
+        let mut sub_field = String::from("\"sub\":");
+        push_string(&mut sub_field, sub);
+        fields.push(sub_field);
+        fields.push(format!("\"exp\":{exp}"));
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+fn parse_visitor(line: &str, client: &mut KeptClient) -> Option<()> {
+    let value = json::parse(line)?;
+    if let Some(address) = value.get("address") {
+        client.address = Some(address.as_str()?.parse().ok()?);
+    }
+    if let Some(sub) = value.get("sub") {
+        let exp = match value.get("exp")? {
+            Value::Number(exp) => exp.parse().ok()?,
+            _ => return None,
+        };
+        client.user = Some((sub.as_str()?.to_string(), exp));
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -1106,7 +1253,7 @@ mod tests {
         let mut replica = Replica::new(limits(10), epoch());
         feed(&mut replica, 1, &first);
         let text_form = replica.snapshot();
-        assert!(text_form.starts_with("wschat-snapshot 3\n"), "{text_form}");
+        assert!(text_form.starts_with("wschat-snapshot 4\n"), "{text_form}");
         assert!(text_form.contains(r##"room {"type":"room","room":"#rust","topic":"borrowing""##));
         assert!(text_form.contains("client 3000000001 v1 n3  guest-3000000001\n"));
         let back = Replica::restore(&text_form, limits(10), &epoch()).unwrap();
@@ -1132,6 +1279,66 @@ mod tests {
         assert!(format!("{:?}", out[0]).contains("nick_taken"));
     }
 
+    /// Version 4 keeps what the history file keeps of identity and
+    /// moderation (bans, mutes, owned names, private rooms, `/oplock`,
+    /// direct messages) and who each client is: a node that starts from
+    /// it holds the same bans and answers the same as the others.
+    #[test]
+    fn a_snapshot_keeps_sign_ins_bans_mutes_and_direct_messages() {
+        let (olga, ann, ann2, gus) = (1_000_000_001, 2_000_000_001, 2_000_000_002, 3_000_000_001);
+        let staff = |id| {
+            let mut record = signed_in(id, "b", "ann", false);
+            if let Some(identity) = &mut record.visitor.identity {
+                identity.rooms = vec![room("#staff")];
+            }
+            record
+        };
+        let entries = [
+            signed_in(olga, "a", "olga", true),
+            staff(ann),
+            staff(ann2),
+            signed_in(gus, "c", "gus", false),
+            text(olga, "/join #ops"),
+            text(olga, "/oplock #ops on"),
+            text(ann, "/msg olga hello olga"),
+            text(olga, "/ban gus 1h spam"),
+            text(olga, "/mute ann 1h"),
+        ];
+        let mut replica = Replica::new(limits(10), epoch());
+        feed(&mut replica, 1, &entries);
+        let text_form = replica.snapshot();
+        for line in [
+            r##"identity {"type":"oplock","room":"#ops","on":true}"##,
+            r#"identity {"type":"owner","name":"ann","sub":"ann"}"#,
+            r##"identity {"type":"private","room":"#staff"}"##,
+            r#"identity {"type":"sanction","kind":"ban","target":{"sub":"gus"}"#,
+            r#"identity {"type":"sanction","kind":"mute","target":{"sub":"ann"}"#,
+            r#"identity {"type":"dm","pair":["ann","olga"]"#,
+            r##"user {"sub":"ann","id":2000000001,"nick":"ann","op":false,"rooms":["#staff"]}"##,
+            r#"visitor {"address":"192.0.2.7","sub":"ann","exp":2000000000}"#,
+        ] {
+            assert!(text_form.contains(line), "{line} in:\n{text_form}");
+        }
+        let mut back = Replica::restore(&text_form, limits(10), &epoch()).unwrap();
+        assert_eq!(back.snapshot(), text_form);
+        let gus_again = signed_in(3_000_000_002, "c", "gus", false);
+        assert!(back.chat.admission(&gus_again.visitor, 10).is_err());
+        // The same entries give the same outputs on both: ann is muted on
+        // both connections, olga hears the same user, the DM is kept.
+        let more = [
+            text(ann2, "can you hear me"),
+            text(olga, "/topic #ops mine"),
+            signed_in(1_000_000_002, "a", "olga", true),
+        ];
+        let out = [feed(&mut replica, 100, &more), feed(&mut back, 100, &more)];
+        assert_eq!(out[0], out[1]);
+        let shown = format!("{:?}", out[0]);
+        assert!(
+            shown.contains("muted") && shown.contains("hello olga"),
+            "{shown}"
+        );
+    }
+
     /// A version 2 snapshot (one room) loads as `#main`; a newer format
     /// than this version knows is refused, saying so.
     #[test]
@@ -1149,7 +1356,7 @@ mod tests {
         assert_eq!(back.chat.nick(1_000_000_001), Some("ann"));
         assert_eq!(back.members_of("b"), vec![2_000_000_001]);
         assert_eq!(back.last_seq, 6);
-        let newer = Replica::restore("wschat-snapshot 4\n", limits(10), &epoch()).unwrap_err();
+        let newer = Replica::restore("wschat-snapshot 5\n", limits(10), &epoch()).unwrap_err();
         assert!(newer.contains("newer"), "{newer}");
         let bad_room = "wschat-snapshot 3\nroom {\"type\":\"room\",\"room\":\"nope\"}\n";
         assert!(Replica::restore(bad_room, limits(10), &epoch()).is_err());

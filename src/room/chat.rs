@@ -406,7 +406,7 @@ mod membership;
 mod replication;
 mod speech;
 
-pub use replication::KeptClient;
+pub use replication::{KeptClient, KeptUser};
 
 #[cfg(test)]
 mod tests;

@@ -2690,6 +2690,27 @@ fn a_ban_survives_a_redis_restart_and_holds_on_a_node_started_later() {
     signed_in(&n3, &auth_token("bob", false));
 }
 
+/// `/auth` on node 1 with an operator's token reaches every replica: the
+/// user may now kick someone on node 2.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_refreshed_sign_in_gives_the_operator_right_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2] = ["n1", "n2"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", false));
+    let mut gus = signed_in(&n2, &auth_token("gus", false));
+    next_event(&mut olga, "join");
+    olga.text("/kick gus");
+    let error = next_event(&mut olga, "error");
+    assert_eq!(error.get("code").unwrap().as_str(), Some("not_allowed"));
+    olga.text(&format!("/auth {}", auth_token("olga", true)));
+    next_event(&mut olga, "auth");
+    olga.text("/kick gus");
+    assert_eq!(moderation(&mut gus), "kick");
+    expect_policy_close(&mut gus, "kicked");
+}
+
 /// A mute made on one node holds on every node: the muted user's lines
 /// are refused with `muted` on its node, and on another node it connects
 /// to.

@@ -171,6 +171,9 @@ impl Replicated {
             }
             Event::Text { id, text } => self.append_or_refuse(Action::Text { id, text }),
             Event::Binary { id, data } => self.append_or_refuse(Action::Binary { id, data }),
+            Event::Refresh { id, identity } => {
+                self.append_or_refuse(Action::Refresh { id, identity })
+            }
             Event::Leave { id } => {
                 self.pending_joins.remove(&id);
                 self.connected.remove(&id);
@@ -198,7 +201,9 @@ impl Replicated {
                         log::warn!("({id}) {} could not join: redis unavailable", pending.peer);
                     }
                 }
-                Action::Text { id, .. } | Action::Binary { id, .. } => self.refuse(id),
+                Action::Text { id, .. }
+                | Action::Binary { id, .. }
+                | Action::Refresh { id, .. } => self.refuse(id),
                 Action::Leave { .. } => {}
             },
             Notice::Epoch(epoch) => {
@@ -267,7 +272,7 @@ impl Replicated {
                 *resume = self.take_in(*id, &record.rooms, &record.visitor, record.ts)
             }
             Action::Leave { id } => self.left_in_the_order(*id),
-            Action::Text { .. } | Action::Binary { .. } => {}
+            Action::Text { .. } | Action::Binary { .. } | Action::Refresh { .. } => {}
         }
         self.metrics.cluster_entries_in.fetch_add(1, Relaxed);
         if let Applied::Done { missed } =

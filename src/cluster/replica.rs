@@ -100,7 +100,8 @@ pub fn client_of(action: &Action) -> ClientId {
         Action::Join { id, .. }
         | Action::Text { id, .. }
         | Action::Binary { id, .. }
-        | Action::Leave { id } => *id,
+        | Action::Leave { id }
+        | Action::Refresh { id, .. } => *id,
     }
 }
 
@@ -155,17 +156,21 @@ impl Record {
     ///   op text   id 3000000001  ts 1764093601000  node n1  text hello
     ///   op binary id 3000000002  ts ...            node n2  data <bytes>
     ///   op leave  id 3000000001  ts ...            node n1
+    ///   op auth   id 3000000001  ts ...            node n1  sub u-17  operator 0  private  exp ...
     /// ```
     ///
     /// A join's `address` is there when the node knew it; `sub`,
     /// `operator` (`1` or `0`: its token's `"role":"op"`), `private` (the token's private rooms, as `rooms`) and
     /// `exp` when the client signed in, and `name` when its token gave one.
+    /// An `auth` entry (a sign-in refreshed with `/auth`) carries the new
+    /// token's `sub`, `name`, `operator`, `private` and `exp` the same way.
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let name = match &self.action {
             Action::Join { .. } => "join",
             Action::Text { .. } => "text",
             Action::Binary { .. } => "binary",
             Action::Leave { .. } => "leave",
+            Action::Refresh { .. } => "auth",
         };
         let mut fields = vec![
             ("op", name.as_bytes().to_vec()),
@@ -182,6 +187,13 @@ impl Record {
             Action::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
             Action::Binary { data, .. } => fields.push(("data", data.clone())),
             Action::Leave { .. } => {}
+            Action::Refresh { identity, .. } => {
+                let visitor = Visitor {
+                    identity: Some((**identity).clone()),
+                    address: None,
+                };
+                visitor_fields(&visitor, &mut fields);
+            }
         }
         fields
     }
@@ -238,6 +250,14 @@ impl Record {
                     .to_vec(),
             },
             "leave" => Action::Leave { id },
+            "auth" => Action::Refresh {
+                id,
+                identity: Box::new(
+                    decode_visitor(entry, &text)?
+                        .identity
+                        .ok_or_else(|| format!("entry {} has no sub", entry.id))?,
+                ),
+            },
             other => return Err(format!("entry {}: unknown op {other:?}", entry.id)),
         };
         Ok(Record {
@@ -858,9 +878,16 @@ mod tests {
             },
             ..join(3_000_000_003, "n2")
         };
+        let refreshed = Record {
+            action: Action::Refresh {
+                id: 3_000_000_002,
+                identity: Box::new(signed_in.visitor.identity.clone().unwrap()),
+            },
+            ..text(3_000_000_002, "")
+        };
         for record in records
             .into_iter()
-            .chain([signed_in, signed_in_without_name])
+            .chain([signed_in, signed_in_without_name, refreshed])
         {
             let back = Record::decode(&entry(&record, 1, 1)).unwrap();
             assert_eq!(back, record);
@@ -1277,6 +1304,51 @@ mod tests {
         }
         assert_eq!(out[0], out[1]);
         assert!(format!("{:?}", out[0]).contains("nick_taken"));
+    }
+
+    /// `/auth` with a token that makes the user an operator (and lists a
+    /// private room) reaches every replica: the user may `/kick` now, and
+    /// join the room.
+    #[test]
+    fn a_refreshed_sign_in_takes_the_new_tokens_role_and_rooms() {
+        let (olga, gus) = (1_000_000_001, 2_000_000_001);
+        let mut promoted = signed_in(olga, "a", "olga", true).visitor.identity.unwrap();
+        promoted.rooms = vec![room("#staff")];
+        promoted.exp = 2_000_000_100;
+        let refresh = Record {
+            action: Action::Refresh {
+                id: olga,
+                identity: Box::new(promoted),
+            },
+            ..text(olga, "")
+        };
+        let entries = [
+            signed_in(olga, "a", "olga", false),
+            signed_in(gus, "b", "gus", false),
+            text(olga, "/kick gus"),
+            refresh,
+            text(olga, "/kick gus"),
+        ];
+        let mut replica = Replica::new(limits(10), epoch());
+        let out = feed(&mut replica, 1, &entries);
+        let refused = out.iter().filter(|o| {
+            matches!(o, Output::Reply { to, event } if *to == olga && event.contains("not_allowed"))
+        });
+        assert_eq!(refused.count(), 1, "{out:?}");
+        assert!(out.contains(&Output::Removed {
+            to: gus,
+            banned: false
+        }));
+        assert!(
+            replica
+                .snapshot()
+                .contains(r#""sub":"olga","exp":2000000100"#)
+        );
+        assert!(
+            replica
+                .snapshot()
+                .contains(r##""op":true,"rooms":["#staff"]"##)
+        );
     }
 
     /// Version 4 keeps what the history file keeps of identity and

@@ -1409,6 +1409,12 @@ mod tests {
             shown.contains("muted") && shown.contains("hello olga"),
             "{shown}"
         );
+        // Redis losing its data forgets the rooms' messages; the direct
+        // message (no id, no epoch) stays, and still counts.
+        let direct_bytes = replica.chat.history_bytes();
+        replica.start_epoch(Epoch::parse("e2").unwrap());
+        assert_eq!(replica.chat.history_bytes(), direct_bytes);
+        assert!(direct_bytes > 0);
     }
 
     /// A version 2 snapshot (one room) loads as `#main`; a newer format

@@ -183,12 +183,15 @@ impl Chat {
 
     /// The histories were lost (cluster mode: Redis lost its data): every
     /// room forgets its kept messages and what follows is `epoch`. Rooms,
-    /// topics and members stay; ids are the caller's to restart.
+    /// topics, members, sign-ins, bans, mutes and direct messages stay;
+    /// ids are the caller's to restart.
     pub fn start_epoch(&mut self, epoch: Epoch) {
         for room in self.rooms.iter_mut().flatten() {
             room.history = History::new(self.limits.history);
         }
-        self.history_bytes = 0;
+        // Direct messages carry no ids, so no epoch: they are kept, and
+        // still count against the one budget.
+        self.history_bytes = self.direct.values().map(History::bytes).sum();
         self.evicted_through = 0;
         self.main_tail = None;
         self.epoch = epoch;

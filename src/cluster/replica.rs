@@ -16,9 +16,9 @@ use crate::history_file::{IdentityRecord, parse_identity_record};
 use crate::json::push_string;
 use crate::json::{self, Value};
 use crate::room::{
-    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptIdentity, KeptRoom, KeptUser,
-    Limits, Mode, Output, RoomName, Visitor, direct_record, now_ms, oplock_record, owner_record,
-    private_record, room_record, sanction_record,
+    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptIdentity, KeptOperator,
+    KeptRoom, KeptUser, Limits, Mode, Output, RoomName, Visitor, direct_record, now_ms,
+    oplock_record, owner_record, private_record, room_record, sanction_record,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -457,6 +457,7 @@ impl Replica {
     /// user {"sub":"u-17","id":3000000001,"nick":"ann","op":true,"rooms":["#staff"]}
     /// client 3000000001 v1 n1 main,rust ann
     /// visitor {"address":"192.0.2.7","sub":"u-17","exp":1764097200}
+    /// operator {"room":"#rust","sub":"u-17"}
     /// ```
     ///
     /// A room's line (the history file's room record) is followed by its
@@ -470,8 +471,10 @@ impl Replica {
     /// histories), so both keep the same state in the same words; a
     /// `user` line is a signed-in user, and a `visitor` line says who
     /// the client on the line before is (its address; its user and when
-    /// its token expires, if signed in). Version 3 has no identity, user
-    /// or visitor lines (its clients load as guests); versions 1 and 2
+    /// its token expires, if signed in); an `operator` line is a room's
+    /// operator (its creator: a user's `sub`, or a guest's `id`). Version 3
+    /// has no identity, user, visitor or operator lines (its clients load
+    /// as guests, its rooms without operators); versions 1 and 2
     /// (one room: `dropped`, `member` and `history` lines; version 1
     /// without `epoch`) load as `#main`.
     pub fn snapshot(&self) -> String {
@@ -526,6 +529,19 @@ impl Replica {
                 let _ = writeln!(out, "visitor {}", visitor_line(&client));
             }
         }
+        for (room, operator) in self.chat.room_operators() {
+            let mut line = format!("{{\"room\":\"{room}\",");
+            match operator {
+                KeptOperator::User(sub) => {
+                    line.push_str("\"sub\":");
+                    push_string(&mut line, &sub);
+                }
+                KeptOperator::Guest(id) => {
+                    let _ = write!(line, "\"id\":{id}");
+                }
+            }
+            let _ = writeln!(out, "operator {line}}}");
+        }
         out
     }
 
@@ -558,6 +574,7 @@ impl Replica {
         let mut identity = KeptIdentity::default();
         let mut oplocks = Vec::new();
         let mut users = Vec::new();
+        let mut operators = Vec::new();
         // Versions 1 and 2 have `#main` alone, and no room lines.
         let mut rooms = vec![KeptRoom {
             name: RoomName::main(),
@@ -606,6 +623,7 @@ impl Replica {
                     parse_visitor(rest, client).ok_or_else(|| bad(line))?;
                 }
                 "user" => users.push(parse_user(rest).ok_or_else(|| bad(line))?),
+                "operator" => operators.push(parse_operator(rest).ok_or_else(|| bad(line))?),
                 "identity" => match parse_identity_record(rest).ok_or_else(|| bad(line))? {
                     IdentityRecord::Oplock(room, on) => oplocks.push((room, on)),
                     IdentityRecord::Owner(name, sub) => identity.owners.push((name, sub)),
@@ -651,6 +669,9 @@ impl Replica {
             }
         }
         replica.chat.drop_unconnected_users();
+        for (room, operator) in operators {
+            replica.chat.restore_room_operator(&room, operator);
+        }
         Ok(replica)
     }
 }
@@ -739,6 +760,19 @@ fn parse_user(line: &str) -> Option<KeptUser> {
         },
         rooms,
     })
+}
+
+/// A snapshot's `operator` line: `{"room":..,"sub":..}` (a signed-in
+/// user) or `{"room":..,"id":..}` (a guest's connection).
+fn parse_operator(line: &str) -> Option<(RoomName, KeptOperator)> {
+    let value = json::parse(line)?;
+    let room = RoomName::parse(value.get("room")?.as_str()?)?;
+    let operator = match (value.get("sub"), value.get("id")) {
+        (Some(sub), None) => KeptOperator::User(sub.as_str()?.to_string()),
+        (None, Some(id)) => KeptOperator::Guest(id.as_u64()?),
+        _ => return None,
+    };
+    Some((room, operator))
 }
 
 /// A snapshot's `visitor` line: `{"address":..,"sub":..,"exp":..}`, each
@@ -1375,6 +1409,8 @@ mod tests {
             text(ann, "/msg olga hello olga"),
             text(olga, "/ban gus 1h spam"),
             text(olga, "/mute ann 1h"),
+            join(4_000_000_001, "d"),
+            text(4_000_000_001, "/join #lobby"),
         ];
         let mut replica = Replica::new(limits(10), epoch());
         feed(&mut replica, 1, &entries);
@@ -1388,6 +1424,8 @@ mod tests {
             r#"identity {"type":"dm","pair":["ann","olga"]"#,
             r##"user {"sub":"ann","id":2000000001,"nick":"ann","op":false,"rooms":["#staff"]}"##,
             r#"visitor {"address":"192.0.2.7","sub":"ann","exp":2000000000}"#,
+            r##"operator {"room":"#ops","sub":"olga"}"##,
+            r##"operator {"room":"#lobby","id":4000000001}"##,
         ] {
             assert!(text_form.contains(line), "{line} in:\n{text_form}");
         }
@@ -1400,6 +1438,7 @@ mod tests {
         let more = [
             text(ann2, "can you hear me"),
             text(olga, "/topic #ops mine"),
+            text(4_000_000_001, "/oplock #lobby on"),
             signed_in(1_000_000_002, "a", "olga", true),
         ];
         let out = [feed(&mut replica, 100, &more), feed(&mut back, 100, &more)];
@@ -1408,6 +1447,10 @@ mod tests {
         assert!(
             shown.contains("muted") && shown.contains("hello olga"),
             "{shown}"
+        );
+        assert!(
+            back.snapshot()
+                .contains(r##"{"type":"oplock","room":"#lobby","on":true}"##)
         );
         // Redis losing its data forgets the rooms' messages; the direct
         // message (no id, no epoch) stays, and still counts.

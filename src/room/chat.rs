@@ -407,7 +407,7 @@ mod membership;
 mod replication;
 mod speech;
 
-pub use replication::{KeptClient, KeptUser};
+pub use replication::{KeptClient, KeptOperator, KeptUser};
 
 #[cfg(test)]
 mod tests;

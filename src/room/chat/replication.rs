@@ -21,6 +21,14 @@ pub struct KeptClient {
     pub user: Option<(String, i64)>,
 }
 
+/// A room's operator (its creator, until it is empty) as a cluster
+/// snapshot keeps it: a signed-in user, or a guest's one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptOperator {
+    User(String),
+    Guest(ClientId),
+}
+
 /// A signed-in user as a cluster snapshot keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptUser {
@@ -102,6 +110,32 @@ impl Chat {
             connections: BTreeSet::new(),
         };
         self.users.insert(kept.sub.as_str().into(), user);
+    }
+
+    /// Every room that has a room operator, with it, by room name.
+    pub fn room_operators(&self) -> Vec<(RoomName, KeptOperator)> {
+        self.by_name
+            .iter()
+            .filter_map(|(name, id)| {
+                let operator = match self.room(*id).operator.as_ref()? {
+                    Principal::User(sub) => KeptOperator::User(sub.to_string()),
+                    Principal::Guest(id) => KeptOperator::Guest(*id),
+                };
+                Some((name.clone(), operator))
+            })
+            .collect()
+    }
+
+    /// Gives the room `name` back its operator (loading a snapshot, after
+    /// its members); ignored for a room that does not exist.
+    pub fn restore_room_operator(&mut self, name: &RoomName, operator: KeptOperator) {
+        let Some(id) = self.room_id(name) else {
+            return;
+        };
+        self.room_mut(id).operator = Some(match operator {
+            KeptOperator::User(sub) => Principal::User(sub.as_str().into()),
+            KeptOperator::Guest(id) => Principal::Guest(id),
+        });
     }
 
     /// Lets go of the restored users none of whose connections came back.

@@ -568,21 +568,25 @@ impl Replica {
             let shown: String = line.chars().take(80).collect();
             format!("snapshot: bad line {shown:?}")
         };
-        let (mut last_id, mut last_seq, mut evicted) = (StreamId::ZERO, 0, 0);
-        let mut clients: Vec<KeptClient> = Vec::new();
-        let mut nodes = HashMap::new();
-        let mut identity = KeptIdentity::default();
-        let mut oplocks = Vec::new();
-        let mut users = Vec::new();
-        let mut operators = Vec::new();
         // Versions 1 and 2 have `#main` alone, and no room lines.
-        let mut rooms = vec![KeptRoom {
-            name: RoomName::main(),
-            topic: None,
-            history: History::new(limits.history),
-            // Set by an `identity` oplock line, if any.
-            oplock: false,
-        }];
+        let mut parts = Parts {
+            last_id: StreamId::ZERO,
+            last_seq: 0,
+            evicted: 0,
+            rooms: vec![KeptRoom {
+                name: RoomName::main(),
+                topic: None,
+                history: History::new(limits.history),
+                // Set by an `identity` oplock line, if any.
+                oplock: false,
+            }],
+            clients: Vec::new(),
+            nodes: HashMap::new(),
+            identity: KeptIdentity::default(),
+            oplocks: Vec::new(),
+            users: Vec::new(),
+            operators: Vec::new(),
+        };
         let mut named_main = false;
         for line in lines {
             let (key, rest) = line.split_once(' ').ok_or_else(|| bad(line))?;
@@ -593,86 +597,122 @@ impl Replica {
                     ));
                 }
                 "epoch" => {}
-                "after" => last_id = rest.parse().map_err(|_| bad(line))?,
-                "seq" => last_seq = rest.parse().map_err(|_| bad(line))?,
-                "evicted" => evicted = rest.parse().map_err(|_| bad(line))?,
+                "after" => parts.last_id = rest.parse().map_err(|_| bad(line))?,
+                "seq" => parts.last_seq = rest.parse().map_err(|_| bad(line))?,
+                "evicted" => parts.evicted = rest.parse().map_err(|_| bad(line))?,
                 "dropped" => {
                     let dropped = rest.parse().map_err(|_| bad(line))?;
-                    rooms[0].history.set_dropped_through(dropped);
+                    parts.rooms[0].history.set_dropped_through(dropped);
                 }
                 "room" => {
                     let room = parse_room(rest, limits.history).ok_or_else(|| bad(line))?;
                     if room.name.is_main() && !named_main {
                         named_main = true;
-                        rooms[0] = room;
+                        parts.rooms[0] = room;
                     } else {
-                        rooms.push(room);
+                        parts.rooms.push(room);
                     }
                 }
                 "history" => {
-                    let history = &mut rooms.last_mut().expect("#main at least").history;
+                    let history = &mut parts.rooms.last_mut().expect("#main at least").history;
                     history.push(rest.into());
                 }
                 "member" | "client" => {
                     let (client, node) = parse_client(key, rest).ok_or_else(|| bad(line))?;
-                    nodes.insert(client.id, node);
-                    clients.push(client);
+                    parts.nodes.insert(client.id, node);
+                    parts.clients.push(client);
                 }
                 "visitor" => {
-                    let client = clients.last_mut().ok_or_else(|| bad(line))?;
+                    let client = parts.clients.last_mut().ok_or_else(|| bad(line))?;
                     parse_visitor(rest, client).ok_or_else(|| bad(line))?;
                 }
-                "user" => users.push(parse_user(rest).ok_or_else(|| bad(line))?),
-                "operator" => operators.push(parse_operator(rest).ok_or_else(|| bad(line))?),
-                "identity" => match parse_identity_record(rest).ok_or_else(|| bad(line))? {
-                    IdentityRecord::Oplock(room, on) => oplocks.push((room, on)),
-                    IdentityRecord::Owner(name, sub) => identity.owners.push((name, sub)),
-                    IdentityRecord::Private(room) => identity.private_rooms.push(room),
-                    IdentityRecord::Sanction(sanction) => identity.sanctions.push(sanction),
-                    IdentityRecord::Direct(pair, event) => match identity.direct.last_mut() {
-                        Some((last, history)) if *last == pair => history.push(event.into()),
-                        _ => {
-                            let mut history = History::new(limits.history);
-                            history.push(event.into());
-                            identity.direct.push((pair, history));
-                        }
-                    },
-                },
+                "user" => parts.users.push(parse_user(rest).ok_or_else(|| bad(line))?),
+                "operator" => parts
+                    .operators
+                    .push(parse_operator(rest).ok_or_else(|| bad(line))?),
+                "identity" => {
+                    let record = parse_identity_record(rest).ok_or_else(|| bad(line))?;
+                    parts.add_identity(record, limits.history);
+                }
                 _ => return Err(bad(line)),
             }
         }
-        for (name, on) in oplocks {
-            if let Some(room) = rooms.iter_mut().find(|room| room.name == name) {
+        Ok(parts.into_replica(limits, epoch))
+    }
+}
+
+/// What a snapshot's lines say, before a replica is made of it.
+struct Parts {
+    last_id: StreamId,
+    last_seq: u64,
+    evicted: u64,
+    rooms: Vec<KeptRoom>,
+    clients: Vec<KeptClient>,
+    /// The node each client joined through.
+    nodes: HashMap<ClientId, String>,
+    identity: KeptIdentity,
+    oplocks: Vec<(RoomName, bool)>,
+    users: Vec<KeptUser>,
+    operators: Vec<(RoomName, KeptOperator)>,
+}
+
+impl Parts {
+    /// An `identity` line's record (`history`: `--history`, the length of
+    /// a direct-message history).
+    fn add_identity(&mut self, record: IdentityRecord, history: usize) {
+        let identity = &mut self.identity;
+        match record {
+            IdentityRecord::Oplock(room, on) => self.oplocks.push((room, on)),
+            IdentityRecord::Owner(name, sub) => identity.owners.push((name, sub)),
+            IdentityRecord::Private(room) => identity.private_rooms.push(room),
+            IdentityRecord::Sanction(sanction) => identity.sanctions.push(sanction),
+            // A pair's messages are on consecutive lines, oldest first.
+            IdentityRecord::Direct(pair, event) => match identity.direct.last_mut() {
+                Some((last, kept)) if *last == pair => kept.push(event.into()),
+                _ => {
+                    let mut kept = History::new(history);
+                    kept.push(event.into());
+                    identity.direct.push((pair, kept));
+                }
+            },
+        }
+    }
+
+    /// The replica: rooms first, then users, their connections, and the
+    /// rooms' operators.
+    fn into_replica(mut self, limits: Limits, epoch: &Epoch) -> Replica {
+        for (name, on) in self.oplocks {
+            if let Some(room) = self.rooms.iter_mut().find(|room| room.name == name) {
                 room.oplock = on;
             }
         }
         // A smaller --history here than on the node that wrote it drops
         // the oldest; `History::push` moves the mark past them.
-        let mut chat = Chat::new(limits, last_seq + 1, epoch.clone(), rooms);
-        chat.set_evicted_through(evicted);
-        chat.restore_identity(identity);
-        for user in users {
+        let mut chat = Chat::new(limits, self.last_seq + 1, epoch.clone(), self.rooms);
+        chat.set_evicted_through(self.evicted);
+        chat.restore_identity(self.identity);
+        for user in self.users {
             chat.restore_user(user);
         }
         let mut replica = Replica {
             chat,
             nodes: HashMap::new(),
-            last_id,
-            last_seq,
+            last_id: self.last_id,
+            last_seq: self.last_seq,
         };
-        for client in clients {
+        for client in self.clients {
             let id = client.id;
             if replica.chat.restore_client(client)
-                && let Some(node) = nodes.remove(&id)
+                && let Some(node) = self.nodes.remove(&id)
             {
                 replica.nodes.insert(id, node);
             }
         }
         replica.chat.drop_unconnected_users();
-        for (room, operator) in operators {
+        for (room, operator) in self.operators {
             replica.chat.restore_room_operator(&room, operator);
         }
-        Ok(replica)
+        replica
     }
 }
 

@@ -16,7 +16,7 @@ use crate::history_file::{HistoryLog, Snapshot};
 use crate::metrics::Metrics;
 use crate::protocol::deflate::compress_message;
 use crate::protocol::frame::{OpCode, encode_compressed_frame};
-use crate::room::{Action, Chat, ClientId, Mode, Resume, RoomName, Visitor, now_ms};
+use crate::room::{Action, Chat, ClientId, Identity, Mode, Resume, RoomName, Visitor, now_ms};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -52,6 +52,11 @@ pub enum Event {
     },
     Leave {
         id: ClientId,
+    },
+    /// `/auth TOKEN` accepted by the reader: what the new token says.
+    Refresh {
+        id: ClientId,
+        identity: Box<Identity>,
     },
     /// Close every client with 1001 and stop.
     Shutdown,
@@ -331,6 +336,7 @@ impl Broadcaster {
                     Action::Text { id, text }
                 }
                 Event::Binary { id, data } => Action::Binary { id, data },
+                Event::Refresh { id, identity } => Action::Refresh { id, identity },
                 Event::Leave { id } => {
                     self.outbox.remove_client(id);
                     Action::Leave { id }

@@ -508,11 +508,6 @@ impl Config {
         if self.redis.is_some() && self.history_file.is_some() {
             return Err("--history-file and --redis cannot be used together: in cluster mode the history lives in Redis".into());
         }
-        if self.redis.is_some() && self.auth != AuthMode::Off {
-            return Err(
-                "--auth optional|required is not available in cluster mode (--redis) yet".into(),
-            );
-        }
         if self.auth == AuthMode::Off && self.auth_secret_file.is_some() {
             return Err("--auth-secret-file needs --auth optional or --auth required".into());
         }
@@ -835,7 +830,6 @@ mod tests {
                 "--auth-secret-file",
                 "/nonexistent/wschat-keys",
             ],
-            &["--redis", "redis://h", "--auth", "optional"],
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{e}");

@@ -1010,8 +1010,13 @@ impl Reader {
         let answer = match (&mut self.signed_in, &self.ctx.config.auth_keys) {
             (_, _) if token.is_empty() => Err(("usage", "usage: /auth TOKEN".to_string())),
             (Some(signed_in), Some(keys)) => match signed_in.refresh(token, keys, now) {
-                Ok(exp) => {
+                Ok(claims) => {
+                    let exp = claims.exp;
                     log::info!("({id}) sign-in refreshed, until {exp}");
+                    // The chat (every node's, in cluster mode) takes the
+                    // new end, role and rooms; never the token.
+                    let identity = Box::new(Identity::from_claims(&claims));
+                    let _ = self.ctx.events.send(Event::Refresh { id, identity });
                     Ok(format!("{{\"type\":\"auth\",\"exp\":{exp}}}"))
                 }
                 Err(error) => {

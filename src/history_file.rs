@@ -433,6 +433,43 @@ impl Kept {
     }
 }
 
+/// One identity or moderation record of this format, read back (a cluster
+/// snapshot keeps the same state in the same records: see
+/// `cluster::replica`). `lift` is not among them: a state written out
+/// holds only the sanctions in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityRecord {
+    Oplock(RoomName, bool),
+    /// A name's key, and its owner's `sub`.
+    Owner(String, String),
+    Private(RoomName),
+    Sanction(Sanction),
+    /// A pair of `sub`s and a direct message's event.
+    Direct((String, String), String),
+}
+
+/// The record `line` holds, if it is a whole `oplock`, `owner`,
+/// `private`, `sanction` or `dm` record.
+pub fn parse_identity_record(line: &str) -> Option<IdentityRecord> {
+    let record = json::parse(line)?;
+    let room = || record_str(&record, "room").and_then(RoomName::parse);
+    match record_str(&record, "type")? {
+        "oplock" => match record.get("on")? {
+            Value::Bool(on) => Some(IdentityRecord::Oplock(room()?, *on)),
+            _ => None,
+        },
+        "owner" => {
+            let name = record_str(&record, "name")?.to_string();
+            let sub = record_str(&record, "sub")?.to_string();
+            Some(IdentityRecord::Owner(name, sub))
+        }
+        "private" => Some(IdentityRecord::Private(room()?)),
+        "sanction" => parse_sanction(&record).map(IdentityRecord::Sanction),
+        "dm" => parse_dm(&record, line).map(|(pair, event)| IdentityRecord::Direct(pair, event)),
+        _ => None,
+    }
+}
+
 fn record_str<'v>(record: &'v Value, key: &str) -> Option<&'v str> {
     record.get(key).and_then(Value::as_str)
 }

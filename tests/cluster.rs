@@ -2530,3 +2530,215 @@ fn a_node_with_other_room_limits_is_refused() {
     thread::sleep(Duration::from_secs(4));
     Node::start_with(&redis, &dir, "n4", &["--max-rooms", "60"]);
 }
+
+// ---------------------------------------------------------------------------
+// Sign-in and moderation across nodes: tokens made by the `jwt` crate, as
+// in tests/identity.rs; every node started with the same key file.
+// ---------------------------------------------------------------------------
+
+const AUTH_KEY: &[u8] = b"a-test-key-of-at-least-thirty-two-bytes!";
+
+/// An HS256 token for `sub` called `sub`, valid for an hour; an operator's
+/// if `op`.
+fn auth_token(sub: &str, op: bool) -> String {
+    use hmac::Mac;
+    use jwt::SignWithKey;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = serde_json::json!({ "sub": sub, "name": sub, "exp": now + 3600 });
+    if op {
+        claims["role"] = "op".into();
+    }
+    let key = hmac::Hmac::<sha2::Sha256>::new_from_slice(AUTH_KEY).unwrap();
+    claims.sign_with_key(&key).unwrap()
+}
+
+/// A node with `--auth optional` and the test's key file.
+fn auth_node(redis: &RedisServer, dir: &TempDir, name: &str) -> Node {
+    let keys = dir.0.join("keys");
+    std::fs::write(&keys, [AUTH_KEY, b"\n"].concat()).unwrap();
+    let keys = keys.to_str().unwrap();
+    Node::start_with(
+        redis,
+        dir,
+        name,
+        &["--auth", "optional", "--auth-secret-file", keys],
+    )
+}
+
+/// A v1 client signed in with `token` on `node`, after its welcome.
+fn signed_in(node: &Node, token: &str) -> WsClient {
+    let auth = format!("wschat.auth.{token}");
+    let mut client = WsClient::connect(node.addr, "/", &["wschat.v1", &auth]);
+    let welcome = next_event(&mut client, "welcome");
+    let you = welcome.get("you").unwrap();
+    assert_eq!(you.get("verified"), Some(&Json::Bool(true)), "{welcome:?}");
+    client
+}
+
+/// The status and body of `node`'s answer to a handshake offering `token`.
+fn handshake_answer(node: &Node, token: &str) -> (u16, String) {
+    let extra = format!("Sec-WebSocket-Protocol: wschat.v1, wschat.auth.{token}\r\n");
+    let request = common::handshake_request(node.addr, "/", &extra);
+    let response = common::http_exchange(node.addr, request.as_bytes());
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").trim_end();
+    (common::status_of(&response), body.to_string())
+}
+
+/// Reads until a Close frame; asserts it is 1008 with `reason`.
+fn expect_policy_close(client: &mut WsClient, reason: &str) {
+    loop {
+        match client.recv() {
+            wschat::protocol::message::Message::Close(Some(frame)) => {
+                assert_eq!(
+                    (u16::from(frame.code), frame.reason.as_str()),
+                    (1008, reason)
+                );
+                return;
+            }
+            wschat::protocol::message::Message::Close(None) => {
+                panic!("a Close without a code, expected {reason}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `action` of the next `moderation` event `client` hears.
+fn moderation(client: &mut WsClient) -> String {
+    let event = next_event(client, "moderation");
+    event.get("action").unwrap().as_str().unwrap().to_string()
+}
+
+/// An operator on one node kicks a signed-in user on another: the node
+/// the user is connected to closes it with 1008 `kicked`.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_kick_on_one_node_closes_the_user_on_another() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2] = ["n1", "n2"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let mut gus = signed_in(&n2, &auth_token("gus", false));
+    next_event(&mut olga, "join");
+    olga.text("/kick gus calm down");
+    let event = next_event(&mut gus, "moderation");
+    assert_eq!(event.get("action").unwrap().as_str(), Some("kick"));
+    assert_eq!(event.get("reason").unwrap().as_str(), Some("calm down"));
+    expect_policy_close(&mut gus, "kicked");
+    assert_eq!(moderation(&mut olga), "kick");
+    // A kick is not a ban: gus comes back, on either node.
+    signed_in(&n1, &auth_token("gus", false));
+}
+
+/// A ban made on node 1 closes the user on node 2 (1008 `banned`), and
+/// node 3 turns its reconnect away with 403: every node's replica has
+/// the ban.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_ban_on_one_node_refuses_the_user_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2, n3] = ["n1", "n2", "n3"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let (mut watcher, _, _) = joined(&n3);
+    let gus_token = auth_token("gus", false);
+    let mut gus = signed_in(&n2, &gus_token);
+    next_event(&mut olga, "join");
+    olga.text("/ban gus spam");
+    assert_eq!(moderation(&mut gus), "ban");
+    expect_policy_close(&mut gus, "banned");
+    // Node 3 has applied the ban once its own client heard it.
+    assert_eq!(moderation(&mut watcher), "ban");
+    for node in [&n3, &n2, &n1] {
+        assert_eq!(handshake_answer(node, &gus_token), (403, "banned".into()));
+    }
+    // Others still get in.
+    signed_in(&n3, &auth_token("bob", false));
+}
+
+/// A ban lives in Redis: after Redis restarts (with AOF) and every node
+/// has stopped, a node started later (from the snapshot the others
+/// stored) still turns the banned user away.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_ban_survives_a_redis_restart_and_holds_on_a_node_started_later() {
+    let dir = TempDir::new();
+    let mut redis = RedisServer::start(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let [mut n1, mut n2] = ["n1", "n2"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let gus_token = auth_token("gus", false);
+    let mut gus = signed_in(&n2, &gus_token);
+    next_event(&mut olga, "join");
+    olga.text("/ban gus 1h spam");
+    assert_eq!(moderation(&mut gus), "ban");
+    expect_policy_close(&mut gus, "banned");
+    // Something else after the ban, then time for a snapshot of it.
+    olga.text("after the ban");
+    next_event(&mut olga, "message");
+    thread::sleep(Duration::from_secs(3));
+    n1.kill();
+    n2.kill();
+    redis.kill();
+    redis.spawn().expect("restart redis-server");
+    let n3 = auth_node(&redis, &dir, "n3");
+    let (status, body) = handshake_answer(&n3, &gus_token);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.starts_with("banned until "), "{body}");
+    signed_in(&n3, &auth_token("bob", false));
+}
+
+/// `/auth` on node 1 with an operator's token reaches every replica: the
+/// user may now kick someone on node 2.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_refreshed_sign_in_gives_the_operator_right_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2] = ["n1", "n2"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", false));
+    let mut gus = signed_in(&n2, &auth_token("gus", false));
+    next_event(&mut olga, "join");
+    olga.text("/kick gus");
+    let error = next_event(&mut olga, "error");
+    assert_eq!(error.get("code").unwrap().as_str(), Some("not_allowed"));
+    olga.text(&format!("/auth {}", auth_token("olga", true)));
+    next_event(&mut olga, "auth");
+    olga.text("/kick gus");
+    assert_eq!(moderation(&mut gus), "kick");
+    expect_policy_close(&mut gus, "kicked");
+}
+
+/// A mute made on one node holds on every node: the muted user's lines
+/// are refused with `muted` on its node, and on another node it connects
+/// to.
+#[test]
+#[ignore = "needs redis-server: run tests/cluster/run.sh"]
+fn a_mute_holds_on_every_node() {
+    let dir = TempDir::new();
+    let redis = RedisServer::start(&dir, &[]);
+    let [n1, n2, n3] = ["n1", "n2", "n3"].map(|name| auth_node(&redis, &dir, name));
+    let mut olga = signed_in(&n1, &auth_token("olga", true));
+    let gus_token = auth_token("gus", false);
+    let mut gus = signed_in(&n2, &gus_token);
+    next_event(&mut olga, "join");
+    olga.text("/mute gus 5m");
+    assert_eq!(moderation(&mut gus), "mute");
+    let error_code = |client: &mut WsClient| {
+        let error = next_event(client, "error");
+        error.get("code").unwrap().as_str().unwrap().to_string()
+    };
+    gus.text("can you hear me");
+    assert_eq!(error_code(&mut gus), "muted");
+    let mut gus_on_n3 = signed_in(&n3, &gus_token);
+    gus_on_n3.text("and now");
+    assert_eq!(error_code(&mut gus_on_n3), "muted");
+    // Nobody heard gus; olga still talks to everyone.
+    olga.text("still here");
+    let (_, text) = message(&next_event(&mut gus_on_n3, "message"));
+    assert_eq!(text, "still here");
+    let (_, text) = message(&next_event(&mut olga, "message"));
+    assert_eq!(text, "still here");
+}

@@ -613,6 +613,27 @@ fn an_expired_sign_in_closes_and_a_refresh_keeps_the_connection() {
     );
 }
 
+/// `/auth` with a token that says `"role":"op"` makes the connection an
+/// operator from then on: the chat takes the new token's role (and
+/// rooms), not only its end.
+#[test]
+fn a_refresh_with_an_operator_token_gives_the_operator_right() {
+    let server = auth_server(AuthMode::Optional, |_| {});
+    let addr = server.addr();
+    let (mut olga, _) = v1(addr, Some(&token("u-olga", "olga", json!({}))));
+    let mut gus = guest(addr, 2, "gus");
+    olga.text("/kick gus");
+    assert_eq!(error_code(&mut olga), "not_allowed");
+    olga.text(&format!(
+        "/auth {}",
+        token("u-olga", "olga", json!({"role": "op"}))
+    ));
+    next(&mut olga, "auth");
+    olga.text("/kick gus now you may");
+    assert_eq!(next(&mut gus, "moderation")["reason"], "now you may");
+    expect_policy_close(&mut gus, "kicked");
+}
+
 // ---------------------------------------------------------------------------
 // No token in the log
 

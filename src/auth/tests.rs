@@ -1012,7 +1012,7 @@ mod transport {
         later["exp"] = json!(NOW + 7200);
         let fresh = library_token(later.clone(), KEY_A);
         assert_eq!(
-            signed_in.refresh(&fresh, &keys, end - 1),
+            signed_in.refresh(&fresh, &keys, end - 1).map(|c| c.exp),
             Ok((NOW + 7200) as i64)
         );
         assert!(!signed_in.is_due(end));
@@ -1020,7 +1020,7 @@ mod transport {
         later["sub"] = json!("someone-else");
         let other = library_token(later, KEY_A);
         assert_eq!(
-            signed_in.refresh(&other, &keys, NOW),
+            signed_in.refresh(&other, &keys, NOW).map(|c| c.exp),
             Err(RefreshError::Mismatch)
         );
         assert_eq!(RefreshError::Mismatch.code(), "auth_mismatch");

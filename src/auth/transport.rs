@@ -133,13 +133,19 @@ impl SignedIn {
 
     /// A fresh token on the same connection: it must verify now and name
     /// the same `sub`; then the sign-in runs until its expiry. Returns the
-    /// new `exp`.
-    pub fn refresh(&mut self, token: &str, keys: &KeySet, now: u64) -> Result<i64, RefreshError> {
+    /// new token's claims (its `exp`, and the role and rooms the chat
+    /// takes from it).
+    pub fn refresh(
+        &mut self,
+        token: &str,
+        keys: &KeySet,
+        now: u64,
+    ) -> Result<Claims, RefreshError> {
         let claims = jwt::verify(token.as_bytes(), keys, now).map_err(RefreshError::Token)?;
         if claims.sub != self.sub {
             return Err(RefreshError::Mismatch);
         }
         self.expires_at = claims.expires_at();
-        Ok(claims.exp)
+        Ok(claims)
     }
 }

@@ -21,7 +21,9 @@ use crate::delivery::{Delivery, Endpoint};
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_close;
-use crate::room::{Action, ClientId, ErrorCode, Mode, Output, Resume, RoomName, error_event};
+use crate::room::{
+    Action, ClientId, ErrorCode, Mode, Output, Resume, RoomName, Visitor, error_event, now_ms,
+};
 use crossbeam_channel::{Receiver, Sender, select};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -144,8 +146,7 @@ impl Replicated {
                 joined,
                 resume,
                 rooms,
-                // Cluster mode refuses `--auth`: everyone is a guest.
-                visitor: _,
+                visitor,
             } => {
                 let pending = PendingJoin {
                     peer,
@@ -153,7 +154,15 @@ impl Replicated {
                     joined,
                     resume,
                 };
-                let join = Record::join(id, mode, rooms, &self.threads.node);
+                // This node's replica knows every ban made on any node
+                // (a ban is an entry like any other): a banned visitor is
+                // turned away here, 403, before it costs an entry.
+                if let Err(reason) = self.replica.chat.admission(&visitor, now_ms()) {
+                    log::info!("({id}) {peer} turned away: {reason}");
+                    pending.joined.ban(reason);
+                    return Next::Go;
+                }
+                let join = Record::join(id, mode, rooms, *visitor, &self.threads.node);
                 // Refused (Redis away, or the writer's queue full): the
                 // pending join is dropped, and the reader answers 503.
                 if self.threads.is_up() && self.threads.try_send(Job::Append(join)) {
@@ -162,6 +171,9 @@ impl Replicated {
             }
             Event::Text { id, text } => self.append_or_refuse(Action::Text { id, text }),
             Event::Binary { id, data } => self.append_or_refuse(Action::Binary { id, data }),
+            Event::Refresh { id, identity } => {
+                self.append_or_refuse(Action::Refresh { id, identity })
+            }
             Event::Leave { id } => {
                 self.pending_joins.remove(&id);
                 self.connected.remove(&id);
@@ -189,7 +201,9 @@ impl Replicated {
                         log::warn!("({id}) {} could not join: redis unavailable", pending.peer);
                     }
                 }
-                Action::Text { id, .. } | Action::Binary { id, .. } => self.refuse(id),
+                Action::Text { id, .. }
+                | Action::Binary { id, .. }
+                | Action::Refresh { id, .. } => self.refuse(id),
                 Action::Leave { .. } => {}
             },
             Notice::Epoch(epoch) => {
@@ -254,9 +268,11 @@ impl Replicated {
             return;
         }
         match &mut record.action {
-            Action::Join { id, resume, .. } => *resume = self.take_in(*id, &record.rooms),
+            Action::Join { id, resume, .. } => {
+                *resume = self.take_in(*id, &record.rooms, &record.visitor, record.ts)
+            }
             Action::Leave { id } => self.left_in_the_order(*id),
-            Action::Text { .. } | Action::Binary { .. } => {}
+            Action::Text { .. } | Action::Binary { .. } | Action::Refresh { .. } => {}
         }
         self.metrics.cluster_entries_in.fetch_add(1, Relaxed);
         if let Applied::Done { missed } =
@@ -272,8 +288,23 @@ impl Replicated {
     /// A join read back: if it is this node's client that waits, it is
     /// taken in now, at its place in the order (what came before goes
     /// out first, then it becomes a recipient, its 101 first). Returns
-    /// where it resumes from.
-    fn take_in(&mut self, id: ClientId, rooms: &[RoomName]) -> Option<Resume> {
+    /// where it resumes from. A ban ordered before its join (made on
+    /// another node while the join was on its way) turns it away with a
+    /// 403 here, and every replica leaves it out (see `Chat::connect_as`).
+    fn take_in(
+        &mut self,
+        id: ClientId,
+        rooms: &[RoomName],
+        visitor: &Visitor,
+        ts: u64,
+    ) -> Option<Resume> {
+        if let Err(reason) = self.replica.chat.admission(visitor, ts)
+            && let Some(pending) = self.pending_joins.remove(&id)
+        {
+            log::info!("({id}) {} turned away: {reason}", pending.peer);
+            pending.joined.ban(reason);
+            return None;
+        }
         let Some(pending) = self.pending_joins.remove(&id) else {
             if node_number(id) == self.threads.number && !self.replica.chat.contains(id) {
                 // This node's client that is gone (it left before its join

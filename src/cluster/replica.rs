@@ -12,10 +12,13 @@
 
 use super::nodes::NodeId;
 use super::stream::{Entry, StreamId};
+use crate::history_file::{IdentityRecord, parse_identity_record};
+use crate::json::push_string;
 use crate::json::{self, Value};
 use crate::room::{
-    Action, Chat, ClientId, Epoch, History, KeptClient, KeptRoom, Limits, Mode, Output, RoomName,
-    now_ms, room_record,
+    Action, Chat, ClientId, Epoch, History, Identity, KeptClient, KeptIdentity, KeptOperator,
+    KeptRoom, KeptUser, Limits, Mode, Output, RoomName, Visitor, direct_record, now_ms,
+    oplock_record, owner_record, private_record, room_record, sanction_record,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -37,10 +40,12 @@ pub fn node_number(id: ClientId) -> u64 {
 
 /// One chat action as appended to the stream: the chat's own [`Action`],
 /// the node that appended it, the time it happened there, and, for a
-/// join, the rooms the client asked for (`?rooms=`). Every replica uses
-/// this `ts`, so events carry the same time everywhere. A join's `resume`
-/// is never written: it matters only to the node whose client resumes,
-/// which puts it back when the entry returns.
+/// join, the rooms the client asked for (`?rooms=`) and who it is (its
+/// verified sign-in and its address). Every replica uses this `ts`, so
+/// events carry the same time everywhere, and this visitor, so every
+/// replica signs the same user in. A join's `resume` is never written:
+/// it matters only to the node whose client resumes, which puts it back
+/// when the entry returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub action: Action,
@@ -50,6 +55,9 @@ pub struct Record {
     pub ts: u64,
     /// A join's rooms, in the order asked (empty for other actions).
     pub rooms: Vec<RoomName>,
+    /// A join's visitor: its sign-in, verified by the node it connected
+    /// to, and its address (a guest, address unknown, for other actions).
+    pub visitor: Visitor,
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -92,7 +100,8 @@ pub fn client_of(action: &Action) -> ClientId {
         Action::Join { id, .. }
         | Action::Text { id, .. }
         | Action::Binary { id, .. }
-        | Action::Leave { id } => *id,
+        | Action::Leave { id }
+        | Action::Refresh { id, .. } => *id,
     }
 }
 
@@ -104,11 +113,19 @@ impl Record {
             node: node.to_string(),
             ts: now_ms(),
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         }
     }
 
-    /// `id` joining in `mode`, into `rooms`, through `node`, now.
-    pub fn join(id: ClientId, mode: Mode, rooms: Vec<RoomName>, node: &NodeId) -> Record {
+    /// `id`, who is `visitor`, joining in `mode`, into `rooms`, through
+    /// `node`, now.
+    pub fn join(
+        id: ClientId,
+        mode: Mode,
+        rooms: Vec<RoomName>,
+        visitor: Visitor,
+        node: &NodeId,
+    ) -> Record {
         let join = Action::Join {
             id,
             mode,
@@ -116,6 +133,7 @@ impl Record {
         };
         Record {
             rooms,
+            visitor,
             ..Record::now(join, node)
         }
     }
@@ -134,16 +152,25 @@ impl Record {
     ///
     /// ```text
     ///   op join   id 3000000001  ts 1764093600000  node n1  mode v1  rooms main,rust
+    ///             address 192.0.2.7  sub u-17  name ann  operator 1  private staff  exp 1764097200
     ///   op text   id 3000000001  ts 1764093601000  node n1  text hello
     ///   op binary id 3000000002  ts ...            node n2  data <bytes>
     ///   op leave  id 3000000001  ts ...            node n1
+    ///   op auth   id 3000000001  ts ...            node n1  sub u-17  operator 0  private  exp ...
     /// ```
+    ///
+    /// A join's `address` is there when the node knew it; `sub`,
+    /// `operator` (`1` or `0`: its token's `"role":"op"`), `private` (the token's private rooms, as `rooms`) and
+    /// `exp` when the client signed in, and `name` when its token gave one.
+    /// An `auth` entry (a sign-in refreshed with `/auth`) carries the new
+    /// token's `sub`, `name`, `operator`, `private` and `exp` the same way.
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let name = match &self.action {
             Action::Join { .. } => "join",
             Action::Text { .. } => "text",
             Action::Binary { .. } => "binary",
             Action::Leave { .. } => "leave",
+            Action::Refresh { .. } => "auth",
         };
         let mut fields = vec![
             ("op", name.as_bytes().to_vec()),
@@ -155,10 +182,18 @@ impl Record {
             Action::Join { mode, .. } => {
                 fields.push(("mode", mode_name(*mode).as_bytes().to_vec()));
                 fields.push(("rooms", rooms_field(&self.rooms).into_bytes()));
+                visitor_fields(&self.visitor, &mut fields);
             }
             Action::Text { text, .. } => fields.push(("text", text.as_bytes().to_vec())),
             Action::Binary { data, .. } => fields.push(("data", data.clone())),
             Action::Leave { .. } => {}
+            Action::Refresh { identity, .. } => {
+                let visitor = Visitor {
+                    identity: Some((**identity).clone()),
+                    address: None,
+                };
+                visitor_fields(&visitor, &mut fields);
+            }
         }
         fields
     }
@@ -187,8 +222,10 @@ impl Record {
             (_, None) => String::new(),
         };
         let mut rooms = Vec::new();
+        let mut visitor = Visitor::default();
         let action = match op {
             "join" => {
+                visitor = decode_visitor(entry, &text)?;
                 rooms = match entry.get("rooms") {
                     None => vec![RoomName::main()],
                     Some(_) => parse_rooms_field(text("rooms")?)
@@ -213,6 +250,14 @@ impl Record {
                     .to_vec(),
             },
             "leave" => Action::Leave { id },
+            "auth" => Action::Refresh {
+                id,
+                identity: Box::new(
+                    decode_visitor(entry, &text)?
+                        .identity
+                        .ok_or_else(|| format!("entry {} has no sub", entry.id))?,
+                ),
+            },
             other => return Err(format!("entry {}: unknown op {other:?}", entry.id)),
         };
         Ok(Record {
@@ -220,8 +265,57 @@ impl Record {
             node,
             ts,
             rooms,
+            visitor,
         })
     }
+}
+
+/// A join's visitor as stream fields (see [`Record::fields`]).
+fn visitor_fields(visitor: &Visitor, fields: &mut Vec<(&'static str, Vec<u8>)>) {
+    if let Some(address) = visitor.address {
+        fields.push(("address", address.to_string().into_bytes()));
+    }
+    let Some(identity) = &visitor.identity else {
+        return;
+    };
+    fields.push(("sub", identity.sub.as_bytes().to_vec()));
+    if let Some(name) = &identity.name {
+        fields.push(("name", name.as_bytes().to_vec()));
+    }
+    fields.push(("operator", if identity.op { b"1" } else { b"0" }.to_vec()));
+    fields.push(("private", rooms_field(&identity.rooms).into_bytes()));
+    fields.push(("exp", identity.exp.to_string().into_bytes()));
+}
+
+/// A join entry's visitor: a guest of unknown address if it has none of
+/// those fields (as joins written before sign-in in cluster mode).
+fn decode_visitor<'e>(
+    entry: &'e Entry,
+    text: &dyn Fn(&str) -> Result<&'e str, String>,
+) -> Result<Visitor, String> {
+    let bad = |name: &str| format!("entry {}: bad {name}", entry.id);
+    let address = match entry.get("address") {
+        None => None,
+        Some(_) => Some(text("address")?.parse().map_err(|_| bad("address"))?),
+    };
+    let identity = match entry.get("sub") {
+        None => None,
+        Some(_) => Some(Identity {
+            sub: text("sub")?.to_string(),
+            name: match entry.get("name") {
+                None => None,
+                Some(_) => Some(text("name")?.to_string()),
+            },
+            op: match text("operator")? {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad("operator")),
+            },
+            rooms: parse_rooms_field(text("private")?).ok_or_else(|| bad("private"))?,
+            exp: text("exp")?.parse().map_err(|_| bad("exp"))?,
+        }),
+    };
+    Ok(Visitor { identity, address })
 }
 
 /// What applying an entry did, besides the chat's outputs.
@@ -246,7 +340,7 @@ pub struct Replica {
 }
 
 /// The snapshot format a node writes (see [`Replica::snapshot`]).
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 impl Replica {
     /// An empty chat with `limits`, before any entry, in the stream's
@@ -313,8 +407,9 @@ impl Replica {
         match record.action {
             Action::Join { id, mode, resume } => {
                 self.nodes.entry(id).or_insert(record.node);
+                let (ts, rooms) = (record.ts, &record.rooms);
                 self.chat
-                    .connect(record.ts, id, mode, resume, &record.rooms, out);
+                    .connect_as(ts, id, mode, resume, rooms, record.visitor, out);
             }
             action => {
                 match &action {
@@ -345,7 +440,7 @@ impl Replica {
     /// The state as text, to store in Redis:
     ///
     /// ```text
-    /// wschat-snapshot 3
+    /// wschat-snapshot 4
     /// epoch k3x9a2bq
     /// after 1764093600000-0
     /// seq 42
@@ -354,7 +449,15 @@ impl Replica {
     /// history {"type":"message","id":40,...,"room":"#main"}
     /// room {"type":"room","room":"#rust","topic":"borrowing","dropped":0}
     /// history {"type":"message","id":41,...,"room":"#rust"}
+    /// identity {"type":"oplock","room":"#rust","on":true}
+    /// identity {"type":"owner","name":"ann","sub":"u-17"}
+    /// identity {"type":"private","room":"#staff"}
+    /// identity {"type":"sanction","kind":"ban","target":{"sub":"u-9"},"label":"gus","room":null,"until":null}
+    /// identity {"type":"dm","pair":["u-17","u-42"],"event":{"type":"direct",...}}
+    /// user {"sub":"u-17","id":3000000001,"nick":"ann","op":true,"rooms":["#staff"]}
     /// client 3000000001 v1 n1 main,rust ann
+    /// visitor {"address":"192.0.2.7","sub":"u-17","exp":1764097200}
+    /// operator {"room":"#rust","sub":"u-17"}
     /// ```
     ///
     /// A room's line (the history file's room record) is followed by its
@@ -362,9 +465,18 @@ impl Replica {
     /// gives (`#main`, the empty rooms unused longest first, the others),
     /// so a restored chat evicts in the same order. Nicknames and node
     /// names contain no spaces or line breaks, and JSON no raw line
-    /// break, so lines and fields split cleanly. Versions 1 and 2 (one
-    /// room: `dropped`, `member` and `history` lines; version 1 without
-    /// `epoch`) load as `#main`.
+    /// break, so lines and fields split cleanly. The `identity` lines are
+    /// the history file's identity records (rooms' `/oplock`, owned
+    /// names, private rooms, the bans and mutes in force, direct-message
+    /// histories), so both keep the same state in the same words; a
+    /// `user` line is a signed-in user, and a `visitor` line says who
+    /// the client on the line before is (its address; its user and when
+    /// its token expires, if signed in); an `operator` line is a room's
+    /// operator (its creator: a user's `sub`, or a guest's `id`). Version 3
+    /// has no identity, user, visitor or operator lines (its clients load
+    /// as guests, its rooms without operators); versions 1 and 2
+    /// (one room: `dropped`, `member` and `history` lines; version 1
+    /// without `epoch`) load as `#main`.
     pub fn snapshot(&self) -> String {
         let mut out = format!("wschat-snapshot {SNAPSHOT_VERSION}\n");
         let _ = writeln!(out, "epoch {}", self.chat.epoch());
@@ -379,6 +491,30 @@ impl Replica {
                 let _ = writeln!(out, "history {event}");
             }
         }
+        for room in self.chat.kept().iter().filter(|room| room.oplock) {
+            let _ = writeln!(out, "identity {}", oplock_record(&room.name, true));
+        }
+        let mut kept = self.chat.kept_identity(self.chat.latest_time());
+        // Kept in a hash map: sorted, so that equal replicas write the
+        // same text.
+        kept.owners.sort_unstable();
+        for (name, sub) in &kept.owners {
+            let _ = writeln!(out, "identity {}", owner_record(name, sub));
+        }
+        for room in &kept.private_rooms {
+            let _ = writeln!(out, "identity {}", private_record(room));
+        }
+        for sanction in &kept.sanctions {
+            let _ = writeln!(out, "identity {}", sanction_record(sanction));
+        }
+        for ((a, b), history) in &kept.direct {
+            for event in history.iter() {
+                let _ = writeln!(out, "identity {}", direct_record(a, b, event));
+            }
+        }
+        for user in self.chat.kept_users() {
+            let _ = writeln!(out, "user {}", user_line(&user));
+        }
         for client in self.chat.kept_clients() {
             let node = self.nodes.get(&client.id).map_or("-", String::as_str);
             let _ = writeln!(
@@ -389,6 +525,22 @@ impl Replica {
                 rooms_field(&client.rooms),
                 client.nick
             );
+            if client.address.is_some() || client.user.is_some() {
+                let _ = writeln!(out, "visitor {}", visitor_line(&client));
+            }
+        }
+        for (room, operator) in self.chat.room_operators() {
+            let mut line = format!("{{\"room\":\"{room}\",");
+            match operator {
+                KeptOperator::User(sub) => {
+                    line.push_str("\"sub\":");
+                    push_string(&mut line, &sub);
+                }
+                KeptOperator::Guest(id) => {
+                    let _ = write!(line, "\"id\":{id}");
+                }
+            }
+            let _ = writeln!(out, "operator {line}}}");
         }
         out
     }
@@ -401,7 +553,10 @@ impl Replica {
     pub fn restore(text: &str, limits: Limits, epoch: &Epoch) -> Result<Replica, String> {
         let mut lines = text.lines();
         match lines.next() {
-            Some("wschat-snapshot 1" | "wschat-snapshot 2" | "wschat-snapshot 3") => {}
+            Some(
+                "wschat-snapshot 1" | "wschat-snapshot 2" | "wschat-snapshot 3"
+                | "wschat-snapshot 4",
+            ) => {}
             Some(other) if other.starts_with("wschat-snapshot ") => {
                 return Err(format!(
                     "snapshot: format {other:?} is newer than this version reads"
@@ -413,18 +568,25 @@ impl Replica {
             let shown: String = line.chars().take(80).collect();
             format!("snapshot: bad line {shown:?}")
         };
-        let (mut last_id, mut last_seq, mut evicted) = (StreamId::ZERO, 0, 0);
-        let mut clients = Vec::new();
-        let mut nodes = HashMap::new();
         // Versions 1 and 2 have `#main` alone, and no room lines.
-        let mut rooms = vec![KeptRoom {
-            name: RoomName::main(),
-            topic: None,
-            history: History::new(limits.history),
-            // Not in a snapshot yet: `/oplock` is for operators, and
-            // cluster mode has no signed-in users (see chapter 16).
-            oplock: false,
-        }];
+        let mut parts = Parts {
+            last_id: StreamId::ZERO,
+            last_seq: 0,
+            evicted: 0,
+            rooms: vec![KeptRoom {
+                name: RoomName::main(),
+                topic: None,
+                history: History::new(limits.history),
+                // Set by an `identity` oplock line, if any.
+                oplock: false,
+            }],
+            clients: Vec::new(),
+            nodes: HashMap::new(),
+            identity: KeptIdentity::default(),
+            oplocks: Vec::new(),
+            users: Vec::new(),
+            operators: Vec::new(),
+        };
         let mut named_main = false;
         for line in lines {
             let (key, rest) = line.split_once(' ').ok_or_else(|| bad(line))?;
@@ -435,53 +597,122 @@ impl Replica {
                     ));
                 }
                 "epoch" => {}
-                "after" => last_id = rest.parse().map_err(|_| bad(line))?,
-                "seq" => last_seq = rest.parse().map_err(|_| bad(line))?,
-                "evicted" => evicted = rest.parse().map_err(|_| bad(line))?,
+                "after" => parts.last_id = rest.parse().map_err(|_| bad(line))?,
+                "seq" => parts.last_seq = rest.parse().map_err(|_| bad(line))?,
+                "evicted" => parts.evicted = rest.parse().map_err(|_| bad(line))?,
                 "dropped" => {
                     let dropped = rest.parse().map_err(|_| bad(line))?;
-                    rooms[0].history.set_dropped_through(dropped);
+                    parts.rooms[0].history.set_dropped_through(dropped);
                 }
                 "room" => {
                     let room = parse_room(rest, limits.history).ok_or_else(|| bad(line))?;
                     if room.name.is_main() && !named_main {
                         named_main = true;
-                        rooms[0] = room;
+                        parts.rooms[0] = room;
                     } else {
-                        rooms.push(room);
+                        parts.rooms.push(room);
                     }
                 }
                 "history" => {
-                    let history = &mut rooms.last_mut().expect("#main at least").history;
+                    let history = &mut parts.rooms.last_mut().expect("#main at least").history;
                     history.push(rest.into());
                 }
                 "member" | "client" => {
                     let (client, node) = parse_client(key, rest).ok_or_else(|| bad(line))?;
-                    nodes.insert(client.id, node);
-                    clients.push(client);
+                    parts.nodes.insert(client.id, node);
+                    parts.clients.push(client);
+                }
+                "visitor" => {
+                    let client = parts.clients.last_mut().ok_or_else(|| bad(line))?;
+                    parse_visitor(rest, client).ok_or_else(|| bad(line))?;
+                }
+                "user" => parts.users.push(parse_user(rest).ok_or_else(|| bad(line))?),
+                "operator" => parts
+                    .operators
+                    .push(parse_operator(rest).ok_or_else(|| bad(line))?),
+                "identity" => {
+                    let record = parse_identity_record(rest).ok_or_else(|| bad(line))?;
+                    parts.add_identity(record, limits.history);
                 }
                 _ => return Err(bad(line)),
             }
         }
+        Ok(parts.into_replica(limits, epoch))
+    }
+}
+
+/// What a snapshot's lines say, before a replica is made of it.
+struct Parts {
+    last_id: StreamId,
+    last_seq: u64,
+    evicted: u64,
+    rooms: Vec<KeptRoom>,
+    clients: Vec<KeptClient>,
+    /// The node each client joined through.
+    nodes: HashMap<ClientId, String>,
+    identity: KeptIdentity,
+    oplocks: Vec<(RoomName, bool)>,
+    users: Vec<KeptUser>,
+    operators: Vec<(RoomName, KeptOperator)>,
+}
+
+impl Parts {
+    /// An `identity` line's record (`history`: `--history`, the length of
+    /// a direct-message history).
+    fn add_identity(&mut self, record: IdentityRecord, history: usize) {
+        let identity = &mut self.identity;
+        match record {
+            IdentityRecord::Oplock(room, on) => self.oplocks.push((room, on)),
+            IdentityRecord::Owner(name, sub) => identity.owners.push((name, sub)),
+            IdentityRecord::Private(room) => identity.private_rooms.push(room),
+            IdentityRecord::Sanction(sanction) => identity.sanctions.push(sanction),
+            // A pair's messages are on consecutive lines, oldest first.
+            IdentityRecord::Direct(pair, event) => match identity.direct.last_mut() {
+                Some((last, kept)) if *last == pair => kept.push(event.into()),
+                _ => {
+                    let mut kept = History::new(history);
+                    kept.push(event.into());
+                    identity.direct.push((pair, kept));
+                }
+            },
+        }
+    }
+
+    /// The replica: rooms first, then users, their connections, and the
+    /// rooms' operators.
+    fn into_replica(mut self, limits: Limits, epoch: &Epoch) -> Replica {
+        for (name, on) in self.oplocks {
+            if let Some(room) = self.rooms.iter_mut().find(|room| room.name == name) {
+                room.oplock = on;
+            }
+        }
         // A smaller --history here than on the node that wrote it drops
         // the oldest; `History::push` moves the mark past them.
-        let mut chat = Chat::new(limits, last_seq + 1, epoch.clone(), rooms);
-        chat.set_evicted_through(evicted);
+        let mut chat = Chat::new(limits, self.last_seq + 1, epoch.clone(), self.rooms);
+        chat.set_evicted_through(self.evicted);
+        chat.restore_identity(self.identity);
+        for user in self.users {
+            chat.restore_user(user);
+        }
         let mut replica = Replica {
             chat,
             nodes: HashMap::new(),
-            last_id,
-            last_seq,
+            last_id: self.last_id,
+            last_seq: self.last_seq,
         };
-        for client in clients {
+        for client in self.clients {
             let id = client.id;
             if replica.chat.restore_client(client)
-                && let Some(node) = nodes.remove(&id)
+                && let Some(node) = self.nodes.remove(&id)
             {
                 replica.nodes.insert(id, node);
             }
         }
-        Ok(replica)
+        replica.chat.drop_unconnected_users();
+        for (room, operator) in self.operators {
+            replica.chat.restore_room_operator(&room, operator);
+        }
+        replica
     }
 }
 
@@ -529,8 +760,90 @@ fn parse_client(key: &str, rest: &str) -> Option<(KeptClient, String)> {
         mode: parse_mode(mode)?,
         nick: nick.to_string(),
         rooms,
+        address: None,
+        user: None,
     };
     Some((client, node.to_string()))
+}
+
+/// A snapshot's `user` line: `{"sub":..,"id":..,"nick":..,"op":..,"rooms":[..]}`.
+fn user_line(user: &KeptUser) -> String {
+    let mut out = String::from("{\"sub\":");
+    push_string(&mut out, &user.sub);
+    let _ = write!(out, ",\"id\":{},\"nick\":", user.id);
+    push_string(&mut out, &user.nick);
+    let _ = write!(out, ",\"op\":{},\"rooms\":[", user.op);
+    for (n, room) in user.rooms.iter().enumerate() {
+        let comma = if n > 0 { "," } else { "" };
+        let _ = write!(out, "{comma}\"{room}\"");
+    }
+    out.push_str("]}");
+    out
+}
+
+fn parse_user(line: &str) -> Option<KeptUser> {
+    let value = json::parse(line)?;
+    let Value::Array(rooms) = value.get("rooms")? else {
+        return None;
+    };
+    let rooms = rooms
+        .iter()
+        .map(|room| RoomName::parse(room.as_str()?))
+        .collect::<Option<Vec<_>>>()?;
+    Some(KeptUser {
+        sub: value.get("sub")?.as_str()?.to_string(),
+        id: value.get("id")?.as_u64()?,
+        nick: value.get("nick")?.as_str()?.to_string(),
+        op: match value.get("op")? {
+            Value::Bool(op) => *op,
+            _ => return None,
+        },
+        rooms,
+    })
+}
+
+/// A snapshot's `operator` line: `{"room":..,"sub":..}` (a signed-in
+/// user) or `{"room":..,"id":..}` (a guest's connection).
+fn parse_operator(line: &str) -> Option<(RoomName, KeptOperator)> {
+    let value = json::parse(line)?;
+    let room = RoomName::parse(value.get("room")?.as_str()?)?;
+    let operator = match (value.get("sub"), value.get("id")) {
+        (Some(sub), None) => KeptOperator::User(sub.as_str()?.to_string()),
+        (None, Some(id)) => KeptOperator::Guest(id.as_u64()?),
+        _ => return None,
+    };
+    Some((room, operator))
+}
+
+/// A snapshot's `visitor` line: `{"address":..,"sub":..,"exp":..}`, each
+/// there if known.
+fn visitor_line(client: &KeptClient) -> String {
+    let mut fields = Vec::new();
+    if let Some(address) = client.address {
+        fields.push(format!("\"address\":\"{address}\""));
+    }
+    if let Some((sub, exp)) = &client.user {
+        let mut sub_field = String::from("\"sub\":");
+        push_string(&mut sub_field, sub);
+        fields.push(sub_field);
+        fields.push(format!("\"exp\":{exp}"));
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+fn parse_visitor(line: &str, client: &mut KeptClient) -> Option<()> {
+    let value = json::parse(line)?;
+    if let Some(address) = value.get("address") {
+        client.address = Some(address.as_str()?.parse().ok()?);
+    }
+    if let Some(sub) = value.get("sub") {
+        let exp = match value.get("exp")? {
+            Value::Number(exp) => exp.parse().ok()?,
+            _ => return None,
+        };
+        client.user = Some((sub.as_str()?.to_string(), exp));
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -573,6 +886,7 @@ mod tests {
             node: node.into(),
             ts: 5,
             rooms: vec![RoomName::main()],
+            visitor: Visitor::default(),
         }
     }
 
@@ -585,6 +899,7 @@ mod tests {
             node: "n1".into(),
             ts: 7,
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         }
     }
 
@@ -601,15 +916,53 @@ mod tests {
                 node: "n2".into(),
                 ts: 9,
                 rooms: Vec::new(),
+                visitor: Visitor::default(),
             },
             Record {
                 action: Action::Leave { id: 4 },
                 node: "n2".into(),
                 ts: 10,
                 rooms: Vec::new(),
+                visitor: Visitor::default(),
             },
         ];
-        for record in records {
+        let signed_in = Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: "u 17 \u{e9}".into(),
+                    name: Some("ann".into()),
+                    op: true,
+                    rooms: vec![RoomName::parse("#staff").unwrap()],
+                    exp: 1_764_097_200,
+                }),
+                address: Some("2001:db8::7".parse().unwrap()),
+            },
+            ..join(3_000_000_002, "n2")
+        };
+        let signed_in_without_name = Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: "u-9".into(),
+                    name: None,
+                    op: false,
+                    rooms: Vec::new(),
+                    exp: 1,
+                }),
+                address: Some("192.0.2.7".parse().unwrap()),
+            },
+            ..join(3_000_000_003, "n2")
+        };
+        let refreshed = Record {
+            action: Action::Refresh {
+                id: 3_000_000_002,
+                identity: Box::new(signed_in.visitor.identity.clone().unwrap()),
+            },
+            ..text(3_000_000_002, "")
+        };
+        for record in records
+            .into_iter()
+            .chain([signed_in, signed_in_without_name, refreshed])
+        {
             let back = Record::decode(&entry(&record, 1, 1)).unwrap();
             assert_eq!(back, record);
         }
@@ -677,6 +1030,67 @@ mod tests {
         // A join must still name its node.
         nameless.fields.retain(|(name, _)| name != "node");
         assert!(Record::decode(&nameless).unwrap_err().contains("node"));
+    }
+
+    /// `id` signed in as `sub` (an operator if `op`), through `node`.
+    fn signed_in(id: ClientId, node: &str, sub: &str, op: bool) -> Record {
+        Record {
+            visitor: Visitor {
+                identity: Some(Identity {
+                    sub: sub.into(),
+                    name: Some(sub.into()),
+                    op,
+                    rooms: Vec::new(),
+                    exp: 2_000_000_000,
+                }),
+                address: Some("192.0.2.7".parse().unwrap()),
+            },
+            ..join(id, node)
+        }
+    }
+
+    /// A join carries the sign-in, so an operator on one node bans a user
+    /// of another on every replica: each removes it, each turns it away
+    /// when it comes back, and each leaves out a join ordered after the
+    /// ban.
+    #[test]
+    fn a_ban_by_an_operator_holds_on_every_replica() {
+        let entries = [
+            signed_in(1_000_000_001, "a", "olga", true),
+            signed_in(2_000_000_001, "b", "gus", false),
+            text(1_000_000_001, "/ban gus spam"),
+        ];
+        let mut replicas = [
+            Replica::new(limits(10), epoch()),
+            Replica::new(limits(10), epoch()),
+        ];
+        for replica in &mut replicas {
+            let mut out = Vec::new();
+            for (n, record) in entries.iter().enumerate() {
+                let at = StreamId {
+                    ms: n as u64 + 1,
+                    seq: 0,
+                };
+                replica.apply(at, n as u64 + 1, record.clone(), &mut out);
+            }
+            let removed = out.iter().any(|o| {
+                matches!(
+                    o,
+                    Output::Removed {
+                        to: 2_000_000_001,
+                        banned: true
+                    }
+                )
+            });
+            assert!(removed, "{out:?}");
+            let gus = signed_in(2_000_000_002, "b", "gus", false);
+            let refusal = replica.chat.admission(&gus.visitor, 10).unwrap_err();
+            assert_eq!(refusal, "banned");
+            // A join that was on its way when the ban was made is left out.
+            let at = StreamId { ms: 9, seq: 0 };
+            replica.apply(at, 9, gus, &mut out);
+            assert!(!replica.chat.contains(2_000_000_002));
+        }
     }
 
     /// Two replicas fed the same entries agree, and a text's id is its seq.
@@ -873,6 +1287,7 @@ mod tests {
             node: "n2".into(),
             ts: 11,
             rooms: Vec::new(),
+            visitor: Visitor::default(),
         });
         (first, second)
     }
@@ -939,7 +1354,7 @@ mod tests {
         let mut replica = Replica::new(limits(10), epoch());
         feed(&mut replica, 1, &first);
         let text_form = replica.snapshot();
-        assert!(text_form.starts_with("wschat-snapshot 3\n"), "{text_form}");
+        assert!(text_form.starts_with("wschat-snapshot 4\n"), "{text_form}");
         assert!(text_form.contains(r##"room {"type":"room","room":"#rust","topic":"borrowing""##));
         assert!(text_form.contains("client 3000000001 v1 n3  guest-3000000001\n"));
         let back = Replica::restore(&text_form, limits(10), &epoch()).unwrap();
@@ -965,6 +1380,126 @@ mod tests {
         assert!(format!("{:?}", out[0]).contains("nick_taken"));
     }
 
+    /// `/auth` with a token that makes the user an operator (and lists a
+    /// private room) reaches every replica: the user may `/kick` now, and
+    /// join the room.
+    #[test]
+    fn a_refreshed_sign_in_takes_the_new_tokens_role_and_rooms() {
+        let (olga, gus) = (1_000_000_001, 2_000_000_001);
+        let mut promoted = signed_in(olga, "a", "olga", true).visitor.identity.unwrap();
+        promoted.rooms = vec![room("#staff")];
+        promoted.exp = 2_000_000_100;
+        let refresh = Record {
+            action: Action::Refresh {
+                id: olga,
+                identity: Box::new(promoted),
+            },
+            ..text(olga, "")
+        };
+        let entries = [
+            signed_in(olga, "a", "olga", false),
+            signed_in(gus, "b", "gus", false),
+            text(olga, "/kick gus"),
+            refresh,
+            text(olga, "/kick gus"),
+        ];
+        let mut replica = Replica::new(limits(10), epoch());
+        let out = feed(&mut replica, 1, &entries);
+        let refused = out.iter().filter(|o| {
+            matches!(o, Output::Reply { to, event } if *to == olga && event.contains("not_allowed"))
+        });
+        assert_eq!(refused.count(), 1, "{out:?}");
+        assert!(out.contains(&Output::Removed {
+            to: gus,
+            banned: false
+        }));
+        assert!(
+            replica
+                .snapshot()
+                .contains(r#""sub":"olga","exp":2000000100"#)
+        );
+        assert!(
+            replica
+                .snapshot()
+                .contains(r##""op":true,"rooms":["#staff"]"##)
+        );
+    }
+
+    /// Version 4 keeps what the history file keeps of identity and
+    /// moderation (bans, mutes, owned names, private rooms, `/oplock`,
+    /// direct messages) and who each client is: a node that starts from
+    /// it holds the same bans and answers the same as the others.
+    #[test]
+    fn a_snapshot_keeps_sign_ins_bans_mutes_and_direct_messages() {
+        let (olga, ann, ann2, gus) = (1_000_000_001, 2_000_000_001, 2_000_000_002, 3_000_000_001);
+        let staff = |id| {
+            let mut record = signed_in(id, "b", "ann", false);
+            if let Some(identity) = &mut record.visitor.identity {
+                identity.rooms = vec![room("#staff")];
+            }
+            record
+        };
+        let entries = [
+            signed_in(olga, "a", "olga", true),
+            staff(ann),
+            staff(ann2),
+            signed_in(gus, "c", "gus", false),
+            text(olga, "/join #ops"),
+            text(olga, "/oplock #ops on"),
+            text(ann, "/msg olga hello olga"),
+            text(olga, "/ban gus 1h spam"),
+            text(olga, "/mute ann 1h"),
+            join(4_000_000_001, "d"),
+            text(4_000_000_001, "/join #lobby"),
+        ];
+        let mut replica = Replica::new(limits(10), epoch());
+        feed(&mut replica, 1, &entries);
+        let text_form = replica.snapshot();
+        for line in [
+            r##"identity {"type":"oplock","room":"#ops","on":true}"##,
+            r#"identity {"type":"owner","name":"ann","sub":"ann"}"#,
+            r##"identity {"type":"private","room":"#staff"}"##,
+            r#"identity {"type":"sanction","kind":"ban","target":{"sub":"gus"}"#,
+            r#"identity {"type":"sanction","kind":"mute","target":{"sub":"ann"}"#,
+            r#"identity {"type":"dm","pair":["ann","olga"]"#,
+            r##"user {"sub":"ann","id":2000000001,"nick":"ann","op":false,"rooms":["#staff"]}"##,
+            r#"visitor {"address":"192.0.2.7","sub":"ann","exp":2000000000}"#,
+            r##"operator {"room":"#ops","sub":"olga"}"##,
+            r##"operator {"room":"#lobby","id":4000000001}"##,
+        ] {
+            assert!(text_form.contains(line), "{line} in:\n{text_form}");
+        }
+        let mut back = Replica::restore(&text_form, limits(10), &epoch()).unwrap();
+        assert_eq!(back.snapshot(), text_form);
+        let gus_again = signed_in(3_000_000_002, "c", "gus", false);
+        assert!(back.chat.admission(&gus_again.visitor, 10).is_err());
+        // The same entries give the same outputs on both: ann is muted on
+        // both connections, olga hears the same user, the DM is kept.
+        let more = [
+            text(ann2, "can you hear me"),
+            text(olga, "/topic #ops mine"),
+            text(4_000_000_001, "/oplock #lobby on"),
+            signed_in(1_000_000_002, "a", "olga", true),
+        ];
+        let out = [feed(&mut replica, 100, &more), feed(&mut back, 100, &more)];
+        assert_eq!(out[0], out[1]);
+        let shown = format!("{:?}", out[0]);
+        assert!(
+            shown.contains("muted") && shown.contains("hello olga"),
+            "{shown}"
+        );
+        assert!(
+            back.snapshot()
+                .contains(r##"{"type":"oplock","room":"#lobby","on":true}"##)
+        );
+        // Redis losing its data forgets the rooms' messages; the direct
+        // message (no id, no epoch) stays, and still counts.
+        let direct_bytes = replica.chat.history_bytes();
+        replica.start_epoch(Epoch::parse("e2").unwrap());
+        assert_eq!(replica.chat.history_bytes(), direct_bytes);
+        assert!(direct_bytes > 0);
+    }
+
     /// A version 2 snapshot (one room) loads as `#main`; a newer format
     /// than this version knows is refused, saying so.
     #[test]
@@ -982,7 +1517,7 @@ mod tests {
         assert_eq!(back.chat.nick(1_000_000_001), Some("ann"));
         assert_eq!(back.members_of("b"), vec![2_000_000_001]);
         assert_eq!(back.last_seq, 6);
-        let newer = Replica::restore("wschat-snapshot 4\n", limits(10), &epoch()).unwrap_err();
+        let newer = Replica::restore("wschat-snapshot 5\n", limits(10), &epoch()).unwrap_err();
         assert!(newer.contains("newer"), "{newer}");
         let bad_room = "wschat-snapshot 3\nroom {\"type\":\"room\",\"room\":\"nope\"}\n";
         assert!(Replica::restore(bad_room, limits(10), &epoch()).is_err());

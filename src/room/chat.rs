@@ -398,6 +398,7 @@ impl Chat {
             Action::Text { id, text } => self.text(id, text, now_ms, out),
             Action::Binary { id, data } => self.binary(id, data, out),
             Action::Leave { id } => self.disconnect(id, now_ms, out),
+            Action::Refresh { id, identity } => self.refresh(id, *identity, out),
         }
     }
 }
@@ -406,7 +407,7 @@ mod membership;
 mod replication;
 mod speech;
 
-pub use replication::KeptClient;
+pub use replication::{KeptClient, KeptOperator, KeptUser};
 
 #[cfg(test)]
 mod tests;

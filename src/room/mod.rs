@@ -185,6 +185,12 @@ pub enum Action {
     Leave {
         id: ClientId,
     },
+    /// `/auth TOKEN` accepted by the reader: the connection's sign-in
+    /// now runs until the new token's `exp`, with its role and rooms.
+    Refresh {
+        id: ClientId,
+        identity: Box<Identity>,
+    },
 }
 
 /// A message's body: text or binary, as the client sent it.

@@ -200,6 +200,30 @@ impl Chat {
         }
     }
 
+    /// Connection `id` refreshed its sign-in (`/auth`) with a token for
+    /// the same user: its end moves on, and the newest token says what
+    /// the user may do (operator or not, which private rooms it may join
+    /// and see; rooms it is in already it stays in). A token for another
+    /// user is ignored (the reader refuses it first).
+    pub(super) fn refresh(&mut self, id: ClientId, identity: Identity, out: &mut Vec<Output>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.user.as_deref() != Some(identity.sub.as_str()) {
+            return;
+        }
+        client.exp = Some(identity.exp);
+        for room in &identity.rooms {
+            if self.private_rooms.insert(room.clone()) {
+                out.push(Output::Record(private_record(room).into()));
+            }
+        }
+        if let Some(user) = self.users.get_mut(identity.sub.as_str()) {
+            user.op = identity.op;
+            user.rooms = identity.rooms.into_iter().collect();
+        }
+    }
+
     /// Whether `name` is owned by a signed-in user other than `id`'s.
     pub(super) fn owned_by_other(&self, id: ClientId, name: &str) -> bool {
         let mine = self.clients.get(&id).and_then(|c| c.user.as_ref());

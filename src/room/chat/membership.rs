@@ -23,7 +23,10 @@ impl Chat {
     }
 
     /// [`Chat::connect`] for a client that may be signed in, from a known
-    /// address. The broadcaster has checked [`Chat::admission`] first.
+    /// address. The broadcaster has checked [`Chat::admission`] first; a
+    /// visitor a server-wide ban holds at `now` all the same is left out
+    /// (in cluster mode, a ban ordered between that check and the join:
+    /// every replica leaves it out alike, and its node answers 403).
     #[allow(clippy::too_many_arguments)]
     pub fn connect_as(
         &mut self,
@@ -36,7 +39,7 @@ impl Chat {
         out: &mut Vec<Output>,
     ) {
         self.now = self.now.max(now);
-        if self.clients.contains_key(&id) {
+        if self.clients.contains_key(&id) || self.admission(&visitor, now).is_err() {
             return;
         }
         let client = Client {

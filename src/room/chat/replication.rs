@@ -14,6 +14,32 @@ pub struct KeptClient {
     pub nick: String,
     /// The rooms it is in, in the order it entered them.
     pub rooms: Vec<RoomName>,
+    /// Its address, if known (what an address ban names).
+    pub address: Option<IpAddr>,
+    /// The signed-in user it belongs to (its `sub`), and when its token
+    /// expires.
+    pub user: Option<(String, i64)>,
+}
+
+/// A room's operator (its creator, until it is empty) as a cluster
+/// snapshot keeps it: a signed-in user, or a guest's one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptOperator {
+    User(String),
+    Guest(ClientId),
+}
+
+/// A signed-in user as a cluster snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptUser {
+    pub sub: String,
+    /// Its first connection's id: its `id` in events.
+    pub id: ClientId,
+    pub nick: String,
+    /// Its token says `"role":"op"`.
+    pub op: bool,
+    /// The private rooms its token lists.
+    pub rooms: Vec<RoomName>,
 }
 
 impl Chat {
@@ -44,22 +70,113 @@ impl Chat {
                 mode: c.mode,
                 nick: c.nick.clone(),
                 rooms: c.rooms.iter().map(|r| self.room(*r).name.clone()).collect(),
+                address: c.address,
+                user: c
+                    .user
+                    .as_ref()
+                    .zip(c.exp)
+                    .map(|(sub, exp)| (sub.to_string(), exp)),
             })
             .collect();
         kept.sort_unstable_by_key(|c| c.id);
         kept
     }
 
+    /// Every signed-in user, by `sub`.
+    pub fn kept_users(&self) -> Vec<KeptUser> {
+        let mut kept: Vec<KeptUser> = self
+            .users
+            .iter()
+            .map(|(sub, user)| KeptUser {
+                sub: sub.to_string(),
+                id: user.id,
+                nick: user.nick.clone(),
+                op: user.op,
+                rooms: user.rooms.iter().cloned().collect(),
+            })
+            .collect();
+        kept.sort_unstable_by(|a, b| a.sub.cmp(&b.sub));
+        kept
+    }
+
+    /// Puts a signed-in user back (loading a snapshot), before its
+    /// connections ([`Chat::restore_client`]); one without any is let go.
+    pub fn restore_user(&mut self, kept: KeptUser) {
+        let user = User {
+            id: kept.id,
+            nick: kept.nick,
+            op: kept.op,
+            rooms: kept.rooms.into_iter().collect(),
+            connections: BTreeSet::new(),
+        };
+        self.users.insert(kept.sub.as_str().into(), user);
+    }
+
+    /// Every room that has a room operator, with it, by room name.
+    pub fn room_operators(&self) -> Vec<(RoomName, KeptOperator)> {
+        self.by_name
+            .iter()
+            .filter_map(|(name, id)| {
+                let operator = match self.room(*id).operator.as_ref()? {
+                    Principal::User(sub) => KeptOperator::User(sub.to_string()),
+                    Principal::Guest(id) => KeptOperator::Guest(*id),
+                };
+                Some((name.clone(), operator))
+            })
+            .collect()
+    }
+
+    /// Gives the room `name` back its operator (loading a snapshot, after
+    /// its members); ignored for a room that does not exist.
+    pub fn restore_room_operator(&mut self, name: &RoomName, operator: KeptOperator) {
+        let Some(id) = self.room_id(name) else {
+            return;
+        };
+        self.room_mut(id).operator = Some(match operator {
+            KeptOperator::User(sub) => Principal::User(sub.as_str().into()),
+            KeptOperator::Guest(id) => Principal::Guest(id),
+        });
+    }
+
+    /// Lets go of the restored users none of whose connections came back.
+    pub fn drop_unconnected_users(&mut self) {
+        self.users.retain(|_, user| !user.connections.is_empty());
+    }
+
+    /// The newest time the chat was told (ms since the epoch).
+    pub fn latest_time(&self) -> u64 {
+        self.now
+    }
+
     /// Puts a client back without announcing it (loading a snapshot), in
-    /// those of its rooms that exist. False if its id or nickname is taken.
+    /// those of its rooms that exist, as a connection of its signed-in
+    /// user (restored first). False if its id is taken, or its nickname
+    /// by another than its user.
     pub fn restore_client(&mut self, kept: KeptClient) -> bool {
         let key = nick_key(&kept.nick);
         let guest = kept.nick == guest_nick(kept.id);
-        if self.clients.contains_key(&kept.id) || (!guest && self.nicks.contains_key(&key)) {
+        let user: Option<Arc<str>> = kept
+            .user
+            .as_ref()
+            .map(|(sub, _)| sub.as_str().into())
+            .filter(|sub| self.users.contains_key(sub));
+        let holder_is_mine = |chat: &Chat, holder: &ClientId| {
+            user.is_some()
+                && chat.clients.get(holder).and_then(|c| c.user.as_ref()) == user.as_ref()
+        };
+        let taken = self
+            .nicks
+            .get(&key)
+            .is_some_and(|holder| !holder_is_mine(self, holder));
+        if self.clients.contains_key(&kept.id) || (!guest && taken) {
             return false;
         }
         if !guest {
-            self.nicks.insert(key, kept.id);
+            self.nicks.entry(key).or_insert(kept.id);
+        }
+        if let Some(sub) = &user {
+            let connections = &mut self.users.get_mut(sub).expect("restored").connections;
+            connections.insert(kept.id);
         }
         let mut rooms = Vec::new();
         for name in &kept.rooms {
@@ -79,12 +196,9 @@ impl Chat {
             nick: kept.nick,
             mode: kept.mode,
             rooms,
-            // Cluster mode has guests only (it refuses `--auth`), and a
-            // replica needs no address: bans by address are not kept
-            // across nodes yet.
-            exp: None,
-            user: None,
-            address: None,
+            exp: user.as_ref().and(kept.user.as_ref()).map(|(_, exp)| *exp),
+            user,
+            address: kept.address,
         };
         self.clients.insert(kept.id, client);
         self.main_tail = None;
@@ -103,12 +217,15 @@ impl Chat {
 
     /// The histories were lost (cluster mode: Redis lost its data): every
     /// room forgets its kept messages and what follows is `epoch`. Rooms,
-    /// topics and members stay; ids are the caller's to restart.
+    /// topics, members, sign-ins, bans, mutes and direct messages stay;
+    /// ids are the caller's to restart.
     pub fn start_epoch(&mut self, epoch: Epoch) {
         for room in self.rooms.iter_mut().flatten() {
             room.history = History::new(self.limits.history);
         }
-        self.history_bytes = 0;
+        // Direct messages carry no ids, so no epoch: they are kept, and
+        // still count against the one budget.
+        self.history_bytes = self.direct.values().map(History::bytes).sum();
         self.evicted_through = 0;
         self.main_tail = None;
         self.epoch = epoch;

@@ -4,7 +4,7 @@
 //! server free of keep-alive bookkeeping keeps it easy to read.
 
 use crate::metrics::Metrics;
-use crate::protocol::handshake::{Rejection, Request, WEBSOCKET_VERSION};
+use crate::protocol::handshake::{Rejection, Request, WEBSOCKET_VERSION, percent_decode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -164,24 +164,6 @@ pub fn safe_segments(path: &str) -> Result<Vec<String>, &'static str> {
         segments.push(segment.to_string());
     }
     Ok(segments)
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed one.
-pub(crate) fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 pub fn content_type(name: &str) -> &'static str {

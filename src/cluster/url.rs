@@ -178,7 +178,7 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), UrlError> {
 /// Decodes `%XX` escapes; `None` for a malformed escape or a result that
 /// is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
-    String::from_utf8(crate::http::percent_decode(text)?).ok()
+    String::from_utf8(crate::protocol::handshake::percent_decode(text)?).ok()
 }
 
 /// Shows the URL with the password masked: safe for logs.

@@ -37,6 +37,34 @@ pub fn accept_key(key: &str) -> String {
     BASE64.encode(sha1.finalize())
 }
 
+/// `%XX` escapes in a request target decoded (RFC 3986 §2.1): the path,
+/// a query value (`?rooms=`), or a URL's user and password. `None` if an
+/// escape is malformed. The bytes may not be UTF-8; callers that want text
+/// check it.
+///
+/// ```
+/// use wschat::protocol::handshake::percent_decode;
+/// assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café".as_bytes());
+/// assert_eq!(percent_decode("%zz"), None);
+/// assert_eq!(percent_decode("50%"), None);
+/// ```
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 /// Finds the end of the request head: the index just past the blank line
 /// that ends it, or `None` if it has not arrived yet.
 ///

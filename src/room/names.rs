@@ -3,6 +3,7 @@
 //! ASCII (U+FF01–FF5E, as nicknames are folded), so that `#Rust` and
 //! `＃ｒｕｓｔ` name the one room `#rust`. Pure functions of a string.
 
+use crate::protocol::handshake::percent_decode;
 use std::fmt;
 use std::sync::Arc;
 
@@ -87,7 +88,9 @@ pub fn rooms_param(target: &str) -> Result<Option<Vec<RoomName>>, &'static str> 
     };
     let mut rooms: Vec<RoomName> = Vec::new();
     for item in value.split(',').filter(|item| !item.is_empty()) {
-        let decoded = percent_decode(item).ok_or("rooms: a bad percent escape")?;
+        let decoded = percent_decode(item)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or("rooms: a bad percent escape")?;
         let with_hash = if decoded.starts_with('#') || decoded.starts_with('＃') {
             decoded
         } else {
@@ -101,25 +104,6 @@ pub fn rooms_param(target: &str) -> Result<Option<Vec<RoomName>>, &'static str> 
         }
     }
     Ok(Some(rooms))
-}
-
-/// `%XX` escapes decoded (RFC 3986 §2.1); `None` if one is malformed or
-/// the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -247,11 +247,24 @@ fn admit<'a>(
     if let Some(inspectors) = &ctx.inspect
         && inspect::is_endpoint(request.path())
     {
-        // The inspector serves its own connections, off the chat's books.
+        // The inspector serves its own connections, off the chat's books,
+        // but each holds a place of its address, as a chat or echo client
+        // does: one address cannot take every inspector place. A refusal
+        // is counted as theirs are, by limit and by status.
         let (head, buffered) = head.bytes.split_at(head.len);
-        if let Err(rejection) =
-            inspect::serve(stream, &request, head, buffered, inspectors, &ctx.config)
-        {
+        let take_place = || {
+            take_address_place(remote, ctx)
+                .inspect_err(|rejection| ctx.metrics.rejection(rejection.status))
+        };
+        if let Err(rejection) = inspect::serve(
+            stream,
+            &request,
+            head,
+            buffered,
+            inspectors,
+            &ctx.config,
+            take_place,
+        ) {
             log::warn!("Rejected inspector handshake from {remote}: {rejection}");
             finish_http(stream, &rejection.response());
         }
@@ -407,6 +420,17 @@ fn chat_rooms(target: &str, service: Service, ctx: &Context) -> Result<Vec<RoomN
     }
 }
 
+/// Holds a place of the client's address under `--max-clients-per-ip`
+/// for one WebSocket connection (chat, echo or the inspector's), or 429.
+fn take_address_place(remote: Remote, ctx: &Context) -> Result<Option<AddressPlace>, Rejection> {
+    ctx.address_limits
+        .take(Hold::Client, remote.client)
+        .map_err(|_| {
+            ctx.metrics.refused(Refusal::ClientsPerAddress);
+            Rejection::new(429, CLIENTS_PER_ADDRESS)
+        })
+}
+
 /// Holds a place under `--max-clients-per-ip`, then under `--max-clients`
 /// (and the thread budget), and numbers the client. The [`Registration`]
 /// gives the places back however the connection ends.
@@ -416,13 +440,7 @@ fn take_places(
     compressed: bool,
     ctx: &Context,
 ) -> Result<Registration<'_>, Rejection> {
-    let address_place = ctx
-        .address_limits
-        .take(Hold::Client, remote.client)
-        .map_err(|_| {
-            ctx.metrics.refused(Refusal::ClientsPerAddress);
-            Rejection::new(429, CLIENTS_PER_ADDRESS)
-        })?;
+    let address_place = take_address_place(remote, ctx)?;
     let current = ctx.metrics.connections_current.fetch_add(1, Relaxed) as usize;
     let full = if current >= ctx.config.max_clients {
         Some((Refusal::MaxClients, "server full (--max-clients reached)"))

@@ -250,7 +250,7 @@ Options:
   --echo-max-message-bytes N  largest /echo message, in bytes {echo_max} [default: {DEFAULT_ECHO_MAX_MESSAGE_BYTES}]
   --history N                 chat messages kept per room for newcomers {history} [default: {DEFAULT_HISTORY}]
   --history-file PATH         append messages to PATH and reload them on start
-  --max-clients N             WebSocket connections at once {max_clients} [default: {DEFAULT_MAX_CLIENTS}]
+  --max-clients N             chat and /echo WebSocket connections at once {max_clients} [default: {DEFAULT_MAX_CLIENTS}]
   --max-clients-per-ip N      WebSocket connections from one client address {per_ip}
                               [default: {DEFAULT_MAX_CLIENTS_PER_IP}; loopback addresses exempt unless given]
   --max-pending-per-ip N      connections from one address still sending their head {pending}

@@ -247,11 +247,24 @@ fn admit<'a>(
     if let Some(inspectors) = &ctx.inspect
         && inspect::is_endpoint(request.path())
     {
-        // The inspector serves its own connections, off the chat's books.
+        // The inspector serves its own connections, off the chat's books,
+        // but each holds a place of its address, as a chat or echo client
+        // does: one address cannot take every inspector place. A refusal
+        // is counted as theirs are, by limit and by status.
         let (head, buffered) = head.bytes.split_at(head.len);
-        if let Err(rejection) =
-            inspect::serve(stream, &request, head, buffered, inspectors, &ctx.config)
-        {
+        let take_place = || {
+            take_address_place(remote, ctx)
+                .inspect_err(|rejection| ctx.metrics.rejection(rejection.status))
+        };
+        if let Err(rejection) = inspect::serve(
+            stream,
+            &request,
+            head,
+            buffered,
+            inspectors,
+            &ctx.config,
+            take_place,
+        ) {
             log::warn!("Rejected inspector handshake from {remote}: {rejection}");
             finish_http(stream, &rejection.response());
         }
@@ -407,6 +420,17 @@ fn chat_rooms(target: &str, service: Service, ctx: &Context) -> Result<Vec<RoomN
     }
 }
 
+/// Holds a place of the client's address under `--max-clients-per-ip`
+/// for one WebSocket connection (chat, echo or the inspector's), or 429.
+fn take_address_place(remote: Remote, ctx: &Context) -> Result<Option<AddressPlace>, Rejection> {
+    ctx.address_limits
+        .take(Hold::Client, remote.client)
+        .map_err(|_| {
+            ctx.metrics.refused(Refusal::ClientsPerAddress);
+            Rejection::new(429, CLIENTS_PER_ADDRESS)
+        })
+}
+
 /// Holds a place under `--max-clients-per-ip`, then under `--max-clients`
 /// (and the thread budget), and numbers the client. The [`Registration`]
 /// gives the places back however the connection ends.
@@ -416,13 +440,7 @@ fn take_places(
     compressed: bool,
     ctx: &Context,
 ) -> Result<Registration<'_>, Rejection> {
-    let address_place = ctx
-        .address_limits
-        .take(Hold::Client, remote.client)
-        .map_err(|_| {
-            ctx.metrics.refused(Refusal::ClientsPerAddress);
-            Rejection::new(429, CLIENTS_PER_ADDRESS)
-        })?;
+    let address_place = take_address_place(remote, ctx)?;
     let current = ctx.metrics.connections_current.fetch_add(1, Relaxed) as usize;
     let full = if current >= ctx.config.max_clients {
         Some((Refusal::MaxClients, "server full (--max-clients reached)"))
@@ -1212,10 +1230,13 @@ fn wait_for_input(
     }
     let released = stack.release();
     debug_assert!(released, "madvise refused a stack range");
-    match stream.peek(&mut [0u8; 1]) {
-        Ok(_) => Ok(()), // a byte, or the end: read_message tells which
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-        Err(e) => Err(ReadError::Io(e)),
+    loop {
+        match stream.peek(&mut [0u8; 1]) {
+            Ok(_) => return Ok(()), // a byte, or the end: read_message tells which
+            // A signal is not input: wait on, still holding no buffer.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadError::Io(e)),
+        }
     }
 }
 
@@ -1228,5 +1249,86 @@ fn ended_by_delivery(ending: Ending) -> Outcome {
         // Nothing could be sent: no Close, so 1006 (§7.1.5).
         Ending::WriteFailed => (1006, "write failed".into()),
         Ending::Stopped => (1006, "delivery stopped".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::process::{Command, Stdio};
+
+    const CHILD: &str = "WSCHAT_TEST_INTERRUPTED_PEEK_CHILD";
+    const NAME: &str = "connection::tests::an_interrupted_wait_for_input_waits_on";
+    /// What the child prints (after the harness's "test NAME ... ") as it
+    /// starts to wait.
+    const WAITING: &str = "child waiting for input";
+
+    /// Linux interrupts a socket read that has a timeout (SO_RCVTIMEO)
+    /// with EINTR when the process is stopped and continued, even with no
+    /// signal handler (signal(7)). The test runs itself again as a child
+    /// process, which waits for input on an idle socket; this process
+    /// stops and continues it a few times. The wait must end only with
+    /// its timeout, not return early as if a byte had come.
+    #[test]
+    fn an_interrupted_wait_for_input_waits_on() {
+        if std::env::var_os(CHILD).is_some() {
+            return wait_idle_in_child();
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let started = stdout
+            .by_ref()
+            .lines()
+            .any(|line| line.unwrap().ends_with(WAITING));
+        assert!(started, "the child ended before it waited");
+        let pid = child.id().to_string();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(100));
+            for signal in ["-STOP", "-CONT"] {
+                let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+                assert!(status.success(), "kill {signal} {pid}");
+            }
+        }
+        // Read on to the end: a closed pipe would fail the child's output.
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the child: {status}: {rest}");
+    }
+
+    fn wait_idle_in_child() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        const STACK: usize = 256 * 1024;
+        let result = std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(move || {
+                let stack = IdleStack::here(STACK);
+                let messages = MessageReader::new(&server, Role::Server, 1024);
+                println!("{WAITING}");
+                match wait_for_input(&server, &messages, &stack) {
+                    Ok(()) => "returned as if input had come".to_string(),
+                    Err(ReadError::Io(e)) => format!("{:?}", e.kind()),
+                    Err(e) => e.to_string(),
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            result == "WouldBlock" || result == "TimedOut",
+            "the idle wait ended with: {result}"
+        );
     }
 }

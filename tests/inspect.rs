@@ -7,15 +7,21 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
+use wschat::config::PerAddressLimit;
 use wschat::inspect::{
     INSPECTOR_BUSY, MAX_BACKLOG, MAX_FRAME_SHOWN, MAX_FRAMES_PER_SECOND, MAX_INSPECT_MESSAGE,
     MAX_INSPECTED, REDACTED,
 };
+use wschat::metrics::{REFUSAL_LIMITS, REJECTION_STATUSES};
 use wschat::protocol::OpCode;
 use wschat::protocol::deflate::{Inflater, compress_message};
 use wschat::protocol::message::Message;
+
+/// A second client address on this machine (see `connect_from`).
+const IP_2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// RFC 6455 §5.7's masked "Hello": its key, and the frame as sent.
 const RFC_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -435,6 +441,78 @@ fn connections_at_once_are_bounded() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+/// `--max-clients-per-ip` counts the inspector's connections (the
+/// inspected one and its feed) with the address's chat and echo ones, and
+/// refuses past it as it refuses those: 429 and the same reason. Given
+/// explicitly, the limit counts loopback addresses too, so 127.0.0.1 and
+/// 127.0.0.2 are two client addresses.
+#[test]
+fn the_inspectors_connections_count_under_max_clients_per_ip() {
+    let server = start_with(|c| c.max_clients_per_ip = PerAddressLimit::everywhere(2));
+    let addr = server.addr();
+    let over_the_limit = "\r\n\r\ntoo many connections from this address (--max-clients-per-ip)\n";
+    // Counted as a chat or echo refusal is: by limit and by status.
+    let refused_now = || {
+        let metrics = server.metrics();
+        let by_limit = REFUSAL_LIMITS
+            .iter()
+            .position(|&l| l == "clients_per_address")
+            .map(|i| metrics.refusals[i].load(Relaxed));
+        let by_status = REJECTION_STATUSES
+            .iter()
+            .position(|&s| s == 429)
+            .map(|i| metrics.rejections[i].load(Relaxed));
+        assert_eq!(by_limit, by_status);
+        by_limit.unwrap()
+    };
+    // An inspected connection and its feed: both places of 127.0.0.1.
+    let first = open(addr, "", "");
+    for path in ["/inspect/ws", "/echo"] {
+        let refused = http_exchange(addr, handshake_request(addr, path, "").as_bytes());
+        assert_eq!(status_of(&refused), 429, "{path}: {refused}");
+        assert!(refused.ends_with(over_the_limit), "{path}: {refused}");
+    }
+    assert_eq!(refused_now(), 2);
+    // Another address is counted apart.
+    let request = handshake_request(addr, "/inspect/ws", "");
+    let from_other = Client::over(connect_from(IP_2, addr), request.as_bytes());
+    // The inspector's places are given back when its connections end.
+    drop(first);
+    let echo = eventually_connected(addr, "/echo");
+    // An echo and an inspected connection: the feed is over the limit,
+    // and refused before it uses up its key, so it can come back.
+    let mut conn = Client::connect(addr, "/inspect/ws", &[]);
+    let hello: Value = serde_json::from_str(&conn.recv_text()).unwrap();
+    let feed_path = format!(
+        "/inspect/feed?conn={}&key={}",
+        hello["inspect"]["conn"],
+        hello["inspect"]["key"].as_str().unwrap()
+    );
+    let refused = http_exchange(addr, handshake_request(addr, &feed_path, "").as_bytes());
+    assert_eq!(status_of(&refused), 429, "{refused}");
+    assert!(refused.ends_with(over_the_limit), "{refused}");
+    assert_eq!(refused_now(), 3);
+    echo.close();
+    let mut feed = eventually_connected(addr, &feed_path);
+    let Message::Text(report) = feed.recv_data() else {
+        panic!("a report")
+    };
+    assert!(report.contains("\"type\":\"hello\""), "{report}");
+    drop((conn, from_other));
+}
+
+/// A client on `path`, once the server has freed a place for it.
+fn eventually_connected(addr: SocketAddr, path: &str) -> Client {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match Client::try_connect(addr, path, &[]) {
+            Ok(client) => return client,
+            Err(e) => assert!(Instant::now() < deadline, "{path}: no place freed: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -483,6 +483,25 @@ fn the_page_and_the_http_endpoints() {
 }
 
 #[test]
+fn a_malformed_percent_escape_in_the_path_is_400_with_its_reason() {
+    let server = start();
+    let addr = server.addr();
+    // `%` must be followed by exactly two hex digits: a sign is not one
+    // (`%+1` once passed as 0x01), and neither is an escape cut short.
+    for path in ["/%zz", "/%+1", "/%-1", "/%+a.html", "/%2", "/a%1g"] {
+        let response = http_exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status_of(&response), 400, "{path}: {response}");
+        assert!(
+            response.ends_with("\r\n\r\nmalformed percent-encoding in path\n"),
+            "{path}: {response}"
+        );
+    }
+}
+
+#[test]
 fn www_directory_is_served_and_never_escaped() {
     let dir = std::env::temp_dir().join(format!("wschat-test-www-{}", std::process::id()));
     let www = dir.join("www");

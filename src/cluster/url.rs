@@ -270,6 +270,8 @@ mod tests {
             ("redis://h/1/2", "database must be"),
             ("redis://user@h", "user without a password"),
             ("redis://:p%zzsecret@h", "bad %-escape in the password"),
+            ("redis://:p%+1secret@h", "bad %-escape in the password"),
+            ("redis://u%-1:secret@h", "bad %-escape in the user name"),
             ("redis://[::1", "closing ']'"),
             ("redis://[::1]x", "expected ':'"),
             ("redis://h h", "invalid host"),

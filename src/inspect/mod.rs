@@ -176,13 +176,18 @@ pub fn answer_http(request: &Request<'_>, files: &StaticFiles, on: bool) -> Opti
 /// the handshake (refused with a status where it must be), then the
 /// inspected connection's read loop or the feed's. `buffered` is what the
 /// client sent behind its request head; `head` is the head as received.
-pub fn serve(
+/// `take_place` takes the connection's place under the caller's limits
+/// (its address's, `--max-clients-per-ip`), held until the connection
+/// ends; it is called once the handshake is valid, before a feed uses up
+/// its key or an inspected connection takes one of [`MAX_INSPECTED`].
+pub fn serve<Held>(
     stream: &TcpStream,
     request: &Request<'_>,
     head: &[u8],
     buffered: &[u8],
     inspectors: &Inspectors,
     config: &crate::config::Config,
+    take_place: impl FnOnce() -> Result<Held, Rejection>,
 ) -> Result<(), Rejection> {
     let upgrade = request.validate_upgrade()?;
     if !access::origin_allowed(upgrade.origin, upgrade.host, &config.allow_origins) {
@@ -191,6 +196,7 @@ pub fn serve(
             "origin not allowed (see --allow-origin)",
         ));
     }
+    let _place = take_place()?;
     if request.path() == FEED_PATH {
         let session = query(request.target, "conn")
             .and_then(|id| id.parse().ok())

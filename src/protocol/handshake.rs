@@ -38,8 +38,9 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// `%XX` escapes in a request target decoded (RFC 3986 §2.1): the path,
-/// a query value (`?rooms=`), or a URL's user and password. `None` if an
-/// escape is malformed. The bytes may not be UTF-8; callers that want text
+/// a query value (`?rooms=`), or a URL's user and password. An escape is
+/// `%` and exactly two hex digits, either case; `None` if any escape is
+/// anything else. The bytes may not be UTF-8; callers that want text
 /// check it.
 ///
 /// ```
@@ -47,6 +48,7 @@ pub fn accept_key(key: &str) -> String {
 /// assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café".as_bytes());
 /// assert_eq!(percent_decode("%zz"), None);
 /// assert_eq!(percent_decode("50%"), None);
+/// assert_eq!(percent_decode("%+1"), None); // a sign is not a hex digit
 /// ```
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
@@ -54,8 +56,10 @@ pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let &[high, low] = bytes.get(i + 1..i + 3)? else {
+                return None;
+            };
+            out.push((hex_digit(high)? << 4) | hex_digit(low)?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -63,6 +67,12 @@ pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The value of one ASCII hex digit. Not `u8::from_str_radix`, which also
+/// takes a leading `+` (so `%+1` would pass as 0x01).
+fn hex_digit(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
 }
 
 /// Finds the end of the request head: the index just past the blank line
@@ -418,6 +428,23 @@ mod tests {
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn a_percent_escape_is_exactly_two_hex_digits() {
+        assert_eq!(
+            percent_decode("%41%7a%7A%00%ff%FF").unwrap(),
+            b"Azz\0\xff\xff"
+        );
+        assert_eq!(percent_decode("a+b").unwrap(), b"a+b"); // '+' alone is itself
+        // A sign, a space or a non-hex byte where a digit belongs; an escape
+        // cut short. from_str_radix took "+1" as 1.
+        for bad in [
+            "%+1", "%+f", "%-1", "% 1", "%1 ", "%1+", "%g0", "%0g", "%zz", "%", "%1", "x%",
+            "%\u{e9}", "%1\u{e9}",
+        ] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -177,5 +177,14 @@ mod tests {
         ] {
             assert!(rooms_param(bad).is_err(), "{bad}");
         }
+        // A malformed escape is named as such, not taken for a control
+        // character that then fails as a room name.
+        for bad in ["/?rooms=a%2", "/?rooms=%zz", "/?rooms=%+1", "/?rooms=a,%-1"] {
+            assert_eq!(
+                rooms_param(bad),
+                Err("rooms: a bad percent escape"),
+                "{bad}"
+            );
+        }
     }
 }

@@ -407,6 +407,10 @@ pub struct MessageReader<R> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read filled the buffer: more is waiting, so the next read
+    /// gets a bigger one, unless that "more" was a large frame's payload,
+    /// which goes straight into the message instead.
+    read_was_full: bool,
 }
 
 impl<R: Read> MessageReader<R> {
@@ -424,6 +428,7 @@ impl<R: Read> MessageReader<R> {
             buf: buffered.to_vec(),
             start: 0,
             end: buffered.len(),
+            read_was_full: false,
         }
     }
 
@@ -453,6 +458,7 @@ impl<R: Read> MessageReader<R> {
             // Everything buffered is decoded (what is left is at most part
             // of a header), so a frame's payload comes next if any does.
             if self.start == self.end && self.decoder.direct_payload_due().is_some() {
+                self.read_was_full = false;
                 if let Some(message) = self.decoder.read_payload(&mut self.inner)? {
                     return Ok(message);
                 }
@@ -476,20 +482,18 @@ impl<R: Read> MessageReader<R> {
         }
         if self.buf.len() < INITIAL_READ_BUFFER {
             self.buf.resize(INITIAL_READ_BUFFER, 0);
-        } else if self.end == self.buf.len() && self.buf.len() < MAX_READ_BUFFER {
+        } else if (self.read_was_full || self.end == self.buf.len())
+            && self.buf.len() < MAX_READ_BUFFER
+        {
+            // A full read means more is waiting: read bigger this time.
             self.buf.resize(self.buf.len() * 2, 0);
         }
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(ReadError::Eof),
                 Ok(n) => {
-                    let filled = self.end + n == self.buf.len();
+                    self.read_was_full = self.end + n == self.buf.len();
                     self.end += n;
-                    if filled && self.buf.len() < MAX_READ_BUFFER {
-                        // A full read means more is waiting: read bigger next time.
-                        let doubled = (self.buf.len() * 2).min(MAX_READ_BUFFER);
-                        self.buf.resize(doubled, 0);
-                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1020,6 +1024,44 @@ mod tests {
                 assert!(reader.buf.len() < MAX_READ_BUFFER, "{}", reader.buf.len());
             }
         }
+    }
+
+    #[test]
+    fn large_frames_one_after_another_keep_the_read_buffer_small() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Vec::new();
+        for _ in 0..8 {
+            bytes.extend(masked(true, OpCode::Binary, &payload));
+        }
+        let source = Trickle {
+            bytes: &bytes,
+            piece: usize::MAX,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        let (messages, end) = read_all(&mut reader);
+        assert_eq!(messages, vec![Message::Binary(payload); 8]);
+        assert!(matches!(end, ReadError::Eof));
+        // Each frame's first read filled the buffer, but what waited was
+        // that frame's payload, read into the message: no reason to grow.
+        assert_eq!(reader.buf.len(), INITIAL_READ_BUFFER);
+
+        // Whereas a burst of small frames grows it: each full read
+        // doubles the next, so many frames come per read.
+        let mut bytes = Vec::new();
+        for i in 0..10_000u32 {
+            bytes.extend(masked(true, OpCode::Text, i.to_string().as_bytes()));
+        }
+        let source = Trickle {
+            bytes: &bytes,
+            piece: usize::MAX,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        let (messages, _) = read_all(&mut reader);
+        assert_eq!(messages.len(), 10_000);
+        assert_eq!(reader.buf.len(), MAX_READ_BUFFER);
+        assert!(reader.inner.calls < 10, "{} reads", reader.inner.calls);
     }
 
     #[test]

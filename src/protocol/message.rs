@@ -233,6 +233,72 @@ impl MessageDecoder {
         }
     }
 
+    /// How many payload bytes are still due in the frame being read, if
+    /// it is a data frame and at least [`MIN_DIRECT_READ`] of them are: a
+    /// reader may then put them straight into the message with
+    /// [`MessageDecoder::read_payload`].
+    pub fn direct_payload_due(&self) -> Option<usize> {
+        let frame = self.frame.as_ref()?;
+        let due = frame.remaining as usize;
+        (!frame.header.opcode.is_control() && due >= MIN_DIRECT_READ).then_some(due)
+    }
+
+    /// Reads the rest of the frame being read, as reported by
+    /// [`MessageDecoder::direct_payload_due`], from `source` straight into
+    /// the message: the kernel copies the bytes to where the message keeps
+    /// them, and they are unmasked and checked there, with no read buffer
+    /// in between. Returns the message if this frame ended it.
+    ///
+    /// What arrived before an error (a read timeout, the stream's end) is
+    /// kept, unmasked and checked as if it came through
+    /// [`MessageDecoder::decode`]; a later call, or `decode`, continues
+    /// after it.
+    pub fn read_payload<R: Read>(&mut self, source: R) -> Result<Option<Message>, ReadError> {
+        let due = self.direct_payload_due().unwrap_or(0);
+        self.grow_data(due);
+        let from = self.data.len();
+        // `read_to_end` hands the socket the vector's spare capacity, so
+        // no byte is zeroed or copied first; `take` stops it at the frame's
+        // end. Capacity for all of `due` is reserved, so it never grows.
+        let read = source.take(due as u64).read_to_end(&mut self.data);
+        let got = self.data.len() - from;
+        let message = self.payload_arrived(from)?;
+        match read {
+            Err(e) => Err(ReadError::Io(e)),
+            Ok(_) if got < due => Err(ReadError::Eof),
+            Ok(_) => Ok(message),
+        }
+    }
+
+    /// Unmasks and checks the payload bytes of the frame being read that
+    /// were put at `data[from..]`, and finishes the frame (and the message,
+    /// if the frame has FIN) when they were the last.
+    fn payload_arrived(&mut self, from: usize) -> Result<Option<Message>, ProtocolError> {
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(None);
+        };
+        let chunk = &mut self.data[from..];
+        if let Some(key) = frame.header.mask {
+            apply_mask(chunk, key, frame.done);
+        }
+        frame.remaining -= chunk.len() as u64;
+        frame.done += chunk.len();
+        if self.open == Some(OpCode::Text) && !self.compressed {
+            self.utf8
+                .feed(chunk)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if frame.remaining > 0 {
+            return Ok(None);
+        }
+        let fin = frame.header.fin;
+        self.frame = None;
+        if fin {
+            return self.finish_data().map(Some);
+        }
+        Ok(None)
+    }
+
     fn finish_control(&mut self, opcode: OpCode) -> Result<Message, ProtocolError> {
         let payload = std::mem::take(&mut self.control);
         Ok(match opcode {
@@ -315,8 +381,17 @@ pub const INITIAL_READ_BUFFER: usize = 2 * 1024;
 /// Large enough that a burst of frames is parsed many per `read` call.
 pub const MAX_READ_BUFFER: usize = 64 * 1024;
 
+/// The smallest rest of a data frame that [`MessageReader`] reads straight
+/// into the message rather than through its read buffer. Below it, the
+/// read buffer wins: one read call may bring several frames, where a read
+/// that stops at a frame's end needs another call for the next header.
+/// Above it, the copy out of the read buffer costs more than that call.
+pub const MIN_DIRECT_READ: usize = 16 * 1024;
+
 /// Reads messages from any `Read`: pulls large chunks, decodes as many
 /// frames from each as it holds, and keeps partial frames between calls.
+/// The payload of a large frame (at least [`MIN_DIRECT_READ`] still to
+/// come once its header is read) goes straight into the message instead.
 ///
 /// ```
 /// use wschat::protocol::message::{Message, MessageReader, Role};
@@ -332,6 +407,10 @@ pub struct MessageReader<R> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read filled the buffer: more is waiting, so the next read
+    /// gets a bigger one, unless that "more" was a large frame's payload,
+    /// which goes straight into the message instead.
+    read_was_full: bool,
 }
 
 impl<R: Read> MessageReader<R> {
@@ -349,6 +428,7 @@ impl<R: Read> MessageReader<R> {
             buf: buffered.to_vec(),
             start: 0,
             end: buffered.len(),
+            read_was_full: false,
         }
     }
 
@@ -375,6 +455,15 @@ impl<R: Read> MessageReader<R> {
                     return Ok(message);
                 }
             }
+            // Everything buffered is decoded (what is left is at most part
+            // of a header), so a frame's payload comes next if any does.
+            if self.start == self.end && self.decoder.direct_payload_due().is_some() {
+                self.read_was_full = false;
+                if let Some(message) = self.decoder.read_payload(&mut self.inner)? {
+                    return Ok(message);
+                }
+                continue;
+            }
             self.fill()?;
         }
     }
@@ -393,20 +482,18 @@ impl<R: Read> MessageReader<R> {
         }
         if self.buf.len() < INITIAL_READ_BUFFER {
             self.buf.resize(INITIAL_READ_BUFFER, 0);
-        } else if self.end == self.buf.len() && self.buf.len() < MAX_READ_BUFFER {
+        } else if (self.read_was_full || self.end == self.buf.len())
+            && self.buf.len() < MAX_READ_BUFFER
+        {
+            // A full read means more is waiting: read bigger this time.
             self.buf.resize(self.buf.len() * 2, 0);
         }
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(ReadError::Eof),
                 Ok(n) => {
-                    let filled = self.end + n == self.buf.len();
+                    self.read_was_full = self.end + n == self.buf.len();
                     self.end += n;
-                    if filled && self.buf.len() < MAX_READ_BUFFER {
-                        // A full read means more is waiting: read bigger next time.
-                        let doubled = (self.buf.len() * 2).min(MAX_READ_BUFFER);
-                        self.buf.resize(doubled, 0);
-                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -866,5 +953,195 @@ mod tests {
             assert_eq!(reader.read_message().unwrap(), Message::Text(i.to_string()));
         }
         assert!(matches!(reader.read_message(), Err(ReadError::Eof)));
+    }
+
+    /// A socket stand-in: hands out `bytes` at most `piece` at a time and,
+    /// unless `piece` is `usize::MAX`, times out (`WouldBlock`) on every
+    /// third call, as a read timeout would.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        piece: usize,
+        calls: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.piece != usize::MAX && self.calls.is_multiple_of(3) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = out.len().min(self.piece).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// Reads every message, retrying after the timeouts, until the end.
+    fn read_all(reader: &mut MessageReader<Trickle<'_>>) -> (Vec<Message>, ReadError) {
+        let mut messages = Vec::new();
+        loop {
+            match reader.read_message() {
+                Ok(message) => messages.push(message),
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(end) => return (messages, end),
+            }
+        }
+    }
+
+    /// Text of `len` bytes with two- and three-byte characters, so that
+    /// pieces split characters.
+    fn long_text(len: usize) -> String {
+        let mut text = String::new();
+        while text.len() < len {
+            text.push_str("a\u{e9}\u{20ac}b");
+        }
+        text
+    }
+
+    #[test]
+    fn a_large_frame_goes_into_the_message_not_the_read_buffer() {
+        let text = long_text(300_000);
+        let mut bytes = masked(true, OpCode::Text, text.as_bytes());
+        bytes.extend(masked(true, OpCode::Text, b"after"));
+        for piece in [7_001, usize::MAX] {
+            let source = Trickle {
+                bytes: &bytes,
+                piece,
+                calls: 0,
+            };
+            let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+            let (messages, end) = read_all(&mut reader);
+            assert_eq!(
+                messages,
+                vec![Message::Text(text.clone()), Message::Text("after".into())]
+            );
+            assert!(matches!(end, ReadError::Eof));
+            if piece == usize::MAX {
+                // The payload did not pass through the read buffer: with
+                // every read filled, 300 KB through it would have grown
+                // it to its largest.
+                assert!(reader.buf.len() < MAX_READ_BUFFER, "{}", reader.buf.len());
+            }
+        }
+    }
+
+    #[test]
+    fn large_frames_one_after_another_keep_the_read_buffer_small() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Vec::new();
+        for _ in 0..8 {
+            bytes.extend(masked(true, OpCode::Binary, &payload));
+        }
+        let source = Trickle {
+            bytes: &bytes,
+            piece: usize::MAX,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        let (messages, end) = read_all(&mut reader);
+        assert_eq!(messages, vec![Message::Binary(payload); 8]);
+        assert!(matches!(end, ReadError::Eof));
+        // Each frame's first read filled the buffer, but what waited was
+        // that frame's payload, read into the message: no reason to grow.
+        assert_eq!(reader.buf.len(), INITIAL_READ_BUFFER);
+
+        // Whereas a burst of small frames grows it: each full read
+        // doubles the next, so many frames come per read.
+        let mut bytes = Vec::new();
+        for i in 0..10_000u32 {
+            bytes.extend(masked(true, OpCode::Text, i.to_string().as_bytes()));
+        }
+        let source = Trickle {
+            bytes: &bytes,
+            piece: usize::MAX,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        let (messages, _) = read_all(&mut reader);
+        assert_eq!(messages.len(), 10_000);
+        assert_eq!(reader.buf.len(), MAX_READ_BUFFER);
+        assert!(reader.inner.calls < 10, "{} reads", reader.inner.calls);
+    }
+
+    #[test]
+    fn large_fragments_with_a_ping_between_are_one_message() {
+        let text = long_text(100_000);
+        let (first, second) = text.as_bytes().split_at(50_001); // inside a character
+        let mut bytes = masked(false, OpCode::Text, first);
+        bytes.extend(masked(true, OpCode::Ping, b"p"));
+        bytes.extend(masked(true, OpCode::Continuation, second));
+        let big_binary: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+        bytes.extend(masked(true, OpCode::Binary, &big_binary));
+        let source = Trickle {
+            bytes: &bytes,
+            piece: 65_536,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        let (messages, end) = read_all(&mut reader);
+        assert_eq!(
+            messages,
+            vec![
+                Message::Ping(b"p".to_vec()),
+                Message::Text(text),
+                Message::Binary(big_binary)
+            ]
+        );
+        assert!(matches!(end, ReadError::Eof));
+    }
+
+    #[test]
+    fn a_large_frame_cut_short_or_invalid_is_refused() {
+        let text = long_text(100_000);
+        let bytes = masked(true, OpCode::Text, text.as_bytes());
+        let cut = Trickle {
+            bytes: &bytes[..bytes.len() - 1],
+            piece: 9_000,
+            calls: 0,
+        };
+        let (messages, end) = read_all(&mut MessageReader::new(cut, Role::Server, 1 << 20));
+        assert!(messages.is_empty());
+        assert!(matches!(end, ReadError::Eof));
+
+        let mut bad = text.into_bytes();
+        bad[80_000] = 0xff;
+        let bytes = masked(true, OpCode::Text, &bad);
+        let source = Trickle {
+            bytes: &bytes,
+            piece: 9_000,
+            calls: 0,
+        };
+        let (_, end) = read_all(&mut MessageReader::new(source, Role::Server, 1 << 20));
+        assert!(matches!(
+            end,
+            ReadError::Protocol(ProtocolError::InvalidUtf8)
+        ));
+    }
+
+    #[test]
+    fn a_large_compressed_message_is_read_whole_then_inflated() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let compressed = crate::protocol::deflate::compress_message(&noise);
+        assert!(compressed.len() > MIN_DIRECT_READ);
+        let bytes = masked_rsv1(true, OpCode::Binary, &compressed);
+        let source = Trickle {
+            bytes: &bytes,
+            piece: 5_000,
+            calls: 0,
+        };
+        let mut reader = MessageReader::new(source, Role::Server, 1 << 20);
+        reader.enable_deflate();
+        let (messages, end) = read_all(&mut reader);
+        assert_eq!(messages, vec![Message::Binary(noise)]);
+        assert!(matches!(end, ReadError::Eof));
     }
 }

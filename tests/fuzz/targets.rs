@@ -14,7 +14,7 @@ use wschat::json;
 use wschat::protocol::deflate::{self, Inflater, extension};
 use wschat::protocol::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use wschat::protocol::handshake::{self, Request};
-use wschat::protocol::{Message, MessageDecoder, ProtocolError, Role};
+use wschat::protocol::{Message, MessageDecoder, MessageReader, ProtocolError, ReadError, Role};
 use wschat::room::{self, Action, Chat, Epoch, Input, Limits, Mode, Output, Payload};
 
 #[path = "zlib_oracle.rs"]
@@ -106,6 +106,48 @@ fn decode_messages(pieces: &[&[u8]], role: Role, max_message: usize, deflate: bo
     (messages, None)
 }
 
+/// What a [`MessageReader`] made of `pieces`, each handed out by one read
+/// call (a read may take less than a piece holds): a payload large enough
+/// is read straight into its message, past the decoder's input, so this
+/// checks that path against the decoder's.
+fn read_messages(pieces: &[&[u8]], role: Role, max_message: usize, deflate: bool) -> Decoded {
+    struct Pieces<'a> {
+        pieces: std::slice::Iter<'a, &'a [u8]>,
+        current: &'a [u8],
+    }
+    impl std::io::Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            while self.current.is_empty() {
+                match self.pieces.next() {
+                    Some(piece) => self.current = piece,
+                    None => return Ok(0),
+                }
+            }
+            let n = out.len().min(self.current.len());
+            out[..n].copy_from_slice(&self.current[..n]);
+            self.current = &self.current[n..];
+            Ok(n)
+        }
+    }
+    let source = Pieces {
+        pieces: pieces.iter(),
+        current: &[],
+    };
+    let mut reader = MessageReader::new(source, role, max_message);
+    if deflate {
+        reader.enable_deflate();
+    }
+    let mut messages = Vec::new();
+    loop {
+        match reader.read_message() {
+            Ok(message) => messages.push(message),
+            Err(ReadError::Protocol(error)) => return (messages, Some(error)),
+            Err(ReadError::Eof) => return (messages, None),
+            Err(ReadError::Io(error)) => panic!("a slice does not fail: {error}"),
+        }
+    }
+}
+
 /// The frame header parser, and the message decoder fed in random pieces.
 ///
 /// Input: a settings byte (bit 0: RSV1 allowed / deflate negotiated, bit
@@ -155,6 +197,12 @@ pub fn frames(data: &[u8]) {
     let pieces = Pieces::new(u16::from_le_bytes([seed_low, seed_high])).cut(stream);
     let in_pieces = decode_messages(&pieces, role, max_message, deflate);
     assert_eq!(at_once, in_pieces);
+    // The reader on top of it, large payloads read around its buffer.
+    assert_eq!(at_once, read_messages(&pieces, role, max_message, deflate));
+    assert_eq!(
+        at_once,
+        read_messages(&[stream], role, max_message, deflate)
+    );
     for message in &at_once.0 {
         match message {
             Message::Text(text) => assert!(text.len() <= max_message),

@@ -546,6 +546,20 @@ mod tests {
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
+    /// `len` bytes with nothing to match (xorshift64): compressed, they
+    /// are larger than they were.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
     fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         encode_frame_into(&mut out, fin, opcode, payload, Some(KEY));
@@ -864,16 +878,7 @@ mod tests {
         // A message of exactly the limit that does not compress is larger
         // compressed, and still accepted; past the compressed bound, the
         // header alone is refused.
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                // xorshift64: bytes with nothing to match
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let noise = noise(4096);
         let stored = crate::protocol::deflate::compress_message(&noise);
         assert!(stored.len() > 4096);
         let mut frame = masked_rsv1(true, OpCode::Binary, &stored);
@@ -1121,15 +1126,7 @@ mod tests {
 
     #[test]
     fn a_large_compressed_message_is_read_whole_then_inflated() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let noise = noise(200_000);
         let compressed = crate::protocol::deflate::compress_message(&noise);
         assert!(compressed.len() > MIN_DIRECT_READ);
         let bytes = masked_rsv1(true, OpCode::Binary, &compressed);

@@ -37,15 +37,16 @@ use std::time::{Duration, Instant};
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stack for connection threads. Only touched pages cost memory, and
 /// nothing large lives on the stack (the request head and its header list
-/// are on the heap), so an idle connection uses two pages of it. The size
-/// is reserve for the rare deep paths: a panic with RUST_BACKTRACE=full
-/// symbolises the backtrace on this stack (40 KiB suffice), and the
-/// first inflate of a fixed-Huffman block builds the fixed tables on the
-/// stack of the thread that needs them (a 27 KiB frame in a release
-/// build; a debug build needs over 104 KiB). The reservation is not free:
-/// the page tables cover all of it, one 4 KiB table per 2 MiB of stacks,
-/// about 0.5 KiB per client at this size (0.17 KiB at 64 KiB).
-pub const READER_STACK: usize = 256 * 1024;
+/// are on the heap, and so are the inflater's decoding tables), so an
+/// idle connection uses two pages of it. The size is reserve for the
+/// rare deep paths: a signed-in handshake, or a compressed message with
+/// dynamic Huffman codes (at most 28 KiB of stack touched in a debug
+/// build, where frames are largest, over the sign-in, compression and
+/// server tests), or a panic with RUST_BACKTRACE=full, which symbolises
+/// the backtrace on this stack. The reservation is not free: the page
+/// tables cover all of it, one 4 KiB table per 2 MiB of stacks, about
+/// 0.17 KiB per client at this size (0.5 KiB at 256 KiB).
+pub const READER_STACK: usize = 64 * 1024;
 /// How much of the request head is read per `read` call. Over 1 KiB on
 /// purpose: glibc keeps freed blocks up to 1 KiB in a per-thread cache,
 /// where they would stay for the life of the (mostly idle) thread.

@@ -37,15 +37,16 @@ use std::time::{Duration, Instant};
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stack for connection threads. Only touched pages cost memory, and
 /// nothing large lives on the stack (the request head and its header list
-/// are on the heap), so an idle connection uses two pages of it. The size
-/// is reserve for the rare deep paths: a panic with RUST_BACKTRACE=full
-/// symbolises the backtrace on this stack (40 KiB suffice), and the
-/// first inflate of a fixed-Huffman block builds the fixed tables on the
-/// stack of the thread that needs them (a 27 KiB frame in a release
-/// build; a debug build needs over 104 KiB). The reservation is not free:
-/// the page tables cover all of it, one 4 KiB table per 2 MiB of stacks,
-/// about 0.5 KiB per client at this size (0.17 KiB at 64 KiB).
-pub const READER_STACK: usize = 256 * 1024;
+/// are on the heap, and so are the inflater's decoding tables), so an
+/// idle connection uses two pages of it. The size is reserve for the
+/// rare deep paths: a signed-in handshake, or a compressed message with
+/// dynamic Huffman codes (at most 28 KiB of stack touched in a debug
+/// build, where frames are largest, over the sign-in, compression and
+/// server tests), or a panic with RUST_BACKTRACE=full, which symbolises
+/// the backtrace on this stack. The reservation is not free: the page
+/// tables cover all of it, one 4 KiB table per 2 MiB of stacks, about
+/// 0.17 KiB per client at this size (0.5 KiB at 256 KiB).
+pub const READER_STACK: usize = 64 * 1024;
 /// How much of the request head is read per `read` call. Over 1 KiB on
 /// purpose: glibc keeps freed blocks up to 1 KiB in a per-thread cache,
 /// where they would stay for the life of the (mostly idle) thread.
@@ -166,6 +167,14 @@ struct Admitted<'a> {
 /// run its read loop, finish. `address_place` is its address's pending
 /// place, taken by the accept loop. A step that refuses the connection has
 /// answered it already.
+///
+/// An idle client waits for its next byte here, in a frame next to the
+/// thread's first, rather than below the read loop's calls: every deeper
+/// page of the stack is then given back (see idle_stack.rs), and an idle
+/// thread keeps two pages of stack, the fewest it can (glibc's thread
+/// control block and static TLS take the top one and spill onto the
+/// next). The read loop's state lives in this frame too, on the second
+/// page, which is resident anyway: on the heap it would cost more.
 pub fn handle(
     stream: TcpStream,
     peer: SocketAddr,
@@ -176,12 +185,20 @@ pub fn handle(
     let stream = Arc::new(stream);
     // Bound in this order so that, if the read loop panics, the reader
     // (which then sends 1011) is dropped before the registration leaves.
-    let Some((registration, buffered, mut reader)) = open(&stream, peer, address_place, &ctx)
-    else {
+    let Some((registration, read_loop)) = open(&stream, peer, address_place, &ctx) else {
         return;
     };
-    let (code, reason) = reader.run(&stream, &buffered, stack);
-    finish(&stream, reader, registration, code, &reason);
+    let mut read_loop = ReadLoop::start(read_loop, &stream);
+    let (code, reason) = loop {
+        if let Err(outcome) = read_loop.until_idle() {
+            break outcome;
+        }
+        let waited = wait_for_input(&stream, stack);
+        if let Some(outcome) = read_loop.after_wait(waited) {
+            break outcome;
+        }
+    };
+    finish(&stream, read_loop, registration, code, &reason);
 }
 
 /// Steps 1 to 3. Not inlined: the handshake's locals (the request, its
@@ -193,7 +210,7 @@ fn open<'a>(
     peer: SocketAddr,
     address_place: Option<AddressPlace>,
     ctx: &'a Arc<Context>,
-) -> Option<(Registration<'a>, Vec<u8>, Reader)> {
+) -> Option<(Registration<'a>, (Reader, Vec<u8>))> {
     let _ = stream.set_nodelay(true);
     let head = read_request(stream, peer, address_place, ctx)?;
     let admitted = admit(stream, peer, head, ctx)?;
@@ -487,7 +504,7 @@ fn register<'a>(
     stream: &Arc<TcpStream>,
     admitted: Admitted<'a>,
     ctx: &Arc<Context>,
-) -> Option<(Registration<'a>, Vec<u8>, Reader)> {
+) -> Option<(Registration<'a>, (Reader, Vec<u8>))> {
     let Admitted {
         remote,
         service,
@@ -570,7 +587,7 @@ fn register<'a>(
         tokens: RateLimiter::new(ctx.config.rate_limit),
         signed_in,
     };
-    Some((registration, buffered, reader))
+    Some((registration, (reader, buffered)))
 }
 
 /// What a chat client that was not taken in is owed.
@@ -628,10 +645,12 @@ fn join_room(
     }
 }
 
-/// Step 5: ends a connection whose read loop is over.
+/// Step 5: ends a connection whose read loop is over. Not inlined: its
+/// scratch buffer stays out of `handle`'s frame.
+#[inline(never)]
 fn finish(
     stream: &TcpStream,
-    reader: Reader,
+    read_loop: ReadLoop,
     mut registration: Registration,
     code: u16,
     reason: &str,
@@ -647,7 +666,7 @@ fn finish(
     // queued (the answer to a client that sent Close and then shut its
     // half, §5.5.1) and what was queued before it are written first,
     // within CLOSE_WRITE_DEADLINE, and then TCP is closed.
-    drop(reader);
+    drop(read_loop);
     // The reason may carry a client's close reason.
     log::info!("Connection closed: ({id}) {code} {}", Untrusted(reason));
 }
@@ -924,77 +943,123 @@ impl Drop for Reader {
 /// How a connection ended, for the log: the close code and reason.
 type Outcome = (u16, String);
 
-impl Reader {
-    /// Step 4, the read loop: runs until the connection closes, and
-    /// returns the close code and reason for the log.
+/// Step 4, the read loop, as the state it keeps between messages: a
+/// client's reader, its frame reader, and how many ping intervals in a
+/// row it has been silent. Its calls return to `handle` whenever the
+/// client has gone idle, and `handle` waits for the next byte.
+struct ReadLoop<'s> {
+    reader: Reader,
+    messages: MessageReader<&'s TcpStream>,
+    silent_intervals: u32,
+    /// Whether the read timeout was cut short to the sign-in's end, so
+    /// that a timeout then is not a silent interval.
+    shortened: bool,
+}
+
+impl<'s> ReadLoop<'s> {
+    /// Starts reading frames: `buffered` is what the client sent right
+    /// behind its handshake.
     #[inline(never)]
-    fn run(&mut self, stream: &TcpStream, buffered: &[u8], stack: &IdleStack) -> Outcome {
-        let max = match self.service {
-            Service::Echo => self.ctx.config.echo_max_message_bytes,
-            Service::Chat(_) => self.ctx.config.max_message_bytes,
+    fn start((reader, buffered): (Reader, Vec<u8>), stream: &'s TcpStream) -> ReadLoop<'s> {
+        let max = match reader.service {
+            Service::Echo => reader.ctx.config.echo_max_message_bytes,
+            Service::Chat(_) => reader.ctx.config.max_message_bytes,
         };
-        let _ = stream.set_read_timeout(Some(self.ctx.config.ping_interval));
-        let mut messages = MessageReader::with_buffered(stream, Role::Server, max, buffered);
-        if self.deflate.is_some() {
+        let _ = stream.set_read_timeout(Some(reader.ctx.config.ping_interval));
+        let mut messages = MessageReader::with_buffered(stream, Role::Server, max, &buffered);
+        if reader.deflate.is_some() {
             // RSV1 now marks a compressed message; `max` bounds its
             // inflated size, checked while inflating (RFC 7692 §8).
             messages.enable_deflate();
         }
-        let mut silent_intervals = 0;
+        ReadLoop {
+            reader,
+            messages,
+            silent_intervals: 0,
+            shortened: false,
+        }
+    }
+
+    /// Reads and acts on messages until the client must be waited for
+    /// with nothing buffered (`Ok`: the caller waits, then calls
+    /// [`ReadLoop::after_wait`]), or the connection ends (`Err`, with the
+    /// close code and reason for the log).
+    #[inline(never)]
+    fn until_idle(&mut self) -> Result<(), Outcome> {
         loop {
-            // Backpressure: while this client's private backlog is over
-            // its cap, read nothing more from it.
-            self.replies.wait_for_room();
-            if let Some(ending) = self.replies.ending() {
-                break ended_by_delivery(ending);
+            self.before_wait()?;
+            if !self.messages.holds_buffer() {
+                return Ok(());
             }
-            // A signed-in client's read waits no longer than its sign-in
-            // lasts: then it is closed, unless `/auth` moved the end on.
-            let shortened = match self.sign_in_left() {
-                Some(left) if left.is_zero() => break self.sign_in_expired(),
-                Some(left) if left < self.ctx.config.ping_interval => {
-                    let _ = stream.set_read_timeout(Some(left));
-                    true
-                }
-                Some(_) => {
-                    let _ = stream.set_read_timeout(Some(self.ctx.config.ping_interval));
-                    false
-                }
-                None => false,
-            };
-            match wait_for_input(stream, &messages, stack).and_then(|()| messages.read_message()) {
-                Ok(message) => {
-                    silent_intervals = 0;
-                    // An idle client's only message, the answer to the
-                    // ping sent after a silent interval: give the buffer
-                    // back now rather than at the end of the next one.
-                    let quiet = matches!(message, Message::Pong(_));
-                    if let Some(outcome) = self.on_message(message) {
-                        break outcome;
-                    }
-                    if quiet {
-                        messages.release_if_drained();
-                    }
-                }
-                Err(ReadError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if shortened {
-                        continue; // the sign-in's end, not a silent interval
-                    }
-                    silent_intervals += 1;
-                    if let Some(outcome) = self.on_silence(silent_intervals) {
-                        break outcome;
-                    }
-                }
-                Err(error) => break self.on_read_error(error),
+            if let Some(outcome) = self.after_wait(Ok(())) {
+                return Err(outcome);
             }
         }
     }
 
+    /// What comes before each read: backpressure, then the read timeout.
+    fn before_wait(&mut self) -> Result<(), Outcome> {
+        let reader = &self.reader;
+        // Backpressure: while this client's private backlog is over
+        // its cap, read nothing more from it.
+        reader.replies.wait_for_room();
+        if let Some(ending) = reader.replies.ending() {
+            return Err(ended_by_delivery(ending));
+        }
+        // A signed-in client's read waits no longer than its sign-in
+        // lasts: then it is closed, unless `/auth` moved the end on.
+        let stream = self.messages.get_ref();
+        let ping_interval = reader.ctx.config.ping_interval;
+        self.shortened = match reader.sign_in_left() {
+            Some(left) if left.is_zero() => return Err(reader.sign_in_expired()),
+            Some(left) if left < ping_interval => {
+                let _ = stream.set_read_timeout(Some(left));
+                true
+            }
+            Some(_) => {
+                let _ = stream.set_read_timeout(Some(ping_interval));
+                false
+            }
+            None => false,
+        };
+        Ok(())
+    }
+
+    /// Reads the next message once input has come (`waited` is how the
+    /// wait for it ended) and acts on it; `Some` when the connection ends.
+    #[inline(never)]
+    fn after_wait(&mut self, waited: Result<(), ReadError>) -> Option<Outcome> {
+        match waited.and_then(|()| self.messages.read_message()) {
+            Ok(message) => {
+                self.silent_intervals = 0;
+                // An idle client's only message, the answer to the
+                // ping sent after a silent interval: give the buffer
+                // back now rather than at the end of the next one.
+                let quiet = matches!(message, Message::Pong(_));
+                let outcome = self.reader.on_message(message);
+                if outcome.is_none() && quiet {
+                    self.messages.release_if_drained();
+                }
+                outcome
+            }
+            Err(ReadError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if self.shortened {
+                    return None; // the sign-in's end, not a silent interval
+                }
+                self.silent_intervals += 1;
+                self.reader.on_silence(self.silent_intervals)
+            }
+            Err(error) => Some(self.reader.on_read_error(error)),
+        }
+    }
+}
+
+impl Reader {
     /// How long the sign-in lasts from now, if the client signed in.
     fn sign_in_left(&self) -> Option<Duration> {
         let signed_in = self.signed_in.as_ref()?;
@@ -1216,18 +1281,12 @@ impl Reader {
     }
 }
 
-/// An idle client holds no read buffer (thousands may be idle): until
-/// its next byte comes, its reader waits with `peek`, which needs none.
-/// Nor does it keep the stack pages that the handshake, or the last
-/// burst of messages, went down into (see idle_stack.rs).
-fn wait_for_input(
-    stream: &TcpStream,
-    messages: &MessageReader<&TcpStream>,
-    stack: &IdleStack,
-) -> Result<(), ReadError> {
-    if messages.holds_buffer() {
-        return Ok(());
-    }
+/// Waits for an idle client's next byte. An idle client holds no read
+/// buffer (thousands may be idle): `peek` needs none. Nor does it keep
+/// the stack pages that the handshake, or the last burst of messages,
+/// went down into (see idle_stack.rs): called from `handle`, near the
+/// top of the thread's stack, this frees all but the top pages.
+fn wait_for_input(stream: &TcpStream, stack: &IdleStack) -> Result<(), ReadError> {
     let released = stack.release();
     debug_assert!(released, "madvise refused a stack range");
     loop {

@@ -24,7 +24,7 @@ const PAGE: usize = 4096;
 /// storage above its first frame (about 4 KiB with glibc), and the
 /// runtime's start-up frames come before the recording one. The
 /// `the_recorded_top_is_near_the_stack_top` test checks it.
-const TOP_RESERVE: usize = 32 * 1024;
+const TOP_RESERVE: usize = 16 * 1024;
 /// Kept below the caller's frame: this function's own frame and the
 /// `madvise` stub's return address are there (the x86-64 red zone is
 /// 128 bytes).
@@ -89,7 +89,10 @@ mod tests {
     use super::*;
 
     /// A connection thread's stack size (`READER_STACK`).
-    const STACK: usize = 256 * 1024;
+    const STACK: usize = 64 * 1024;
+    /// How deep the release test goes: well into the released range,
+    /// which starts `TOP_RESERVE` above the stack's bottom.
+    const DEPTH: usize = STACK - 2 * TOP_RESERVE;
 
     /// The mapping of this process (start, end) that holds `address`,
     /// and its resident KiB, from /proc/self/smaps.
@@ -159,7 +162,7 @@ mod tests {
                 let stack = IdleStack::here(STACK);
                 let mut live = [7u8; 2048];
                 std::hint::black_box(&mut live);
-                std::hint::black_box(go_deep(96 * 1024));
+                std::hint::black_box(go_deep(DEPTH));
                 let (_, _, before) = mapping_of(stack.top);
                 assert!(stack.release());
                 let (_, _, after) = mapping_of(stack.top);
@@ -172,9 +175,13 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        assert!(before >= 96, "the deep call touched only {before} KiB");
+        let depth_kib = DEPTH as u64 / 1024;
         assert!(
-            after + 64 <= before,
+            before >= depth_kib,
+            "the deep call touched only {before} KiB"
+        );
+        assert!(
+            after + depth_kib - 8 <= before,
             "{before} KiB resident before, {after} KiB after"
         );
         assert!(

@@ -731,3 +731,46 @@ fn no_part_of_a_token_reaches_the_log() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The block type (RFC 1951 §3.2.3) of a compressed message's first
+/// block: 1 fixed Huffman codes, 2 dynamic ones.
+fn first_block_type(compressed: &[u8]) -> u8 {
+    (compressed[0] >> 1) & 0b11
+}
+
+/// The deepest paths a connection thread takes fit in its stack
+/// (`READER_STACK`), in a debug build too, where frames are largest: a
+/// signed-in handshake (the token's signature checked on the connection's
+/// thread), then compressed messages, one with dynamic Huffman codes (the
+/// reader builds their decoding tables) and one with the fixed codes.
+/// Over the stack, the whole test process would abort.
+#[test]
+fn a_signed_in_client_compressed_messages_fit_the_reader_stack() {
+    use wschat::protocol::deflate::compress_message;
+    use wschat::protocol::frame::{OpCode, RSV1};
+    let server = auth_server(AuthMode::Required, |_| {});
+    let addr = server.addr();
+    let (mut reader, _) = v1(addr, Some(&token("u-rea", "rea", json!({}))));
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    let request = handshake_request(
+        addr,
+        "/",
+        &format!("{}{offer}", offers(Some(&token("u-dee", "dee", json!({}))))),
+    );
+    let mut sender = Client::over(connect_from(LOCAL, addr), request.as_bytes());
+    assert!(
+        sender.response.contains("permessage-deflate"),
+        "{}",
+        sender.response
+    );
+    let long: String = (0..300).map(|i| format!("{} ", i * 7919 % 1000)).collect();
+    let long = format!("dynamic {long}");
+    for (text, block_type) in [(long.as_str(), 2), ("fixed, short", 1)] {
+        let compressed = compress_message(text.as_bytes());
+        assert_eq!(first_block_type(&compressed), block_type, "{text}");
+        sender.send_raw(&frame(true, RSV1, OpCode::Text.as_u8(), &compressed, true));
+        let event = next(&mut reader, "message");
+        assert_eq!(event["text"], text);
+        assert_eq!(nick(&event["from"]), "dee");
+    }
+}

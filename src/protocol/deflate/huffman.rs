@@ -245,11 +245,15 @@ fn reversed(code: u32, len: u32) -> usize {
 /// makes the same tables). Each entry also says what the symbol means
 /// (literal, length base and extra bits, ...), so the decoder does one
 /// lookup per symbol.
+///
+/// The entries are on the heap, allocated there directly (the
+/// literal/length table is 10 KiB): a table never passes through a stack
+/// frame, so the threads that inflate can have small stacks.
 #[derive(Debug, Clone)]
 pub struct DecodeTable<const ROOT: u32, const SIZE: usize> {
     root: u32,
     /// Zeros until built; `build` writes every entry a lookup can reach.
-    entries: [Entry; SIZE],
+    entries: Box<[Entry; SIZE]>,
 }
 
 /// What fills a table before it is built, and an incomplete code's
@@ -259,18 +263,19 @@ const NO_SYMBOL: Entry = Entry::new(Entry::INVALID, 0, 0).with_bits(1);
 impl<const ROOT: u32, const SIZE: usize> DecodeTable<ROOT, SIZE> {
     /// A table that decodes nothing: every lookup gives a pattern with no
     /// symbol.
-    pub const fn empty() -> Self {
-        DecodeTable {
-            root: 0,
-            entries: [NO_SYMBOL; SIZE],
-        }
+    pub fn empty() -> Self {
+        Self::filled(NO_SYMBOL)
     }
 
     /// Zeros, for `build` to fill (cheaper to allocate than `empty`).
-    pub const fn unbuilt() -> Self {
+    pub fn unbuilt() -> Self {
+        Self::filled(Entry(0))
+    }
+
+    fn filled(entry: Entry) -> Self {
         DecodeTable {
             root: 0,
-            entries: [Entry(0); SIZE],
+            entries: vec![entry; SIZE].try_into().expect("SIZE entries"),
         }
     }
 

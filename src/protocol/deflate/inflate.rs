@@ -461,9 +461,9 @@ impl Inflater {
         }
         let mut out = Output::new(compressed.len().saturating_mul(4), limit);
         let mut input = BitReader::new(compressed);
-        // A dynamic block's codes, rebuilt for each such block (on the
-        // heap: 13 KiB).
-        let mut dynamic: Option<Box<(LitLenTable, DistTable)>> = None;
+        // A dynamic block's codes, rebuilt for each such block (their
+        // entries, 13 KiB, are on the heap).
+        let mut dynamic: Option<(LitLenTable, DistTable)> = None;
         while !input.at_end() {
             let last = input.bits(1)? == 1;
             match input.bits(2)? {
@@ -473,9 +473,8 @@ impl Inflater {
                     huffman_block(&mut input, &mut out, self.max_distance, codes)?;
                 }
                 2 => {
-                    let codes = dynamic.get_or_insert_with(|| {
-                        Box::new((LitLenTable::unbuilt(), DistTable::unbuilt()))
-                    });
+                    let codes = dynamic
+                        .get_or_insert_with(|| (LitLenTable::unbuilt(), DistTable::unbuilt()));
                     read_dynamic_tables(&mut input, codes)?;
                     huffman_block(&mut input, &mut out, self.max_distance, codes)?;
                 }

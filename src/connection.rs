@@ -1369,14 +1369,12 @@ mod tests {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        const STACK: usize = 256 * 1024;
         let result = std::thread::Builder::new()
-            .stack_size(STACK)
+            .stack_size(READER_STACK)
             .spawn(move || {
-                let stack = IdleStack::here(STACK);
-                let messages = MessageReader::new(&server, Role::Server, 1024);
+                let stack = IdleStack::here(READER_STACK);
                 println!("{WAITING}");
-                match wait_for_input(&server, &messages, &stack) {
+                match wait_for_input(&server, &stack) {
                     Ok(()) => "returned as if input had come".to_string(),
                     Err(ReadError::Io(e)) => format!("{:?}", e.kind()),
                     Err(e) => e.to_string(),

@@ -42,8 +42,23 @@ pub fn host_allowed(host: &str, bound_to_loopback: bool, allowed: &[String]) -> 
     let Some((name, _port)) = split_host_port(host, 0) else {
         return false;
     };
-    // A fully qualified `localhost.` is the same name.
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    // A fully qualified `localhost.` is the same name. Lower-cased on the
+    // stack when it fits a DNS name (RFC 1035 §2.3.4): on a connection's
+    // thread, a freed block stays cached for the connection's life.
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let mut stack = [0u8; 255];
+    let lowered: String;
+    let name = match stack.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(lower).expect("ASCII case changes keep UTF-8")
+        }
+        None => {
+            lowered = name.to_ascii_lowercase();
+            &lowered
+        }
+    };
     if is_loopback_name(&name) {
         return true;
     }

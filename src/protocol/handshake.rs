@@ -31,10 +31,24 @@ pub const WEBSOCKET_VERSION: &str = "13";
 /// );
 /// ```
 pub fn accept_key(key: &str) -> String {
+    String::from_utf8_lossy(&accept_key_bytes(key)).into_owned()
+}
+
+/// Length of a `Sec-WebSocket-Accept` value: a 20-byte SHA-1 in base64.
+const ACCEPT_KEY_LEN: usize = 28;
+
+/// [`accept_key`] without an allocation: on a connection's thread, a
+/// freed block stays cached by the allocator for the connection's life.
+fn accept_key_bytes(key: &str) -> [u8; ACCEPT_KEY_LEN] {
     let mut sha1 = Sha1::new();
     sha1.update(key.as_bytes());
     sha1.update(WEBSOCKET_GUID.as_bytes());
-    BASE64.encode(sha1.finalize())
+    let mut encoded = [0u8; ACCEPT_KEY_LEN];
+    let written = BASE64
+        .encode_slice(sha1.finalize(), &mut encoded)
+        .expect("20 bytes are 28 in base64");
+    debug_assert_eq!(written, ACCEPT_KEY_LEN);
+    encoded
 }
 
 /// `%XX` escapes in a request target decoded (RFC 3986 §2.1): the path,
@@ -350,7 +364,9 @@ pub struct Upgrade<'a> {
 
 /// §4.1: the key is a base64-encoded random 16-byte value (24 characters).
 fn is_valid_key(key: &str) -> bool {
-    key.len() == 24 && BASE64.decode(key).is_ok_and(|bytes| bytes.len() == 16)
+    // Decoded into the stack: no allocation (see `accept_key_bytes`).
+    let mut bytes = [0u8; 18];
+    key.len() == 24 && BASE64.decode_slice(key, &mut bytes) == Ok(16)
 }
 
 /// RFC 9110 §5.6.2 `tchar`: what a method or header name may contain.
@@ -400,7 +416,8 @@ pub fn response_101_with_extensions(
     response.push_str(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
-    response.push_str(&accept_key(key));
+    let accept = accept_key_bytes(key);
+    response.push_str(std::str::from_utf8(&accept).expect("base64 is ASCII"));
     response.push_str("\r\n");
     if let Some(protocol) = protocol {
         response.push_str("Sec-WebSocket-Protocol: ");

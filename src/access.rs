@@ -59,15 +59,13 @@ pub fn host_allowed(host: &str, bound_to_loopback: bool, allowed: &[String]) -> 
             &lowered
         }
     };
-    if is_loopback_name(&name) {
+    if is_loopback_name(name) {
         return true;
     }
     if allowed.is_empty() {
         return !bound_to_loopback;
     }
-    allowed
-        .iter()
-        .any(|pattern| matches_pattern(&name, pattern))
+    allowed.iter().any(|pattern| matches_pattern(name, pattern))
 }
 
 /// `localhost`, a subdomain of it (RFC 6761 §6.3 keeps them all on

@@ -1016,8 +1016,12 @@ impl<'s> ReadLoop<'s> {
                 let _ = stream.set_read_timeout(Some(left));
                 true
             }
+            // Back to the ping interval, if it was cut short: it stays
+            // set between reads, so no system call per message.
             Some(_) => {
-                let _ = stream.set_read_timeout(Some(ping_interval));
+                if self.shortened {
+                    let _ = stream.set_read_timeout(Some(ping_interval));
+                }
                 false
             }
             None => false,

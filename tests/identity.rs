@@ -572,10 +572,12 @@ fn an_expired_sign_in_closes_and_a_refresh_keeps_the_connection() {
     let server = auth_server(AuthMode::Optional, |_| {});
     let addr = server.addr();
     let leeway = wschat::auth::jwt::LEEWAY_SECONDS as u64;
-    // Runs out about a second from now.
+    // Runs out two to three seconds from now (`exp` is in whole seconds):
+    // time enough for bob's three `/auth` exchanges below on a busy
+    // machine, before his first token runs out.
     let short = |sub: &str| {
         token_with(
-            json!({"sub": sub, "name": sub, "exp": now() - leeway + 1}),
+            json!({"sub": sub, "name": sub, "exp": now() - leeway + 3}),
             KEY,
         )
     };

@@ -1094,6 +1094,13 @@ fn a_v1_client_that_never_reads_its_errors_is_pushed_back_not_dropped() {
     // Once it reads, every error it was sent comes, each short.
     asker.stream.set_write_timeout(None).unwrap();
     let mut errors = 0;
+    // It reads now, with a receive buffer a reader would have: a 4 KiB
+    // window, under loopback's 64 KiB segment size, can leave TCP pacing
+    // the transfer by its timers (about 200 errors a second was seen once,
+    // and the server then dropped the client as stalled).
+    socket2::SockRef::from(&asker.stream)
+        .set_recv_buffer_size(1 << 20)
+        .unwrap();
     // Read until every error has come (a loaded machine may pause the
     // server longer than a short timeout); a missing one ends it at 5 s.
     asker

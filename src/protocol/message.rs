@@ -237,7 +237,7 @@ impl MessageDecoder {
     /// it is a data frame and at least [`MIN_DIRECT_READ`] of them are: a
     /// reader may then put them straight into the message with
     /// [`MessageDecoder::read_payload`].
-    pub fn direct_payload_due(&self) -> Option<usize> {
+    fn direct_payload_due(&self) -> Option<usize> {
         let frame = self.frame.as_ref()?;
         let due = frame.remaining as usize;
         (!frame.header.opcode.is_control() && due >= MIN_DIRECT_READ).then_some(due)
@@ -253,7 +253,7 @@ impl MessageDecoder {
     /// kept, unmasked and checked as if it came through
     /// [`MessageDecoder::decode`]; a later call, or `decode`, continues
     /// after it.
-    pub fn read_payload<R: Read>(&mut self, source: R) -> Result<Option<Message>, ReadError> {
+    fn read_payload<R: Read>(&mut self, source: R) -> Result<Option<Message>, ReadError> {
         let due = self.direct_payload_due().unwrap_or(0);
         self.grow_data(due);
         let from = self.data.len();
